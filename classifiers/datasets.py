@@ -1,0 +1,157 @@
+"""Labelled text files: JSONL (the ../shared/datasets format) or CSV.
+
+JSONL: one object per line with ``text``, ``label`` and optionally ``split``
+(train / val / test) and ``weight``. CSV: a header row with ``text`` and
+``label`` columns, optionally ``split`` and ``weight``. Errors name the file and
+line.
+
+:func:`with_splits` makes sure train, val and test exist: a file without a test
+split gets a stratified 20 % test carved out, one without val gets a stratified
+val carved out of train, both deterministic (seeded) and group-aware (identical
+texts always land in the same split).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from worker.exceptions import DatasetError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    label: str
+    split: str | None = None
+    weight: float = 1.0
+
+
+@dataclass
+class Dataset:
+    path: str
+    sha256: str
+    examples: list[Example]
+    carved: dict[str, str] = field(default_factory=dict)
+
+    def split(self, name: str) -> list[Example]:
+        return [e for e in self.examples if e.split == name]
+
+    def texts(self, name: str) -> list[str]:
+        return [e.text for e in self.split(name)]
+
+    def labels(self, name: str) -> list[str]:
+        return [e.label for e in self.split(name)]
+
+    @property
+    def label_set(self) -> list[str]:
+        return sorted({e.label for e in self.examples})
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        out: dict[str, Counter[str]] = defaultdict(Counter)
+        for e in self.examples:
+            out[e.split or "unsplit"][e.label] += 1
+        return {s: dict(sorted(c.items())) for s, c in sorted(out.items())}
+
+    def describe(self) -> dict[str, object]:
+        return {"path": self.path, "sha256": self.sha256, "rows": len(self.examples), "counts": self.counts(),
+                "carved": self.carved}
+
+
+def _row(obj: object, path: Path, line: int) -> Example:
+    if not isinstance(obj, dict):
+        raise DatasetError(path, "each row must be an object with text and label", line)
+    text, label = obj.get("text"), obj.get("label")
+    if not isinstance(text, str):
+        raise DatasetError(path, "field 'text' must be a string", line)
+    if not isinstance(label, str) or not label:
+        raise DatasetError(path, "field 'label' must be a non-empty string", line)
+    split = obj.get("split") or None
+    if split is not None and split not in SPLITS:
+        raise DatasetError(path, f"field 'split' is {split!r}; expected one of {list(SPLITS)}", line)
+    weight = obj.get("weight", 1.0)
+    try:
+        weight = float(weight if weight not in (None, "") else 1.0)
+    except (TypeError, ValueError) as exc:
+        raise DatasetError(path, f"field 'weight' is not a number: {weight!r}", line) from exc
+    return Example(text=text, label=label, split=split, weight=weight)
+
+
+def read_dataset(path: Path | str) -> Dataset:
+    """Read a JSONL or CSV file of labelled texts."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(path, f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        content = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DatasetError(path, f"not valid UTF-8 ({exc.reason})", line) from exc
+    examples: list[Example] = []
+    if path.suffix.lower() == ".csv":
+        reader = csv.DictReader(io.StringIO(content))
+        if not reader.fieldnames or not {"text", "label"} <= set(reader.fieldnames):
+            raise DatasetError(path, f"CSV header must include text and label (found {reader.fieldnames})", 1)
+        for row in reader:
+            examples.append(_row(row, path, reader.line_num))
+    else:
+        for number, line in enumerate(content.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(path, f"not valid JSON: {exc.msg} at column {exc.colno}", number) from exc
+            examples.append(_row(obj, path, number))
+    if not examples:
+        raise DatasetError(path, "holds no rows")
+    if len({e.label for e in examples}) < 2:
+        raise DatasetError(path, "needs at least two distinct labels")
+    return Dataset(path=str(path), sha256=hashlib.sha256(raw).hexdigest(), examples=examples)
+
+
+def _carve(examples: list[Example], fraction: float, seed: int, take_as: str) -> list[Example]:
+    """Move a stratified, group-aware ``fraction`` of ``examples`` to split ``take_as``."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, e in enumerate(examples):
+        groups[e.text.strip()].append(i)
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for text, idx in groups.items():
+        majority = Counter(examples[i].label for i in idx).most_common(1)[0][0]
+        by_label[majority].append(text)
+    chosen: set[int] = set()
+    for label in sorted(by_label):
+        texts = by_label[label]
+        random.Random(f"{seed}:{label}").shuffle(texts)
+        n = round(fraction * len(texts))
+        if len(texts) >= 2:
+            n = max(1, min(n, len(texts) - 1))
+        for text in texts[:n]:
+            chosen.update(groups[text])
+    return [replace(e, split=take_as) if i in chosen else e for i, e in enumerate(examples)]
+
+
+def with_splits(ds: Dataset, *, test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 42) -> Dataset:
+    """Return ``ds`` with train/val/test all present (carving what is missing)."""
+    examples = [e if e.split else replace(e, split="train") for e in ds.examples]
+    carved = dict(ds.carved)
+    present = {e.split for e in examples}
+    if "test" not in present:
+        examples = _carve(examples, test_fraction, seed, "test")
+        carved["test"] = f"stratified {test_fraction:.0%} of all rows, seed {seed}"
+    if "val" not in present:
+        train = [e for e in examples if e.split == "train"]
+        rest = [e for e in examples if e.split != "train"]
+        examples = _carve(train, val_fraction, seed, "val") + rest
+        carved["val"] = f"stratified {val_fraction:.0%} of train, seed {seed}"
+    return Dataset(path=ds.path, sha256=ds.sha256, examples=examples, carved=carved)

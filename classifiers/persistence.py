@@ -1,0 +1,252 @@
+"""Model artifacts: a directory with ``manifest.json`` and ``model.skops``.
+
+The manifest carries the model's own config, labels and version (task, labels,
+training-data sha256 and counts, library versions, held-out metrics) and the
+sha256 of the model file. Loading:
+
+1. validates the manifest;
+2. checks the model file's sha256 against it (a corrupt or swapped file fails
+   here, before anything is deserialised);
+3. refuses any type outside :data:`TRUSTED_TYPES` (skops never unpickles);
+4. checks the scikit-learn version the model was trained with;
+5. checks that the loaded model's classes equal the manifest's labels and that
+   it answers ``predict_proba`` with one column per label.
+
+Every failure raises :class:`~worker.exceptions.ArtifactError` naming the file
+and the mismatch. Saving writes to a temporary directory and renames it into
+place, so an artifact is never half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+import zipfile
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version as package_version
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from worker.exceptions import ArtifactError
+
+MANIFEST = "manifest.json"
+MODEL_FILE = "model.skops"
+FORMAT = "replyguard-model"
+FORMAT_VERSION = 1
+TASKS = ("spam", "abuse", "intent")
+
+#: Every type a replyguard model file may contain beyond skops' own defaults.
+#: A file that needs anything else is refused. Extend this list only with
+#: classes the project itself defines or that scikit-learn ships.
+TRUSTED_TYPES = (
+    "classifiers.features.CompactTfidfVectorizer",
+    "classifiers.text.TextNormalizer",
+    "classifiers.estimators.PriorShiftedClassifier",
+    "classifiers.estimators.TemperatureScaledClassifier",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.calibration._TemperatureScaling",
+    "sklearn.isotonic.IsotonicRegression",
+)
+
+_LIBRARIES = ("scikit-learn", "numpy", "scipy", "skops")
+
+
+class TrainingSource(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="File name or a description of the source.")
+    sha256: str
+    rows: int
+    counts: dict[str, dict[str, int]] = Field(default_factory=dict, description="split -> label -> rows used.")
+    note: str | None = None
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["replyguard-model"] = FORMAT
+    format_version: Literal[1] = FORMAT_VERSION
+    name: str
+    task: Literal["spam", "abuse", "intent"]
+    version: str
+    labels: list[str] = Field(min_length=2)
+    out_of_scope_label: str | None = None
+    created_at: datetime
+    model_file: str = MODEL_FILE
+    model_sha256: str
+    trusted_types: list[str]
+    training: list[TrainingSource]
+    config: dict[str, Any]
+    libraries: dict[str, str]
+    metrics: dict[str, Any] = Field(default_factory=dict, description="Held-out metrics (test split).")
+    train_seconds: float | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for lib in _LIBRARIES:
+        try:
+            out[lib] = package_version(lib)
+        except PackageNotFoundError:  # pragma: no cover - all are dependencies
+            out[lib] = "missing"
+    return out
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class LoadedModel:
+    """A verified model: ``predict_proba`` columns are in ``labels`` order."""
+
+    def __init__(self, manifest: Manifest, estimator: Any, path: Path):
+        self.manifest = manifest
+        self.estimator = estimator
+        self.path = path
+        self.labels: list[str] = list(manifest.labels)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def task(self) -> str:
+        return self.manifest.task
+
+    @property
+    def ref(self) -> str:
+        return self.manifest.ref
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, len(self.labels)))
+        return np.asarray(self.estimator.predict_proba(list(texts)), dtype=np.float64)
+
+
+def save_artifact(directory: Path, estimator: Any, manifest_fields: dict[str, Any]) -> Manifest:
+    """Write ``estimator`` and its manifest to ``directory`` atomically (replacing it)."""
+    import skops.io as sio
+
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        model_path = tmp / MODEL_FILE
+        sio.dump(estimator, model_path, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
+        untrusted = sorted(sio.get_untrusted_types(file=model_path))
+        outside = [t for t in untrusted if t not in TRUSTED_TYPES]
+        if outside:
+            raise ArtifactError(model_path, f"model uses types outside TRUSTED_TYPES: {outside}")
+        labels = [str(c) for c in estimator.classes_]
+        manifest = Manifest(
+            labels=labels,
+            created_at=datetime.now(timezone.utc).replace(microsecond=0),
+            model_sha256=sha256_file(model_path),
+            trusted_types=untrusted,
+            libraries=library_versions(),
+            **manifest_fields,
+        )
+        (tmp / MANIFEST).write_text(json.dumps(manifest.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
+        old = None
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return manifest
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_manifest(directory: Path) -> Manifest:
+    path = Path(directory) / MANIFEST
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ArtifactError(path, "manifest.json is missing (is this a replyguard model directory?)") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArtifactError(path, f"cannot read manifest: {exc}") from exc
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(path, f"manifest is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+    if isinstance(data, dict) and data.get("format_version") not in (None, FORMAT_VERSION):
+        raise ArtifactError(path, f"format_version {data.get('format_version')!r} is not supported (expected {FORMAT_VERSION})")
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:
+        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
+        raise ArtifactError(path, f"manifest does not validate: {fields}") from exc
+
+
+def _minor(v: str) -> str:
+    return ".".join(v.split(".")[:2])
+
+
+def load_artifact(directory: Path, expected_task: str | None = None) -> LoadedModel:
+    """Load and verify the artifact in ``directory``. Raises ArtifactError."""
+    import skops.io as sio
+
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    if expected_task is not None and manifest.task != expected_task:
+        raise ArtifactError(directory / MANIFEST, f"is a {manifest.task!r} model but a {expected_task!r} model was asked for")
+    model_path = directory / manifest.model_file
+    if not model_path.is_file():
+        raise ArtifactError(model_path, "model file is missing")
+    actual = sha256_file(model_path)
+    if actual != manifest.model_sha256:
+        raise ArtifactError(
+            model_path,
+            f"sha256 is {actual[:16]}… but the manifest says {manifest.model_sha256[:16]}…: "
+            "the file is corrupt or was replaced; rebuild it (make models) or restore it",
+        )
+    installed = package_version("scikit-learn")
+    trained = manifest.libraries.get("scikit-learn", "?")
+    if _minor(installed) != _minor(trained):
+        raise ArtifactError(
+            directory / MANIFEST,
+            f"trained with scikit-learn {trained} but {installed} is installed; rebuild it (make models)",
+        )
+    try:
+        untrusted = sio.get_untrusted_types(file=model_path)
+    except Exception as exc:  # noqa: BLE001 - skops raises many kinds on a malformed zip
+        raise ArtifactError(model_path, f"not a readable skops file: {exc}") from exc
+    outside = sorted(set(untrusted) - set(TRUSTED_TYPES))
+    if outside:
+        raise ArtifactError(model_path, f"refusing to load types that are not trusted: {outside}")
+    try:
+        estimator = sio.load(model_path, trusted=[t for t in untrusted])
+    except Exception as exc:  # noqa: BLE001 - convert every loader failure at the boundary
+        raise ArtifactError(model_path, f"cannot be loaded: {type(exc).__name__}: {exc}") from exc
+    classes = [str(c) for c in getattr(estimator, "classes_", [])]
+    if classes != manifest.labels:
+        raise ArtifactError(model_path, f"model classes {classes} do not match manifest labels {manifest.labels}")
+    if manifest.out_of_scope_label and manifest.out_of_scope_label not in classes:
+        raise ArtifactError(directory / MANIFEST, f"out_of_scope_label {manifest.out_of_scope_label!r} is not a label")
+    model = LoadedModel(manifest, estimator, directory)
+    try:
+        probe = model.predict_proba(["hello", "こんにちは"])
+    except Exception as exc:  # noqa: BLE001
+        raise ArtifactError(model_path, f"fails a test prediction: {type(exc).__name__}: {exc}") from exc
+    if probe.shape != (2, len(classes)) or not np.allclose(probe.sum(axis=1), 1.0, atol=1e-4):
+        raise ArtifactError(model_path, f"predict_proba returned shape {probe.shape} not summing to 1")
+    return model

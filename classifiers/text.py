@@ -1,0 +1,74 @@
+"""Text normalisation shared by every classifier, English and Japanese alike.
+
+No step assumes spaces between words: NFKC folds full-width Latin and digits and
+half-width katakana into their usual forms, case is folded, HTML entities (common
+in scraped social text) are decoded, and URLs, @mentions, e-mail addresses and
+phone-like digit runs can be replaced by placeholder tokens so that models learn
+"has a link" rather than one particular link.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from collections.abc import Iterable
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+URL_RE = re.compile(r"(?i)\b(?:https?://|www\.)\S+|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|net|org|io|co|ly|me|info|biz|xyz|jp|uk|us|tv|gg|link|site|online|shop|store|app)(?:/\S*)?")
+EMAIL_RE = re.compile(r"(?i)\b[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}\b")
+MENTION_RE = re.compile(r"(?<![\w@])@[\w.]{1,30}")
+PHONE_RE = re.compile(r"(?<!\d)\+?\d[\d\s().-]{7,}\d(?!\d)")
+SPACE_RE = re.compile(r"\s+")
+
+#: Word tokens for TfidfVectorizer(analyzer="word"): Latin-script words of two or
+#: more characters, and every CJK character (kana, kanji) on its own, so word
+#: bigrams over Japanese become character bigrams instead of whole sentences.
+TOKEN_PATTERN = r"(?u)[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W\d_\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]{2,}|\d+"
+
+
+def normalize(text: str, *, urls: bool = True, mentions: bool = True, emails: bool = True, phones: bool = True) -> str:
+    """NFKC, HTML-unescape, case-fold, optional placeholder tokens, collapse whitespace."""
+    text = unicodedata.normalize("NFKC", html.unescape(text)).casefold()
+    if emails:
+        text = EMAIL_RE.sub(" zemailz ", text)
+    if urls:
+        text = URL_RE.sub(" zurlz ", text)
+    if mentions:
+        text = MENTION_RE.sub(" zmentionz ", text)
+    if phones:
+        text = PHONE_RE.sub(" zphonez ", text)
+    return SPACE_RE.sub(" ", text).strip()
+
+
+class TextNormalizer(TransformerMixin, BaseEstimator):
+    """Stateless transformer applying :func:`normalize` to each text.
+
+    It learns nothing; it is a pipeline step so that the normalisation a model
+    was trained with travels inside the model artifact.
+    """
+
+    def __init__(self, urls: bool = True, mentions: bool = True, emails: bool = True, phones: bool = True):
+        self.urls = urls
+        self.mentions = mentions
+        self.emails = emails
+        self.phones = phones
+
+    def fit(self, X: Iterable[str], y: object = None) -> "TextNormalizer":
+        self.n_features_in_ = 1
+        return self
+
+    def transform(self, X: Iterable[str]) -> np.ndarray:
+        return np.array(
+            [normalize(str(t), urls=self.urls, mentions=self.mentions, emails=self.emails, phones=self.phones) for t in X],
+            dtype=object,
+        )
+
+    def __sklearn_tags__(self):  # texts in, texts out: no numeric validation
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        tags.requires_fit = False
+        return tags

@@ -1,0 +1,182 @@
+"""End to end on real RQ workers and a real Redis: ingest → job → classify → decide → persist."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import redis
+from rq.registry import FailedJobRegistry, FinishedJobRegistry
+
+from tests.conftest import make_event
+from worker.brands import Brand
+from worker.ingest import Ingestor, ingest_events, wait_for
+from worker.jobs import install
+from worker.pipeline import Pipeline
+from worker.queues import batch_queue, enqueue_batch, make_worker
+from worker.settings import Settings
+from worker.store import Store
+
+SAMPLE = [
+    make_event(id="faq-en", conversation_id="c-en", text="Hi, where is my order KM-204815? It's been 4 days"),
+    make_event(id="faq-ja", conversation_id="c-ja", author={"id": "u-ja", "name": "佐藤 陽翔", "locale": "ja-JP"},
+               text="注文番号KM-318220の荷物はいつ届きますか？"),
+    make_event(id="spam", kind="comment", platform="youtube", conversation_id="c-yt", author={"id": "u-spam"},
+               text="CONGRATULATIONS you WON a FREE iPhone!!! claim now at http://prize-claims.example/win 💰💰"),
+    make_event(id="vip", conversation_id="c-vip", author={"id": "u-vip", "tags": ["vip"]},
+               text="Hi, my order KM-555123 hasn't arrived yet"),
+    make_event(id="agent", conversation_id="c-agent", author={"id": "u-agent"},
+               text="I'd like to speak to a real person please, not a bot"),
+]
+
+
+def run_worker(client: redis.Redis, settings: Settings, brands: dict[str, Brand], *, simple: bool = False):
+    install(Pipeline(brands), settings)
+    worker = make_worker(client, settings, simple=simple)
+    worker.work(burst=True)
+    return worker
+
+
+def test_batch_decided_by_a_forking_rq_worker(client, settings, brands) -> None:
+    report = ingest_events(SAMPLE, client, settings, batch_wait=0.01)
+    assert len(report.accepted) == len(SAMPLE) and not report.invalid
+    run_worker(client, settings, brands)
+
+    queue = batch_queue(client, settings)
+    finished = FinishedJobRegistry(queue=queue)
+    assert set(report.jobs) <= set(finished.get_job_ids())
+    assert FailedJobRegistry(queue=queue).count == 0
+
+    store = Store(client, settings.key_prefix)
+    got = {d.message_id: d for d in store.decisions([("demo-shop", e["id"]) for e in SAMPLE])}
+    assert got["faq-en"].rule == "intent.auto_reply" and got["faq-en"].template.id == "order_status.en"
+    assert "KM-204815" in got["faq-en"].reply
+    assert got["faq-ja"].template.id == "order_status.ja" and "KM-318220" in got["faq-ja"].reply
+    assert [a.value for a in got["spam"].actions] == ["hide"]
+    assert got["vip"].rule == "vip" and got["vip"].reply is None
+    assert got["agent"].escalation.role == "tier1"
+    assert got["faq-en"].job_id in report.jobs and got["faq-en"].timings["classify_ms"] >= 0
+
+    # side effects: outbox for connectors, conversation history, stats
+    outbox = [json.loads(fields[b"payload"]) for _, fields in client.xrange(store.keys.outbox("demo-shop"))]
+    assert {(p["type"], p["message_id"]) for p in outbox} == {
+        ("hide", "spam"), ("reply", "faq-en"), ("reply", "faq-ja"),
+        ("reply", "agent"),  # first contact: a welcome line acknowledges the escalation
+    }
+    reply = next(p for p in outbox if p["message_id"] == "faq-en")
+    assert reply["text"] == got["faq-en"].reply and reply["templates"] == ["welcome.en@1", "order_status.en@3"]
+    history = [json.loads(h) for h in client.lrange(store.keys.history("demo-shop", "c-en"), 0, -1)]
+    assert [h["role"] for h in history] == ["customer", "brand"]
+    assert store.stats("demo-shop")["decisions"] == len(SAMPLE)
+
+
+def test_ingesting_twice_gives_one_decision_and_one_reply(client, settings, brands) -> None:
+    events = SAMPLE[:2]
+    first = ingest_events(events, client, settings, batch_wait=0.01)
+    queue = batch_queue(client, settings)
+    # the same batch enqueued again before any worker ran (racing duplicates), and again afterwards
+    enqueue_batch(queue, events)
+    run_worker(client, settings, brands, simple=True)
+    second = ingest_events(events, client, settings, batch_wait=0.01)
+    assert len(first.accepted) == 2 and second.accepted == [] and len(second.skipped) == 2
+    enqueue_batch(queue, events)  # bypassing ingestion's check
+    run_worker(client, settings, brands, simple=True)
+
+    store = Store(client, settings.key_prefix)
+    outbox = [json.loads(f[b"payload"]) for _, f in client.xrange(store.keys.outbox("demo-shop"))]
+    assert sorted(p["message_id"] for p in outbox if p["type"] == "reply") == ["faq-en", "faq-ja"]
+    assert store.stats("demo-shop")["decisions"] == 2
+    assert client.zcard(store.keys.decisions("demo-shop")) == 2
+    assert FailedJobRegistry(queue=queue).count == 0
+
+
+def test_a_bad_message_does_not_sink_its_batch(client, settings, brands) -> None:
+    queue = batch_queue(client, settings)
+    good = make_event(id="good", conversation_id="c-good")
+    job = enqueue_batch(queue, [{"id": "broken"}, make_event(id="x", brand="nobody"), good])
+    run_worker(client, settings, brands, simple=True)
+    job.refresh()
+    assert job.is_finished
+    result = job.return_value()
+    assert result["decided"] == ["good"] and len(result["rejected"]) == 2
+    store = Store(client, settings.key_prefix)
+    assert store.decision("demo-shop", "good") is not None
+    rejected = store.rejected()
+    reasons = " ".join(r["reason"] for r in rejected)
+    assert "brand: Field required" in reasons and "no policy for brand 'nobody'" in reasons
+    assert any(r["event"] == {"id": "broken"} for r in rejected)  # kept for inspection, not lost
+
+
+def test_review_queue_is_ordered_by_priority_then_age(client, settings, brands) -> None:
+    events = [
+        make_event(id="normal-new", conversation_id="c1", author={"id": "a1"}, text="asdfgh qwerty zxcvb",
+                   created_at="2026-11-24T10:05:00+09:00"),
+        make_event(id="high", conversation_id="c2", author={"id": "a2"}, text="I want to talk to a human now",
+                   created_at="2026-11-24T10:10:00+09:00"),
+        make_event(id="normal-old", conversation_id="c3", author={"id": "a3"}, text="asdfgh qwerty zxcvb",
+                   created_at="2026-11-24T09:00:00+09:00"),
+        make_event(id="vip-old", conversation_id="c4", author={"id": "a4", "tags": ["vip"]},
+                   created_at="2026-11-24T08:00:00+09:00"),
+    ]
+    ingest_events(events, client, settings, batch_wait=0.01)
+    run_worker(client, settings, brands, simple=True)
+    items = Store(client, settings.key_prefix).review(now=time.time())
+    assert [i.message_id for i in items] == ["vip-old", "high", "normal-old", "normal-new"]
+    assert [i.priority for i in items] == ["high", "high", "normal", "normal"]
+
+
+def test_later_messages_in_a_batch_see_earlier_ones(client, settings, brands) -> None:
+    events = [
+        make_event(id="stop", conversation_id="c-stop", author={"id": "u-stop"}, text="STOP"),
+        make_event(id="after", conversation_id="c-stop", author={"id": "u-stop"}, text="where is my order KM-300112?",
+                   created_at="2026-11-24T10:01:00+09:00"),
+    ]
+    ingest_events(events, client, settings, batch_size=10, batch_wait=0.01)
+    run_worker(client, settings, brands, simple=True)
+    store = Store(client, settings.key_prefix)
+    after = store.decision("demo-shop", "after")
+    assert after.rule == "opt_out.suppressed" and after.reply is None
+    assert client.sismember(store.keys.optout("demo-shop"), "u-stop")
+
+
+def test_batches_never_wait_longer_than_the_bound(client, settings) -> None:
+    queue = batch_queue(client, settings)
+    ingestor = Ingestor(client, settings, batch_size=100, batch_wait=0.3)
+    ingestor.submit(make_event(id="lonely"))
+    assert queue.count == 0  # held for its batch ...
+    deadline = time.monotonic() + 3
+    while queue.count == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert queue.count == 1  # ... but not for long
+    for i in range(5):
+        ingestor.submit(make_event(id=f"full-{i}"))
+    ingestor.close()
+    assert len(ingestor.report.jobs) == 2
+
+
+def test_full_batches_are_enqueued_immediately(client, settings) -> None:
+    queue = batch_queue(client, settings)
+    ingestor = Ingestor(client, settings, batch_size=3, batch_wait=60)
+    for i in range(3):
+        ingestor.submit(make_event(id=f"b-{i}"))
+    assert queue.count == 1 and len(queue.jobs[0].args[0]) == 3
+    ingestor.close()
+
+
+def test_wait_for_reports_every_decision(client, settings, brands) -> None:
+    report = ingest_events(SAMPLE, client, settings, batch_wait=0.01)
+    run_worker(client, settings, brands, simple=True)
+    result = wait_for(client, settings, report, timeout=10)
+    assert len(result.decisions) == len(SAMPLE) and not result.missing
+    assert result.summary()["decided"] == len(SAMPLE)
+
+
+@pytest.mark.parametrize("payload", [None, "not a list", {"id": 1}])
+def test_malformed_job_payload_is_recorded(client, settings, brands, payload) -> None:
+    queue = batch_queue(client, settings)
+    job = queue.enqueue("worker.jobs.process_batch", payload, None)
+    run_worker(client, settings, brands, simple=True)
+    job.refresh()
+    assert job.is_finished and job.return_value()["rejected"]
+    assert Store(client, settings.key_prefix).rejected()

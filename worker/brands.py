@@ -1,0 +1,102 @@
+"""A brand's whole configuration: policy, templates and models, checked together.
+
+:func:`load_brands` is what the worker runs at start-up. It loads every policy
+and its template file, loads the models the policy names, and cross-checks them
+(every routed intent and every intent threshold is a label of the intent model,
+the out-of-scope label exists, every template the policy can send exists and
+uses only known variables). Any problem raises
+:class:`~worker.exceptions.PolicyError` / :class:`~worker.exceptions.TemplateError`
+/ :class:`~worker.exceptions.ArtifactError` naming the file, and the worker does
+not start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from classifiers.persistence import LoadedModel
+from classifiers.registry import ModelRegistry
+from worker.exceptions import ArtifactError, PolicyError, Problem, TemplateError
+from worker.policy import LoadedPolicy, load_policies, load_policy
+from worker.settings import Settings
+from worker.templates import TemplateBook, load_templates
+
+
+@dataclass
+class Brand:
+    loaded: LoadedPolicy
+    templates: TemplateBook
+    spam: LoadedModel
+    abuse: LoadedModel
+    intent: LoadedModel
+
+    @property
+    def name(self) -> str:
+        return self.loaded.brand
+
+    @property
+    def policy(self):  # -> Policy
+        return self.loaded.policy
+
+    @property
+    def policy_version(self) -> str:
+        return self.loaded.version
+
+    def model_versions(self) -> dict[str, str]:
+        return {"spam": self.spam.ref, "abuse": self.abuse.ref, "intent": self.intent.ref}
+
+
+def _model_problems(loaded: LoadedPolicy, intent: LoadedModel) -> list[Problem]:
+    policy = loaded.policy
+    labels = set(intent.labels)
+    problems = []
+    oos = policy.intents.out_of_scope_label
+    if oos not in labels:
+        problems.append(Problem("intents.out_of_scope_label",
+                                f"{oos!r} is not a label of model {intent.ref} (labels: {sorted(labels)})"))
+    routed = set(policy.intents.routes)
+    for override in policy.overrides:
+        routed |= set(override.routes or {})
+    for label in sorted(routed - labels):
+        problems.append(Problem(f"intents.routes.{label}", f"is not a label of model {intent.ref}"))
+    thresholds = [policy.thresholds] + [o.thresholds for o in policy.overrides if o.thresholds]
+    for table in thresholds:
+        for label in sorted(set(table.intent) - labels - {"default"}):
+            problems.append(Problem(f"thresholds.intent.{label}", f"is not a label of model {intent.ref}"))
+    return problems
+
+
+def load_brand(loaded: LoadedPolicy, settings: Settings, registry: ModelRegistry) -> Brand:
+    template_path = settings.templates_dir / f"{loaded.brand}.yaml"
+    if not template_path.exists():
+        raise TemplateError(str(template_path), Problem("(file)", f"missing: brand {loaded.brand!r} has no template file"))
+    templates = load_templates(template_path)
+    problems = templates.check_policy(loaded.policy)
+    if problems:
+        raise TemplateError(str(template_path), problems)
+    models = loaded.policy.models
+    try:
+        spam = registry.get(models.spam, task="spam")
+        abuse = registry.get(models.abuse, task="abuse")
+        intent = registry.get(models.intent, task="intent")
+    except ArtifactError as exc:
+        raise PolicyError(str(loaded.path), Problem("models", str(exc))) from exc
+    for model, needed in ((spam, {"spam"}), (abuse, {"hate", "offensive"})):
+        if not needed <= set(model.labels):
+            raise PolicyError(str(loaded.path), Problem("models", f"{model.ref} lacks labels {sorted(needed - set(model.labels))}"))
+    problems = _model_problems(loaded, intent)
+    if problems:
+        raise PolicyError(str(loaded.path), problems)
+    return Brand(loaded=loaded, templates=templates, spam=spam, abuse=abuse, intent=intent)
+
+
+def load_brands(settings: Settings, registry: ModelRegistry | None = None) -> dict[str, Brand]:
+    """Load and cross-check every brand under the policies directory."""
+    registry = registry or ModelRegistry(settings.models_dirs)
+    return {brand: load_brand(loaded, settings, registry) for brand, loaded in load_policies(settings.policies_dir).items()}
+
+
+def load_one(path: Path, settings: Settings, registry: ModelRegistry | None = None) -> Brand:
+    """Load a single policy file and its templates/models (used by ``replyguard validate``)."""
+    return load_brand(load_policy(path), settings, registry or ModelRegistry(settings.models_dirs))

@@ -1,0 +1,408 @@
+"""``replyguard`` command line.
+
+Exit codes: 0 success; 1 some input was rejected or something failed; 2 usage
+or configuration error (broken policy, template, model, settings); 3 Redis
+unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from worker.exceptions import ArtifactError, ConfigError, ReplyguardError, StoreError
+
+EXIT_INPUT = 1
+EXIT_CONFIG = 2
+EXIT_REDIS = 3
+
+
+def _settings(args: argparse.Namespace):
+    from worker.settings import Settings
+
+    return Settings.from_env(policies_dir=getattr(args, "policies", None))
+
+
+def _connect(settings):
+    from worker.connection import connect
+
+    return connect(settings)
+
+
+def _print_json(data: object) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def _short(text: str | None, width: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _age(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+# -- commands -------------------------------------------------------------------------
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from worker.ingest import Ingestor, ingest_stream, open_input, wait_for
+
+    settings = _settings(args)
+    client = _connect(settings)
+
+    def on_invalid(exc) -> None:
+        print(f"rejected {exc}", file=sys.stderr)
+
+    stream = open_input(args.file)
+    ingestor = Ingestor(client, settings, batch_size=args.batch_size)
+    try:
+        report = ingest_stream(ingestor, stream, on_invalid)
+    except StoreError as exc:
+        report = ingestor.report
+        print(f"error: {exc}", file=sys.stderr)
+        print(f"enqueued {len(report.accepted)} events before the failure; "
+              f"{len(report.not_enqueued)} were not enqueued. Ingesting the same input again is safe "
+              "(events already decided are skipped).", file=sys.stderr)
+        return EXIT_REDIS
+    print(f"enqueued {len(report.accepted)} events in {len(report.jobs)} jobs; "
+          f"{len(report.skipped)} already decided or repeated; {len(report.invalid)} rejected")
+    if args.wait:
+        def progress(done: int, total: int) -> None:
+            if sys.stderr.isatty():
+                print(f"\rdecided {done}/{total}", end="", file=sys.stderr, flush=True)
+
+        result = wait_for(client, settings, report, timeout=args.timeout, progress=progress)
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+        summary = result.summary()
+        if args.json:
+            _print_json(summary)
+        else:
+            print(f"decided {summary['decided']} in {summary['seconds']}s; missing {summary['missing']}; "
+                  f"failed jobs {len(summary['failed_jobs'])}")
+            for actions, n in summary["actions"].items():
+                print(f"  {n:5d}  {actions}")
+        if result.missing or result.failed_jobs:
+            return EXIT_INPUT
+    return EXIT_INPUT if report.invalid else 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from worker.brands import load_brands
+    from worker.jobs import install
+    from worker.pipeline import Pipeline
+    from worker.queues import make_worker
+
+    settings = _settings(args)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    brands = load_brands(settings)  # a broken policy/template/model stops here
+    install(Pipeline(brands), settings)
+    client = _connect(settings)
+    logging.getLogger("replyguard").info(
+        "serving brands %s from queue %r on %s", sorted(brands), settings.queue, settings.redacted_redis_url())
+    worker = make_worker(client, settings, simple=args.simple)
+    worker.work(burst=args.burst, with_scheduler=True, logging_level=settings.log_level,
+                max_jobs=args.max_jobs)
+    return 0
+
+
+def _find_decision(store, message_id: str, brand: str | None):
+    if brand:
+        return store.decision(brand, message_id), None
+    brands = store.brands_for(message_id)
+    if len(brands) > 1:
+        return None, f"message id {message_id!r} was decided for several brands ({', '.join(brands)}); pass --brand"
+    if not brands:
+        return None, None
+    return store.decision(brands[0], message_id), None
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from worker.store import Store
+
+    settings = _settings(args)
+    store = Store(_connect(settings), settings.key_prefix)
+    decision, problem = _find_decision(store, args.message_id, args.brand)
+    if problem:
+        print(problem, file=sys.stderr)
+        return EXIT_INPUT
+    if decision is None:
+        where = f" for brand {args.brand!r}" if args.brand else ""
+        print(f"no decision for message {args.message_id!r}{where}", file=sys.stderr)
+        return EXIT_INPUT
+    if args.json:
+        _print_json(json.loads(decision.to_json()))
+        return 0
+    d = decision
+    print(f"message   {d.message_id}  (brand {d.brand}, {d.platform} {d.kind}, language {d.language})")
+    print(f"text      {_short(d.event.get('text'), 200)}")
+    print(f"actions   {', '.join(a.value for a in d.actions)}")
+    threshold = f" (score {d.score:.3f} vs threshold {d.threshold:.2f})" if d.score is not None and d.threshold is not None else ""
+    print(f"rule      {d.rule}{threshold}")
+    for hit in d.rules:
+        extra = " ".join(x for x in [f"score={hit.score:.3f}" if hit.score is not None else "",
+                                     f"threshold={hit.threshold:.2f}" if hit.threshold is not None else "",
+                                     hit.detail or ""] if x)
+        print(f"          - {hit.name} {extra}".rstrip())
+    if d.intent:
+        print(f"intent    {d.intent.label} ({d.intent.score:.3f})")
+    for task, scores in d.scores.items():
+        top = sorted(scores.items(), key=lambda kv: -kv[1])[:4]
+        print(f"scores    {task}: " + ", ".join(f"{k} {v:.3f}" for k, v in top))
+    if d.template:
+        print(f"template  {', '.join(f'{t.id}@{t.version}' + (' (fallback body)' if t.fallback else '') for t in d.templates)}")
+    if d.reply:
+        print("reply     " + d.reply.replace("\n", "\n          "))
+    if d.escalation:
+        print(f"escalated to {d.escalation.role} ({d.escalation.priority}): {d.escalation.reason}")
+    if d.tags or d.untags:
+        print(f"tags      +{d.tags} -{d.untags}")
+    print(f"policy    {d.policy_version}")
+    print(f"models    {', '.join(f'{k}={v}' for k, v in d.model_versions.items())}")
+    print(f"timings   {', '.join(f'{k} {v}' for k, v in d.timings.items())}")
+    print(f"decided   {d.decided_at.isoformat()}")
+    return 0
+
+
+def cmd_review_list(args: argparse.Namespace) -> int:
+    from worker.store import Store
+
+    settings = _settings(args)
+    store = Store(_connect(settings), settings.key_prefix)
+    items = store.review(limit=args.limit, brand=args.brand, role=args.role)
+    if args.json:
+        _print_json([{"brand": i.brand, "message_id": i.message_id, "priority": i.priority,
+                      "waiting_seconds": round(i.waiting_seconds, 1),
+                      "role": i.decision.escalation.role if i.decision and i.decision.escalation else None,
+                      "reason": i.decision.escalation.reason if i.decision and i.decision.escalation else None,
+                      "text": i.decision.event.get("text") if i.decision else None} for i in items])
+        return 0
+    if not items:
+        print("review queue is empty")
+        return 0
+    print(f"{'priority':8} {'waiting':>7}  {'brand':12} {'message':22} {'role':10} reason / text")
+    for i in items:
+        d = i.decision
+        role = d.escalation.role if d and d.escalation else "?"
+        reason = d.escalation.reason if d and d.escalation else "(decision missing)"
+        print(f"{i.priority:8} {_age(i.waiting_seconds):>7}  {_short(i.brand, 12):12} {_short(i.message_id, 22):22} "
+              f"{_short(role, 10):10} {_short(reason, 60)}")
+        if d:
+            print(f"{'':60}“{_short(d.event.get('text'), 70)}”")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from classifiers.build import DEFAULT_CONFIGS, ModelConfig, train
+    from classifiers.datasets import read_dataset
+    from classifiers.registry import SHIPPED_DIR
+
+    dataset = read_dataset(args.data)
+    config = DEFAULT_CONFIGS[args.task]
+    if args.config:
+        config = ModelConfig.from_dict({**config.to_dict(), **json.loads(Path(args.config).read_text())})
+    name = args.name or f"{args.task}-{Path(args.data).stem.replace('_', '-').lower()}"
+    out = Path(args.out) if args.out else (SHIPPED_DIR / name)
+    started = time.perf_counter()
+    result = train(args.task, dataset, name=name, out=out, config=config, out_of_scope_label=args.oos_label,
+                   version=args.version)
+    m = result.metrics
+    manifest = result.manifest
+    print(f"wrote {out} ({manifest.ref if manifest else name}) in {time.perf_counter() - started:.1f}s")
+    if "accuracy" in m:
+        print(f"held-out ({m['n']} test rows): accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, ECE {m['ece']:.4f}")
+        for label, row in m["per_label"].items():
+            print(f"  {label:24} P {row['precision']:.3f}  R {row['recall']:.3f}  F1 {row['f1']:.3f}  n={row['support']}")
+    return 0
+
+
+def cmd_build_defaults(args: argparse.Namespace) -> int:
+    from classifiers.recipes import DEFAULT_SHARED, RECIPES, build_default
+    from classifiers.registry import SHIPPED_DIR
+
+    shared = Path(args.shared) if args.shared else DEFAULT_SHARED
+    out = Path(args.out) if args.out else SHIPPED_DIR
+    names = args.only.split(",") if args.only else list(RECIPES)
+    for name in names:
+        if name not in RECIPES:
+            print(f"unknown model {name!r}; known: {', '.join(RECIPES)}", file=sys.stderr)
+            return EXIT_CONFIG
+        result = build_default(name, shared, out)
+        m = result.metrics
+        print(f"{name}: {result.manifest.ref if result.manifest else ''} trained in {result.train_seconds:.1f}s; "
+              f"test accuracy {m.get('accuracy', 0):.4f}, macro-F1 {m.get('macro_f1', 0):.4f}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from worker.brands import load_brands, load_one
+
+    settings = _settings(args)
+    if args.policy:
+        brands = {b.name: b for b in (load_one(Path(p), settings) for p in args.policy)}
+    else:
+        brands = load_brands(settings)
+    for name, brand in sorted(brands.items()):
+        print(f"ok  {name}: policy {brand.policy_version} ({brand.loaded.path}), "
+              f"{len(brand.templates.versions())} approved templates, models {', '.join(brand.model_versions().values())}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from worker import models, policy
+
+    _print_json(models.event_json_schema() if args.what == "event" else policy.schema())
+    return 0
+
+
+def cmd_redis(args: argparse.Namespace) -> int:
+    from worker.connection import embedded_for
+
+    settings = _settings(args)
+    server = embedded_for(settings)
+    if args.action == "status":
+        print(f"embedded Redis at {server.socket}: {'running' if server.running() else 'stopped'}")
+        if settings.redis_url:
+            print(f"(REDIS_URL is set, so replyguard uses {settings.redacted_redis_url()})")
+    elif args.action == "start":
+        server.start()
+        print(f"embedded Redis running at {server.url}")
+    else:
+        print("stopped" if server.stop() else "was not running")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from worker.store import Store
+
+    settings = _settings(args)
+    store = Store(_connect(settings), settings.key_prefix)
+    from worker.policy import load_policies
+
+    brands = [args.brand] if args.brand else sorted(load_policies(settings.policies_dir))
+    out = {b: store.stats(b) for b in brands}
+    if args.json:
+        _print_json(out)
+        return 0
+    for brand, counters in out.items():
+        print(f"{brand}: {counters.get('decisions', 0)} decisions")
+        for key in sorted(counters):
+            if key != "decisions":
+                print(f"  {key:40} {counters[key]}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from worker.demo import run_demo
+
+    return run_demo(workers=args.workers, check=args.check)
+
+
+# -- parser -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="replyguard", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="validate JSONL events and enqueue them in batches")
+    p.add_argument("file", help="JSONL file of inbound events, or - for stdin")
+    p.add_argument("--wait", action="store_true", help="block until every event is decided, then summarise")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds --wait waits at most")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print the --wait summary as JSON")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("worker", help="run an RQ worker that decides batches")
+    p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    p.add_argument("--simple", action="store_true", help="run jobs in the worker process (no fork)")
+    p.add_argument("--max-jobs", type=int, default=None)
+    p.add_argument("--policies", default=None, help="policies directory (default: REPLYGUARD_POLICIES_DIR)")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("show", help="print the decision for a message")
+    p.add_argument("message_id")
+    p.add_argument("--brand")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("review", help="the human review queue")
+    review = p.add_subparsers(dest="review_command", required=True)
+    q = review.add_parser("list", help="escalations by priority, then age")
+    q.add_argument("--brand")
+    q.add_argument("--role")
+    q.add_argument("--limit", type=int, default=50)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_review_list)
+
+    p = sub.add_parser("train", help="train a classifier artifact from labelled JSONL/CSV")
+    p.add_argument("task", choices=["spam", "abuse", "intent"])
+    p.add_argument("--data", required=True, help="JSONL (text, label[, split]) or CSV with a header")
+    p.add_argument("--name", help="artifact name (default: TASK-<file stem>)")
+    p.add_argument("--out", help="artifact directory (default: classifiers/artifacts/NAME)")
+    p.add_argument("--oos-label", help="the out-of-scope label (intent)")
+    p.add_argument("--version", help="version string (default: date and content hash)")
+    p.add_argument("--config", help="JSON file overriding model hyperparameters")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("build-defaults", help="rebuild the shipped default models from ../shared/datasets")
+    p.add_argument("--shared", help="datasets directory (default: ../shared/datasets beside the checkout)")
+    p.add_argument("--out", help="output directory (default: classifiers/artifacts)")
+    p.add_argument("--only", help="comma-separated model names")
+    p.set_defaults(func=cmd_build_defaults)
+
+    p = sub.add_parser("validate", help="load and cross-check policies, templates and models")
+    p.add_argument("policy", nargs="*", help="policy files (default: every policy)")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", help="print a JSON Schema")
+    p.add_argument("what", choices=["event", "policy"])
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("redis", help="manage the embedded Redis server")
+    p.add_argument("action", choices=["status", "start", "stop"])
+    p.set_defaults(func=cmd_redis)
+
+    p = sub.add_parser("stats", help="decision counters per brand")
+    p.add_argument("--brand")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("demo", help="run the demo brand end to end and print the decisions")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--check", action="store_true", help="exit 1 unless every decision matches the sample's expectation")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REDIS
+    except (ConfigError, ArtifactError) as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ReplyguardError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,406 @@
+"""The rules: from an event, its scores and its conversation context to a decision.
+
+:func:`decide` is pure (no Redis, no clock): everything it needs is passed in,
+so it is tested directly and replayed over stored decisions by the eval tool.
+Rules run in this order. The first rule that fires names the decision's
+``rule``, except that ``template.*`` problems and ``opt_out.suppressed`` take
+over the name because they changed the outcome; every rule that fired is listed
+in ``rules`` with its score and threshold:
+
+1. ``opt_out.keyword`` / ``opt_in.keyword``: the whole message is an opt-out
+   (opt-in) keyword: tag (untag) the author; optionally confirm once.
+2. ``vip``: the author has a VIP tag: escalate, nothing automated.
+3. ``moderation.spam``, ``moderation.hate``, ``moderation.offensive``: scores
+   at or above the thresholds. Hate is always hidden and escalated; spam and
+   offensive take the policy's actions (offensive may ``continue``).
+4. ``text.empty``, ``text.too_long``: nothing to classify / unseen tail.
+5. ``keyword.<name>``: the whole message is a quick-reply keyword.
+6. ``private_matter.entities``: a public comment exposes personal data.
+7. ``intent.*``: a confident intent routes to auto_reply / escalate / ignore;
+   ``private_matter.intent`` answers private intents on comments with "please DM
+   us"; ``intent.out_of_scope`` and ``intent.low_confidence`` use the fallback;
+   ``template.missing`` / ``template.variable_missing`` escalate.
+
+Afterwards: ``opt_out.suppressed`` removes any reply to an opted-out author;
+``greeting.first_contact`` puts a greeting before the reply on a conversation's
+first message; ``business_hours.away`` adds an away message to escalations
+outside business hours (at most once per ``away_interval_hours``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from worker import defaults
+from worker.brands import Brand
+from worker.entities import extract, template_values
+from worker.exceptions import RenderError
+from worker.language import detect_language
+from worker.models import Action, Decision, Escalation, InboundEvent, IntentResult, RuleHit, TemplateRef
+from worker.policy import Fallback, PolicyView, normalize_keyword
+from worker.templates import render
+
+
+@dataclass
+class Context:
+    """What Redis knows about the conversation and author before this message."""
+
+    opted_out: bool = False
+    first_contact: bool = True
+    away_sent_at: datetime | None = None
+    history: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    decision: Decision
+    optout_op: str | None = None  # "add" | "remove" | None
+    away_sent: bool = False
+
+
+class _Builder:
+    """Collects actions, rule hits and reply parts while the rules run."""
+
+    def __init__(self, event: InboundEvent, brand: Brand, view: PolicyView, language: str, values: dict[str, str]):
+        self.event = event
+        self.brand = brand
+        self.view = view
+        self.language = language
+        self.values = values
+        self.actions: list[Action] = []
+        self.rules: list[RuleHit] = []
+        self.primary: RuleHit | None = None
+        self.parts: list[tuple[str, str, TemplateRef]] = []  # (part, text, ref)
+        self.escalation: Escalation | None = None
+        self.tags: list[str] = []
+        self.untags: list[str] = []
+        self.moderated = False
+        self.intent: IntentResult | None = None
+
+    def hit(self, name: str, *, score: float | None = None, threshold: float | None = None,
+            detail: str | None = None, primary: bool = True, override: bool = False) -> RuleHit:
+        """Record a rule. The first primary rule names the decision, unless a later one ``override``s it."""
+        rule = RuleHit(name=name, score=score, threshold=threshold, detail=detail)
+        self.rules.append(rule)
+        if (primary and self.primary is None) or override:
+            self.primary = rule
+        return rule
+
+    def act(self, action: Action) -> None:
+        if action not in self.actions:
+            self.actions.append(action)
+
+    def escalate(self, role: str, priority: str, reason: str) -> None:
+        self.act(Action.ESCALATE)
+        if self.escalation is None:
+            self.escalation = Escalation(role=role, priority=priority, reason=reason)  # type: ignore[arg-type]
+
+    def template_for(self, intent: str) -> tuple[object, str] | None:
+        """(template, language) for ``intent`` in the message language, per the language fallback."""
+        books = self.brand.templates
+        template = books.approved(intent, self.language)
+        if template is not None:
+            return template, self.language
+        policy = self.brand.policy
+        if policy.language_fallback == "default_language":
+            template = books.approved(intent, policy.default_language)
+            if template is not None:
+                return template, policy.default_language
+        return None
+
+    def add_part(self, part: str, intent: str) -> str | None:
+        """Render ``intent``'s template as ``part``. Returns an error rule name or None."""
+        found = self.template_for(intent)
+        if found is None:
+            return "template.missing"
+        template, _ = found
+        try:
+            rendered = render(template, self.values)  # type: ignore[arg-type]
+        except RenderError:
+            return "template.variable_missing"
+        self.parts.append((part, rendered.text, rendered.ref(part)))
+        return None
+
+    def fallback(self, fallback: Fallback, reason: str) -> None:
+        if fallback.action == "ignore":
+            self.act(Action.IGNORE)
+        else:
+            self.escalate(fallback.role, fallback.priority, reason)
+
+
+def _scores_top(scores: dict[str, float]) -> tuple[str, float]:
+    label = max(scores, key=lambda k: scores[k])
+    return label, scores[label]
+
+
+def decide(
+    event: InboundEvent,
+    scores: dict[str, dict[str, float]],
+    context: Context,
+    brand: Brand,
+    *,
+    truncated: bool = False,
+) -> Outcome:
+    """Apply ``brand``'s policy to ``event`` given its classifier ``scores``."""
+    policy = brand.policy
+    view = policy.view(event.platform, event.kind)
+    language = detect_language(event.text, event.author.locale, policy.languages, policy.default_language)
+    entities = extract(event.text, policy)
+    values = template_values(event, entities, policy)
+    b = _Builder(event, brand, view, language, values)
+    keyword_text = normalize_keyword(event.text)
+    if scores.get("intent"):
+        label, score = _scores_top(scores["intent"])
+        oos = label == policy.intents.out_of_scope_label
+        b.intent = IntentResult(label=label, score=score, threshold=None if oos else view.intent_threshold(label))
+    optout_op: str | None = None
+    opted_out = context.opted_out
+    stop = False
+
+    # 1. opt-out / opt-in keywords
+    opt = policy.opt_out
+    if opt and keyword_text and keyword_text in {normalize_keyword(k) for k in opt.keywords}:
+        b.hit("opt_out.keyword", detail=f"author tagged {opt.tag}")
+        b.act(Action.TAG)
+        b.tags.append(opt.tag)
+        optout_op = "add"
+        if opt.confirm_intent and not opted_out and b.add_part("confirm", opt.confirm_intent) is None:
+            b.act(Action.AUTO_REPLY)
+        else:
+            b.act(Action.IGNORE)
+        return _finish(b, scores, context, entities, truncated, optout_op, away=False, greet=False)
+    if opt and keyword_text and keyword_text in {normalize_keyword(k) for k in opt.opt_in_keywords}:
+        b.hit("opt_in.keyword", detail=f"tag {opt.tag} removed")
+        b.act(Action.TAG)
+        b.untags.append(opt.tag)
+        b.act(Action.IGNORE)
+        return _finish(b, scores, context, entities, truncated, "remove", away=False, greet=False)
+
+    # 2. VIP authors always reach a human
+    if policy.vip and set(policy.vip.tags) & set(event.author.tags):
+        tag = sorted(set(policy.vip.tags) & set(event.author.tags))[0]
+        b.hit("vip", detail=f"author tag {tag!r}")
+        b.escalate(policy.vip.role, policy.vip.priority, f"VIP author (tag {tag!r}): always handled by a person")
+        return _finish(b, scores, context, entities, truncated, optout_op, away=True, greet=False)
+
+    # 3. moderation
+    mod = policy.moderation
+    spam_score = scores["spam"].get("spam", 0.0)
+    spam_t = view.thresholds.spam["spam"]
+    if spam_score >= spam_t:
+        b.hit("moderation.spam", score=spam_score, threshold=spam_t)
+        b.moderated = True
+        for action in mod.spam.actions:
+            if action == "escalate":
+                b.escalate(mod.spam.role, mod.spam.priority, f"spam score {spam_score:.2f} ≥ {spam_t:.2f}")
+            else:
+                b.act(Action(action))
+        return _finish(b, scores, context, entities, truncated, optout_op, away=False, greet=False)
+    hate_score = scores["abuse"].get("hate", 0.0)
+    hate_t = view.thresholds.abuse["hate"]
+    if hate_score >= hate_t:
+        b.hit("moderation.hate", score=hate_score, threshold=hate_t)
+        b.moderated = True
+        b.act(Action.HIDE)
+        b.escalate(mod.hate.role, mod.hate.priority, f"hate score {hate_score:.2f} ≥ {hate_t:.2f}: hidden, please review")
+        return _finish(b, scores, context, entities, truncated, optout_op, away=False, greet=False)
+    off_score = scores["abuse"].get("offensive", 0.0)
+    off_t = view.thresholds.abuse["offensive"]
+    if off_score >= off_t:
+        b.hit("moderation.offensive", score=off_score, threshold=off_t)
+        for action in mod.offensive.actions:
+            if action == "escalate":
+                b.escalate(mod.offensive.role, mod.offensive.priority, f"offensive score {off_score:.2f} ≥ {off_t:.2f}")
+            else:
+                b.act(Action(action))
+        if mod.offensive.then == "stop":
+            b.moderated = True
+            return _finish(b, scores, context, entities, truncated, optout_op, away=False, greet=False)
+
+    # 4. nothing to classify, or too much
+    if not event.text.strip():
+        b.hit("text.empty")
+        b.fallback(view.fallback, "message has no text (attachment or sticker only)")
+        stop = True
+    elif truncated:
+        b.hit("text.too_long", detail=f"only the first {defaults.CLASSIFY_MAX_CHARS} characters were classified")
+        b.escalate(view.fallback.role, view.fallback.priority,
+                   f"message longer than {defaults.CLASSIFY_MAX_CHARS} characters; not answered automatically")
+        stop = True
+
+    # 5. keyword quick replies
+    if not stop:
+        for keyword in policy.keywords:
+            if keyword_text and keyword_text in {normalize_keyword(m) for m in keyword.match}:
+                b.hit(f"keyword.{keyword.name}")
+                if keyword.action == "escalate":
+                    b.escalate(keyword.role or view.fallback.role, keyword.priority or "normal",
+                               f"customer sent keyword {event.text.strip()!r}")
+                else:
+                    _auto_reply(b, keyword.intent or "")
+                stop = True
+                break
+
+    # 6. personal data in a public comment
+    private = policy.private_matters
+    exposed = sorted(set(private.entities) & set(entities)) if private and event.kind == "comment" else []
+    if not stop and private and exposed:
+        b.hit("private_matter.entities", detail=f"public comment contains {', '.join(exposed)}")
+        if set(private.hide_entities) & set(exposed):
+            b.act(Action.HIDE)
+        _auto_reply(b, private.reply_intent, rule_on_error=False)
+        if Action.AUTO_REPLY not in b.actions:
+            b.fallback(view.fallback, "public comment with personal data; no approved 'please DM us' template")
+        stop = True
+
+    # 7. intent
+    if not stop and b.intent is not None:
+        label, score, threshold = b.intent.label, b.intent.score, b.intent.threshold
+        route = view.routes.get(label)
+        if label == policy.intents.out_of_scope_label:
+            b.hit("intent.out_of_scope", score=score)
+            b.fallback(view.fallback, f"out of scope (p={score:.2f})")
+        elif threshold is not None and score < threshold:
+            b.hit("intent.low_confidence", score=score, threshold=threshold, detail=label)
+            b.fallback(view.fallback, f"not confident: {label} p={score:.2f} < {threshold:.2f}")
+        elif route is None:
+            b.hit("intent.unrouted", score=score, threshold=threshold, detail=label)
+            b.fallback(view.fallback, f"intent {label} has no route in the policy")
+        elif private and event.kind == "comment" and label in private.intents and route.action == "auto_reply":
+            b.hit("private_matter.intent", score=score, threshold=threshold, detail=label)
+            _auto_reply(b, private.reply_intent, rule_on_error=False)
+            if Action.AUTO_REPLY not in b.actions:
+                b.fallback(view.fallback, f"private matter ({label}) in a public comment; no 'please DM us' template")
+        elif route.action == "auto_reply":
+            b.hit("intent.auto_reply", score=score, threshold=threshold, detail=label)
+            _auto_reply(b, route.template_intent or label)
+        elif route.action == "escalate":
+            b.hit("intent.escalate", score=score, threshold=threshold, detail=label)
+            b.escalate(route.role or view.fallback.role, route.priority or view.fallback.priority, f"intent {label} is routed to a person")
+        else:
+            b.hit("intent.ignore", score=score, threshold=threshold, detail=label)
+            b.act(Action.IGNORE)
+    elif not stop:
+        b.hit("intent.out_of_scope")
+        b.fallback(view.fallback, "no intent scores")
+
+    return _finish(b, scores, context, entities, truncated, optout_op, away=True, greet=True)
+
+
+def _auto_reply(b: _Builder, intent: str, *, rule_on_error: bool = True) -> None:
+    error = b.add_part("reply", intent)
+    if error is None:
+        b.act(Action.AUTO_REPLY)
+        return
+    if not rule_on_error:
+        return
+    reason = {
+        "template.missing": f"no approved {intent!r} template in {b.language!r}",
+        "template.variable_missing": f"template for {intent!r} could not be filled (missing details)",
+    }[error]
+    # the template problem, not the intent, decided the outcome
+    tried = b.primary is not None and b.primary.name.startswith(("intent.", "keyword."))
+    b.hit(error, detail=reason, override=tried)
+    b.escalate(b.view.fallback.role, b.view.fallback.priority, reason)
+
+
+def _finish(
+    b: _Builder,
+    scores: dict[str, dict[str, float]],
+    context: Context,
+    entities: dict[str, list[str]],
+    truncated: bool,
+    optout_op: str | None,
+    *,
+    away: bool,
+    greet: bool,
+) -> Outcome:
+    policy = b.brand.policy
+    event = b.event
+    opted_out = context.opted_out and optout_op != "remove"
+
+    # opted-out authors never get automated messages
+    if opted_out and any(part != "confirm" for part, _, _ in b.parts):
+        b.parts = []
+        b.actions = [a for a in b.actions if a != Action.AUTO_REPLY]
+        b.hit("opt_out.suppressed", detail="author opted out of automated messages", override=True)
+        if Action.ESCALATE not in b.actions and Action.IGNORE not in b.actions and Action.HIDE not in b.actions:
+            role = policy.opt_out.role if policy.opt_out else b.view.fallback.role
+            prio = policy.opt_out.priority if policy.opt_out else "low"
+            b.escalate(role, prio, "author opted out of automated replies; answer personally if needed")
+    can_message = not opted_out and not b.moderated and Action.HIDE not in b.actions
+
+    # greeting on the first message of a conversation
+    greeting = policy.greeting
+    main_intent = next((r.detail for r in b.rules if r.name == "intent.auto_reply"), None)
+    if (greet and can_message and greeting and context.first_contact and event.kind in greeting.kinds
+            and main_intent not in greeting.skip_for_intents
+            and (b.parts or Action.ESCALATE in b.actions)):
+        found = b.template_for(greeting.intent)
+        if found is not None:
+            try:
+                rendered = render(found[0], b.values)  # type: ignore[arg-type]
+                b.parts.insert(0, ("greeting", rendered.text, rendered.ref("greeting")))
+                b.hit("greeting.first_contact", primary=False)
+            except RenderError:
+                pass
+
+    # away message on escalations outside business hours
+    away_sent = False
+    hours = policy.business_hours
+    if (away and can_message and hours and Action.ESCALATE in b.actions and event.kind in hours.away_kinds
+            and not hours.is_open(event.created_at)):
+        recent = context.away_sent_at is not None and event.created_at - context.away_sent_at < timedelta(
+            hours=hours.away_interval_hours)
+        if not recent:
+            found = b.template_for(hours.away_intent)
+            if found is not None:
+                try:
+                    rendered = render(found[0], b.values)  # type: ignore[arg-type]
+                    b.parts.append(("away", rendered.text, rendered.ref("away")))
+                    b.hit("business_hours.away", detail=f"closed at {event.created_at.isoformat()}", primary=False)
+                    away_sent = True
+                except RenderError:
+                    pass
+
+    if b.parts:
+        b.act(Action.AUTO_REPLY)
+    if Action.IGNORE in b.actions and ({Action.AUTO_REPLY, Action.HIDE, Action.ESCALATE} & set(b.actions)):
+        b.actions.remove(Action.IGNORE)  # "ignore" only means "nothing else to do"
+    if not b.actions:
+        b.act(Action.IGNORE)
+    reply = "\n\n".join(text for _, text, _ in b.parts) or None
+    refs = [ref for _, _, ref in b.parts]
+    main = next((r for r in refs if r.part in ("reply", "confirm")), refs[0] if refs else None)
+    primary = b.primary or RuleHit(name="none")
+    decision = Decision(
+        message_id=event.id,
+        brand=event.brand,
+        platform=event.platform,
+        kind=event.kind,
+        conversation_id=event.conversation_id,
+        author_id=event.author.id,
+        language=b.language,
+        actions=b.actions,
+        rule=primary.name,
+        threshold=primary.threshold,
+        score=primary.score,
+        rules=b.rules,
+        scores=scores,
+        intent=b.intent,
+        template=main,
+        templates=refs,
+        reply=reply,
+        escalation=b.escalation,
+        tags=b.tags,
+        untags=b.untags,
+        entities=entities,
+        truncated=truncated,
+        policy_version=b.brand.policy_version,
+        template_versions={r.id: r.version for r in refs},
+        model_versions=b.brand.model_versions(),
+        decided_at=event.created_at,  # replaced by the pipeline with the wall-clock time
+        event=event.model_dump(mode="json"),
+    )
+    return Outcome(decision=decision, optout_op=optout_op, away_sent=away_sent)

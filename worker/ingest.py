@@ -1,0 +1,262 @@
+"""Ingestion: validate inbound events and enqueue them in batches.
+
+:class:`Ingestor` groups valid events into batches of at most ``batch_size``
+and never holds an event longer than ``batch_wait`` seconds: a background
+timer flushes a partial batch when its oldest event reaches that age, so a slow
+stream (stdin, a webhook) still flows. Invalid events are reported with every
+bad field and never enqueued. Events already decided, or seen earlier in the
+same session, are skipped (persisting is idempotent anyway, so a duplicate that
+slips through still yields one decision).
+
+If Redis goes away, :class:`~worker.exceptions.StoreError` is raised and the
+events not yet enqueued are reported (``IngestReport.not_enqueued``); ingesting
+the same file again is safe.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import redis
+from rq.job import Job, JobStatus
+
+from worker import defaults
+from worker.exceptions import InvalidEvent, Problem, StoreError
+from worker.models import Decision, InboundEvent, parse_event
+from worker.queues import batch_queue, enqueue_batch
+from worker.settings import Settings
+from worker.store import Store
+
+
+@dataclass
+class IngestReport:
+    accepted: list[tuple[str, str]] = field(default_factory=list)  # (brand, id) enqueued
+    invalid: list[InvalidEvent] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # already decided / repeated
+    jobs: list[str] = field(default_factory=list)
+    not_enqueued: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def keys(self) -> list[tuple[str, str]]:
+        return self.accepted + self.skipped
+
+
+class Ingestor:
+    """Validate and batch events onto the RQ queue. Use as a context manager."""
+
+    def __init__(self, connection: redis.Redis, settings: Settings, *, batch_size: int | None = None,
+                 batch_wait: float | None = None):
+        self.settings = settings
+        self.queue = batch_queue(connection, settings)
+        self.store = Store(connection, settings.key_prefix)
+        self.batch_size = batch_size or settings.batch_size
+        self.batch_wait = settings.batch_wait_seconds if batch_wait is None else batch_wait
+        self.report = IngestReport()
+        self._pending: list[InboundEvent] = []
+        self._oldest = 0.0
+        self._seen: set[tuple[str, str]] = set()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._error: BaseException | None = None
+        self._timer = threading.Thread(target=self._run_timer, name="replyguard-batcher", daemon=True)
+        self._timer.start()
+
+    # -- public ---------------------------------------------------------------------
+
+    def submit(self, data: object, source: str = "event") -> InboundEvent:
+        """Validate one event and queue it for batching. Raises InvalidEvent (nothing is enqueued)."""
+        event = data if isinstance(data, InboundEvent) else parse_event(data, source)
+        with self._cond:
+            self._raise_pending_error()
+            if event.key in self._seen:
+                self.report.skipped.append(event.key)
+                return event
+            self._seen.add(event.key)
+            if not self._pending:
+                self._oldest = time.monotonic()
+                self._cond.notify_all()
+            self._pending.append(event)
+            if len(self._pending) >= self.batch_size:
+                self._flush_locked()
+        return event
+
+    def flush(self) -> None:
+        with self._cond:
+            self._raise_pending_error()
+            self._flush_locked()
+
+    def close(self) -> IngestReport:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._timer.join(timeout=5)
+        with self._cond:
+            try:
+                self._raise_pending_error()
+                self._flush_locked()
+            except StoreError:
+                self.report.not_enqueued.extend(e.key for e in self._pending)
+                raise
+        return self.report
+
+    def __enter__(self) -> "Ingestor":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            with self._cond:
+                self._closed = True
+                self.report.not_enqueued.extend(e.key for e in self._pending)
+                self._cond.notify_all()
+
+    # -- internals ------------------------------------------------------------------
+
+    def _raise_pending_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _flush_locked(self) -> None:
+        if not self._pending:
+            return
+        batch = self._pending
+        try:
+            done = self.store.decided([e.key for e in batch])
+            fresh = [e for e, d in zip(batch, done, strict=True) if not d]
+            self.report.skipped.extend(e.key for e, d in zip(batch, done, strict=True) if d)
+            if fresh:
+                job = enqueue_batch(self.queue, [e.model_dump(mode="json") for e in fresh])
+                self.report.jobs.append(job.id)
+                self.report.accepted.extend(e.key for e in fresh)
+        except (redis.RedisError, StoreError) as exc:
+            raise StoreError(f"cannot enqueue a batch of {len(batch)} events: {exc}") from exc
+        self._pending = []
+
+    def _run_timer(self) -> None:
+        with self._cond:
+            while not self._closed:
+                if not self._pending:
+                    self._cond.wait()
+                    continue
+                remaining = self._oldest + self.batch_wait - time.monotonic()
+                if remaining > 0:
+                    self._cond.wait(timeout=remaining)
+                    continue
+                try:
+                    self._flush_locked()
+                except StoreError as exc:
+                    self._error = exc
+                    self._cond.wait(timeout=1.0)
+
+
+def read_lines(stream: IO[bytes], on_invalid: Callable[[InvalidEvent], None]) -> Iterable[tuple[str, object]]:
+    """Yield (source, raw event) for each non-blank JSONL line; invalid lines go to ``on_invalid``."""
+    name = getattr(stream, "name", "<stdin>")
+    for number, line in enumerate(stream, start=1):
+        source = f"{name}:{number}"
+        if len(line) > defaults.MAX_EVENT_BYTES:
+            on_invalid(InvalidEvent(source, Problem("(line)", f"{len(line)} bytes; the limit is {defaults.MAX_EVENT_BYTES}")))
+            continue
+        if not line.strip():
+            continue
+        yield source, line
+
+
+def ingest_stream(ingestor: Ingestor, stream: IO[bytes], on_invalid: Callable[[InvalidEvent], None] | None = None) -> IngestReport:
+    def invalid(exc: InvalidEvent) -> None:
+        ingestor.report.invalid.append(exc)
+        if on_invalid:
+            on_invalid(exc)
+
+    for source, raw in read_lines(stream, invalid):
+        try:
+            ingestor.submit(raw, source)
+        except InvalidEvent as exc:
+            invalid(exc)
+    return ingestor.close()
+
+
+def ingest_events(events: Iterable[object], connection: redis.Redis, settings: Settings | None = None,
+                  **kwargs: Any) -> IngestReport:
+    """Python API: validate and enqueue ``events`` (dicts, JSON strings or InboundEvents).
+
+    Invalid events are collected in ``report.invalid``; valid ones are enqueued.
+    """
+    settings = settings or Settings.from_env()
+    ingestor = Ingestor(connection, settings, **kwargs)
+    for position, data in enumerate(events):
+        try:
+            ingestor.submit(data, f"event {position}")
+        except InvalidEvent as exc:
+            ingestor.report.invalid.append(exc)
+    return ingestor.close()
+
+
+def open_input(path: str) -> IO[bytes]:
+    if path == "-":
+        return sys.stdin.buffer
+    try:
+        return Path(path).open("rb")
+    except OSError as exc:
+        raise StoreError(f"cannot open {path}: {exc.strerror or exc}") from exc
+
+
+@dataclass
+class WaitResult:
+    decisions: list[Decision]
+    missing: list[tuple[str, str]]
+    failed_jobs: list[str]
+    seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        actions: Counter[str] = Counter()
+        rules: Counter[str] = Counter()
+        for d in self.decisions:
+            actions["+".join(a.value for a in d.actions)] += 1
+            rules[d.rule] += 1
+        return {"decided": len(self.decisions), "missing": len(self.missing), "failed_jobs": self.failed_jobs,
+                "actions": dict(actions.most_common()), "rules": dict(rules.most_common()),
+                "seconds": round(self.seconds, 2)}
+
+
+def wait_for(connection: redis.Redis, settings: Settings, report: IngestReport, *,
+             timeout: float = defaults.WAIT_TIMEOUT_SECONDS,
+             progress: Callable[[int, int], None] | None = None, poll: float = 0.1) -> WaitResult:
+    """Block until every key in ``report`` is decided or its job failed for good (or ``timeout``)."""
+    store = Store(connection, settings.key_prefix)
+    keys = list(dict.fromkeys(report.keys))
+    started = time.monotonic()
+    failed: list[str] = []
+    while True:
+        done = store.decided(keys) if keys else []
+        count = sum(done)
+        if progress:
+            progress(count, len(keys))
+        if count == len(keys):
+            break
+        failed = []
+        pending_jobs = False
+        for job in Job.fetch_many(report.jobs, connection=connection, serializer=batch_queue(connection, settings).serializer):
+            if job is None:
+                continue
+            status = job.get_status(refresh=False)
+            if status == JobStatus.FAILED:
+                failed.append(job.id)
+            elif status not in (JobStatus.FINISHED, JobStatus.CANCELED, JobStatus.STOPPED):
+                pending_jobs = True
+        if not pending_jobs or time.monotonic() - started > timeout:
+            break
+        time.sleep(poll)
+    pairs = [k for k, d in zip(keys, store.decided(keys) if keys else [], strict=True) if d]
+    decisions = [d for d in store.decisions(pairs) if d is not None]
+    missing = [k for k in keys if k not in set(pairs)]
+    return WaitResult(decisions=decisions, missing=missing, failed_jobs=failed, seconds=time.monotonic() - started)

@@ -1,0 +1,50 @@
+"""RQ job functions. They take plain JSON and return plain JSON.
+
+The worker process builds the :class:`~worker.pipeline.Pipeline` once, before
+RQ forks for each job (:func:`install`), so models and policies are loaded once
+and shared copy-on-write. A job running where nothing was installed (for
+example under a stock ``rq worker``) loads the configuration from the
+environment on first use.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from rq import get_current_job
+
+from worker.brands import load_brands
+from worker.pipeline import Pipeline
+from worker.settings import Settings
+from worker.store import Store
+
+_pipeline: Pipeline | None = None
+_settings: Settings | None = None
+_lock = threading.Lock()
+
+
+def install(pipeline: Pipeline, settings: Settings) -> None:
+    """Make ``pipeline`` the one jobs in this process use."""
+    global _pipeline, _settings
+    with _lock:
+        _pipeline, _settings = pipeline, settings
+
+
+def current() -> tuple[Pipeline, Settings]:
+    global _pipeline, _settings
+    with _lock:
+        if _pipeline is None or _settings is None:
+            _settings = Settings.from_env()
+            _pipeline = Pipeline(load_brands(_settings))
+        return _pipeline, _settings
+
+
+def process_batch(messages: list[Any], enqueued_at: float | None = None) -> dict[str, Any]:
+    """Decide a batch of inbound events (dicts). Returns a JSON summary."""
+    pipeline, settings = current()
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("process_batch runs inside an RQ job")
+    store = Store(job.connection, settings.key_prefix)
+    return pipeline.process(messages, store, job_id=job.id, enqueued_at=enqueued_at).as_dict()

@@ -1,0 +1,61 @@
+"""Which language a message is written in, for choosing the template language.
+
+Script-based and deliberately simple: kana means Japanese; hangul Korean; Han
+characters without kana are Japanese when the brand serves Japanese and not
+Chinese (the author's locale decides otherwise). Latin script is English when it
+reads as English (common English function words make up at least a fifth of
+its words, or the author's locale is English or absent); otherwise the locale's
+language. So a German-locale customer writing in English gets English, and
+"Bonjour, où est ma commande ?" from a French locale gets French. Text with no
+letters (emoji, digits) follows the locale, then the brand's default language.
+"""
+
+from __future__ import annotations
+
+import re
+
+_KANA = re.compile(r"[\u3040-\u30ff\uff66-\uff9f]")
+_HANGUL = re.compile(r"[\uac00-\ud7af\u1100-\u11ff]")
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
+_WORD = re.compile(r"[a-z']+")
+ENGLISH_WORDS = frozenset(
+    "a about after am an and any are as at be been but by can could did do does for from get got had has have "
+    "hello hi how i i'm if in is it it's its me my no not of on or our please so than thank thanks that the "
+    "their them then there they this to too u us was we what when where which who why will with would you "
+    "your yours".split()
+)
+
+
+def reads_as_english(text: str) -> bool:
+    words = _WORD.findall(text.lower())
+    if not words:
+        return False
+    hits = sum(w in ENGLISH_WORDS for w in words)
+    return hits >= 1 and hits / len(words) >= 0.2
+
+
+def locale_language(locale: str | None) -> str | None:
+    if not locale:
+        return None
+    return re.split(r"[-_]", locale, maxsplit=1)[0].lower()
+
+
+def detect_language(text: str, locale: str | None, languages: list[str], default: str) -> str:
+    """Best guess of the language of ``text`` (an ISO 639-1 code)."""
+    hint = locale_language(locale)
+    if _KANA.search(text):
+        return "ja"
+    if _HANGUL.search(text):
+        return "ko"
+    if _HAN.search(text):
+        if hint in ("zh", "ja"):
+            return hint
+        return "ja" if "ja" in languages or "zh" not in languages else "zh"
+    if _LATIN.search(text):
+        if hint in (None, "en", "ja", "zh", "ko") or reads_as_english(text):
+            return "en"
+        return hint
+    if hint:
+        return hint
+    return default

@@ -1,0 +1,271 @@
+"""The message contract (inbound events) and the decision record.
+
+Inbound events are validated with :func:`parse_event`, which raises
+:class:`~worker.exceptions.InvalidEvent` naming every bad field. The JSON Schema
+published in ``worker/schema/inbound-event.schema.json`` is generated from
+:class:`InboundEvent` (``replyguard schema event``); a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from worker import defaults
+from worker.exceptions import InvalidEvent, Problem
+
+Platform = Literal["whatsapp", "instagram", "facebook", "messenger", "tiktok", "youtube", "x", "other"]
+Kind = Literal["dm", "comment"]
+PLATFORMS: tuple[str, ...] = Platform.__args__  # type: ignore[attr-defined]
+KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
+
+BRAND_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+BrandId = Annotated[str, StringConstraints(pattern=BRAND_PATTERN)]
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _check_unicode(value: str) -> str:
+    """Reject text that cannot be stored or sent: unpaired surrogates and NUL-like controls."""
+    match = _SURROGATE.search(value)
+    if match:
+        raise ValueError(
+            f"contains an unpaired UTF-16 surrogate at character {match.start()} (not valid Unicode text)"
+        )
+    match = _CONTROL.search(value)
+    if match:
+        raise ValueError(f"contains control character U+{ord(match.group()):04X} at character {match.start()}")
+    return value
+
+
+class Author(BaseModel):
+    """Who wrote the message, as the platform reports it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Identifier = Field(description="Platform user id (stable per platform account).")
+    name: Annotated[str, StringConstraints(max_length=256)] | None = Field(
+        default=None, description="Display name. Used in replies only if it looks like a name."
+    )
+    locale: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")] | None = Field(
+        default=None, description="BCP 47 language tag, e.g. en-GB or ja-JP. A hint for language detection."
+    )
+    tags: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=50, description='CRM tags, e.g. ["vip"].'
+    )
+
+    @field_validator("id", "name")
+    @classmethod
+    def _unicode(cls, value: str | None) -> str | None:
+        return None if value is None else _check_unicode(value)
+
+
+class InboundEvent(BaseModel):
+    """One inbound DM or public comment."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        title="replyguard inbound event",
+        json_schema_extra={
+            "$comment": (
+                f"text longer than {defaults.MAX_TEXT_CHARS} characters is rejected; "
+                f"text longer than {defaults.CLASSIFY_MAX_CHARS} characters is moderated on its first "
+                f"{defaults.CLASSIFY_MAX_CHARS} characters and escalated, never auto-replied (rule text.too_long)."
+            )
+        },
+    )
+
+    id: Identifier = Field(description="Message id, unique per brand. Ingesting the same (brand, id) twice yields one decision.")
+    brand: BrandId = Field(description="Which brand's policy applies (policies/<brand>.yaml).")
+    platform: Platform
+    kind: Kind = Field(description="dm for a private message, comment for a public comment.")
+    conversation_id: Identifier = Field(description="DM thread, or the comment thread, this message belongs to.")
+    post_id: Identifier | None = Field(default=None, description="The post or video commented on. Required for comments.")
+    author: Author
+    text: str = Field(max_length=defaults.MAX_TEXT_CHARS, description="Message text; may be empty (attachment only).")
+    created_at: AwareDatetime = Field(description="When the customer sent it: ISO 8601 with a UTC offset.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form, stored with the decision.")
+
+    @field_validator("id", "conversation_id", "post_id", "text")
+    @classmethod
+    def _unicode(cls, value: str | None) -> str | None:
+        return None if value is None else _check_unicode(value)
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_size(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"is not JSON-serialisable: {exc}") from exc
+        if size > defaults.MAX_METADATA_BYTES:
+            raise ValueError(f"is {size} bytes of JSON; the limit is {defaults.MAX_METADATA_BYTES}")
+        return value
+
+    @model_validator(mode="after")
+    def _comment_has_post(self) -> "InboundEvent":
+        if self.kind == "comment" and not self.post_id:
+            raise ValueError("post_id is required when kind is 'comment'")
+        return self
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Idempotency key: (brand, message id)."""
+        return (self.brand, self.id)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def problems_from(exc: ValidationError) -> list[Problem]:
+    """Convert pydantic's errors into replyguard problems, one per bad field."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        message = err["msg"]
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        if err["type"] == "extra_forbidden":
+            message = "unknown field (not part of the message contract)"
+        where = _loc(err["loc"]) or "(event)"
+        problems.append(Problem(where, message))
+    return problems
+
+
+def parse_event(data: object, source: str = "(unnamed)") -> InboundEvent:
+    """Validate one event (a dict, or JSON text/bytes). Raises InvalidEvent naming every bad field."""
+    if isinstance(data, (bytes, bytearray)):
+        try:
+            data = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidEvent(source, Problem("(bytes)", f"not valid UTF-8: {exc.reason} at byte {exc.start}")) from exc
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise InvalidEvent(source, Problem("(json)", f"not valid JSON: {exc.msg} at column {exc.colno}")) from exc
+    if not isinstance(data, dict):
+        raise InvalidEvent(source, Problem("(event)", f"must be a JSON object, got {type(data).__name__}"))
+    try:
+        return InboundEvent.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidEvent(source, problems_from(exc)) from exc
+
+
+def event_json_schema() -> dict[str, Any]:
+    """The published JSON Schema of an inbound event."""
+    schema = InboundEvent.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://github.com/replyguard/replyguard/worker/schema/inbound-event.schema.json"
+    return schema
+
+
+# --- decisions -------------------------------------------------------------------
+
+
+class Action(StrEnum):
+    AUTO_REPLY = "auto_reply"
+    HIDE = "hide"
+    ESCALATE = "escalate"
+    TAG = "tag"
+    IGNORE = "ignore"
+
+
+Priority = Literal["urgent", "high", "normal", "low"]
+
+
+class RuleHit(BaseModel):
+    """A rule that fired while deciding, with the score it compared and its threshold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    score: float | None = None
+    threshold: float | None = None
+    detail: str | None = None
+
+
+class TemplateRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    version: int
+    part: Literal["greeting", "reply", "away", "confirm"] = "reply"
+    fallback: bool = False
+
+
+class Escalation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: str
+    priority: Priority
+    reason: str
+
+
+class IntentResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: str
+    score: float
+    threshold: float | None = None
+
+
+class Decision(BaseModel):
+    """What replyguard decided for one message, and why. Stored in Redis as JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = 1
+    message_id: str
+    brand: str
+    platform: str
+    kind: str
+    conversation_id: str
+    author_id: str
+    language: str
+    actions: list[Action]
+    rule: str = Field(description="The rule that determined the outcome.")
+    threshold: float | None = Field(default=None, description="Threshold compared by that rule, if any.")
+    score: float | None = Field(default=None, description="Score compared by that rule, if any.")
+    rules: list[RuleHit] = Field(description="Every rule that fired, in order.")
+    scores: dict[str, dict[str, float]] = Field(description="task -> label -> calibrated probability.")
+    intent: IntentResult | None = None
+    template: TemplateRef | None = Field(default=None, description="Main template used for the reply.")
+    templates: list[TemplateRef] = Field(default_factory=list, description="Every template in the reply, in order.")
+    reply: str | None = None
+    escalation: Escalation | None = None
+    tags: list[str] = Field(default_factory=list, description="Tags added to the author (e.g. opted_out).")
+    untags: list[str] = Field(default_factory=list, description="Tags removed from the author.")
+    entities: dict[str, list[str]] = Field(default_factory=dict)
+    truncated: bool = False
+    policy_version: str
+    template_versions: dict[str, int] = Field(default_factory=dict)
+    model_versions: dict[str, str]
+    timings: dict[str, float] = Field(default_factory=dict, description="Milliseconds per stage.")
+    decided_at: datetime
+    job_id: str | None = None
+    event: dict[str, Any] = Field(description="The inbound event as received.")
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> "Decision":
+        return cls.model_validate_json(raw)

@@ -1,0 +1,172 @@
+"""One batch of messages: validate → read context → classify (vectorised) → decide → persist.
+
+A bad message never sinks its batch: an invalid event or an unknown brand is
+recorded in the rejected list with the reason; an unexpected error while
+deciding one message becomes an escalation (rule ``error.internal``) so a person
+still sees it. Errors that affect the whole batch (Redis gone, a model failing)
+propagate, so RQ retries the job; persisting is idempotent, so messages
+already decided by an earlier attempt are not decided twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from classifiers.persistence import LoadedModel
+from worker import defaults
+from worker.brands import Brand
+from worker.decide import Context, Outcome, decide
+from worker.exceptions import InvalidEvent
+from worker.models import Action, Decision, Escalation, InboundEvent, RuleHit, parse_event
+from worker.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchReport:
+    decided: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    rejected: list[dict[str, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"decided": self.decided, "duplicates": self.duplicates, "rejected": self.rejected,
+                "errors": self.errors, "timings": self.timings}
+
+
+def _classify(tasks: dict[str, list[tuple[int, LoadedModel]]], texts: list[str]) -> list[dict[str, dict[str, float]]]:
+    """Scores per event: run each model once over all the texts that use it."""
+    scores: list[dict[str, dict[str, float]]] = [{} for _ in texts]
+    for task, uses in tasks.items():
+        by_model: dict[str, tuple[LoadedModel, list[int]]] = {}
+        for index, model in uses:
+            by_model.setdefault(model.ref, (model, []))[1].append(index)
+        for model, indexes in by_model.values():
+            proba = model.predict_proba([texts[i] for i in indexes])
+            for row, index in zip(np.round(proba, 6), indexes, strict=True):
+                scores[index][task] = {label: float(p) for label, p in zip(model.labels, row, strict=True)}
+    return scores
+
+
+def _error_outcome(event: InboundEvent, brand: Brand, scores: dict[str, dict[str, float]], exc: Exception) -> Outcome:
+    reason = f"internal error while deciding: {type(exc).__name__}: {exc}"[:500]
+    decision = Decision(
+        message_id=event.id, brand=event.brand, platform=event.platform, kind=event.kind,
+        conversation_id=event.conversation_id, author_id=event.author.id, language="und",
+        actions=[Action.ESCALATE], rule="error.internal", rules=[RuleHit(name="error.internal", detail=reason)],
+        scores=scores, escalation=Escalation(role=brand.policy.intents.fallback.role, priority="high", reason=reason),
+        policy_version=brand.policy_version, model_versions=brand.model_versions(),
+        decided_at=datetime.now(timezone.utc), event=event.model_dump(mode="json"),
+    )
+    return Outcome(decision=decision)
+
+
+class Pipeline:
+    """Decides batches of messages for the brands it was built with."""
+
+    def __init__(self, brands: dict[str, Brand]):
+        self.brands = brands
+
+    def _valid(self, messages: list[Any], store: Store, source: str, report: BatchReport) -> list[InboundEvent]:
+        events: list[InboundEvent] = []
+        seen: set[tuple[str, str]] = set()
+        for position, raw in enumerate(messages):
+            where = f"{source} message {position}"
+            try:
+                event = parse_event(raw, source=where)
+            except InvalidEvent as exc:
+                store.reject(raw, str(exc), where)
+                report.rejected.append({"source": where, "reason": str(exc)})
+                continue
+            if event.brand not in self.brands:
+                reason = f"no policy for brand {event.brand!r} (known: {sorted(self.brands)})"
+                store.reject(raw, reason, where)
+                report.rejected.append({"source": where, "reason": reason})
+                continue
+            if event.key in seen:
+                report.duplicates.append(event.id)
+                continue
+            seen.add(event.key)
+            events.append(event)
+        return events
+
+    def process(self, messages: list[Any], store: Store, *, job_id: str | None = None,
+                enqueued_at: float | None = None) -> BatchReport:
+        started = time.perf_counter()
+        wall_start = time.time()
+        report = BatchReport()
+        if not isinstance(messages, list):
+            store.reject(messages, "job payload must be a list of events", f"job {job_id}")
+            report.rejected.append({"source": f"job {job_id}", "reason": "job payload must be a list of events"})
+            return report
+        events = self._valid(messages, store, f"job {job_id}", report)
+        decided, contexts = store.contexts(events) if events else ([], [])
+        todo = [(e, c) for e, c, done in zip(events, contexts, decided, strict=True) if not done]
+        report.duplicates.extend(e.id for e, c, done in zip(events, contexts, decided, strict=True) if done)
+        t_context = time.perf_counter()
+
+        texts = [e.text[: defaults.CLASSIFY_MAX_CHARS] for e, _ in todo]
+        tasks: dict[str, list[tuple[int, LoadedModel]]] = defaultdict(list)
+        for i, (event, _) in enumerate(todo):
+            brand = self.brands[event.brand]
+            tasks["spam"].append((i, brand.spam))
+            tasks["abuse"].append((i, brand.abuse))
+            tasks["intent"].append((i, brand.intent))
+        scores = _classify(tasks, texts) if todo else []
+        t_classify = time.perf_counter()
+
+        outcomes: list[tuple[Outcome, InboundEvent]] = []
+        # later messages in the batch see what earlier ones changed
+        opted: dict[tuple[str, str], bool] = {}
+        conversations: dict[tuple[str, str], list[Any]] = {}
+        now = datetime.now(timezone.utc)
+        for i, (event, context) in enumerate(todo):
+            brand = self.brands[event.brand]
+            author_key = (event.brand, event.author.id)
+            conv_key = (event.brand, event.conversation_id)
+            if author_key in opted:
+                context = replace(context, opted_out=opted[author_key])
+            if conv_key in conversations:
+                context = replace(context, first_contact=False,
+                                  away_sent_at=conversations[conv_key][0] or context.away_sent_at)
+            one = time.perf_counter()
+            try:
+                outcome = decide(event, scores[i], context, brand, truncated=len(event.text) > defaults.CLASSIFY_MAX_CHARS)
+            except Exception as exc:  # noqa: BLE001 - one bad message must not sink the batch
+                log.exception("deciding %s/%s failed", event.brand, event.id)
+                report.errors.append(f"{event.brand}/{event.id}: {type(exc).__name__}: {exc}")
+                outcome = _error_outcome(event, brand, scores[i], exc)
+            if outcome.optout_op:
+                opted[author_key] = outcome.optout_op == "add"
+            conversations[conv_key] = [event.created_at if outcome.away_sent else None]
+            d = outcome.decision
+            d.decided_at = now
+            d.job_id = job_id
+            d.timings = {
+                "queue_wait_ms": round(max(0.0, wall_start - enqueued_at) * 1000, 2) if enqueued_at else 0.0,
+                "context_ms": round((t_context - started) * 1000 / max(1, len(todo)), 3),
+                "classify_ms": round((t_classify - t_context) * 1000 / max(1, len(todo)), 3),
+                "decide_ms": round((time.perf_counter() - one) * 1000, 3),
+            }
+            outcomes.append((outcome, event))
+        t_decide = time.perf_counter()
+
+        results = store.persist([(o.decision, e, o.optout_op, o.away_sent) for o, e in outcomes])
+        for (outcome, event), new in zip(outcomes, results, strict=True):
+            (report.decided if new else report.duplicates).append(event.id)
+        report.timings = {
+            "context_ms": round((t_context - started) * 1000, 2),
+            "classify_ms": round((t_classify - t_context) * 1000, 2),
+            "decide_ms": round((t_decide - t_classify) * 1000, 2),
+            "persist_ms": round((time.perf_counter() - t_decide) * 1000, 2),
+        }
+        return report

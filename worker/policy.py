@@ -1,0 +1,522 @@
+"""Brand policies: ``policies/<brand>.yaml``, validated by the models below.
+
+A policy that does not validate raises :class:`~worker.exceptions.PolicyError`
+listing the file, the field path (with its line) and the reason for every
+problem; the worker refuses to start. Nothing falls back to defaults silently:
+fields with defaults are documented in ``policies/README.md``.
+
+The policy's version is the sha256 of the file's bytes, recorded in every
+decision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from datetime import date, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, field_validator, model_validator
+
+from worker.exceptions import PolicyError, Problem
+from worker.models import BRAND_PATTERN, Kind, Platform, Priority, problems_from
+from worker.placeholders import fill, parse_text, variables_of
+from worker.yaml_source import YamlProblem, read_yaml
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+Role = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
+Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
+
+SPAM_LABELS = ("spam",)
+ABUSE_LABELS = ("hate", "offensive")
+#: Variables every template may use (filled from the event); entity names and
+#: policy ``variables`` add to these.
+BUILTIN_VARIABLES = ("first_name", "name", "platform")
+#: Entities extracted without a policy pattern.
+BUILTIN_ENTITIES = ("email", "phone", "url")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Thresholds(_Model):
+    """task -> label -> minimum calibrated probability for the rule to fire."""
+
+    spam: dict[str, Probability] = Field(default_factory=dict)
+    abuse: dict[str, Probability] = Field(default_factory=dict)
+    intent: dict[str, Probability] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_labels(self) -> "Thresholds":
+        for task, allowed in (("spam", SPAM_LABELS), ("abuse", ABUSE_LABELS)):
+            unknown = set(getattr(self, task)) - set(allowed)
+            if unknown:
+                raise ValueError(f"{task}: unknown label(s) {sorted(unknown)}; allowed: {list(allowed)}")
+        return self
+
+    def merged(self, other: "Thresholds | None") -> "Thresholds":
+        if other is None:
+            return self
+        return Thresholds(
+            spam={**self.spam, **other.spam},
+            abuse={**self.abuse, **other.abuse},
+            intent={**self.intent, **other.intent},
+        )
+
+
+class Route(_Model):
+    """What to do with a confidently classified intent."""
+
+    action: Literal["auto_reply", "escalate", "ignore"]
+    role: Role | None = None
+    priority: Priority | None = None
+    template_intent: Name | None = Field(
+        default=None, description="Intent whose approved templates answer it (default: the intent itself)."
+    )
+
+    @model_validator(mode="after")
+    def _escalation_has_role(self) -> "Route":
+        if self.action == "escalate" and not self.role:
+            raise ValueError("role is required when action is 'escalate'")
+        if self.action != "escalate" and (self.role or self.priority):
+            raise ValueError("role/priority only apply when action is 'escalate'")
+        return self
+
+
+class Fallback(_Model):
+    """What to do when no rule resolves a message (out of scope, not confident, no template)."""
+
+    action: Literal["escalate", "ignore"] = "escalate"
+    role: Role = "tier1"
+    priority: Priority = "normal"
+
+
+class Override(_Model):
+    """Thresholds, routes or fallback that apply only on some platforms and/or kinds."""
+
+    name: Name
+    platforms: list[Platform] | None = None
+    kinds: list[Kind] | None = None
+    thresholds: Thresholds | None = None
+    routes: dict[Name, Route] | None = None
+    fallback: Fallback | None = None
+
+    @model_validator(mode="after")
+    def _scoped(self) -> "Override":
+        if not self.platforms and not self.kinds:
+            raise ValueError("an override needs platforms and/or kinds to say where it applies")
+        if self.thresholds is None and self.routes is None and self.fallback is None:
+            raise ValueError("an override must change thresholds, routes or fallback")
+        return self
+
+    def applies(self, platform: str, kind: str) -> bool:
+        return (not self.platforms or platform in self.platforms) and (not self.kinds or kind in self.kinds)
+
+
+class SpamRule(_Model):
+    actions: list[Literal["hide", "escalate", "ignore"]] = Field(default_factory=lambda: ["hide"], min_length=1)
+    role: Role = "moderator"
+    priority: Priority = "low"
+
+
+class HateRule(_Model):
+    """Hate above threshold is always hidden and escalated; role and priority are configurable."""
+
+    role: Role = "moderator"
+    priority: Priority = "high"
+
+
+class OffensiveRule(_Model):
+    actions: list[Literal["hide", "escalate", "ignore"]] = Field(min_length=1)
+    role: Role = "moderator"
+    priority: Priority = "normal"
+    then: Literal["stop", "continue"] = Field(
+        default="stop",
+        description="continue: after these actions, still route the intent (a rude but real question gets its answer).",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "OffensiveRule":
+        if "ignore" in self.actions and len(self.actions) > 1:
+            raise ValueError("'ignore' cannot be combined with other actions")
+        if self.then == "continue" and "hide" in self.actions:
+            raise ValueError("then: continue cannot be used with hide (a hidden comment must not be answered)")
+        return self
+
+
+class Moderation(_Model):
+    spam: SpamRule = Field(default_factory=SpamRule)
+    hate: HateRule = Field(default_factory=HateRule)
+    offensive: OffensiveRule
+
+
+class IntentRouting(_Model):
+    out_of_scope_label: Name = "out_of_scope"
+    routes: dict[Name, Route] = Field(min_length=1)
+    fallback: Fallback = Field(default_factory=Fallback)
+
+    @model_validator(mode="after")
+    def _oos_not_routed(self) -> "IntentRouting":
+        if self.out_of_scope_label in self.routes:
+            raise ValueError(f"routes: {self.out_of_scope_label!r} is the out-of-scope label; it uses fallback")
+        return self
+
+
+class EntityPattern(_Model):
+    """An entity extracted from message text by a regular expression."""
+
+    pattern: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    format: str | None = Field(
+        default=None, description="Normalised form using the pattern's named groups, e.g. 'KM-{digits}'."
+    )
+    case: Literal["keep", "upper", "lower"] = "keep"
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _format_groups(self) -> "EntityPattern":
+        if self.format is not None:
+            groups = set(re.compile(self.pattern).groupindex)
+            used = set(variables_of(self.format))  # raises ValueError on anything but {name}
+            missing = used - groups
+            if missing:
+                raise ValueError(f"format uses {sorted(missing)} but the pattern has no such named group")
+        return self
+
+    @cached_property
+    def regex(self) -> re.Pattern[str]:
+        return re.compile(self.pattern)
+
+    def value(self, match: re.Match[str]) -> str:
+        """The normalised value of one match."""
+        if self.format is None:
+            value = match.group(0)
+        else:
+            value = fill(parse_text(self.format), {k: v or "" for k, v in match.groupdict().items()})[0] or ""
+        if self.case == "upper":
+            return value.upper()
+        if self.case == "lower":
+            return value.lower()
+        return value
+
+
+class Keyword(_Model):
+    """A quick reply: the whole message (ignoring case, width and punctuation) equals one of ``match``."""
+
+    name: Name
+    match: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(min_length=1)
+    action: Literal["auto_reply", "escalate"]
+    intent: Name | None = Field(default=None, description="Templates of this intent answer it (auto_reply).")
+    role: Role | None = None
+    priority: Priority | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Keyword":
+        if self.action == "auto_reply" and not self.intent:
+            raise ValueError("intent is required when action is 'auto_reply' (its templates are the reply)")
+        if self.action == "escalate" and not self.role:
+            raise ValueError("role is required when action is 'escalate'")
+        return self
+
+
+class OptOut(_Model):
+    keywords: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(min_length=1)
+    opt_in_keywords: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(default_factory=list)
+    tag: Name = "opted_out"
+    confirm_intent: Name | None = Field(
+        default=None, description="If set, one confirmation from these templates is sent when a customer opts out."
+    )
+    role: Role = "tier1"
+    priority: Priority = "low"
+
+
+class Vip(_Model):
+    tags: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(min_length=1)
+    role: Role = "vip"
+    priority: Priority = "high"
+
+
+_SPAN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+
+
+class BusinessHours(_Model):
+    timezone: str
+    weekly: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], list[str]]
+    holidays: list[date] = Field(default_factory=list)
+    away_intent: Name
+    away_kinds: list[Kind] = Field(default_factory=lambda: ["dm"])
+    away_interval_hours: float = Field(default=12.0, gt=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @field_validator("weekly")
+    @classmethod
+    def _spans(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for day, spans in value.items():
+            for span in spans:
+                m = _SPAN.match(span)
+                if not m:
+                    raise ValueError(f"{day}: {span!r} is not HH:MM-HH:MM")
+                if (int(m[3]), int(m[4])) <= (int(m[1]), int(m[2])):
+                    raise ValueError(f"{day}: {span!r} ends before it starts")
+                if m[3] == "24" and m[4] != "00":
+                    raise ValueError(f"{day}: {span!r}: 24:00 is the latest end")
+        return value
+
+    @cached_property
+    def _minutes(self) -> dict[str, list[tuple[int, int]]]:
+        """day -> [(start minute, end minute)] parsed once from ``weekly``."""
+        out: dict[str, list[tuple[int, int]]] = {}
+        for day, spans in self.weekly.items():
+            for span in spans:
+                m = _SPAN.match(span)
+                if m:  # always true: validated in _spans
+                    out.setdefault(day, []).append((int(m[1]) * 60 + int(m[2]), int(m[3]) * 60 + int(m[4])))
+        return out
+
+    def is_open(self, at: datetime) -> bool:
+        """Whether ``at`` (timezone-aware) falls inside opening hours, in the policy's time zone."""
+        local = at.astimezone(ZoneInfo(self.timezone))
+        if local.date() in self.holidays:
+            return False
+        minute = local.hour * 60 + local.minute
+        return any(start <= minute < end for start, end in self._minutes.get(WEEKDAYS[local.weekday()], []))
+
+
+class Greeting(_Model):
+    """On the first message of a conversation, the reply starts with this intent's template."""
+
+    intent: Name
+    kinds: list[Kind] = Field(default_factory=lambda: ["dm"])
+    skip_for_intents: list[Name] = Field(
+        default_factory=lambda: ["greeting"], description="Intents whose own reply already greets."
+    )
+
+
+class PrivateMatters(_Model):
+    """Public comments about private matters get a public 'please DM us' reply instead of an answer."""
+
+    intents: list[Name] = Field(default_factory=list, description="Intents not to be answered in public.")
+    entities: list[Name] = Field(default_factory=list, description="Entities that make a comment private.")
+    hide_entities: list[Name] = Field(
+        default_factory=list, description="Entities (personal data) that also get the comment hidden."
+    )
+    reply_intent: Name
+
+
+class Models(_Model):
+    spam: str
+    abuse: str
+    intent: str
+
+
+class Policy(_Model):
+    schema_version: Literal[1]
+    brand: Annotated[str, StringConstraints(pattern=BRAND_PATTERN)]
+    display_name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    languages: list[Language] = Field(min_length=1)
+    default_language: Language
+    language_fallback: Literal["escalate", "default_language"] = "escalate"
+    variables: dict[Name, str] = Field(default_factory=dict)
+    models: Models
+    thresholds: Thresholds
+    overrides: list[Override] = Field(default_factory=list)
+    moderation: Moderation
+    intents: IntentRouting
+    entities: dict[Name, EntityPattern] = Field(default_factory=dict)
+    keywords: list[Keyword] = Field(default_factory=list)
+    opt_out: OptOut | None = None
+    vip: Vip | None = None
+    business_hours: BusinessHours | None = None
+    greeting: Greeting | None = None
+    private_matters: PrivateMatters | None = None
+
+    _views: dict[tuple[str, str], "PolicyView"] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Policy":
+        problems: list[str] = []
+        if self.default_language not in self.languages:
+            problems.append(f"default_language {self.default_language!r} is not in languages {self.languages}")
+        for task, required in (("spam", ("spam",)), ("abuse", ("hate", "offensive")), ("intent", ("default",))):
+            missing = [label for label in required if label not in getattr(self.thresholds, task)]
+            if missing:
+                problems.append(f"thresholds.{task}: missing {missing} (every policy sets these explicitly)")
+        clash = (set(self.entities) | set(BUILTIN_ENTITIES)) & set(self.variables)
+        clash |= set(BUILTIN_VARIABLES) & (set(self.variables) | set(self.entities))
+        if clash:
+            problems.append(f"variables/entities {sorted(clash)} clash with built-in or entity names")
+        names = [k.name for k in self.keywords] + [o.name for o in self.overrides]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            problems.append(f"keyword/override names must be unique: {dupes}")
+        seen: dict[str, str] = {}
+        words = [(w, f"keywords[{k.name}]") for k in self.keywords for w in k.match]
+        if self.opt_out:
+            words += [(w, "opt_out.keywords") for w in self.opt_out.keywords]
+            words += [(w, "opt_out.opt_in_keywords") for w in self.opt_out.opt_in_keywords]
+        for word, where in words:
+            norm = normalize_keyword(word)
+            if not norm:
+                problems.append(f"{where}: {word!r} is empty after normalisation")
+            elif norm in seen and seen[norm] != where:
+                problems.append(f"{where}: {word!r} is also a keyword in {seen[norm]}")
+            seen.setdefault(norm, where)
+        if self.private_matters:
+            for name in ("entities", "hide_entities"):
+                unknown = set(getattr(self.private_matters, name)) - set(self.entities) - set(BUILTIN_ENTITIES)
+                if unknown:
+                    problems.append(f"private_matters.{name}: {sorted(unknown)} are not declared under entities")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # -- derived views ------------------------------------------------------------
+
+    def view(self, platform: str, kind: str) -> "PolicyView":
+        """The policy with the overrides for (platform, kind) merged in (computed once)."""
+        key = (platform, kind)
+        if key not in self._views:
+            self._views[key] = PolicyView(self, platform, kind)
+        return self._views[key]
+
+    def template_intents(self) -> set[str]:
+        """Every intent whose templates this policy may send."""
+        out: set[str] = set()
+        routes = [self.intents.routes] + [o.routes for o in self.overrides if o.routes]
+        for table in routes:
+            for label, route in table.items():
+                if route.action == "auto_reply":
+                    out.add(route.template_intent or label)
+        out |= {k.intent for k in self.keywords if k.intent}
+        if self.opt_out and self.opt_out.confirm_intent:
+            out.add(self.opt_out.confirm_intent)
+        if self.business_hours:
+            out.add(self.business_hours.away_intent)
+        if self.greeting:
+            out.add(self.greeting.intent)
+        if self.private_matters:
+            out.add(self.private_matters.reply_intent)
+        return out
+
+    def template_variables(self) -> set[str]:
+        return set(BUILTIN_VARIABLES) | set(BUILTIN_ENTITIES) | set(self.entities) | set(self.variables)
+
+
+class PolicyView:
+    """The policy as it applies to one (platform, kind): overrides merged in order."""
+
+    def __init__(self, policy: Policy, platform: str, kind: str):
+        self.policy = policy
+        self.platform = platform
+        self.kind = kind
+        thresholds = policy.thresholds
+        routes = dict(policy.intents.routes)
+        fallback = policy.intents.fallback
+        applied = []
+        for override in policy.overrides:
+            if override.applies(platform, kind):
+                applied.append(override.name)
+                thresholds = thresholds.merged(override.thresholds)
+                routes.update(override.routes or {})
+                fallback = override.fallback or fallback
+        self.thresholds = thresholds
+        self.routes = routes
+        self.fallback = fallback
+        self.overrides_applied = applied
+
+    def intent_threshold(self, label: str) -> float:
+        return self.thresholds.intent.get(label, self.thresholds.intent["default"])
+
+
+
+
+_KEYWORD_STRIP = re.compile(r"[\s\W_]+", re.UNICODE)
+
+
+def normalize_keyword(text: str) -> str:
+    """How keywords and messages are compared: NFKC, case-folded, punctuation and spaces removed."""
+    return _KEYWORD_STRIP.sub("", unicodedata.normalize("NFKC", text).casefold())
+
+
+class LoadedPolicy:
+    """A validated policy plus where it came from and its content hash."""
+
+    def __init__(self, policy: Policy, path: Path, raw: bytes):
+        self.policy = policy
+        self.path = path
+        self.version = "sha256:" + hashlib.sha256(raw).hexdigest()[:16]
+
+    @property
+    def brand(self) -> str:
+        return self.policy.brand
+
+
+def load_policy(path: Path) -> LoadedPolicy:
+    """Load and validate one policy file; raise PolicyError naming file, field path, line and reason."""
+    source = str(path)
+    try:
+        doc = read_yaml(path)
+    except OSError as exc:
+        raise PolicyError(source, Problem("(file)", f"cannot read: {exc.strerror or exc}")) from exc
+    except YamlProblem as exc:
+        raise PolicyError(source, Problem(exc.where, exc.reason)) from exc
+    if not isinstance(doc.data, dict):
+        raise PolicyError(source, Problem("(file)", "must be a YAML mapping at the top level"))
+    try:
+        policy = Policy.model_validate(doc.data)
+    except ValidationError as exc:
+        problems = []
+        for err, problem in zip(exc.errors(include_url=False), problems_from(exc), strict=True):
+            line = doc.line_of(tuple(err["loc"]))
+            where = problem.where if problem.where != "(event)" else "(policy)"
+            problems.append(Problem(f"{where} (line {line})" if line else where, problem.reason))
+        raise PolicyError(source, problems) from exc
+    expected = path.stem
+    if policy.brand != expected:
+        raise PolicyError(source, Problem(f"brand (line {doc.line_of(('brand',))})",
+                                          f"is {policy.brand!r} but the file is named {path.name}; "
+                                          f"name it {policy.brand}.yaml"))
+    return LoadedPolicy(policy, path, doc.raw)
+
+
+def load_policies(directory: Path) -> dict[str, LoadedPolicy]:
+    """Load every ``*.yaml`` policy in ``directory``. Raises PolicyError for the first broken file."""
+    if not directory.is_dir():
+        raise PolicyError(str(directory), Problem("(directory)", "policies directory does not exist"))
+    policies: dict[str, LoadedPolicy] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        loaded = load_policy(path)
+        policies[loaded.brand] = loaded
+    if not policies:
+        raise PolicyError(str(directory), Problem("(directory)", "holds no *.yaml policy"))
+    return policies
+
+
+def schema() -> dict[str, Any]:
+    """JSON Schema of a policy file (published as policies/policy.schema.json)."""
+    out = Policy.model_json_schema()
+    out["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    out["title"] = "replyguard brand policy"
+    return out

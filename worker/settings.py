@@ -1,0 +1,112 @@
+"""Settings read from the environment, validated at start-up.
+
+=============================  ==================================================  =====================
+variable                       meaning                                             default
+=============================  ==================================================  =====================
+REDIS_URL                      Redis to use (redis://, rediss://, unix://)          embedded server
+REPLYGUARD_HOME                where the embedded Redis keeps its socket and data   $XDG_DATA_HOME/replyguard
+REPLYGUARD_POLICIES_DIR        brand policies (``<brand>.yaml``)                    ./policies of the checkout
+REPLYGUARD_TEMPLATES_DIR       approved templates (``<brand>.yaml``)                ./prompts/templates
+REPLYGUARD_MODELS_DIRS         extra model directories, ``:``-separated,            (none)
+                               searched before the shipped classifiers/artifacts
+REPLYGUARD_QUEUE               RQ queue name                                        replyguard
+REPLYGUARD_KEY_PREFIX          prefix of replyguard's Redis keys                    rg
+REPLYGUARD_BATCH_SIZE          most messages per job                                64
+REPLYGUARD_BATCH_WAIT_MS       longest a message waits for its batch to fill        50
+REPLYGUARD_LOG_LEVEL           logging level                                        INFO
+=============================  ==================================================  =====================
+
+A bad value stops start-up with :class:`~worker.exceptions.ConfigError` naming
+the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from worker import defaults
+from worker.exceptions import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+_ENV = {
+    "redis_url": "REDIS_URL",
+    "home": "REPLYGUARD_HOME",
+    "policies_dir": "REPLYGUARD_POLICIES_DIR",
+    "templates_dir": "REPLYGUARD_TEMPLATES_DIR",
+    "models_dirs": "REPLYGUARD_MODELS_DIRS",
+    "queue": "REPLYGUARD_QUEUE",
+    "key_prefix": "REPLYGUARD_KEY_PREFIX",
+    "batch_size": "REPLYGUARD_BATCH_SIZE",
+    "batch_wait_ms": "REPLYGUARD_BATCH_WAIT_MS",
+    "log_level": "REPLYGUARD_LOG_LEVEL",
+}
+
+
+def _default_home() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "replyguard"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    redis_url: str | None = None
+    home: Path = Field(default_factory=_default_home)
+    policies_dir: Path = REPO_ROOT / "policies"
+    templates_dir: Path = REPO_ROOT / "prompts" / "templates"
+    models_dirs: list[Path] = Field(default_factory=list)
+    queue: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = defaults.QUEUE_NAME
+    key_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")] = defaults.KEY_PREFIX
+    batch_size: Annotated[int, Field(ge=1, le=1000)] = defaults.BATCH_SIZE
+    batch_wait_ms: Annotated[int, Field(ge=0, le=60_000)] = int(defaults.BATCH_WAIT_SECONDS * 1000)
+    log_level: Annotated[str, Field(pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")] = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field_name, variable in _ENV.items():
+            raw = environ.get(variable)
+            if raw is None or raw == "":
+                continue
+            if field_name == "models_dirs":
+                values[field_name] = [p for p in raw.split(os.pathsep) if p]
+            elif field_name == "log_level":
+                values[field_name] = raw.upper()
+            else:
+                values[field_name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors(include_url=False):
+                name = str(err["loc"][0]) if err["loc"] else "?"
+                problems.append(f"{_ENV.get(name, name)}: {err['msg']} (got {err.get('input')!r})")
+            raise ConfigError("invalid settings: " + "; ".join(problems)) from exc
+
+    @property
+    def batch_wait_seconds(self) -> float:
+        return self.batch_wait_ms / 1000.0
+
+    def redacted_redis_url(self) -> str:
+        """REDIS_URL with any password removed, safe for logs."""
+        if not self.redis_url:
+            return f"embedded (unix socket under {self.home})"
+        return redact_url(self.redis_url)
+
+
+def redact_url(url: str) -> str:
+    """Hide the password in ``scheme://user:password@host``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user + ':' if user else ''}***@{host}"

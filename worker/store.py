@@ -1,0 +1,280 @@
+"""Everything replyguard keeps in Redis, and the key layout.
+
+=======================================  ======  ================================================
+key                                      type    what
+=======================================  ======  ================================================
+``{p}:decision:{brand}:{message_id}``    string  the decision record (JSON)
+``{p}:decisions:{brand}``                zset    message ids by decision time (ms)
+``{p}:message:{message_id}``             set     brands that decided this message id (for ``show``)
+``{p}:review``                           zset    escalations, ``brand/message_id``, by priority then age
+``{p}:outbox:{brand}``                   stream  replies and hides for connectors to carry out
+``{p}:optout:{brand}``                   set     author ids that opted out of automated messages
+``{p}:history:{brand}:{conversation}``   list    recent messages of a conversation (JSON entries)
+``{p}:conversation:{brand}:{conv}``      hash    first_seen, last_seen, away_sent_at (ms)
+``{p}:stats:{brand}``                    hash    counters: decisions, action:*, rule:*
+``{p}:rejected``                         list    events that could not be decided, with the reason
+=======================================  ======  ================================================
+
+A decision and all its side effects are written by one Lua script, so they
+appear together or not at all, and only once per (brand, message id).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Any, TypeVar
+
+import redis
+
+from worker import defaults
+from worker.decide import Context
+from worker.exceptions import StoreError
+from worker.models import Action, Decision, InboundEvent
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _ms(dt: datetime) -> int:
+    return int(dt.timestamp() * 1000)
+
+
+class Keys:
+    def __init__(self, prefix: str = defaults.KEY_PREFIX):
+        self.prefix = prefix
+
+    def decision(self, brand: str, message_id: str) -> str:
+        return f"{self.prefix}:decision:{brand}:{message_id}"
+
+    def decisions(self, brand: str) -> str:
+        return f"{self.prefix}:decisions:{brand}"
+
+    def message(self, message_id: str) -> str:
+        return f"{self.prefix}:message:{message_id}"
+
+    @property
+    def review(self) -> str:
+        return f"{self.prefix}:review"
+
+    def outbox(self, brand: str) -> str:
+        return f"{self.prefix}:outbox:{brand}"
+
+    def optout(self, brand: str) -> str:
+        return f"{self.prefix}:optout:{brand}"
+
+    def history(self, brand: str, conversation_id: str) -> str:
+        return f"{self.prefix}:history:{brand}:{conversation_id}"
+
+    def conversation(self, brand: str, conversation_id: str) -> str:
+        return f"{self.prefix}:conversation:{brand}:{conversation_id}"
+
+    def stats(self, brand: str) -> str:
+        return f"{self.prefix}:stats:{brand}"
+
+    @property
+    def rejected(self) -> str:
+        return f"{self.prefix}:rejected"
+
+
+def review_member(brand: str, message_id: str) -> str:
+    return f"{brand}/{message_id}"
+
+
+def review_score(priority: str, created_at: datetime) -> float:
+    """Lower is served first: priority rank, then the message's age (oldest first)."""
+    return defaults.PRIORITIES.index(priority) * 1e13 + _ms(created_at)
+
+
+@dataclass
+class ReviewItem:
+    brand: str
+    message_id: str
+    priority: str
+    waiting_seconds: float
+    decision: Decision | None
+
+
+def _guard(operation: str) -> Callable[[F], F]:
+    """Decorator: convert redis errors into StoreError naming the operation."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except redis.RedisError as exc:
+                raise StoreError(f"Redis failed while {operation}: {exc}") from exc
+
+        return inner  # type: ignore[return-value]
+
+    return wrap
+
+
+class Store:
+    def __init__(self, client: redis.Redis, prefix: str = defaults.KEY_PREFIX):
+        self.client = client
+        self.keys = Keys(prefix)
+        script = resources.files("worker").joinpath("lua/persist_decision.lua").read_text()
+        self._persist = client.register_script(script)
+
+    # -- reading context -----------------------------------------------------------
+
+    @_guard("reading conversation context")
+    def contexts(self, events: list[InboundEvent]) -> tuple[list[bool], list[Context]]:
+        """For each event: whether it is already decided, and its conversation context."""
+        pipe = self.client.pipeline(transaction=False)
+        for e in events:
+            pipe.exists(self.keys.decision(e.brand, e.id))
+            pipe.sismember(self.keys.optout(e.brand), e.author.id)
+            pipe.hgetall(self.keys.conversation(e.brand, e.conversation_id))
+            pipe.lrange(self.keys.history(e.brand, e.conversation_id), 0, -1)
+        replies = pipe.execute()
+        decided, contexts = [], []
+        for i in range(len(events)):
+            exists, opted, meta, history = replies[4 * i : 4 * i + 4]
+            meta = {k.decode(): v.decode() for k, v in meta.items()}
+            away = meta.get("away_sent_at")
+            contexts.append(Context(
+                opted_out=bool(opted),
+                first_contact=not meta,
+                away_sent_at=datetime.fromtimestamp(int(away) / 1000, tz=timezone.utc) if away else None,
+                history=[json.loads(h) for h in history],
+            ))
+            decided.append(bool(exists))
+        return decided, contexts
+
+    # -- writing decisions ------------------------------------------------------------
+
+    def _args(self, decision: Decision, event: InboundEvent, optout_op: str | None, away_sent: bool) -> tuple[list[str], list[Any]]:
+        k = self.keys
+        b, mid, conv = event.brand, event.id, event.conversation_id
+        keys = [k.decision(b, mid), k.decisions(b), k.message(mid), k.review, k.outbox(b), k.optout(b),
+                k.history(b, conv), k.conversation(b, conv), k.stats(b)]
+        outbox = []
+        base = {"brand": b, "message_id": mid, "platform": event.platform, "kind": event.kind,
+                "conversation_id": conv, "post_id": event.post_id, "author_id": event.author.id}
+        if Action.HIDE in decision.actions:
+            outbox.append(json.dumps({**base, "type": "hide"}, ensure_ascii=False))
+        if Action.AUTO_REPLY in decision.actions and decision.reply:
+            outbox.append(json.dumps({**base, "type": "reply", "text": decision.reply,
+                                      "templates": [f"{t.id}@{t.version}" for t in decision.templates],
+                                      "visibility": "public" if event.kind == "comment" else "private"},
+                                     ensure_ascii=False))
+        created = _ms(event.created_at)
+        history = [json.dumps({"role": "customer", "message_id": mid, "at": created,
+                               "text": event.text[: defaults.HISTORY_MAX_CHARS]}, ensure_ascii=False)]
+        if decision.reply and Action.AUTO_REPLY in decision.actions:
+            history.append(json.dumps({"role": "brand", "message_id": mid, "at": _ms(decision.decided_at),
+                                       "text": decision.reply[: defaults.HISTORY_MAX_CHARS]}, ensure_ascii=False))
+        stats = ["decisions", f"rule:{decision.rule}"] + [f"action:{a.value}" for a in decision.actions]
+        escalation = decision.escalation if Action.ESCALATE in decision.actions else None
+        args = [
+            decision.to_json(),
+            review_member(b, mid),
+            b,
+            mid,
+            _ms(decision.decided_at),
+            repr(review_score(escalation.priority, event.created_at)) if escalation else "",
+            json.dumps(outbox),
+            optout_op or "",
+            event.author.id,
+            json.dumps(history),
+            defaults.HISTORY_MAX_MESSAGES,
+            defaults.CONVERSATION_TTL_SECONDS,
+            created if away_sent else "",
+            json.dumps(stats),
+            defaults.OUTBOX_MAX_ENTRIES,
+            created,
+        ]
+        return keys, args
+
+    @_guard("saving decisions")
+    def persist(self, items: list[tuple[Decision, InboundEvent, str | None, bool]]) -> list[bool]:
+        """Write each (decision, event, opt-out op, away sent). True = new, False = already decided."""
+        if not items:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for decision, event, optout_op, away_sent in items:
+            keys, args = self._args(decision, event, optout_op, away_sent)
+            self._persist(keys=keys, args=args, client=pipe)
+        return [bool(r) for r in pipe.execute()]
+
+    @_guard("recording a rejected event")
+    def reject(self, raw: object, reason: str, source: str) -> None:
+        entry = json.dumps({"at": time.time(), "source": source, "reason": reason, "event": raw},
+                           ensure_ascii=False, default=str)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.lpush(self.keys.rejected, entry)
+        pipe.ltrim(self.keys.rejected, 0, defaults.REJECTED_MAX_ENTRIES - 1)
+        pipe.execute()
+
+    # -- queries ----------------------------------------------------------------------
+
+    @_guard("reading a decision")
+    def decision(self, brand: str, message_id: str) -> Decision | None:
+        raw = self.client.get(self.keys.decision(brand, message_id))
+        return Decision.from_json(raw) if raw else None
+
+    @_guard("reading decisions")
+    def decisions(self, pairs: list[tuple[str, str]]) -> list[Decision | None]:
+        if not pairs:
+            return []
+        raws = self.client.mget([self.keys.decision(b, m) for b, m in pairs])
+        return [Decision.from_json(r) if r else None for r in raws]
+
+    @_guard("checking decisions")
+    def decided(self, pairs: list[tuple[str, str]]) -> list[bool]:
+        pipe = self.client.pipeline(transaction=False)
+        for b, m in pairs:
+            pipe.exists(self.keys.decision(b, m))
+        return [bool(x) for x in pipe.execute()]
+
+    @_guard("looking up a message")
+    def brands_for(self, message_id: str) -> list[str]:
+        return sorted(m.decode() for m in self.client.smembers(self.keys.message(message_id)))
+
+    @_guard("listing decisions")
+    def recent(self, brand: str, limit: int = 50) -> list[str]:
+        return [m.decode() for m in self.client.zrevrange(self.keys.decisions(brand), 0, limit - 1)]
+
+    @_guard("reading the review queue")
+    def review(self, limit: int = 50, brand: str | None = None, role: str | None = None,
+               now: float | None = None) -> list[ReviewItem]:
+        now = time.time() if now is None else now
+        items: list[ReviewItem] = []
+        start, page = 0, max(limit, 100)
+        while len(items) < limit:
+            members = self.client.zrange(self.keys.review, start, start + page - 1, withscores=True)
+            if not members:
+                break
+            start += page
+            pairs = []
+            for member, score in members:
+                b, _, mid = member.decode().partition("/")
+                pairs.append((b, mid, score))
+            decisions = self.decisions([(b, m) for b, m, _ in pairs])
+            for (b, mid, score), d in zip(pairs, decisions, strict=True):
+                if brand and b != brand:
+                    continue
+                if role and (d is None or d.escalation is None or d.escalation.role != role):
+                    continue
+                priority = defaults.PRIORITIES[min(int(score // 1e13), len(defaults.PRIORITIES) - 1)]
+                created_ms = score - defaults.PRIORITIES.index(priority) * 1e13
+                items.append(ReviewItem(b, mid, priority, max(0.0, now - created_ms / 1000), d))
+                if len(items) >= limit:
+                    break
+        return items
+
+    @_guard("reading stats")
+    def stats(self, brand: str) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in self.client.hgetall(self.keys.stats(brand)).items()}
+
+    @_guard("reading rejected events")
+    def rejected(self, limit: int = 20) -> list[dict[str, Any]]:
+        return [json.loads(r) for r in self.client.lrange(self.keys.rejected, 0, limit - 1)]

@@ -1,0 +1,104 @@
+"""Strict YAML reading for policies and templates.
+
+``yaml.safe_load`` only (no Python tags), duplicate keys are an error (PyYAML
+would silently keep the last one), and every value remembers its line so that
+validation errors can say ``thresholds.intent.pricing (line 23)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+
+class YamlProblem(Exception):
+    def __init__(self, where: str, reason: str):
+        self.where = where
+        self.reason = reason
+        super().__init__(f"{where}: {reason}")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys."""
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # PyYAML reports unhashable keys itself
+            if key in seen:
+                raise YamlProblem(
+                    f"line {key_node.start_mark.line + 1}",
+                    f"duplicate key {key!r} (first defined on line {seen[key]})",
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.1 reads `on`, `off`, `yes`, `no` as booleans, which turns a weekday list
+# or a keyword like NO into True/False. Keep only true/false as booleans.
+for _first, _resolvers in list(_StrictLoader.yaml_implicit_resolvers.items()):
+    _StrictLoader.yaml_implicit_resolvers[_first] = [
+        (tag, regexp) for tag, regexp in _resolvers if tag != "tag:yaml.org,2002:bool"
+    ]
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    __import__("re").compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
+@dataclass
+class YamlDocument:
+    path: Path
+    raw: bytes
+    data: Any
+    root: Node | None
+
+    def line_of(self, loc: tuple[Any, ...]) -> int | None:
+        """1-based line of the value at ``loc`` (or of its deepest existing parent)."""
+        node = self.root
+        line = node.start_mark.line + 1 if node is not None else None
+        for part in loc:
+            if isinstance(node, MappingNode):
+                for key_node, value_node in node.value:
+                    if isinstance(key_node, ScalarNode) and key_node.value == str(part):
+                        node = value_node
+                        line = key_node.start_mark.line + 1
+                        break
+                else:
+                    return line
+            elif isinstance(node, SequenceNode) and isinstance(part, int) and part < len(node.value):
+                node = node.value[part]
+                line = node.start_mark.line + 1
+            else:
+                return line
+        return line
+
+
+def read_yaml(path: Path) -> YamlDocument:
+    """Read and parse ``path``. Raises YamlProblem (with a line) or OSError."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise YamlProblem(f"byte {exc.start}", f"not valid UTF-8 ({exc.reason})") from exc
+    try:
+        root = yaml.compose(text, Loader=_StrictLoader)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - _StrictLoader is a SafeLoader
+    except YamlProblem:
+        raise
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise YamlProblem(where, f"YAML syntax error: {exc.problem or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise YamlProblem("(file)", f"YAML error: {exc}") from exc
+    return YamlDocument(path=path, raw=raw, data=data, root=root)
