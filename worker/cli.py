@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -204,6 +205,78 @@ def cmd_review_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review_resolve(args: argparse.Namespace) -> int:
+    from worker.models import Correction
+    from worker.store import Store
+
+    settings = _settings(args)
+    store = Store(_connect(settings), settings.key_prefix)
+    decision, problem = _find_decision(store, args.message_id, args.brand)
+    if problem or decision is None:
+        print(problem or f"no decision for message {args.message_id!r}", file=sys.stderr)
+        return EXIT_INPUT
+    spam = None if args.spam is None else args.spam == "yes"
+    correction = Correction(brand=decision.brand, message_id=decision.message_id, intent=args.intent, spam=spam,
+                            abuse=args.abuse, note=args.note, by=args.by, at=datetime.now(timezone.utc))
+    store.resolve(correction)
+    print(f"resolved {decision.brand}/{decision.message_id}: "
+          + ", ".join(f"{k}={v}" for k, v in correction.model_dump(include={"intent", "spam", "abuse"}).items() if v is not None))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    if args.replay:
+        return _eval_replay(args)
+    from eval.evaluate import evaluate
+    from eval.report import write_report
+
+    if not args.task or not args.data or not args.report:
+        print("eval needs --task, --data and --report (or --replay)", file=sys.stderr)
+        return EXIT_CONFIG
+    policy = Path(args.policy) if args.policy else _settings(args).policies_dir / "demo-shop.yaml"
+    evaluation = evaluate(args.task, args.data, model=args.model, target_precision=args.target_precision,
+                          oos_label=args.oos_label, margin=args.margin)
+    written = write_report(evaluation, Path(args.report), policy_path=policy if policy.exists() else None)
+    r = evaluation.report
+    print(f"{r['task']} on {Path(r['data']['path']).name}: {r['n_train']} train / {r['n_val']} val / {r['n_test']} test ({r['model']})")
+    print(f"  accuracy {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}  ECE {r['ece']:.4f}")
+    if r.get("in_scope_accuracy") is not None:
+        print(f"  in-scope accuracy {r['in_scope_accuracy']:.4f}  out-of-scope recall {r['oos_recall']:.4f}")
+    print(f"  at threshold {r['threshold']:.4f} (chosen on val for precision {r['target_precision']}): "
+          f"coverage {r['coverage']:.4f}, precision {r['achieved_precision']:.4f} on test")
+    if r.get("train_seconds") is not None:
+        print(f"  trained in {r['train_seconds']:.1f}s; {r['predict_per_second']:.0f} messages/s on one thread")
+    for kind, path in written.items():
+        print(f"  wrote {path}")
+    return 0
+
+
+def _eval_replay(args: argparse.Namespace) -> int:
+    from classifiers.registry import ModelRegistry
+    from eval.replay import replay
+    from worker.brands import load_brand
+    from worker.policy import load_policy
+    from worker.store import Store
+
+    settings = _settings(args)
+    brand_name = args.brand or "demo-shop"
+    path = Path(args.policy) if args.policy else settings.policies_dir / f"{brand_name}.yaml"
+    loaded = load_policy(path, name_must_match=False)
+    if loaded.brand != brand_name:
+        print(f"{path} is a policy for brand {loaded.brand!r}, not {brand_name!r}", file=sys.stderr)
+        return EXIT_CONFIG
+    brand = load_brand(loaded, settings, ModelRegistry(settings.models_dirs))
+    store = Store(_connect(settings), settings.key_prefix)
+    report = replay(store, brand, limit=args.limit, reclassify=args.reclassify)
+    print("\n".join(report.lines()))
+    if args.report:
+        out = Path(args.report)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "replay.json").write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n")
+        print(f"wrote {out / 'replay.json'}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from classifiers.build import DEFAULT_CONFIGS, ModelConfig, train
     from classifiers.datasets import read_dataset
@@ -346,6 +419,31 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--limit", type=int, default=50)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_review_list)
+
+    q = review.add_parser("resolve", help="record a reviewer's verdict and take the message off the queue")
+    q.add_argument("message_id")
+    q.add_argument("--brand")
+    q.add_argument("--intent", help="the intent the message really has")
+    q.add_argument("--spam", choices=["yes", "no"])
+    q.add_argument("--abuse", choices=["hate", "offensive", "neither"])
+    q.add_argument("--note")
+    q.add_argument("--by", default=os.environ.get("USER", "reviewer"))
+    q.set_defaults(func=cmd_review_resolve)
+
+    p = sub.add_parser("eval", help="evaluate a classifier and propose thresholds, or replay past decisions")
+    p.add_argument("--task", choices=["spam", "abuse", "intent"])
+    p.add_argument("--data", help="labelled JSONL/CSV (text, label[, split])")
+    p.add_argument("--report", help="output directory")
+    p.add_argument("--model", help="evaluate this artifact as is (default: train on the train split)")
+    p.add_argument("--target-precision", type=float, default=0.98)
+    p.add_argument("--oos-label", help="the out-of-scope label (intent)")
+    p.add_argument("--margin", type=float, default=0.0, help="extra precision demanded on val (safety margin)")
+    p.add_argument("--policy", help="policy to compare with / replay (default: policies/demo-shop.yaml)")
+    p.add_argument("--replay", action="store_true", help="re-decide stored decisions with --policy")
+    p.add_argument("--brand", help="brand to replay (default demo-shop)")
+    p.add_argument("--limit", type=int, help="replay at most this many decisions")
+    p.add_argument("--reclassify", action="store_true", help="replay: re-run the policy's models on the stored text")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("train", help="train a classifier artifact from labelled JSONL/CSV")
     p.add_argument("task", choices=["spam", "abuse", "intent"])

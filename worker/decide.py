@@ -37,7 +37,16 @@ from worker.brands import Brand
 from worker.entities import extract, template_values
 from worker.exceptions import RenderError
 from worker.language import detect_language
-from worker.models import Action, Decision, Escalation, InboundEvent, IntentResult, RuleHit, TemplateRef
+from worker.models import (
+    Action,
+    Decision,
+    DecisionContext,
+    Escalation,
+    InboundEvent,
+    IntentResult,
+    RuleHit,
+    TemplateRef,
+)
 from worker.policy import Fallback, PolicyView, normalize_keyword
 from worker.templates import render
 
@@ -397,6 +406,8 @@ def _finish(
         untags=b.untags,
         entities=entities,
         truncated=truncated,
+        context=DecisionContext(opted_out=context.opted_out, first_contact=context.first_contact,
+                                away_sent_at=context.away_sent_at),
         policy_version=b.brand.policy_version,
         template_versions={r.id: r.version for r in refs},
         model_versions=b.brand.model_versions(),

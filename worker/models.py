@@ -227,6 +227,16 @@ class IntentResult(BaseModel):
     threshold: float | None = None
 
 
+class DecisionContext(BaseModel):
+    """What was known about the conversation when deciding (so the decision can be replayed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    opted_out: bool = False
+    first_contact: bool = True
+    away_sent_at: datetime | None = None
+
+
 class Decision(BaseModel):
     """What replyguard decided for one message, and why. Stored in Redis as JSON."""
 
@@ -255,6 +265,7 @@ class Decision(BaseModel):
     untags: list[str] = Field(default_factory=list, description="Tags removed from the author.")
     entities: dict[str, list[str]] = Field(default_factory=dict)
     truncated: bool = False
+    context: DecisionContext = Field(default_factory=DecisionContext)
     policy_version: str
     template_versions: dict[str, int] = Field(default_factory=dict)
     model_versions: dict[str, str]
@@ -269,3 +280,18 @@ class Decision(BaseModel):
     @classmethod
     def from_json(cls, raw: str | bytes) -> "Decision":
         return cls.model_validate_json(raw)
+
+
+class Correction(BaseModel):
+    """A person's verdict on a decided message (from the review queue): the right labels."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    brand: str
+    message_id: str
+    intent: str | None = Field(default=None, description="The intent the message really has.")
+    spam: bool | None = None
+    abuse: Literal["hate", "offensive", "neither"] | None = None
+    note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    by: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    at: datetime

@@ -473,8 +473,12 @@ class LoadedPolicy:
         return self.policy.brand
 
 
-def load_policy(path: Path) -> LoadedPolicy:
-    """Load and validate one policy file; raise PolicyError naming file, field path, line and reason."""
+def load_policy(path: Path, *, name_must_match: bool = True) -> LoadedPolicy:
+    """Load and validate one policy file; raise PolicyError naming file, field path, line and reason.
+
+    Policies in the policies directory must be named ``<brand>.yaml``; a candidate policy
+    elsewhere (``policy.proposed.yaml`` for a replay) need not be (``name_must_match=False``).
+    """
     source = str(path)
     try:
         doc = read_yaml(path)
@@ -494,7 +498,7 @@ def load_policy(path: Path) -> LoadedPolicy:
             problems.append(Problem(f"{where} (line {line})" if line else where, problem.reason))
         raise PolicyError(source, problems) from exc
     expected = path.stem
-    if policy.brand != expected:
+    if name_must_match and policy.brand != expected:
         raise PolicyError(source, Problem(f"brand (line {doc.line_of(('brand',))})",
                                           f"is {policy.brand!r} but the file is named {path.name}; "
                                           f"name it {policy.brand}.yaml"))

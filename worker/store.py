@@ -13,6 +13,8 @@ key                                      type    what
 ``{p}:conversation:{brand}:{conv}``      hash    first_seen, last_seen, away_sent_at (ms)
 ``{p}:stats:{brand}``                    hash    counters: decisions, action:*, rule:*
 ``{p}:rejected``                         list    events that could not be decided, with the reason
+``{p}:correction:{brand}:{message_id}``  string  a reviewer's correction (JSON)
+``{p}:corrections:{brand}``              zset    corrected message ids by time
 =======================================  ======  ================================================
 
 A decision and all its side effects are written by one Lua script, so they
@@ -35,7 +37,7 @@ import redis
 from worker import defaults
 from worker.decide import Context
 from worker.exceptions import StoreError
-from worker.models import Action, Decision, InboundEvent
+from worker.models import Action, Correction, Decision, InboundEvent
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -80,6 +82,12 @@ class Keys:
     @property
     def rejected(self) -> str:
         return f"{self.prefix}:rejected"
+
+    def correction(self, brand: str, message_id: str) -> str:
+        return f"{self.prefix}:correction:{brand}:{message_id}"
+
+    def corrections(self, brand: str) -> str:
+        return f"{self.prefix}:corrections:{brand}"
 
 
 def review_member(brand: str, message_id: str) -> str:
@@ -270,6 +278,39 @@ class Store:
                 if len(items) >= limit:
                     break
         return items
+
+    @_guard("saving a correction")
+    def resolve(self, correction: Correction) -> bool:
+        """Record a reviewer's correction and take the message off the review queue. False if undecided."""
+        b, mid = correction.brand, correction.message_id
+        if not self.client.exists(self.keys.decision(b, mid)):
+            return False
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(self.keys.correction(b, mid), correction.model_dump_json())
+        pipe.zadd(self.keys.corrections(b), {mid: _ms(correction.at)})
+        pipe.zrem(self.keys.review, review_member(b, mid))
+        pipe.execute()
+        return True
+
+    @_guard("reading corrections")
+    def corrections(self, brand: str) -> dict[str, Correction]:
+        ids = [m.decode() for m in self.client.zrange(self.keys.corrections(brand), 0, -1)]
+        raws = self.client.mget([self.keys.correction(brand, m) for m in ids]) if ids else []
+        return {m: Correction.model_validate_json(r) for m, r in zip(ids, raws, strict=True) if r}
+
+    @_guard("reading decisions")
+    def all_decisions(self, brand: str, limit: int | None = None, page: int = 500) -> list[Decision]:
+        """Stored decisions of ``brand``, oldest first (at most ``limit``)."""
+        out: list[Decision] = []
+        start = 0
+        while limit is None or start < limit:
+            stop = start + page - 1 if limit is None else min(start + page, limit) - 1
+            ids = [m.decode() for m in self.client.zrange(self.keys.decisions(brand), start, stop)]
+            if not ids:
+                break
+            out.extend(d for d in self.decisions([(brand, m) for m in ids]) if d is not None)
+            start += len(ids)
+        return out
 
     @_guard("reading stats")
     def stats(self, brand: str) -> dict[str, int]:

@@ -1,0 +1,176 @@
+"""``replyguard eval``: measure a classifier on a labelled file and choose its thresholds.
+
+Without ``model``, a model is trained on the file's train split with the task's
+default configuration; with it, the artifact is evaluated as is. Thresholds are
+chosen on the val split (carved, stratified, from train when the file has none)
+and never on test; every reported figure is computed on test.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from classifiers.build import DEFAULT_CONFIGS, ModelConfig, fit
+from classifiers.datasets import Dataset, read_dataset, with_splits
+from classifiers.persistence import LoadedModel, load_artifact
+from eval import metrics
+from eval.thresholds import Scored, auto_mask, choose_thresholds, curve, outcome
+from worker.exceptions import ConfigError
+
+#: Labels with an automatic action, per task (intent: every label but out-of-scope).
+ACTION_LABELS = {"spam": {"spam"}, "abuse": {"hate", "offensive"}}
+#: Extra precision demanded on validation data when choosing thresholds, to absorb the
+#: difference between val and test (measured in README "Classifier quality").
+DEFAULT_MARGIN = 0.0
+WORST_ERRORS = 25
+
+
+@dataclass
+class Evaluation:
+    report: dict[str, Any]
+    estimator: Any
+    val: Scored
+    test: Scored
+    texts_test: list[str]
+
+
+def _positive(task: str, labels: list[str], oos_label: str | None) -> set[str]:
+    if task in ACTION_LABELS:
+        return ACTION_LABELS[task] & set(labels) or set(labels)
+    return set(labels) - {oos_label}
+
+
+def _speed(estimator: Any, texts: list[str], seconds: float = 1.0) -> float:
+    """Messages per second of predict_proba on one thread (repeats the texts for ~``seconds``)."""
+    sample = (texts * (1 + 2000 // max(1, len(texts))))[:2000]
+    estimator.predict_proba(sample[:100])  # warm up
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        estimator.predict_proba(sample)
+        done += len(sample)
+    return done / (time.perf_counter() - started)
+
+
+def evaluate(
+    task: str,
+    data: Path | str | Dataset,
+    *,
+    model: Path | str | LoadedModel | None = None,
+    target_precision: float = 0.98,
+    oos_label: str | None = None,
+    config: ModelConfig | None = None,
+    margin: float = DEFAULT_MARGIN,
+    measure_speed: bool = True,
+) -> Evaluation:
+    if not 0.5 <= target_precision < 1.0:
+        raise ConfigError(f"--target-precision must be in [0.5, 1), got {target_precision}")
+    dataset = data if isinstance(data, Dataset) else read_dataset(data)
+    ds = with_splits(dataset)
+    train_rows, val_rows, test_rows = ds.split("train"), ds.split("val"), ds.split("test")
+    started = time.perf_counter()
+    if model is None:
+        estimator = fit(config or DEFAULT_CONFIGS[task], [e.text for e in train_rows], [e.label for e in train_rows],
+                        [e.weight for e in train_rows])
+        train_seconds: float | None = time.perf_counter() - started
+        labels = [str(c) for c in estimator.classes_]
+        source = "trained on the train split"
+    else:
+        loaded = model if isinstance(model, LoadedModel) else load_artifact(Path(model))
+        if loaded.task != task:
+            raise ConfigError(f"{loaded.path} is a {loaded.task!r} model, not {task!r}")
+        estimator, labels, train_seconds = loaded.estimator, loaded.labels, None
+        oos_label = oos_label or loaded.manifest.out_of_scope_label
+        source = f"artifact {loaded.ref}"
+    if oos_label and oos_label not in labels:
+        raise ConfigError(f"out-of-scope label {oos_label!r} is not one of the model's labels {labels}")
+    unknown = sorted({e.label for e in ds.examples} - set(labels))
+    if unknown:
+        raise ConfigError(f"the data has labels the model does not know: {unknown}")
+
+    val = Scored.from_proba(estimator.predict_proba([e.text for e in val_rows]), labels, [e.label for e in val_rows])
+    texts_test = [e.text for e in test_rows]
+    test = Scored.from_proba(estimator.predict_proba(texts_test), labels, [e.label for e in test_rows])
+    positive = _positive(task, labels, oos_label)
+    threshold, per_label_t = choose_thresholds(val, positive, target_precision, margin=margin)
+    global_mask = auto_mask(test, positive, {}, threshold)
+    mask = auto_mask(test, positive, per_label_t, threshold)
+    summary = metrics.summary(list(test.y_true), test.proba, labels)
+    at_threshold = outcome(test, mask)
+    per_label = summary["per_label"]
+    for label, row in per_label.items():
+        rows = mask & (test.pred == label)
+        truth = test.y_true == label
+        row["threshold"] = per_label_t.get(label, threshold) if label in positive else None
+        row["auto_precision"] = float(test.correct[rows].mean()) if rows.sum() else None
+        row["auto_recall"] = float((rows & truth).sum() / truth.sum()) if truth.sum() else None
+    report: dict[str, Any] = {
+        "task": task,
+        "data": {"path": str(dataset.path), "sha256": dataset.sha256, "carved": ds.carved},
+        "model": source,
+        "n_train": len(train_rows),
+        "n_val": len(val_rows),
+        "n_test": len(test_rows),
+        "labels": labels,
+        "action_labels": sorted(positive),
+        "oos_label": oos_label,
+        "accuracy": summary["accuracy"],
+        "macro_f1": summary["macro_f1"],
+        "per_label": per_label,
+        "ece": summary["ece"],
+        "target_precision": target_precision,
+        "threshold": threshold,
+        "per_label_thresholds": per_label_t,
+        "threshold_margin": margin,
+        "coverage": at_threshold["coverage"],
+        "achieved_precision": at_threshold["precision"],
+        "auto_errors": at_threshold["errors"],
+        "global_threshold_only": outcome(test, global_mask),
+        "val_at_threshold": outcome(val, auto_mask(val, positive, per_label_t, threshold)),
+        "train_seconds": train_seconds,
+        "predict_per_second": None,
+        "curve": curve(test, positive),
+        "val_curve": curve(val, positive),
+        "reliability": metrics.reliability_bins(test.conf, test.correct),
+        "confusion": metrics.confusion(list(test.y_true), list(test.pred), labels).tolist(),
+        "worst_errors": _worst_errors(test, texts_test),
+    }
+    if oos_label:
+        in_scope = test.y_true != oos_label
+        predicted_oos = (test.pred == oos_label) | ~auto_mask(test, positive, per_label_t, threshold)
+        report["in_scope_accuracy"] = float((test.correct & in_scope).sum() / max(1, in_scope.sum()))
+        report["oos_recall"] = float(predicted_oos[~in_scope].mean()) if (~in_scope).any() else None
+        report["oos_recall_argmax"] = float((test.pred[~in_scope] == oos_label).mean()) if (~in_scope).any() else None
+    if measure_speed:
+        report["predict_per_second"] = _single_thread(lambda: _speed(estimator, texts_test))
+    return Evaluation(report=report, estimator=estimator, val=val, test=test, texts_test=texts_test)
+
+
+def _single_thread(fn):
+    """Run ``fn`` with BLAS/OpenMP limited to one thread (threadpoolctl ships with scikit-learn)."""
+    from threadpoolctl import threadpool_limits
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with threadpool_limits(limits=1):
+        return fn()
+
+
+def _worst_errors(s: Scored, texts: list[str]) -> list[dict[str, Any]]:
+    wrong = np.nonzero(~s.correct)[0]
+    worst = wrong[np.argsort(-s.conf[wrong], kind="stable")][:WORST_ERRORS]
+    out = []
+    for i in worst:
+        top3 = np.argsort(-s.proba[i])[:3]
+        out.append({
+            "text": texts[i][:300],
+            "true": s.y_true[i],
+            "predicted": s.pred[i],
+            "confidence": float(s.conf[i]),
+            "top": [{"label": s.labels[j], "p": float(s.proba[i, j])} for j in top3],
+        })
+    return out

@@ -1,0 +1,58 @@
+"""Writing an evaluation to a report directory.
+
+``DIR/report.json``  machine-readable figures (see eval/evaluate.py for the keys)
+``DIR/report.html``  one self-contained page for choosing thresholds (eval/report_html.py)
+``DIR/policy.proposed.yaml``  the brand policy with thresholds that meet the target (eval/proposal.py)
+``DIR/policy.diff.txt``  what the proposal changes, in plain language
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from eval.evaluate import Evaluation
+from eval.proposal import compare, proposed_thresholds, write_proposal
+from worker.policy import load_policy
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_report(evaluation: Evaluation, out_dir: Path, *, policy_path: Path | None = None) -> dict[str, Path]:
+    """Write the report files; returns {kind: path}. Never touches ``policy_path`` itself."""
+    from eval.report_html import write_html
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = evaluation.report
+    written: dict[str, Path] = {}
+    if policy_path is not None:
+        task = report["task"]
+        proposed = proposed_thresholds(task, report)
+        policy = load_policy(policy_path).policy
+        comparison = compare(task, policy, evaluation.test, proposed, set(report["action_labels"]))
+        report["policy_comparison"] = {"policy": str(policy_path), **comparison}
+        written["policy"] = write_proposal(policy_path, task, proposed, out_dir / "policy.proposed.yaml",
+                                           source=Path(report["data"]["path"]).name,
+                                           target=report["target_precision"])
+        lines = [f"Proposed thresholds.{task} for {policy_path} (target precision {report['target_precision']}):", ""]
+        for label in sorted(set(comparison["current"]) | set(proposed)):
+            before = comparison["current"].get(label, "-")
+            lines.append(f"  {label:28} {before!s:>8} -> {proposed.get(label, '-')!s:>8}")
+        lines += ["", *comparison["text"], ""]
+        for row in comparison["rows"]:
+            unit = "%" if row["unit"] == "percent" else ""
+            scale = 100 if unit else 1
+            lines.append(f"  {row['name']:34} {row['before'] * scale:8.1f}{unit} -> {row['after'] * scale:8.1f}{unit}")
+        written["diff"] = out_dir / "policy.diff.txt"
+        _write_text(written["diff"], "\n".join(lines) + "\n")
+    written["json"] = out_dir / "report.json"
+    _write_text(written["json"], json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
+    written["html"] = out_dir / "report.html"
+    write_html(report, written["html"])
+    return written
