@@ -5,7 +5,7 @@
 
 ``spam-default``
     SMS Spam Collection (its train/test split) + our social-comment spam/ham
-    (EN/JA; 20 % carved out as test) + customer messages as ham (our demo-shop
+    (EN/JA, two writers; 20 % of each carved out as test) + customer messages as ham (our demo-shop
     utterances and the Bitext customer-support train split), so that a message
     with an order number is not mistaken for an SMS prize draw.
 ``abuse-default``
@@ -99,6 +99,8 @@ def spam_parts(shared: Path) -> list[Part]:
     return [
         part(shared / "sms_spam_collection.jsonl", "SMS Spam Collection, original split"),
         part(DATA_DIR / "social_comment_spam.jsonl", "team-written social comments; 20% carved as test", split=None, carve_test=0.2),
+        part(DATA_DIR / "social_comment_spam_2.jsonl", "team-written comments, YouTube-style (second writer); 20% carved as test",
+             split=None, carve_test=0.2),
         part(DATA_DIR / "demo_shop_intents.jsonl", "team-written customer messages as ham", label=lambda r: "ham", split="train"),
         part(shared / "bitext_customer_support.jsonl", "Bitext customer messages (train split) as ham",
              label=lambda r: "ham", keep=lambda r: r["split"] == "train"),
@@ -111,6 +113,8 @@ def abuse_parts(shared: Path) -> list[Part]:
         part(DATA_DIR / "ja_abuse.jsonl", "team-written Japanese abuse examples; 20% carved as test", split=None, carve_test=0.2),
         part(DATA_DIR / "demo_shop_intents.jsonl", "team-written customer messages as neither", label=lambda r: "neither", split="train"),
         part(DATA_DIR / "social_comment_spam.jsonl", "team-written comments (ham only) as neither",
+             label=lambda r: "neither", keep=lambda r: r["label"] == "ham", split="train"),
+        part(DATA_DIR / "social_comment_spam_2.jsonl", "team-written comments, second writer (ham only) as neither",
              label=lambda r: "neither", keep=lambda r: r["label"] == "ham", split="train"),
         part(shared / "bitext_customer_support.jsonl", "Bitext train rows without the W (offensive language) tag as neither",
              label=lambda r: "neither", keep=lambda r: r["split"] == "train" and "W" not in (r.get("tags") or "")),

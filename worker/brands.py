@@ -12,7 +12,9 @@ not start.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from classifiers.persistence import LoadedModel
@@ -20,7 +22,10 @@ from classifiers.registry import ModelRegistry
 from worker.exceptions import ArtifactError, PolicyError, Problem, TemplateError
 from worker.policy import LoadedPolicy, load_policies, load_policy
 from worker.settings import Settings
+from worker.system_prompts import SystemPrompt, load_system_prompt
 from worker.templates import TemplateBook, load_templates
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,6 +35,7 @@ class Brand:
     spam: LoadedModel
     abuse: LoadedModel
     intent: LoadedModel
+    system_prompts: dict[str, SystemPrompt] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -88,7 +94,30 @@ def load_brand(loaded: LoadedPolicy, settings: Settings, registry: ModelRegistry
     problems = _model_problems(loaded, intent)
     if problems:
         raise PolicyError(str(loaded.path), problems)
-    return Brand(loaded=loaded, templates=templates, spam=spam, abuse=abuse, intent=intent)
+    return Brand(loaded=loaded, templates=templates, spam=spam, abuse=abuse, intent=intent,
+                 system_prompts=_system_prompts(loaded, settings))
+
+
+def _system_prompts(loaded: LoadedPolicy, settings: Settings) -> dict[str, SystemPrompt]:
+    """Load every system prompt the policy's LLM settings name; warn about unset API keys."""
+    llm = loaded.policy.llm
+    if llm is None:
+        return {}
+    wanted: dict[str, str] = {}
+    if llm.personalise:
+        wanted[llm.personalise.defaults.system_prompt or "personalise"] = "personalise"
+        for settings_ in llm.personalise.intents.values():
+            if settings_.system_prompt:
+                wanted[settings_.system_prompt] = "personalise"
+    if llm.cascade:
+        wanted[llm.cascade.system_prompt] = "classify"
+    prompts = {pid: load_system_prompt(settings.system_prompts_dir, pid, purpose) for pid, purpose in wanted.items()}
+    for name, provider in llm.providers.items():
+        if provider.api_key_env and not os.environ.get(provider.api_key_env):
+            log.warning("brand %s: LLM provider %r reads its API key from %s, which is not set; "
+                        "its replies will use plain templates (reason missing_api_key)",
+                        loaded.brand, name, provider.api_key_env)
+    return prompts
 
 
 def load_brands(settings: Settings, registry: ModelRegistry | None = None) -> dict[str, Brand]:

@@ -113,7 +113,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     client = _connect(settings)
     logging.getLogger("replyguard").info(
         "serving brands %s from queue %r on %s", sorted(brands), settings.queue, settings.redacted_redis_url())
-    worker = make_worker(client, settings, simple=args.simple)
+    worker = make_worker(client, settings, simple=args.simple, queues=args.queues)
     worker.work(burst=args.burst, with_scheduler=True, logging_level=settings.log_level,
                 max_jobs=args.max_jobs)
     return 0
@@ -358,12 +358,11 @@ def cmd_redis(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    from worker.policy import load_policies
     from worker.store import Store
 
     settings = _settings(args)
     store = Store(_connect(settings), settings.key_prefix)
-    from worker.policy import load_policies
-
     brands = [args.brand] if args.brand else sorted(load_policies(settings.policies_dir))
     out = {b: store.stats(b) for b in brands}
     if args.json:
@@ -371,16 +370,47 @@ def cmd_stats(args: argparse.Namespace) -> int:
         return 0
     for brand, counters in out.items():
         print(f"{brand}: {counters.get('decisions', 0)} decisions")
-        for key in sorted(counters):
-            if key != "decisions":
-                print(f"  {key:40} {counters[key]}")
+        for prefix, title in (("action:", "actions"), ("rule:", "rules")):
+            rows = {k[len(prefix):]: v for k, v in counters.items() if k.startswith(prefix)}
+            if rows:
+                print(f"  {title}: " + ", ".join(f"{k} {v}" for k, v in sorted(rows.items(), key=lambda kv: -kv[1])))
+        calls = counters.get("llm:calls", 0)
+        llm = {k[4:]: v for k, v in counters.items() if k.startswith("llm:") and ":" in k[4:]}
+        if calls or llm:
+            mean = counters.get("llm:latency_ms_sum", 0) / calls if calls else 0
+            print(f"  llm: {calls} calls ({counters.get('llm:attempts', 0)} attempts), tokens in "
+                  f"{counters.get('llm:tokens_in', 0)}, out {counters.get('llm:tokens_out', 0)}, mean latency {mean:.0f} ms")
+            for key, value in sorted(llm.items()):
+                if not key.startswith("latency_le"):
+                    print(f"    {key:40} {value}")
     return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+
+    from worker.metrics import RedisStatsCollector
+    from worker.policy import load_policies
+    from worker.store import Store
+
+    settings = _settings(args)
+    store = Store(_connect(settings), settings.key_prefix)
+    registry = CollectorRegistry()
+    registry.register(RedisStatsCollector(store, sorted(load_policies(settings.policies_dir))))
+    if args.once:
+        sys.stdout.write(generate_latest(registry).decode())
+        return 0
+    start_http_server(args.port, addr=args.host, registry=registry)
+    print(f"serving Prometheus metrics on http://{args.host}:{args.port}/metrics")
+    while True:
+        time.sleep(3600)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from worker.demo import run_demo
 
-    return run_demo(workers=args.workers, check=args.check)
+    return run_demo(workers=args.workers, check=args.check, llm=args.llm, llm_model=args.llm_model,
+                    llm_key_env=args.llm_key_env)
 
 
 # -- parser -----------------------------------------------------------------------------
@@ -402,6 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     p.add_argument("--simple", action="store_true", help="run jobs in the worker process (no fork)")
     p.add_argument("--max-jobs", type=int, default=None)
+    p.add_argument("--queues", choices=["all", "batches", "llm"], default="all",
+                   help="all: batches first, then LLM tasks (default); or only one of them")
     p.add_argument("--policies", default=None, help="policies directory (default: REPLYGUARD_POLICIES_DIR)")
     p.set_defaults(func=cmd_worker)
 
@@ -478,8 +510,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
 
+    p = sub.add_parser("metrics", help="serve Prometheus metrics (from the counters in Redis)")
+    p.add_argument("--port", type=int, default=9108)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--once", action="store_true", help="print the metrics once and exit")
+    p.set_defaults(func=cmd_metrics)
+
     p = sub.add_parser("demo", help="run the demo brand end to end and print the decisions")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--llm", metavar="standin|URL",
+                   help="switch LLM drafting on: 'standin' (a scripted local server, not a real model) or the "
+                        "base URL of an OpenAI-compatible server (with --llm-model, --llm-key-env)")
+    p.add_argument("--llm-model", default="gpt-4o-mini")
+    p.add_argument("--llm-key-env", default=None, help="environment variable holding the API key")
     p.add_argument("--check", action="store_true", help="exit 1 unless every decision matches the sample's expectation")
     p.set_defaults(func=cmd_demo)
     return parser

@@ -150,8 +150,13 @@ def decide(
     brand: Brand,
     *,
     truncated: bool = False,
+    cascade_choice: tuple[str, str] | None = None,
 ) -> Outcome:
-    """Apply ``brand``'s policy to ``event`` given its classifier ``scores``."""
+    """Apply ``brand``'s policy to ``event`` given its classifier ``scores``.
+
+    ``cascade_choice`` = (intent, note) replaces the classifier's uncertain intent with the
+    LLM cascade's choice (rules ``cascade.*``); the classifier's scores are still recorded.
+    """
     policy = brand.policy
     view = policy.view(event.platform, event.kind)
     language = detect_language(event.text, event.author.locale, policy.languages, policy.default_language)
@@ -263,32 +268,43 @@ def decide(
             b.fallback(view.fallback, "public comment with personal data; no approved 'please DM us' template")
         stop = True
 
-    # 7. intent
-    if not stop and b.intent is not None:
+    # 7. intent (or the LLM cascade's choice, when the policy lets it lead to a reply)
+    if not stop and cascade_choice is not None:
+        label, note = cascade_choice
+        rule_prefix = "cascade"
+        score = b.intent.score if b.intent else None
+        threshold = None
+    elif not stop and b.intent is not None:
         label, score, threshold = b.intent.label, b.intent.score, b.intent.threshold
+        rule_prefix, note = "intent", ""
+    else:
+        label = None
+    if not stop and label is not None:
         route = view.routes.get(label)
+        tag = f"{label}{note}"
         if label == policy.intents.out_of_scope_label:
-            b.hit("intent.out_of_scope", score=score)
-            b.fallback(view.fallback, f"out of scope (p={score:.2f})")
-        elif threshold is not None and score < threshold:
+            b.hit(f"{rule_prefix}.out_of_scope", score=score, detail=note or None)
+            b.fallback(view.fallback, f"out of scope ({'LLM' if note else f'p={score:.2f}'})")
+        elif threshold is not None and score is not None and score < threshold:
             b.hit("intent.low_confidence", score=score, threshold=threshold, detail=label)
             b.fallback(view.fallback, f"not confident: {label} p={score:.2f} < {threshold:.2f}")
         elif route is None:
-            b.hit("intent.unrouted", score=score, threshold=threshold, detail=label)
+            b.hit(f"{rule_prefix}.unrouted", score=score, threshold=threshold, detail=tag)
             b.fallback(view.fallback, f"intent {label} has no route in the policy")
         elif private and event.kind == "comment" and label in private.intents and route.action == "auto_reply":
-            b.hit("private_matter.intent", score=score, threshold=threshold, detail=label)
+            b.hit("private_matter.intent", score=score, threshold=threshold, detail=tag)
             _auto_reply(b, private.reply_intent, rule_on_error=False)
             if Action.AUTO_REPLY not in b.actions:
                 b.fallback(view.fallback, f"private matter ({label}) in a public comment; no 'please DM us' template")
         elif route.action == "auto_reply":
-            b.hit("intent.auto_reply", score=score, threshold=threshold, detail=label)
+            b.hit(f"{rule_prefix}.auto_reply", score=score, threshold=threshold, detail=tag)
             _auto_reply(b, route.template_intent or label)
         elif route.action == "escalate":
-            b.hit("intent.escalate", score=score, threshold=threshold, detail=label)
-            b.escalate(route.role or view.fallback.role, route.priority or view.fallback.priority, f"intent {label} is routed to a person")
+            b.hit(f"{rule_prefix}.escalate", score=score, threshold=threshold, detail=tag)
+            b.escalate(route.role or view.fallback.role, route.priority or view.fallback.priority,
+                       f"intent {label} is routed to a person{note}")
         else:
-            b.hit("intent.ignore", score=score, threshold=threshold, detail=label)
+            b.hit(f"{rule_prefix}.ignore", score=score, threshold=threshold, detail=tag)
             b.act(Action.IGNORE)
     elif not stop:
         b.hit("intent.out_of_scope")
@@ -309,7 +325,7 @@ def _auto_reply(b: _Builder, intent: str, *, rule_on_error: bool = True) -> None
         "template.variable_missing": f"template for {intent!r} could not be filled (missing details)",
     }[error]
     # the template problem, not the intent, decided the outcome
-    tried = b.primary is not None and b.primary.name.startswith(("intent.", "keyword."))
+    tried = b.primary is not None and b.primary.name.startswith(("intent.", "keyword.", "cascade."))
     b.hit(error, detail=reason, override=tried)
     b.escalate(b.view.fallback.role, b.view.fallback.priority, reason)
 
@@ -342,7 +358,7 @@ def _finish(
 
     # greeting on the first message of a conversation
     greeting = policy.greeting
-    main_intent = next((r.detail for r in b.rules if r.name == "intent.auto_reply"), None)
+    main_intent = next((r.detail for r in b.rules if r.name in ("intent.auto_reply", "cascade.auto_reply")), None)
     if (greet and can_message and greeting and context.first_contact and event.kind in greeting.kinds
             and main_intent not in greeting.skip_for_intents
             and (b.parts or Action.ESCALATE in b.actions)):

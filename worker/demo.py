@@ -17,17 +17,21 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import unicodedata
 import uuid
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
+import yaml
 from rq import Worker
 
 from worker.brands import load_brands
 from worker.connection import connect, embedded_for
 from worker.ingest import Ingestor, wait_for
+from worker.llm_standin import StandInLLM
 from worker.models import Decision
 from worker.queues import batch_queue
 from worker.settings import Settings
@@ -105,10 +109,60 @@ def _progress(done: int, total: int, tty: bool, state: dict[str, int]) -> None:
         print(f"  decided {done}/{total}", flush=True)
 
 
-def run_demo(workers: int = 2, check: bool = False) -> int:
+PERSONALISED_INTENTS = ("order_status", "returns", "shipping_time", "opening_hours", "pricing")
+
+
+def llm_policy_dir(base: Path, target: Path, url: str, model: str, key_env: str | None) -> Path:
+    """A copy of the policies with LLM drafting switched on for the demo brand."""
+    target.mkdir(parents=True, exist_ok=True)
+    for path in base.glob("*.yaml"):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if data.get("brand") == "demo-shop":
+            provider = {"base_url": url, "model": model, "timeout_seconds": 15, "max_retries": 2,
+                        "concurrency": 4, "monthly_token_budget": 500_000}
+            if key_env:
+                provider["api_key_env"] = key_env
+            data["llm"] = {
+                "providers": {"main": provider},
+                "default_provider": "main",
+                "personalise": {"defaults": {"temperature": 0.3, "max_tokens": 300},
+                                "intents": {i: {} for i in PERSONALISED_INTENTS}, "deadline_seconds": 30},
+                "cascade": {"band_low": 0.35, "top_k": 3, "may_auto_reply": False, "deadline_seconds": 30},
+            }
+        (target / path.name).write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return target
+
+
+def run_demo(workers: int = 2, check: bool = False, llm: str | None = None, llm_model: str = "gpt-4o-mini",
+             llm_key_env: str | None = None) -> int:
     settings = Settings.from_env()
     tty = sys.stdout.isatty()
     print("replyguard demo: Komorebi Store (brand demo-shop)\n")
+    standin = None
+    workdir = None
+    if llm:
+        workdir = Path(tempfile.mkdtemp(prefix="replyguard-demo-"))
+        if llm == "standin":
+            standin = StandInLLM().start()
+            url, llm_model = standin.base_url, "replyguard-standin"
+            print(f"  llm        stand-in OpenAI-compatible server at {url} (rule-based, NOT a language model;\n"
+                  "             use --llm URL for a real one)")
+        else:
+            url = llm
+            print(f"  llm        {url} model {llm_model}")
+        policies = llm_policy_dir(settings.policies_dir, workdir / "policies", url, llm_model, llm_key_env)
+        settings = settings.model_copy(update={"policies_dir": policies})
+        os.environ["REPLYGUARD_POLICIES_DIR"] = str(policies)
+    try:
+        return _run(settings, workers, check, tty, llm_on=bool(llm))
+    finally:
+        if standin is not None:
+            standin.stop()
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run(settings: Settings, workers: int, check: bool, tty: bool, llm_on: bool) -> int:
     brands = load_brands(settings)
     brand = brands["demo-shop"]
     print(f"  policy     {brand.loaded.path.name} {brand.policy_version}")
@@ -151,7 +205,7 @@ def run_demo(workers: int = 2, check: bool = False) -> int:
             for e in batch:
                 ingestor.submit(e, e["id"])
             report = ingestor.close()
-            result = wait_for(client, settings, report, timeout=120,
+            result = wait_for(client, settings, report, timeout=120, until_final=True,
                               progress=lambda d, t: _progress(len(decisions) + d, total, tty, state))
             decisions.update({d.message_id: d for d in result.decisions})
             if result.missing:
@@ -190,8 +244,25 @@ def run_demo(workers: int = 2, check: bool = False) -> int:
         actions = "+".join(a.value for a in d.actions)
         print(f"{n:3d} {_cell(channel, 17)} {d.language:4} {_cell(event['text'] or '(no text)', text_w)} "
               f"{_cell(actions, 22)} {_cell(d.rule, 24)} {_cell(outcome, out_w)} {'✓' if met else '✗'}")
+        if llm_on and d.llm is not None:
+            what = {"used": "LLM result used", "fallback": "plain template kept", "escalated": "escalated instead",
+                    "unchanged": "unchanged"}.get(d.llm.outcome or "", d.llm.outcome or "pending")
+            why = f" (reason: {d.llm.reason}{': ' + d.llm.detail if d.llm.detail else ''})" if d.llm.reason else ""
+            print(f"{'':4}↳ {d.llm.task}: {what}{why}")
+            if d.llm.outcome == "used" and d.llm.task == "personalise":
+                print(f"{'':6}“{_cell(d.reply or '', max(40, columns - 10)).rstrip()}”")
+            if d.llm.choice:
+                print(f"{'':6}LLM chose {d.llm.choice.get('intent')} ({d.llm.choice.get('confidence')}); "
+                      f"classifier said {d.llm.classifier}")
     print()
     print(f"{len(decisions)}/{total} messages decided in {elapsed:.1f}s; {ok}/{total} match the sample's expected outcome.")
+    if llm_on:
+        results: dict[str, int] = {}
+        for d in decisions.values():
+            if d.llm:
+                key = f"{d.llm.task} {d.llm.outcome}" + (f" ({d.llm.reason})" if d.llm.reason else "")
+                results[key] = results.get(key, 0) + 1
+        print("LLM: " + "; ".join(f"{k}: {v}" for k, v in sorted(results.items())))
     first = sample[0]["id"]
     print(f"Look closer: replyguard show {first}   ·   replyguard review list   ·   replyguard stats")
     if check and ok != total:

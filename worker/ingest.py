@@ -230,8 +230,13 @@ class WaitResult:
 
 def wait_for(connection: redis.Redis, settings: Settings, report: IngestReport, *,
              timeout: float = defaults.WAIT_TIMEOUT_SECONDS,
-             progress: Callable[[int, int], None] | None = None, poll: float = 0.1) -> WaitResult:
-    """Block until every key in ``report`` is decided or its job failed for good (or ``timeout``)."""
+             progress: Callable[[int, int], None] | None = None, poll: float = 0.1,
+             until_final: bool = False) -> WaitResult:
+    """Block until every key in ``report`` is decided or its job failed for good (or ``timeout``).
+
+    With ``until_final``, also wait until no decision is pending an LLM task (bounded by the
+    tasks' own deadlines, and by ``timeout``).
+    """
     store = Store(connection, settings.key_prefix)
     keys = list(dict.fromkeys(report.keys))
     started = time.monotonic()
@@ -258,5 +263,8 @@ def wait_for(connection: redis.Redis, settings: Settings, report: IngestReport, 
         time.sleep(poll)
     pairs = [k for k, d in zip(keys, store.decided(keys) if keys else [], strict=True) if d]
     decisions = [d for d in store.decisions(pairs) if d is not None]
+    while until_final and any(d.pending for d in decisions) and time.monotonic() - started < timeout:
+        time.sleep(poll)
+        decisions = [d for d in store.decisions(pairs) if d is not None]
     missing = [k for k in keys if k not in set(pairs)]
     return WaitResult(decisions=decisions, missing=missing, failed_jobs=failed, seconds=time.monotonic() - started)

@@ -16,6 +16,7 @@ from rq import get_current_job
 
 from worker.brands import load_brands
 from worker.pipeline import Pipeline
+from worker.queues import enqueue_llm_tasks
 from worker.settings import Settings
 from worker.store import Store
 
@@ -47,4 +48,8 @@ def process_batch(messages: list[Any], enqueued_at: float | None = None) -> dict
     if job is None:
         raise RuntimeError("process_batch runs inside an RQ job")
     store = Store(job.connection, settings.key_prefix)
-    return pipeline.process(messages, store, job_id=job.id, enqueued_at=enqueued_at).as_dict()
+
+    def schedule(pending: list[tuple[str, str, float]]) -> None:
+        enqueue_llm_tasks(job.connection, settings, pending)
+
+    return pipeline.process(messages, store, job_id=job.id, enqueued_at=enqueued_at, schedule_llm=schedule).as_dict()

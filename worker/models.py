@@ -237,6 +237,39 @@ class DecisionContext(BaseModel):
     away_sent_at: datetime | None = None
 
 
+class LLMRecord(BaseModel):
+    """What the LLM was asked for this message, and what became of it.
+
+    While ``status`` is ``pending`` the decision's side effects (reply, review queue) wait
+    for the LLM job, bounded by ``deadline``; the decision as stored is what goes out if
+    the LLM fails or is late (``outcome: fallback`` with the ``reason``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: Literal["personalise", "cascade", "moderation"]
+    status: Literal["pending", "done"] = "pending"
+    outcome: Literal["used", "fallback", "escalated", "unchanged"] | None = None
+    reason: str | None = Field(default=None, description="Why the LLM result was not used (stable code).")
+    detail: str | None = None
+    deadline: datetime
+    provider: str | None = None
+    host: str | None = None
+    model: str | None = None
+    prompt: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_ms: float = 0.0
+    attempts: int = 0
+    guardrails: list[dict[str, Any]] = Field(default_factory=list)
+    draft: str | None = Field(default=None, description="The LLM's text, kept for audit even when refused.")
+    plain_reply: str | None = None
+    choice: dict[str, Any] | None = None
+    classifier: dict[str, Any] | None = None
+    moderation: dict[str, Any] | None = None
+    finished_at: datetime | None = None
+
+
 class Decision(BaseModel):
     """What replyguard decided for one message, and why. Stored in Redis as JSON."""
 
@@ -266,6 +299,7 @@ class Decision(BaseModel):
     entities: dict[str, list[str]] = Field(default_factory=dict)
     truncated: bool = False
     context: DecisionContext = Field(default_factory=DecisionContext)
+    llm: LLMRecord | None = None
     policy_version: str
     template_versions: dict[str, int] = Field(default_factory=dict)
     model_versions: dict[str, str]
@@ -273,6 +307,11 @@ class Decision(BaseModel):
     decided_at: datetime
     job_id: str | None = None
     event: dict[str, Any] = Field(description="The inbound event as received.")
+
+    @property
+    def pending(self) -> bool:
+        """Waiting for an LLM job: side effects are deferred until it (or its deadline) finalises."""
+        return self.llm is not None and self.llm.status == "pending"
 
     def to_json(self) -> str:
         return self.model_dump_json()

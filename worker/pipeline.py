@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -23,6 +24,7 @@ from classifiers.persistence import LoadedModel
 from worker import defaults
 from worker.brands import Brand
 from worker.decide import Context, Outcome, decide
+from worker.drafting import plan
 from worker.exceptions import InvalidEvent
 from worker.models import Action, Decision, Escalation, InboundEvent, RuleHit, parse_event
 from worker.store import Store
@@ -36,11 +38,12 @@ class BatchReport:
     duplicates: list[str] = field(default_factory=list)
     rejected: list[dict[str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    llm_pending: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"decided": self.decided, "duplicates": self.duplicates, "rejected": self.rejected,
-                "errors": self.errors, "timings": self.timings}
+                "errors": self.errors, "llm_pending": self.llm_pending, "timings": self.timings}
 
 
 def _classify(tasks: dict[str, list[tuple[int, LoadedModel]]], texts: list[str]) -> list[dict[str, dict[str, float]]]:
@@ -100,7 +103,10 @@ class Pipeline:
         return events
 
     def process(self, messages: list[Any], store: Store, *, job_id: str | None = None,
-                enqueued_at: float | None = None) -> BatchReport:
+                enqueued_at: float | None = None,
+                schedule_llm: Callable[[list[tuple[str, str, float]]], None] | None = None) -> BatchReport:
+        """Decide ``messages``. ``schedule_llm`` receives (brand, id, seconds to deadline) for each
+        decision left pending for an LLM task; without it, no LLM task is planned."""
         started = time.perf_counter()
         wall_start = time.time()
         report = BatchReport()
@@ -151,6 +157,8 @@ class Pipeline:
             d = outcome.decision
             d.decided_at = now
             d.job_id = job_id
+            if schedule_llm is not None and d.rule != "error.internal":
+                d.llm = plan(d, brand, now)
             d.timings = {
                 "queue_wait_ms": round(max(0.0, wall_start - enqueued_at) * 1000, 2) if enqueued_at else 0.0,
                 "context_ms": round((t_context - started) * 1000 / max(1, len(todo)), 3),
@@ -161,8 +169,15 @@ class Pipeline:
         t_decide = time.perf_counter()
 
         results = store.persist([(o.decision, e, o.optout_op, o.away_sent) for o, e in outcomes])
+        pending = []
         for (outcome, event), new in zip(outcomes, results, strict=True):
             (report.decided if new else report.duplicates).append(event.id)
+            d = outcome.decision
+            if new and d.pending:
+                pending.append((event.brand, event.id, max(0.0, (d.llm.deadline - now).total_seconds())))
+        if pending and schedule_llm is not None:
+            schedule_llm(pending)
+            report.llm_pending = [f"{b}/{m}" for b, m, _ in pending]
         report.timings = {
             "context_ms": round((t_context - started) * 1000, 2),
             "classify_ms": round((t_classify - t_context) * 1000, 2),

@@ -325,6 +325,102 @@ class PrivateMatters(_Model):
     reply_intent: Name
 
 
+class LLMProvider(_Model):
+    """An OpenAI-compatible endpoint (OpenAI, Azure OpenAI, vLLM, Ollama, llama.cpp server, ...)."""
+
+    base_url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
+    model: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    api_key_env: Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]{0,63}$")] | None = Field(
+        default=None, description="Environment variable holding the API key (never the key itself)."
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    max_retries: int = Field(default=2, ge=0, le=6)
+    concurrency: int = Field(default=4, ge=1, le=256)
+    monthly_token_budget: int = Field(default=1_000_000, ge=0)
+    circuit_failures: int = Field(default=5, ge=1, le=100, description="Consecutive failures that open the circuit.")
+    circuit_cooldown_seconds: float = Field(default=30.0, gt=0, le=3600)
+    default_query: dict[str, str] = Field(
+        default_factory=dict, description="Query parameters on every request, e.g. Azure OpenAI's api-version."
+    )
+    api_key_header: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,64}$")] | None = Field(
+        default=None, description="Send the key in this header instead of 'Authorization: Bearer' (Azure: api-key)."
+    )
+
+
+class DraftSettings(_Model):
+    """How one intent's approved template may be personalised."""
+
+    provider: Name | None = None
+    model: str | None = Field(default=None, description="Overrides the provider's model.")
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=16, le=4000)
+    system_prompt: Name | None = None
+    on_guardrail_failure: Literal["template", "escalate"] | None = None
+    max_chars: int | None = Field(default=None, ge=40, le=4000)
+
+
+class Personalise(_Model):
+    defaults: DraftSettings = Field(default_factory=DraftSettings)
+    intents: dict[Name, DraftSettings] = Field(default_factory=dict, description="Intents whose replies are personalised.")
+    deadline_seconds: float = Field(default=20.0, gt=0, le=600, description="After this, the plain template goes out.")
+
+
+class Cascade(_Model):
+    """Uncertain intents: ask the LLM to choose among the top candidates (structured output)."""
+
+    provider: Name | None = None
+    model: str | None = None
+    system_prompt: Name = "classify"
+    band_low: float = Field(ge=0.0, le=1.0, description="Top intent probability from here up to its threshold is 'uncertain'.")
+    top_k: int = Field(default=3, ge=2, le=10)
+    min_llm_confidence: float = Field(default=0.7, ge=0, le=1)
+    may_auto_reply: bool = Field(default=False, description="False: the LLM's choice only routes the escalation.")
+    deadline_seconds: float = Field(default=20.0, gt=0, le=600)
+
+
+class ModerationOpinion(_Model):
+    """Borderline abuse: ask the server's moderation endpoint for a second opinion (where it has one)."""
+
+    provider: Name | None = None
+    model: str | None = None
+    hate_band_low: float = Field(ge=0.0, le=1.0)
+    deadline_seconds: float = Field(default=20.0, gt=0, le=600)
+
+
+class LLMSettings(_Model):
+    providers: dict[Name, LLMProvider] = Field(min_length=1)
+    default_provider: Name
+    personalise: Personalise | None = None
+    cascade: Cascade | None = None
+    moderation: ModerationOpinion | None = None
+
+    @model_validator(mode="after")
+    def _providers_exist(self) -> "LLMSettings":
+        named = [("default_provider", self.default_provider)]
+        if self.personalise:
+            named.append(("personalise.defaults.provider", self.personalise.defaults.provider))
+            named += [(f"personalise.intents.{k}.provider", v.provider) for k, v in self.personalise.intents.items()]
+        if self.cascade:
+            named.append(("cascade.provider", self.cascade.provider))
+        if self.moderation:
+            named.append(("moderation.provider", self.moderation.provider))
+        for where, name in named:
+            if name is not None and name not in self.providers:
+                raise ValueError(f"{where}: provider {name!r} is not defined under llm.providers")
+        return self
+
+    def provider(self, name: str | None) -> LLMProvider:
+        return self.providers[name or self.default_provider]
+
+    def draft_settings(self, intent: str) -> DraftSettings | None:
+        """Merged settings for personalising ``intent``'s replies, or None when it is not personalised."""
+        if not self.personalise or intent not in self.personalise.intents:
+            return None
+        base = self.personalise.defaults.model_dump(exclude_none=True)
+        base.update(self.personalise.intents[intent].model_dump(exclude_none=True))
+        return DraftSettings.model_validate(base)
+
+
 class Models(_Model):
     spam: str
     abuse: str
@@ -351,6 +447,7 @@ class Policy(_Model):
     business_hours: BusinessHours | None = None
     greeting: Greeting | None = None
     private_matters: PrivateMatters | None = None
+    llm: LLMSettings | None = None
 
     _views: dict[tuple[str, str], "PolicyView"] = PrivateAttr(default_factory=dict)
 
@@ -388,6 +485,13 @@ class Policy(_Model):
                 unknown = set(getattr(self.private_matters, name)) - set(self.entities) - set(BUILTIN_ENTITIES)
                 if unknown:
                     problems.append(f"private_matters.{name}: {sorted(unknown)} are not declared under entities")
+        if self.llm and self.llm.cascade:
+            low = self.llm.cascade.band_low
+            too_high = [k for k, v in self.thresholds.intent.items() if v < low]
+            if too_high:
+                problems.append(f"llm.cascade.band_low {low} is above the intent threshold of {too_high}")
+        if self.llm and self.llm.moderation and self.llm.moderation.hate_band_low > self.thresholds.abuse.get("hate", 1):
+            problems.append("llm.moderation.hate_band_low is above thresholds.abuse.hate")
         if problems:
             raise ValueError("; ".join(problems))
         return self

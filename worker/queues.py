@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from datetime import timedelta
 from typing import Any
 
 import redis
@@ -21,11 +22,33 @@ from worker import defaults
 from worker.settings import Settings
 
 JOB_FUNCTION = "worker.jobs.process_batch"
+LLM_FUNCTION = "worker.llm_jobs.run_llm_task"
+DEADLINE_FUNCTION = "worker.llm_jobs.finish_at_deadline"
 
 
 def batch_queue(connection: redis.Redis, settings: Settings) -> Queue:
     return Queue(settings.queue, connection=connection, serializer=JSONSerializer,
                  default_timeout=defaults.JOB_TIMEOUT_SECONDS)
+
+
+def llm_queue(connection: redis.Redis, settings: Settings) -> Queue:
+    """LLM calls run on their own queue, so a slow provider never holds up classification."""
+    return Queue(f"{settings.queue}-llm", connection=connection, serializer=JSONSerializer,
+                 default_timeout=defaults.JOB_TIMEOUT_SECONDS)
+
+
+def enqueue_llm_tasks(connection: redis.Redis, settings: Settings, pending: list[tuple[str, str, float]]) -> None:
+    """For each (brand, message id, seconds to deadline): the LLM job, and the deadline that bounds it."""
+    if not pending:
+        return
+    llm, main = llm_queue(connection, settings), batch_queue(connection, settings)
+    for brand, message_id, seconds in pending:
+        llm.enqueue(LLM_FUNCTION, brand, message_id, job_timeout=max(30, int(seconds) + 30),
+                    result_ttl=defaults.JOB_RESULT_TTL_SECONDS, failure_ttl=defaults.JOB_FAILURE_TTL_SECONDS,
+                    description=f"replyguard LLM task {brand}/{message_id}")
+        main.enqueue_in(timedelta(seconds=seconds), DEADLINE_FUNCTION, brand, message_id,
+                        result_ttl=defaults.JOB_RESULT_TTL_SECONDS, failure_ttl=defaults.JOB_FAILURE_TTL_SECONDS,
+                        description=f"replyguard LLM deadline {brand}/{message_id}")
 
 
 def enqueue_batch(queue: Queue, messages: list[dict[str, Any]]) -> Job:
@@ -42,10 +65,15 @@ def enqueue_batch(queue: Queue, messages: list[dict[str, Any]]) -> Job:
     )
 
 
-def make_worker(connection: redis.Redis, settings: Settings, *, simple: bool = False) -> Worker:
-    """An RQ worker on the batch queue. ``simple`` runs jobs in-process (no fork)."""
+def make_worker(connection: redis.Redis, settings: Settings, *, simple: bool = False,
+                queues: str = "all") -> Worker:
+    """An RQ worker. ``queues``: all (batches first, then LLM tasks), batches, or llm.
+    ``simple`` runs jobs in-process (no fork)."""
     from rq import SimpleWorker
 
+    chosen = {"all": [batch_queue(connection, settings), llm_queue(connection, settings)],
+              "batches": [batch_queue(connection, settings)],
+              "llm": [llm_queue(connection, settings)]}[queues]
     cls = SimpleWorker if simple else Worker
-    name = f"replyguard.{socket.gethostname()}.{os.getpid()}"
-    return cls([batch_queue(connection, settings)], connection=connection, serializer=JSONSerializer, name=name)
+    name = f"replyguard.{socket.gethostname()}.{os.getpid()}.{queues}"
+    return cls(chosen, connection=connection, serializer=JSONSerializer, name=name)

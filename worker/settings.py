@@ -7,6 +7,7 @@ REDIS_URL                      Redis to use (redis://, rediss://, unix://)      
 REPLYGUARD_HOME                where the embedded Redis keeps its socket and data   $XDG_DATA_HOME/replyguard
 REPLYGUARD_POLICIES_DIR        brand policies (``<brand>.yaml``)                    ./policies of the checkout
 REPLYGUARD_TEMPLATES_DIR       approved templates (``<brand>.yaml``)                ./prompts/templates
+REPLYGUARD_SYSTEM_PROMPTS_DIR  LLM system prompts (``<id>.yaml``)                   ./prompts/system
 REPLYGUARD_MODELS_DIRS         extra model directories, ``:``-separated,            (none)
                                searched before the shipped classifiers/artifacts
 REPLYGUARD_QUEUE               RQ queue name                                        replyguard
@@ -14,6 +15,7 @@ REPLYGUARD_KEY_PREFIX          prefix of replyguard's Redis keys                
 REPLYGUARD_BATCH_SIZE          most messages per job                                64
 REPLYGUARD_BATCH_WAIT_MS       longest a message waits for its batch to fill        50
 REPLYGUARD_LOG_LEVEL           logging level                                        INFO
+(named by a policy)            LLM API keys: ``llm.providers.*.api_key_env``         (none)
 =============================  ==================================================  =====================
 
 A bad value stops start-up with :class:`~worker.exceptions.ConfigError` naming
@@ -39,6 +41,7 @@ _ENV = {
     "home": "REPLYGUARD_HOME",
     "policies_dir": "REPLYGUARD_POLICIES_DIR",
     "templates_dir": "REPLYGUARD_TEMPLATES_DIR",
+    "system_prompts_dir": "REPLYGUARD_SYSTEM_PROMPTS_DIR",
     "models_dirs": "REPLYGUARD_MODELS_DIRS",
     "queue": "REPLYGUARD_QUEUE",
     "key_prefix": "REPLYGUARD_KEY_PREFIX",
@@ -60,6 +63,7 @@ class Settings(BaseModel):
     home: Path = Field(default_factory=_default_home)
     policies_dir: Path = REPO_ROOT / "policies"
     templates_dir: Path = REPO_ROOT / "prompts" / "templates"
+    system_prompts_dir: Path = REPO_ROOT / "prompts" / "system"
     models_dirs: list[Path] = Field(default_factory=list)
     queue: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = defaults.QUEUE_NAME
     key_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")] = defaults.KEY_PREFIX

@@ -90,6 +90,25 @@ class Keys:
         return f"{self.prefix}:corrections:{brand}"
 
 
+def llm_stat_fields(llm: Any) -> dict[str, int | float]:
+    """Counters an LLM record adds to the brand's stats hash (summed by `replyguard stats`, exported to Prometheus)."""
+    from worker.llm import LATENCY_BUCKETS
+
+    fields: dict[str, int | float] = {f"llm:{llm.task}:{llm.outcome}": 1}
+    if llm.reason:
+        fields[f"llm:reason:{llm.reason}"] = 1
+    if llm.attempts:
+        fields["llm:calls"] = 1
+        fields["llm:attempts"] = llm.attempts
+        fields["llm:tokens_in"] = llm.tokens_in
+        fields["llm:tokens_out"] = llm.tokens_out
+        fields["llm:latency_ms_sum"] = float(round(llm.latency_ms, 3))
+        for bucket in LATENCY_BUCKETS:
+            if llm.latency_ms / 1000 <= bucket:
+                fields[f"llm:latency_le:{bucket}"] = 1
+    return fields
+
+
 def review_member(brand: str, message_id: str) -> str:
     return f"{brand}/{message_id}"
 
@@ -159,11 +178,9 @@ class Store:
 
     # -- writing decisions ------------------------------------------------------------
 
-    def _args(self, decision: Decision, event: InboundEvent, optout_op: str | None, away_sent: bool) -> tuple[list[str], list[Any]]:
-        k = self.keys
+    def _effects(self, decision: Decision, event: InboundEvent) -> tuple[list[str], str, list[str], list[str]]:
+        """(outbox payloads, review score, brand history entries, stats fields) a final decision implies."""
         b, mid, conv = event.brand, event.id, event.conversation_id
-        keys = [k.decision(b, mid), k.decisions(b), k.message(mid), k.review, k.outbox(b), k.optout(b),
-                k.history(b, conv), k.conversation(b, conv), k.stats(b)]
         outbox = []
         base = {"brand": b, "message_id": mid, "platform": event.platform, "kind": event.kind,
                 "conversation_id": conv, "post_id": event.post_id, "author_id": event.author.id}
@@ -172,35 +189,93 @@ class Store:
         if Action.AUTO_REPLY in decision.actions and decision.reply:
             outbox.append(json.dumps({**base, "type": "reply", "text": decision.reply,
                                       "templates": [f"{t.id}@{t.version}" for t in decision.templates],
+                                      "llm": bool(decision.llm and decision.llm.outcome == "used"),
                                       "visibility": "public" if event.kind == "comment" else "private"},
                                      ensure_ascii=False))
-        created = _ms(event.created_at)
-        history = [json.dumps({"role": "customer", "message_id": mid, "at": created,
-                               "text": event.text[: defaults.HISTORY_MAX_CHARS]}, ensure_ascii=False)]
+        escalation = decision.escalation if Action.ESCALATE in decision.actions else None
+        score = repr(review_score(escalation.priority, event.created_at)) if escalation else ""
+        history = []
         if decision.reply and Action.AUTO_REPLY in decision.actions:
             history.append(json.dumps({"role": "brand", "message_id": mid, "at": _ms(decision.decided_at),
                                        "text": decision.reply[: defaults.HISTORY_MAX_CHARS]}, ensure_ascii=False))
-        stats = ["decisions", f"rule:{decision.rule}"] + [f"action:{a.value}" for a in decision.actions]
-        escalation = decision.escalation if Action.ESCALATE in decision.actions else None
+        stats = [f"rule:{decision.rule}"] + [f"action:{a.value}" for a in decision.actions]
+        return outbox, score, history, stats
+
+    def _args(self, decision: Decision, event: InboundEvent, optout_op: str | None, away_sent: bool) -> tuple[list[str], list[Any]]:
+        k = self.keys
+        b, mid, conv = event.brand, event.id, event.conversation_id
+        keys = [k.decision(b, mid), k.decisions(b), k.message(mid), k.review, k.outbox(b), k.optout(b),
+                k.history(b, conv), k.conversation(b, conv), k.stats(b)]
+        created = _ms(event.created_at)
+        history = [json.dumps({"role": "customer", "message_id": mid, "at": created,
+                               "text": event.text[: defaults.HISTORY_MAX_CHARS]}, ensure_ascii=False)]
+        if decision.pending:
+            # reply and review wait for the LLM job (or its deadline): see finalize()
+            outbox, score, stats = [], "", ["decisions", f"llm:{decision.llm.task}:pending"]
+        else:
+            outbox, score, brand_history, stats = self._effects(decision, event)
+            history += brand_history
+            stats = ["decisions", *stats]
         args = [
-            decision.to_json(),
-            review_member(b, mid),
-            b,
-            mid,
-            _ms(decision.decided_at),
-            repr(review_score(escalation.priority, event.created_at)) if escalation else "",
-            json.dumps(outbox),
-            optout_op or "",
-            event.author.id,
-            json.dumps(history),
-            defaults.HISTORY_MAX_MESSAGES,
-            defaults.CONVERSATION_TTL_SECONDS,
-            created if away_sent else "",
-            json.dumps(stats),
-            defaults.OUTBOX_MAX_ENTRIES,
-            created,
+            decision.to_json(), review_member(b, mid), b, mid, _ms(decision.decided_at), score,
+            json.dumps(outbox), optout_op or "", event.author.id, json.dumps(history),
+            defaults.HISTORY_MAX_MESSAGES, defaults.CONVERSATION_TTL_SECONDS, created if away_sent else "",
+            json.dumps(stats), defaults.OUTBOX_MAX_ENTRIES, created,
         ]
         return keys, args
+
+    @_guard("finalising a decision")
+    def finalize(self, brand: str, message_id: str, final: Callable[[Decision], Decision]) -> Decision | None:
+        """Replace a pending decision by ``final(pending)`` and carry out its side effects, once.
+
+        Returns the final decision, or None if the decision was not pending (another job or
+        the deadline finalised it first). Atomic: WATCH on the decision key, one MULTI/EXEC.
+        """
+        key = self.keys.decision(brand, message_id)
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    current = Decision.from_json(raw) if raw else None
+                    if current is None or not current.pending:
+                        pipe.unwatch()
+                        return None
+                    decision = final(current)
+                    if decision.pending:
+                        raise ValueError("finalize() must return a decision whose LLM record is done")
+                    event = InboundEvent.model_validate(decision.event)
+                    outbox, score, history, stats = self._effects(decision, event)
+                    llm = decision.llm
+                    pipe.multi()
+                    pipe.set(key, decision.to_json())
+                    for payload in outbox:
+                        pipe.xadd(self.keys.outbox(brand), {"message_id": message_id, "payload": payload},
+                                  maxlen=defaults.OUTBOX_MAX_ENTRIES, approximate=True)
+                    if score:
+                        pipe.zadd(self.keys.review, {review_member(brand, message_id): float(score)})
+                    if history:
+                        hkey = self.keys.history(brand, event.conversation_id)
+                        pipe.rpush(hkey, *history)
+                        pipe.ltrim(hkey, -defaults.HISTORY_MAX_MESSAGES, -1)
+                        pipe.expire(hkey, defaults.CONVERSATION_TTL_SECONDS)
+                    skey = self.keys.stats(brand)
+                    for name in stats:
+                        pipe.hincrby(skey, name, 1)
+                    if llm is not None:
+                        for name, amount in llm_stat_fields(llm).items():
+                            if isinstance(amount, float):
+                                pipe.hincrbyfloat(skey, name, amount)
+                            else:
+                                pipe.hincrby(skey, name, amount)
+                    pipe.execute()
+                    return decision
+                except redis.WatchError:
+                    continue
+
+    @_guard("reading conversation history")
+    def history(self, brand: str, conversation_id: str) -> list[dict[str, Any]]:
+        return [json.loads(h) for h in self.client.lrange(self.keys.history(brand, conversation_id), 0, -1)]
 
     @_guard("saving decisions")
     def persist(self, items: list[tuple[Decision, InboundEvent, str | None, bool]]) -> list[bool]:
@@ -313,8 +388,12 @@ class Store:
         return out
 
     @_guard("reading stats")
-    def stats(self, brand: str) -> dict[str, int]:
-        return {k.decode(): int(v) for k, v in self.client.hgetall(self.keys.stats(brand)).items()}
+    def stats(self, brand: str) -> dict[str, int | float]:
+        def number(raw: bytes) -> int | float:
+            text = raw.decode()
+            return int(text) if text.lstrip("-").isdigit() else float(text)
+
+        return {k.decode(): number(v) for k, v in self.client.hgetall(self.keys.stats(brand)).items()}
 
     @_guard("reading rejected events")
     def rejected(self, limit: int = 20) -> list[dict[str, Any]]:
