@@ -9,7 +9,7 @@
     utterances and the Bitext customer-support train split), so that a message
     with an order number is not mistaken for an SMS prize draw.
 ``abuse-default``
-    Davidson hate/offensive/neither (its split) + our Japanese abuse examples +
+    Davidson hate/offensive/neither (its split) + our Japanese and English abuse examples +
     ordinary customer messages and comments as ``neither`` (our intents, our
     social-comment ham, Bitext train rows without the W "offensive language"
     tag: those are kept out, as a check that rude customers still get answers).
@@ -111,6 +111,8 @@ def abuse_parts(shared: Path) -> list[Part]:
     return [
         part(shared / "davidson_hate_offensive.jsonl", "Davidson et al. 2017, original split"),
         part(DATA_DIR / "ja_abuse.jsonl", "team-written Japanese abuse examples; 20% carved as test", split=None, carve_test=0.2),
+        part(DATA_DIR / "en_abuse.jsonl", "team-written English brand-moderation examples (slur-free hate, insults, "
+             "hard negatives); 20% carved as test", split=None, carve_test=0.2),
         part(DATA_DIR / "demo_shop_intents.jsonl", "team-written customer messages as neither", label=lambda r: "neither", split="train"),
         part(DATA_DIR / "social_comment_spam.jsonl", "team-written comments (ham only) as neither",
              label=lambda r: "neither", keep=lambda r: r["label"] == "ham", split="train"),

@@ -1,0 +1,127 @@
+"""Classifier quality on every shipped dataset, next to the goals and published anchors.
+
+    python bench/quality.py [--shared ../shared/datasets] [--out bench/results] [--update-readme]
+
+Runs ``replyguard eval`` (the same code) on each dataset: trains on its train split,
+chooses thresholds on val, reports on test; plus the shipped default spam model,
+without retraining, on the team's independent social-comment dev set. Writes
+bench/results/quality.json and, with --update-readme, the README table between
+the ``bench:quality`` markers. Full reports (report.html etc.) go to reports/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from classifiers.registry import SHIPPED_DIR  # noqa: E402
+from eval.evaluate import evaluate  # noqa: E402
+from eval.report import write_report  # noqa: E402
+
+RUNS = [
+    # name, task, file, oos label
+    ("clinc150", "intent", "clinc150.jsonl", "oos"),
+    ("sms_spam", "spam", "sms_spam_collection.jsonl", None),
+    ("davidson", "abuse", "davidson_hate_offensive.jsonl", None),
+    ("bitext", "intent", "bitext_customer_support.jsonl", None),
+]
+
+
+def pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f} %"
+
+
+def run(shared: Path, reports: Path) -> dict:
+    results: dict = {"machine": f"{platform.machine()} {platform.python_version()}",
+                     "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "runs": {}}
+    for name, task, filename, oos in RUNS:
+        started = time.perf_counter()
+        ev = evaluate(task, shared / filename, oos_label=oos)
+        write_report(ev, reports / name)
+        r = ev.report
+        row = {k: r.get(k) for k in ("task", "n_train", "n_val", "n_test", "accuracy", "macro_f1", "ece", "threshold",
+                                     "coverage", "achieved_precision", "train_seconds", "predict_per_second",
+                                     "in_scope_accuracy", "oos_recall", "oos_recall_argmax")}
+        row["per_label_f1"] = {k: v["f1"] for k, v in r["per_label"].items()} if len(r["labels"]) <= 5 else None
+        row["wall_seconds"] = round(time.perf_counter() - started, 1)
+        results["runs"][name] = row
+        print(f"{name}: {json.dumps({k: v for k, v in row.items() if k != 'per_label_f1'}, default=str)}", flush=True)
+    ev = evaluate("spam", ROOT / "eval" / "data" / "social_comment_spam_dev.jsonl", model=SHIPPED_DIR / "spam-default")
+    write_report(ev, reports / "social_spam_shipped")
+    r = ev.report
+    results["runs"]["social_spam_shipped"] = {"n_test": r["n_test"], "accuracy": r["accuracy"],
+                                              "spam_f1": r["per_label"]["spam"]["f1"],
+                                              "predict_per_second": r["predict_per_second"]}
+    print("social_spam_shipped:", results["runs"]["social_spam_shipped"], flush=True)
+    return results
+
+
+def table(results: dict) -> str:
+    runs = results["runs"]
+    c, s, d, b, y = runs["clinc150"], runs["sms_spam"], runs["davidson"], runs["bitext"], runs["social_spam_shipped"]
+    f1 = lambda row, label: row["per_label_f1"][label]  # noqa: E731
+
+    def ok(value: float | None, goal: float) -> str:
+        return "✅" if value is not None and value >= goal else "❌"
+
+    rows = [
+        ("CLINC150", "in-scope accuracy", "≥ 95 %", pct(c["in_scope_accuracy"]), ok(c["in_scope_accuracy"], 0.95), "BERT 96.9 %; TF-IDF+LR floor 92.4 %"),
+        ("CLINC150", "out-of-scope recall", "≥ 60 %", pct(c["oos_recall"]), ok(c["oos_recall"], 0.60), "BERT 40.3 %; floor 27 %"),
+        ("CLINC150", "precision at target 0.98 (test)", "≥ 0.98", f"{c['achieved_precision']:.3f}", ok(c["achieved_precision"], 0.98), "floor 0.966"),
+        ("CLINC150", "coverage at that threshold", "≥ 75 %", pct(c["coverage"]), ok(c["coverage"], 0.75), "floor 68.7 %"),
+        ("SMS spam", "spam F1", "≥ 0.975", f"{f1(s, 'spam'):.3f}", ok(f1(s, "spam"), 0.975), "floor 0.966"),
+        ("Davidson", "hate F1", "≥ 0.55", f"{f1(d, 'hate'):.3f}", ok(f1(d, "hate"), 0.55), "paper 0.51; floor 0.38"),
+        ("Davidson", "macro-F1", "≥ 0.78", f"{d['macro_f1']:.3f}", ok(d["macro_f1"], 0.78), "floor 0.725"),
+        ("Bitext", "accuracy", "≥ 98 %", pct(b["accuracy"]), ok(b["accuracy"], 0.98), "–"),
+        ("Social comments (shipped spam model, no retraining)", "accuracy", "≥ 90 %", pct(y["accuracy"]), ok(y["accuracy"], 0.90), "SMS-only model ≈ chance"),
+    ]
+    lines = ["| dataset | metric (test split) | goal | replyguard | met | anchor |", "|---|---|---|---|:-:|---|"]
+    lines += [f"| {a} | {m} | {g} | {v} | {k} | {n} |" for a, m, g, v, k, n in rows]
+    lines += ["", "| dataset | train rows | train time | predict (1 thread) | ECE | threshold (chosen on val) |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for name, label in (("clinc150", "CLINC150"), ("sms_spam", "SMS spam"), ("davidson", "Davidson"), ("bitext", "Bitext")):
+        r = runs[name]
+        lines.append(f"| {label} | {r['n_train']:,} | {r['train_seconds']:.1f} s | {r['predict_per_second']:,.0f} msg/s | "
+                     f"{r['ece']:.3f} | {r['threshold']:.3f} |")
+    lines += ["", f"Measured {results['date']} on this project's CI-class machine (2 cores; {results['machine']})."]
+    return "\n".join(lines)
+
+
+def update_readme(text: str) -> None:
+    readme = ROOT / "README.md"
+    content = readme.read_text(encoding="utf-8")
+    start, end = "<!-- bench:quality:start -->", "<!-- bench:quality:end -->"
+    if start not in content or end not in content:
+        raise SystemExit("README.md has no bench:quality markers")
+    head, rest = content.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{text}\n{end}{tail}", encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--shared", default=str(ROOT.parent / "shared" / "datasets"))
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--reports", default=str(ROOT / "reports"))
+    parser.add_argument("--update-readme", action="store_true")
+    args = parser.parse_args()
+    results = run(Path(args.shared), Path(args.reports))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "quality.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    text = table(results)
+    print(text)
+    if args.update_readme:
+        update_readme(text)
+
+
+if __name__ == "__main__":
+    main()
