@@ -1,9 +1,11 @@
 """Labelled text files: JSONL (the ../shared/datasets format) or CSV.
 
 JSONL: one object per line with ``text``, ``label`` and optionally ``split``
-(train / val / test) and ``weight``. CSV: a header row with ``text`` and
-``label`` columns, optionally ``split`` and ``weight``. Errors name the file and
-line.
+(train / val / test) and ``weight``. A row without ``weight`` but with ``votes``
+(label → number of annotators who chose it, as in the Davidson file) is weighted
+by annotator agreement: the share of votes its label got. CSV: a header row with
+``text`` and ``label`` columns, optionally ``split`` and ``weight``. Errors name
+the file and line.
 
 :func:`with_splits` makes sure train, val and test exist: a file without a test
 split gets a stratified 20 % test carved out, one without val gets a stratified
@@ -82,6 +84,15 @@ def _row(obj: object, path: Path, line: int) -> Example:
         weight = float(weight if weight not in (None, "") else 1.0)
     except (TypeError, ValueError) as exc:
         raise DatasetError(path, f"field 'weight' is not a number: {weight!r}", line) from exc
+    votes = obj.get("votes")
+    if "weight" not in obj and isinstance(votes, dict) and votes:
+        # annotator agreement: the share of annotators who chose this row's label
+        try:
+            total = sum(float(v) for v in votes.values())
+            weight = float(votes.get(label, 0)) / total if total > 0 else 1.0
+        except (TypeError, ValueError) as exc:
+            raise DatasetError(path, "field 'votes' must map labels to counts", line) from exc
+        weight = max(weight, 0.05)
     return Example(text=text, label=label, split=split, weight=weight)
 
 

@@ -48,12 +48,14 @@ TASKS = ("spam", "abuse", "intent")
 TRUSTED_TYPES = (
     "classifiers.features.CompactTfidfVectorizer",
     "classifiers.text.TextNormalizer",
-    "classifiers.estimators.PriorShiftedClassifier",
-    "classifiers.estimators.TemperatureScaledClassifier",
+    "classifiers.estimators.PrunedLinear",
+    "classifiers.embeddings.SentenceEmbeddings",
+    "scipy.sparse._csr.csr_matrix",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
     "sklearn.calibration._TemperatureScaling",
     "sklearn.isotonic.IsotonicRegression",
+    "sklearn.model_selection._split.StratifiedKFold",
 )
 
 _LIBRARIES = ("scikit-learn", "numpy", "scipy", "skops")

@@ -17,10 +17,20 @@ from typing import Any
 import numpy as np
 
 from classifiers.build import DEFAULT_CONFIGS, ModelConfig, fit
-from classifiers.datasets import Dataset, read_dataset, with_splits
+from classifiers.datasets import Dataset, _carve, read_dataset, with_splits
 from classifiers.persistence import LoadedModel, load_artifact
 from eval import metrics
-from eval.thresholds import Scored, auto_mask, choose_thresholds, curve, outcome
+from eval.thresholds import (
+    Scored,
+    auto_mask,
+    choose_class_multipliers,
+    choose_reject_threshold,
+    choose_thresholds,
+    curve,
+    outcome,
+    reject_predictions,
+    weighted_predictions,
+)
 from worker.exceptions import ConfigError
 
 #: Labels with an automatic action, per task (intent: every label but out-of-scope).
@@ -28,6 +38,13 @@ ACTION_LABELS = {"spam": {"spam"}, "abuse": {"hate", "offensive"}}
 #: Extra precision demanded on validation data when choosing thresholds, to absorb the
 #: difference between val and test (measured in README "Classifier quality").
 DEFAULT_MARGIN = 0.0
+#: Out-of-scope share of real traffic assumed when choosing the auto-reply threshold (a planning
+#: prior: validation sets hold far fewer out-of-scope messages than traffic does).
+DEFAULT_OOS_SHARE = 0.25
+#: In-scope accuracy (absolute) the out-of-scope reject threshold may cost on val.
+REJECT_BUDGET = 0.01
+#: Class multipliers are searched on val only for tasks with at most this many labels.
+MAX_LABELS_FOR_MULTIPLIERS = 10
 WORST_ERRORS = 25
 
 
@@ -66,13 +83,25 @@ def evaluate(
     oos_label: str | None = None,
     config: ModelConfig | None = None,
     margin: float = DEFAULT_MARGIN,
+    oos_share: float | None = None,
     measure_speed: bool = True,
 ) -> Evaluation:
+    """Evaluate ``task`` on ``data``. ``oos_share``: the out-of-scope share of real traffic to plan the
+    auto-reply threshold for (default 0.25 when there is an out-of-scope label; see eval.thresholds)."""
     if not 0.5 <= target_precision < 1.0:
         raise ConfigError(f"--target-precision must be in [0.5, 1), got {target_precision}")
     dataset = data if isinstance(data, Dataset) else read_dataset(data)
     ds = with_splits(dataset)
+    if model is not None and not ds.split("val") and not ds.split("train"):
+        # a test-only file and a ready model: thresholds come from a stratified 20 % of it, figures from the rest
+        examples = _carve(ds.split("test"), 0.2, 42, "val")
+        ds = Dataset(path=ds.path, sha256=ds.sha256, examples=examples,
+                     carved={**ds.carved, "val": "stratified 20% of the test rows (the file has no train/val), seed 42"})
     train_rows, val_rows, test_rows = ds.split("train"), ds.split("val"), ds.split("test")
+    if model is None and not train_rows:
+        raise ConfigError(f"{dataset.path} has no train rows to train on (pass --model to evaluate an artifact)")
+    if not test_rows or not val_rows:
+        raise ConfigError(f"{dataset.path} needs test and val rows (val may be carved from train)")
     started = time.perf_counter()
     if model is None:
         estimator = fit(config or DEFAULT_CONFIGS[task], [e.text for e in train_rows], [e.label for e in train_rows],
@@ -97,7 +126,10 @@ def evaluate(
     texts_test = [e.text for e in test_rows]
     test = Scored.from_proba(estimator.predict_proba(texts_test), labels, [e.label for e in test_rows])
     positive = _positive(task, labels, oos_label)
-    threshold, per_label_t = choose_thresholds(val, positive, target_precision, margin=margin)
+    if oos_label and oos_share is None:
+        oos_share = DEFAULT_OOS_SHARE
+    threshold, per_label_t = choose_thresholds(val, positive, target_precision, margin=margin,
+                                               oos_label=oos_label, oos_share=oos_share)
     global_mask = auto_mask(test, positive, {}, threshold)
     mask = auto_mask(test, positive, per_label_t, threshold)
     summary = metrics.summary(list(test.y_true), test.proba, labels)
@@ -141,11 +173,27 @@ def evaluate(
         "worst_errors": _worst_errors(test, texts_test),
     }
     if oos_label:
+        # classification with a reject option: below the val-chosen threshold, predict out-of-scope
+        reject_t = choose_reject_threshold(val, oos_label, budget=REJECT_BUDGET)
+        pred = reject_predictions(test, oos_label, reject_t)
         in_scope = test.y_true != oos_label
-        predicted_oos = (test.pred == oos_label) | ~auto_mask(test, positive, per_label_t, threshold)
-        report["in_scope_accuracy"] = float((test.correct & in_scope).sum() / max(1, in_scope.sum()))
-        report["oos_recall"] = float(predicted_oos[~in_scope].mean()) if (~in_scope).any() else None
+        report["reject_threshold"] = reject_t
+        report["in_scope_accuracy"] = float((pred[in_scope] == test.y_true[in_scope]).mean()) if in_scope.any() else None
+        report["oos_recall"] = float((pred[~in_scope] == oos_label).mean()) if (~in_scope).any() else None
+        report["in_scope_accuracy_argmax"] = float(test.correct[in_scope].mean()) if in_scope.any() else None
         report["oos_recall_argmax"] = float((test.pred[~in_scope] == oos_label).mean()) if (~in_scope).any() else None
+        report["assumed_oos_share"] = oos_share
+    elif len(labels) <= MAX_LABELS_FOR_MULTIPLIERS:
+        # class-prior adjustment chosen on val (e.g. Davidson's rare hate class); argmax figures stay above
+        multipliers = choose_class_multipliers(val)
+        tuned_pred = weighted_predictions(test, multipliers)
+        table = metrics.per_label(list(test.y_true), list(tuned_pred), labels)
+        report["tuned"] = {
+            "class_multipliers": multipliers,
+            "accuracy": metrics.accuracy(list(test.y_true), list(tuned_pred)),
+            "macro_f1": metrics.macro_f1(table),
+            "per_label_f1": {k: v["f1"] for k, v in table.items()},
+        }
     if measure_speed:
         report["predict_per_second"] = _single_thread(lambda: _speed(estimator, texts_test))
     return Evaluation(report=report, estimator=estimator, val=val, test=test, texts_test=texts_test)

@@ -89,34 +89,53 @@ def curve(s: Scored, positive: set[str], points: int = 200) -> list[dict[str, fl
 
 
 def lowest_threshold(conf: np.ndarray, correct: np.ndarray, target: float, *, margin: float = 0.0,
-                     min_auto: int = 1) -> float | None:
+                     min_auto: int = 1, weights: np.ndarray | None = None, skip: int = 0) -> float | None:
     """Lowest threshold t such that, for every t' >= t, the rows with confidence >= t' reach ``target + margin``.
 
-    Requiring the precision at *every* stricter threshold too (not only at t) keeps a
-    lucky dip from selecting a threshold whose neighbourhood misses the target.
+    Requiring the precision at *every* stricter threshold too (a monotone envelope), not only
+    at t, keeps a lucky dip from selecting a threshold whose neighbourhood misses the target.
+    The first ``skip`` rows (most confident) are not checked: one confident error there would
+    otherwise veto every threshold. ``weights`` weight the rows (see :func:`oos_weights`).
     Returns None when no threshold reaches the target on at least ``min_auto`` rows.
     """
     if not len(conf):
         return None
     order = np.argsort(-conf, kind="stable")
-    conf, correct = conf[order], correct[order]
-    precision = np.cumsum(correct) / np.arange(1, len(conf) + 1)
+    conf, correct = conf[order], correct[order].astype(float)
+    w = np.ones(len(conf)) if weights is None else np.asarray(weights, dtype=float)[order]
+    precision = np.cumsum(correct * w) / np.cumsum(w)
     boundary = np.r_[np.diff(conf) != 0, True]  # thresholds can only sit between distinct values
-    ok = (precision >= target + margin) & boundary
     best = None
-    # scan from strict to lenient; stop at the first boundary that misses the target
     for i in range(len(conf)):
         if not boundary[i]:
             continue
-        if not ok[i]:
+        if i >= skip and precision[i] < target + margin:
             break
-        if i + 1 >= min_auto:
+        if i + 1 >= min_auto and precision[i] >= target + margin:
             best = float(conf[i])
     return best
 
 
+def oos_weights(y_true: np.ndarray, oos_label: str | None, share: float | None) -> np.ndarray | None:
+    """Row weights that make out-of-scope rows ``share`` of the weighted total (only ever up-weighting).
+
+    Validation sets usually hold far fewer out-of-scope messages than real traffic (CLINC150:
+    3 % of val, 18 % of test); a threshold chosen on them under-delivers precision. Choosing it
+    as if ``share`` of the traffic were out of scope is a planning assumption, stated in the report.
+    """
+    if not oos_label or not share:
+        return None
+    is_oos = np.asarray(y_true) == oos_label
+    n_oos, n = int(is_oos.sum()), len(is_oos)
+    if n_oos == 0 or n_oos / n >= share:
+        return None
+    factor = share * (n - n_oos) / ((1 - share) * n_oos)
+    return np.where(is_oos, factor, 1.0)
+
+
 def choose_thresholds(s: Scored, positive: set[str], target: float, *, margin: float = 0.0,
-                      per_label_min: int = 30) -> tuple[float, dict[str, float]]:
+                      per_label_min: int = 30, oos_label: str | None = None,
+                      oos_share: float | None = None) -> tuple[float, dict[str, float]]:
     """A global threshold, plus per-label thresholds where the label has enough validation support.
 
     Per-label thresholds are only kept where they are *lower* than the global one (that is where
@@ -124,14 +143,76 @@ def choose_thresholds(s: Scored, positive: set[str], target: float, *, margin: f
     threshold. When nothing reaches the target, the global threshold is 1.0 (auto-resolve nothing).
     """
     eligible = s.eligible(positive)
-    global_t = lowest_threshold(s.conf[eligible], s.correct[eligible], target, margin=margin)
+    weights = oos_weights(s.y_true, oos_label, oos_share)
+    w = weights[eligible] if weights is not None else None
+    skip = min(200, int(eligible.sum()) // 10)
+    global_t = lowest_threshold(s.conf[eligible], s.correct[eligible], target, margin=margin, weights=w, skip=skip)
     global_t = 1.0 if global_t is None else global_t
     per_label: dict[str, float] = {}
     for label in sorted(positive):
         rows = eligible & (s.pred == label)
         if rows.sum() < per_label_min:
             continue
-        t = lowest_threshold(s.conf[rows], s.correct[rows], target, margin=margin, min_auto=per_label_min // 2)
+        t = lowest_threshold(s.conf[rows], s.correct[rows], target, margin=margin, min_auto=per_label_min // 2,
+                             weights=weights[rows] if weights is not None else None)
         if t is not None and t < global_t:
             per_label[label] = t
     return global_t, per_label
+
+
+def reject_predictions(s: Scored, oos_label: str, threshold: float) -> np.ndarray:
+    """Top labels, with every prediction whose top probability is below ``threshold`` turned into ``oos_label``."""
+    return np.where(s.conf >= threshold, s.pred, oos_label)
+
+
+def choose_reject_threshold(s: Scored, oos_label: str, *, budget: float = 0.01,
+                            grid: np.ndarray | None = None) -> float:
+    """The threshold that catches the most out-of-scope val rows while in-scope val accuracy
+    drops by at most ``budget`` (absolute) from its value without a threshold."""
+    grid = np.round(np.arange(0.0, 1.0, 0.005), 3) if grid is None else grid
+    in_scope = s.y_true != oos_label
+    if not in_scope.any() or in_scope.all():
+        return 0.0
+    base = float((s.pred[in_scope] == s.y_true[in_scope]).mean())
+    best, best_recall = 0.0, -1.0
+    for t in grid:
+        pred = reject_predictions(s, oos_label, float(t))
+        accuracy = float((pred[in_scope] == s.y_true[in_scope]).mean())
+        recall = float((pred[~in_scope] == oos_label).mean())
+        if accuracy >= base - budget - 1e-12 and recall > best_recall:
+            best, best_recall = float(t), recall
+    return best
+
+
+def weighted_predictions(s: Scored, multipliers: dict[str, float]) -> np.ndarray:
+    factors = np.array([multipliers.get(label, 1.0) for label in s.labels])
+    return np.asarray(s.labels, dtype=object)[(s.proba * factors).argmax(axis=1)]
+
+
+def choose_class_multipliers(s: Scored, *, grid: Sequence[float] = (0.5, 0.75, 1.0, 1.25, 1.5, 2, 3, 4, 5, 6, 8),
+                             rounds: int = 2) -> dict[str, float]:
+    """Per-class probability multipliers (a prior shift) that maximise macro-F1 on validation data.
+
+    Coordinate ascent from all-ones; the most frequent class stays at 1. Used for tasks whose
+    classes are imbalanced (e.g. hate vs offensive), where argmax favours the majority.
+    """
+    from eval import metrics
+
+    counts = {label: int((s.y_true == label).sum()) for label in s.labels}
+    anchor = max(counts, key=lambda k: counts[k])
+    multipliers = {label: 1.0 for label in s.labels}
+
+    def score(m: dict[str, float]) -> float:
+        return metrics.macro_f1(metrics.per_label(list(s.y_true), list(weighted_predictions(s, m)), s.labels))
+
+    best = score(multipliers)
+    for _ in range(rounds):
+        for label in s.labels:
+            if label == anchor:
+                continue
+            for value in grid:
+                trial = {**multipliers, label: float(value)}
+                result = score(trial)
+                if result > best + 1e-9:
+                    best, multipliers = result, trial
+    return {k: v for k, v in multipliers.items() if v != 1.0}

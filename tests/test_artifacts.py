@@ -15,7 +15,7 @@ import pytest
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from classifiers.build import ModelConfig, fit
-from classifiers.persistence import MODEL_FILE, load_artifact, save_artifact, sha256_file
+from classifiers.persistence import MODEL_FILE, TRUSTED_TYPES, load_artifact, save_artifact, sha256_file
 from classifiers.registry import SHIPPED_DIR, ModelRegistry
 from worker.exceptions import ArtifactError
 
@@ -30,10 +30,8 @@ def test_shipped_artifacts_verify_and_describe_themselves(name: str, task: str) 
     assert m.training and all(len(s.sha256) == 64 and s.rows > 0 for s in m.training)
     assert {"python", "scikit-learn", "numpy", "skops"} <= set(m.libraries)
     assert m.metrics["n"] > 0 and 0 <= m.metrics["accuracy"] <= 1 and "per_label" in m.metrics
-    assert set(m.trusted_types) <= {"classifiers.features.CompactTfidfVectorizer", "classifiers.text.TextNormalizer",
-                                    "sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration",
-                                    "sklearn.calibration._TemperatureScaling", "sklearn.isotonic.IsotonicRegression",
-                                    "classifiers.estimators.PriorShiftedClassifier"}
+    assert set(m.trusted_types) <= set(TRUSTED_TYPES)
+    assert "classifiers.estimators.PrunedLinear" in m.trusted_types
 
 
 def test_shipped_artifacts_are_small() -> None:

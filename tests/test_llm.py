@@ -140,6 +140,24 @@ def test_bad_rewrites_are_refused_and_the_template_goes_out(client, llm_env, ser
     assert outbox_replies(client, settings) == {"o1": d.llm.plain_reply}
 
 
+def test_the_llm_sees_the_conversation_and_entities(client, llm_env, server) -> None:
+    settings, _ = llm_env()
+    first = make_event(id="h1", conversation_id="c-h", text="hello! i ordered a teapot last week")
+    second = make_event(id="h2", conversation_id="c-h", text="where is it? order KM-204815",
+                        created_at="2026-11-24T10:05:00+09:00")
+    ingest_events([first], client, settings, batch_wait=0.01)
+    work(client, settings)
+    ingest_events([second], client, settings, batch_wait=0.01)
+    work(client, settings)
+    request = [r for r in server.requests if r["path"].endswith("/chat/completions")][-1]
+    data = json.loads(request["json"]["messages"][1]["content"].split("\n", 1)[1])
+    assert [m["from"] for m in data["earlier_messages"]] == ["customer", "brand"]
+    assert data["earlier_messages"][0]["text"] == first["text"]
+    assert data["customer_message"] == second["text"] and data["customer_name"] == "Aiko Tanaka"
+    assert "KM-204815" in data["approved_reply"]  # the entity filled the template the LLM starts from
+    assert decided(client, settings, "h2").entities["order_id"] == ["KM-204815"]
+
+
 def test_changed_number_is_refused(client, llm_env, server) -> None:
     settings, _ = llm_env()
     server.script.append(Scripted(reply=lambda d: d["approved_reply"].replace("5–10", "3–5")))
@@ -242,17 +260,31 @@ def cascade_env(llm_env, **extra):
     return llm_env(llm={"cascade": {**CASCADE["cascade"], **extra}}, thresholds=thresholds)
 
 
+ANSWERABLE = ("order_status", "shipping_time", "returns", "opening_hours", "pricing")
+
+
+def pick_answerable(chosen: list[str], confidence: float = 0.93):
+    """A scripted LLM that picks the first candidate the demo policy answers automatically."""
+
+    def reply(data):
+        chosen.append(next(c["intent"] for c in data["candidates"] if c["intent"] in ANSWERABLE))
+        return json.dumps({"intent": chosen[-1], "confidence": confidence, "reason": "asks when it arrives"})
+
+    return reply
+
+
 def test_cascade_choice_is_validated_and_may_answer(client, llm_env, server) -> None:
     settings, brands = cascade_env(llm_env)
-    server.script.append(Scripted(content=json.dumps({"intent": "order_status", "confidence": 0.93, "reason": "asks when it arrives"})))
+    chosen: list[str] = []
+    server.script.append(Scripted(reply=pick_answerable(chosen)))
     ingest_events([UNSURE], client, settings, batch_wait=0.01)
     work(client, settings)
     d = decided(client, settings, "u1")
     request = next(r for r in server.requests if r["json"].get("response_format"))
     schema = request["json"]["response_format"]["json_schema"]["schema"]
     assert schema["properties"]["intent"]["enum"][-1] == "out_of_scope" and len(schema["properties"]["intent"]["enum"]) == 4
-    assert d.rule == "cascade.auto_reply" and d.template.id == "order_status.en"
-    assert d.llm.choice["intent"] == "order_status" and d.llm.classifier["label"] == d.intent.label
+    assert d.rule == "cascade.auto_reply" and d.template.id == f"{chosen[0]}.en"
+    assert d.llm.choice["intent"] == chosen[0] and d.llm.classifier["label"] == d.intent.label
     assert d.intent.score < 0.999  # the classifier's own, unchanged view is kept beside the LLM's
 
 
@@ -278,11 +310,12 @@ def test_cascade_may_only_route_when_policy_says_so(client, llm_env, server) -> 
     (json.dumps({"intent": "teleport", "confidence": 0.9, "reason": "x"}), "schema_violation"),
     (json.dumps({"intent": "order_status", "confidence": 7, "reason": "x"}), "schema_violation"),
     (json.dumps({"intent": "order_status", "confidence": 0.9, "reason": "x", "extra": 1}), "schema_violation"),
-    (json.dumps({"intent": "order_status", "confidence": 0.2, "reason": "x"}), "llm_unsure"),
+    ("unsure", "llm_unsure"),
 ])
 def test_cascade_refuses_malformed_answers(client, llm_env, server, content, reason) -> None:
     settings, _ = cascade_env(llm_env)
-    server.script.append(Scripted(content=content))
+    unsure = Scripted(reply=pick_answerable([], confidence=0.2))
+    server.script.append(unsure if content == "unsure" else Scripted(content=content))
     ingest_events([UNSURE], client, settings, batch_wait=0.01)
     work(client, settings)
     d = decided(client, settings, "u1")

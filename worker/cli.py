@@ -235,13 +235,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     policy = Path(args.policy) if args.policy else _settings(args).policies_dir / "demo-shop.yaml"
     evaluation = evaluate(args.task, args.data, model=args.model, target_precision=args.target_precision,
-                          oos_label=args.oos_label, margin=args.margin)
+                          oos_label=args.oos_label, margin=args.margin, oos_share=args.assume_oos_share)
     written = write_report(evaluation, Path(args.report), policy_path=policy if policy.exists() else None)
     r = evaluation.report
     print(f"{r['task']} on {Path(r['data']['path']).name}: {r['n_train']} train / {r['n_val']} val / {r['n_test']} test ({r['model']})")
     print(f"  accuracy {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}  ECE {r['ece']:.4f}")
     if r.get("in_scope_accuracy") is not None:
-        print(f"  in-scope accuracy {r['in_scope_accuracy']:.4f}  out-of-scope recall {r['oos_recall']:.4f}")
+        print(f"  in-scope accuracy {r['in_scope_accuracy']:.4f}  out-of-scope recall {r['oos_recall']:.4f} "
+              f"(reject below {r['reject_threshold']:.3f}, chosen on val)")
+    if r.get("tuned"):
+        t = r["tuned"]
+        print(f"  with class multipliers {t['class_multipliers']} chosen on val: accuracy {t['accuracy']:.4f}, "
+              f"macro-F1 {t['macro_f1']:.4f}")
     print(f"  at threshold {r['threshold']:.4f} (chosen on val for precision {r['target_precision']}): "
           f"coverage {r['coverage']:.4f}, precision {r['achieved_precision']:.4f} on test")
     if r.get("train_seconds") is not None:
@@ -470,6 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-precision", type=float, default=0.98)
     p.add_argument("--oos-label", help="the out-of-scope label (intent)")
     p.add_argument("--margin", type=float, default=0.0, help="extra precision demanded on val (safety margin)")
+    p.add_argument("--assume-oos-share", type=float, default=None,
+                   help="out-of-scope share of real traffic to plan the threshold for (default 0.25 with --oos-label)")
     p.add_argument("--policy", help="policy to compare with / replay (default: policies/demo-shop.yaml)")
     p.add_argument("--replay", action="store_true", help="re-decide stored decisions with --policy")
     p.add_argument("--brand", help="brand to replay (default demo-shop)")
