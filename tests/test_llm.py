@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -25,9 +25,9 @@ from worker.ingest import ingest_events
 from worker.jobs import install
 from worker.llm import LLMClient, LLMUnavailable, ProviderGuard
 from worker.llm_standin import Scripted, StandInLLM
-from worker.models import LLMRecord, parse_event
+from worker.models import parse_event
 from worker.pipeline import Pipeline
-from worker.queues import batch_queue, llm_queue, make_worker
+from worker.queues import llm_queue, make_worker
 from worker.settings import REPO_ROOT, Settings
 from worker.store import Store
 

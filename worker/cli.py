@@ -251,7 +251,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
           f"coverage {r['coverage']:.4f}, precision {r['achieved_precision']:.4f} on test")
     if r.get("train_seconds") is not None:
         print(f"  trained in {r['train_seconds']:.1f}s; {r['predict_per_second']:.0f} messages/s on one thread")
-    for kind, path in written.items():
+    for path in written.values():
         print(f"  wrote {path}")
     return 0
 

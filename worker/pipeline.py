@@ -23,7 +23,7 @@ import numpy as np
 from classifiers.persistence import LoadedModel
 from worker import defaults
 from worker.brands import Brand
-from worker.decide import Context, Outcome, decide
+from worker.decide import Outcome, decide
 from worker.drafting import plan
 from worker.exceptions import InvalidEvent
 from worker.models import Action, Decision, Escalation, InboundEvent, RuleHit, parse_event

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, field_validator, model_validator
 
 from worker.exceptions import PolicyError, Problem
-from worker.models import BRAND_PATTERN, Kind, Platform, Priority, problems_from
+from worker.models import BRAND_PATTERN, Kind, Platform, Priority
 from worker.placeholders import fill, parse_text, variables_of
-from worker.yaml_source import YamlProblem, read_yaml
+from worker.yaml_source import load_validated
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
@@ -583,24 +583,8 @@ def load_policy(path: Path, *, name_must_match: bool = True) -> LoadedPolicy:
     Policies in the policies directory must be named ``<brand>.yaml``; a candidate policy
     elsewhere (``policy.proposed.yaml`` for a replay) need not be (``name_must_match=False``).
     """
+    policy, doc = load_validated(path, Policy, PolicyError)
     source = str(path)
-    try:
-        doc = read_yaml(path)
-    except OSError as exc:
-        raise PolicyError(source, Problem("(file)", f"cannot read: {exc.strerror or exc}")) from exc
-    except YamlProblem as exc:
-        raise PolicyError(source, Problem(exc.where, exc.reason)) from exc
-    if not isinstance(doc.data, dict):
-        raise PolicyError(source, Problem("(file)", "must be a YAML mapping at the top level"))
-    try:
-        policy = Policy.model_validate(doc.data)
-    except ValidationError as exc:
-        problems = []
-        for err, problem in zip(exc.errors(include_url=False), problems_from(exc), strict=True):
-            line = doc.line_of(tuple(err["loc"]))
-            where = problem.where if problem.where != "(event)" else "(policy)"
-            problems.append(Problem(f"{where} (line {line})" if line else where, problem.reason))
-        raise PolicyError(source, problems) from exc
     expected = path.stem
     if name_must_match and policy.brand != expected:
         raise PolicyError(source, Problem(f"brand (line {doc.line_of(('brand',))})",

@@ -11,12 +11,11 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
 
 from worker.exceptions import Problem, RenderError, TemplateError
-from worker.models import problems_from
 from worker.placeholders import fill, parse_text
-from worker.yaml_source import YamlProblem, read_yaml
+from worker.yaml_source import load_validated
 
 
 class SystemPrompt(BaseModel):
@@ -49,16 +48,7 @@ class SystemPrompt(BaseModel):
 
 def load_system_prompt(directory: Path, prompt_id: str, purpose: str) -> SystemPrompt:
     path = directory / f"{prompt_id}.yaml"
-    try:
-        doc = read_yaml(path)
-    except OSError as exc:
-        raise TemplateError(str(path), Problem("(file)", f"cannot read: {exc.strerror or exc}")) from exc
-    except YamlProblem as exc:
-        raise TemplateError(str(path), Problem(exc.where, exc.reason)) from exc
-    try:
-        prompt = SystemPrompt.model_validate(doc.data)
-    except ValidationError as exc:
-        raise TemplateError(str(path), problems_from(exc)) from exc
+    prompt, _ = load_validated(path, SystemPrompt, TemplateError)
     problems = []
     if prompt.id != prompt_id:
         problems.append(Problem("id", f"is {prompt.id!r} but the file is named {path.name}"))

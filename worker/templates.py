@@ -17,13 +17,13 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from worker.exceptions import Problem, RenderError, TemplateError
 from worker.placeholders import fill, parse_text, variables_of
-from worker.models import BRAND_PATTERN, TemplateRef, problems_from
+from worker.models import BRAND_PATTERN, TemplateRef
 from worker.policy import Policy
-from worker.yaml_source import YamlProblem, read_yaml
+from worker.yaml_source import load_validated
 
 MAX_BODY_CHARS = 2_000
 
@@ -136,29 +136,19 @@ class TemplateBook:
         return problems
 
 
+def _template_where(loc: tuple, data: object) -> str | None:
+    """'templates.3.status' -> 'templates.3.status (template id 'order_status.en')'."""
+    if len(loc) >= 2 and loc[0] == "templates" and isinstance(loc[1], int) and isinstance(data, dict):
+        items = data.get("templates")
+        if isinstance(items, list) and loc[1] < len(items) and isinstance(items[loc[1]], dict):
+            return f"{'.'.join(map(str, loc))} (template id {items[loc[1]].get('id')!r})"
+    return None
+
+
 def load_templates(path: Path) -> TemplateBook:
     """Load one brand's template file. Raises TemplateError naming file, template and reason."""
+    parsed, _ = load_validated(path, TemplateFile, TemplateError, describe=_template_where)
     source = str(path)
-    try:
-        doc = read_yaml(path)
-    except OSError as exc:
-        raise TemplateError(source, Problem("(file)", f"cannot read: {exc.strerror or exc}")) from exc
-    except YamlProblem as exc:
-        raise TemplateError(source, Problem(exc.where, exc.reason)) from exc
-    try:
-        parsed = TemplateFile.model_validate(doc.data)
-    except ValidationError as exc:
-        problems = []
-        for err, problem in zip(exc.errors(include_url=False), problems_from(exc), strict=True):
-            loc = tuple(err["loc"])
-            where = problem.where
-            if len(loc) >= 2 and loc[0] == "templates" and isinstance(loc[1], int):
-                items = doc.data.get("templates") if isinstance(doc.data, dict) else None
-                if isinstance(items, list) and loc[1] < len(items) and isinstance(items[loc[1]], dict):
-                    where = f"{where} (template id {items[loc[1]].get('id')!r})"
-            line = doc.line_of(loc)
-            problems.append(Problem(f"{where} (line {line})" if line else where, problem.reason))
-        raise TemplateError(source, problems) from exc
     problems = []
     if parsed.brand != path.stem:
         problems.append(Problem("brand", f"is {parsed.brand!r} but the file is named {path.name}"))

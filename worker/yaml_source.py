@@ -7,9 +7,12 @@ validation errors can say ``thresholds.intent.pricing (line 23)``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -102,3 +105,38 @@ def read_yaml(path: Path) -> YamlDocument:
     except yaml.YAMLError as exc:
         raise YamlProblem("(file)", f"YAML error: {exc}") from exc
     return YamlDocument(path=path, raw=raw, data=data, root=root)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_validated(path: Path, model: type[M], error: Callable[[str, list[Any]], Exception],
+                   describe: Callable[[tuple[Any, ...], Any], str] | None = None) -> tuple[M, YamlDocument]:
+    """Read ``path`` and validate it as ``model``; raise ``error(file, problems)`` naming each field and line.
+
+    ``describe(loc, data)`` may add context to a field path (e.g. which template it belongs to).
+    """
+    from worker.exceptions import Problem
+    from worker.models import problems_from
+
+    source = str(path)
+    try:
+        doc = read_yaml(path)
+    except OSError as exc:
+        raise error(source, [Problem("(file)", f"cannot read: {exc.strerror or exc}")]) from exc
+    except YamlProblem as exc:
+        raise error(source, [Problem(exc.where, exc.reason)]) from exc
+    if not isinstance(doc.data, dict):
+        raise error(source, [Problem("(file)", "must be a YAML mapping at the top level")])
+    try:
+        return model.model_validate(doc.data), doc
+    except ValidationError as exc:
+        problems = []
+        for err, problem in zip(exc.errors(include_url=False), problems_from(exc), strict=True):
+            loc = tuple(err["loc"])
+            where = problem.where if problem.where != "(event)" else "(file)"
+            if describe is not None:
+                where = describe(loc, doc.data) or where
+            line = doc.line_of(loc)
+            problems.append(Problem(f"{where} (line {line})" if line else where, problem.reason))
+        raise error(source, problems) from exc
