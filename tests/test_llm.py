@@ -344,6 +344,20 @@ def test_deadline_sends_the_plain_template_when_no_llm_worker_runs(client, llm_e
     assert FailedJobRegistry(queue=llm_queue(client, settings)).count == 0
 
 
+def test_a_pending_decision_whose_jobs_were_lost_is_finished_by_the_next_batch(client, llm_env, server) -> None:
+    settings, brands = llm_env(llm={"personalise": {"intents": {"order_status": {}}, "deadline_seconds": 1}})
+    store = Store(client, settings.key_prefix)
+    # the worker "dies" right after saving: nothing is enqueued for the pending decision
+    Pipeline(brands).process([ORDER], store, schedule_llm=lambda pending: None)
+    assert decided(client, settings, "o1").pending and llm_queue(client, settings).count == 0
+    time.sleep(1.2)
+    ingest_events([make_event(id="later", conversation_id="c-l", text="hi")], client, settings, batch_wait=0.01)
+    work(client, settings, queues="batches")
+    d = decided(client, settings, "o1")
+    assert (d.llm.outcome, d.llm.reason) == ("fallback", "deadline") and outbox_replies(client, settings)["o1"] == d.reply
+    assert client.zcard(store.keys.llm_pending) == 0
+
+
 def test_circuit_opens_when_the_server_is_down_then_recovers(client, llm_env, server) -> None:
     settings, brands = llm_env(provider={"max_retries": 0, "circuit_failures": 2, "circuit_cooldown_seconds": 1})
     brand = brands["demo-shop"]

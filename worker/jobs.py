@@ -10,6 +10,7 @@ environment on first use.
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timezone
 from typing import Any
 
 from rq import get_current_job
@@ -52,4 +53,25 @@ def process_batch(messages: list[Any], enqueued_at: float | None = None) -> dict
     def schedule(pending: list[tuple[str, str, float]]) -> None:
         enqueue_llm_tasks(job.connection, settings, pending)
 
-    return pipeline.process(messages, store, job_id=job.id, enqueued_at=enqueued_at, schedule_llm=schedule).as_dict()
+    report = pipeline.process(messages, store, job_id=job.id, enqueued_at=enqueued_at, schedule_llm=schedule)
+    report.swept = finish_overdue(store)
+    return report.as_dict()
+
+
+def finish_overdue(store: Store, limit: int = 100) -> list[str]:
+    """Finalise decisions whose LLM deadline passed with their plain outcome.
+
+    The scheduled deadline job normally does this; the sweep (run after every batch) covers a
+    deadline or LLM job that was lost, e.g. when a worker died between saving a decision and
+    enqueueing its jobs.
+    """
+    from worker.drafting import plain
+
+    done = []
+    for brand, message_id in store.overdue(datetime.now(timezone.utc), limit):
+        final = store.finalize(brand, message_id, lambda d: plain(d, "deadline", "no LLM result before the deadline"))
+        if final is not None:
+            done.append(f"{brand}/{message_id}")
+        else:  # already final (or gone): drop it from the index
+            store.client.zrem(store.keys.llm_pending, f"{brand}/{message_id}")
+    return done

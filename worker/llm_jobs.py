@@ -13,7 +13,7 @@ from typing import Any
 from rq import get_current_job
 
 from worker import drafting
-from worker.jobs import current
+from worker.jobs import current, finish_overdue
 from worker.store import Store
 
 
@@ -45,4 +45,4 @@ def run_llm_task(brand: str, message_id: str) -> dict[str, Any]:
 def finish_at_deadline(brand: str, message_id: str) -> dict[str, Any]:
     store, _ = _store()
     final = store.finalize(brand, message_id, lambda d: drafting.plain(d, "deadline", "no LLM result before the deadline"))
-    return {"finalised": final is not None}
+    return {"finalised": final is not None, "swept": finish_overdue(store)}

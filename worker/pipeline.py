@@ -39,11 +39,13 @@ class BatchReport:
     rejected: list[dict[str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     llm_pending: list[str] = field(default_factory=list)
+    swept: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"decided": self.decided, "duplicates": self.duplicates, "rejected": self.rejected,
-                "errors": self.errors, "llm_pending": self.llm_pending, "timings": self.timings}
+                "errors": self.errors, "llm_pending": self.llm_pending, "swept": self.swept,
+                "timings": self.timings}
 
 
 def _classify(tasks: dict[str, list[tuple[int, LoadedModel]]], texts: list[str]) -> list[dict[str, dict[str, float]]]:

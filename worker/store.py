@@ -13,6 +13,7 @@ key                                      type    what
 ``{p}:conversation:{brand}:{conv}``      hash    first_seen, last_seen, away_sent_at (ms)
 ``{p}:stats:{brand}``                    hash    counters: decisions, action:*, rule:*
 ``{p}:rejected``                         list    events that could not be decided, with the reason
+``{p}:llm:pending``                      zset    decisions waiting for an LLM task, by deadline (ms)
 ``{p}:correction:{brand}:{message_id}``  string  a reviewer's correction (JSON)
 ``{p}:corrections:{brand}``              zset    corrected message ids by time
 =======================================  ======  ================================================
@@ -82,6 +83,10 @@ class Keys:
     @property
     def rejected(self) -> str:
         return f"{self.prefix}:rejected"
+
+    @property
+    def llm_pending(self) -> str:
+        return f"{self.prefix}:llm:pending"
 
     def correction(self, brand: str, message_id: str) -> str:
         return f"{self.prefix}:correction:{brand}:{message_id}"
@@ -205,7 +210,7 @@ class Store:
         k = self.keys
         b, mid, conv = event.brand, event.id, event.conversation_id
         keys = [k.decision(b, mid), k.decisions(b), k.message(mid), k.review, k.outbox(b), k.optout(b),
-                k.history(b, conv), k.conversation(b, conv), k.stats(b)]
+                k.history(b, conv), k.conversation(b, conv), k.stats(b), k.llm_pending]
         created = _ms(event.created_at)
         history = [json.dumps({"role": "customer", "message_id": mid, "at": created,
                                "text": event.text[: defaults.HISTORY_MAX_CHARS]}, ensure_ascii=False)]
@@ -221,6 +226,7 @@ class Store:
             json.dumps(outbox), optout_op or "", event.author.id, json.dumps(history),
             defaults.HISTORY_MAX_MESSAGES, defaults.CONVERSATION_TTL_SECONDS, created if away_sent else "",
             json.dumps(stats), defaults.OUTBOX_MAX_ENTRIES, created,
+            _ms(decision.llm.deadline) if decision.pending else "",
         ]
         return keys, args
 
@@ -249,6 +255,7 @@ class Store:
                     llm = decision.llm
                     pipe.multi()
                     pipe.set(key, decision.to_json())
+                    pipe.zrem(self.keys.llm_pending, review_member(brand, message_id))
                     for payload in outbox:
                         pipe.xadd(self.keys.outbox(brand), {"message_id": message_id, "payload": payload},
                                   maxlen=defaults.OUTBOX_MAX_ENTRIES, approximate=True)
@@ -272,6 +279,12 @@ class Store:
                     return decision
                 except redis.WatchError:
                     continue
+
+    @_guard("listing overdue LLM tasks")
+    def overdue(self, now: datetime, limit: int = 100) -> list[tuple[str, str]]:
+        """Pending decisions whose LLM deadline has passed (their jobs may have been lost)."""
+        members = self.client.zrangebyscore(self.keys.llm_pending, "-inf", _ms(now), start=0, num=limit)
+        return [tuple(m.decode().split("/", 1)) for m in members]  # type: ignore[misc]
 
     @_guard("reading conversation history")
     def history(self, brand: str, conversation_id: str) -> list[dict[str, Any]]:

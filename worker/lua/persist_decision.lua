@@ -7,14 +7,14 @@
 -- KEYS  1 decision           2 decisions index (zset)   3 message -> brands (set)
 --       4 review queue (zset) 5 outbox (stream)          6 opted-out authors (set)
 --       7 conversation history (list)                    8 conversation meta (hash)
---       9 stats (hash)
+--       9 stats (hash)          10 LLM-pending index (zset)
 -- ARGV  1 decision JSON       2 review member            3 brand
 --       4 message id          5 decided_at (ms)          6 review score ('' = not escalated)
 --       7 outbox payloads (JSON array of strings)        8 opt-out op ('add' | 'remove' | '')
 --       9 author id           10 history entries (JSON array of strings)
 --      11 history max length 12 conversation ttl (s)    13 away_sent_at ms ('' = unchanged)
 --      14 stats fields (JSON array)                      15 outbox max length
---      16 message created_at (ms)
+--      16 message created_at (ms)                     17 LLM deadline (ms) ('' = not pending)
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
@@ -45,5 +45,8 @@ end
 redis.call('EXPIRE', KEYS[8], ARGV[12])
 for _, field in ipairs(cjson.decode(ARGV[14])) do
   redis.call('HINCRBY', KEYS[9], field, 1)
+end
+if ARGV[17] ~= '' then
+  redis.call('ZADD', KEYS[10], ARGV[17], ARGV[2])
 end
 return 1
