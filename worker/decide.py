@@ -13,7 +13,8 @@ in ``rules`` with its score and threshold:
 3. ``moderation.spam``, ``moderation.hate``, ``moderation.offensive``: scores
    at or above the thresholds. Hate is always hidden and escalated; spam and
    offensive take the policy's actions (offensive may ``continue``).
-4. ``text.empty``, ``text.too_long``: nothing to classify / unseen tail.
+4. ``text.empty`` (checked before moderation: there is nothing to moderate) and
+   ``text.too_long`` (an unseen tail).
 5. ``keyword.<name>``: the whole message is a quick-reply keyword.
 6. ``private_matter.entities``: a public comment exposes personal data.
 7. ``intent.*``: a confident intent routes to auto_reply / escalate / ignore;
@@ -174,7 +175,7 @@ def decide(
 
     # 1. opt-out / opt-in keywords
     opt = policy.opt_out
-    if opt and keyword_text and keyword_text in {normalize_keyword(k) for k in opt.keywords}:
+    if opt and keyword_text and keyword_text in policy.opt_out_words:
         b.hit("opt_out.keyword", detail=f"author tagged {opt.tag}")
         b.act(Action.TAG)
         b.tags.append(opt.tag)
@@ -184,7 +185,7 @@ def decide(
         else:
             b.act(Action.IGNORE)
         return _finish(b, scores, context, entities, truncated, optout_op, away=False, greet=False)
-    if opt and keyword_text and keyword_text in {normalize_keyword(k) for k in opt.opt_in_keywords}:
+    if opt and keyword_text and keyword_text in policy.opt_in_words:
         b.hit("opt_in.keyword", detail=f"tag {opt.tag} removed")
         b.act(Action.TAG)
         b.untags.append(opt.tag)
@@ -198,7 +199,11 @@ def decide(
         b.escalate(policy.vip.role, policy.vip.priority, f"VIP author (tag {tag!r}): always handled by a person")
         return _finish(b, scores, context, entities, truncated, optout_op, away=True, greet=False)
 
-    # 3. moderation
+    # 3. moderation (of text: an attachment-only message goes straight to the fallback)
+    if not event.text.strip():
+        b.hit("text.empty")
+        b.fallback(view.fallback, "message has no text (attachment or sticker only)")
+        return _finish(b, scores, context, entities, truncated, optout_op, away=True, greet=True)
     mod = policy.moderation
     spam_score = scores["spam"].get("spam", 0.0)
     spam_t = view.thresholds.spam["spam"]
@@ -232,29 +237,23 @@ def decide(
             b.moderated = True
             return _finish(b, scores, context, entities, truncated, optout_op, away=False, greet=False)
 
-    # 4. nothing to classify, or too much
-    if not event.text.strip():
-        b.hit("text.empty")
-        b.fallback(view.fallback, "message has no text (attachment or sticker only)")
-        stop = True
-    elif truncated:
+    # 4. too much to classify
+    if truncated:
         b.hit("text.too_long", detail=f"only the first {defaults.CLASSIFY_MAX_CHARS} characters were classified")
         b.escalate(view.fallback.role, view.fallback.priority,
                    f"message longer than {defaults.CLASSIFY_MAX_CHARS} characters; not answered automatically")
         stop = True
 
     # 5. keyword quick replies
-    if not stop:
-        for keyword in policy.keywords:
-            if keyword_text and keyword_text in {normalize_keyword(m) for m in keyword.match}:
-                b.hit(f"keyword.{keyword.name}")
-                if keyword.action == "escalate":
-                    b.escalate(keyword.role or view.fallback.role, keyword.priority or "normal",
-                               f"customer sent keyword {event.text.strip()!r}")
-                else:
-                    _auto_reply(b, keyword.intent or "")
-                stop = True
-                break
+    keyword = policy.keyword_index.get(keyword_text) if not stop and keyword_text else None
+    if keyword is not None:
+        b.hit(f"keyword.{keyword.name}")
+        if keyword.action == "escalate":
+            b.escalate(keyword.role or view.fallback.role, keyword.priority or "normal",
+                       f"customer sent keyword {event.text.strip()!r}")
+        else:
+            _auto_reply(b, keyword.intent or "")
+        stop = True
 
     # 6. personal data in a public comment
     private = policy.private_matters

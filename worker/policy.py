@@ -505,6 +505,19 @@ class Policy(_Model):
             self._views[key] = PolicyView(self, platform, kind)
         return self._views[key]
 
+    @cached_property
+    def opt_out_words(self) -> frozenset[str]:
+        return frozenset(normalize_keyword(k) for k in self.opt_out.keywords) if self.opt_out else frozenset()
+
+    @cached_property
+    def opt_in_words(self) -> frozenset[str]:
+        return frozenset(normalize_keyword(k) for k in self.opt_out.opt_in_keywords) if self.opt_out else frozenset()
+
+    @cached_property
+    def keyword_index(self) -> dict[str, "Keyword"]:
+        """Normalised keyword -> its quick-reply rule (keywords are unique, see _cross_checks)."""
+        return {normalize_keyword(m): k for k in self.keywords for m in k.match}
+
     def template_intents(self) -> set[str]:
         """Every intent whose templates this policy may send."""
         out: set[str] = set()
