@@ -9,8 +9,8 @@ the file and line.
 
 :func:`with_splits` makes sure train, val and test exist: a file without a test
 split gets a stratified 20 % test carved out, one without val gets a stratified
-val carved out of train, both deterministic (seeded) and group-aware (identical
-texts always land in the same split).
+val carved out of train, both deterministic (seeded) and group-aware (texts identical
+after NFKC, case folding and whitespace collapsing always land in the same split).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import random
+import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -135,7 +136,8 @@ def _carve(examples: list[Example], fraction: float, seed: int, take_as: str) ->
     """Move a stratified, group-aware ``fraction`` of ``examples`` to split ``take_as``."""
     groups: dict[str, list[int]] = defaultdict(list)
     for i, e in enumerate(examples):
-        groups[e.text.strip()].append(i)
+        # texts the models cannot tell apart (case, width, spacing) stay in one split
+        groups[" ".join(unicodedata.normalize("NFKC", e.text).casefold().split())].append(i)
     by_label: dict[str, list[str]] = defaultdict(list)
     for text, idx in groups.items():
         majority = Counter(examples[i].label for i in idx).most_common(1)[0][0]

@@ -82,7 +82,7 @@ class Manifest(BaseModel):
     labels: list[str] = Field(min_length=2)
     out_of_scope_label: str | None = None
     created_at: datetime
-    model_file: str = MODEL_FILE
+    model_file: Literal["model.skops"] = MODEL_FILE
     model_sha256: str
     trusted_types: list[str]
     training: list[TrainingSource]
@@ -212,9 +212,11 @@ def load_artifact(directory: Path, expected_task: str | None = None) -> LoadedMo
     if expected_task is not None and manifest.task != expected_task:
         raise ArtifactError(directory / MANIFEST, f"is a {manifest.task!r} model but a {expected_task!r} model was asked for")
     model_path = directory / manifest.model_file
-    if not model_path.is_file():
-        raise ArtifactError(model_path, "model file is missing")
-    actual = sha256_file(model_path)
+    try:
+        blob = model_path.read_bytes()  # read once: the bytes checked are the bytes loaded
+    except FileNotFoundError as exc:
+        raise ArtifactError(model_path, "model file is missing") from exc
+    actual = hashlib.sha256(blob).hexdigest()
     if actual != manifest.model_sha256:
         raise ArtifactError(
             model_path,
@@ -229,14 +231,14 @@ def load_artifact(directory: Path, expected_task: str | None = None) -> LoadedMo
             f"trained with scikit-learn {trained} but {installed} is installed; rebuild it (make models)",
         )
     try:
-        untrusted = sio.get_untrusted_types(file=model_path)
+        untrusted = sio.get_untrusted_types(data=blob)
     except Exception as exc:  # noqa: BLE001 - skops raises many kinds on a malformed zip
         raise ArtifactError(model_path, f"not a readable skops file: {exc}") from exc
     outside = sorted(set(untrusted) - set(TRUSTED_TYPES))
     if outside:
         raise ArtifactError(model_path, f"refusing to load types that are not trusted: {outside}")
     try:
-        estimator = sio.load(model_path, trusted=[t for t in untrusted])
+        estimator = sio.loads(blob, trusted=list(untrusted))
     except Exception as exc:  # noqa: BLE001 - convert every loader failure at the boundary
         raise ArtifactError(model_path, f"cannot be loaded: {type(exc).__name__}: {exc}") from exc
     classes = [str(c) for c in getattr(estimator, "classes_", [])]

@@ -20,6 +20,7 @@ import yaml
 
 from eval.thresholds import Scored, auto_mask, outcome
 from worker.policy import Policy, load_policy
+from worker.yaml_source import read_yaml
 
 
 def _ceil(value: float, digits: int = 4) -> float:
@@ -92,7 +93,7 @@ def compare(task: str, policy: Policy, test: Scored, proposed: dict[str, float],
 def write_proposal(policy_path: Path, task: str, proposed: dict[str, float], out: Path, *, source: str,
                    target: float) -> Path:
     """Write ``out`` (policy.proposed.yaml): the policy at ``policy_path`` with new thresholds. Validated."""
-    data = yaml.safe_load(policy_path.read_text(encoding="utf-8"))
+    data = read_yaml(policy_path).data  # strict: duplicate keys are an error, not silently merged
     data["thresholds"][task] = proposed
     Policy.model_validate(data)  # the proposal must be a valid policy
     shadowing = [o.get("name") for o in data.get("overrides") or [] if task in (o.get("thresholds") or {})]

@@ -2,7 +2,8 @@
 
 Every stored decision carries its event, its scores and the conversation context
 it was decided in, so :func:`replay` re-runs the pure rule engine with another
-policy over them (optionally re-classifying with the new policy's models). With
+policy over them and compares with the outcome *before* any LLM task (replay
+calls no LLM) (optionally re-classifying with the new policy's models). With
 reviewers' corrections (``replyguard review resolve``), it also counts the
 mistakes each policy makes on the corrected messages: wrong automatic answers,
 real customers hidden, and spam or abuse let through.
@@ -22,6 +23,17 @@ from worker.store import Store
 
 def _key(decision: Decision) -> str:
     return "+".join(sorted(a.value for a in decision.actions))
+
+
+def _plain(decision: Decision) -> tuple[str, str, str | None]:
+    """(actions, rule, reply) of a stored decision *before* any LLM task changed it.
+
+    Replay re-decides without calling an LLM, so it must compare like with like.
+    """
+    before = decision.llm.before if decision.llm is not None else None
+    if before:
+        return "+".join(sorted(before["actions"])), before["rule"], before.get("reply")
+    return _key(decision), decision.rule, decision.reply
 
 
 def mistakes(decision: Decision, correction: Correction) -> list[str]:
@@ -103,21 +115,20 @@ def replay(store: Store, brand: Brand, *, limit: int | None = None, reclassify: 
         new_scores = _classify(uses, texts)
     for i, old in enumerate(decisions):
         event = parse_event(old.event, source=f"stored decision {old.message_id}")
-        context = Context(opted_out=old.context.opted_out, first_contact=old.context.first_contact,
-                          away_sent_at=old.context.away_sent_at)
         scores = new_scores[i] if new_scores is not None else old.scores
-        new = decide(event, scores, context, brand, truncated=old.truncated).decision
+        new = decide(event, scores, Context.of(old), brand, truncated=old.truncated).decision
+        before, old_rule, old_reply = _plain(old)
+        after = _key(new)
         report.total += 1
         report.policy_before.add(old.policy_version)
-        report.rules_before[old.rule] += 1
+        report.rules_before[old_rule] += 1
         report.rules_after[new.rule] += 1
-        before, after = _key(old), _key(new)
-        if before != after or old.reply != new.reply or old.rule != new.rule:
+        if before != after or old_reply != new.reply or old_rule != new.rule:
             report.changed += 1
             report.transitions[(before, after)] += 1
             if len(report.examples) < max_examples:
                 report.examples.append({"message_id": old.message_id, "text": event.text, "before": before,
-                                        "after": after, "rule_before": old.rule, "rule_after": new.rule})
+                                        "after": after, "rule_before": old_rule, "rule_after": new.rule})
         correction = corrections.get(old.message_id)
         if correction is not None:
             report.corrected += 1

@@ -139,6 +139,30 @@ def test_redis_going_away_mid_ingest_loses_nothing(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_redis_going_away_while_submitting_reports_what_was_not_enqueued(tmp_path: Path) -> None:
+    from worker.exceptions import StoreError
+    from worker.ingest import Ingestor, ingest_events
+    from worker.settings import Settings
+
+    server = EmbeddedRedis(tmp_path / "r", persist=False).start()
+    try:
+        local = Settings(redis_url=server.url, home=tmp_path / "home")
+        ingestor = Ingestor(server.client(), local, batch_size=2, batch_wait=60)
+        ingestor.submit(make_event(id="a"))
+        server.stop()
+        with pytest.raises(StoreError) as info:
+            ingestor.submit(make_event(id="b"))  # fills the batch: the flush fails inside submit()
+        report = info.value.report
+        assert report.accepted == [] and report.not_enqueued == [("demo-shop", "a"), ("demo-shop", "b")]
+        ingestor._timer.join(timeout=5)
+        assert not ingestor._timer.is_alive()  # the batcher thread stops
+        with pytest.raises(StoreError) as info:
+            ingest_events([make_event(id=f"x{i}") for i in range(5)], server.client(), local, batch_size=2)
+        assert info.value.report.last_source is not None
+    finally:
+        server.stop()
+
+
 def test_train_command_writes_a_verified_artifact(env, tmp_path: Path) -> None:
     rows = [("where is my parcel", "track"), ("荷物はどこですか", "track"), ("has my order shipped yet", "track"),
             ("配送状況を教えて", "track"), ("i want a refund", "refund"), ("返金してください", "refund"),

@@ -91,9 +91,14 @@ def test_eval_writes_reports_and_a_proposal_without_touching_policies(tmp_path: 
 
 
 def test_eval_of_an_artifact_as_is(tmp_path: Path) -> None:
-    rows = [{"text": t, "label": l, "split": "test" if i % 4 == 0 else ("val" if i % 4 == 1 else "train")}
-            for i, (t, l) in enumerate([("WIN a FREE prize now, text WIN to 80800", "spam"),
-                                        ("are we still on for lunch?", "ham")] * 40)]
+    spam = ["WIN a FREE prize now, text WIN to 80800", "Congratulations! You've been selected for a £1000 reward, call 09061234567",
+            "URGENT: your mobile number has won a cash award, claim at www.prize-now.example",
+            "Free entry into our weekly draw, txt GO to 81234 now", "You have won a holiday to Spain! Call 0800 123 4567 to claim"]
+    ham = ["are we still on for lunch?", "I'll be home late tonight, save me some dinner", "can you pick up milk on the way",
+           "haha that was so funny yesterday", "the meeting moved to 3pm, see you there"]
+    pairs = [(t, "spam") for t in spam] + [(t, "ham") for t in ham]
+    rows = [{"text": f"{t}{' ' * (k % 3)}", "label": l, "split": ("test", "val", "train", "train")[k % 4]}
+            for k, (t, l) in enumerate(pairs * 8)]
     data = tmp_path / "spam.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     out = tmp_path / "r"
@@ -103,7 +108,7 @@ def test_eval_of_an_artifact_as_is(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["model"].startswith("artifact spam-default@") and report["train_seconds"] is None
-    assert report["accuracy"] == 1.0
+    assert report["accuracy"] >= 0.9 and report["n_test"] == 20
 
 
 def test_eval_rejects_a_model_for_another_task(tmp_path: Path) -> None:

@@ -301,7 +301,6 @@ def test_151_labels_fast_and_small() -> None:
     assert "In-scope accuracy" in text and "Out-of-scope caught" in text
     per_label_rows = page.split('class="data perlabel"', 1)[1].split("</table>", 1)[0].count("<tr>")
     assert per_label_rows == 1 + 151  # header + one row per label
-    assert math.isclose(len(report["labels"]), 151)
 
 
 @pytest.mark.parametrize("threshold", [0.5, 0.9999999998, 1.0])

@@ -71,11 +71,46 @@ def test_batch_decided_by_a_forking_rq_worker(client, settings, brands) -> None:
     assert store.stats("demo-shop")["decisions"] == len(SAMPLE)
 
 
+def test_two_workers_deciding_the_same_batch_at_once_write_one_decision(client, settings, brands, redis_url) -> None:
+    """Two real forking RQ workers, started together on two copies of one batch."""
+    import multiprocessing
+
+    queue = batch_queue(client, settings)
+    for _ in range(2):
+        enqueue_batch(queue, SAMPLE)
+    install(Pipeline(brands), settings)
+    start = multiprocessing.get_context("fork").Barrier(2)
+
+    def run() -> None:
+        import redis as redis_module
+
+        own = redis_module.Redis.from_url(redis_url)
+        start.wait()
+        make_worker(own, settings).work(burst=True, max_jobs=1)
+
+    procs = [multiprocessing.get_context("fork").Process(target=run) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    finished = FinishedJobRegistry(queue=queue)
+    assert finished.count == 2 and FailedJobRegistry(queue=queue).count == 0
+    store = Store(client, settings.key_prefix)
+    results = [j.return_value() for j in queue.job_class.fetch_many(finished.get_job_ids(), connection=client,
+                                                                     serializer=queue.serializer)]
+    decided = sorted(m for r in results for m in r["decided"])
+    assert decided == sorted(e["id"] for e in SAMPLE)  # each message decided by exactly one of them
+    outbox = [json.loads(f[b"payload"]) for _, f in client.xrange(store.keys.outbox("demo-shop"))]
+    replies = [p["message_id"] for p in outbox if p["type"] == "reply"]
+    assert len(replies) == len(set(replies)) and store.stats("demo-shop")["decisions"] == len(SAMPLE)
+
+
 def test_ingesting_twice_gives_one_decision_and_one_reply(client, settings, brands) -> None:
     events = SAMPLE[:2]
     first = ingest_events(events, client, settings, batch_wait=0.01)
     queue = batch_queue(client, settings)
-    # the same batch enqueued again before any worker ran (racing duplicates), and again afterwards
+    # the same batch enqueued again before any worker ran, and again afterwards
     enqueue_batch(queue, events)
     run_worker(client, settings, brands, simple=True)
     second = ingest_events(events, client, settings, batch_wait=0.01)

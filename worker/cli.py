@@ -73,9 +73,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     except StoreError as exc:
         report = ingestor.report
         print(f"error: {exc}", file=sys.stderr)
-        print(f"enqueued {len(report.accepted)} events before the failure; "
-              f"{len(report.not_enqueued)} were not enqueued. Ingesting the same input again is safe "
-              "(events already decided are skipped).", file=sys.stderr)
+        print(f"enqueued {len(report.accepted)} events before the failure; {len(report.not_enqueued)} read "
+              f"but not enqueued; stopped at {report.last_source or 'the start'}. Ingesting the same input again "
+              "is safe (events already enqueued or decided are not decided twice).", file=sys.stderr)
         return EXIT_REDIS
     print(f"enqueued {len(report.accepted)} events in {len(report.jobs)} jobs; "
           f"{len(report.skipped)} already decided or repeated; {len(report.invalid)} rejected")

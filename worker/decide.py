@@ -30,7 +30,7 @@ outside business hours (at most once per ``away_interval_hours``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from worker import defaults
@@ -59,7 +59,12 @@ class Context:
     opted_out: bool = False
     first_contact: bool = True
     away_sent_at: datetime | None = None
-    history: list[dict[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, decision: Decision) -> "Context":
+        """The context a stored decision was made in (for re-deciding it)."""
+        c = decision.context
+        return cls(opted_out=c.opted_out, first_contact=c.first_contact, away_sent_at=c.away_sent_at)
 
 
 @dataclass
@@ -87,6 +92,7 @@ class _Builder:
         self.untags: list[str] = []
         self.moderated = False
         self.intent: IntentResult | None = None
+        self.reply_intent: str | None = None  # the intent whose answer is the reply (for the greeting rule)
 
     def hit(self, name: str, *, score: float | None = None, threshold: float | None = None,
             detail: str | None = None, primary: bool = True, override: bool = False) -> RuleHit:
@@ -100,6 +106,14 @@ class _Builder:
     def act(self, action: Action) -> None:
         if action not in self.actions:
             self.actions.append(action)
+
+    def apply(self, actions: list[str], role: str, priority: str, reason: str) -> None:
+        """A moderation rule's configured actions (escalations get ``role``/``priority``/``reason``)."""
+        for action in actions:
+            if action == "escalate":
+                self.escalate(role, priority, reason)
+            else:
+                self.act(Action(action))
 
     def escalate(self, role: str, priority: str, reason: str) -> None:
         self.act(Action.ESCALATE)
@@ -210,11 +224,7 @@ def decide(
     if spam_score >= spam_t:
         b.hit("moderation.spam", score=spam_score, threshold=spam_t)
         b.moderated = True
-        for action in mod.spam.actions:
-            if action == "escalate":
-                b.escalate(mod.spam.role, mod.spam.priority, f"spam score {spam_score:.2f} ≥ {spam_t:.2f}")
-            else:
-                b.act(Action(action))
+        b.apply(mod.spam.actions, mod.spam.role, mod.spam.priority, f"spam score {spam_score:.2f} ≥ {spam_t:.2f}")
         return _finish(b, scores, context, entities, truncated, optout_op, away=False, greet=False)
     hate_score = scores["abuse"].get("hate", 0.0)
     hate_t = view.thresholds.abuse["hate"]
@@ -228,11 +238,8 @@ def decide(
     off_t = view.thresholds.abuse["offensive"]
     if off_score >= off_t:
         b.hit("moderation.offensive", score=off_score, threshold=off_t)
-        for action in mod.offensive.actions:
-            if action == "escalate":
-                b.escalate(mod.offensive.role, mod.offensive.priority, f"offensive score {off_score:.2f} ≥ {off_t:.2f}")
-            else:
-                b.act(Action(action))
+        b.apply(mod.offensive.actions, mod.offensive.role, mod.offensive.priority,
+                f"offensive score {off_score:.2f} ≥ {off_t:.2f}")
         if mod.offensive.then == "stop":
             b.moderated = True
             return _finish(b, scores, context, entities, truncated, optout_op, away=False, greet=False)
@@ -297,6 +304,7 @@ def decide(
                 b.fallback(view.fallback, f"private matter ({label}) in a public comment; no 'please DM us' template")
         elif route.action == "auto_reply":
             b.hit(f"{rule_prefix}.auto_reply", score=score, threshold=threshold, detail=tag)
+            b.reply_intent = label
             _auto_reply(b, route.template_intent or label)
         elif route.action == "escalate":
             b.hit(f"{rule_prefix}.escalate", score=score, threshold=threshold, detail=tag)
@@ -357,7 +365,7 @@ def _finish(
 
     # greeting on the first message of a conversation
     greeting = policy.greeting
-    main_intent = next((r.detail for r in b.rules if r.name in ("intent.auto_reply", "cascade.auto_reply")), None)
+    main_intent = b.reply_intent
     if (greet and can_message and greeting and context.first_contact and event.kind in greeting.kinds
             and main_intent not in greeting.skip_for_intents
             and (b.parts or Action.ESCALATE in b.actions)):

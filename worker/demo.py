@@ -35,6 +35,7 @@ from worker.llm_standin import StandInLLM
 from worker.models import Decision
 from worker.queues import batch_queue
 from worker.settings import Settings
+from worker.yaml_source import read_yaml
 
 
 def _width(text: str) -> int:
@@ -116,7 +117,7 @@ def llm_policy_dir(base: Path, target: Path, url: str, model: str, key_env: str 
     """A copy of the policies with LLM drafting switched on for the demo brand."""
     target.mkdir(parents=True, exist_ok=True)
     for path in base.glob("*.yaml"):
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = read_yaml(path).data
         if data.get("brand") == "demo-shop":
             provider = {"base_url": url, "model": model, "timeout_seconds": 15, "max_retries": 2,
                         "concurrency": 4, "monthly_token_budget": 500_000}

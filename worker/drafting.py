@@ -51,27 +51,36 @@ INTENT_HINTS = {
 
 
 def plan(decision: Decision, brand: Brand, now: datetime) -> LLMRecord | None:
-    """The LLM task for ``decision``, if the policy asks for one."""
+    """The LLM task for ``decision``, if the policy asks for one.
+
+    A borderline hate score is checked first (a message that may be hateful is not
+    personalised); opted-out authors get no personalised or cascaded reply, but their
+    messages are still moderated.
+    """
     llm = brand.policy.llm
-    if llm is None or decision.context.opted_out:
+    if llm is None:
         return None
     rule = decision.rule
-    if (llm.personalise and Action.AUTO_REPLY in decision.actions and rule == "intent.auto_reply"
-            and decision.intent is not None and llm.draft_settings(decision.intent.label) is not None):
-        return LLMRecord(task="personalise", deadline=now + timedelta(seconds=llm.personalise.deadline_seconds),
-                         plain_reply=decision.reply)
     view = brand.policy.view(decision.platform, decision.kind)
-    if (llm.cascade and rule in ("intent.low_confidence", "intent.out_of_scope") and decision.intent is not None
-            and llm.cascade.band_low <= decision.intent.score < view.intent_threshold(decision.intent.label)
-            and (Action.ESCALATE in decision.actions or llm.cascade.may_auto_reply)):
-        return LLMRecord(task="cascade", deadline=now + timedelta(seconds=llm.cascade.deadline_seconds),
-                         plain_reply=decision.reply,
-                         classifier={"label": decision.intent.label, "score": decision.intent.score})
+    before = {"actions": [a.value for a in decision.actions], "rule": rule, "reply": decision.reply,
+              "escalation": decision.escalation.model_dump() if decision.escalation else None}
     hate = decision.scores.get("abuse", {}).get("hate", 0.0)
     if llm.moderation and Action.HIDE not in decision.actions and rule != "vip" \
             and llm.moderation.hate_band_low <= hate < view.thresholds.abuse["hate"]:
         return LLMRecord(task="moderation", deadline=now + timedelta(seconds=llm.moderation.deadline_seconds),
-                         plain_reply=decision.reply, classifier={"label": "hate", "score": hate})
+                         plain_reply=decision.reply, classifier={"label": "hate", "score": hate}, before=before)
+    if decision.context.opted_out:
+        return None
+    if (llm.personalise and Action.AUTO_REPLY in decision.actions and rule == "intent.auto_reply"
+            and decision.intent is not None and llm.draft_settings(decision.intent.label) is not None):
+        return LLMRecord(task="personalise", deadline=now + timedelta(seconds=llm.personalise.deadline_seconds),
+                         plain_reply=decision.reply, before=before)
+    if (llm.cascade and rule in ("intent.low_confidence", "intent.out_of_scope") and decision.intent is not None
+            and llm.cascade.band_low <= decision.intent.score < view.intent_threshold(decision.intent.label)
+            and (Action.ESCALATE in decision.actions or llm.cascade.may_auto_reply)):
+        return LLMRecord(task="cascade", deadline=now + timedelta(seconds=llm.cascade.deadline_seconds),
+                         plain_reply=decision.reply, before=before,
+                         classifier={"label": decision.intent.label, "score": decision.intent.score})
     return None
 
 
@@ -117,10 +126,11 @@ def personalise(decision: Decision, brand: Brand, client: LLMClient, history: li
     system = prompt.render({"brand_name": brand.policy.display_name,
                             "language_name": LANGUAGE_NAMES.get(decision.language, decision.language),
                             "max_chars": str(max_chars)})
+    earlier = _conversation(history, decision.message_id)
     data = {
         "approved_reply": plain_reply,
         "customer_message": event.text,
-        "earlier_messages": _conversation(history, decision.message_id),
+        "earlier_messages": earlier,
         "customer_name": clean_name(event.author.name) or "",
         "language": decision.language,
     }
@@ -141,6 +151,7 @@ def personalise(decision: Decision, brand: Brand, client: LLMClient, history: li
         policy=brand.policy, max_chars=max_chars,
         abuse=lambda text: dict(zip(brand.abuse.labels, brand.abuse.predict_proba([text])[0], strict=True)),
         abuse_thresholds={"hate": view.thresholds.abuse["hate"], "offensive": view.thresholds.abuse["offensive"]},
+        earlier=[m["text"] for m in earlier if m["from"] == "customer"],
     )
     record["guardrails"] = [c.as_dict() for c in checks]
     record["draft"] = draft
@@ -246,11 +257,8 @@ def cascade(decision: Decision, brand: Brand, client: LLMClient) -> Decision:
     route = brand.policy.view(decision.platform, decision.kind).routes.get(choice.intent)
     answerable = route is not None and route.action == "auto_reply"
     if answerable and settings.may_auto_reply:
-        event = parse_event(decision.event)
-        context = Context(opted_out=decision.context.opted_out, first_contact=decision.context.first_contact,
-                          away_sent_at=decision.context.away_sent_at)
-        redone = decide(event, decision.scores, context, brand, truncated=decision.truncated,
-                        cascade_choice=(choice.intent, note)).decision
+        redone = decide(parse_event(decision.event), decision.scores, Context.of(decision), brand,
+                        truncated=decision.truncated, cascade_choice=(choice.intent, note)).decision
         redone.decided_at, redone.job_id, redone.timings = decision.decided_at, decision.job_id, decision.timings
         redone.llm = decision.llm.model_copy(update={"status": "done", "outcome": "used", "finished_at": _now(), **record})
         return redone
@@ -296,28 +304,28 @@ def second_opinion(decision: Decision, brand: Brand, client: LLMClient) -> Decis
     return final
 
 
-def client_for(brand: Brand, task: str, connection, prefix: str) -> LLMClient:
+def client_for(decision: Decision, brand: Brand, connection, prefix: str) -> LLMClient:
+    """The client for ``decision``'s task: the provider the policy names for it (or the default)."""
     llm = brand.policy.llm
+    task = decision.llm.task
     if task == "personalise":
-        name = None
+        settings = llm.draft_settings(decision.intent.label) if decision.intent else None
+        name = settings.provider if settings else None
     elif task == "cascade":
         name = llm.cascade.provider
     else:
         name = llm.moderation.provider
-    return LLMClient(connection, prefix, brand.name, name or llm.default_provider, llm.provider(name))
+    name = name or llm.default_provider
+    return LLMClient(connection, prefix, brand.name, name, llm.provider(name))
 
 
 def run(decision: Decision, brand: Brand, connection, prefix: str, history: list[dict[str, Any]]) -> Decision:
     """Carry out ``decision``'s pending LLM task; always returns a finished decision."""
     task = decision.llm.task
     try:
+        client = client_for(decision, brand, connection, prefix)
         if task == "personalise":
-            settings = brand.policy.llm.draft_settings(decision.intent.label)
-            provider = settings.provider if settings else None
-            client = LLMClient(connection, prefix, brand.name, provider or brand.policy.llm.default_provider,
-                               brand.policy.llm.provider(provider))
             return personalise(decision, brand, client, history)
-        client = client_for(brand, task, connection, prefix)
         if task == "cascade":
             return cascade(decision, brand, client)
         return second_opinion(decision, brand, client)
@@ -326,4 +334,3 @@ def run(decision: Decision, brand: Brand, connection, prefix: str, history: list
     except Exception as exc:  # noqa: BLE001 - the plain outcome must still go out
         log.exception("LLM task %s for %s/%s failed", task, decision.brand, decision.message_id)
         return plain(decision, "internal_error", f"{type(exc).__name__}: {exc}")
-

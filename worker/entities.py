@@ -16,7 +16,7 @@ from worker.models import InboundEvent
 from worker.policy import Policy
 
 EMAIL = re.compile(r"(?i)(?<![\w.+-])[a-z0-9._%+-]{1,64}@[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})*\.[a-z]{2,24}(?![\w-])")
-URL = re.compile(r"(?i)\b(?:https?://|www\.)[^\s<>\"'、。]+")
+URL = re.compile(r"(?i)\b(?:https?://|www\.)[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")  # ASCII: not the Japanese after it
 PHONE = re.compile(r"(?<![\w+])\+?\d(?:[\s().-]?\d){7,14}(?!\d)")
 
 BUILTIN = {"email": EMAIL, "url": URL, "phone": PHONE}

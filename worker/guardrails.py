@@ -6,11 +6,13 @@ check fails; each check has a stable name recorded in the decision:
 ``no_placeholders``          no ``{name}``, ``{{Order Number}}``, ``[Customer Name]`` or ``<name>`` left over
 ``facts_kept``               every URL, e-mail, phone number, order id and number (prices, dates,
                              times, quantities) of the template appears unchanged
-``no_new_facts``             no URL, e-mail, phone number or number that is neither in the template
-                             nor in the customer's own message
+``no_new_facts``             no URL, e-mail address, phone number or code that is not in the template,
+                             and no number that is in neither the template nor the customer's message
+                             (a customer's own link or phone number is never repeated: that would let
+                             anyone make the brand publish their link)
 ``no_new_offers``            no discount/coupon/free/refund-style word the template does not use
 ``no_codes``                 no code-like token (letters and digits, e.g. SAVE90) from nowhere
-``no_copied_customer_text``  no long stretch of the customer's message repeated (injected text)
+``no_copied_customer_text``  no long stretch of the customer's message or earlier messages repeated
 ``same_language``            written in the customer's language
 ``length``                   between 40 % of the template's length and the configured maximum
 ``not_abusive``              the brand's abuse classifier scores it below its thresholds
@@ -34,10 +36,13 @@ from worker.policy import Policy
 PLACEHOLDER = re.compile(r"\{[^{}\n]{1,40}\}|\[\[?[A-Za-z][A-Za-z _]{1,40}\]\]?|<[A-Za-z][A-Za-z _]{1,30}>")
 NUMBER = re.compile(r"\d+(?:[.,:/\-–—~〜]\d+)*")  # 5–10 and 9:00〜18:00 are one fact each
 CODE = re.compile(r"\b(?=[A-Za-z0-9]*[A-Za-z])(?=[A-Za-z0-9]*\d)[A-Za-z0-9]{4,}\b")
-OFFER_WORDS = (
-    "discount", "coupon", "voucher", "promo", "code", "free", "refund", "compensation", "gift", "credit", "% off",
-    "割引", "クーポン", "無料", "返金", "値引", "プレゼント", "補償", "ポイント",
+OFFER_WORDS = re.compile(
+    r"(?i)\b(?:discount(?:s|ed)?|coupons?|vouchers?|promo(?:tion)?s?|codes?|free(?: of charge| shipping)?|"
+    r"refunds?|refunded|compensat\w*|gifts?|store credit|\d+\s*% off)\b"
+    r"|割引|クーポン|無料|返金|値引|プレゼント|補償|ポイント"
 )
+#: "free" as in "feel free", "free to", "hands-free" is not an offer.
+NOT_OFFERS = re.compile(r"(?i)\bfeel free\b|\bfree to\b|-free\b")
 #: Shortest stretch of the customer's message a draft may not repeat.
 COPY_CHARS = 24
 
@@ -74,8 +79,8 @@ def facts(text: str, policy: Policy) -> dict[str, set[str]]:
 
 
 def _offers(text: str) -> set[str]:
-    low = _norm(text).casefold()
-    return {w for w in OFFER_WORDS if w in low}
+    low = NOT_OFFERS.sub(" ", _norm(text).casefold())
+    return {m.group(0).strip() for m in OFFER_WORDS.finditer(low)}
 
 
 def _longest_copy(draft: str, customer: str, template: str) -> str:
@@ -97,6 +102,7 @@ def check_draft(
     max_chars: int,
     abuse: Callable[[str], dict[str, float]] | None = None,
     abuse_thresholds: dict[str, float] | None = None,
+    earlier: list[str] = (),
 ) -> list[Check]:
     """Run every check on ``draft``; all must pass for it to be sent."""
     checks: list[Check] = []
@@ -106,20 +112,21 @@ def check_draft(
     want, got, theirs = facts(template_text, policy), facts(draft, policy), facts(customer_text, policy)
     missing = {k: sorted(v - got.get(k, set())) for k, v in want.items() if v - got.get(k, set())}
     checks.append(Check("facts_kept", not missing, f"missing or changed: {missing}" if missing else ""))
-    new = {k: sorted(v - want.get(k, set()) - theirs.get(k, set())) for k, v in got.items()
-           if v - want.get(k, set()) - theirs.get(k, set())}
-    checks.append(Check("no_new_facts", not new, f"not in the template or the message: {new}" if new else ""))
+    # only plain numbers may come from the customer's message; links, addresses and phones only from the template
+    from_customer = {"number": theirs.get("number", set())}
+    new = {k: sorted(v - want.get(k, set()) - from_customer.get(k, set())) for k, v in got.items()
+           if v - want.get(k, set()) - from_customer.get(k, set())}
+    checks.append(Check("no_new_facts", not new, f"not in the template: {new}" if new else ""))
 
     offers = sorted(_offers(draft) - _offers(template_text))
     checks.append(Check("no_new_offers", not offers, f"added: {offers}" if offers else ""))
-    allowed = set(CODE.findall(_norm(template_text))) | set(CODE.findall(_norm(customer_text)))
-    codes = sorted(set(CODE.findall(_norm(draft))) - allowed)
+    codes = sorted(set(CODE.findall(_norm(draft))) - set(CODE.findall(_norm(template_text))))
     checks.append(Check("no_codes", not codes, f"code-like tokens: {codes[:5]}" if codes else ""))
 
-    copied = _longest_copy(draft, customer_text, template_text)
+    copied = max((_longest_copy(draft, text, template_text) for text in [customer_text, *earlier]), key=len, default="")
     too_long_copy = len(copied) >= COPY_CHARS
     checks.append(Check("no_copied_customer_text", not too_long_copy,
-                        f"repeats {copied[:60]!r} from the customer's message" if too_long_copy else ""))
+                        f"repeats {copied[:60]!r} from the conversation" if too_long_copy else ""))
 
     detected = detect_language(draft, None, policy.languages, policy.default_language)
     checks.append(Check("same_language", detected == language, f"written in {detected!r}, customer wrote {language!r}"

@@ -8,9 +8,10 @@ bad field and never enqueued. Events already decided, or seen earlier in the
 same session, are skipped (persisting is idempotent anyway, so a duplicate that
 slips through still yields one decision).
 
-If Redis goes away, :class:`~worker.exceptions.StoreError` is raised and the
-events not yet enqueued are reported (``IngestReport.not_enqueued``); ingesting
-the same file again is safe.
+If Redis goes away, :class:`~worker.exceptions.StoreError` is raised (from
+``submit`` or ``close``) with the report attached as ``exc.report``: the events
+read but not enqueued are in ``not_enqueued`` and ``last_source`` says where
+reading stopped; ingesting the same input again is safe.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class IngestReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # already decided / repeated
     jobs: list[str] = field(default_factory=list)
     not_enqueued: list[tuple[str, str]] = field(default_factory=list)
+    last_source: str | None = None  # where reading stopped (for a failure report)
 
     @property
     def keys(self) -> list[tuple[str, str]]:
@@ -71,20 +73,31 @@ class Ingestor:
     # -- public ---------------------------------------------------------------------
 
     def submit(self, data: object, source: str = "event") -> InboundEvent:
-        """Validate one event and queue it for batching. Raises InvalidEvent (nothing is enqueued)."""
+        """Validate one event and queue it for batching.
+
+        Raises InvalidEvent (nothing is enqueued) or StoreError (Redis failed: the ingestor is
+        closed, and every event not enqueued, this one included, is in ``report.not_enqueued``).
+        """
         event = data if isinstance(data, InboundEvent) else parse_event(data, source)
         with self._cond:
-            self._raise_pending_error()
-            if event.key in self._seen:
-                self.report.skipped.append(event.key)
-                return event
-            self._seen.add(event.key)
-            if not self._pending:
-                self._oldest = time.monotonic()
-                self._cond.notify_all()
-            self._pending.append(event)
-            if len(self._pending) >= self.batch_size:
-                self._flush_locked()
+            try:
+                self._raise_pending_error()
+                if event.key in self._seen:
+                    self.report.skipped.append(event.key)
+                    return event
+                self._seen.add(event.key)
+                if not self._pending:
+                    self._oldest = time.monotonic()
+                    self._cond.notify_all()
+                self._pending.append(event)
+                if len(self._pending) >= self.batch_size:
+                    self._flush_locked()
+            except StoreError as exc:
+                if event not in self._pending and event.key not in self.report.accepted:
+                    self.report.not_enqueued.append(event.key)
+                self._abandon_locked()
+                exc.report = self.report  # type: ignore[attr-defined]
+                raise
         return event
 
     def flush(self) -> None:
@@ -101,8 +114,9 @@ class Ingestor:
             try:
                 self._raise_pending_error()
                 self._flush_locked()
-            except StoreError:
-                self.report.not_enqueued.extend(e.key for e in self._pending)
+            except StoreError as exc:
+                self._abandon_locked()
+                exc.report = self.report  # type: ignore[attr-defined]
                 raise
         return self.report
 
@@ -114,11 +128,16 @@ class Ingestor:
             self.close()
         else:
             with self._cond:
-                self._closed = True
-                self.report.not_enqueued.extend(e.key for e in self._pending)
-                self._cond.notify_all()
+                self._abandon_locked()
 
     # -- internals ------------------------------------------------------------------
+
+    def _abandon_locked(self) -> None:
+        """Stop batching; whatever is still pending is reported as not enqueued."""
+        self.report.not_enqueued.extend(e.key for e in self._pending if e.key not in self.report.not_enqueued)
+        self._pending = []
+        self._closed = True
+        self._cond.notify_all()
 
     def _raise_pending_error(self) -> None:
         if self._error is not None:
@@ -178,6 +197,7 @@ def ingest_stream(ingestor: Ingestor, stream: IO[bytes], on_invalid: Callable[[I
             on_invalid(exc)
 
     for source, raw in read_lines(stream, invalid):
+        ingestor.report.last_source = source
         try:
             ingestor.submit(raw, source)
         except InvalidEvent as exc:
@@ -194,6 +214,7 @@ def ingest_events(events: Iterable[object], connection: redis.Redis, settings: S
     settings = settings or Settings.from_env()
     ingestor = Ingestor(connection, settings, **kwargs)
     for position, data in enumerate(events):
+        ingestor.report.last_source = f"event {position}"
         try:
             ingestor.submit(data, f"event {position}")
         except InvalidEvent as exc:

@@ -4,8 +4,8 @@ Script-based and deliberately simple: kana means Japanese; hangul Korean; Han
 characters without kana are Japanese when the brand serves Japanese and not
 Chinese (the author's locale decides otherwise). Latin script is English when it
 reads as English (common English function words make up at least a fifth of
-its words, or the author's locale is English or absent); otherwise the locale's
-language. So a German-locale customer writing in English gets English, and
+its words), or when the author's locale is English, absent, or a language that
+is not written in Latin script (ja, zh, ko); otherwise the locale's language. So a German-locale customer writing in English gets English, and
 "Bonjour, où est ma commande ?" from a French locale gets French. Text with no
 letters (emoji, digits) follows the locale, then the brand's default language.
 """

@@ -90,10 +90,14 @@ def _retry_after(exc: openai.APIStatusError) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        if parsed is None:
-            return None
-        return max(0.0, (parsed - datetime.now(timezone.utc)).total_seconds())
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None  # unparseable: fall back to our own backoff
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return max(0.0, (parsed - datetime.now(timezone.utc)).total_seconds())
 
 
 def _classify(exc: Exception) -> tuple[str, float | None]:
@@ -172,9 +176,14 @@ class ProviderGuard:
         return "open" if time.time() < float(opened_until) else "half-open"
 
     # concurrency ------------------------------------------------------------------------
+    def release_trial(self) -> None:
+        self.redis.delete(self.trial_key)
+
     def acquire(self, wait: float = SLOT_WAIT_SECONDS) -> str:
         token = uuid.uuid4().hex
-        ttl = self.provider.timeout_seconds * (self.provider.max_retries + 1) + MAX_RETRY_AFTER_SECONDS + 5
+        # a slot outlives the longest call: every attempt's timeout plus every allowed wait between them
+        retries = self.provider.max_retries
+        ttl = self.provider.timeout_seconds * (retries + 1) + retries * MAX_RETRY_AFTER_SECONDS + 10
         deadline = time.monotonic() + wait
         while True:
             now = time.time()
@@ -247,9 +256,13 @@ class LLMClient:
     def _call(self, request) -> tuple[Any, int, float]:
         """Run ``request(client)`` with admission control and retries. Returns (response, attempts, ms)."""
         self.guard.admit()
-        self._budget_left()
-        client = self._openai()
-        token = self.guard.acquire()
+        try:
+            self._budget_left()
+            client = self._openai()
+            token = self.guard.acquire()
+        except LLMUnavailable:
+            self.guard.release_trial()  # this call never reached the provider: let another try
+            raise
         started = time.perf_counter()
         attempts = 0
         try:

@@ -264,6 +264,7 @@ class LLMRecord(BaseModel):
     guardrails: list[dict[str, Any]] = Field(default_factory=list)
     draft: str | None = Field(default=None, description="The LLM's text, kept for audit even when refused.")
     plain_reply: str | None = None
+    before: dict[str, Any] | None = Field(default=None, description="The decision's outcome before the LLM task.")
     choice: dict[str, Any] | None = None
     classifier: dict[str, Any] | None = None
     moderation: dict[str, Any] | None = None

@@ -149,18 +149,20 @@ class Pipeline:
             one = time.perf_counter()
             try:
                 outcome = decide(event, scores[i], context, brand, truncated=len(event.text) > defaults.CLASSIFY_MAX_CHARS)
+                outcome.decision.decided_at = now
+                if schedule_llm is not None:
+                    outcome.decision.llm = plan(outcome.decision, brand, now)
             except Exception as exc:  # noqa: BLE001 - one bad message must not sink the batch
                 log.exception("deciding %s/%s failed", event.brand, event.id)
                 report.errors.append(f"{event.brand}/{event.id}: {type(exc).__name__}: {exc}")
                 outcome = _error_outcome(event, brand, scores[i], exc)
             if outcome.optout_op:
                 opted[author_key] = outcome.optout_op == "add"
-            conversations[conv_key] = [event.created_at if outcome.away_sent else None]
+            previous_away = conversations.get(conv_key, [None])[0]
+            conversations[conv_key] = [event.created_at if outcome.away_sent else previous_away]
             d = outcome.decision
             d.decided_at = now
             d.job_id = job_id
-            if schedule_llm is not None and d.rule != "error.internal":
-                d.llm = plan(d, brand, now)
             d.timings = {
                 "queue_wait_ms": round(max(0.0, wall_start - enqueued_at) * 1000, 2) if enqueued_at else 0.0,
                 "context_ms": round((t_context - started) * 1000 / max(1, len(todo)), 3),

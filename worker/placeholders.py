@@ -9,6 +9,7 @@ value that itself looks like ``{order_id}`` stays literal text.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -23,8 +24,12 @@ class Var:
 Segment = str | Var
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_text(text: str) -> tuple[Segment, ...]:
-    """Split text into literal strings and variables. Raises ValueError on any other brace."""
+    """Split text into literal strings and variables. Raises ValueError on any other brace.
+
+    Cached: templates and formats are parsed once, not per message.
+    """
     segments: list[Segment] = []
     literal: list[str] = []
     pos = 0

@@ -48,6 +48,11 @@ def _ms(dt: datetime) -> int:
     return int(dt.timestamp() * 1000)
 
 
+@functools.cache
+def _persist_script() -> str:
+    return resources.files("worker").joinpath("lua/persist_decision.lua").read_text()
+
+
 class Keys:
     def __init__(self, prefix: str = defaults.KEY_PREFIX):
         self.prefix = prefix
@@ -119,8 +124,11 @@ def review_member(brand: str, message_id: str) -> str:
 
 
 def review_score(priority: str, created_at: datetime) -> float:
-    """Lower is served first: priority rank, then the message's age (oldest first)."""
-    return defaults.PRIORITIES.index(priority) * 1e13 + _ms(created_at)
+    """Lower is served first: priority rank, then the message's age (oldest first).
+
+    The age part is clamped to [0, 1e13) ms (1970 to 2286) so no date can change the priority band.
+    """
+    return defaults.PRIORITIES.index(priority) * 1e13 + min(max(_ms(created_at), 0), 1e13 - 1)
 
 
 @dataclass
@@ -152,8 +160,7 @@ class Store:
     def __init__(self, client: redis.Redis, prefix: str = defaults.KEY_PREFIX):
         self.client = client
         self.keys = Keys(prefix)
-        script = resources.files("worker").joinpath("lua/persist_decision.lua").read_text()
-        self._persist = client.register_script(script)
+        self._persist = client.register_script(_persist_script())
 
     # -- reading context -----------------------------------------------------------
 
@@ -165,18 +172,16 @@ class Store:
             pipe.exists(self.keys.decision(e.brand, e.id))
             pipe.sismember(self.keys.optout(e.brand), e.author.id)
             pipe.hgetall(self.keys.conversation(e.brand, e.conversation_id))
-            pipe.lrange(self.keys.history(e.brand, e.conversation_id), 0, -1)
         replies = pipe.execute()
         decided, contexts = [], []
         for i in range(len(events)):
-            exists, opted, meta, history = replies[4 * i : 4 * i + 4]
+            exists, opted, meta = replies[3 * i : 3 * i + 3]
             meta = {k.decode(): v.decode() for k, v in meta.items()}
             away = meta.get("away_sent_at")
             contexts.append(Context(
                 opted_out=bool(opted),
                 first_contact=not meta,
                 away_sent_at=datetime.fromtimestamp(int(away) / 1000, tz=timezone.utc) if away else None,
-                history=[json.loads(h) for h in history],
             ))
             decided.append(bool(exists))
         return decided, contexts

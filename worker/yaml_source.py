@@ -47,10 +47,11 @@ class _StrictLoader(yaml.SafeLoader):
 
 # YAML 1.1 reads `on`, `off`, `yes`, `no` as booleans, which turns a weekday list
 # or a keyword like NO into True/False. Keep only true/false as booleans.
-for _first, _resolvers in list(_StrictLoader.yaml_implicit_resolvers.items()):
-    _StrictLoader.yaml_implicit_resolvers[_first] = [
-        (tag, regexp) for tag, regexp in _resolvers if tag != "tag:yaml.org,2002:bool"
-    ]
+# (A new dict for this subclass: PyYAML's resolver table is shared by every loader.)
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 _StrictLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool",
     __import__("re").compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
