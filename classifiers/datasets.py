@@ -132,7 +132,7 @@ def read_dataset(path: Path | str) -> Dataset:
     return Dataset(path=str(path), sha256=hashlib.sha256(raw).hexdigest(), examples=examples)
 
 
-def _carve(examples: list[Example], fraction: float, seed: int, take_as: str) -> list[Example]:
+def carve(examples: list[Example], fraction: float, seed: int, take_as: str) -> list[Example]:
     """Move a stratified, group-aware ``fraction`` of ``examples`` to split ``take_as``."""
     groups: dict[str, list[int]] = defaultdict(list)
     for i, e in enumerate(examples):
@@ -160,11 +160,11 @@ def with_splits(ds: Dataset, *, test_fraction: float = 0.2, val_fraction: float 
     carved = dict(ds.carved)
     present = {e.split for e in examples}
     if "test" not in present:
-        examples = _carve(examples, test_fraction, seed, "test")
+        examples = carve(examples, test_fraction, seed, "test")
         carved["test"] = f"stratified {test_fraction:.0%} of all rows, seed {seed}"
     if "val" not in present:
         train = [e for e in examples if e.split == "train"]
         rest = [e for e in examples if e.split != "train"]
-        examples = _carve(train, val_fraction, seed, "val") + rest
+        examples = carve(train, val_fraction, seed, "val") + rest
         carved["val"] = f"stratified {val_fraction:.0%} of train, seed {seed}"
     return Dataset(path=ds.path, sha256=ds.sha256, examples=examples, carved=carved)

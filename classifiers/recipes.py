@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from classifiers.build import DEFAULT_CONFIGS, TrainResult, train
-from classifiers.datasets import Dataset, Example, _carve
+from classifiers.datasets import Dataset, Example, carve
 from classifiers.persistence import TrainingSource
 from worker.exceptions import DatasetError
 
@@ -84,7 +84,7 @@ def part(path: Path, note: str, *, label: Callable[[dict], str | None] = lambda 
         s = r.get("split") if split == "keep" else split
         examples.append(Example(text=r["text"], label=mapped, split="val" if s == "val" else s))
     if carve_test:
-        examples = _carve([replace(e, split="train") for e in examples], carve_test, 42, "test")
+        examples = carve([replace(e, split="train") for e in examples], carve_test, 42, "test")
     return Part(name=path.name, sha256=sha, examples=examples, note=note)
 
 

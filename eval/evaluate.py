@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from classifiers.build import DEFAULT_CONFIGS, ModelConfig, fit
-from classifiers.datasets import Dataset, _carve, read_dataset, with_splits
+from classifiers.datasets import Dataset, carve, read_dataset, with_splits
 from classifiers.persistence import LoadedModel, load_artifact
 from eval import metrics
 from eval.thresholds import (
@@ -94,7 +94,7 @@ def evaluate(
     ds = with_splits(dataset)
     if model is not None and not ds.split("val") and not ds.split("train"):
         # a test-only file and a ready model: thresholds come from a stratified 20 % of it, figures from the rest
-        examples = _carve(ds.split("test"), 0.2, 42, "val")
+        examples = carve(ds.split("test"), 0.2, 42, "val")
         ds = Dataset(path=ds.path, sha256=ds.sha256, examples=examples,
                      carved={**ds.carved, "val": "stratified 20% of the test rows (the file has no train/val), seed 42"})
     train_rows, val_rows, test_rows = ds.split("train"), ds.split("val"), ds.split("test")

@@ -8,7 +8,6 @@ escaped everywhere (HTML and SVG), and the charts and summary are there. A synth
 from __future__ import annotations
 
 import copy
-import math
 import random
 import time
 from html.parser import HTMLParser

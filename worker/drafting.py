@@ -36,8 +36,8 @@ from worker.models import Action, Decision, Escalation, LLMRecord, RuleHit, pars
 
 LANGUAGE_NAMES = {"en": "English", "ja": "Japanese", "fr": "French", "de": "German", "es": "Spanish",
                   "zh": "Chinese", "ko": "Korean", "pt": "Portuguese", "it": "Italian"}
-#: Short descriptions of intents for the cascade prompt (falls back to the label itself).
 log = logging.getLogger(__name__)
+#: Short descriptions of intents for the cascade prompt (falls back to the label itself).
 INTENT_HINTS = {
     "order_status": "where an existing order is, whether it shipped, tracking",
     "returns": "returning or exchanging an item, return policy",
@@ -90,6 +90,11 @@ def plain(decision: Decision, reason: str, detail: str = "", **record: Any) -> D
     final.llm = final.llm.model_copy(update={"status": "done", "outcome": "fallback", "reason": reason,
                                              "detail": detail[:500] or None, "finished_at": _now(), **record})
     return final
+
+
+def at_deadline(decision: Decision) -> Decision:
+    """The plain outcome of a decision whose LLM task did not finish in time."""
+    return plain(decision, "deadline", "no LLM result before the deadline")
 
 
 def _now() -> datetime:

@@ -65,11 +65,11 @@ def finish_overdue(store: Store, limit: int = 100) -> list[str]:
     deadline or LLM job that was lost, e.g. when a worker died between saving a decision and
     enqueueing its jobs.
     """
-    from worker.drafting import plain
+    from worker.drafting import at_deadline
 
     done = []
     for brand, message_id in store.overdue(datetime.now(timezone.utc), limit):
-        final = store.finalize(brand, message_id, lambda d: plain(d, "deadline", "no LLM result before the deadline"))
+        final = store.finalize(brand, message_id, at_deadline)
         if final is not None:
             done.append(f"{brand}/{message_id}")
         else:  # already final (or gone): drop it from the index

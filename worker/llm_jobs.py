@@ -44,5 +44,5 @@ def run_llm_task(brand: str, message_id: str) -> dict[str, Any]:
 
 def finish_at_deadline(brand: str, message_id: str) -> dict[str, Any]:
     store, _ = _store()
-    final = store.finalize(brand, message_id, lambda d: drafting.plain(d, "deadline", "no LLM result before the deadline"))
+    final = store.finalize(brand, message_id, drafting.at_deadline)
     return {"finalised": final is not None, "swept": finish_overdue(store)}

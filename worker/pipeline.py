@@ -149,7 +149,6 @@ class Pipeline:
             one = time.perf_counter()
             try:
                 outcome = decide(event, scores[i], context, brand, truncated=len(event.text) > defaults.CLASSIFY_MAX_CHARS)
-                outcome.decision.decided_at = now
                 if schedule_llm is not None:
                     outcome.decision.llm = plan(outcome.decision, brand, now)
             except Exception as exc:  # noqa: BLE001 - one bad message must not sink the batch
