@@ -33,8 +33,8 @@ from classifiers.estimators import PrunedLinear
 from classifiers.features import CompactTfidfVectorizer
 from classifiers.persistence import Manifest, TrainingSource, save_artifact
 from classifiers.text import TOKEN_PATTERN, TextNormalizer
-from eval import metrics
-from worker.exceptions import ConfigError
+from classifiers import metrics
+from classifiers.errors import ConfigError
 
 SEED = 42
 

@@ -25,7 +25,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from worker.exceptions import DatasetError
+from classifiers.errors import DatasetError
 
 SPLITS = ("train", "val", "test")
 

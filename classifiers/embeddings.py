@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from worker.exceptions import ConfigError
+from classifiers.errors import ConfigError
 
 _models: dict[str, Any] = {}
 _lock = threading.Lock()

@@ -12,7 +12,7 @@ sha256 of the model file. Loading:
 5. checks that the loaded model's classes equal the manifest's labels and that
    it answers ``predict_proba`` with one column per label.
 
-Every failure raises :class:`~worker.exceptions.ArtifactError` naming the file
+Every failure raises :class:`~classifiers.errors.ArtifactError` naming the file
 and the mismatch. Saving writes to a temporary directory and renames it into
 place, so an artifact is never half-written.
 """
@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from worker.exceptions import ArtifactError
+from classifiers.errors import ArtifactError
 
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.skops"

@@ -39,7 +39,7 @@ from pathlib import Path
 from classifiers.build import DEFAULT_CONFIGS, TrainResult, train
 from classifiers.datasets import Dataset, Example, carve
 from classifiers.persistence import TrainingSource
-from worker.exceptions import DatasetError
+from classifiers.errors import DatasetError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"

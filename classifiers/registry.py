@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 from classifiers.persistence import LoadedModel, load_artifact
-from worker.exceptions import ArtifactError
+from classifiers.errors import ArtifactError
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "artifacts"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,127}$")

@@ -109,10 +109,10 @@ def replay(store: Store, brand: Brand, *, limit: int | None = None, reclassify: 
     new_scores: list[dict[str, dict[str, float]]] | None = None
     if reclassify and decisions:
         texts = [d.event.get("text", "") for d in decisions]
-        from worker.pipeline import _classify
+        from worker.pipeline import classify
 
         uses = {task: [(i, getattr(brand, task)) for i in range(len(texts))] for task in ("spam", "abuse", "intent")}
-        new_scores = _classify(uses, texts)
+        new_scores = classify(uses, texts)
     for i, old in enumerate(decisions):
         event = parse_event(old.event, source=f"stored decision {old.message_id}")
         scores = new_scores[i] if new_scores is not None else old.scores

@@ -12,6 +12,10 @@
     ├── RenderError              a template cannot be rendered (missing variables)
     └── StoreError               Redis is unreachable or answered with an error
 
+``ReplyguardError``, ``ConfigError``, ``ArtifactError`` and ``DatasetError`` are
+defined in :mod:`classifiers.errors` (the bottom layer, which imports nothing of
+the worker) and re-exported here as the same classes.
+
 Foreign exceptions (pydantic, redis, yaml, skops, json) are converted where they
 enter replyguard, with the original kept as ``__cause__``.
 """
@@ -21,13 +25,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from classifiers.errors import ArtifactError, ConfigError, DatasetError, ReplyguardError
 
-class ReplyguardError(Exception):
-    """Base class of every error replyguard raises on purpose."""
-
-
-class ConfigError(ReplyguardError):
-    """Invalid configuration (environment variables, directories)."""
+__all__ = [
+    "ArtifactError", "ConfigError", "DatasetError", "InvalidEvent", "PolicyError", "Problem", "RenderError",
+    "ReplyguardError", "StoreError", "TemplateError",
+]
 
 
 @dataclass(frozen=True)
@@ -67,26 +70,6 @@ class TemplateError(_ProblemsError, ConfigError):
     """A template file failed to load or validate. ``source`` is the file."""
 
     subject = "template file"
-
-
-class ArtifactError(ReplyguardError):
-    """A model artifact cannot be used. The message names the file and the mismatch."""
-
-    def __init__(self, path: object, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"model artifact {self.path}: {reason}")
-
-
-class DatasetError(ReplyguardError):
-    """A labelled data file cannot be read."""
-
-    def __init__(self, path: object, reason: str, line: int | None = None):
-        self.path = str(path)
-        self.line = line
-        self.reason = reason
-        where = f"{self.path}:{line}" if line is not None else self.path
-        super().__init__(f"{where}: {reason}")
 
 
 class InvalidEvent(_ProblemsError):

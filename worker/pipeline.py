@@ -48,7 +48,7 @@ class BatchReport:
                 "timings": self.timings}
 
 
-def _classify(tasks: dict[str, list[tuple[int, LoadedModel]]], texts: list[str]) -> list[dict[str, dict[str, float]]]:
+def classify(tasks: dict[str, list[tuple[int, LoadedModel]]], texts: list[str]) -> list[dict[str, dict[str, float]]]:
     """Scores per event: run each model once over all the texts that use it."""
     scores: list[dict[str, dict[str, float]]] = [{} for _ in texts]
     for task, uses in tasks.items():
@@ -129,7 +129,7 @@ class Pipeline:
             tasks["spam"].append((i, brand.spam))
             tasks["abuse"].append((i, brand.abuse))
             tasks["intent"].append((i, brand.intent))
-        scores = _classify(tasks, texts) if todo else []
+        scores = classify(tasks, texts) if todo else []
         t_classify = time.perf_counter()
 
         outcomes: list[tuple[Outcome, InboundEvent]] = []
