@@ -30,6 +30,15 @@ MAX_EVENT_BYTES = 256 * 1024
 #: Longest ``metadata`` object, in bytes of its JSON encoding.
 MAX_METADATA_BYTES = 16 * 1024
 
+#: Deepest nesting of arrays/objects in an event (the event itself is level 1).
+#: Checked before parsing, without recursion: a deeper event is rejected, never
+#: parsed (Python's JSON reader would recurse until RecursionError).
+MAX_JSON_DEPTH = 16
+
+#: Most digits of an integer in an event (2**64 has 20). Longer ones are rejected
+#: with the field named, before Python converts them.
+MAX_JSON_INT_DIGITS = 40
+
 # --- batching and jobs ---------------------------------------------------------
 
 #: RQ queue that carries message batches.
@@ -91,6 +100,16 @@ EMBEDDED_REDIS_DIRNAME = "replyguard/redis"
 
 #: Seconds to wait for the embedded server to accept connections.
 EMBEDDED_REDIS_START_TIMEOUT = 10.0
+
+# --- policies ---------------------------------------------------------------------
+
+#: Longest time one entity pattern (a policy's ``entities``) may search one text.
+#: A search that runs out keeps the matches found so far and logs a warning.
+ENTITY_REGEX_TIMEOUT_SECONDS = 0.05
+
+#: At load time each entity pattern is tried on long probe strings; a probe search
+#: that takes longer than this means catastrophic backtracking, and the policy is refused.
+ENTITY_REGEX_PROBE_SECONDS = 0.02
 
 # --- templates ---------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ def extract(text: str, policy: Policy) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for name, spec in policy.entities.items():
         values: list[str] = []
-        for m in spec.regex.finditer(normalized):
+        for m in spec.find(normalized):
             value = spec.value(m)
             if value and value not in values:
                 values.append(value)

@@ -70,7 +70,7 @@ def facts(text: str, policy: Policy) -> dict[str, set[str]]:
         "phone": {re.sub(r"\D", "", m.group(0)) for m in PHONE.finditer(text)},
     }
     for name, spec in policy.entities.items():
-        found[name] = {spec.value(m) for m in spec.regex.finditer(text)}
+        found[name] = {spec.value(m) for m in spec.find(text)}
     stripped = text
     for url in found["url"] | found["email"]:
         stripped = stripped.replace(url, " ")

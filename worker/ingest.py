@@ -178,12 +178,28 @@ class Ingestor:
 
 
 def read_lines(stream: IO[bytes], on_invalid: Callable[[InvalidEvent], None]) -> Iterable[tuple[str, object]]:
-    """Yield (source, raw event) for each non-blank JSONL line; invalid lines go to ``on_invalid``."""
+    """Yield (source, raw event) for each non-blank JSONL line; invalid lines go to ``on_invalid``.
+
+    A line over ``MAX_EVENT_BYTES`` is reported and skipped without being held in memory whole;
+    reading goes on with the next line.
+    """
     name = getattr(stream, "name", "<stdin>")
-    for number, line in enumerate(stream, start=1):
+    limit = defaults.MAX_EVENT_BYTES
+    number = 0
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        number += 1
         source = f"{name}:{number}"
-        if len(line) > defaults.MAX_EVENT_BYTES:
-            on_invalid(InvalidEvent(source, Problem("(line)", f"{len(line)} bytes; the limit is {defaults.MAX_EVENT_BYTES}")))
+        if len(line) > limit:
+            size = len(line)
+            while not line.endswith(b"\n"):
+                line = stream.readline(64 * 1024)
+                if not line:
+                    break
+                size += len(line)
+            on_invalid(InvalidEvent(source, Problem("(line)", f"{size} bytes; the limit is {limit}")))
             continue
         if not line.strip():
             continue

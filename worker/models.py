@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from worker import defaults
+from worker import bounded_json, defaults
 from worker.exceptions import InvalidEvent, Problem
 
 Platform = Literal["whatsapp", "instagram", "facebook", "messenger", "tiktok", "youtube", "x", "other"]
@@ -37,12 +37,17 @@ BRAND_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 BrandId = Annotated[str, StringConstraints(pattern=BRAND_PATTERN)]
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+#: C0 controls except tab, LF and CR; DEL; and the C1 controls U+0080–U+009F.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+#: Bidi embeddings, overrides and isolates (LRE RLE PDF LRO RLO, LRI RLI FSI PDI). They can make
+#: text display in another order than it is stored ("2" shown as "22", a URL reversed).
+#: The marks LRM, RLM and ALM are ordinary text and stay.
+BIDI_CONTROLS = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
 
 
 def _check_unicode(value: str) -> str:
-    """Reject text that cannot be stored or sent: unpaired surrogates and NUL-like controls."""
+    """Reject text that cannot be stored or sent: unpaired surrogates, C0 and C1 controls."""
     match = _SURROGATE.search(value)
     if match:
         raise ValueError(
@@ -52,6 +57,20 @@ def _check_unicode(value: str) -> str:
     if match:
         raise ValueError(f"contains control character U+{ord(match.group()):04X} at character {match.start()}")
     return value
+
+
+def _check_identifier(value: str) -> str:
+    """Identifiers are compared and displayed: bidi controls in them are refused, not removed."""
+    value = _check_unicode(value)
+    match = BIDI_CONTROLS.search(value)
+    if match:
+        raise ValueError(f"contains bidi control U+{ord(match.group()):04X} at character {match.start()}")
+    return value
+
+
+def _strip_bidi(value: str) -> str:
+    """Free text (message, display name): bidi controls are removed (platforms insert them around names)."""
+    return BIDI_CONTROLS.sub("", _check_unicode(value))
 
 
 class Author(BaseModel):
@@ -70,10 +89,20 @@ class Author(BaseModel):
         default_factory=list, max_length=50, description='CRM tags, e.g. ["vip"].'
     )
 
-    @field_validator("id", "name")
+    @field_validator("id")
     @classmethod
-    def _unicode(cls, value: str | None) -> str | None:
-        return None if value is None else _check_unicode(value)
+    def _identifier(cls, value: str) -> str:
+        return _check_identifier(value)
+
+    @field_validator("name")
+    @classmethod
+    def _free_text(cls, value: str | None) -> str | None:
+        return None if value is None else _strip_bidi(value)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        return [_check_identifier(tag) for tag in value]
 
 
 class InboundEvent(BaseModel):
@@ -103,10 +132,15 @@ class InboundEvent(BaseModel):
     created_at: AwareDatetime = Field(description="When the customer sent it: ISO 8601 with a UTC offset.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form, stored with the decision.")
 
-    @field_validator("id", "conversation_id", "post_id", "text")
+    @field_validator("id", "conversation_id", "post_id")
     @classmethod
-    def _unicode(cls, value: str | None) -> str | None:
-        return None if value is None else _check_unicode(value)
+    def _identifier(cls, value: str | None) -> str | None:
+        return None if value is None else _check_identifier(value)
+
+    @field_validator("text")
+    @classmethod
+    def _free_text(cls, value: str) -> str:
+        return _strip_bidi(value)
 
     @field_validator("metadata")
     @classmethod
@@ -150,23 +184,36 @@ def problems_from(exc: ValidationError) -> list[Problem]:
 
 
 def parse_event(data: object, source: str = "(unnamed)") -> InboundEvent:
-    """Validate one event (a dict, or JSON text/bytes). Raises InvalidEvent naming every bad field."""
-    if isinstance(data, (bytes, bytearray)):
+    """Validate one event (a dict, or JSON text/bytes). Raises InvalidEvent naming every bad field.
+
+    Nesting depth and number sizes are bounded (``defaults.MAX_JSON_DEPTH``,
+    ``MAX_JSON_INT_DIGITS``) before anything recursive or costly runs; no input
+    raises anything but InvalidEvent.
+    """
+    if isinstance(data, (bytes, bytearray, memoryview)):
         try:
             data = bytes(data).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidEvent(source, Problem("(bytes)", f"not valid UTF-8: {exc.reason} at byte {exc.start}")) from exc
     if isinstance(data, str):
+        too_deep = bounded_json.depth_problem(data)
+        if too_deep:
+            raise InvalidEvent(source, too_deep)
         try:
-            data = json.loads(data)
+            data = bounded_json.loads(data)
         except json.JSONDecodeError as exc:
-            raise InvalidEvent(source, Problem("(json)", f"not valid JSON: {exc.msg} at column {exc.colno}")) from exc
+            raise InvalidEvent(source, Problem("(json)", f"not valid JSON: {exc.msg} (column {exc.colno})")) from exc
     if not isinstance(data, dict):
         raise InvalidEvent(source, Problem("(event)", f"must be a JSON object, got {type(data).__name__}"))
+    bad = bounded_json.walk_problems(data)
+    if bad:
+        raise InvalidEvent(source, bad)
     try:
         return InboundEvent.model_validate(data)
     except ValidationError as exc:
         raise InvalidEvent(source, problems_from(exc)) from exc
+    except (RecursionError, ValueError, TypeError, OverflowError) as exc:  # a last line of defence, never expected
+        raise InvalidEvent(source, Problem("(event)", f"cannot be validated: {type(exc).__name__}")) from exc
 
 
 def event_json_schema() -> dict[str, Any]:

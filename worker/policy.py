@@ -12,6 +12,7 @@ decision.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import unicodedata
 from datetime import date, datetime
@@ -20,8 +21,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import regex
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, field_validator, model_validator
 
+from worker import defaults
 from worker.exceptions import PolicyError, Problem
 from worker.models import BRAND_PATTERN, Kind, Platform, Priority
 from worker.placeholders import fill, parse_text, variables_of
@@ -40,6 +43,24 @@ BUILTIN_VARIABLES = ("first_name", "name", "platform")
 #: Entities extracted without a policy pattern.
 BUILTIN_ENTITIES = ("email", "phone", "url")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+log = logging.getLogger(__name__)
+
+
+def _backtracking_probe(compiled: "regex.Pattern[str]") -> str | None:
+    """A probe string on which ``compiled`` runs out of time, or None."""
+    own = "".join(sorted({c for c in compiled.pattern if c.isalnum()}))[:8]
+    runs = ["1", "a", "A", " ", "-", ".", "_", "a1", "1-", "a ", "1 "] + ([own] if own else [])
+    for run in runs:
+        body = (run * 48)[:48]
+        for tail in ("!", "\u3042", ""):
+            for attempt in (1, 2):  # twice: a busy machine may stall one search
+                try:
+                    compiled.search(body + tail, timeout=defaults.ENTITY_REGEX_PROBE_SECONDS)
+                    break
+                except TimeoutError:
+                    if attempt == 2:
+                        return (body + tail)[:20] + "…"
+    return None
 
 
 class _Model(BaseModel):
@@ -170,7 +191,13 @@ class IntentRouting(_Model):
 
 
 class EntityPattern(_Model):
-    """An entity extracted from message text by a regular expression."""
+    """An entity extracted from message text by a regular expression.
+
+    Patterns run on customer text, so they are compiled with the ``regex`` package and every
+    search has a time limit (``defaults.ENTITY_REGEX_TIMEOUT_SECONDS``). At load time the pattern
+    is also tried on probe strings (long runs of digits, letters, spaces, the pattern's own
+    characters); one that backtracks catastrophically on them is refused.
+    """
 
     pattern: Annotated[str, StringConstraints(min_length=1, max_length=500)]
     format: str | None = Field(
@@ -182,15 +209,22 @@ class EntityPattern(_Model):
     @classmethod
     def _compiles(cls, value: str) -> str:
         try:
-            re.compile(value)
-        except re.error as exc:
+            compiled = regex.compile(value, flags=regex.V0)
+        except (regex.error, ValueError, OverflowError, RecursionError) as exc:
             raise ValueError(f"not a valid regular expression: {exc}") from exc
+        slow = _backtracking_probe(compiled)
+        if slow is not None:
+            raise ValueError(
+                f"backtracks catastrophically: a search on {slow!r} took over "
+                f"{defaults.ENTITY_REGEX_PROBE_SECONDS * 1000:.0f} ms (avoid nested quantifiers like (\\d+)+ "
+                "or overlapping alternatives like (\\d|\\d\\d)+)"
+            )
         return value
 
     @model_validator(mode="after")
     def _format_groups(self) -> "EntityPattern":
         if self.format is not None:
-            groups = set(re.compile(self.pattern).groupindex)
+            groups = set(self.regex.groupindex)
             used = set(variables_of(self.format))  # raises ValueError on anything but {name}
             missing = used - groups
             if missing:
@@ -198,8 +232,18 @@ class EntityPattern(_Model):
         return self
 
     @cached_property
-    def regex(self) -> re.Pattern[str]:
-        return re.compile(self.pattern)
+    def regex(self) -> "regex.Pattern[str]":
+        return regex.compile(self.pattern, flags=regex.V0)
+
+    def find(self, text: str) -> list["regex.Match[str]"]:
+        """Matches in ``text``; a search that runs out of time keeps the matches found so far."""
+        found: list[regex.Match[str]] = []
+        try:
+            for match in self.regex.finditer(text, timeout=defaults.ENTITY_REGEX_TIMEOUT_SECONDS):
+                found.append(match)
+        except TimeoutError:
+            log.warning("entity pattern %r ran out of time on a %d-character text", self.pattern[:60], len(text))
+        return found
 
     def value(self, match: re.Match[str]) -> str:
         """The normalised value of one match."""

@@ -105,7 +105,32 @@ def read_yaml(path: Path) -> YamlDocument:
         raise YamlProblem(where, f"YAML syntax error: {exc.problem or exc}") from exc
     except yaml.YAMLError as exc:
         raise YamlProblem("(file)", f"YAML error: {exc}") from exc
+    except RecursionError as exc:
+        raise YamlProblem("(file)", "nested too deeply") from exc
+    except (ValueError, OverflowError, TypeError) as exc:  # e.g. a 5,000-digit integer
+        raise YamlProblem("(file)", f"unreadable value: {str(exc)[:200]}") from exc
+    if root is not None and _expanded_size(root) > MAX_YAML_VALUES:
+        raise YamlProblem("(file)", f"expands to more than {MAX_YAML_VALUES:,} values (aliases of aliases?)")
     return YamlDocument(path=path, raw=raw, data=data, root=root)
+
+
+#: Most values a policy or template file may expand to, counting every use of an alias
+#: ("billion laughs" files are small but expand to billions of values).
+MAX_YAML_VALUES = 100_000
+
+
+def _expanded_size(root: Node) -> int:
+    """Values in the document with aliases expanded, counted iteratively up to just past the limit."""
+    count, stack = 0, [root]
+    while stack and count <= MAX_YAML_VALUES:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+        elif isinstance(node, SequenceNode):
+            stack.extend(node.value)
+    return count
 
 
 M = TypeVar("M", bound=BaseModel)
