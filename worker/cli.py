@@ -114,6 +114,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.getLogger("replyguard").info(
         "serving brands %s from queue %r on %s", sorted(brands), settings.queue, settings.redacted_redis_url())
     worker = make_worker(client, settings, simple=args.simple, queues=args.queues)
+    if args.queues != "llm":  # SLA steps missed while no worker ran are recorded now, and scheduled again
+        from worker.jobs import sla_tracker
+
+        sla_tracker(client, Pipeline(brands), settings).fire_due()
     worker.work(burst=args.burst, with_scheduler=True, logging_level=settings.log_level,
                 max_jobs=args.max_jobs)
     return 0
@@ -177,18 +181,34 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sla_tracker(settings, client):
+    from worker.policy import load_policies
+    from worker.sla.tracker import SlaTracker
+    from worker.store import Store
+
+    policies = {b: loaded.policy for b, loaded in load_policies(settings.policies_dir).items()}
+    return SlaTracker(Store(client, settings.key_prefix), policies)
+
+
 def cmd_review_list(args: argparse.Namespace) -> int:
     from worker.store import Store
 
     settings = _settings(args)
-    store = Store(_connect(settings), settings.key_prefix)
+    client = _connect(settings)
+    store = Store(client, settings.key_prefix)
     items = store.review(limit=args.limit, brand=args.brand, role=args.role)
+    tracker = _sla_tracker(settings, client)
+    sla: dict[tuple[str, str], dict] = {}
+    for brand in {i.brand for i in items}:
+        views = tracker.views(brand, [i.message_id for i in items if i.brand == brand])
+        sla.update({(brand, mid): v for mid, v in views.items()})
     if args.json:
         _print_json([{"brand": i.brand, "message_id": i.message_id, "priority": i.priority,
                       "waiting_seconds": round(i.waiting_seconds, 1),
                       "role": i.decision.escalation.role if i.decision and i.decision.escalation else None,
                       "reason": i.decision.escalation.reason if i.decision and i.decision.escalation else None,
-                      "text": i.decision.event.get("text") if i.decision else None} for i in items])
+                      "text": i.decision.event.get("text") if i.decision else None,
+                      "sla": sla.get((i.brand, i.message_id))} for i in items])
         return 0
     if not items:
         print("review queue is empty")
@@ -200,6 +220,11 @@ def cmd_review_list(args: argparse.Namespace) -> int:
         reason = d.escalation.reason if d and d.escalation else "(decision missing)"
         print(f"{i.priority:8} {_age(i.waiting_seconds):>7}  {_short(i.brand, 12):12} {_short(i.message_id, 22):22} "
               f"{_short(role, 10):10} {_short(reason, 60)}")
+        view = sla.get((i.brand, i.message_id))
+        if view:
+            clocks = "; ".join(f"{c['target']} {c['state']}" + (f" due {c['due_at'][:16]}" if c["due_at"] else "")
+                               for c in view["clocks"])
+            print(f"{'':60}SLA {view['policy']}: {clocks}")
         if d:
             print(f"{'':60}“{_short(d.event.get('text'), 70)}”")
     return 0
@@ -218,10 +243,26 @@ def cmd_review_resolve(args: argparse.Namespace) -> int:
     spam = None if args.spam is None else args.spam == "yes"
     correction = Correction(brand=decision.brand, message_id=decision.message_id, intent=args.intent, spam=spam,
                             abuse=args.abuse, note=args.note, by=args.by, at=datetime.now(timezone.utc))
-    store.resolve(correction)
+    if store.resolve(correction):
+        _sla_tracker(settings, store.client).resolved(decision.brand, decision.message_id, correction.at, args.by)
     print(f"resolved {decision.brand}/{decision.message_id}: "
           + ", ".join(f"{k}={v}" for k, v in correction.model_dump(include={"intent", "spam", "abuse"}).items() if v is not None))
     return 0
+
+
+def cmd_sla_sweep(args: argparse.Namespace) -> int:
+    from worker.queues import batch_queue
+
+    settings = _settings(args)
+    client = _connect(settings)
+    tracker = _sla_tracker(settings, client)
+    tracker.queue = batch_queue(client, settings)
+    while True:
+        for line in tracker.fire_due():
+            print(line)
+        if not args.every:
+            return 0
+        time.sleep(args.every)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -466,6 +507,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--note")
     q.add_argument("--by", default=os.environ.get("USER", "reviewer"))
     q.set_defaults(func=cmd_review_resolve)
+
+    p = sub.add_parser("sla", help="SLA timers")
+    sla_sub = p.add_subparsers(dest="sla_command", required=True)
+    q = sla_sub.add_parser("sweep", help="record every due SLA warning and breach (workers also do this)")
+    q.add_argument("--every", type=float, default=0, help="repeat every N seconds (a standalone sweeper)")
+    q.set_defaults(func=cmd_sla_sweep)
 
     p = sub.add_parser("eval", help="evaluate a classifier and propose thresholds, or replay past decisions")
     p.add_argument("--task", choices=["spam", "abuse", "intent"])

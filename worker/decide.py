@@ -26,6 +26,9 @@ Afterwards: ``opt_out.suppressed`` removes any reply to an opted-out author;
 ``greeting.first_contact`` puts a greeting before the reply on a conversation's
 first message; ``business_hours.away`` adds an away message to escalations
 outside business hours (at most once per ``away_interval_hours``).
+
+:func:`sla_breach` is the other outcome made here: what a missed SLA target does to
+an escalation (raise its priority, re-route it, notify).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from worker.models import (
     TemplateRef,
 )
 from worker.policy import Fallback, PolicyView, normalize_keyword
+from worker.sla.config import SlaPolicy
 from worker.templates import render
 
 
@@ -438,3 +442,37 @@ def _finish(
         event=event.model_dump(mode="json"),
     )
     return Outcome(decision=decision, optout_op=optout_op, away_sent=away_sent)
+
+
+# -- SLA breaches ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlaBreachOutcome:
+    """What a missed SLA target does to an escalation (see :func:`sla_breach`)."""
+
+    escalation: Escalation
+    notify: bool
+    changed: bool
+
+
+def sla_breach(escalation: Escalation, rule: SlaPolicy, target: str, due_at: datetime) -> SlaBreachOutcome:
+    """The escalation after ``rule``'s ``target`` was missed: priority raised (never lowered),
+    re-routed to a role, and whether the outbound webhook is told. Pure, like :func:`decide`."""
+    actions = rule.on_breach
+    if actions is None:
+        return SlaBreachOutcome(escalation=escalation, notify=False, changed=False)
+    priority = escalation.priority
+    if actions.raise_priority is not None:
+        priority = min(priority, actions.raise_priority, key=defaults.PRIORITIES.index)
+    role = actions.reroute_to or escalation.role
+    changed = (role, priority) != (escalation.role, escalation.priority)
+    reason = escalation.reason
+    if changed:
+        moved = f"re-routed from {escalation.role} to {role}" if role != escalation.role else f"now {priority}"
+        if role != escalation.role and priority != escalation.priority:
+            moved += f", {priority}"
+        note = f"SLA {rule.name}: {target.replace('_', ' ')} due {due_at.isoformat(timespec='minutes')} missed; {moved}"
+        reason = f"{note} (was: {escalation.reason})"[:1000]
+    return SlaBreachOutcome(escalation=Escalation(role=role, priority=priority, reason=reason),  # type: ignore[arg-type]
+                            notify=actions.notify, changed=changed)

@@ -116,3 +116,18 @@ ENTITY_REGEX_PROBE_SECONDS = 0.02
 #: A customer's display name is used in a reply only if it is at most this long
 #: and holds only letters, marks, spaces, apostrophes, hyphens and dots.
 MAX_NAME_CHARS = 40
+
+# --- SLA timers ----------------------------------------------------------------------
+
+#: SLA timer records (no message text, only ids and times) expire this long after
+#: their last change; KPIs reach back at most this far.
+SLA_RECORD_TTL_SECONDS = 180 * 24 * 3600
+
+#: The ``sla.*`` events stream of a brand is capped approximately at this length.
+SLA_EVENTS_MAX_ENTRIES = 100_000
+
+#: Most due timers one sweep steps (the rest wait for the next sweep, scheduled at once).
+SLA_SWEEP_BATCH = 500
+
+#: How long RQ keeps a finished SLA sweep job (seconds).
+SLA_JOB_RESULT_TTL_SECONDS = 3600

@@ -19,6 +19,7 @@ from worker.brands import load_brands
 from worker.pipeline import Pipeline
 from worker.queues import enqueue_llm_tasks
 from worker.settings import Settings
+from worker.sla.tracker import SlaTracker
 from worker.store import Store
 
 _pipeline: Pipeline | None = None
@@ -53,12 +54,24 @@ def process_batch(messages: list[Any], enqueued_at: float | None = None) -> dict
     def schedule(pending: list[tuple[str, str, float]]) -> None:
         enqueue_llm_tasks(job.connection, settings, pending)
 
-    report = pipeline.process(messages, store, job_id=job.id, enqueued_at=enqueued_at, schedule_llm=schedule)
-    report.swept = finish_overdue(store)
+    sla = sla_tracker(job.connection, pipeline, settings)
+    report = pipeline.process(messages, store, job_id=job.id, enqueued_at=enqueued_at, schedule_llm=schedule,
+                              sla=sla)
+    report.swept = finish_overdue(store, sla)
+    report.sla_fired = sla.fire_due()
     return report.as_dict()
 
 
-def finish_overdue(store: Store, limit: int = 100) -> list[str]:
+def sla_tracker(connection: Any, pipeline: Pipeline, settings: Settings) -> SlaTracker:
+    """The SLA timers of the pipeline's brands; steps are scheduled on the batch queue."""
+    from worker.queues import batch_queue
+
+    return SlaTracker(Store(connection, settings.key_prefix),
+                      {name: brand.policy for name, brand in pipeline.brands.items()},
+                      schedule_queue=batch_queue(connection, settings))
+
+
+def finish_overdue(store: Store, sla: SlaTracker | None = None, limit: int = 100) -> list[str]:
     """Finalise decisions whose LLM deadline passed with their plain outcome.
 
     The scheduled deadline job normally does this; the sweep (run after every batch) covers a
@@ -72,6 +85,8 @@ def finish_overdue(store: Store, limit: int = 100) -> list[str]:
         final = store.finalize(brand, message_id, at_deadline)
         if final is not None:
             done.append(f"{brand}/{message_id}")
+            if sla is not None:
+                sla.start(final, datetime.now(timezone.utc))
         else:  # already final (or gone): drop it from the index
             store.client.zrem(store.keys.llm_pending, f"{brand}/{message_id}")
     return done

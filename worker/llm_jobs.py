@@ -8,12 +8,13 @@ pending. Both take plain JSON arguments and are safe to run twice.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from rq import get_current_job
 
 from worker import drafting
-from worker.jobs import current, finish_overdue
+from worker.jobs import current, finish_overdue, sla_tracker
 from worker.store import Store
 
 
@@ -37,12 +38,17 @@ def run_llm_task(brand: str, message_id: str) -> dict[str, Any]:
     history = store.history(brand, decision.conversation_id)
     improved = drafting.run(decision, brand_obj, connection, settings.key_prefix, history)
     final = store.finalize(brand, message_id, lambda d: improved)
+    if final is not None:
+        sla_tracker(connection, pipeline, settings).start(final, datetime.now(timezone.utc))
     if final is None:
         return {"finalised": False, "why": "the deadline finalised it first", "outcome": improved.llm.outcome}
     return {"finalised": True, "outcome": final.llm.outcome, "reason": final.llm.reason}
 
 
 def finish_at_deadline(brand: str, message_id: str) -> dict[str, Any]:
-    store, _ = _store()
+    store, (pipeline, settings, connection) = _store()
+    sla = sla_tracker(connection, pipeline, settings)
     final = store.finalize(brand, message_id, drafting.at_deadline)
-    return {"finalised": final is not None, "swept": finish_overdue(store)}
+    if final is not None:
+        sla.start(final, datetime.now(timezone.utc))
+    return {"finalised": final is not None, "swept": finish_overdue(store, sla)}

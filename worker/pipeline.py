@@ -27,6 +27,7 @@ from worker.decide import Outcome, decide
 from worker.drafting import plan
 from worker.exceptions import InvalidEvent
 from worker.models import Action, Decision, Escalation, InboundEvent, RuleHit, parse_event
+from worker.sla.tracker import SlaTracker
 from worker.store import Store
 
 log = logging.getLogger(__name__)
@@ -40,12 +41,14 @@ class BatchReport:
     errors: list[str] = field(default_factory=list)
     llm_pending: list[str] = field(default_factory=list)
     swept: list[str] = field(default_factory=list)
+    sla_started: int = 0
+    sla_fired: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"decided": self.decided, "duplicates": self.duplicates, "rejected": self.rejected,
                 "errors": self.errors, "llm_pending": self.llm_pending, "swept": self.swept,
-                "timings": self.timings}
+                "sla_started": self.sla_started, "sla_fired": self.sla_fired, "timings": self.timings}
 
 
 def classify(tasks: dict[str, list[tuple[int, LoadedModel]]], texts: list[str]) -> list[dict[str, dict[str, float]]]:
@@ -106,9 +109,11 @@ class Pipeline:
 
     def process(self, messages: list[Any], store: Store, *, job_id: str | None = None,
                 enqueued_at: float | None = None,
-                schedule_llm: Callable[[list[tuple[str, str, float]]], None] | None = None) -> BatchReport:
+                schedule_llm: Callable[[list[tuple[str, str, float]]], None] | None = None,
+                sla: SlaTracker | None = None) -> BatchReport:
         """Decide ``messages``. ``schedule_llm`` receives (brand, id, seconds to deadline) for each
-        decision left pending for an LLM task; without it, no LLM task is planned."""
+        decision left pending for an LLM task; without it, no LLM task is planned. ``sla`` starts
+        the SLA timers of new escalations (idempotently, so a retried batch starts them too)."""
         started = time.perf_counter()
         wall_start = time.time()
         report = BatchReport()
@@ -178,6 +183,12 @@ class Pipeline:
             d = outcome.decision
             if new and d.pending:
                 pending.append((event.brand, event.id, max(0.0, (d.llm.deadline - now).total_seconds())))
+        if sla is not None:
+            fresh = [(o.decision, e) for (o, e), new in zip(outcomes, results, strict=True) if new]
+            report.sla_started = sla.on_decided(fresh, now)
+            for (o, _), new in zip(outcomes, results, strict=True):
+                if not new:
+                    sla.start(o.decision, now)
         if pending and schedule_llm is not None:
             schedule_llm(pending)
             report.llm_pending = [f"{b}/{m}" for b, m, _ in pending]

@@ -28,6 +28,7 @@ from worker import defaults
 from worker.exceptions import PolicyError, Problem
 from worker.models import BRAND_PATTERN, Kind, Platform, Priority
 from worker.placeholders import fill, parse_text, variables_of
+from worker.sla.config import Sla
 from worker.yaml_source import load_validated
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -339,6 +340,10 @@ class BusinessHours(_Model):
                     out.setdefault(day, []).append((int(m[1]) * 60 + int(m[2]), int(m[3]) * 60 + int(m[4])))
         return out
 
+    def spans_by_weekday(self) -> dict[int, list[tuple[int, int]]]:
+        """weekday (0 = Monday) -> [(start minute, end minute)], for the SLA business-time calendar."""
+        return {WEEKDAYS.index(day): spans for day, spans in self._minutes.items()}
+
     def is_open(self, at: datetime) -> bool:
         """Whether ``at`` (timezone-aware) falls inside opening hours, in the policy's time zone."""
         local = at.astimezone(ZoneInfo(self.timezone))
@@ -492,6 +497,7 @@ class Policy(_Model):
     greeting: Greeting | None = None
     private_matters: PrivateMatters | None = None
     llm: LLMSettings | None = None
+    sla: Sla | None = None
 
     _views: dict[tuple[str, str], "PolicyView"] = PrivateAttr(default_factory=dict)
 
@@ -538,6 +544,14 @@ class Policy(_Model):
             problems.append("llm.moderation.hate_band_low is above thresholds.abuse.hate")
         if problems:
             raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _sla_clock_needs_hours(self) -> "Policy":
+        if self.sla and self.business_hours is None:
+            named = [p.name for p in self.sla.policies if p.clock == "business_hours"]
+            if named:
+                raise ValueError(f"sla: {named} count business hours but the policy sets no business_hours")
         return self
 
     # -- derived views ------------------------------------------------------------

@@ -16,6 +16,11 @@ key                                      type    what
 ``{p}:llm:pending``                      zset    decisions waiting for an LLM task, by deadline (ms)
 ``{p}:correction:{brand}:{message_id}``  string  a reviewer's correction (JSON)
 ``{p}:corrections:{brand}``              zset    corrected message ids by time
+``{p}:sla:timer:{brand}:{message_id}``   string  an escalation's SLA timer (JSON, see worker/sla/timers.py)
+``{p}:sla:timers:{brand}``               zset    message ids with an SLA timer, by start time (ms)
+``{p}:sla:due``                          zset    ``brand/message_id`` by the timer's next step (ms)
+``{p}:sla:open:{brand}:{conversation}``  set     message ids with an open timer in a conversation
+``{p}:sla:events:{brand}``               stream  sla.started / warning / breached / met / resolved
 =======================================  ======  ================================================
 
 A decision and all its side effects are written by one Lua script, so they
@@ -38,7 +43,7 @@ import redis
 from worker import defaults
 from worker.decide import Context
 from worker.exceptions import StoreError
-from worker.models import Action, Correction, Decision, InboundEvent
+from worker.models import Action, Correction, Decision, Escalation, InboundEvent
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -98,6 +103,22 @@ class Keys:
 
     def corrections(self, brand: str) -> str:
         return f"{self.prefix}:corrections:{brand}"
+
+    def sla_timer(self, brand: str, message_id: str) -> str:
+        return f"{self.prefix}:sla:timer:{brand}:{message_id}"
+
+    def sla_timers(self, brand: str) -> str:
+        return f"{self.prefix}:sla:timers:{brand}"
+
+    @property
+    def sla_due(self) -> str:
+        return f"{self.prefix}:sla:due"
+
+    def sla_open(self, brand: str, conversation_id: str) -> str:
+        return f"{self.prefix}:sla:open:{brand}:{conversation_id}"
+
+    def sla_events(self, brand: str) -> str:
+        return f"{self.prefix}:sla:events:{brand}"
 
 
 def llm_stat_fields(llm: Any) -> dict[str, int | float]:
@@ -290,6 +311,17 @@ class Store:
         """Pending decisions whose LLM deadline has passed (their jobs may have been lost)."""
         members = self.client.zrangebyscore(self.keys.llm_pending, "-inf", _ms(now), start=0, num=limit)
         return [tuple(m.decode().split("/", 1)) for m in members]  # type: ignore[misc]
+
+    def queue_escalation_change(self, pipe: Any, decision: Decision, escalation: Escalation) -> Decision:
+        """Inside the caller's MULTI: ``decision``'s escalation becomes ``escalation`` (a re-route or a
+        priority change made by :func:`worker.decide.sla_breach`) and its place in the review queue follows
+        the new priority, if it is still queued. The caller WATCHes the decision key."""
+        changed = decision.model_copy(update={"escalation": escalation})
+        pipe.set(self.keys.decision(decision.brand, decision.message_id), changed.to_json())
+        created = InboundEvent.model_validate(decision.event).created_at
+        pipe.zadd(self.keys.review, {review_member(decision.brand, decision.message_id):
+                                     review_score(escalation.priority, created)}, xx=True)
+        return changed
 
     @_guard("reading conversation history")
     def history(self, brand: str, conversation_id: str) -> list[dict[str, Any]]:

@@ -1,0 +1,208 @@
+"""SLA business time and timer transitions: pure functions, no Redis, no clock."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+
+from worker.exceptions import PolicyError
+from worker.policy import load_policy
+from worker.settings import REPO_ROOT
+from worker.sla.config import SlaPolicy, parse_duration
+from worker.sla.hours import ALWAYS_OPEN, BusinessCalendar
+from worker.sla.timers import new_timer, record_customer_message, record_resolution, record_response, record_step
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+WEEKDAYS_9_TO_18 = {d: [(9 * 60, 18 * 60)] for d in range(5)}
+
+
+@pytest.fixture(scope="module")
+def demo_calendar() -> BusinessCalendar:
+    policy = load_policy(REPO_ROOT / "policies" / "demo-shop.yaml").policy
+    return BusinessCalendar.of(policy.business_hours)
+
+
+def tokyo(*args: int) -> datetime:
+    return datetime(*args, tzinfo=TOKYO)
+
+
+def test_friday_1730_plus_one_hour_is_monday_opening_plus_30_minutes(demo_calendar) -> None:
+    due = demo_calendar.add(tokyo(2026, 11, 27, 17, 30), timedelta(hours=1))  # Friday
+    assert due == tokyo(2026, 11, 30, 9, 30)  # Monday
+    assert demo_calendar.elapsed(tokyo(2026, 11, 27, 17, 30), due) == timedelta(hours=1)
+
+
+def test_start_outside_hours_counts_from_the_next_opening(demo_calendar) -> None:
+    assert demo_calendar.add(tokyo(2026, 11, 28, 10, 0), timedelta(hours=1)) == tokyo(2026, 11, 30, 10, 0)  # Saturday
+    assert demo_calendar.add(tokyo(2026, 11, 24, 7, 0), timedelta(minutes=15)) == tokyo(2026, 11, 24, 9, 15)
+    assert demo_calendar.add(tokyo(2026, 11, 24, 17, 0), timedelta(hours=10)) == tokyo(2026, 11, 25, 18, 0)
+    assert demo_calendar.add(tokyo(2026, 11, 24, 17, 0), timedelta(hours=10, minutes=1)) == tokyo(2026, 11, 26, 9, 1)
+
+
+def test_holidays_are_closed(demo_calendar) -> None:
+    # Wednesday 30 Dec 17:30; 31 Dec - 3 Jan are holidays in the demo policy (and 2-3 Jan a weekend)
+    assert demo_calendar.add(tokyo(2026, 12, 30, 17, 30), timedelta(hours=1)) == tokyo(2027, 1, 4, 9, 30)
+    assert demo_calendar.elapsed(tokyo(2026, 12, 30, 18, 0), tokyo(2027, 1, 4, 9, 0)) == timedelta(0)
+
+
+def test_time_zones_utc_input_and_a_brand_elsewhere() -> None:
+    cal = BusinessCalendar("America/New_York", WEEKDAYS_9_TO_18)
+    # Friday 21:30 UTC = 16:30 New York (EST): 1.5 h left on Friday, so 2 h ends Monday 09:30 EST = 14:30 UTC
+    due = cal.add(datetime(2026, 11, 27, 21, 30, tzinfo=timezone.utc), timedelta(hours=2))
+    assert due == datetime(2026, 11, 30, 14, 30, tzinfo=timezone.utc)
+    assert due.astimezone(ZoneInfo("America/New_York")).hour == 9
+    assert cal.is_open(datetime(2026, 11, 30, 14, 0, tzinfo=timezone.utc))
+    assert not cal.is_open(datetime(2026, 11, 30, 13, 59, tzinfo=timezone.utc))
+
+
+def test_daylight_saving_day_counts_its_real_length() -> None:
+    cal = BusinessCalendar("Europe/London", {d: [(0, 1440)] for d in range(7)})  # always open, in London
+    start = datetime(2026, 10, 24, 12, 0, tzinfo=ZoneInfo("Europe/London"))  # clocks go back on 25 Oct
+    due = cal.add(start, timedelta(hours=24))
+    assert due == start.astimezone(timezone.utc) + timedelta(hours=24)
+    assert due.astimezone(ZoneInfo("Europe/London")).hour == 11  # the extra hour is counted
+
+
+def test_add_and_elapsed_agree_everywhere() -> None:
+    cal = BusinessCalendar("Asia/Tokyo", {0: [(540, 720), (780, 1080)], 2: [(0, 1440)], 5: [(600, 660)]},
+                           holidays=[date(2026, 12, 2)])
+    rng = random.Random(7)
+    base = tokyo(2026, 11, 1, 0, 0)
+    for _ in range(300):
+        start = base + timedelta(minutes=rng.randrange(60 * 24 * 60))
+        length = timedelta(minutes=rng.randrange(1, 60 * 30))
+        due = cal.add(start, length)
+        assert cal.elapsed(start, due) == length
+        assert due > start and (cal.is_open(due - timedelta(seconds=1)))
+
+
+def test_always_open_and_bad_input() -> None:
+    t = datetime(2026, 11, 27, 8, 30, tzinfo=timezone.utc)
+    assert ALWAYS_OPEN.add(t, timedelta(minutes=15)) == t + timedelta(minutes=15)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        ALWAYS_OPEN.add(datetime(2026, 11, 27), timedelta(1))
+    assert parse_duration("1h30m") == timedelta(minutes=90) and parse_duration("2d") == timedelta(days=2)
+    for bad in ("", "15", "1m1h", "0m", "ten minutes"):
+        with pytest.raises(ValueError, match="duration|zero"):
+            parse_duration(bad)
+
+
+# -- timers -------------------------------------------------------------------------------------
+
+
+def rule(**fields) -> SlaPolicy:
+    return SlaPolicy.model_validate({"name": "t", "first_response": "1h", "next_response": "30m",
+                                     "resolution": "4h", "warn_before": "10m", **fields})
+
+
+def make_timer(calendar, started: datetime, **fields):
+    return new_timer(rule(**fields), clock="business_hours", brand="b", message_id="m", conversation_id="c",
+                     role="tier1", priority="normal", started_at=started, calendar=calendar)
+
+
+def test_timer_due_times_follow_business_hours(demo_calendar) -> None:
+    t = make_timer(demo_calendar, tokyo(2026, 11, 27, 17, 30))
+    assert t.clocks["first_response"].due_at == tokyo(2026, 11, 30, 9, 30)
+    assert t.clocks["first_response"].warn_at == tokyo(2026, 11, 30, 9, 20)
+    assert t.clocks["resolution"].due_at == tokyo(2026, 11, 30, 12, 30)
+    assert "next_response" in t.clocks and t.clocks["next_response"].started_at is None
+    assert t.clocks["first_response"].state(tokyo(2026, 11, 28, 12, 0)) == "active"
+    assert t.clocks["first_response"].state(tokyo(2026, 11, 30, 9, 25)) == "warning"
+    assert t.clocks["first_response"].state(tokyo(2026, 11, 30, 9, 30)) == "breached"
+    assert t.next_due() == tokyo(2026, 11, 30, 9, 20)
+    assert t.due_steps(tokyo(2026, 11, 30, 9, 21)) == [("warning", "first_response")]
+    warned = record_step(t, "warning", "first_response", tokyo(2026, 11, 30, 9, 21))
+    assert warned.next_due() == tokyo(2026, 11, 30, 9, 30)
+    assert t.clocks["first_response"].warned_at is None  # transitions never mutate their input
+
+
+def test_paused_clock_while_waiting_for_the_customer(demo_calendar) -> None:
+    t = make_timer(demo_calendar, tokyo(2026, 11, 24, 10, 0))  # Tuesday
+    t = record_response(t, tokyo(2026, 11, 24, 10, 30), "agent-a", demo_calendar)
+    fr, res = t.clocks["first_response"], t.clocks["resolution"]
+    assert fr.state(tokyo(2026, 11, 24, 11)) == "met" and t.first_response_by == "agent-a"
+    assert t.waiting_on_customer and res.state(tokyo(2026, 11, 25, 12)) == "paused" and res.due_at is None
+    assert res.used_seconds == 30 * 60
+    # the customer answers the next day at 17:00: 3.5 h of the 4 h remain -> 1 h on Wednesday, 2.5 h Thursday
+    t = record_customer_message(t, tokyo(2026, 11, 25, 17, 0), demo_calendar)
+    res = t.clocks["resolution"]
+    assert not t.waiting_on_customer and res.due_at == tokyo(2026, 11, 26, 11, 30)
+    nxt = t.clocks["next_response"]
+    assert nxt.state(tokyo(2026, 11, 25, 17, 1)) == "active" and nxt.due_at == tokyo(2026, 11, 25, 17, 30)
+    t = record_response(t, tokyo(2026, 11, 25, 17, 10), "agent-b", demo_calendar)
+    assert t.clocks["next_response"].state(tokyo(2026, 11, 26)) == "met"
+    t = record_resolution(t, tokyo(2026, 11, 25, 17, 20), "agent-b", demo_calendar)
+    assert {c.state(tokyo(2026, 12, 1)) for c in t.clocks.values()} == {"met"}
+    assert t.next_due() is None and not t.open
+
+
+def test_automated_reply_counts_only_when_the_policy_says_so(demo_calendar) -> None:
+    at = tokyo(2026, 11, 24, 10, 1)
+    plain = record_response(make_timer(demo_calendar, tokyo(2026, 11, 24, 10)), at, "replyguard", demo_calendar,
+                            automated=True)
+    assert plain.first_response_at is None and plain.clocks["first_response"].state(at) == "active"
+    counted = record_response(make_timer(demo_calendar, tokyo(2026, 11, 24, 10), automated_reply_counts=True),
+                              at, "replyguard", demo_calendar, automated=True)
+    assert counted.first_response_at == at and counted.clocks["first_response"].state(at) == "met"
+    assert not counted.waiting_on_customer  # an acknowledgment does not stop the resolution clock
+
+
+def test_a_breach_stays_a_breach_when_met_later(demo_calendar) -> None:
+    t = make_timer(demo_calendar, tokyo(2026, 11, 24, 10))
+    t = record_step(t, "breach", "first_response", tokyo(2026, 11, 24, 11, 1))
+    t = record_response(t, tokyo(2026, 11, 24, 11, 5), "late", demo_calendar)
+    assert t.clocks["first_response"].state(tokyo(2026, 11, 25)) == "breached"
+    assert t.due_steps(tokyo(2026, 11, 24, 11, 6)) == []
+
+
+# -- policy validation --------------------------------------------------------------------------
+
+
+def broken(tmp_path: Path, sla: object, drop_hours: bool = False) -> str:
+    doc = yaml.safe_load((REPO_ROOT / "policies" / "demo-shop.yaml").read_text(encoding="utf-8"))
+    doc["sla"] = sla
+    if drop_hours:
+        doc.pop("business_hours")
+        doc.pop("greeting", None)
+    path = tmp_path / "demo-shop.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    return str(info.value)
+
+
+@pytest.mark.parametrize(("sla", "message"), [
+    ({"policies": [{"name": "a", "first_response": "15"}]}, "is not a duration"),
+    ({"policies": [{"name": "a", "first_response": "10m", "warn_before": "10m"}]}, "warn_before (10m) must be shorter"),
+    ({"policies": [{"name": "a", "match": {"kinds": ["dm"]}}]}, "sets none of first_response"),
+    ({"policies": [{"name": "a", "first_response": "2h", "resolution": "1h"}]}, "first_response is longer than"),
+    ({"policies": [{"name": "a", "first_response": "1h"}, {"name": "b", "first_response": "1h"}]},
+     "matches everything"),
+    ({"policies": [{"name": "a", "first_response": "1h", "match": {"tags": ["x"]}},
+                   {"name": "a", "first_response": "1h"}]}, "must be unique"),
+    ({"policies": [{"name": "a", "first_response": "1h", "on_breach": {}}]}, "on_breach must"),
+    ({"policies": [{"name": "a", "first_response": "1h", "match": {"platforms": ["fax"]}}]}, "sla.policies.0.match"),
+])
+def test_broken_sla_sections_are_named(tmp_path, sla, message) -> None:
+    text = broken(tmp_path, sla)
+    assert message in text and "sla" in text
+
+
+def test_business_hours_clock_needs_business_hours(tmp_path) -> None:
+    text = broken(tmp_path, {"policies": [{"name": "a", "clock": "business_hours", "first_response": "1h"}]},
+                  drop_hours=True)
+    assert "count business hours but the policy sets no business_hours" in text
+
+
+def test_demo_policy_sends_unanswered_vips_to_a_manager() -> None:
+    sla = load_policy(REPO_ROOT / "policies" / "demo-shop.yaml").policy.sla
+    chosen = sla.select(platform="instagram", kind="dm", priority="high", tags=["vip"], role="vip_care")
+    assert chosen.name == "vip" and chosen.first_response == timedelta(minutes=15)
+    assert chosen.on_breach.reroute_to == "manager" and chosen.clock == "always"
+    assert sla.select(platform="youtube", kind="comment", priority="high", tags=[], role="moderator").name == "moderation"
+    assert sla.select(platform="x", kind="dm", priority="low", tags=[], role="tier1").name == "standard"

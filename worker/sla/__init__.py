@@ -1,0 +1,1 @@
+"""SLA timers: policy section (config), business-time calendar (hours), timer state (timers), Redis (tracker)."""

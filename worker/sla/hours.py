@@ -1,0 +1,130 @@
+"""Business time: adding and measuring durations that only count while the brand is open.
+
+Pure (no Redis, no clock). A :class:`BusinessCalendar` is built from a policy's
+``business_hours`` (time zone, weekly opening spans, holidays); without one,
+:data:`ALWAYS_OPEN` counts every second. All arithmetic is done on UTC instants, so a
+day with a daylight-saving change counts its real length; opening times are read as
+wall-clock times in the brand's zone (a span that starts inside a spring-forward gap
+starts at the instant the gap ends).
+
+    >>> cal = BusinessCalendar("Asia/Tokyo", {4: [(540, 1080)], 0: [(540, 1080)]})
+    >>> cal.add(datetime(2026, 11, 27, 17, 30, tzinfo=ZoneInfo("Asia/Tokyo")), timedelta(hours=1))
+    datetime.datetime(2026, 11, 30, 0, 30, tzinfo=datetime.timezone.utc)
+
+(Friday 17:30 with one hour to go: 30 minutes on Friday, the rest from Monday 09:00.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from worker.exceptions import ConfigError
+
+#: How far ahead the calendar looks for opening hours before giving up (days).
+SEARCH_DAYS = 800
+
+Span = tuple[int, int]  # (start minute, end minute) of a day, end up to 1440
+
+
+class BusinessCalendar:
+    """Opening hours in one time zone: ``weekly`` maps weekday (0 = Monday) to spans of minutes."""
+
+    def __init__(self, zone: str, weekly: Mapping[int, Iterable[Span]], holidays: Iterable[date] = ()):
+        self.zone = ZoneInfo(zone)
+        self.weekly = {day: _merge(spans) for day, spans in weekly.items()}
+        self.holidays = frozenset(holidays)
+        if not any(self.weekly.values()):
+            raise ConfigError("business hours have no opening span on any weekday")
+
+    @classmethod
+    def of(cls, hours: object | None) -> "BusinessCalendar | AlwaysOpen":
+        """The calendar of a policy's ``business_hours`` (or :data:`ALWAYS_OPEN` for None)."""
+        if hours is None:
+            return ALWAYS_OPEN
+        return cls(hours.timezone, hours.spans_by_weekday(), hours.holidays)  # type: ignore[attr-defined]
+
+    def intervals(self, start: datetime) -> Iterator[tuple[datetime, datetime]]:
+        """Opening intervals (UTC, start < end) that end after ``start``, in order."""
+        _aware(start)
+        day = start.astimezone(self.zone).date() - timedelta(days=1)  # a span may straddle midnight in UTC
+        for _ in range(SEARCH_DAYS):
+            if day not in self.holidays:
+                for a, b in self.weekly.get(day.weekday(), []):
+                    opens, closes = self._instant(day, a), self._instant(day, b)
+                    if closes > start and closes > opens:
+                        yield opens, closes
+            day += timedelta(days=1)
+        raise ConfigError(f"no opening hours within {SEARCH_DAYS} days after {start.isoformat()} (all holidays?)")
+
+    def _instant(self, day: date, minute: int) -> datetime:
+        if minute >= 1440:
+            day, minute = day + timedelta(days=1), minute - 1440
+        local = datetime.combine(day, time(minute // 60, minute % 60), tzinfo=self.zone)
+        return local.astimezone(timezone.utc)
+
+    def add(self, start: datetime, duration: timedelta) -> datetime:
+        """The instant at which ``duration`` of open time has passed since ``start`` (UTC)."""
+        start = _aware(start).astimezone(timezone.utc)
+        if duration <= timedelta(0):
+            return start
+        left = duration
+        for opens, closes in self.intervals(start):
+            begin = max(opens, start)
+            available = closes - begin
+            if left <= available:
+                return begin + left
+            left -= available
+        raise AssertionError("unreachable: intervals() raises when it runs out")  # pragma: no cover
+
+    def elapsed(self, start: datetime, end: datetime) -> timedelta:
+        """Open time between ``start`` and ``end`` (zero if ``end`` is not after ``start``)."""
+        start = _aware(start).astimezone(timezone.utc)
+        end = _aware(end).astimezone(timezone.utc)
+        total = timedelta(0)
+        if end <= start:
+            return total
+        for opens, closes in self.intervals(start):
+            if opens >= end:
+                break
+            total += min(closes, end) - max(opens, start)
+        return total
+
+    def is_open(self, at: datetime) -> bool:
+        at = _aware(at).astimezone(timezone.utc)
+        opens, _ = next(self.intervals(at))
+        return opens <= at
+
+
+class AlwaysOpen:
+    """Every second counts (a brand without business hours, or a clock that ignores them)."""
+
+    def add(self, start: datetime, duration: timedelta) -> datetime:
+        return _aware(start).astimezone(timezone.utc) + max(duration, timedelta(0))
+
+    def elapsed(self, start: datetime, end: datetime) -> timedelta:
+        return max(_aware(end) - _aware(start), timedelta(0))
+
+    def is_open(self, at: datetime) -> bool:
+        return True
+
+
+ALWAYS_OPEN = AlwaysOpen()
+
+
+def _aware(at: datetime) -> datetime:
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"business time needs timezone-aware datetimes, got {at!r}")
+    return at
+
+
+def _merge(spans: Iterable[Span]) -> list[Span]:
+    """Sorted, overlapping or touching spans joined."""
+    out: list[Span] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out

@@ -1,0 +1,289 @@
+"""SLA timer state of one escalation, and the pure transitions that change it.
+
+Nothing here reads Redis or the clock: every function takes the instant it acts at
+and the business calendar to count in, and returns a new :class:`SlaTimer`. The
+tracker (:mod:`worker.sla.tracker`) stores timers and calls these.
+
+An escalation has up to three clocks, one per target of its SLA policy:
+
+* ``first_response`` starts when the customer's message arrived; met by the first
+  human reply (or an automated one when the policy says it counts).
+* ``resolution`` starts at the same time; met when the escalation is resolved. It is
+  paused while the brand waits for the customer (after a reply, until the customer
+  writes again), when the policy says so.
+* ``next_response`` starts when the customer writes again after a reply; met by the
+  next reply.
+
+A clock's state at an instant: ``active`` → ``warning`` (``warn_before`` its due
+time) → ``breached`` (past due and not met), or ``met``; ``paused`` while stopped.
+A breach stays a breach even if the target is met later.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from worker.sla.config import TARGETS, SlaPolicy, Target
+
+State = Literal["active", "warning", "breached", "met", "paused"]
+Step = Literal["warning", "breach"]
+
+
+class Calendar(Protocol):
+    def add(self, start: datetime, duration: timedelta) -> datetime: ...
+    def elapsed(self, start: datetime, end: datetime) -> timedelta: ...
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Clock(_Model):
+    target: Target
+    seconds: float = Field(description="The target, in counted (business or wall-clock) seconds.")
+    warn_seconds: float | None = None
+    started_at: datetime | None = None
+    running_since: datetime | None = None
+    used_seconds: float = Field(default=0.0, description="Counted seconds before running_since (earlier runs).")
+    due_at: datetime | None = None
+    warn_at: datetime | None = None
+    warned_at: datetime | None = None
+    breached_at: datetime | None = None
+    met_at: datetime | None = None
+
+    def state(self, now: datetime) -> State:
+        if self.breached_at is not None:
+            return "breached"
+        if self.met_at is not None:
+            return "met"
+        if self.running_since is None or self.due_at is None:
+            return "paused"
+        if now >= self.due_at:
+            return "breached"
+        if self.warned_at is not None or (self.warn_at is not None and now >= self.warn_at):
+            return "warning"
+        return "active"
+
+    @property
+    def running(self) -> bool:
+        return self.running_since is not None and self.met_at is None and self.breached_at is None
+
+
+class Response(_Model):
+    at: datetime
+    by: str
+    automated: bool = False
+
+
+class BreachRecord(_Model):
+    target: Target
+    at: datetime
+    due_at: datetime
+    role_before: str
+    role_after: str
+    priority_before: str
+    priority_after: str
+    notified: bool = False
+
+
+class SlaTimer(_Model):
+    schema_version: Literal[1] = 1
+    brand: str
+    message_id: str
+    conversation_id: str
+    policy: str = Field(description="Name of the SLA policy that matched.")
+    clock: Literal["business_hours", "always"]
+    started_at: datetime
+    role: str
+    priority: str
+    original_role: str
+    original_priority: str
+    automated_reply_counts: bool = False
+    pause_while_waiting: bool = True
+    clocks: dict[str, Clock]
+    waiting_on_customer: bool = False
+    first_response_at: datetime | None = None
+    first_response_by: str | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    responses: list[Response] = Field(default_factory=list)
+    breaches: list[BreachRecord] = Field(default_factory=list)
+
+    @property
+    def open(self) -> bool:
+        return self.resolved_at is None
+
+    def next_due(self) -> datetime | None:
+        """The earliest instant at which a step (warning or breach) falls due, or None."""
+        times = []
+        for c in self.clocks.values():
+            if c.running and c.due_at is not None:
+                times.append(c.warn_at if c.warn_at is not None and c.warned_at is None else c.due_at)
+        return min(times, default=None)
+
+    def due_steps(self, now: datetime) -> list[tuple[Step, Target]]:
+        """Steps due at ``now`` that have not been recorded (a missed warning is skipped once breached)."""
+        out: list[tuple[Step, Target]] = []
+        for name in TARGETS:
+            c = self.clocks.get(name)
+            if c is None or not c.running or c.due_at is None:
+                continue
+            if now >= c.due_at:
+                out.append(("breach", c.target))
+            elif c.warn_at is not None and c.warned_at is None and now >= c.warn_at:
+                out.append(("warning", c.target))
+        return out
+
+
+# -- transitions ------------------------------------------------------------------------------
+
+
+def new_timer(rule: SlaPolicy, *, clock: Literal["business_hours", "always"], brand: str, message_id: str,
+              conversation_id: str, role: str, priority: str, started_at: datetime, calendar: Calendar) -> SlaTimer:
+    """A timer for a new escalation: first-response and resolution clocks run from ``started_at``."""
+    warn = rule.warn_before.total_seconds() if rule.warn_before else None
+    clocks = {}
+    for name in TARGETS:
+        target = rule.target(name)
+        if target is not None:
+            clocks[name] = Clock(target=name, seconds=target.total_seconds(), warn_seconds=warn)
+    timer = SlaTimer(brand=brand, message_id=message_id, conversation_id=conversation_id, policy=rule.name,
+                     clock=clock, started_at=started_at, role=role, priority=priority, original_role=role,
+                     original_priority=priority, automated_reply_counts=rule.automated_reply_counts,
+                     pause_while_waiting=rule.pause_while_waiting, clocks=clocks)
+    for name in ("first_response", "resolution"):
+        if name in timer.clocks:
+            _start(timer.clocks[name], started_at, calendar)
+    return timer
+
+
+def record_response(timer: SlaTimer, at: datetime, by: str, calendar: Calendar, *, automated: bool = False,
+                    waiting: bool = True) -> SlaTimer:
+    """The brand replied. Meets the first (or next) response; then waits for the customer."""
+    t = timer.model_copy(deep=True)
+    if not t.open:
+        return t
+    counts = not automated or t.automated_reply_counts
+    t.responses.append(Response(at=at, by=by, automated=automated))
+    if not counts:
+        return t
+    if t.first_response_at is None:
+        t.first_response_at, t.first_response_by = at, by
+    for name in ("first_response", "next_response"):
+        c = t.clocks.get(name)
+        if c is not None and c.running:
+            _meet(c, at, calendar)
+    if waiting and not automated:
+        t = _set_waiting(t, True, at, calendar)
+    return t
+
+
+def record_customer_message(timer: SlaTimer, at: datetime, calendar: Calendar) -> SlaTimer:
+    """The customer wrote again: the resolution clock resumes and, after a reply, the next response is due."""
+    t = timer.model_copy(deep=True)
+    if not t.open:
+        return t
+    t = _set_waiting(t, False, at, calendar)
+    c = t.clocks.get("next_response")
+    if c is not None and t.first_response_at is not None and not c.running:
+        c.warned_at = c.breached_at = c.met_at = None  # a new cycle
+        _start(c, at, calendar)
+    return t
+
+
+def set_waiting(timer: SlaTimer, waiting: bool, at: datetime, calendar: Calendar) -> SlaTimer:
+    """Mark the escalation as waiting (or no longer waiting) for the customer."""
+    return _set_waiting(timer.model_copy(deep=True), waiting, at, calendar)
+
+
+def record_resolution(timer: SlaTimer, at: datetime, by: str, calendar: Calendar) -> SlaTimer:
+    """Resolved: every running clock stops; those not breached are met."""
+    t = timer.model_copy(deep=True)
+    if not t.open:
+        return t
+    t.resolved_at, t.resolved_by, t.waiting_on_customer = at, by, False
+    for c in t.clocks.values():
+        if c.breached_at is None and c.met_at is None and c.started_at is not None:
+            _meet(c, at, calendar)
+        c.running_since = None
+    return t
+
+
+def record_step(timer: SlaTimer, step: Step, target: str, at: datetime) -> SlaTimer:
+    """Record a warning or a breach of ``target`` (re-routing is recorded by the caller)."""
+    t = timer.model_copy(deep=True)
+    c = t.clocks[target]
+    if step == "warning":
+        c.warned_at = c.warned_at or at
+    else:
+        c.breached_at = c.breached_at or at
+        c.warned_at = c.warned_at or at
+    return t
+
+
+# -- clocks -----------------------------------------------------------------------------------
+
+
+def _start(c: Clock, at: datetime, calendar: Calendar) -> None:
+    c.started_at = c.started_at or at
+    c.used_seconds = 0.0
+    _run_from(c, at, calendar)
+
+
+def _run_from(c: Clock, at: datetime, calendar: Calendar) -> None:
+    c.running_since = at
+    left = max(0.0, c.seconds - c.used_seconds)
+    c.due_at = calendar.add(at, timedelta(seconds=left))
+    if c.warn_seconds is not None:
+        before = left - c.warn_seconds
+        c.warn_at = calendar.add(at, timedelta(seconds=before)) if before > 0 else at
+    else:
+        c.warn_at = None
+
+
+def _pause(c: Clock, at: datetime, calendar: Calendar) -> None:
+    if c.running_since is None:
+        return
+    c.used_seconds += calendar.elapsed(c.running_since, at).total_seconds()
+    c.running_since, c.due_at, c.warn_at = None, None, None
+
+
+def _meet(c: Clock, at: datetime, calendar: Calendar) -> None:
+    if c.running_since is not None:
+        c.used_seconds += calendar.elapsed(c.running_since, at).total_seconds()
+    c.running_since = None
+    if c.breached_at is None:
+        c.met_at = at
+
+
+def _set_waiting(t: SlaTimer, waiting: bool, at: datetime, calendar: Calendar) -> SlaTimer:
+    if waiting == t.waiting_on_customer or not t.open:
+        return t
+    t.waiting_on_customer = waiting
+    c = t.clocks.get("resolution")
+    if c is None or not t.pause_while_waiting or c.breached_at is not None or c.met_at is not None:
+        return t
+    if waiting:
+        _pause(c, at, calendar)
+    else:
+        _run_from(c, at, calendar)
+    return t
+
+
+def clock_views(timer: SlaTimer, now: datetime) -> list[dict[str, object]]:
+    """Each started clock as JSON: target, state, due and warning times, met / breached times."""
+    out = []
+    for name in TARGETS:
+        c = timer.clocks.get(name)
+        if c is None or c.started_at is None:
+            continue
+        out.append({"target": name, "state": c.state(now),
+                    "due_at": c.due_at.isoformat() if c.due_at else None,
+                    "warn_at": c.warn_at.isoformat() if c.warn_at else None,
+                    "met_at": c.met_at.isoformat() if c.met_at else None,
+                    "breached_at": c.breached_at.isoformat() if c.breached_at else None,
+                    "target_seconds": c.seconds, "used_seconds": round(c.used_seconds, 3)})
+    return out

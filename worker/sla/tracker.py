@@ -1,0 +1,390 @@
+"""SLA timers in Redis: started with each escalation, stepped by a sweep, changed by people's actions.
+
+Every change to a timer is one optimistic transaction (WATCH the timer and decision keys,
+then MULTI/EXEC) that writes the timer, its entry in the due index ``{p}:sla:due``, any
+re-route or priority change of the decision (through
+:meth:`worker.store.Store.queue_escalation_change`), an ``sla.*`` event on the brand's
+stream ``{p}:sla:events:{brand}`` and, when the timer has a next step, an RQ job scheduled
+for that instant. Two sweepers racing over one due timer therefore record its warning or
+breach exactly once: the loser's EXEC fails, it re-reads the timer, and finds nothing due.
+
+Who runs the sweep (:meth:`SlaTracker.fire_due`):
+
+* RQ's scheduler: every timer write schedules ``worker.sla.tracker.fire_due_timers`` at the
+  timer's next step (job id derived from the instant, so timers due together share a job).
+  Scheduled jobs live in Redis, so they survive worker restarts, and whichever worker holds
+  RQ's scheduler lock moves them to the queue; any worker runs them.
+* every batch job, after deciding, and every worker at start-up (a backstop for a job that
+  was lost between two writes).
+
+The outbound webhook is told through the events stream: entries with ``notify=1``
+(``sla.breached`` when the policy's ``on_breach.notify`` is set) are for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import redis
+
+from worker import defaults
+from worker.decide import sla_breach
+from worker.exceptions import StoreError
+from worker.models import Action, Decision, Escalation, InboundEvent
+from worker.sla.hours import ALWAYS_OPEN, BusinessCalendar
+from worker.sla.timers import (
+    BreachRecord,
+    SlaTimer,
+    clock_views,
+    new_timer,
+    record_customer_message,
+    record_resolution,
+    record_response,
+    record_step,
+    set_waiting,
+)
+from worker.store import Store, review_member
+
+log = logging.getLogger(__name__)
+
+FIRE_FUNCTION = "worker.sla.tracker.fire_due_timers"
+#: Worst first: the state that sums up an escalation's clocks.
+STATE_ORDER = ("breached", "warning", "active", "paused", "met")
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def overall_state(clocks: list[dict[str, Any]]) -> str | None:
+    """The worst state among an escalation's clocks (breached > warning > active > paused > met)."""
+    states = [c["state"] for c in clocks]
+    return min(states, key=STATE_ORDER.index) if states else None
+
+
+class SlaTracker:
+    """SLA timers of the brands in ``policies`` (brand -> Policy)."""
+
+    def __init__(self, store: Store, policies: Mapping[str, Any], *,
+                 schedule_queue: Any | None = None):
+        self.store = store
+        self.client: redis.Redis = store.client
+        self.keys = store.keys
+        self.policies = policies
+        self.queue = schedule_queue  # an rq.Queue: steps are scheduled on it with RQ's scheduler
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def calendar(self, brand: str, clock: str):
+        policy = self.policies.get(brand)
+        if clock == "business_hours" and policy is not None and policy.business_hours is not None:
+            return BusinessCalendar.of(policy.business_hours)
+        return ALWAYS_OPEN
+
+    def _rule(self, timer: SlaTimer):
+        policy = self.policies.get(timer.brand)
+        if policy is None or policy.sla is None:
+            return None
+        return next((p for p in policy.sla.policies if p.name == timer.policy), None)
+
+    def _schedule(self, pipe: Any, at: datetime) -> None:
+        if self.queue is None:
+            return
+        job_id = "rg-sla-" + hashlib.sha1(f"{self.keys.prefix}:{_ms(at)}".encode()).hexdigest()[:20]
+        self.queue.enqueue_at(at, FIRE_FUNCTION, job_id=job_id, pipeline=pipe,
+                              result_ttl=defaults.SLA_JOB_RESULT_TTL_SECONDS,
+                              failure_ttl=defaults.JOB_FAILURE_TTL_SECONDS,
+                              description=f"replyguard SLA steps due {at.isoformat()}")
+
+    def _queue_timer(self, pipe: Any, timer: SlaTimer) -> None:
+        """Inside MULTI: write ``timer`` and keep the due index, open set and schedule in step."""
+        k, member = self.keys, review_member(timer.brand, timer.message_id)
+        pipe.set(k.sla_timer(timer.brand, timer.message_id), timer.model_dump_json(),
+                 ex=defaults.SLA_RECORD_TTL_SECONDS)
+        due = timer.next_due() if timer.open else None
+        if due is None:
+            pipe.zrem(k.sla_due, member)
+        else:
+            pipe.zadd(k.sla_due, {member: _ms(due)})
+            self._schedule(pipe, due)
+        if not timer.open:
+            pipe.srem(k.sla_open(timer.brand, timer.conversation_id), timer.message_id)
+
+    def _event(self, pipe: Any, timer: SlaTimer, kind: str, at: datetime, notify: bool = False,
+               **fields: Any) -> None:
+        body = {"type": kind, "brand": timer.brand, "message_id": timer.message_id,
+                "conversation_id": timer.conversation_id, "policy": timer.policy, "role": timer.role,
+                "priority": timer.priority, "at": at.isoformat(), **fields}
+        pipe.xadd(self.keys.sla_events(timer.brand),
+                  {"type": kind, "notify": "1" if notify else "0", "payload": json.dumps(body, default=str)},
+                  maxlen=defaults.SLA_EVENTS_MAX_ENTRIES, approximate=True)
+
+    def timer(self, brand: str, message_id: str) -> SlaTimer | None:
+        try:
+            raw = self.client.get(self.keys.sla_timer(brand, message_id))
+        except redis.RedisError as exc:
+            raise StoreError(f"Redis failed while reading an SLA timer: {exc}") from exc
+        return SlaTimer.model_validate_json(raw) if raw else None
+
+    def _transact(self, brand: str, message_id: str,
+                  change: Callable[[Any, SlaTimer | None, Decision | None], bool]) -> Any:
+        """WATCH timer + decision, let ``change(pipe, timer, decision)`` queue writes after MULTI."""
+        tkey, dkey = self.keys.sla_timer(brand, message_id), self.keys.decision(brand, message_id)
+        try:
+            with self.client.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        pipe.watch(tkey, dkey)
+                        raw_t, raw_d = pipe.get(tkey), pipe.get(dkey)
+                        timer = SlaTimer.model_validate_json(raw_t) if raw_t else None
+                        decision = Decision.from_json(raw_d) if raw_d else None
+                        pipe.multi()
+                        result = change(pipe, timer, decision)
+                        if len(pipe.command_stack) == 0:
+                            pipe.reset()
+                            return result
+                        pipe.execute()
+                        return result
+                    except redis.WatchError:
+                        continue
+        except redis.RedisError as exc:
+            raise StoreError(f"Redis failed while updating the SLA timer of {brand}/{message_id}: {exc}") from exc
+
+    # -- starting -------------------------------------------------------------------------------
+
+    def start(self, decision: Decision, now: datetime) -> SlaTimer | None:
+        """Start the timer of an escalated decision (idempotent; None when no SLA policy applies)."""
+        if Action.ESCALATE not in decision.actions or decision.escalation is None or decision.pending:
+            return None
+        policy = self.policies.get(decision.brand)
+        if policy is None or policy.sla is None:
+            return None
+        event = InboundEvent.model_validate(decision.event)
+        esc = decision.escalation
+        rule = policy.sla.select(platform=event.platform, kind=event.kind, priority=esc.priority,
+                                 tags=list(event.author.tags), role=esc.role)
+        if rule is None:
+            return None
+        clock = rule.clock or ("business_hours" if policy.business_hours else "always")
+        calendar = self.calendar(decision.brand, clock)
+        started = min(event.created_at, now).astimezone(timezone.utc)
+
+        def create(pipe: Any, existing: SlaTimer | None, _: Decision | None) -> SlaTimer | None:
+            if existing is not None:
+                return None
+            timer = new_timer(rule, clock=clock, brand=event.brand, message_id=event.id,
+                              conversation_id=event.conversation_id, role=esc.role, priority=esc.priority,
+                              started_at=started, calendar=calendar)
+            if Action.AUTO_REPLY in decision.actions and decision.reply:
+                timer = record_response(timer, decision.decided_at, "replyguard", calendar, automated=True)
+            self._queue_timer(pipe, timer)
+            pipe.zadd(self.keys.sla_timers(event.brand), {event.id: _ms(started)})
+            if timer.open:
+                pipe.sadd(self.keys.sla_open(event.brand, event.conversation_id), event.id)
+            self._event(pipe, timer, "sla.started", now, due={c["target"]: c["due_at"] for c in clock_views(timer, now)})
+            return timer
+
+        return self._transact(decision.brand, decision.message_id, create)
+
+    def on_decided(self, items: Iterable[tuple[Decision, InboundEvent]], now: datetime) -> int:
+        """After a batch is persisted: start timers of escalations, and tell open timers of the
+        same conversations that the customer wrote again. Returns how many timers started."""
+        started = 0
+        items = list(items)
+        pipe = self.client.pipeline(transaction=False)
+        for _, event in items:
+            pipe.smembers(self.keys.sla_open(event.brand, event.conversation_id))
+        try:
+            open_sets = pipe.execute()
+        except redis.RedisError as exc:
+            raise StoreError(f"Redis failed while reading open SLA timers: {exc}") from exc
+        for (decision, event), members in zip(items, open_sets, strict=True):
+            at = min(event.created_at, now)
+            for raw in members:
+                other = raw.decode()
+                if other != event.id:
+                    self.customer_wrote(event.brand, other, at)
+            if self.start(decision, now) is not None:
+                started += 1
+        return started
+
+    # -- what people (and the customer) do ------------------------------------------------------
+
+    def _apply(self, brand: str, message_id: str, kind: str, at: datetime,
+               fn: Callable[[SlaTimer], SlaTimer], **fields: Any) -> SlaTimer | None:
+        def change(pipe: Any, timer: SlaTimer | None, _: Decision | None) -> SlaTimer | None:
+            if timer is None:
+                return None
+            after = fn(timer)
+            if after == timer:
+                return timer
+            self._queue_timer(pipe, after)
+            met = [c["target"] for c in clock_views(after, at) if c["state"] == "met"
+                   and c["target"] not in {x["target"] for x in clock_views(timer, at) if x["state"] == "met"}]
+            self._event(pipe, after, kind, at, met=met, **fields)
+            return after
+
+        return self._transact(brand, message_id, change)
+
+    def responded(self, brand: str, message_id: str, at: datetime, by: str, *, automated: bool = False,
+                  waiting: bool = True) -> SlaTimer | None:
+        """The brand replied (a person, or an automation). Meets the first/next response target."""
+        return self._apply(brand, message_id, "sla.responded", at, lambda t: record_response(
+            t, at, by, self.calendar(brand, t.clock), automated=automated, waiting=waiting), by=by,
+            automated=automated)
+
+    def resolved(self, brand: str, message_id: str, at: datetime, by: str) -> SlaTimer | None:
+        """The escalation was resolved (with or without a reply): every clock stops."""
+        return self._apply(brand, message_id, "sla.resolved", at,
+                           lambda t: record_resolution(t, at, by, self.calendar(brand, t.clock)), by=by)
+
+    def waiting(self, brand: str, message_id: str, waiting: bool, at: datetime) -> SlaTimer | None:
+        """Waiting (or no longer) for the customer: pauses (resumes) the resolution clock."""
+        return self._apply(brand, message_id, "sla.waiting" if waiting else "sla.resumed", at,
+                           lambda t: set_waiting(t, waiting, at, self.calendar(brand, t.clock)))
+
+    def customer_wrote(self, brand: str, message_id: str, at: datetime) -> SlaTimer | None:
+        return self._apply(brand, message_id, "sla.customer_wrote", at,
+                           lambda t: record_customer_message(t, at, self.calendar(brand, t.clock)))
+
+    # -- the sweep ------------------------------------------------------------------------------
+
+    def step(self, brand: str, message_id: str, now: datetime) -> list[str]:
+        """Record what is due on one timer (warnings, breaches and their actions), once."""
+
+        def change(pipe: Any, timer: SlaTimer | None, decision: Decision | None) -> list[str]:
+            if timer is None or not timer.open:
+                pipe.zrem(self.keys.sla_due, review_member(brand, message_id))
+                return []
+            steps = timer.due_steps(now)
+            if not steps:
+                self._queue_timer(pipe, timer)  # the index was stale: put the real next step back
+                return []
+            rule = self._rule(timer)
+            done = []
+            for step, target in steps:
+                clock = timer.clocks[target]
+                timer = record_step(timer, step, target, now)
+                if step == "warning":
+                    self._event(pipe, timer, "sla.warning", now, target=target,
+                                due_at=clock.due_at.isoformat() if clock.due_at else None)
+                    self._count(pipe, brand, f"sla:warning:{target}")
+                    done.append(f"warning:{target}")
+                    continue
+                before = Escalation(role=timer.role, priority=timer.priority,  # type: ignore[arg-type]
+                                    reason=decision.escalation.reason if decision and decision.escalation else "")
+                outcome = (sla_breach(before, rule, target, clock.due_at) if rule is not None and clock.due_at
+                           else None)
+                after = outcome.escalation if outcome else before
+                if outcome is not None and outcome.changed and decision is not None:
+                    decision = self.store.queue_escalation_change(pipe, decision, after)
+                timer.breaches.append(BreachRecord(
+                    target=target, at=now, due_at=clock.due_at or now, role_before=before.role,  # type: ignore[arg-type]
+                    role_after=after.role, priority_before=before.priority, priority_after=after.priority,
+                    notified=bool(outcome and outcome.notify)))
+                timer.role, timer.priority = after.role, after.priority
+                self._event(pipe, timer, "sla.breached", now, notify=bool(outcome and outcome.notify),
+                            target=target, due_at=clock.due_at.isoformat() if clock.due_at else None,
+                            role_before=before.role, priority_before=before.priority)
+                self._count(pipe, brand, f"sla:breached:{target}")
+                done.append(f"breach:{target}")
+            self._queue_timer(pipe, timer)
+            return done
+
+        return self._transact(brand, message_id, change)
+
+    def _count(self, pipe: Any, brand: str, field: str) -> None:
+        pipe.hincrby(self.keys.stats(brand), field, 1)
+
+    def fire_due(self, now: datetime | None = None, limit: int = defaults.SLA_SWEEP_BATCH) -> list[str]:
+        """Step every timer whose next step is due. Safe to run anywhere, any number of times at once."""
+        now = now or datetime.now(timezone.utc)
+        try:
+            members = self.client.zrangebyscore(self.keys.sla_due, "-inf", _ms(now), start=0, num=limit)
+        except redis.RedisError as exc:
+            raise StoreError(f"Redis failed while reading due SLA timers: {exc}") from exc
+        fired = []
+        for raw in members:
+            brand, _, message_id = raw.decode().partition("/")
+            for what in self.step(brand, message_id, now):
+                fired.append(f"{brand}/{message_id}:{what}")
+        self.reschedule_next(now)
+        return fired
+
+    def reschedule_next(self, now: datetime) -> None:
+        """Make sure an RQ job is scheduled for the earliest pending step (self-healing)."""
+        if self.queue is None:
+            return
+        nxt = self.client.zrange(self.keys.sla_due, 0, 0, withscores=True)
+        if nxt:
+            at = datetime.fromtimestamp(max(nxt[0][1], _ms(now)) / 1000, tz=timezone.utc)
+            with self.client.pipeline(transaction=True) as pipe:
+                self._schedule(pipe, at)
+                pipe.execute()
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def views(self, brand: str, message_ids: list[str], now: datetime | None = None) -> dict[str, dict[str, Any]]:
+        """message id -> {policy, state, clocks: [{target, state, due_at, ...}], waiting_on_customer, ...}.
+
+        For ``review list --json``, the review app's item page and its SLA-state filter."""
+        now = now or datetime.now(timezone.utc)
+        if not message_ids:
+            return {}
+        try:
+            raws = self.client.mget([self.keys.sla_timer(brand, m) for m in message_ids])
+        except redis.RedisError as exc:
+            raise StoreError(f"Redis failed while reading SLA timers: {exc}") from exc
+        out = {}
+        for mid, raw in zip(message_ids, raws, strict=True):
+            if not raw:
+                continue
+            t = SlaTimer.model_validate_json(raw)
+            clocks = clock_views(t, now)
+            out[mid] = {"policy": t.policy, "clock": t.clock, "state": overall_state(clocks), "clocks": clocks,
+                        "waiting_on_customer": t.waiting_on_customer, "role": t.role, "priority": t.priority,
+                        "breaches": [b.model_dump(mode="json") for b in t.breaches]}
+        return out
+
+    def timers(self, brand: str, since: datetime | None = None, until: datetime | None = None) -> list[SlaTimer]:
+        """Timers of ``brand`` started in [since, until] (oldest first), for KPIs."""
+        lo = _ms(since) if since else "-inf"
+        hi = _ms(until) if until else "+inf"
+        try:
+            ids = [m.decode() for m in self.client.zrangebyscore(self.keys.sla_timers(brand), lo, hi)]
+            out = []
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                raws = self.client.mget([self.keys.sla_timer(brand, m) for m in chunk])
+                out += [SlaTimer.model_validate_json(r) for r in raws if r]
+        except redis.RedisError as exc:
+            raise StoreError(f"Redis failed while reading SLA timers: {exc}") from exc
+        return out
+
+
+# -- RQ job ------------------------------------------------------------------------------------
+
+
+def tracker_for_job(connection: redis.Redis) -> SlaTracker:
+    from worker.jobs import current
+    from worker.queues import batch_queue
+
+    pipeline, settings = current()
+    store = Store(connection, settings.key_prefix)
+    policies = {name: brand.policy for name, brand in pipeline.brands.items()}
+    return SlaTracker(store, policies, schedule_queue=batch_queue(connection, settings))
+
+
+def fire_due_timers() -> dict[str, Any]:
+    """RQ job (scheduled at each timer's next step): record every due SLA warning and breach."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("fire_due_timers runs inside an RQ job")
+    return {"fired": tracker_for_job(job.connection).fire_due()}
