@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import redis
@@ -144,15 +145,21 @@ def test_a_bad_message_does_not_sink_its_batch(client, settings, brands) -> None
 
 
 def test_review_queue_is_ordered_by_priority_then_age(client, settings, brands) -> None:
+    # recent messages: no SLA target has passed yet, so no breach has raised a priority
+    now = datetime.now(timezone.utc)
+
+    def ago(minutes: int) -> str:
+        return (now - timedelta(minutes=minutes)).isoformat()
+
     events = [
         make_event(id="normal-new", conversation_id="c1", author={"id": "a1"}, text="asdfgh qwerty zxcvb",
-                   created_at="2026-11-24T10:05:00+09:00"),
+                   created_at=ago(3)),
         make_event(id="high", conversation_id="c2", author={"id": "a2"}, text="I want to talk to a human now",
-                   created_at="2026-11-24T10:10:00+09:00"),
+                   created_at=ago(2)),
         make_event(id="normal-old", conversation_id="c3", author={"id": "a3"}, text="asdfgh qwerty zxcvb",
-                   created_at="2026-11-24T09:00:00+09:00"),
+                   created_at=ago(7)),
         make_event(id="vip-old", conversation_id="c4", author={"id": "a4", "tags": ["vip"]},
-                   created_at="2026-11-24T08:00:00+09:00"),
+                   created_at=ago(8)),
     ]
     ingest_events(events, client, settings, batch_wait=0.01)
     run_worker(client, settings, brands, simple=True)
