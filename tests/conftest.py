@@ -80,3 +80,15 @@ def make_event(**changes: Any) -> dict[str, Any]:
     if event["kind"] == "comment" and "post_id" not in event:
         event["post_id"] = "post-1"
     return event
+
+
+@pytest.fixture()
+def serve(client: redis.Redis, redis_url: str) -> Iterator["ServeProcess"]:
+    """``replyguard serve`` as a real process on a free loopback port, ready (``/readyz`` is 200).
+
+    For other environment variables or arguments use ``tests.serve_process.ServeProcess`` directly.
+    """
+    from tests.serve_process import ServeProcess
+
+    with ServeProcess(redis_url) as process:
+        yield process

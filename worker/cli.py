@@ -16,6 +16,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from worker import defaults
 from worker.exceptions import ArtifactError, ConfigError, ReplyguardError, StoreError
 
 EXIT_INPUT = 1
@@ -452,6 +453,23 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         time.sleep(3600)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from worker.web import create_app
+
+    settings = _settings(args)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)  # a broken policy stops here (exit 2); Redis unreachable: exit 3
+    logging.getLogger("replyguard").info("serving brands %s on http://%s:%d (Redis %s)", sorted(app.state.deps.brands),
+                                         args.host, args.port, settings.redacted_redis_url())
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=settings.log_level.lower(),
+                            access_log=False, server_header=False, lifespan="on")
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else EXIT_INPUT
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from worker.demo import run_demo
 
@@ -569,6 +587,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--once", action="store_true", help="print the metrics once and exit")
     p.set_defaults(func=cmd_metrics)
+
+    p = sub.add_parser("serve", help="the HTTP service: webhooks, /v1/events, health, metrics")
+    p.add_argument("--host", default=defaults.SERVE_HOST)
+    p.add_argument("--port", type=int, default=defaults.SERVE_PORT)
+    p.add_argument("--policies", default=None, help="policies directory (default: REPLYGUARD_POLICIES_DIR)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("demo", help="run the demo brand end to end and print the decisions")
     p.add_argument("--workers", type=int, default=2)

@@ -131,3 +131,10 @@ SLA_SWEEP_BATCH = 500
 
 #: How long RQ keeps a finished SLA sweep job (seconds).
 SLA_JOB_RESULT_TTL_SECONDS = 3600
+
+# --- HTTP service (replyguard serve) ---------------------------------------------------
+
+#: Where ``replyguard serve`` listens unless ``--host``/``--port`` say otherwise.
+#: Loopback by default: exposing it is a deliberate choice (``--host 0.0.0.0``).
+SERVE_HOST = "127.0.0.1"
+SERVE_PORT = 8080

@@ -1,0 +1,41 @@
+"""What every route needs, built once per app by :func:`worker.web.app.create_app`.
+
+Routes never reach for globals: they get a :class:`Deps` and read what they need
+from it (settings, the Redis connection, the loaded brands, the store). Tests
+build their own app with their own ``Deps``. A router that needs something
+shared of its own (a session signer, a cache) may keep it in ``deps.extras``
+under its module's name.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from prometheus_client import CollectorRegistry
+
+from worker.brands import Brand
+from worker.settings import Settings
+from worker.store import Store
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    connection: redis.Redis
+    brands: dict[str, Brand]
+    store: Store
+    #: This process's own metrics (HTTP requests, webhooks); /metrics adds the Redis counters.
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    #: Background services started with the app (name -> object with ``start()``,
+    #: ``stop()`` and ``alive() -> bool``); /readyz reports each one.
+    services: dict[str, Any] = field(default_factory=dict)
+    #: Per-router state, keyed by the router module's name.
+    extras: dict[str, Any] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+
+    def policy(self, brand: str):  # -> worker.policy.Policy | None
+        loaded = self.brands.get(brand)
+        return loaded.policy if loaded else None
