@@ -266,6 +266,22 @@ def cmd_sla_sweep(args: argparse.Namespace) -> int:
         time.sleep(args.every)
 
 
+def cmd_kpi(args: argparse.Namespace) -> int:
+    from worker import kpi
+
+    settings = _settings(args)
+    tracker = _sla_tracker(settings, _connect(settings))
+    if args.brand not in tracker.policies:
+        print(f"no policy for brand {args.brand!r} (known: {', '.join(sorted(tracker.policies))})", file=sys.stderr)
+        return EXIT_INPUT
+    rows = kpi.load(tracker.store, tracker, args.brand, tracker.policies[args.brand], days=args.days)
+    if args.csv:
+        sys.stdout.write(kpi.to_csv(rows))
+    else:
+        _print_json([r.row() for r in rows])
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.replay:
         return _eval_replay(args)
@@ -443,7 +459,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = Store(_connect(settings), settings.key_prefix)
     registry = CollectorRegistry()
-    registry.register(RedisStatsCollector(store, sorted(load_policies(settings.policies_dir))))
+    policies = {b: loaded.policy for b, loaded in load_policies(settings.policies_dir).items()}
+    registry.register(RedisStatsCollector(store, sorted(policies), policies))
     if args.once:
         sys.stdout.write(generate_latest(registry).decode())
         return 0
@@ -531,6 +548,12 @@ def build_parser() -> argparse.ArgumentParser:
     q = sla_sub.add_parser("sweep", help="record every due SLA warning and breach (workers also do this)")
     q.add_argument("--every", type=float, default=0, help="repeat every N seconds (a standalone sweeper)")
     q.set_defaults(func=cmd_sla_sweep)
+
+    p = sub.add_parser("kpi", help="inbox KPIs per day (JSON, or --csv)")
+    p.add_argument("--brand", required=True)
+    p.add_argument("--days", type=int, default=14, choices=range(1, 181), metavar="1..180")
+    p.add_argument("--csv", action="store_true")
+    p.set_defaults(func=cmd_kpi)
 
     p = sub.add_parser("eval", help="evaluate a classifier and propose thresholds, or replay past decisions")
     p.add_argument("--task", choices=["spam", "abuse", "intent"])
