@@ -22,7 +22,8 @@ from worker.web.deps import Deps
 
 def routes(deps: Deps) -> list[BaseRoute]:
     redis_metrics = CollectorRegistry()
-    redis_metrics.register(RedisStatsCollector(deps.store, sorted(deps.brands)))
+    redis_metrics.register(RedisStatsCollector(deps.store, sorted(deps.brands),
+                                               {b: brand.policy for b, brand in deps.brands.items()}))
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok\n")
