@@ -487,6 +487,82 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0 if server.started else EXIT_INPUT
 
 
+def _read_password(prompt: str = "password: ") -> str:
+    """The new user's password from stdin: asked twice on a terminal, else the first line (never an argument)."""
+    import getpass
+
+    if sys.stdin.isatty():
+        first = getpass.getpass(prompt)
+        if getpass.getpass("again: ") != first:
+            raise ReplyguardError("the two passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from worker.accounts import Accounts
+
+    settings = _settings(args)
+    accounts = Accounts(_connect(settings), settings.key_prefix)
+    if args.users_command == "add":
+        password = _read_password()
+        user = accounts.add(args.name, password, args.role, args.brand, replace=args.replace)
+        print(f"{'replaced' if args.replace else 'added'} {user.name} ({user.role}; brands {', '.join(user.brands)})")
+        return 0
+    if args.users_command in ("disable", "enable"):
+        user = accounts.set_disabled(args.name, args.users_command == "disable")
+        print(f"{user.name} is {'disabled: their sessions end now' if user.disabled else 'enabled'}")
+        return 0
+    users = accounts.all()
+    if args.json:
+        _print_json([u.public() for u in users])
+        return 0
+    if not users:
+        print("no users yet: replyguard users add NAME --brand BRAND --role ROLE (password on stdin)")
+    for u in users:
+        print(f"{u.name:20} {u.role:10} {'disabled' if u.disabled else 'active':8} {', '.join(u.brands)}")
+    return 0
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    from worker.audit import AuditLog, platform_answer
+    from worker.store import Store
+
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since)
+        except ValueError:
+            print(f"--since {args.since!r}: not an ISO date or time (e.g. 2026-11-24 or 2026-11-24T09:00:00+09:00)",
+                  file=sys.stderr)
+            return EXIT_CONFIG
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=timezone.utc)
+    settings = _settings(args)
+    client = _connect(settings)
+    store = Store(client, settings.key_prefix)
+    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
+    deliveries: dict[str, list] = {}
+    count = 0
+    try:
+        for entry in AuditLog(client, settings.key_prefix).export(args.brand, since):
+            record = entry.as_dict()
+            if entry.outbox and entry.message_id:
+                if entry.message_id not in deliveries:
+                    decision = store.decision(args.brand, entry.message_id)
+                    deliveries[entry.message_id] = (decision.model_dump(mode="json").get("deliveries", [])
+                                                    if decision else [])
+                record["platform_answer"] = platform_answer(entry, deliveries[entry.message_id])
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    finally:
+        if args.out:
+            out.close()
+    if args.out:
+        print(f"wrote {count} audit entries to {args.out}", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from worker.demo import run_demo
 
@@ -616,6 +692,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=defaults.SERVE_PORT)
     p.add_argument("--policies", default=None, help="policies directory (default: REPLYGUARD_POLICIES_DIR)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("users", help="review-app users: add (password on stdin), list, disable, enable")
+    users = p.add_subparsers(dest="users_command", required=True)
+    q = users.add_parser("add", help="add a user; the password is read from stdin (asked twice on a terminal)")
+    q.add_argument("name")
+    q.add_argument("--brand", action="append", required=True,
+                   help="a brand the user may see (repeat for several; '*' for every brand)")
+    q.add_argument("--role", required=True, choices=list(defaults.USER_ROLES))
+    q.add_argument("--replace", action="store_true", help="replace an existing user's password, role and brands")
+    q.set_defaults(func=cmd_users)
+    q = users.add_parser("list", help="every user, their role and brands")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_users)
+    for name, text in (("disable", "disable a user (their sessions end at once)"), ("enable", "enable a user again")):
+        q = users.add_parser(name, help=text)
+        q.add_argument("name")
+        q.set_defaults(func=cmd_users)
+
+    p = sub.add_parser("audit", help="the audit trail of human actions")
+    audit = p.add_subparsers(dest="audit_command", required=True)
+    q = audit.add_parser("export", help="every human action of a brand as JSONL, oldest first")
+    q.add_argument("--brand", required=True)
+    q.add_argument("--since", help="only entries at or after this ISO date/time (UTC unless it has an offset)")
+    q.add_argument("--out", help="write to this file instead of stdout")
+    q.set_defaults(func=cmd_audit_export)
 
     p = sub.add_parser("demo", help="run the demo brand end to end and print the decisions")
     p.add_argument("--workers", type=int, default=2)

@@ -138,3 +138,64 @@ SLA_JOB_RESULT_TTL_SECONDS = 3600
 #: Loopback by default: exposing it is a deliberate choice (``--host 0.0.0.0``).
 SERVE_HOST = "127.0.0.1"
 SERVE_PORT = 8080
+
+# --- review app: accounts, sessions, review actions --------------------------------
+
+#: Roles a review-app user can have. moderator works moderation (hide, block);
+#: tier1 / tier2 / sales answer customers; manager and admin may do everything.
+USER_ROLES = ("moderator", "tier1", "tier2", "sales", "manager", "admin")
+
+#: Roles allowed to take moderation actions (hide / unhide / not spam / not
+#: abusive / block an author). Every role may claim, reply, label, re-route and resolve.
+MODERATION_ROLES = ("moderator", "manager", "admin")
+
+#: Shortest password ``replyguard users add`` accepts, in characters.
+PASSWORD_MIN_CHARS = 8
+
+#: A login session lasts this long (seconds) from sign-in; then the user signs in again.
+SESSION_TTL_SECONDS = 12 * 3600
+
+#: Name of the session cookie (signed, HttpOnly, SameSite=Lax).
+SESSION_COOKIE = "rg_session"
+
+#: Failed sign-ins allowed per user name, and per client address, within
+#: LOGIN_WINDOW_SECONDS; beyond that /login answers 429 until the window ends.
+LOGIN_MAX_FAILURES_PER_USER = 5
+LOGIN_MAX_FAILURES_PER_ADDRESS = 20
+LOGIN_WINDOW_SECONDS = 15 * 60
+
+#: A claim locks a review item to one person for this long (seconds) unless
+#: released or renewed by claiming again.
+CLAIM_TTL_SECONDS = 30 * 60
+
+#: The queue page reads at most this many review entries (the oldest/most
+#: urgent first) before filtering, and shows at most QUEUE_PAGE_ITEMS.
+QUEUE_SCAN_LIMIT = 5_000
+QUEUE_PAGE_ITEMS = 200
+
+#: The queue page polls for new escalations every this many seconds.
+QUEUE_POLL_SECONDS = 5
+
+#: The auto-actioned view looks at this many of each brand's latest decisions.
+AUTO_ACTIONED_SCAN = 500
+
+#: An item page lists the author's earlier decisions found among this many of
+#: the brand's latest decisions.
+AUTHOR_HISTORY_SCAN = 2_000
+
+#: Most items one bulk action may touch.
+BULK_MAX_ITEMS = 100
+
+#: Platform reply windows (hours after the customer's last message) shown as a
+#: countdown on an item: DMs on Meta platforms allow free-form replies for 24 h
+#: (WhatsApp: approved template messages only afterwards; Messenger/Instagram: a
+#: human agent may answer for 7 days with the HUMAN_AGENT tag); a private reply
+#: to a Facebook/Instagram comment is possible once, within 7 days.
+REPLY_WINDOW_HOURS = {
+    ("whatsapp", "dm"): 24,
+    ("messenger", "dm"): 24,
+    ("instagram", "dm"): 24,
+    ("facebook", "dm"): 24,
+    ("instagram", "comment"): 7 * 24,
+    ("facebook", "comment"): 7 * 24,
+}

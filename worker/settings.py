@@ -15,6 +15,7 @@ REPLYGUARD_KEY_PREFIX          prefix of replyguard's Redis keys                
 REPLYGUARD_BATCH_SIZE          most messages per job                                64
 REPLYGUARD_BATCH_WAIT_MS       longest a message waits for its batch to fill        50
 REPLYGUARD_LOG_LEVEL           logging level                                        INFO
+REPLYGUARD_SESSION_SECRET      key that signs review-app session cookies            random per process
 (named by a policy)            LLM API keys: ``llm.providers.*.api_key_env``         (none)
 =============================  ==================================================  =====================
 
@@ -29,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from worker import defaults
 from worker.exceptions import ConfigError
@@ -48,6 +49,7 @@ _ENV = {
     "batch_size": "REPLYGUARD_BATCH_SIZE",
     "batch_wait_ms": "REPLYGUARD_BATCH_WAIT_MS",
     "log_level": "REPLYGUARD_LOG_LEVEL",
+    "session_secret": "REPLYGUARD_SESSION_SECRET",
 }
 
 
@@ -70,6 +72,8 @@ class Settings(BaseModel):
     batch_size: Annotated[int, Field(ge=1, le=1000)] = defaults.BATCH_SIZE
     batch_wait_ms: Annotated[int, Field(ge=0, le=60_000)] = int(defaults.BATCH_WAIT_SECONDS * 1000)
     log_level: Annotated[str, Field(pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")] = "INFO"
+    #: Signs session cookies of the review app (never logged: SecretStr). Unset: a random key per process.
+    session_secret: Annotated[SecretStr, Field(min_length=16)] | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -92,7 +96,8 @@ class Settings(BaseModel):
             problems = []
             for err in exc.errors(include_url=False):
                 name = str(err["loc"][0]) if err["loc"] else "?"
-                problems.append(f"{_ENV.get(name, name)}: {err['msg']} (got {err.get('input')!r})")
+                shown = "(hidden)" if name == "session_secret" else repr(err.get("input"))
+                problems.append(f"{_ENV.get(name, name)}: {err['msg']} (got {shown})")
             raise ConfigError("invalid settings: " + "; ".join(problems)) from exc
 
     @property

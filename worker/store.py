@@ -21,6 +21,15 @@ key                                      type    what
 ``{p}:sla:due``                          zset    ``brand/message_id`` by the timer's next step (ms)
 ``{p}:sla:open:{brand}:{conversation}``  set     message ids with an open timer in a conversation
 ``{p}:sla:events:{brand}``               stream  sla.started / warning / breached / met / resolved
+``{p}:user:{name}``                      string  a review-app user (JSON: role, brands, argon2 hash)
+``{p}:users``                            set     user names
+``{p}:session:{sha256(token)}``          string  a login session (user, CSRF token), expires
+``{p}:login:fail:{user|addr}``           string  failed sign-ins in the current window, expires
+``{p}:claim:{brand}:{message_id}``       string  who holds a review item, expires
+``{p}:item:{brand}:{message_id}``        hash    a review item's human state (status, role, priority, hidden)
+``{p}:audit:{brand}``                    stream  every human action, append-only (never trimmed)
+``{p}:audit:item:{brand}:{message_id}``  list    ids of the item's audit entries
+``{p}:author:{brand}:{author_id}``       set     tags people added to an author (``blocked`` too)
 =======================================  ======  ================================================
 
 A decision and all its side effects are written by one Lua script, so they
@@ -119,6 +128,35 @@ class Keys:
 
     def sla_events(self, brand: str) -> str:
         return f"{self.prefix}:sla:events:{brand}"
+    # -- review app ---------------------------------------------------------------------
+
+    def user(self, name: str) -> str:
+        return f"{self.prefix}:user:{name}"
+
+    @property
+    def users(self) -> str:
+        return f"{self.prefix}:users"
+
+    def session(self, token_hash: str) -> str:
+        return f"{self.prefix}:session:{token_hash}"
+
+    def login_failures(self, scope: str) -> str:
+        return f"{self.prefix}:login:fail:{scope}"
+
+    def claim(self, brand: str, message_id: str) -> str:
+        return f"{self.prefix}:claim:{brand}:{message_id}"
+
+    def item(self, brand: str, message_id: str) -> str:
+        return f"{self.prefix}:item:{brand}:{message_id}"
+
+    def audit(self, brand: str) -> str:
+        return f"{self.prefix}:audit:{brand}"
+
+    def item_audit(self, brand: str, message_id: str) -> str:
+        return f"{self.prefix}:audit:item:{brand}:{message_id}"
+
+    def author(self, brand: str, author_id: str) -> str:
+        return f"{self.prefix}:author:{brand}:{author_id}"
 
 
 def llm_stat_fields(llm: Any) -> dict[str, int | float]:
@@ -138,6 +176,22 @@ def llm_stat_fields(llm: Any) -> dict[str, int | float]:
             if llm.latency_ms / 1000 <= bucket:
                 fields[f"llm:latency_le:{bucket}"] = 1
     return fields
+
+
+def outbox_payload(event: InboundEvent, kind: str, **fields: Any) -> dict[str, Any]:
+    """One outbox entry (what connectors carry out), the same for automated and human actions.
+
+    ``kind`` is reply, hide, unhide or block; a reply carries ``text``, ``templates`` (``id@version``;
+    empty when a person wrote the text), ``llm`` and is public under a comment, private in a DM.
+    Human actions add ``by`` (the user) and ``action_id`` (their audit entry).
+    """
+    payload: dict[str, Any] = {"brand": event.brand, "message_id": event.id, "platform": event.platform,
+                               "kind": event.kind, "conversation_id": event.conversation_id,
+                               "post_id": event.post_id, "author_id": event.author.id, "type": kind}
+    if kind == "reply":
+        payload["visibility"] = "public" if event.kind == "comment" else "private"
+    payload.update(fields)
+    return payload
 
 
 def review_member(brand: str, message_id: str) -> str:
@@ -211,18 +265,14 @@ class Store:
 
     def _effects(self, decision: Decision, event: InboundEvent) -> tuple[list[str], str, list[str], list[str]]:
         """(outbox payloads, review score, brand history entries, stats fields) a final decision implies."""
-        b, mid, conv = event.brand, event.id, event.conversation_id
+        b, mid = event.brand, event.id
         outbox = []
-        base = {"brand": b, "message_id": mid, "platform": event.platform, "kind": event.kind,
-                "conversation_id": conv, "post_id": event.post_id, "author_id": event.author.id}
         if Action.HIDE in decision.actions:
-            outbox.append(json.dumps({**base, "type": "hide"}, ensure_ascii=False))
+            outbox.append(json.dumps(outbox_payload(event, "hide"), ensure_ascii=False))
         if Action.AUTO_REPLY in decision.actions and decision.reply:
-            outbox.append(json.dumps({**base, "type": "reply", "text": decision.reply,
-                                      "templates": [f"{t.id}@{t.version}" for t in decision.templates],
-                                      "llm": bool(decision.llm and decision.llm.outcome == "used"),
-                                      "visibility": "public" if event.kind == "comment" else "private"},
-                                     ensure_ascii=False))
+            outbox.append(json.dumps(outbox_payload(
+                event, "reply", text=decision.reply, templates=[f"{t.id}@{t.version}" for t in decision.templates],
+                llm=bool(decision.llm and decision.llm.outcome == "used")), ensure_ascii=False))
         escalation = decision.escalation if Action.ESCALATE in decision.actions else None
         score = repr(review_score(escalation.priority, event.created_at)) if escalation else ""
         history = []
@@ -337,6 +387,23 @@ class Store:
             keys, args = self._args(decision, event, optout_op, away_sent)
             self._persist(keys=keys, args=args, client=pipe)
         return [bool(r) for r in pipe.execute()]
+
+    # -- human actions (review app): queued on the caller's MULTI pipeline -----------------
+
+    def queue_outbox(self, pipe: Any, payload: dict[str, Any]) -> None:
+        """Append an outbox entry exactly as the automated path does (same stream, cap and fields)."""
+        pipe.xadd(self.keys.outbox(payload["brand"]),
+                  {"message_id": payload["message_id"], "payload": json.dumps(payload, ensure_ascii=False)},
+                  maxlen=defaults.OUTBOX_MAX_ENTRIES, approximate=True)
+
+    def queue_brand_message(self, pipe: Any, brand: str, conversation_id: str, message_id: str, text: str,
+                            at: datetime) -> None:
+        """Record the brand's reply in the conversation history (context for later decisions)."""
+        hkey = self.keys.history(brand, conversation_id)
+        pipe.rpush(hkey, json.dumps({"role": "brand", "message_id": message_id, "at": _ms(at),
+                                     "text": text[: defaults.HISTORY_MAX_CHARS]}, ensure_ascii=False))
+        pipe.ltrim(hkey, -defaults.HISTORY_MAX_MESSAGES, -1)
+        pipe.expire(hkey, defaults.CONVERSATION_TTL_SECONDS)
 
     @_guard("recording a rejected event")
     def reject(self, raw: object, reason: str, source: str) -> None:

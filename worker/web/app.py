@@ -45,6 +45,10 @@ log = logging.getLogger("replyguard.web")
 #: Route modules, in order; each exposes ``routes(deps) -> list[BaseRoute]``.
 ROUTERS: tuple[str, ...] = (
     "worker.web.health",
+    "worker.web.pages",          # /, /static, the shared page layout and nav
+    "worker.web.auth",           # /login, /logout; the page()/api() guards
+    "worker.web.review_api",     # /api/review/...
+    "worker.web.review_pages",   # /review, /review/items/..., /review/auto, /review/rejected
 )
 
 
