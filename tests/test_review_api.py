@@ -280,14 +280,30 @@ def test_label_corrections_are_stored_for_replay_and_validated(review: ReviewEnv
 
 def test_reroute_changes_role_and_priority_in_the_queue(review: ReviewEnv) -> None:
     tom = review.login("tom")
-    assert tom.act(AGENT, "route", {"role": "manager", "priority": "urgent"}).json() == {
-        "ok": True, "role": "manager", "priority": "urgent"}
+    assert tom.act(AGENT, "route", {"role": "tier2", "priority": "urgent"}).json() == {
+        "ok": True, "role": "tier2", "priority": "urgent"}
     items = tom.get("/api/review/queue").json()["items"]
-    assert (items[0]["brand"] + "/" + items[0]["message_id"], items[0]["role"], items[0]["priority"]) == (
-        AGENT, "manager", "urgent")
-    assert queue_keys(tom, role="manager") == [AGENT]
+    row = next(i for i in items if f"{i['brand']}/{i['message_id']}" == AGENT)
+    assert (row["role"], row["priority"]) == ("tier2", "urgent")
+    assert all(i["priority"] == "urgent" for i in items[: items.index(row) + 1])
+    assert queue_keys(tom, role="tier2") == [AGENT]
+    escalation = review.store.decision("demo-shop", "m21").escalation  # through the store's one path
+    assert (escalation.role, escalation.priority) == ("tier2", "urgent") and "re-routed by tom" in escalation.reason
     assert tom.act(AGENT, "route", {"priority": "soon"}).status_code == 422
     assert tom.act(AGENT, "route", {"role": "Bad Role!"}).status_code == 422
+
+
+def test_a_persons_reply_and_resolution_stop_the_sla_clocks(review: ReviewEnv) -> None:
+    tom = review.login("tom")
+    item = "demo-shop/m22"  # a recent escalation: its clocks are still running
+    before = {c["target"]: c["state"] for c in tom.get(f"/api/review/items/{item}").json()["sla"]["clocks"]}
+    assert before["first_response"] in ("active", "warning")
+    assert tom.act(item, "send", {"text": "担当のトムです。ご用件をお聞かせください。", "resolve": False}).status_code == 200
+    after = {c["target"]: c["state"] for c in tom.get(f"/api/review/items/{item}").json()["sla"]["clocks"]}
+    assert after["first_response"] == "met"
+    assert tom.act(item, "resolve").status_code == 200
+    closed = {c["target"]: c["state"] for c in tom.get(f"/api/review/items/{item}").json()["sla"]["clocks"]}
+    assert closed["resolution"] == "met"
 
 
 def test_resolve_without_reply_and_reopen_an_auto_actioned_message(review: ReviewEnv) -> None:
@@ -333,7 +349,10 @@ def test_queue_filters_and_counts(review: ReviewEnv) -> None:
     everything = mia.get("/api/review/queue").json()
     priorities = [i["priority"] for i in everything["items"]]
     assert priorities == sorted(priorities, key=["urgent", "high", "normal", "low"].index)
-    assert everything["counts"]["role"]["moderator"] == 2 and everything["counts"]["role"]["vip_care"] == 1
+    assert everything["counts"]["role"]["moderator"] == 2
+    # the VIP message, unanswered past its SLA target, was re-routed to a manager by itself
+    assert queue_keys(mia, role="manager") == [VIP] and VIP in queue_keys(mia, sla="breached")
+    assert "demo-shop/m22" in queue_keys(mia, sla="active") and "demo-shop/m22" not in queue_keys(mia, sla="breached")
     assert queue_keys(mia, platform="x") == [HATE]
     assert queue_keys(mia, label="hate") == [HATE]
     assert set(queue_keys(mia, role="moderator")) == {HATE, OFFENSIVE}

@@ -6,6 +6,10 @@ through :meth:`worker.store.Store.queue_outbox`, the same stream and payload sha
 as automated replies and hides, so the same deliverer carries them out — and
 (c) appends the audit entry (:mod:`worker.audit`). All or nothing.
 
+When an SLA tracker is given (:class:`worker.sla.tracker.SlaTracker`), a person's
+reply meets the response targets and resolving stops the clocks, right after
+the action's transaction.
+
 Errors are :class:`ActionError` with an HTTP-like ``status`` (403 not allowed,
 404 unknown item, 409 claimed by someone else, 422 bad input).
 """
@@ -25,7 +29,7 @@ from worker.accounts import User
 from worker.audit import AuditEntry, AuditLog
 from worker.entities import template_values
 from worker.exceptions import RenderError, ReplyguardError, TemplateError
-from worker.models import Correction, Decision, InboundEvent
+from worker.models import Correction, Decision, Escalation, InboundEvent
 from worker.placeholders import parse_text
 from worker.store import Store, outbox_payload, review_member, review_score
 
@@ -55,8 +59,9 @@ class ActionError(ReplyguardError):
 
 
 class ReviewActions:
-    def __init__(self, store: Store, brands: dict[str, Any], audit: AuditLog):
+    def __init__(self, store: Store, brands: dict[str, Any], audit: AuditLog, sla: Any = None):
         self.store = store
+        self.sla = sla
         self.client = store.client
         self.keys = store.keys
         self.brands = brands
@@ -94,7 +99,7 @@ class ReviewActions:
         with self.client.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(claim_key, self.keys.item(brand, mid))
+                    pipe.watch(claim_key, self.keys.item(brand, mid), self.keys.decision(brand, mid))
                     holder = pipe.get(claim_key)
                     if holder is not None and holder.decode() != user.name:
                         pipe.unwatch()
@@ -125,6 +130,16 @@ class ReviewActions:
             "status": "resolved", "resolved_by": user.name, "resolution": resolution,
             "resolved_at": datetime.now(timezone.utc).isoformat()})
         pipe.delete(self.keys.claim(brand, mid))
+
+    def _sla_after(self, decision: Decision, user: User, responded: bool = False, resolved: bool = False) -> None:
+        """Tell the SLA timers a person answered and/or closed the item (no-op without a tracker or timer)."""
+        if self.sla is None:
+            return
+        now = datetime.now(timezone.utc)
+        if responded:
+            self.sla.responded(decision.brand, decision.message_id, now, by=user.name, automated=False)
+        if resolved:
+            self.sla.resolved(decision.brand, decision.message_id, now, by=user.name)
 
     def _open(self, decision: Decision) -> bool:
         return self.client.zscore(self.keys.review, review_member(decision.brand, decision.message_id)) is not None
@@ -254,6 +269,7 @@ class ReviewActions:
         entry = self._commit(user, decision, action, {"status": "open" if was_open else "closed"},
                              {"reply": text, "templates": templates, "human_written": human_written,
                               "status": "resolved" if resolve else ("open" if was_open else "closed")}, write)
+        self._sla_after(decision, user, responded=True, resolved=resolve)
         return {"sent": True, "text": text, "templates": templates, "human_written": human_written,
                 "resolved": resolve, "audit_id": entry.id}
 
@@ -301,6 +317,7 @@ class ReviewActions:
         self._commit(user, decision, which, {"correction": previous, "hidden": was_hidden, "open": was_open},
                      {"correction": merged.model_dump(mode="json"), "hidden": False if decision.kind == "comment" else was_hidden,
                       "open": False}, write)
+        self._sla_after(decision, user, resolved=was_open)
         return {"correction": merged.model_dump(mode="json"), "unhidden": was_hidden and decision.kind == "comment",
                 "resolved": was_open}
 
@@ -358,16 +375,24 @@ class ReviewActions:
             raise ActionError(422, f"priority: must be one of {', '.join(defaults.PRIORITIES)}")
         state = self._state(brand, message_id)
         score = self.client.zscore(self.keys.review, review_member(brand, message_id))
-        old_priority = (defaults.PRIORITIES[min(int(score // 1e13), 3)] if score is not None
-                        else state.get("priority") or (decision.escalation.priority if decision.escalation else "normal"))
-        old_role = state.get("role") or (decision.escalation.role if decision.escalation else None)
+        escalation = decision.escalation
+        old_priority = (defaults.PRIORITIES[min(int(score // 1e13), len(defaults.PRIORITIES) - 1)] if score is not None
+                        else state.get("priority") or (escalation.priority if escalation else "normal"))
+        old_role = state.get("role") or (escalation.role if escalation else None)
         new_priority, new_role = priority or old_priority, role or old_role or "tier1"
         created = datetime.fromisoformat(decision.event["created_at"])
 
         def write(pipe: Any, entry: AuditEntry) -> list[dict[str, Any]]:
             pipe.zadd(self.keys.review, {review_member(brand, message_id): review_score(new_priority, created)})
-            pipe.hset(self.keys.item(brand, message_id), mapping={"role": new_role, "priority": new_priority,
-                                                                  "status": "open"})
+            if escalation is not None and "role" not in state:
+                # the escalation itself changes, through the store's one path for escalation changes
+                reason = f"re-routed by {user.name} (was {escalation.role}, {escalation.priority}): {escalation.reason}"
+                self.store.queue_escalation_change(pipe, decision, Escalation(
+                    role=new_role, priority=new_priority, reason=reason[:1000]))  # type: ignore[arg-type]
+                pipe.hset(self.keys.item(brand, message_id), "status", "open")
+            else:  # a reopened automated outcome: the person's routing lives with the item
+                pipe.hset(self.keys.item(brand, message_id), mapping={"role": new_role, "priority": new_priority,
+                                                                      "status": "open"})
             return []
 
         self._commit(user, decision, "reroute", {"role": old_role, "priority": old_priority, "open": score is not None},
@@ -407,6 +432,7 @@ class ReviewActions:
 
         self._commit(user, decision, "resolve", {"open": True}, {"open": False, "resolution": "no_reply"}, write,
                      note=(note or None) and str(note)[:500])
+        self._sla_after(decision, user, resolved=True)
         return {"resolved": True}
 
     # -- the author -------------------------------------------------------------------------

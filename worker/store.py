@@ -128,6 +128,7 @@ class Keys:
 
     def sla_events(self, brand: str) -> str:
         return f"{self.prefix}:sla:events:{brand}"
+
     # -- review app ---------------------------------------------------------------------
 
     def user(self, name: str) -> str:

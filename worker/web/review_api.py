@@ -66,13 +66,36 @@ class Review:
         return data
 
 
+def sla_tracker(deps: Deps) -> Any:
+    """The SLA timers of the app's brands (:class:`worker.sla.tracker.SlaTracker`)."""
+    from worker.sla.tracker import SlaTracker
+
+    return SlaTracker(deps.store, {name: brand.policy for name, brand in deps.brands.items()})
+
+
+def sla_views(tracker: Any):
+    """(brand, message id) pairs -> each item's SLA view (state, clocks with due times) or None."""
+
+    def lookup(pairs: list[tuple[str, str]]) -> list[dict[str, Any] | None]:
+        by_brand: dict[str, list[str]] = {}
+        for brand, mid in pairs:
+            by_brand.setdefault(brand, []).append(mid)
+        views = {(b, m): v for b, mids in by_brand.items() for m, v in tracker.views(b, mids).items()}
+        return [views.get(pair) for pair in pairs]
+
+    return lookup
+
+
 def review_of(deps: Deps) -> Review:
-    """The app's review reader/actions (made once; an SLA provider in ``deps.extras['review.sla']`` plugs in)."""
+    """The app's review reader/actions, made once. SLA state comes from the SLA timers (another
+    provider may be put in ``deps.extras['review.sla']`` before the routes are built)."""
     review = deps.extras.get(__name__)
     if review is None:
         audit = AuditLog(deps.connection, deps.settings.key_prefix)
-        sla = deps.extras.get(SLA_PROVIDER_KEY)
-        review = Review(ReviewReader(deps.store, sla=sla), ReviewActions(deps.store, deps.brands, audit), audit)
+        tracker = sla_tracker(deps)
+        sla = deps.extras.get(SLA_PROVIDER_KEY) or sla_views(tracker)
+        review = Review(ReviewReader(deps.store, sla=sla),
+                        ReviewActions(deps.store, deps.brands, audit, sla=tracker), audit)
         deps.extras[__name__] = review
     return review
 
