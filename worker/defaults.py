@@ -199,3 +199,7 @@ REPLY_WINDOW_HOURS = {
     ("instagram", "comment"): 7 * 24,
     ("facebook", "comment"): 7 * 24,
 }
+
+#: KPIs count a message on the day it was sent; they read the decisions made from this
+#: many days before the period's first day (a message decided later than that is not counted).
+KPI_DECIDED_LAG_DAYS = 7

@@ -2,8 +2,8 @@
 
 Sources (nothing is counted twice and nothing is estimated):
 
-* decisions (``{p}:decisions:{brand}``, by decision time): message volume and the
-  **automation rate**, the share decided without a person (no ``escalate`` action);
+* decisions (``{p}:decisions:{brand}``): message volume and the **automation rate**, the
+  share decided without a person (no ``escalate`` action);
 * SLA timers (``{p}:sla:timer:…``, one per escalation with an SLA policy): **average
   first-response time** (wall clock, from the customer's message to the first reply that
   counts), **resolution rate** (escalations of the day resolved since), **backlog age**
@@ -14,7 +14,10 @@ Sources (nothing is counted twice and nothing is estimated):
   entries on ``{p}:audit:{brand}``) when present, else the replies recorded on the timers:
   **messages per agent** (replies of the day ÷ agents who replied that day).
 
-Days are calendar days in the brand's business-hours time zone (UTC without one).
+Everything about a message counts on the day the customer sent it (its ``created_at``; an
+escalation's clocks start then too), except people's replies, which count on the day they were
+sent, and the backlog, measured at each day's end. Days are calendar days in the brand's
+business-hours time zone (UTC without one).
 :func:`daily` is pure; :func:`load` reads Redis for it.
 """
 
@@ -32,6 +35,7 @@ from zoneinfo import ZoneInfo
 
 import redis
 
+from worker import defaults
 from worker.exceptions import StoreError
 from worker.models import Decision
 from worker.sla.timers import SlaTimer
@@ -169,15 +173,17 @@ def load(store: Any, tracker: Any, brand: str, policy: Any, days: int = 14,
     # timers that started earlier may still be open in the window (backlog)
     timers = tracker.timers(brand, since=since - timedelta(days=90))
     try:
+        decided_since = since - timedelta(days=defaults.KPI_DECIDED_LAG_DAYS)
         ids = [m.decode() for m in store.client.zrangebyscore(store.keys.decisions(brand),
-                                                               int(since.timestamp() * 1000), "+inf")]
+                                                               int(decided_since.timestamp() * 1000), "+inf")]
         decisions: list[DecisionRow] = []
         for start in range(0, len(ids), 500):
             raws = store.client.mget([store.keys.decision(brand, m) for m in ids[start:start + 500]])
             for raw in raws:
                 if raw:
                     d = Decision.from_json(raw)
-                    decisions.append(DecisionRow(at=d.decided_at, escalated="escalate" in d.actions))
+                    created = datetime.fromisoformat(d.event["created_at"]) if d.event.get("created_at") else d.decided_at
+                    decisions.append(DecisionRow(at=created, escalated="escalate" in d.actions))
         replies = _audit_replies(store, brand, since)
     except redis.RedisError as exc:
         raise StoreError(f"Redis failed while reading KPIs of {brand}: {exc}") from exc
@@ -205,8 +211,6 @@ def _audit_replies(store: Any, brand: str, since: datetime) -> list[ReplyRow] | 
 
 def queue_depths(store: Any) -> tuple[Counter, dict[str, float]]:
     """(brand, role) -> escalations waiting, and brand -> age in seconds of the oldest one."""
-    from worker import defaults
-
     try:
         members = store.client.zrange(store.keys.review, 0, -1, withscores=True)
         pairs = [(m.decode().partition("/")[0], m.decode().partition("/")[2], s) for m, s in members]

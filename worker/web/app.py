@@ -49,6 +49,7 @@ ROUTERS: tuple[str, ...] = (
     "worker.web.auth",           # /login, /logout; the page()/api() guards
     "worker.web.review_api",     # /api/review/...
     "worker.web.review_pages",   # /review, /review/items/..., /review/auto, /review/rejected
+    "worker.web.dashboard",      # /dashboard/{brand}: KPIs per day, CSV export
 )
 
 
