@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,31 @@ def _version(config: ModelConfig, sources: list[TrainingSource]) -> str:
     return f"{datetime.now(timezone.utc):%Y.%m.%d}-{digest}"
 
 
+def fitted_config(config: ModelConfig, labels: list[str]) -> tuple[ModelConfig, str | None]:
+    """``config`` with as many calibration folds as the rarest label allows, and a note saying so.
+
+    Calibration needs every label in every fold. A label with fewer training rows than
+    ``calibration_folds`` gets fewer folds (at least 2); one with a single row cannot be
+    calibrated at all and is refused with a message naming it.
+    """
+    counts = Counter(labels)
+    if len(counts) < 2:
+        raise ConfigError(f"training needs at least two labels; the training rows only have {sorted(counts)}")
+    single = sorted(label for label, n in counts.items() if n < 2)
+    if single:
+        raise ConfigError(f"label(s) {single} have fewer than 2 training rows, too few to train and calibrate a model; "
+                          "add examples or drop those rows")
+    rarest = min(counts.values())
+    if rarest >= config.calibration_folds:
+        return config, None
+    rare = sorted(f"{label} ({n})" for label, n in counts.items() if n < config.calibration_folds)
+    note = (f"label(s) {', '.join(rare)} have fewer than {config.calibration_folds} training rows: "
+            f"calibrated over {rarest} folds instead of {config.calibration_folds}; add examples for steadier probabilities")
+    return replace(config, calibration_folds=rarest), note
+
+
 def fit(config: ModelConfig, texts: list[str], labels: list[str], weights: list[float] | None = None) -> Pipeline:
+    config, _ = fitted_config(config, labels)
     pipeline = make_pipeline(config)
     if weights is not None and any(w != 1.0 for w in weights):
         pipeline.fit(texts, labels, classify__sample_weight=np.asarray(weights))
@@ -160,6 +185,7 @@ def train(
     ds = with_splits(dataset)
     fit_rows = [e for e in ds.examples if e.split in ("train", "val")]
     test_rows = ds.split("test")
+    config, _ = fitted_config(config, [e.label for e in fit_rows])
     started = time.perf_counter()
     estimator = fit(config, [e.text for e in fit_rows], [e.label for e in fit_rows], [e.weight for e in fit_rows])
     seconds = time.perf_counter() - started

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from classifiers.build import DEFAULT_CONFIGS, ModelConfig, fit
+from classifiers.build import DEFAULT_CONFIGS, ModelConfig, fit, fitted_config
 from classifiers.datasets import Dataset, carve, read_dataset, with_splits
 from classifiers.persistence import LoadedModel, load_artifact
+from classifiers.registry import ModelRegistry
 from eval import metrics
 from eval.thresholds import (
     Scored,
@@ -74,6 +75,16 @@ def _speed(estimator: Any, texts: list[str], seconds: float = 1.0) -> float:
     return done / (time.perf_counter() - started)
 
 
+def resolve_model(spec: Path | str | LoadedModel, models_dirs: list[Path] | None = None) -> LoadedModel:
+    """A model given as a loaded model, a path to an artifact directory, or a registry name (``spam-default``)."""
+    if isinstance(spec, LoadedModel):
+        return spec
+    path = Path(spec)
+    if path.is_dir() or "/" in str(spec) or path.is_absolute():
+        return load_artifact(path)
+    return ModelRegistry(models_dirs).get(str(spec))
+
+
 def evaluate(
     task: str,
     data: Path | str | Dataset,
@@ -85,6 +96,7 @@ def evaluate(
     margin: float = DEFAULT_MARGIN,
     oos_share: float | None = None,
     measure_speed: bool = True,
+    models_dirs: list[Path] | None = None,
 ) -> Evaluation:
     """Evaluate ``task`` on ``data``. ``oos_share``: the out-of-scope share of real traffic to plan the
     auto-reply threshold for (default 0.25 when there is an out-of-scope label; see eval.thresholds)."""
@@ -102,20 +114,26 @@ def evaluate(
         raise ConfigError(f"{dataset.path} has no train rows to train on (pass --model to evaluate an artifact)")
     if not test_rows or not val_rows:
         raise ConfigError(f"{dataset.path} needs test and val rows (val may be carved from train)")
+    notes: list[str] = []
+    model_ref: str | None = None
     started = time.perf_counter()
     if model is None:
-        estimator = fit(config or DEFAULT_CONFIGS[task], [e.text for e in train_rows], [e.label for e in train_rows],
+        fit_config, note = fitted_config(config or DEFAULT_CONFIGS[task], [e.label for e in train_rows])
+        if note:
+            notes.append(note)
+        estimator = fit(fit_config, [e.text for e in train_rows], [e.label for e in train_rows],
                         [e.weight for e in train_rows])
         train_seconds: float | None = time.perf_counter() - started
         labels = [str(c) for c in estimator.classes_]
         source = "trained on the train split"
     else:
-        loaded = model if isinstance(model, LoadedModel) else load_artifact(Path(model))
+        loaded = resolve_model(model, models_dirs)
         if loaded.task != task:
             raise ConfigError(f"{loaded.path} is a {loaded.task!r} model, not {task!r}")
         estimator, labels, train_seconds = loaded.estimator, loaded.labels, None
         oos_label = oos_label or loaded.manifest.out_of_scope_label
         source = f"artifact {loaded.ref}"
+        model_ref = loaded.ref
     if oos_label and oos_label not in labels:
         raise ConfigError(f"out-of-scope label {oos_label!r} is not one of the model's labels {labels}")
     unknown = sorted({e.label for e in ds.examples} - set(labels))
@@ -145,6 +163,8 @@ def evaluate(
         "task": task,
         "data": {"path": str(dataset.path), "sha256": dataset.sha256, "carved": ds.carved},
         "model": source,
+        "model_ref": model_ref,
+        "notes": notes,
         "n_train": len(train_rows),
         "n_val": len(val_rows),
         "n_test": len(test_rows),

@@ -10,16 +10,16 @@ rate among auto-resolved messages, and escalations per 1,000 messages.
 
 from __future__ import annotations
 
+import io
 import math
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
-
 from eval.thresholds import Scored, auto_mask, outcome
-from worker.policy import Policy, load_policy
+from worker.policy import ABUSE_LABELS, SPAM_LABELS, Policy, load_policy
 from worker.yaml_source import read_yaml
 
 
@@ -29,7 +29,111 @@ def _ceil(value: float, digits: int = 4) -> float:
     return min(1.0, math.ceil(value * factor - 1e-9) / factor)
 
 
+#: Val rows a deliberate threshold must be judged on before the data may overrule it.
+MIN_EVIDENCE = 20
+
+
+@dataclass
+class Proposal:
+    """Thresholds for ``thresholds.<task>``, why each one is what it is, and what could not be mapped."""
+
+    thresholds: dict[str, float]
+    reasons: dict[str, str] = field(default_factory=dict)
+    unmapped: list[str] = field(default_factory=list)
+    for_model: str | None = None
+    policy_model: str | None = None
+
+    @property
+    def model_mismatch(self) -> bool:
+        return self.policy_model is not None and self.for_model != self.policy_model
+
+
+def _at(val: Scored, label: str, threshold: float) -> tuple[int, float]:
+    """Val rows predicted ``label`` at or above ``threshold``, and the share of them that are right."""
+    rows = (val.pred == label) & (val.conf >= threshold)
+    n = int(rows.sum())
+    return n, float(val.correct[rows].mean()) if n else 1.0
+
+
+def propose(task: str, report: dict[str, Any], policy: Policy, val: Scored, *,
+            allowed: set[str] | None = None, policy_model: str | None = None) -> Proposal:
+    """Thresholds to propose for ``thresholds.<task>`` of ``policy``.
+
+    * Labels the policy cannot hold (spam/abuse know fixed labels; an intent threshold must name a
+      label of the policy's model, ``allowed``) are listed in ``unmapped``, never written.
+    * A threshold the policy sets on purpose (an intent label's own threshold) is kept unless val
+      shows it below the target precision on at least MIN_EVIDENCE answers.
+    * Spam/abuse thresholds follow val where val holds at least MIN_EVIDENCE rows of the label;
+      otherwise, and for labels the data does not have, the policy's value stays.
+    """
+    target = report["target_precision"]
+    chosen = _ceil(report["threshold"])
+    per_label = {k: _ceil(v) for k, v in report["per_label_thresholds"].items()}
+    current, current_default = _current(policy, task)
+    labels = set(report["labels"])
+    out = Proposal(thresholds={}, for_model=report.get("model_ref"), policy_model=policy_model)
+    if task == "intent":
+        if allowed is None:
+            allowed = labels
+        out.thresholds["default"] = chosen
+        out.reasons["default"] = f"chosen on val for precision {target}" + (
+            f" (was {current_default})" if current_default != chosen else "")
+        for label, t in sorted(per_label.items()):
+            if label in allowed:
+                out.thresholds[label] = t
+                out.reasons[label] = f"own threshold chosen on val for precision {target} (≥ 30 val rows)"
+        for label, value in sorted(current.items()):
+            if label not in labels:
+                out.thresholds[label] = value
+                out.reasons[label] = "set in the policy; the data has no such label, kept"
+                continue
+            n, precision = _at(val, label, value)
+            if n >= MIN_EVIDENCE and precision < target:
+                if label not in out.thresholds:
+                    out.reasons[label] = (f"the policy's {value} gave precision {precision:.3f} on {n} val answers, "
+                                          f"below {target}: now follows default {chosen}")
+                else:
+                    out.reasons[label] = (f"the policy's {value} gave precision {precision:.3f} on {n} val answers, "
+                                          f"below {target}: replaced")
+                continue
+            out.thresholds[label] = value
+            why = (f"precision {precision:.3f} on {n} val answers meets {target}" if n >= MIN_EVIDENCE
+                   else f"only {n} val answers at it, too few to overrule it")
+            out.reasons[label] = f"set in the policy on purpose, kept: {why}"
+        extra = sorted(set(per_label) - allowed)
+        if extra:
+            out.unmapped += [f"{label}: not a label of the policy's intent model {policy_model or ''}".rstrip()
+                             for label in extra]
+        return out
+    known = {"spam": set(SPAM_LABELS), "abuse": set(ABUSE_LABELS)}[task]
+    for label in report["action_labels"]:
+        if label not in known:
+            out.unmapped.append(f"{label}: thresholds.{task} only knows {sorted(known)}; rename the label in the "
+                                "data to one of those to have a threshold proposed for it")
+            continue
+        t = per_label.get(label, chosen)
+        support = int((val.y_true == label).sum())
+        if support < MIN_EVIDENCE and label in current:
+            out.thresholds[label] = current[label]
+            out.reasons[label] = f"kept the policy's {current[label]}: only {support} val rows of {label}, too few to move it"
+            continue
+        out.thresholds[label] = t
+        before = current.get(label)
+        if before is None or before == t:
+            out.reasons[label] = f"chosen on val for precision {target}"
+        else:
+            n, precision = _at(val, label, before)
+            out.reasons[label] = (f"chosen on val for precision {target} (the policy's {before} gave precision "
+                                  f"{precision:.3f} on {n} val answers)")
+    for label, value in sorted(current.items()):
+        if label not in out.thresholds:
+            out.thresholds[label] = value
+            out.reasons[label] = "kept: the data does not have this label"
+    return out
+
+
 def proposed_thresholds(task: str, report: dict[str, Any]) -> dict[str, float]:
+    """The val-chosen thresholds alone, without a policy to keep or map (see :func:`propose`)."""
     threshold = _ceil(report["threshold"])
     per_label = {k: _ceil(v) for k, v in report["per_label_thresholds"].items()}
     if task == "intent":
@@ -90,23 +194,49 @@ def compare(task: str, policy: Policy, test: Scored, proposed: dict[str, float],
     return {"rows": rows, "text": text, "current": {**current_table, "default": current_default}, "proposed": proposed}
 
 
-def write_proposal(policy_path: Path, task: str, proposed: dict[str, float], out: Path, *, source: str,
+def write_proposal(policy_path: Path, task: str, proposal: Proposal | dict[str, float], out: Path, *, source: str,
                    target: float) -> Path:
-    """Write ``out`` (policy.proposed.yaml): the policy at ``policy_path`` with new thresholds. Validated."""
-    data = read_yaml(policy_path).data  # strict: duplicate keys are an error, not silently merged
-    data["thresholds"][task] = proposed
-    Policy.model_validate(data)  # the proposal must be a valid policy
-    shadowing = [o.get("name") for o in data.get("overrides") or [] if task in (o.get("thresholds") or {})]
-    header = (
-        f"# Proposed by `replyguard eval` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from {source},\n"
-        f"# target precision {target}. Only thresholds.{task} differs from {policy_path}.\n"
-        "# Review it, then copy it over the brand's policy yourself: replyguard never applies it.\n"
-    )
+    """Write ``out`` (policy.proposed.yaml): the policy at ``policy_path`` with new ``thresholds.<task>``.
+
+    The file is edited as a round trip (ruamel.yaml): every comment, the key order and the flow or
+    block style of the original stay as they were; only the values of ``thresholds.<task>`` change.
+    The result is validated as a policy before it is moved into place.
+    """
+    from ruamel.yaml import YAML
+
+    if not isinstance(proposal, Proposal):
+        proposal = Proposal(thresholds=dict(proposal))
+    read_yaml(policy_path)  # strict: duplicate keys are an error, not silently merged
+    rt = YAML(typ="rt")
+    rt.preserve_quotes = True
+    rt.width = 100
+    rt.indent(mapping=2, sequence=4, offset=2)
+    doc = rt.load(policy_path.read_text(encoding="utf-8"))
+    table = doc["thresholds"][task]
+    for label in [k for k in table if k not in proposal.thresholds]:
+        del table[label]
+    for label, value in proposal.thresholds.items():
+        table[label] = value
+    shadowing = [o.get("name") for o in doc.get("overrides") or [] if task in (o.get("thresholds") or {})]
+    header = [f"Proposed by `replyguard eval` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from {source},",
+              f"target precision {target}. Only thresholds.{task} differs from {policy_path}."]
+    if proposal.model_mismatch:
+        header += [f"WARNING: these thresholds were chosen for {proposal.for_model or 'a model this eval trained and did not save'},",
+                   f"not for {proposal.policy_model}, the model this policy uses. They only hold once that model",
+                   f"is trained (replyguard train), promoted (replyguard models promote) and named in models.{task}."]
     if shadowing:
-        header += f"# Note: overrides {shadowing} still set their own {task} thresholds for their platforms/kinds.\n"
-    text = header + yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=100)
-    tmp = out.with_suffix(".tmp")
+        header.append(f"Note: overrides {shadowing} still set their own {task} thresholds for their platforms/kinds.")
+    header.append("Review it, then copy it over the brand's policy yourself: replyguard never applies it.")
+    stream = io.StringIO()
+    rt.dump(doc, stream)
+    text = "".join(f"# {line}\n" for line in header) + stream.getvalue()
+    tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
+    try:
+        load_policy(tmp, name_must_match=False)  # the proposal must be a valid policy
+    except Exception:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(out)
     return out
 

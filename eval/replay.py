@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from worker.brands import Brand
@@ -135,3 +136,40 @@ def replay(store: Store, brand: Brand, *, limit: int | None = None, reclassify: 
             report.mistakes_before.update(mistakes(old, correction))
             report.mistakes_after.update(mistakes(new, correction))
     return report
+
+
+def write_replay_html(report: ReplayReport, out: Path) -> Path:
+    """One self-contained page with the replay's figures (``eval --replay --report DIR``)."""
+    import html
+
+    e = html.escape
+    d = report.as_dict()
+
+    def table(title: str, rows: dict[str, Any], head: tuple[str, ...] = ("", "messages")) -> str:
+        cells = "".join(f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in rows.items())
+        return f"<h2>{e(title)}</h2><table><tr>{''.join(f'<th>{e(h)}</th>' for h in head)}</tr>{cells}</table>"
+
+    mistakes = {k: f"{d['mistakes_before'].get(k, 0)} → {d['mistakes_after'].get(k, 0)}"
+                for k in sorted(set(d["mistakes_before"]) | set(d["mistakes_after"]))}
+    examples = "".join(
+        f"<tr><td>{e(x['message_id'])}</td><td>{e(str(x['before']))} ({e(str(x['rule_before']))})</td>"
+        f"<td>{e(str(x['after']))} ({e(str(x['rule_after']))})</td><td>{e(x['text'][:200])}</td></tr>"
+        for x in d["examples"][:50])
+    page = (
+        "<!doctype html><html lang=en><meta charset=utf-8><title>replyguard replay</title>"
+        "<style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}</style>"
+        f"<h1>Replay of {e(d['brand'])}</h1>"
+        f"<p>{d['decisions']} decisions re-decided with policy {e(d['policy_version_after'])} (decided with "
+        f"{e(', '.join(d['policy_versions_before']) or '-')}); {d['changed']} would change.</p>"
+        + table("What changes", d["transitions"], ("before → after", "messages"))
+        + table(f"Mistakes on {d['corrected']} reviewer-corrected messages", mistakes, ("kind", "before → after"))
+        + table("Rules before", d["rules_before"], ("rule", "messages"))
+        + table("Rules after", d["rules_after"], ("rule", "messages"))
+        + f"<h2>Examples</h2><table><tr><th>message</th><th>before</th><th>after</th><th>text</th></tr>{examples}</table>"
+        "</html>\n"
+    )
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out)
+    return out

@@ -151,6 +151,8 @@ def test_replay_shows_what_a_changed_policy_would_do(client, settings, brands, t
     assert replay["changed"] >= 2  # the two FAQs would no longer be answered
     assert any(k.startswith("auto_reply -> ") and "escalate" in k for k in replay["transitions"])
     assert "3 decisions" in result.stdout and "would be decided differently" in result.stdout
+    page = (tmp_path / "rp" / "replay.html").read_text()  # --replay writes an HTML report too
+    assert page.startswith("<!doctype html>") and "Replay of demo-shop" in page and "auto_reply" in page
     # the review queue lost the resolved item
     listing = subprocess.run([*CLI, "review", "list", "--json"], env=env, capture_output=True, text=True, timeout=60)
     assert "r3" not in [row["message_id"] for row in json.loads(listing.stdout)]

@@ -126,6 +126,8 @@ def load_brands(settings: Settings, registry: ModelRegistry | None = None) -> di
     return {brand: load_brand(loaded, settings, registry) for brand, loaded in load_policies(settings.policies_dir).items()}
 
 
-def load_one(path: Path, settings: Settings, registry: ModelRegistry | None = None) -> Brand:
+def load_one(path: Path, settings: Settings, registry: ModelRegistry | None = None, *,
+             name_must_match: bool = True) -> Brand:
     """Load a single policy file and its templates/models (used by ``replyguard validate``)."""
-    return load_brand(load_policy(path), settings, registry or ModelRegistry(settings.models_dirs))
+    return load_brand(load_policy(path, name_must_match=name_must_match), settings,
+                      registry or ModelRegistry(settings.models_dirs))

@@ -282,24 +282,58 @@ def cmd_kpi(args: argparse.Namespace) -> int:
     return 0
 
 
+def _policy_model(policy_path: Path, task: str, settings):
+    """The model ``policy_path`` names for ``task``, or None (with the reason) when it cannot be loaded."""
+    from classifiers.registry import ModelRegistry
+    from worker.exceptions import ReplyguardError
+    from worker.policy import load_policy
+
+    policy = load_policy(policy_path, name_must_match=False).policy
+    name = getattr(policy.models, task)
+    try:
+        return ModelRegistry(settings.models_dirs).get(name, task), None
+    except ReplyguardError as exc:
+        return None, f"the policy's {task} model {name!r} cannot be loaded ({exc}); thresholds are proposed without it"
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.replay:
         return _eval_replay(args)
+    if args.compare:
+        return _eval_compare(args)
+    from classifiers.datasets import read_dataset
     from eval.evaluate import evaluate
     from eval.report import write_report
 
     if not args.task or not args.data or not args.report:
-        print("eval needs --task, --data and --report (or --replay)", file=sys.stderr)
+        print("eval needs --task, --data and --report (or --replay, or --compare A B)", file=sys.stderr)
         return EXIT_CONFIG
-    policy = Path(args.policy) if args.policy else _settings(args).policies_dir / "demo-shop.yaml"
-    evaluation = evaluate(args.task, args.data, model=args.model, target_precision=args.target_precision,
-                          oos_label=args.oos_label, margin=args.margin, oos_share=args.assume_oos_share)
-    written = write_report(evaluation, Path(args.report), policy_path=policy if policy.exists() else None)
+    settings = _settings(args)
+    policy = Path(args.policy) if args.policy else settings.policies_dir / "demo-shop.yaml"
+    dataset = read_dataset(args.data)
+    policy_model, model = None, args.model
+    if policy.exists():
+        policy_model, why = _policy_model(policy, args.task, settings)
+        if why:
+            print(f"note: {why}", file=sys.stderr)
+        data_labels = set(dataset.label_set)
+        if model is None and not args.train and policy_model is not None and data_labels <= set(policy_model.labels):
+            # thresholds are proposed for the model the policy actually uses
+            model = policy_model
+            print(f"evaluating the policy's {args.task} model {policy_model.ref} (--train trains one on the data instead)")
+    evaluation = evaluate(args.task, dataset, model=model, target_precision=args.target_precision,
+                          oos_label=args.oos_label, margin=args.margin, oos_share=args.assume_oos_share,
+                          models_dirs=settings.models_dirs)
+    written = write_report(evaluation, Path(args.report), policy_path=policy if policy.exists() else None,
+                           policy_model=policy_model)
     r = evaluation.report
     print(f"{r['task']} on {Path(r['data']['path']).name}: {r['n_train']} train / {r['n_val']} val / {r['n_test']} test ({r['model']})")
+    for note in r.get("notes") or []:
+        print(f"  note: {note}")
     print(f"  accuracy {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}  ECE {r['ece']:.4f}")
     if r.get("in_scope_accuracy") is not None:
-        print(f"  in-scope accuracy {r['in_scope_accuracy']:.4f}  out-of-scope recall {r['oos_recall']:.4f} "
+        recall = "-" if r.get("oos_recall") is None else f"{r['oos_recall']:.4f}"
+        print(f"  in-scope accuracy {r['in_scope_accuracy']:.4f}  out-of-scope recall {recall} "
               f"(reject below {r['reject_threshold']:.3f}, chosen on val)")
     if r.get("tuned"):
         t = r["tuned"]
@@ -309,8 +343,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
           f"coverage {r['coverage']:.4f}, precision {r['achieved_precision']:.4f} on test")
     if r.get("train_seconds") is not None:
         print(f"  trained in {r['train_seconds']:.1f}s; {r['predict_per_second']:.0f} messages/s on one thread")
+    pc = r.get("policy_comparison") or {}
+    if pc.get("model_mismatch"):
+        print(f"  WARNING: the proposed thresholds are for {r.get('model_ref') or 'a model this eval trained (not saved)'}, not for the policy's model {pc['policy_model']}: "
+              "train and promote a model on this data before using them")
+    for item in pc.get("unmapped") or []:
+        print(f"  not proposed: {item}")
     for path in written.values():
         print(f"  wrote {path}")
+    return 0
+
+
+def _eval_compare(args: argparse.Namespace) -> int:
+    from eval.compare import compare_reports, write_compare_html
+
+    first, second = (Path(p) for p in args.compare)
+    table = compare_reports(first, second)
+    print("\n".join(table.lines()))
+    if args.report:
+        out = Path(args.report)
+        out.mkdir(parents=True, exist_ok=True)
+        write_compare_html(table, out / "compare.html")
+        print(f"wrote {out / 'compare.html'}")
     return 0
 
 
@@ -335,8 +389,12 @@ def _eval_replay(args: argparse.Namespace) -> int:
     if args.report:
         out = Path(args.report)
         out.mkdir(parents=True, exist_ok=True)
+        from eval.replay import write_replay_html
+
         (out / "replay.json").write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n")
+        write_replay_html(report, out / "replay.html")
         print(f"wrote {out / 'replay.json'}")
+        print(f"wrote {out / 'replay.html'}")
     return 0
 
 
@@ -382,12 +440,19 @@ def cmd_build_defaults(args: argparse.Namespace) -> int:
     return 0
 
 
+def _in_dir(path: Path, directory: Path) -> bool:
+    return path.resolve().parent == directory.resolve()
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from worker.brands import load_brands, load_one
 
     settings = _settings(args)
     if args.policy:
-        brands = {b.name: b for b in (load_one(Path(p), settings) for p in args.policy)}
+        # inside the policies directory a file must be named <brand>.yaml; a candidate elsewhere
+        # (e.g. an eval report's policy.proposed.yaml) is validated as it is
+        brands = {b.name: b for b in (load_one(Path(p), settings, name_must_match=_in_dir(Path(p), settings.policies_dir))
+                                      for p in args.policy)}
     else:
         brands = load_brands(settings)
     for name, brand in sorted(brands.items()):
@@ -635,7 +700,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=["spam", "abuse", "intent"])
     p.add_argument("--data", help="labelled JSONL/CSV (text, label[, split])")
     p.add_argument("--report", help="output directory")
-    p.add_argument("--model", help="evaluate this artifact as is (default: train on the train split)")
+    p.add_argument("--model", help="evaluate this artifact as is: a registry name (spam-default) or a directory "
+                                   "(default: the policy's model when it knows the data's labels, else train on the train split)")
+    p.add_argument("--train", action="store_true", help="train a model on the data even if the policy's model knows its labels")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="show two eval report directories side by side")
     p.add_argument("--target-precision", type=float, default=0.98)
     p.add_argument("--oos-label", help="the out-of-scope label (intent)")
     p.add_argument("--margin", type=float, default=0.0, help="extra precision demanded on val (safety margin)")

@@ -1,0 +1,151 @@
+"""The eval tool on any team's data: rare labels, foreign label sets, registry names, the policy's own
+model, deliberate thresholds kept, comments kept, a proposal that validates, and two reports compared."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from eval.proposal import propose
+from eval.thresholds import Scored
+from worker.policy import load_policy
+from worker.settings import REPO_ROOT
+
+CLI = [sys.executable, "-m", "worker.cli"]
+POLICY = REPO_ROOT / "policies" / "demo-shop.yaml"
+
+
+def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+INTENTS = {
+    "order_status": ["where is my order", "has my parcel shipped yet", "tracking number for my order please",
+                     "注文はどこですか", "荷物がまだ届きません", "my package is late"],
+    "returns": ["i want to return this", "how do i send it back", "refund for a broken mug please",
+                "返品したいです", "返金してください", "can i exchange the size"],
+}
+
+
+def intent_rows(rare: int) -> list[dict]:
+    rows = [{"text": f"{t} {'!' * k}".strip(), "label": label} for label, texts in INTENTS.items()
+            for t in texts for k in range(5)]
+    rows += [{"text": f"can i talk to a person {'?' * k}", "label": "human_agent"} for k in range(rare)]
+    return rows
+
+
+def test_a_rare_label_gets_fewer_calibration_folds_not_a_traceback(tmp_path: Path) -> None:
+    data = write(tmp_path / "rare.jsonl", intent_rows(rare=6))
+    result = run("eval", "--train", "--task", "intent", "--data", str(data), "--report", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    assert "human_agent (4)" in result.stdout and "calibrated over 4 folds instead of 5" in result.stdout
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["notes"] and "human_agent" in report["notes"][0]
+
+
+def test_a_label_too_rare_to_train_is_named_in_a_clear_message(tmp_path: Path) -> None:
+    data = write(tmp_path / "rare.jsonl", intent_rows(rare=3))
+    result = run("eval", "--train", "--task", "intent", "--data", str(data), "--report", str(tmp_path / "r"))
+    assert result.returncode == 2
+    assert "['human_agent'] have fewer than 2 training rows" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_policys_own_model_is_evaluated_when_it_knows_the_labels(tmp_path: Path) -> None:
+    data = write(tmp_path / "mine.jsonl", intent_rows(rare=10))
+    result = run("eval", "--task", "intent", "--data", str(data), "--report", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["model"].startswith("artifact demo-shop-intent@") and report["train_seconds"] is None
+    assert report["policy_comparison"]["model_mismatch"] is False
+    assert "WARNING" not in (tmp_path / "r" / "policy.proposed.yaml").read_text()
+
+
+def test_abuse_data_with_its_own_labels_maps_what_it_can_and_validates(tmp_path: Path) -> None:
+    rows = [{"text": f"people like you are vermin and should leave {k}", "label": "hate"} for k in range(40)]
+    rows += [{"text": f"lovely mug, thanks for the quick delivery {k}", "label": "not_hate"} for k in range(40)]
+    data = write(tmp_path / "abuse.jsonl", rows)
+    out = tmp_path / "r"
+    result = run("eval", "--task", "abuse", "--data", str(data), "--report", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "WARNING: the proposed thresholds are for a model this eval trained" in result.stdout
+    proposed = out / "policy.proposed.yaml"
+    policy = load_policy(proposed, name_must_match=False).policy
+    assert policy.thresholds.abuse["offensive"] == 0.8  # not in the data: the policy's value stays
+    assert "kept: the data does not have this label" in (out / "policy.diff.txt").read_text()
+    assert "WARNING: these thresholds were chosen for" in proposed.read_text()
+    check = run("validate", str(proposed), timeout=120)
+    assert check.returncode == 0, check.stderr
+
+
+def test_labels_the_policy_cannot_hold_are_named_not_written(tmp_path: Path) -> None:
+    rows = [{"text": f"you are all idiots {k}", "label": "toxic"} for k in range(30)]
+    rows += [{"text": f"great service, thank you {k}", "label": "clean"} for k in range(30)]
+    out = tmp_path / "r"
+    result = run("eval", "--task", "abuse", "--data", str(write(tmp_path / "t.jsonl", rows)), "--report", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "not proposed: toxic: thresholds.abuse only knows ['hate', 'offensive']" in result.stdout
+    assert load_policy(out / "policy.proposed.yaml", name_must_match=False).policy.thresholds.abuse == {"hate": 0.6, "offensive": 0.8}
+
+
+def test_model_by_registry_name(tmp_path: Path) -> None:
+    rows = [{"text": f"WIN a free iPhone, click bit.ly/win{k} now", "label": "spam"} for k in range(20)]
+    rows += [{"text": f"where is my order KM-20{k}?", "label": "ham"} for k in range(20)]
+    result = run("eval", "--task", "spam", "--data", str(write(tmp_path / "s.jsonl", rows)), "--model", "spam-default",
+                 "--report", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["model"].startswith("artifact spam-default@")
+    missing = run("eval", "--task", "spam", "--data", str(tmp_path / "s.jsonl"), "--model", "no-such-model",
+                  "--report", str(tmp_path / "r2"))
+    assert missing.returncode == 2 and "no model directory of that name" in missing.stderr
+
+
+def test_the_proposal_keeps_comments_layout_and_deliberate_thresholds(tmp_path: Path) -> None:
+    data = write(tmp_path / "mine.jsonl", intent_rows(rare=10))
+    out = tmp_path / "r"
+    assert run("eval", "--task", "intent", "--data", str(data), "--report", str(out)).returncode == 0
+    original = POLICY.read_text(encoding="utf-8").splitlines()
+    proposed = (out / "policy.proposed.yaml").read_text(encoding="utf-8").splitlines()
+    comments = [line for line in original if line.strip().startswith("#")]
+    assert comments and all(c in proposed for c in comments)  # every comment line, in place
+    assert "    human_agent: 0.5       # asking for a person is cheap to honour" in proposed
+    changed = [line for line in original if line not in proposed]
+    assert all("default:" in line or "greeting" in line or "thanks" in line for line in changed), changed
+    assert "set in the policy on purpose, kept" in (out / "policy.diff.txt").read_text()
+    check = run("validate", str(out / "policy.proposed.yaml"), timeout=120)
+    assert check.returncode == 0, check.stderr
+
+
+def test_a_deliberate_threshold_is_overruled_only_by_enough_evidence() -> None:
+    policy = load_policy(POLICY).policy
+    labels = ["human_agent", "order_status", "out_of_scope"]
+    n = 60
+    proba = np.tile([0.55, 0.25, 0.20], (n, 1))  # predicted human_agent at 0.55, above the policy's 0.5
+    truth = ["human_agent" if i % 2 else "order_status" for i in range(n)]  # half of them wrong
+    report = {"target_precision": 0.98, "threshold": 0.9, "per_label_thresholds": {}, "labels": labels,
+              "action_labels": ["human_agent", "order_status"], "model_ref": "x@1"}
+    overruled = propose("intent", report, policy, Scored.from_proba(proba, labels, truth), allowed=set(labels))
+    assert "human_agent" not in overruled.thresholds and "precision 0.500 on 60 val answers" in overruled.reasons["human_agent"]
+    few = propose("intent", report, policy, Scored.from_proba(proba[:5], labels, truth[:5]), allowed=set(labels))
+    assert few.thresholds["human_agent"] == 0.5 and "too few to overrule it" in few.reasons["human_agent"]
+
+
+def test_compare_two_reports_side_by_side(tmp_path: Path) -> None:
+    data = write(tmp_path / "mine.jsonl", intent_rows(rare=10))
+    assert run("eval", "--task", "intent", "--data", str(data), "--report", str(tmp_path / "a")).returncode == 0
+    assert run("eval", "--train", "--task", "intent", "--data", str(data), "--report", str(tmp_path / "b")).returncode == 0
+    result = run("eval", "--compare", str(tmp_path / "a"), str(tmp_path / "b"), "--report", str(tmp_path / "c"))
+    assert result.returncode == 0, result.stderr
+    assert "artifact demo-shop-intent@" in result.stdout and "trained on the train split" in result.stdout
+    assert "B - A" in result.stdout and "human_agent" in result.stdout
+    assert "F1 per label" in (tmp_path / "c" / "compare.html").read_text()
+    bad = run("eval", "--compare", str(tmp_path / "a"), str(tmp_path / "nothing"))
+    assert bad.returncode == 2 and "no eval report there" in bad.stderr
