@@ -120,7 +120,7 @@ def test_good_rewrite_is_sent_and_the_key_stays_secret(client, llm_env, server, 
 
 BAD_REWRITES = {
     "facts_kept": lambda d: d["approved_reply"].replace("KM-204815", "your order"),
-    "no_new_facts": lambda d: d["approved_reply"] + " More deals: https://deals.example/now",
+    "no_new_facts": lambda d: d["approved_reply"] + " Or call us on 0120-555-1234.",
     "same_language": lambda d: "ご注文 KM-204815 の状況は https://komorebi.example/orders/KM-204815 でご確認いただけます。2営業日以内に発送いたします。",
     "no_copied_customer_text": lambda d: "As you said: " + d["customer_message"] + " " + d["approved_reply"],
     "no_placeholders": lambda d: "Dear {customer_name}, " + d["approved_reply"],

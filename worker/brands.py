@@ -94,6 +94,15 @@ def load_brand(loaded: LoadedPolicy, settings: Settings, registry: ModelRegistry
     problems = _model_problems(loaded, intent)
     if problems:
         raise PolicyError(str(loaded.path), problems)
+    if loaded.policy.llm:
+        # import the LLM machinery (openai: ~1 s) and load the drafts' language identifier (~2 s)
+        # now, before RQ forks a work-horse per job, instead of in every job
+        import worker.llm_jobs  # noqa: F401
+        from worker.language import identifier
+
+        identifier()
+        for term_list in loaded.policy.guardrails.lists():
+            term_list.patterns  # noqa: B018 - compile the term patterns once, in the parent
     return Brand(loaded=loaded, templates=templates, spam=spam, abuse=abuse, intent=intent,
                  system_prompts=_system_prompts(loaded, settings))
 

@@ -157,6 +157,7 @@ def personalise(decision: Decision, brand: Brand, client: LLMClient, history: li
         abuse=lambda text: dict(zip(brand.abuse.labels, brand.abuse.predict_proba([text])[0], strict=True)),
         abuse_thresholds={"hate": view.thresholds.abuse["hate"], "offensive": view.thresholds.abuse["offensive"]},
         earlier=[m["text"] for m in earlier if m["from"] == "customer"],
+        customer_name=clean_name(event.author.name),
     )
     record["guardrails"] = [c.as_dict() for c in checks]
     record["draft"] = draft

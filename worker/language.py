@@ -59,3 +59,35 @@ def detect_language(text: str, locale: str | None, languages: list[str], default
     if hint:
         return hint
     return default
+
+
+# -- a statistical identifier, for LLM drafts ------------------------------------------------
+
+#: Languages the identifier chooses among (besides the brand's own): restricting the set makes
+#: short texts far more reliable ("Happy to help!" is English at 0.97 instead of 0.69).
+IDENTIFIER_LANGUAGES = ("en", "ja", "zh", "ko", "fr", "de", "es", "pt", "it", "nl", "sv", "ru", "pl", "tr", "id",
+                        "vi", "th", "ar")
+_identifiers: dict[tuple[str, ...], object] = {}
+
+
+def identifier(languages: tuple[str, ...] = IDENTIFIER_LANGUAGES):
+    """py3langid's naive Bayes identifier (model shipped in its wheel, loaded without pickle), cached.
+
+    Loading takes ~2 s; workers call this before forking so jobs share it.
+    """
+    key = tuple(sorted(set(languages)))
+    found = _identifiers.get(key)
+    if found is None:
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+        found = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        known = set(found.nb_classes)
+        found.set_languages([lang for lang in key if lang in known])
+        _identifiers[key] = found
+    return found
+
+
+def identify(text: str, extra: tuple[str, ...] = ()) -> tuple[str, float]:
+    """(language, probability) of ``text`` among IDENTIFIER_LANGUAGES (+ ``extra``)."""
+    lang, prob = identifier(tuple(sorted(set(IDENTIFIER_LANGUAGES) | set(extra)))).classify(text)
+    return str(lang), float(prob)

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraint
 
 from worker import defaults
 from worker.exceptions import PolicyError, Problem
+from worker.guardrail_settings import GuardrailSettings
 from worker.models import BRAND_PATTERN, Kind, Platform, Priority
 from worker.placeholders import fill, parse_text, variables_of
 from worker.sla.config import Sla
@@ -498,6 +499,7 @@ class Policy(_Model):
     private_matters: PrivateMatters | None = None
     llm: LLMSettings | None = None
     sla: Sla | None = None
+    guardrails: GuardrailSettings = Field(default_factory=GuardrailSettings)
 
     _views: dict[tuple[str, str], "PolicyView"] = PrivateAttr(default_factory=dict)
 
@@ -542,6 +544,14 @@ class Policy(_Model):
                 problems.append(f"llm.cascade.band_low {low} is above the intent threshold of {too_high}")
         if self.llm and self.llm.moderation and self.llm.moderation.hate_band_low > self.thresholds.abuse.get("hate", 1):
             problems.append("llm.moderation.hate_band_low is above thresholds.abuse.hate")
+        if self.llm and self.llm.personalise:
+            missing = self.guardrails.missing_kinds(self.languages)
+            if missing:
+                problems.append(f"guardrails: no term list for {missing} (kind/language); drafts in these "
+                                "languages could not be checked")
+        foreign = sorted({t.language for t in self.guardrails.term_lists} - set(self.languages))
+        if foreign:
+            problems.append(f"guardrails.term_lists: languages {foreign} are not in languages {self.languages}")
         if problems:
             raise ValueError("; ".join(problems))
         return self
