@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from eval.thresholds import Scored, auto_mask, outcome
+from worker.decide import threshold_actions
 from worker.policy import ABUSE_LABELS, SPAM_LABELS, Policy, load_policy
 from worker.yaml_source import read_yaml
 
@@ -148,13 +149,12 @@ def _current(policy: Policy, task: str) -> tuple[dict[str, float], float]:
 
 
 def _escalations(task: str, policy: Policy, s: Scored, mask: np.ndarray) -> int:
+    """Messages a person sees: what the rule engine does with each label above its threshold
+    (:func:`worker.decide.threshold_actions`); below it, an intent goes to the fallback."""
     if task == "intent":
         return int((~mask).sum())  # not answered automatically: a person handles it (DM fallback)
-    if task == "abuse":
-        hate = mask & (s.pred == "hate")
-        offensive = mask & (s.pred == "offensive")
-        return int(hate.sum() + (offensive.sum() if "escalate" in policy.moderation.offensive.actions else 0))
-    return int(mask.sum()) if "escalate" in policy.moderation.spam.actions else 0
+    escalating = [label for label in s.labels if "escalate" in threshold_actions(policy, task, label)]
+    return int((mask & np.isin(s.pred, escalating)).sum())
 
 
 def compare(task: str, policy: Policy, test: Scored, proposed: dict[str, float], positive: set[str]) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Replay: what a changed policy would have decided differently on past traffic.
 
 Every stored decision carries its event, its scores and the conversation context
-it was decided in, so :func:`replay` re-runs the pure rule engine with another
-policy over them and compares with the outcome *before* any LLM task (replay
+it was decided in, so :func:`replay` re-decides them with another policy through
+the worker's own path (:meth:`worker.pipeline.Pipeline.decide`, each in its stored
+context) and compares with the outcome *before* any LLM task (replay
 calls no LLM) (optionally re-classifying with the new policy's models). With
 reviewers' corrections (``replyguard review resolve``), it also counts the
 mistakes each policy makes on the corrected messages: wrong automatic answers,
@@ -16,9 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from datetime import datetime, timezone
+
 from worker.brands import Brand
-from worker.decide import Context, decide
 from worker.models import Action, Correction, Decision, parse_event
+from worker.pipeline import Pipeline
 from worker.store import Store
 
 
@@ -107,17 +110,13 @@ def replay(store: Store, brand: Brand, *, limit: int | None = None, reclassify: 
     decisions = store.all_decisions(brand.name, limit=limit)
     corrections = store.corrections(brand.name)
     report = ReplayReport(brand=brand.name, policy_after=brand.policy_version)
-    new_scores: list[dict[str, dict[str, float]]] | None = None
-    if reclassify and decisions:
-        texts = [d.event.get("text", "") for d in decisions]
-        from worker.pipeline import classify
-
-        uses = {task: [(i, getattr(brand, task)) for i in range(len(texts))] for task in ("spam", "abuse", "intent")}
-        new_scores = classify(uses, texts)
-    for i, old in enumerate(decisions):
-        event = parse_event(old.event, source=f"stored decision {old.message_id}")
-        scores = new_scores[i] if new_scores is not None else old.scores
-        new = decide(event, scores, Context.of(old), brand, truncated=old.truncated).decision
+    pipeline = Pipeline({brand.name: brand})
+    events = [parse_event(d.event, source=f"stored decision {d.message_id}") for d in decisions]
+    scores = pipeline.classify(events) if reclassify else [d.scores for d in decisions]
+    outcomes, _ = pipeline.decide(events, scores, [d.context for d in decisions], now=datetime.now(timezone.utc),
+                                  carry_context=False)
+    for old, event, outcome in zip(decisions, events, outcomes, strict=True):
+        new = outcome.decision
         before, old_rule, old_reply = _plain(old)
         after = _key(new)
         report.total += 1

@@ -8,12 +8,12 @@ import pytest
 
 from tests.conftest import make_event
 from worker.brands import Brand
-from worker.decide import Context, decide
-from worker.models import parse_event
+from worker.decide import decide
+from worker.models import DecisionContext, parse_event
 
 TUESDAY = "2026-11-24T10:00:00+09:00"
 SATURDAY = "2026-11-28T23:00:00+09:00"
-KNOWN = Context(first_contact=False)
+KNOWN = DecisionContext(first_contact=False)
 
 
 def scores(brand: Brand, *, spam: float = 0.01, hate: float = 0.01, offensive: float = 0.01,
@@ -32,7 +32,7 @@ def shop(brands: dict[str, Brand]) -> Brand:
     return brands["demo-shop"]
 
 
-def run(shop: Brand, context: Context = KNOWN, **kwargs):
+def run(shop: Brand, context: DecisionContext = KNOWN, **kwargs):
     score_args = {k: kwargs.pop(k) for k in ("spam", "hate", "offensive", "intent", "p") if k in kwargs}
     event = parse_event(make_event(**kwargs))
     return decide(event, scores(shop, **score_args), context, shop)
@@ -120,7 +120,7 @@ def test_opt_out_keyword_tags_the_author(shop: Brand) -> None:
 
 
 def test_opted_out_author_is_never_auto_messaged(shop: Brand) -> None:
-    outcome = run(shop, Context(opted_out=True, first_contact=True), created_at=SATURDAY)
+    outcome = run(shop, DecisionContext(opted_out=True, first_contact=True), created_at=SATURDAY)
     d = outcome.decision
     assert d.reply is None and "auto_reply" not in actions(outcome)
     assert d.rule == "opt_out.suppressed" and d.escalation.priority == "low"
@@ -128,7 +128,7 @@ def test_opted_out_author_is_never_auto_messaged(shop: Brand) -> None:
 
 
 def test_opt_in_keyword_removes_the_tag(shop: Brand) -> None:
-    outcome = run(shop, Context(opted_out=True), text="START")
+    outcome = run(shop, DecisionContext(opted_out=True), text="START")
     assert outcome.optout_op == "remove" and outcome.decision.untags == ["opted_out"]
 
 
@@ -150,11 +150,11 @@ def test_private_matter_in_public_comment(shop: Brand) -> None:
 
 
 def test_greeting_only_on_first_contact_in_dms(shop: Brand) -> None:
-    first = run(shop, Context(first_contact=True)).decision
+    first = run(shop, DecisionContext(first_contact=True)).decision
     assert [t.part for t in first.templates] == ["greeting", "reply"]
     assert first.reply.startswith("Hi Aiko, thanks for getting in touch")
     assert [t.part for t in run(shop).decision.templates] == ["reply"]
-    hello = run(shop, Context(first_contact=True), text="hi!", intent="greeting").decision
+    hello = run(shop, DecisionContext(first_contact=True), text="hi!", intent="greeting").decision
     assert [t.id for t in hello.templates] == ["greeting.en"]  # no double greeting
 
 
@@ -162,7 +162,7 @@ def test_away_message_outside_hours_once_per_interval(shop: Brand) -> None:
     closed = run(shop, intent="human_agent", created_at=SATURDAY)
     assert closed.away_sent and [t.part for t in closed.decision.templates] == ["away"]
     assert "escalate" in actions(closed)
-    recent = Context(first_contact=False, away_sent_at=datetime.fromisoformat(SATURDAY) - timedelta(hours=2))
+    recent = DecisionContext(first_contact=False, away_sent_at=datetime.fromisoformat(SATURDAY) - timedelta(hours=2))
     again = run(shop, recent, intent="human_agent", created_at=SATURDAY)
     assert not again.away_sent and again.decision.reply is None
     open_hours = run(shop, intent="human_agent", created_at=TUESDAY)

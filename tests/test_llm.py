@@ -20,12 +20,12 @@ from rq.registry import FailedJobRegistry
 from tests.conftest import make_event
 from worker import drafting
 from worker.brands import load_brands
-from worker.decide import Context, decide
+from worker.decide import decide
 from worker.ingest import ingest_events
 from worker.jobs import install
 from worker.llm import LLMClient, LLMUnavailable, ProviderGuard
 from worker.llm_standin import Scripted, StandInLLM
-from worker.models import parse_event
+from worker.models import DecisionContext, parse_event
 from worker.pipeline import Pipeline
 from worker.queues import llm_queue, make_worker
 from worker.settings import REPO_ROOT, Settings
@@ -446,7 +446,7 @@ def _borderline(brands, text: str):
     scores = {"spam": {"ham": 0.99, "spam": 0.01}, "abuse": {"hate": 0.45, "offensive": 0.2, "neither": 0.35},
               "intent": {label: (0.9 if label == "out_of_scope" else 0.1 / (len(brand.intent.labels) - 1))
                          for label in brand.intent.labels}}
-    decision = decide(event, scores, Context(), brand).decision
+    decision = decide(event, scores, DecisionContext(), brand).decision
     record = drafting.plan(decision, brand, datetime.now(timezone.utc))
     assert record is not None and record.task == "moderation"
     decision.llm = record

@@ -1,5 +1,13 @@
 """The rules: from an event, its scores and its conversation context to a decision.
 
+This module makes every outcome replyguard reaches: :func:`decide` (the rules
+below), :func:`error_outcome` (deciding failed unexpectedly), the outcomes of
+LLM tasks (:func:`llm_personalised`, :func:`llm_refused`, :func:`llm_fallback`,
+:func:`llm_deadline`, :func:`llm_cascade`, :func:`llm_second_opinion`) and what
+a threshold means (:func:`threshold_actions`, also used by the eval tool's
+policy proposal). All are pure; no other module edits a decision's actions,
+rule, escalation or reply (a test checks the source).
+
 :func:`decide` is pure (no Redis, no clock): everything it needs is passed in,
 so it is tested directly and replayed over stored decisions by the eval tool.
 Rules run in this order. The first rule that fires names the decision's
@@ -33,8 +41,10 @@ an escalation (raise its priority, re-route it, notify).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from worker import defaults
 from worker.brands import Brand
@@ -48,27 +58,14 @@ from worker.models import (
     Escalation,
     InboundEvent,
     IntentResult,
+    LLMRecord,
     RuleHit,
     TemplateRef,
+    parse_event,
 )
-from worker.policy import Fallback, PolicyView, normalize_keyword
+from worker.policy import Fallback, Policy, PolicyView, normalize_keyword
 from worker.sla.config import SlaPolicy
 from worker.templates import render
-
-
-@dataclass
-class Context:
-    """What Redis knows about the conversation and author before this message."""
-
-    opted_out: bool = False
-    first_contact: bool = True
-    away_sent_at: datetime | None = None
-
-    @classmethod
-    def of(cls, decision: Decision) -> "Context":
-        """The context a stored decision was made in (for re-deciding it)."""
-        c = decision.context
-        return cls(opted_out=c.opted_out, first_contact=c.first_contact, away_sent_at=c.away_sent_at)
 
 
 @dataclass
@@ -111,7 +108,7 @@ class _Builder:
         if action not in self.actions:
             self.actions.append(action)
 
-    def apply(self, actions: list[str], role: str, priority: str, reason: str) -> None:
+    def apply(self, actions: Sequence[str], role: str, priority: str, reason: str) -> None:
         """A moderation rule's configured actions (escalations get ``role``/``priority``/``reason``)."""
         for action in actions:
             if action == "escalate":
@@ -165,7 +162,7 @@ def _scores_top(scores: dict[str, float]) -> tuple[str, float]:
 def decide(
     event: InboundEvent,
     scores: dict[str, dict[str, float]],
-    context: Context,
+    context: DecisionContext,
     brand: Brand,
     *,
     truncated: bool = False,
@@ -228,21 +225,22 @@ def decide(
     if spam_score >= spam_t:
         b.hit("moderation.spam", score=spam_score, threshold=spam_t)
         b.moderated = True
-        b.apply(mod.spam.actions, mod.spam.role, mod.spam.priority, f"spam score {spam_score:.2f} ≥ {spam_t:.2f}")
+        b.apply(threshold_actions(policy, "spam", "spam"), mod.spam.role, mod.spam.priority,
+                f"spam score {spam_score:.2f} ≥ {spam_t:.2f}")
         return _finish(b, scores, context, entities, truncated, optout_op, away=False, greet=False)
     hate_score = scores["abuse"].get("hate", 0.0)
     hate_t = view.thresholds.abuse["hate"]
     if hate_score >= hate_t:
         b.hit("moderation.hate", score=hate_score, threshold=hate_t)
         b.moderated = True
-        b.act(Action.HIDE)
-        b.escalate(mod.hate.role, mod.hate.priority, f"hate score {hate_score:.2f} ≥ {hate_t:.2f}: hidden, please review")
+        b.apply(threshold_actions(policy, "abuse", "hate"), mod.hate.role, mod.hate.priority,
+                f"hate score {hate_score:.2f} ≥ {hate_t:.2f}: hidden, please review")
         return _finish(b, scores, context, entities, truncated, optout_op, away=False, greet=False)
     off_score = scores["abuse"].get("offensive", 0.0)
     off_t = view.thresholds.abuse["offensive"]
     if off_score >= off_t:
         b.hit("moderation.offensive", score=off_score, threshold=off_t)
-        b.apply(mod.offensive.actions, mod.offensive.role, mod.offensive.priority,
+        b.apply(threshold_actions(policy, "abuse", "offensive"), mod.offensive.role, mod.offensive.priority,
                 f"offensive score {off_score:.2f} ≥ {off_t:.2f}")
         if mod.offensive.then == "stop":
             b.moderated = True
@@ -344,7 +342,7 @@ def _auto_reply(b: _Builder, intent: str, *, rule_on_error: bool = True) -> None
 def _finish(
     b: _Builder,
     scores: dict[str, dict[str, float]],
-    context: Context,
+    context: DecisionContext,
     entities: dict[str, list[str]],
     truncated: bool,
     optout_op: str | None,
@@ -433,8 +431,7 @@ def _finish(
         untags=b.untags,
         entities=entities,
         truncated=truncated,
-        context=DecisionContext(opted_out=context.opted_out, first_contact=context.first_contact,
-                                away_sent_at=context.away_sent_at),
+        context=context.model_copy(),
         policy_version=b.brand.policy_version,
         template_versions={r.id: r.version for r in refs},
         model_versions=b.brand.model_versions(),
@@ -476,3 +473,156 @@ def sla_breach(escalation: Escalation, rule: SlaPolicy, target: str, due_at: dat
         reason = f"{note} (was: {escalation.reason})"[:1000]
     return SlaBreachOutcome(escalation=Escalation(role=role, priority=priority, reason=reason),  # type: ignore[arg-type]
                             notify=actions.notify, changed=changed)
+
+
+def with_escalation(decision: Decision, escalation: Escalation) -> Decision:
+    """``decision`` with its escalation replaced (an SLA breach's re-route or new priority, see :func:`sla_breach`)."""
+    return decision.model_copy(update={"escalation": escalation})
+
+
+# -- what a threshold means -----------------------------------------------------------------
+
+
+def threshold_actions(policy: Policy, task: str, label: str) -> tuple[str, ...]:
+    """The actions ``policy`` takes when ``task``'s ``label`` reaches its threshold.
+
+    The moderation rules of :func:`decide` apply exactly these; the eval tool's policy
+    proposal counts escalations and hides with them. Intent labels answer with their
+    route's action (the fallback's when unrouted).
+    """
+    mod = policy.moderation
+    if task == "spam":
+        return tuple(mod.spam.actions) if label == "spam" else ()
+    if task == "abuse":
+        if label == "hate":
+            return ("hide", "escalate")
+        return tuple(mod.offensive.actions) if label == "offensive" else ()
+    if task == "intent":
+        if label == policy.intents.out_of_scope_label:
+            return (policy.intents.fallback.action,)
+        route = policy.intents.routes.get(label)
+        return (route.action,) if route is not None else (policy.intents.fallback.action,)
+    raise ValueError(f"unknown task {task!r} (spam | abuse | intent)")
+
+
+# -- outcomes decided after the rules: an internal error, the LLM tasks ----------------------------
+#
+# Each takes the decision as first decided and returns a new one; none calls an LLM or Redis.
+# worker.drafting calls the LLM and checks its answer, then asks one of these for the outcome.
+
+
+def error_outcome(event: InboundEvent, brand: Brand, scores: dict[str, dict[str, float]], error: str,
+                  now: datetime) -> Outcome:
+    """A message whose deciding failed unexpectedly: escalate it (rule ``error.internal``), high priority."""
+    reason = f"internal error while deciding: {error}"[:500]
+    decision = Decision(
+        message_id=event.id, brand=event.brand, platform=event.platform, kind=event.kind,
+        conversation_id=event.conversation_id, author_id=event.author.id, language="und",
+        actions=[Action.ESCALATE], rule="error.internal", rules=[RuleHit(name="error.internal", detail=reason)],
+        scores=scores, escalation=Escalation(role=brand.policy.intents.fallback.role, priority="high", reason=reason),
+        policy_version=brand.policy_version, model_versions=brand.model_versions(),
+        decided_at=now, event=event.model_dump(mode="json"),
+    )
+    return Outcome(decision=decision)
+
+
+def _finished(record: LLMRecord, at: datetime, outcome: str, **update: Any) -> LLMRecord:
+    return record.model_copy(update={"status": "done", "outcome": outcome, "finished_at": at, **update})
+
+
+def llm_fallback(decision: Decision, reason: str, detail: str = "", *, at: datetime, **record: Any) -> Decision:
+    """The decision as first decided, finalised without the LLM's help (``reason`` says why)."""
+    if decision.llm is None:
+        raise ValueError(f"decision {decision.message_id} has no LLM task")
+    final = decision.model_copy(deep=True)
+    final.llm = _finished(decision.llm, at, "fallback", reason=reason, detail=detail[:500] or None, **record)
+    return final
+
+
+def llm_deadline(decision: Decision, *, at: datetime) -> Decision:
+    """The plain outcome of a decision whose LLM task did not finish in time."""
+    return llm_fallback(decision, "deadline", "no LLM result before the deadline", at=at)
+
+
+def llm_personalised(decision: Decision, reply: str, prompt_ref: str, *, at: datetime, **record: Any) -> Decision:
+    """The LLM's draft ``reply`` passed every guardrail: it replaces the template's text (rule ``llm.personalised``)."""
+    final = decision.model_copy(deep=True)
+    final.reply = reply
+    final.rules.append(RuleHit(name="llm.personalised", detail=prompt_ref))
+    final.llm = _finished(decision.llm, at, "used", **record)  # type: ignore[arg-type]
+    return final
+
+
+def llm_refused(decision: Decision, brand: Brand, reason: str, detail: str, *, at: datetime,
+                **record: Any) -> Decision:
+    """A draft failed a guardrail: the plain template goes out, or, if the policy says so, a person answers."""
+    settings = brand.policy.llm.draft_settings(decision.intent.label) if brand.policy.llm and decision.intent else None
+    final = llm_fallback(decision, reason, detail, at=at, **record)
+    if settings is None or (settings.on_guardrail_failure or "template") != "escalate":
+        return final
+    view = brand.policy.view(decision.platform, decision.kind)
+    final.llm.outcome = "escalated"  # type: ignore[union-attr]
+    final.actions = [a for a in final.actions if a != Action.AUTO_REPLY] + [Action.ESCALATE]
+    final.reply = None
+    final.templates = []
+    final.template = None
+    final.escalation = Escalation(role=view.fallback.role, priority=view.fallback.priority,
+                                  reason=f"LLM draft refused ({reason}); policy says escalate")
+    final.rules.append(RuleHit(name="llm.guardrail_escalate", detail=reason))
+    return final
+
+
+def llm_cascade(decision: Decision, brand: Brand, intent: str, confidence: float, why: str, *, at: datetime,
+                **record: Any) -> Decision:
+    """The LLM's choice among the candidate intents of an uncertain message.
+
+    Below ``llm.cascade.min_llm_confidence`` it is ignored (``llm_unsure``). If the policy lets
+    the cascade lead to a reply and the intent is answerable, the message is decided again
+    with the choice (rules ``cascade.*``); otherwise the choice only routes the escalation.
+    """
+    settings = brand.policy.llm.cascade  # type: ignore[union-attr]
+    if confidence < settings.min_llm_confidence:
+        return llm_fallback(decision, "llm_unsure", f"LLM confidence {confidence:.2f} < {settings.min_llm_confidence}",
+                            at=at, **record)
+    classifier = decision.intent
+    note = (f" (LLM cascade: {intent} {confidence:.2f}; classifier "
+            + (f"{classifier.label} {classifier.score:.2f})" if classifier else "none)"))
+    route = brand.policy.view(decision.platform, decision.kind).routes.get(intent)
+    answerable = route is not None and route.action == "auto_reply"
+    llm = _finished(decision.llm, at, "used", **record)  # type: ignore[arg-type]
+    if answerable and settings.may_auto_reply:
+        redone = decide(parse_event(decision.event), decision.scores, decision.context, brand,
+                        truncated=decision.truncated, cascade_choice=(intent, note)).decision
+        redone.decided_at, redone.job_id, redone.timings = decision.decided_at, decision.job_id, decision.timings
+        redone.llm = llm
+        return redone
+    final = decision.model_copy(deep=True)
+    final.llm = llm
+    oos = brand.policy.intents.out_of_scope_label
+    if final.escalation is not None and intent != oos:
+        role = route.role if route is not None and route.action == "escalate" and route.role else final.escalation.role
+        final.escalation = final.escalation.model_copy(update={
+            "role": role, "reason": f"classifier unsure; LLM suggests {intent} ({confidence:.2f}): {why}"[:500]})
+    final.rules.append(RuleHit(name="llm.cascade_routed", detail=note.strip()))
+    return final
+
+
+def llm_second_opinion(decision: Decision, brand: Brand, flagged: bool, hateful: Sequence[str], *, at: datetime,
+                       **record: Any) -> Decision:
+    """A moderation endpoint's verdict on a borderline hate score: hide and escalate only if it flags hate."""
+    if not (flagged and hateful):
+        final = decision.model_copy(deep=True)
+        final.llm = _finished(decision.llm, at, "unchanged", **record)  # type: ignore[arg-type]
+        return final
+    categories = sorted(hateful)
+    mod = brand.policy.moderation.hate
+    final = decision.model_copy(deep=True)
+    final.actions = [Action(a) for a in threshold_actions(brand.policy, "abuse", "hate")]
+    final.reply, final.template, final.templates = None, None, []
+    final.rule = "moderation.hate"
+    final.rules.append(RuleHit(name="moderation.hate", score=decision.scores.get("abuse", {}).get("hate"),
+                               detail=f"second opinion: moderation endpoint flagged {categories}"))
+    final.escalation = Escalation(role=mod.role, priority=mod.priority,
+                                  reason=f"borderline hate score; moderation endpoint flagged {categories}")
+    final.llm = _finished(decision.llm, at, "used", **record)  # type: ignore[arg-type]
+    return final

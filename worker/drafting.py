@@ -28,11 +28,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from worker import defaults
 from worker.brands import Brand
-from worker.decide import Context, decide
+from worker.decide import (
+    llm_cascade,
+    llm_deadline,
+    llm_fallback,
+    llm_personalised,
+    llm_refused,
+    llm_second_opinion,
+)
 from worker.entities import clean_name
 from worker.guardrails import check_draft, failed
 from worker.llm import LLMClient, LLMUnavailable
-from worker.models import Action, Decision, Escalation, LLMRecord, RuleHit, parse_event
+from worker.models import Action, Decision, LLMRecord, parse_event
 
 LANGUAGE_NAMES = {"en": "English", "ja": "Japanese", "fr": "French", "de": "German", "es": "Spanish",
                   "zh": "Chinese", "ko": "Korean", "pt": "Portuguese", "it": "Italian"}
@@ -85,16 +92,13 @@ def plan(decision: Decision, brand: Brand, now: datetime) -> LLMRecord | None:
 
 
 def plain(decision: Decision, reason: str, detail: str = "", **record: Any) -> Decision:
-    """The decision as first decided, finalised without the LLM's help."""
-    final = decision.model_copy(deep=True)
-    final.llm = final.llm.model_copy(update={"status": "done", "outcome": "fallback", "reason": reason,
-                                             "detail": detail[:500] or None, "finished_at": _now(), **record})
-    return final
+    """The decision as first decided, finalised now without the LLM's help (:func:`worker.decide.llm_fallback`)."""
+    return llm_fallback(decision, reason, detail, at=_now(), **record)
 
 
 def at_deadline(decision: Decision) -> Decision:
-    """The plain outcome of a decision whose LLM task did not finish in time."""
-    return plain(decision, "deadline", "no LLM result before the deadline")
+    """The plain outcome of a decision whose LLM task did not finish in time (:func:`worker.decide.llm_deadline`)."""
+    return llm_deadline(decision, at=_now())
 
 
 def _now() -> datetime:
@@ -163,25 +167,10 @@ def personalise(decision: Decision, brand: Brand, client: LLMClient, history: li
     record["draft"] = draft
     refused = failed(checks)
     if not refused:
-        final = decision.model_copy(deep=True)
-        final.reply = draft
-        final.rules.append(RuleHit(name="llm.personalised", detail=prompt.ref))
-        final.llm = final.llm.model_copy(update={"status": "done", "outcome": "used", "finished_at": _now(), **record})
-        return final
+        return llm_personalised(decision, draft, prompt.ref, at=_now(), **record)
     reason = "guardrail:" + ",".join(refused)
     detail = "; ".join(f"{c.name}: {c.detail}" for c in checks if not c.passed)
-    if (settings.on_guardrail_failure or "template") == "escalate":
-        final = plain(decision, reason, detail, **record)
-        final.llm.outcome = "escalated"
-        final.actions = [a for a in final.actions if a != Action.AUTO_REPLY] + [Action.ESCALATE]
-        final.reply = None
-        final.templates = []
-        final.template = None
-        final.escalation = Escalation(role=view.fallback.role, priority=view.fallback.priority,
-                                      reason=f"LLM draft refused ({reason}); policy says escalate")
-        final.rules.append(RuleHit(name="llm.guardrail_escalate", detail=reason))
-        return final
-    return plain(decision, reason, detail, **record)
+    return llm_refused(decision, brand, reason, detail, at=_now(), **record)
 
 
 def _clean(text: str) -> str:
@@ -256,27 +245,7 @@ def cascade(decision: Decision, brand: Brand, client: LLMClient) -> Decision:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors(include_url=False))
         return plain(decision, "schema_violation", problems, **record)
     record["choice"] = choice.model_dump()
-    classifier = decision.intent
-    note = f" (LLM cascade: {choice.intent} {choice.confidence:.2f}; classifier {classifier.label} {classifier.score:.2f})"
-    if choice.confidence < settings.min_llm_confidence:
-        return plain(decision, "llm_unsure", f"LLM confidence {choice.confidence:.2f} < {settings.min_llm_confidence}", **record)
-    route = brand.policy.view(decision.platform, decision.kind).routes.get(choice.intent)
-    answerable = route is not None and route.action == "auto_reply"
-    if answerable and settings.may_auto_reply:
-        redone = decide(parse_event(decision.event), decision.scores, Context.of(decision), brand,
-                        truncated=decision.truncated, cascade_choice=(choice.intent, note)).decision
-        redone.decided_at, redone.job_id, redone.timings = decision.decided_at, decision.job_id, decision.timings
-        redone.llm = decision.llm.model_copy(update={"status": "done", "outcome": "used", "finished_at": _now(), **record})
-        return redone
-    # the choice only routes the escalation better
-    final = decision.model_copy(deep=True)
-    final.llm = final.llm.model_copy(update={"status": "done", "outcome": "used", "finished_at": _now(), **record})
-    if final.escalation is not None and choice.intent != oos:
-        role = route.role if route is not None and route.action == "escalate" and route.role else final.escalation.role
-        final.escalation = final.escalation.model_copy(update={
-            "role": role, "reason": f"classifier unsure; LLM suggests {choice.intent} ({choice.confidence:.2f}): {choice.reason}"[:500]})
-    final.rules.append(RuleHit(name="llm.cascade_routed", detail=note.strip()))
-    return final
+    return llm_cascade(decision, brand, choice.intent, choice.confidence, choice.reason, at=_now(), **record)
 
 
 # -- moderation second opinion ----------------------------------------------------------------
@@ -292,22 +261,7 @@ def second_opinion(decision: Decision, brand: Brand, client: LLMClient) -> Decis
         return plain(decision, exc.reason, exc.detail, attempts=exc.attempts, latency_ms=exc.latency_ms, **record)
     hateful = {k: v for k, v in scores.items() if k.split("/")[0] in ("hate", "harassment") and v >= 0.5}
     record.update(attempts=attempts, latency_ms=ms, moderation={"flagged": flagged, "hate_categories": hateful})
-    if not (flagged and hateful):
-        final = plain(decision, "not_flagged", **record)
-        final.llm.outcome = "unchanged"
-        final.llm.reason = None
-        return final
-    final = decision.model_copy(deep=True)
-    mod = brand.policy.moderation.hate
-    final.actions = [Action.HIDE, Action.ESCALATE]
-    final.reply, final.template, final.templates = None, None, []
-    final.rule = "moderation.hate"
-    final.rules.append(RuleHit(name="moderation.hate", score=decision.scores["abuse"].get("hate"),
-                               detail=f"second opinion: moderation endpoint flagged {sorted(hateful)}"))
-    final.escalation = Escalation(role=mod.role, priority=mod.priority,
-                                  reason=f"borderline hate score; moderation endpoint flagged {sorted(hateful)}")
-    final.llm = final.llm.model_copy(update={"status": "done", "outcome": "used", "finished_at": _now(), **record})
-    return final
+    return llm_second_opinion(decision, brand, flagged, list(hateful), at=_now(), **record)
 
 
 def client_for(decision: Decision, brand: Brand, connection, prefix: str) -> LLMClient:

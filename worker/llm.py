@@ -37,6 +37,7 @@ import redis
 
 from worker.exceptions import ReplyguardError
 from worker.policy import LLMProvider
+from worker.store import Keys
 
 #: Longest Retry-After replyguard will honour; a server asking for more is treated as unavailable.
 MAX_RETRY_AFTER_SECONDS = 30.0
@@ -139,9 +140,10 @@ class ProviderGuard:
         self.redis = client
         self.provider = provider
         ident = hashlib.sha256(f"{name}|{provider.base_url}".encode()).hexdigest()[:12]
-        self.circuit_key = f"{prefix}:llm:circuit:{ident}"
-        self.trial_key = f"{prefix}:llm:circuit-trial:{ident}"
-        self.slots_key = f"{prefix}:llm:inflight:{ident}"
+        keys = Keys(prefix)
+        self.circuit_key = keys.llm_circuit(ident)
+        self.trial_key = keys.llm_circuit_trial(ident)
+        self.slots_key = keys.llm_inflight(ident)
         self._acquire = client.register_script(_SEMAPHORE_ACQUIRE)
 
     # circuit breaker ------------------------------------------------------------------
@@ -199,7 +201,7 @@ class ProviderGuard:
 
 def budget_key(prefix: str, brand: str, when: datetime | None = None) -> str:
     when = when or datetime.now(timezone.utc)
-    return f"{prefix}:llm:tokens:{brand}:{when:%Y-%m}"
+    return Keys(prefix).llm_tokens(brand, f"{when:%Y-%m}")
 
 
 class LLMClient:

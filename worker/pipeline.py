@@ -14,7 +14,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -23,10 +23,10 @@ import numpy as np
 from classifiers.persistence import LoadedModel
 from worker import defaults
 from worker.brands import Brand
-from worker.decide import Outcome, decide
+from worker.decide import Outcome, decide, error_outcome
 from worker.drafting import plan
 from worker.exceptions import InvalidEvent
-from worker.models import Action, Decision, Escalation, InboundEvent, RuleHit, parse_event
+from worker.models import DecisionContext, InboundEvent, parse_event
 from worker.sla.tracker import SlaTracker
 from worker.store import Store
 
@@ -65,19 +65,6 @@ def classify(tasks: dict[str, list[tuple[int, LoadedModel]]], texts: list[str]) 
     return scores
 
 
-def _error_outcome(event: InboundEvent, brand: Brand, scores: dict[str, dict[str, float]], exc: Exception) -> Outcome:
-    reason = f"internal error while deciding: {type(exc).__name__}: {exc}"[:500]
-    decision = Decision(
-        message_id=event.id, brand=event.brand, platform=event.platform, kind=event.kind,
-        conversation_id=event.conversation_id, author_id=event.author.id, language="und",
-        actions=[Action.ESCALATE], rule="error.internal", rules=[RuleHit(name="error.internal", detail=reason)],
-        scores=scores, escalation=Escalation(role=brand.policy.intents.fallback.role, priority="high", reason=reason),
-        policy_version=brand.policy_version, model_versions=brand.model_versions(),
-        decided_at=datetime.now(timezone.utc), event=event.model_dump(mode="json"),
-    )
-    return Outcome(decision=decision)
-
-
 class Pipeline:
     """Decides batches of messages for the brands it was built with."""
 
@@ -107,6 +94,60 @@ class Pipeline:
             events.append(event)
         return events
 
+    def classify(self, events: list[InboundEvent]) -> list[dict[str, dict[str, float]]]:
+        """Every event's spam, abuse and intent scores under its brand's models (each model runs once)."""
+        texts = [e.text[: defaults.CLASSIFY_MAX_CHARS] for e in events]
+        tasks: dict[str, list[tuple[int, LoadedModel]]] = defaultdict(list)
+        for i, event in enumerate(events):
+            brand = self.brands[event.brand]
+            tasks["spam"].append((i, brand.spam))
+            tasks["abuse"].append((i, brand.abuse))
+            tasks["intent"].append((i, brand.intent))
+        return classify(tasks, texts) if events else []
+
+    def decide(self, events: list[InboundEvent], scores: list[dict[str, dict[str, float]]],
+               contexts: list[DecisionContext], *, now: datetime, plan_llm: bool = False,
+               carry_context: bool = True) -> tuple[list[Outcome], list[str]]:
+        """Decide ``events`` (in order) with their ``scores`` and conversation ``contexts``; no Redis.
+
+        The one path from scores to outcomes: the worker decides every batch with it and
+        ``eval.replay`` re-decides stored decisions with it. With ``carry_context``, a later
+        message sees what an earlier one in the same call changed (an opt-out, the
+        conversation's first message, an away message sent). ``plan_llm`` marks the decisions
+        an LLM task may improve (:func:`worker.drafting.plan`). An unexpected error while
+        deciding one message becomes its ``error.internal`` escalation, listed in the errors.
+        """
+        outcomes: list[Outcome] = []
+        errors: list[str] = []
+        opted: dict[tuple[str, str], bool] = {}
+        away: dict[tuple[str, str], datetime | None] = {}
+        for event, event_scores, context in zip(events, scores, contexts, strict=True):
+            brand = self.brands[event.brand]
+            author_key = (event.brand, event.author.id)
+            conv_key = (event.brand, event.conversation_id)
+            if carry_context and author_key in opted:
+                context = context.model_copy(update={"opted_out": opted[author_key]})
+            if carry_context and conv_key in away:
+                context = context.model_copy(update={"first_contact": False,
+                                                     "away_sent_at": away[conv_key] or context.away_sent_at})
+            one = time.perf_counter()
+            try:
+                outcome = decide(event, event_scores, context, brand,
+                                 truncated=len(event.text) > defaults.CLASSIFY_MAX_CHARS)
+                if plan_llm:
+                    outcome.decision.llm = plan(outcome.decision, brand, now)
+            except Exception as exc:  # noqa: BLE001 - one bad message must not sink the batch
+                log.exception("deciding %s/%s failed", event.brand, event.id)
+                errors.append(f"{event.brand}/{event.id}: {type(exc).__name__}: {exc}")
+                outcome = error_outcome(event, brand, event_scores, f"{type(exc).__name__}: {exc}", now)
+            if outcome.optout_op:
+                opted[author_key] = outcome.optout_op == "add"
+            away[conv_key] = event.created_at if outcome.away_sent else away.get(conv_key)
+            outcome.decision.decided_at = now
+            outcome.decision.timings = {"decide_ms": round((time.perf_counter() - one) * 1000, 3)}
+            outcomes.append(outcome)
+        return outcomes, errors
+
     def process(self, messages: list[Any], store: Store, *, job_id: str | None = None,
                 enqueued_at: float | None = None,
                 schedule_llm: Callable[[list[tuple[str, str, float]]], None] | None = None,
@@ -127,66 +168,35 @@ class Pipeline:
         report.duplicates.extend(e.id for e, c, done in zip(events, contexts, decided, strict=True) if done)
         t_context = time.perf_counter()
 
-        texts = [e.text[: defaults.CLASSIFY_MAX_CHARS] for e, _ in todo]
-        tasks: dict[str, list[tuple[int, LoadedModel]]] = defaultdict(list)
-        for i, (event, _) in enumerate(todo):
-            brand = self.brands[event.brand]
-            tasks["spam"].append((i, brand.spam))
-            tasks["abuse"].append((i, brand.abuse))
-            tasks["intent"].append((i, brand.intent))
-        scores = classify(tasks, texts) if todo else []
+        events, contexts = [e for e, _ in todo], [c for _, c in todo]
+        scores = self.classify(events)
         t_classify = time.perf_counter()
 
-        outcomes: list[tuple[Outcome, InboundEvent]] = []
-        # later messages in the batch see what earlier ones changed
-        opted: dict[tuple[str, str], bool] = {}
-        conversations: dict[tuple[str, str], list[Any]] = {}
         now = datetime.now(timezone.utc)
-        for i, (event, context) in enumerate(todo):
-            brand = self.brands[event.brand]
-            author_key = (event.brand, event.author.id)
-            conv_key = (event.brand, event.conversation_id)
-            if author_key in opted:
-                context = replace(context, opted_out=opted[author_key])
-            if conv_key in conversations:
-                context = replace(context, first_contact=False,
-                                  away_sent_at=conversations[conv_key][0] or context.away_sent_at)
-            one = time.perf_counter()
-            try:
-                outcome = decide(event, scores[i], context, brand, truncated=len(event.text) > defaults.CLASSIFY_MAX_CHARS)
-                if schedule_llm is not None:
-                    outcome.decision.llm = plan(outcome.decision, brand, now)
-            except Exception as exc:  # noqa: BLE001 - one bad message must not sink the batch
-                log.exception("deciding %s/%s failed", event.brand, event.id)
-                report.errors.append(f"{event.brand}/{event.id}: {type(exc).__name__}: {exc}")
-                outcome = _error_outcome(event, brand, scores[i], exc)
-            if outcome.optout_op:
-                opted[author_key] = outcome.optout_op == "add"
-            previous_away = conversations.get(conv_key, [None])[0]
-            conversations[conv_key] = [event.created_at if outcome.away_sent else previous_away]
+        outcomes, errors = self.decide(events, scores, contexts, now=now, plan_llm=schedule_llm is not None)
+        report.errors.extend(errors)
+        for outcome in outcomes:
             d = outcome.decision
-            d.decided_at = now
             d.job_id = job_id
             d.timings = {
                 "queue_wait_ms": round(max(0.0, wall_start - enqueued_at) * 1000, 2) if enqueued_at else 0.0,
                 "context_ms": round((t_context - started) * 1000 / max(1, len(todo)), 3),
                 "classify_ms": round((t_classify - t_context) * 1000 / max(1, len(todo)), 3),
-                "decide_ms": round((time.perf_counter() - one) * 1000, 3),
+                **d.timings,
             }
-            outcomes.append((outcome, event))
         t_decide = time.perf_counter()
 
-        results = store.persist([(o.decision, e, o.optout_op, o.away_sent) for o, e in outcomes])
+        results = store.persist([(o.decision, e, o.optout_op, o.away_sent) for o, e in zip(outcomes, events, strict=True)])
         pending = []
-        for (outcome, event), new in zip(outcomes, results, strict=True):
+        for outcome, event, new in zip(outcomes, events, results, strict=True):
             (report.decided if new else report.duplicates).append(event.id)
             d = outcome.decision
             if new and d.pending:
                 pending.append((event.brand, event.id, max(0.0, (d.llm.deadline - now).total_seconds())))
         if sla is not None:
-            fresh = [(o.decision, e) for (o, e), new in zip(outcomes, results, strict=True) if new]
+            fresh = [(o.decision, e) for o, e, new in zip(outcomes, events, results, strict=True) if new]
             report.sla_started = sla.on_decided(fresh, now)
-            for (o, _), new in zip(outcomes, results, strict=True):
+            for o, new in zip(outcomes, results, strict=True):
                 if not new:
                     sla.start(o.decision, now)
         if pending and schedule_llm is not None:

@@ -1,5 +1,10 @@
 """Everything replyguard keeps in Redis, and the key layout.
 
+Every key replyguard writes is in this table (``{p}`` is ``REPLYGUARD_KEY_PREFIX``,
+``rg`` by default) and built by :class:`Keys`; a test runs the whole pipeline,
+LLM tasks included, and checks that Redis holds no other key of ours. RQ's own
+keys (``rq:*``) are RQ's.
+
 =======================================  ======  ================================================
 key                                      type    what
 =======================================  ======  ================================================
@@ -30,15 +35,25 @@ key                                      type    what
 ``{p}:audit:{brand}``                    stream  every human action, append-only (never trimmed)
 ``{p}:audit:item:{brand}:{message_id}``  list    ids of the item's audit entries
 ``{p}:author:{brand}:{author_id}``       set     tags people added to an author (``blocked`` too)
+``{p}:llm:circuit:{provider}``           hash    an LLM provider's circuit breaker: failures, open_until
+``{p}:llm:circuit-trial:{provider}``     string  the one half-open trial call in flight (expires)
+``{p}:llm:inflight:{provider}``          zset    concurrency slots in use, by expiry time
+``{p}:llm:tokens:{brand}:{YYYY-MM}``     string  LLM tokens used this month (the brand's budget)
 =======================================  ======  ================================================
 
-A decision and all its side effects are written by one Lua script, so they
-appear together or not at all, and only once per (brand, message id).
+``{provider}`` is a short hash of the provider's name and base URL.
+
+A decision and all its side effects (outbox, review queue, history, counters,
+opt-out, conversation state, LLM-pending index) are written by one Lua script,
+``lua/apply_decision.lua``, through :meth:`Store._apply_args`, for a message's
+first decision and for an LLM task's finalisation alike: they appear together or
+not at all, and only once per (brand, message id).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -50,9 +65,8 @@ from typing import Any, TypeVar
 import redis
 
 from worker import defaults
-from worker.decide import Context
 from worker.exceptions import StoreError
-from worker.models import Action, Correction, Decision, Escalation, InboundEvent
+from worker.models import Action, Correction, Decision, DecisionContext, Escalation, InboundEvent
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -63,8 +77,8 @@ def _ms(dt: datetime) -> int:
 
 
 @functools.cache
-def _persist_script() -> str:
-    return resources.files("worker").joinpath("lua/persist_decision.lua").read_text()
+def _apply_script() -> str:
+    return resources.files("worker").joinpath("lua/apply_decision.lua").read_text()
 
 
 class Keys:
@@ -159,6 +173,18 @@ class Keys:
     def author(self, brand: str, author_id: str) -> str:
         return f"{self.prefix}:author:{brand}:{author_id}"
 
+    def llm_circuit(self, provider: str) -> str:
+        return f"{self.prefix}:llm:circuit:{provider}"
+
+    def llm_circuit_trial(self, provider: str) -> str:
+        return f"{self.prefix}:llm:circuit-trial:{provider}"
+
+    def llm_inflight(self, provider: str) -> str:
+        return f"{self.prefix}:llm:inflight:{provider}"
+
+    def llm_tokens(self, brand: str, month: str) -> str:
+        return f"{self.prefix}:llm:tokens:{brand}:{month}"
+
 
 def llm_stat_fields(llm: Any) -> dict[str, int | float]:
     """Counters an LLM record adds to the brand's stats hash (summed by `replyguard stats`, exported to Prometheus)."""
@@ -236,12 +262,12 @@ class Store:
     def __init__(self, client: redis.Redis, prefix: str = defaults.KEY_PREFIX):
         self.client = client
         self.keys = Keys(prefix)
-        self._persist = client.register_script(_persist_script())
+        self._apply = client.register_script(_apply_script())
 
     # -- reading context -----------------------------------------------------------
 
     @_guard("reading conversation context")
-    def contexts(self, events: list[InboundEvent]) -> tuple[list[bool], list[Context]]:
+    def contexts(self, events: list[InboundEvent]) -> tuple[list[bool], list[DecisionContext]]:
         """For each event: whether it is already decided, and its conversation context."""
         pipe = self.client.pipeline(transaction=False)
         for e in events:
@@ -254,7 +280,7 @@ class Store:
             exists, opted, meta = replies[3 * i : 3 * i + 3]
             meta = {k.decode(): v.decode() for k, v in meta.items()}
             away = meta.get("away_sent_at")
-            contexts.append(Context(
+            contexts.append(DecisionContext(
                 opted_out=bool(opted),
                 first_contact=not meta,
                 away_sent_at=datetime.fromtimestamp(int(away) / 1000, tz=timezone.utc) if away else None,
@@ -264,46 +290,59 @@ class Store:
 
     # -- writing decisions ------------------------------------------------------------
 
-    def _effects(self, decision: Decision, event: InboundEvent) -> tuple[list[str], str, list[str], list[str]]:
-        """(outbox payloads, review score, brand history entries, stats fields) a final decision implies."""
-        b, mid = event.brand, event.id
-        outbox = []
-        if Action.HIDE in decision.actions:
-            outbox.append(json.dumps(outbox_payload(event, "hide"), ensure_ascii=False))
-        if Action.AUTO_REPLY in decision.actions and decision.reply:
-            outbox.append(json.dumps(outbox_payload(
-                event, "reply", text=decision.reply, templates=[f"{t.id}@{t.version}" for t in decision.templates],
-                llm=bool(decision.llm and decision.llm.outcome == "used")), ensure_ascii=False))
-        escalation = decision.escalation if Action.ESCALATE in decision.actions else None
-        score = repr(review_score(escalation.priority, event.created_at)) if escalation else ""
-        history = []
-        if decision.reply and Action.AUTO_REPLY in decision.actions:
-            history.append(json.dumps({"role": "brand", "message_id": mid, "at": _ms(decision.decided_at),
-                                       "text": decision.reply[: defaults.HISTORY_MAX_CHARS]}, ensure_ascii=False))
-        stats = [f"rule:{decision.rule}"] + [f"action:{a.value}" for a in decision.actions]
-        return outbox, score, history, stats
+    def _apply_args(self, decision: Decision, event: InboundEvent, *, first: bool, optout_op: str | None = None,
+                    away_sent: bool = False, expected: bytes | None = None) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of ``lua/apply_decision.lua`` for ``decision``: every effect it implies.
 
-    def _args(self, decision: Decision, event: InboundEvent, optout_op: str | None, away_sent: bool) -> tuple[list[str], list[Any]]:
+        ``first``: the message's first decision (the customer's message joins the history, the
+        conversation is touched, opt-outs apply; a pending decision defers its reply, review
+        entry and outcome counters to its finalisation). Otherwise the finalisation of the
+        pending decision ``expected`` (the stored bytes the caller read).
+        """
         k = self.keys
         b, mid, conv = event.brand, event.id, event.conversation_id
         keys = [k.decision(b, mid), k.decisions(b), k.message(mid), k.review, k.outbox(b), k.optout(b),
                 k.history(b, conv), k.conversation(b, conv), k.stats(b), k.llm_pending]
-        created = _ms(event.created_at)
-        history = [json.dumps({"role": "customer", "message_id": mid, "at": created,
-                               "text": event.text[: defaults.HISTORY_MAX_CHARS]}, ensure_ascii=False)]
+        history: list[str] = []
+        counters: dict[str, int] = {}
+        floats: dict[str, float] = {}
+        if first:
+            history.append(json.dumps({"role": "customer", "message_id": mid, "at": _ms(event.created_at),
+                                       "text": event.text[: defaults.HISTORY_MAX_CHARS]}, ensure_ascii=False))
+            counters["decisions"] = 1
+        outbox: list[str] = []
+        score = ""
         if decision.pending:
-            # reply and review wait for the LLM job (or its deadline): see finalize()
-            outbox, score, stats = [], "", ["decisions", f"llm:{decision.llm.task}:pending"]
+            counters[f"llm:{decision.llm.task}:pending"] = 1  # type: ignore[union-attr]
         else:
-            outbox, score, brand_history, stats = self._effects(decision, event)
-            history += brand_history
-            stats = ["decisions", *stats]
+            if Action.HIDE in decision.actions:
+                outbox.append(json.dumps(outbox_payload(event, "hide"), ensure_ascii=False))
+            if Action.AUTO_REPLY in decision.actions and decision.reply:
+                outbox.append(json.dumps(outbox_payload(
+                    event, "reply", text=decision.reply, templates=[f"{t.id}@{t.version}" for t in decision.templates],
+                    llm=bool(decision.llm and decision.llm.outcome == "used")), ensure_ascii=False))
+                history.append(json.dumps({"role": "brand", "message_id": mid, "at": _ms(decision.decided_at),
+                                           "text": decision.reply[: defaults.HISTORY_MAX_CHARS]}, ensure_ascii=False))
+            if Action.ESCALATE in decision.actions and decision.escalation is not None:
+                score = repr(review_score(decision.escalation.priority, event.created_at))
+            for name in [f"rule:{decision.rule}"] + [f"action:{a.value}" for a in decision.actions]:
+                counters[name] = counters.get(name, 0) + 1
+            if decision.llm is not None:
+                for name, amount in llm_stat_fields(decision.llm).items():
+                    if isinstance(amount, float):
+                        floats[name] = floats.get(name, 0.0) + amount
+                    else:
+                        counters[name] = counters.get(name, 0) + amount
         args = [
+            "" if first else hashlib.sha1(expected or b"").hexdigest(),
             decision.to_json(), review_member(b, mid), b, mid, _ms(decision.decided_at), score,
-            json.dumps(outbox), optout_op or "", event.author.id, json.dumps(history),
-            defaults.HISTORY_MAX_MESSAGES, defaults.CONVERSATION_TTL_SECONDS, created if away_sent else "",
-            json.dumps(stats), defaults.OUTBOX_MAX_ENTRIES, created,
-            _ms(decision.llm.deadline) if decision.pending else "",
+            json.dumps(outbox), (optout_op or "") if first else "", event.author.id, json.dumps(history),
+            defaults.HISTORY_MAX_MESSAGES, defaults.CONVERSATION_TTL_SECONDS,
+            _ms(event.created_at) if first and away_sent else "",
+            json.dumps({name: str(n) for name, n in counters.items()}),
+            json.dumps({name: repr(x) for name, x in floats.items()}),
+            defaults.OUTBOX_MAX_ENTRIES, _ms(event.created_at) if first else "",
+            _ms(decision.llm.deadline) if first and decision.pending else "",  # type: ignore[union-attr]
         ]
         return keys, args
 
@@ -312,50 +351,23 @@ class Store:
         """Replace a pending decision by ``final(pending)`` and carry out its side effects, once.
 
         Returns the final decision, or None if the decision was not pending (another job or
-        the deadline finalised it first). Atomic: WATCH on the decision key, one MULTI/EXEC.
+        the deadline finalised it first). The effects are written by the same script as a
+        first decision's, on condition that the stored decision is still the one read.
         """
         key = self.keys.decision(brand, message_id)
-        with self.client.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    pipe.watch(key)
-                    raw = pipe.get(key)
-                    current = Decision.from_json(raw) if raw else None
-                    if current is None or not current.pending:
-                        pipe.unwatch()
-                        return None
-                    decision = final(current)
-                    if decision.pending:
-                        raise ValueError("finalize() must return a decision whose LLM record is done")
-                    event = InboundEvent.model_validate(decision.event)
-                    outbox, score, history, stats = self._effects(decision, event)
-                    llm = decision.llm
-                    pipe.multi()
-                    pipe.set(key, decision.to_json())
-                    pipe.zrem(self.keys.llm_pending, review_member(brand, message_id))
-                    for payload in outbox:
-                        pipe.xadd(self.keys.outbox(brand), {"message_id": message_id, "payload": payload},
-                                  maxlen=defaults.OUTBOX_MAX_ENTRIES, approximate=True)
-                    if score:
-                        pipe.zadd(self.keys.review, {review_member(brand, message_id): float(score)})
-                    if history:
-                        hkey = self.keys.history(brand, event.conversation_id)
-                        pipe.rpush(hkey, *history)
-                        pipe.ltrim(hkey, -defaults.HISTORY_MAX_MESSAGES, -1)
-                        pipe.expire(hkey, defaults.CONVERSATION_TTL_SECONDS)
-                    skey = self.keys.stats(brand)
-                    for name in stats:
-                        pipe.hincrby(skey, name, 1)
-                    if llm is not None:
-                        for name, amount in llm_stat_fields(llm).items():
-                            if isinstance(amount, float):
-                                pipe.hincrbyfloat(skey, name, amount)
-                            else:
-                                pipe.hincrby(skey, name, amount)
-                    pipe.execute()
-                    return decision
-                except redis.WatchError:
-                    continue
+        while True:
+            raw = self.client.get(key)
+            current = Decision.from_json(raw) if raw else None
+            if current is None or not current.pending:
+                return None
+            decision = final(current)
+            if decision.pending:
+                raise ValueError("finalize() must return a decision whose LLM record is done")
+            event = InboundEvent.model_validate(decision.event)
+            keys, args = self._apply_args(decision, event, first=False, expected=raw)
+            if self._apply(keys=keys, args=args):
+                return decision
+            # the stored decision changed since it was read: read it again
 
     @_guard("listing overdue LLM tasks")
     def overdue(self, now: datetime, limit: int = 100) -> list[tuple[str, str]]:
@@ -367,7 +379,9 @@ class Store:
         """Inside the caller's MULTI: ``decision``'s escalation becomes ``escalation`` (a re-route or a
         priority change made by :func:`worker.decide.sla_breach`) and its place in the review queue follows
         the new priority, if it is still queued. The caller WATCHes the decision key."""
-        changed = decision.model_copy(update={"escalation": escalation})
+        from worker.decide import with_escalation
+
+        changed = with_escalation(decision, escalation)
         pipe.set(self.keys.decision(decision.brand, decision.message_id), changed.to_json())
         created = InboundEvent.model_validate(decision.event).created_at
         pipe.zadd(self.keys.review, {review_member(decision.brand, decision.message_id):
@@ -385,8 +399,8 @@ class Store:
             return []
         pipe = self.client.pipeline(transaction=False)
         for decision, event, optout_op, away_sent in items:
-            keys, args = self._args(decision, event, optout_op, away_sent)
-            self._persist(keys=keys, args=args, client=pipe)
+            keys, args = self._apply_args(decision, event, first=True, optout_op=optout_op, away_sent=away_sent)
+            self._apply(keys=keys, args=args, client=pipe)
         return [bool(r) for r in pipe.execute()]
 
     # -- human actions (review app): queued on the caller's MULTI pipeline -----------------

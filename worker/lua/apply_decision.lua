@@ -1,0 +1,81 @@
+-- Apply one decision and everything it implies, atomically: the only code that writes a
+-- decision's effects. Used for a message's first decision and for the finalisation of a
+-- decision that waited for an LLM task.
+--
+-- Redis runs a script without interleaving other commands, so either all of the writes
+-- below happen or none do. ARGV[1] says what must hold first:
+--   ''      first decision: the decision key must not exist (a second call for the same
+--           (brand, message id) is a no-op returning 0)
+--   sha1    finalisation: the stored decision must still be the one (pending) that the
+--           caller read, whose SHA-1 this is (whoever finalises first wins; the other gets 0)
+--
+-- KEYS  1 decision            2 decisions index (zset)   3 message -> brands (set)
+--       4 review queue (zset)  5 outbox (stream)          6 opted-out authors (set)
+--       7 conversation history (list)                     8 conversation meta (hash)
+--       9 stats (hash)         10 LLM-pending index (zset)
+-- ARGV  1 condition ('' or the SHA-1 of the expected stored decision)
+--       2 decision JSON        3 review member ('brand/message id')
+--       4 brand                5 message id               6 decided_at (ms)
+--       7 review score ('' = not escalated)
+--       8 outbox payloads (JSON array of strings)         9 opt-out op ('add' | 'remove' | '')
+--      10 author id           11 history entries (JSON array of strings)
+--      12 history max length  13 conversation ttl (s)
+--      14 away_sent_at ms ('' = unchanged)
+--      15 integer counters (JSON object: field -> amount as a string)
+--      16 float counters (JSON object: field -> amount as a string)
+--      17 outbox max length
+--      18 message created_at ms ('' = leave the conversation's first/last seen alone)
+--      19 LLM deadline ms ('' = not pending)
+if ARGV[1] == '' then
+  if redis.call('EXISTS', KEYS[1]) == 1 then
+    return 0
+  end
+  redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])
+  redis.call('SADD', KEYS[3], ARGV[4])
+else
+  local current = redis.call('GET', KEYS[1])
+  if not current or redis.sha1hex(current) ~= ARGV[1] then
+    return 0
+  end
+  redis.call('ZREM', KEYS[10], ARGV[3])
+end
+redis.call('SET', KEYS[1], ARGV[2])
+if ARGV[7] ~= '' then
+  redis.call('ZADD', KEYS[4], ARGV[7], ARGV[3])
+end
+for _, payload in ipairs(cjson.decode(ARGV[8])) do
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[17], '*', 'message_id', ARGV[5], 'payload', payload)
+end
+if ARGV[9] == 'add' then
+  redis.call('SADD', KEYS[6], ARGV[10])
+elseif ARGV[9] == 'remove' then
+  redis.call('SREM', KEYS[6], ARGV[10])
+end
+local history = cjson.decode(ARGV[11])
+if #history > 0 then
+  for _, entry in ipairs(history) do
+    redis.call('RPUSH', KEYS[7], entry)
+  end
+  redis.call('LTRIM', KEYS[7], -tonumber(ARGV[12]), -1)
+  redis.call('EXPIRE', KEYS[7], ARGV[13])
+end
+if ARGV[18] ~= '' then
+  redis.call('HSETNX', KEYS[8], 'first_seen', ARGV[18])
+  redis.call('HSET', KEYS[8], 'last_seen', ARGV[18])
+end
+if ARGV[14] ~= '' then
+  redis.call('HSET', KEYS[8], 'away_sent_at', ARGV[14])
+end
+if ARGV[18] ~= '' or ARGV[14] ~= '' then
+  redis.call('EXPIRE', KEYS[8], ARGV[13])
+end
+for field, amount in pairs(cjson.decode(ARGV[15])) do
+  redis.call('HINCRBY', KEYS[9], field, amount)
+end
+for field, amount in pairs(cjson.decode(ARGV[16])) do
+  redis.call('HINCRBYFLOAT', KEYS[9], field, amount)
+end
+if ARGV[19] ~= '' then
+  redis.call('ZADD', KEYS[10], ARGV[19], ARGV[3])
+end
+return 1
