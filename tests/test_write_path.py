@@ -87,8 +87,9 @@ def _effect_writes(relative: str, tree: ast.AST) -> list[str]:
 
 
 #: Writes allowed outside the script: an SLA breach re-routes an escalation (decision + its review-queue
-#: score) inside the SLA timer's own transaction; the outcome itself comes from worker.decide.with_escalation.
-SLA_REROUTE = {"worker/store.py: set(decision)", "worker/store.py: zadd(review)"}
+#: score) and counts sla:* fields, inside the SLA timer's own transaction; the new escalation itself
+#: comes from worker.decide (sla_breach, with_escalation).
+SLA_REROUTE = {"worker/store.py: set(decision)", "worker/store.py: zadd(review)", "worker/sla/tracker.py: hincrby(stats)"}
 
 
 def test_no_python_code_writes_a_decisions_effects():
