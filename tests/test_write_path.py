@@ -89,7 +89,10 @@ def _effect_writes(relative: str, tree: ast.AST) -> list[str]:
 #: Writes allowed outside the script: an SLA breach re-routes an escalation (decision + its review-queue
 #: score) and counts sla:* fields, inside the SLA timer's own transaction; the new escalation itself
 #: comes from worker.decide (sla_breach, with_escalation).
-SLA_REROUTE = {"worker/store.py: set(decision)", "worker/store.py: zadd(review)", "worker/sla/tracker.py: hincrby(stats)"}
+SLA_REROUTE = {"worker/store.py: set(decision)", "worker/store.py: zadd(review)", "worker/sla/tracker.py: hincrby(stats)",
+               # a person's action in the review app (reply, hide, block) goes to the same outbox stream,
+               # and a person can put an item back on (or move it in) the review queue
+               "worker/store.py: xadd(outbox)", "worker/review_actions.py: zadd(review)"}
 
 
 def test_no_python_code_writes_a_decisions_effects():
