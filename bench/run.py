@@ -1,9 +1,9 @@
-"""Run every benchmark (``make bench``): throughput and memory, then classifier quality.
+"""Run every benchmark (``make bench``): throughput and memory, LLM guardrails, then classifier quality.
 
     python bench/run.py [--messages 5000] [--update-readme] [--skip-quality]
 
 Throughput (bench/throughput.py) uses an embedded Redis unless REDIS_URL is set, in
-which case it FLUSHES that database. Quality (bench/quality.py) needs
+which case it FLUSHES that database (so does bench/guardrails.py). Quality (bench/quality.py) needs
 ../shared/datasets; without them it is skipped with the reason. Each script writes
 its results to bench/results/ and, with --update-readme, its table to README.md.
 """
@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         print("throughput: using REDIS_URL (its database is flushed)", file=sys.stderr)
     status = subprocess.call([sys.executable, str(ROOT / "bench" / "throughput.py"), "--messages", str(args.messages),
                               "--workers", str(args.workers), *readme])
+    if status:
+        return status
+    status = subprocess.call([sys.executable, str(ROOT / "bench" / "guardrails.py"), "--workers", str(args.workers),
+                              *readme])
     if status:
         return status
     if args.skip_quality:
