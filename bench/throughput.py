@@ -99,7 +99,7 @@ def end_to_end(client: redis.Redis, settings: Settings, n: int, workers: int) ->
         msgs = messages(n, "e2e")
         started = time.perf_counter()
         report = ingest_events(msgs, client, settings)
-        result = wait_for(client, settings, report, timeout=600, poll=0.05)
+        result = wait_for(report, client, settings, timeout=600, poll=0.05)
         seconds = time.perf_counter() - started
         assert len(result.decisions) == n, f"only {len(result.decisions)} of {n} decided"
         waits = sorted(d.timings.get("queue_wait_ms", 0) for d in result.decisions)

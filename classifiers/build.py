@@ -18,7 +18,6 @@ import json
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -129,11 +128,11 @@ class TrainResult:
     sources: list[TrainingSource] = field(default_factory=list)
 
 
-def _version(config: ModelConfig, sources: list[TrainingSource]) -> str:
-    digest = hashlib.sha256(
+def model_version(config: ModelConfig, sources: list[TrainingSource]) -> str:
+    """A model's version: a hash of its config and its training data's hashes (no date, so a rebuild keeps it)."""
+    return hashlib.sha256(
         json.dumps({"config": config.to_dict(), "data": [s.sha256 for s in sources]}, sort_keys=True).encode()
     ).hexdigest()[:8]
-    return f"{datetime.now(timezone.utc):%Y.%m.%d}-{digest}"
 
 
 def fitted_config(config: ModelConfig, labels: list[str]) -> tuple[ModelConfig, str | None]:
@@ -203,7 +202,7 @@ def train(
         manifest = save_artifact(out, estimator, {
             "name": name,
             "task": task,
-            "version": version or _version(config, sources),
+            "version": version or model_version(config, sources),
             "out_of_scope_label": out_of_scope_label,
             "training": sources,
             "config": config.to_dict(),

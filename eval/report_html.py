@@ -17,6 +17,7 @@ Only ``task``, ``labels``, ``threshold``, ``coverage``, ``achieved_precision``,
 from __future__ import annotations
 
 import html
+import itertools
 import math
 import os
 import tempfile
@@ -421,7 +422,7 @@ def _curve_svg(r: dict[str, Any]) -> str:
     for points in (test, val):
         xy = [(p.x(q["coverage"]), p.y(max(y0, min(1.0, q["precision"])))) for q in
               sorted(points, key=lambda q: q["coverage"])]
-        for (ax, ay), (bx, by) in zip(xy, xy[1:]):
+        for (ax, ay), (bx, by) in itertools.pairwise(xy):
             steps = max(1, int(math.hypot(bx - ax, by - ay) / 4))
             obstacles += [(ax + (bx - ax) * k / steps, ay + (by - ay) * k / steps) for k in range(steps)]
         obstacles += xy[-1:]

@@ -10,7 +10,7 @@ import copy
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
@@ -18,6 +18,9 @@ import redis
 from worker.brands import Brand, load_brands
 from worker.connection import EmbeddedRedis
 from worker.settings import REPO_ROOT, Settings
+
+if TYPE_CHECKING:
+    from tests.serve_process import ServeProcess
 
 SHARED = Path(os.environ.get("REPLYGUARD_SHARED", REPO_ROOT.parent / "shared" / "datasets"))
 
@@ -92,3 +95,37 @@ def serve(client: redis.Redis, redis_url: str) -> Iterator["ServeProcess"]:
 
     with ServeProcess(redis_url) as process:
         yield process
+
+
+#: Tests that take more than a few seconds on an idle 2-core machine (real worker processes, the demo,
+#: training, benchmarks, long property searches). `make test-fast` (pytest -m "not slow") skips them;
+#: CI's `make test` runs them. Tests using a fixture in SLOW_FIXTURES (a real worker or service process,
+#: a browser) are slow too.
+SLOW_TESTS = {
+    "tests/test_artifacts.py::test_worker_start_fails_on_a_corrupt_shipped_model",
+    "tests/test_cli.py::test_redis_going_away_mid_ingest_loses_nothing",
+    "tests/test_cli.py::test_redis_going_away_while_submitting_reports_what_was_not_enqueued",
+    "tests/test_cli.py::test_train_command_writes_a_verified_artifact",
+    "tests/test_cli.py::test_validate_command",
+    "tests/test_cli_truth.py::test_ingest_wait_says_within_seconds_that_no_worker_consumes_the_queue",
+    "tests/test_eval_tool.py::test_eval_of_an_artifact_as_is",
+    "tests/test_eval_tool.py::test_eval_rejects_a_model_for_another_task",
+    "tests/test_eval_tool.py::test_eval_writes_reports_and_a_proposal_without_touching_policies",
+    "tests/test_eval_tool.py::test_replay_shows_what_a_changed_policy_would_do",
+    "tests/test_fuzz.py::test_any_value_in_any_field_is_an_event_or_named_error",
+    "tests/test_fuzz.py::test_any_yaml_value_in_a_policy_field_is_named",
+    "tests/test_fuzz.py::test_mutated_policy_and_template_files_load_or_name_the_problem",
+    "tests/test_llm.py::test_accounting_in_stats_and_prometheus",
+    "tests/test_sla_timers.py::test_real_workers_reroute_an_unanswered_vip_by_themselves_across_a_restart",
+    "tests/test_sla_timers.py::test_scheduled_step_fires_without_new_messages",
+    "tests/test_sla_timers.py::test_two_sweepers_racing_record_each_breach_once",
+}
+
+
+SLOW_FIXTURES = {"running_worker", "serve", "browser", "page"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.split("[")[0] in SLOW_TESTS or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -7,9 +7,11 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from rq import Worker
 
 from tests.conftest import make_event
 from worker.connection import EmbeddedRedis
@@ -27,8 +29,11 @@ def env(redis_url: str, client, tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture()
-def running_worker(env):
+def running_worker(env, client):
     proc = subprocess.Popen([*CLI, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not Worker.all(connection=client) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)  # registered: `ingest --wait` sees a worker consuming the queue
     yield proc
     proc.send_signal(signal.SIGTERM)
     try:
@@ -53,7 +58,7 @@ def test_ingest_wait_show_and_review(env, running_worker, tmp_path: Path) -> Non
     stderr = result.stderr.decode()
     assert f"{path}:2" in stderr and "not valid JSON" in stderr
     assert f"{path}:5" in stderr and "platform" in stderr
-    summary = json.loads(result.stdout.decode().split("\n", 1)[1])
+    summary = json.loads(result.stdout)  # --json: only JSON on stdout
     assert summary["decided"] == 2 and summary["missing"] == 0
 
     shown = cli("show", "e1", "--json", env=env)
@@ -72,7 +77,7 @@ def test_ingest_wait_show_and_review(env, running_worker, tmp_path: Path) -> Non
     assert review.returncode == 0
     out = review.stdout.decode()
     assert "e2" in out and "high" in out and "e1" not in out
-    review_json = json.loads(cli("review", "list", "--json", env=env).stdout)
+    review_json = json.loads(cli("review", "list", "--json", env=env).stdout)["items"]
     assert [r["message_id"] for r in review_json] == ["e2"] and review_json[0]["role"] == "tier1"
 
     again = cli("ingest", str(path), env=env)

@@ -155,7 +155,7 @@ def test_replay_shows_what_a_changed_policy_would_do(client, settings, brands, t
     assert page.startswith("<!doctype html>") and "Replay of demo-shop" in page and "auto_reply" in page
     # the review queue lost the resolved item
     listing = subprocess.run([*CLI, "review", "list", "--json"], env=env, capture_output=True, text=True, timeout=60)
-    assert "r3" not in [row["message_id"] for row in json.loads(listing.stdout)]
+    assert "r3" not in [row["message_id"] for row in json.loads(listing.stdout)["items"]]
 
 
 @pytest.mark.shared_data

@@ -49,7 +49,7 @@ def test_confusion_matrix() -> None:
 
 def scored(conf: list[float], pred: list[str], true: list[str], labels: list[str]) -> Scored:
     proba = np.zeros((len(conf), len(labels)))
-    for i, (c, p) in enumerate(zip(conf, pred)):
+    for i, (c, p) in enumerate(zip(conf, pred, strict=True)):
         j = labels.index(p)
         proba[i, j] = c
         rest = [k for k in range(len(labels)) if k != j]

@@ -218,7 +218,7 @@ def test_real_workers_reroute_an_unanswered_vip_by_themselves_across_a_restart(
         _stop(second)
     listed = subprocess.run([*CLI, "review", "list", "--json"], env=env, capture_output=True, timeout=120)
     assert listed.returncode == 0, listed.stderr
-    item = next(i for i in json.loads(listed.stdout) if i["message_id"] == "vip-w")
+    item = next(i for i in json.loads(listed.stdout)["items"] if i["message_id"] == "vip-w")
     assert item["role"] == "manager" and item["sla"]["state"] == "breached"
     assert {c["target"]: c["state"] for c in item["sla"]["clocks"]}["first_response"] == "breached"
     assert item["sla"]["clocks"][0]["due_at"]

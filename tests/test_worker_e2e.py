@@ -209,7 +209,7 @@ def test_full_batches_are_enqueued_immediately(client, settings) -> None:
 def test_wait_for_reports_every_decision(client, settings, brands) -> None:
     report = ingest_events(SAMPLE, client, settings, batch_wait=0.01)
     run_worker(client, settings, brands, simple=True)
-    result = wait_for(client, settings, report, timeout=10)
+    result = wait_for(report, client, settings, timeout=10)
     assert len(result.decisions) == len(SAMPLE) and not result.missing
     assert result.summary()["decided"] == len(SAMPLE)
 

@@ -4,7 +4,8 @@ The public Python API (imported lazily, so ``import worker`` stays cheap)::
 
     from worker import Settings, connect, ingest_events, wait_for, Store, parse_event
 
-Everything else is internal and may change.
+plus the exception tree of :mod:`worker.exceptions`. ``__all__`` is pinned by a test
+(tests/test_cli_truth.py); everything else is internal and may change.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ _EXPORTS = {
     "ConfigError": "worker.exceptions",
     "DatasetError": "worker.exceptions",
     "InvalidEvent": "worker.exceptions",
+    "NoWorker": "worker.exceptions",
+    "WaitTimeout": "worker.exceptions",
     "PolicyError": "worker.exceptions",
     "RenderError": "worker.exceptions",
     "ReplyguardError": "worker.exceptions",
@@ -37,7 +40,34 @@ _EXPORTS = {
     "Store": "worker.store",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ArtifactError",
+    "ConfigError",
+    "DatasetError",
+    "Decision",
+    "EmbeddedRedis",
+    "InboundEvent",
+    "IngestReport",
+    "Ingestor",
+    "InvalidEvent",
+    "NoWorker",
+    "PolicyError",
+    "RenderError",
+    "ReplyguardError",
+    "Settings",
+    "Store",
+    "StoreError",
+    "TemplateError",
+    "WaitTimeout",
+    "connect",
+    "ingest_events",
+    "parse_event",
+    "wait_for",
+]
+
+
+if sorted(_EXPORTS) != __all__:  # pragma: no cover - a programming error, caught by the API test
+    raise ImportError("worker.__all__ and worker._EXPORTS differ")
 
 
 def __getattr__(name: str) -> Any:

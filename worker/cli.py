@@ -1,8 +1,10 @@
 """``replyguard`` command line.
 
-Exit codes: 0 success; 1 some input was rejected or something failed; 2 usage
-or configuration error (broken policy, template, model, settings); 3 Redis
-unreachable.
+Exit codes: 0 done; 1 some input was rejected (or missing, unreadable, or not
+decided: no worker, a failed job, a timeout); 2 usage or configuration error
+(broken policy, template, model, settings); 3 Redis unreachable. No command
+prints a traceback. With ``--json`` stdout holds only JSON; progress and
+messages go to stderr.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from worker import defaults
-from worker.exceptions import ArtifactError, ConfigError, ReplyguardError, StoreError
+from worker.exceptions import ArtifactError, ConfigError, ReplyguardError, StoreError, WaitTimeout
 
 EXIT_INPUT = 1
 EXIT_CONFIG = 2
@@ -59,16 +61,16 @@ def _age(seconds: float) -> str:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from worker.ingest import Ingestor, ingest_stream, open_input, wait_for
+    from worker.ingest import Ingestor, ingest_stream, open_input, policy_brands, wait_for
 
     settings = _settings(args)
+    stream = open_input(args.file)
     client = _connect(settings)
 
     def on_invalid(exc) -> None:
         print(f"rejected {exc}", file=sys.stderr)
 
-    stream = open_input(args.file)
-    ingestor = Ingestor(client, settings, batch_size=args.batch_size)
+    ingestor = Ingestor(client, settings, batch_size=args.batch_size, known_brands=policy_brands(settings))
     try:
         report = ingest_stream(ingestor, stream, on_invalid)
     except StoreError as exc:
@@ -78,27 +80,43 @@ def cmd_ingest(args: argparse.Namespace) -> int:
               f"but not enqueued; stopped at {report.last_source or 'the start'}. Ingesting the same input again "
               "is safe (events already enqueued or decided are not decided twice).", file=sys.stderr)
         return EXIT_REDIS
-    print(f"enqueued {len(report.accepted)} events in {len(report.jobs)} jobs; "
-          f"{len(report.skipped)} already decided or repeated; {len(report.invalid)} rejected")
-    if args.wait:
-        def progress(done: int, total: int) -> None:
-            if sys.stderr.isatty():
-                print(f"\rdecided {done}/{total}", end="", file=sys.stderr, flush=True)
-
-        result = wait_for(client, settings, report, timeout=args.timeout, progress=progress)
-        if sys.stderr.isatty():
-            print(file=sys.stderr)
-        summary = result.summary()
+    out = {"enqueued": len(report.accepted), "jobs": len(report.jobs), "skipped": len(report.skipped),
+           "invalid": len(report.invalid),
+           "invalid_events": [{"source": e.source, "reason": "; ".join(str(p) for p in e.problems)}
+                              for e in report.invalid]}
+    print(f"enqueued {out['enqueued']} events in {out['jobs']} jobs; {out['skipped']} already decided or repeated; "
+          f"{out['invalid']} rejected", file=sys.stderr if args.json else sys.stdout)
+    if not args.wait:
         if args.json:
-            _print_json(summary)
-        else:
-            print(f"decided {summary['decided']} in {summary['seconds']}s; missing {summary['missing']}; "
-                  f"failed jobs {len(summary['failed_jobs'])}")
-            for actions, n in summary["actions"].items():
-                print(f"  {n:5d}  {actions}")
-        if result.missing or result.failed_jobs:
-            return EXIT_INPUT
-    return EXIT_INPUT if report.invalid else 0
+            _print_json(out)
+        return EXIT_INPUT if report.invalid else 0
+
+    def progress(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\rdecided {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    failure = None
+    try:
+        result = wait_for(report, client, settings, timeout=args.timeout, progress=progress)
+    except WaitTimeout as exc:
+        failure, result = exc, exc.result
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    summary = {**out, **result.summary(), "rejected_events": result.rejected}
+    for entry in result.rejected:
+        print(f"rejected by the worker: {entry['brand']}/{entry['message_id']}: {entry['reason']}", file=sys.stderr)
+    if failure is not None:
+        print(f"error: {failure}", file=sys.stderr)
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"decided {summary['decided']} in {summary['seconds']}s; missing {summary['missing']}; "
+              f"rejected by the worker {summary['rejected']}; failed jobs {len(summary['failed_jobs'])}")
+        for actions, n in summary["actions"].items():
+            print(f"  {n:5d}  {actions}")
+    if failure is not None or result.missing or result.failed_jobs or result.rejected or report.invalid:
+        return EXIT_INPUT
+    return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -141,12 +159,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = Store(_connect(settings), settings.key_prefix)
     decision, problem = _find_decision(store, args.message_id, args.brand)
-    if problem:
-        print(problem, file=sys.stderr)
-        return EXIT_INPUT
-    if decision is None:
+    if problem is None and decision is None:
         where = f" for brand {args.brand!r}" if args.brand else ""
-        print(f"no decision for message {args.message_id!r}{where}", file=sys.stderr)
+        problem = f"no decision for message {args.message_id!r}{where}"
+    if problem is not None:
+        if args.json:
+            _print_json({"error": problem, "message_id": args.message_id})
+        print(problem, file=sys.stderr)
         return EXIT_INPUT
     if args.json:
         _print_json(json.loads(decision.to_json()))
@@ -197,22 +216,24 @@ def cmd_review_list(args: argparse.Namespace) -> int:
     settings = _settings(args)
     client = _connect(settings)
     store = Store(client, settings.key_prefix)
-    items = store.review(limit=args.limit, brand=args.brand, role=args.role)
+    items, total = store.review_page(args.limit, brand=args.brand, role=args.role, offset=args.offset)
+    remaining = max(0, total - args.offset - len(items))
     tracker = _sla_tracker(settings, client)
     sla: dict[tuple[str, str], dict] = {}
     for brand in {i.brand for i in items}:
         views = tracker.views(brand, [i.message_id for i in items if i.brand == brand])
         sla.update({(brand, mid): v for mid, v in views.items()})
     if args.json:
-        _print_json([{"brand": i.brand, "message_id": i.message_id, "priority": i.priority,
-                      "waiting_seconds": round(i.waiting_seconds, 1),
-                      "role": i.decision.escalation.role if i.decision and i.decision.escalation else None,
-                      "reason": i.decision.escalation.reason if i.decision and i.decision.escalation else None,
-                      "text": i.decision.event.get("text") if i.decision else None,
-                      "sla": sla.get((i.brand, i.message_id))} for i in items])
+        _print_json({"total": total, "offset": args.offset, "remaining": remaining, "items": [
+            {"brand": i.brand, "message_id": i.message_id, "priority": i.priority,
+             "waiting_seconds": round(i.waiting_seconds, 1),
+             "role": i.decision.escalation.role if i.decision and i.decision.escalation else None,
+             "reason": i.decision.escalation.reason if i.decision and i.decision.escalation else None,
+             "text": i.decision.event.get("text") if i.decision else None,
+             "sla": sla.get((i.brand, i.message_id))} for i in items]})
         return 0
     if not items:
-        print("review queue is empty")
+        print("review queue is empty" if not total else f"no items after the first {args.offset} (of {total})")
         return 0
     print(f"{'priority':8} {'waiting':>7}  {'brand':12} {'message':22} {'role':10} reason / text")
     for i in items:
@@ -228,10 +249,13 @@ def cmd_review_list(args: argparse.Namespace) -> int:
             print(f"{'':60}SLA {view['policy']}: {clocks}")
         if d:
             print(f"{'':60}“{_short(d.event.get('text'), 70)}”")
+    print(f"showing {args.offset + 1}–{args.offset + len(items)} of {total}"
+          + (f"; {remaining} more: replyguard review list --offset {args.offset + len(items)}" if remaining else ""))
     return 0
 
 
 def cmd_review_resolve(args: argparse.Namespace) -> int:
+    from worker.brands import load_brands
     from worker.models import Correction
     from worker.store import Store
 
@@ -241,6 +265,17 @@ def cmd_review_resolve(args: argparse.Namespace) -> int:
     if problem or decision is None:
         print(problem or f"no decision for message {args.message_id!r}", file=sys.stderr)
         return EXIT_INPUT
+    brand = load_brands(settings).get(decision.brand)
+    if brand is None:
+        print(f"no policy for brand {decision.brand!r} in {settings.policies_dir}", file=sys.stderr)
+        return EXIT_CONFIG
+    checks = [("intent", args.intent, brand.intent), ("abuse", args.abuse, brand.abuse)]
+    for what, value, model in checks:
+        known = [*model.labels, "neither"] if what == "abuse" else list(model.labels)
+        if value is not None and value not in known:
+            print(f"{value!r} is not an {what} of {decision.brand} (model {model.ref}); known: {', '.join(known)}",
+                  file=sys.stderr)
+            return EXIT_INPUT
     spam = None if args.spam is None else args.spam == "yes"
     correction = Correction(brand=decision.brand, message_id=decision.message_id, intent=args.intent, spam=spam,
                             abuse=args.abuse, note=args.note, by=args.by, at=datetime.now(timezone.utc))
@@ -294,6 +329,26 @@ def _policy_model(policy_path: Path, task: str, settings):
         return ModelRegistry(settings.models_dirs).get(name, task), None
     except ReplyguardError as exc:
         return None, f"the policy's {task} model {name!r} cannot be loaded ({exc}); thresholds are proposed without it"
+
+
+def cmd_rejected(args: argparse.Namespace) -> int:
+    from worker.store import Store
+
+    settings = _settings(args)
+    store = Store(_connect(settings), settings.key_prefix)
+    rows = [{"at": datetime.fromtimestamp(e.get("at", 0), timezone.utc).isoformat(timespec="seconds"),
+             "brand": e.get("brand"), "message_id": e.get("message_id"), "source": e.get("source"),
+             "reason": e.get("reason")} for e in store.rejected(limit=args.limit)]
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("no rejected events")
+        return 0
+    for r in rows:
+        print(f"{r['at']}  {r['brand'] or '?'}/{r['message_id'] or '?'}  ({r['source']})")
+        print(f"    {_short(r['reason'], 200)}")
+    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -647,7 +702,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="block until every event is decided, then summarise")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds --wait waits at most")
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--json", action="store_true", help="print the --wait summary as JSON")
+    p.add_argument("--json", action="store_true", help="print the report (and --wait summary) as JSON on stdout")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("worker", help="run an RQ worker that decides batches")
@@ -670,7 +725,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = review.add_parser("list", help="escalations by priority, then age")
     q.add_argument("--brand")
     q.add_argument("--role")
-    q.add_argument("--limit", type=int, default=50)
+    q.add_argument("--limit", type=int, default=50, help="items per page")
+    q.add_argument("--offset", type=int, default=0, help="skip this many items (the next page)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_review_list)
 
@@ -695,6 +751,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=14, choices=range(1, 181), metavar="1..180")
     p.add_argument("--csv", action="store_true")
     p.set_defaults(func=cmd_kpi)
+
+    p = sub.add_parser("rejected", help="events the worker could not decide, newest first, with the reason")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rejected)
 
     p = sub.add_parser("eval", help="evaluate a classifier and propose thresholds, or replay past decisions")
     p.add_argument("--task", choices=["spam", "abuse", "intent"])
@@ -722,7 +783,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="artifact name (default: TASK-<file stem>)")
     p.add_argument("--out", help="artifact directory (default: classifiers/artifacts/NAME)")
     p.add_argument("--oos-label", help="the out-of-scope label (intent)")
-    p.add_argument("--version", help="version string (default: date and content hash)")
+    p.add_argument("--version", help="version string (default: a hash of the training data and config)")
     p.add_argument("--config", help="JSON file overriding model hyperparameters")
     p.set_defaults(func=cmd_train)
 
@@ -801,7 +862,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # the reader went away (`replyguard show ID | head`): not an error of ours; stay quiet
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_REDIS
@@ -813,6 +881,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INPUT
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - no traceback ever reaches a user
+        if os.environ.get("REPLYGUARD_LOG_LEVEL", "").upper() == "DEBUG":
+            import traceback
+
+            traceback.print_exc()
+        print(f"error: unexpected {type(exc).__name__}: {_short(str(exc), 300)} "
+              "(set REPLYGUARD_LOG_LEVEL=DEBUG for details)", file=sys.stderr)
+        return EXIT_INPUT
 
 
 if __name__ == "__main__":  # pragma: no cover

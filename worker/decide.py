@@ -181,9 +181,10 @@ def decide(
     b = _Builder(event, brand, view, language, values)
     keyword_text = normalize_keyword(event.text)
     if scores.get("intent"):
-        label, score = _scores_top(scores["intent"])
-        oos = label == policy.intents.out_of_scope_label
-        b.intent = IntentResult(label=label, score=score, threshold=None if oos else view.intent_threshold(label))
+        top_label, top_score = _scores_top(scores["intent"])
+        oos = top_label == policy.intents.out_of_scope_label
+        b.intent = IntentResult(label=top_label, score=top_score,
+                                threshold=None if oos else view.intent_threshold(top_label))
     optout_op: str | None = None
     opted_out = context.opted_out
     stop = False
@@ -277,6 +278,9 @@ def decide(
         stop = True
 
     # 7. intent (or the LLM cascade's choice, when the policy lets it lead to a reply)
+    label: str | None
+    score: float | None
+    threshold: float | None
     if not stop and cascade_choice is not None:
         label, note = cascade_choice
         rule_prefix = "cascade"
@@ -471,7 +475,7 @@ def sla_breach(escalation: Escalation, rule: SlaPolicy, target: str, due_at: dat
             moved += f", {priority}"
         note = f"SLA {rule.name}: {target.replace('_', ' ')} due {due_at.isoformat(timespec='minutes')} missed; {moved}"
         reason = f"{note} (was: {escalation.reason})"[:1000]
-    return SlaBreachOutcome(escalation=Escalation(role=role, priority=priority, reason=reason),  # type: ignore[arg-type]
+    return SlaBreachOutcome(escalation=Escalation(role=role, priority=priority, reason=reason),
                             notify=actions.notify, changed=changed)
 
 
@@ -562,7 +566,8 @@ def llm_refused(decision: Decision, brand: Brand, reason: str, detail: str, *, a
         return final
     view = brand.policy.view(decision.platform, decision.kind)
     final.llm.outcome = "escalated"  # type: ignore[union-attr]
-    final.actions = [a for a in final.actions if a != Action.AUTO_REPLY] + [Action.ESCALATE]
+    kept: list[Action] = [a for a in final.actions if a != Action.AUTO_REPLY]
+    final.actions = [*kept, Action.ESCALATE]
     final.reply = None
     final.templates = []
     final.template = None
@@ -580,7 +585,7 @@ def llm_cascade(decision: Decision, brand: Brand, intent: str, confidence: float
     the cascade lead to a reply and the intent is answerable, the message is decided again
     with the choice (rules ``cascade.*``); otherwise the choice only routes the escalation.
     """
-    settings = brand.policy.llm.cascade  # type: ignore[union-attr]
+    settings = brand.policy.llm.cascade
     if confidence < settings.min_llm_confidence:
         return llm_fallback(decision, "llm_unsure", f"LLM confidence {confidence:.2f} < {settings.min_llm_confidence}",
                             at=at, **record)

@@ -67,6 +67,8 @@ JOB_FAILURE_TTL_SECONDS = 14 * 24 * 3600
 
 #: ``ingest --wait`` gives up after this many seconds.
 WAIT_TIMEOUT_SECONDS = 600.0
+#: ``ingest --wait`` stops waiting when no worker has listened on the queue for this long.
+NO_WORKER_SECONDS = 10.0
 
 # --- Redis layout ---------------------------------------------------------------
 

@@ -7,12 +7,19 @@ prints one row per decision next to what the sample expects. Message, author
 and conversation ids get a per-run prefix, so the demo can run again against
 the same Redis. The sample arrives in phases (``metadata.demo_phase``): a
 follow-up from a customer who opted out is sent after their opt-out is decided.
+
+The demo is isolated: its own queue (``replyguard-demo``) and key prefix
+(``rg-demo``), so a worker already running elsewhere on the usual queue cannot
+take its batches and decide them with another policy. It stops the workers (and
+LLM stand-in) it started; an embedded Redis keeps running so the decisions can be
+inspected, and the demo prints the exact command that stops it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -30,6 +37,7 @@ from rq import Worker
 
 from worker.brands import load_brands
 from worker.connection import connect, embedded_for
+from worker.exceptions import WaitTimeout
 from worker.ingest import Ingestor, wait_for
 from worker.llm_standin import StandInLLM
 from worker.models import Decision
@@ -134,9 +142,20 @@ def llm_policy_dir(base: Path, target: Path, url: str, model: str, key_env: str 
     return target
 
 
+#: The demo's own queue and key prefix (see the module docstring).
+DEMO_QUEUE = "replyguard-demo"
+DEMO_KEY_PREFIX = "rg-demo"
+
+
+def _command() -> str:
+    """How the user can run replyguard from a shell: the console script beside this Python, if any."""
+    script = Path(sys.executable).parent / "replyguard"
+    return shlex.quote(str(script)) if script.exists() else f"{shlex.quote(sys.executable)} -m worker.cli"
+
+
 def run_demo(workers: int = 2, check: bool = False, llm: str | None = None, llm_model: str = "gpt-4o-mini",
              llm_key_env: str | None = None) -> int:
-    settings = Settings.from_env()
+    settings = Settings.from_env().model_copy(update={"queue": DEMO_QUEUE, "key_prefix": DEMO_KEY_PREFIX})
     tty = sys.stdout.isatty()
     print("replyguard demo: Komorebi Store (brand demo-shop)\n")
     standin = None
@@ -153,7 +172,6 @@ def run_demo(workers: int = 2, check: bool = False, llm: str | None = None, llm_
             print(f"  llm        {url} model {llm_model}")
         policies = llm_policy_dir(settings.policies_dir, workdir / "policies", url, llm_model, llm_key_env)
         settings = settings.model_copy(update={"policies_dir": policies})
-        os.environ["REPLYGUARD_POLICIES_DIR"] = str(policies)
     try:
         return _run(settings, workers, check, tty, llm_on=bool(llm))
     finally:
@@ -170,11 +188,14 @@ def _run(settings: Settings, workers: int, check: bool, tty: bool, llm_on: bool)
     print(f"  templates  {len(brand.templates.versions())} approved ({brand.templates.path})")
     print(f"  models     {', '.join(brand.model_versions().values())}")
     client = connect(settings)
-    env = dict(os.environ)
+    env = {**os.environ, "REPLYGUARD_QUEUE": settings.queue, "REPLYGUARD_KEY_PREFIX": settings.key_prefix,
+           "REPLYGUARD_POLICIES_DIR": str(settings.policies_dir)}
     if not settings.redis_url:
         server = embedded_for(settings)
         env["REDIS_URL"] = server.url
-        print(f"  redis      embedded redis-server at {server.socket} (stop it with: replyguard redis stop)")
+        stop = f"REPLYGUARD_HOME={shlex.quote(str(settings.home))} {_command()} redis stop"
+        print(f"  redis      embedded redis-server at {server.socket}\n"
+              f"             (it keeps running for `show` / `review`; stop it with: {stop})")
     else:
         print(f"  redis      {settings.redacted_redis_url()}")
 
@@ -191,7 +212,8 @@ def _run(settings: Settings, workers: int, check: bool, tty: bool, llm_on: bool)
                 print("\nworkers did not start within 60s", file=sys.stderr)
                 return 2
             time.sleep(0.1)
-        print(f"  workers    {workers} RQ workers on queue {settings.queue!r}\n")
+        print(f"  workers    {workers} RQ workers on the demo's own queue {settings.queue!r}, "
+              f"key prefix {settings.key_prefix!r}\n")
 
         run = uuid.uuid4().hex[:6]
         sample = [_prefixed(e, run) for e in load_sample()]
@@ -206,8 +228,12 @@ def _run(settings: Settings, workers: int, check: bool, tty: bool, llm_on: bool)
             for e in batch:
                 ingestor.submit(e, e["id"])
             report = ingestor.close()
-            result = wait_for(client, settings, report, timeout=120, until_final=True,
-                              progress=lambda d, t: _progress(len(decisions) + d, total, tty, state))
+            try:
+                result = wait_for(report, client, settings, timeout=120, until_final=True,
+                                  progress=lambda d, t: _progress(len(decisions) + d, total, tty, state))
+            except WaitTimeout as exc:
+                print(f"\n{exc}", file=sys.stderr)
+                result = exc.result
             decisions.update({d.message_id: d for d in result.decisions})
             if result.missing:
                 print(f"\n{len(result.missing)} messages were not decided (failed jobs: {result.failed_jobs})", file=sys.stderr)
@@ -265,7 +291,9 @@ def _run(settings: Settings, workers: int, check: bool, tty: bool, llm_on: bool)
                 results[key] = results.get(key, 0) + 1
         print("LLM: " + "; ".join(f"{k}: {v}" for k, v in sorted(results.items())))
     first = sample[0]["id"]
-    print(f"Look closer: replyguard show {first}   ·   replyguard review list   ·   replyguard stats")
+    cmd = f"REPLYGUARD_KEY_PREFIX={settings.key_prefix} {_command()}"
+    print(f"Look closer (the demo's decisions are under key prefix {settings.key_prefix!r}):\n"
+          f"  {cmd} show {first}\n  {cmd} review list\n  {cmd} stats")
     if check and ok != total:
         return 1
     return 0

@@ -127,7 +127,9 @@ def _conversation(history: list[dict[str, Any]], message_id: str) -> list[dict[s
 
 def personalise(decision: Decision, brand: Brand, client: LLMClient, history: list[dict[str, Any]]) -> Decision:
     llm = brand.policy.llm
-    settings = llm.draft_settings(decision.intent.label)  # plan() checked it exists
+    if llm is None or decision.intent is None or llm.draft_settings(decision.intent.label) is None:
+        return plain(decision, "not_planned", "the policy does not personalise this intent")
+    settings = llm.draft_settings(decision.intent.label)
     prompt = brand.system_prompts[settings.system_prompt or "personalise"]
     plain_reply = decision.reply or ""
     max_chars = settings.max_chars or max(2 * len(plain_reply), 300)
@@ -189,7 +191,7 @@ def _choice_model(candidates: list[str]) -> type[BaseModel]:
     return create_model(
         "IntentChoice",
         __config__=ConfigDict(extra="forbid"),
-        intent=(Literal[tuple(candidates)], ...),  # type: ignore[valid-type]
+        intent=(Literal[tuple(candidates)], ...),  # type: ignore[arg-type]
         confidence=(float, Field(ge=0.0, le=1.0)),
         reason=(str, Field(default="", max_length=300)),
     )
@@ -245,7 +247,8 @@ def cascade(decision: Decision, brand: Brand, client: LLMClient) -> Decision:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors(include_url=False))
         return plain(decision, "schema_violation", problems, **record)
     record["choice"] = choice.model_dump()
-    return llm_cascade(decision, brand, choice.intent, choice.confidence, choice.reason, at=_now(), **record)
+    picked = choice.model_dump()
+    return llm_cascade(decision, brand, picked["intent"], picked["confidence"], picked["reason"], at=_now(), **record)
 
 
 # -- moderation second opinion ----------------------------------------------------------------
@@ -267,6 +270,8 @@ def second_opinion(decision: Decision, brand: Brand, client: LLMClient) -> Decis
 def client_for(decision: Decision, brand: Brand, connection, prefix: str) -> LLMClient:
     """The client for ``decision``'s task: the provider the policy names for it (or the default)."""
     llm = brand.policy.llm
+    if llm is None or decision.llm is None:
+        raise LLMUnavailable("not_configured", f"brand {brand.name} has no llm section or the decision no LLM task")
     task = decision.llm.task
     if task == "personalise":
         settings = llm.draft_settings(decision.intent.label) if decision.intent else None
@@ -281,7 +286,7 @@ def client_for(decision: Decision, brand: Brand, connection, prefix: str) -> LLM
 
 def run(decision: Decision, brand: Brand, connection, prefix: str, history: list[dict[str, Any]]) -> Decision:
     """Carry out ``decision``'s pending LLM task; always returns a finished decision."""
-    task = decision.llm.task
+    task = decision.llm.task if decision.llm else None
     try:
         client = client_for(decision, brand, connection, prefix)
         if task == "personalise":

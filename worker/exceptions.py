@@ -9,8 +9,11 @@
     ├── ArtifactError            a model artifact is missing, corrupt or mismatched (file, reason)
     ├── DatasetError             a training/eval data file is unreadable (file, line, reason)
     ├── InvalidEvent             an inbound event fails the message contract (every bad field)
+    ├── InputError               an input file is missing or unreadable (path, reason)
     ├── RenderError              a template cannot be rendered (missing variables)
-    └── StoreError               Redis is unreachable or answered with an error
+    ├── StoreError               Redis is unreachable or answered with an error
+    └── WaitTimeout              wait_for() gave up before every event was decided (``.result``)
+        └── NoWorker             ... because no worker is consuming the queue
 
 ``ReplyguardError``, ``ConfigError``, ``ArtifactError`` and ``DatasetError`` are
 defined in :mod:`classifiers.errors` (the bottom layer, which imports nothing of
@@ -24,12 +27,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from classifiers.errors import ArtifactError, ConfigError, DatasetError, ReplyguardError
 
 __all__ = [
-    "ArtifactError", "ConfigError", "DatasetError", "InvalidEvent", "PolicyError", "Problem", "RenderError",
-    "ReplyguardError", "StoreError", "TemplateError",
+    "ArtifactError", "ConfigError", "DatasetError", "InputError", "InvalidEvent", "NoWorker", "PolicyError", "Problem",
+    "RenderError", "ReplyguardError", "StoreError", "TemplateError", "WaitTimeout",
 ]
 
 
@@ -50,11 +54,10 @@ class _ProblemsError(ReplyguardError):
     subject: str = "input"
 
     def __init__(self, source: str, problems: Iterable[Problem] | Problem | str):
-        if isinstance(problems, (Problem, str)):
-            problems = [problems]
+        listed: Iterable[Problem | str] = [problems] if isinstance(problems, (Problem, str)) else problems
         self.source = source
         self.problems: list[Problem] = [
-            p if isinstance(p, Problem) else Problem("", str(p)) for p in problems
+            p if isinstance(p, Problem) else Problem("", str(p)) for p in listed
         ]
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{self.subject} {source} is invalid:\n{lines}")
@@ -99,3 +102,24 @@ class RenderError(ReplyguardError):
 
 class StoreError(ReplyguardError):
     """Redis could not be reached or refused a command."""
+
+
+class InputError(ReplyguardError):
+    """An input file (events to ingest) is missing or cannot be read."""
+
+    def __init__(self, path: object, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot read {self.path}: {reason}")
+
+
+class WaitTimeout(ReplyguardError):
+    """``wait_for`` stopped waiting before every event was decided; ``result`` holds what was decided."""
+
+    def __init__(self, message: str, result: Any):
+        self.result = result
+        super().__init__(message)
+
+
+class NoWorker(WaitTimeout):
+    """Nothing is consuming the queue the events were enqueued on, so waiting longer would not help."""

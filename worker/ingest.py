@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import IO, Any
 
 import redis
+from rq import Worker
 from rq.job import Job, JobStatus
 
 from worker import defaults
-from worker.exceptions import InvalidEvent, Problem, StoreError
+from worker.exceptions import InputError, InvalidEvent, NoWorker, Problem, StoreError, WaitTimeout
 from worker.models import Decision, InboundEvent, parse_event
 from worker.queues import batch_queue, enqueue_batch
 from worker.settings import Settings
@@ -54,8 +55,10 @@ class Ingestor:
     """Validate and batch events onto the RQ queue. Use as a context manager."""
 
     def __init__(self, connection: redis.Redis, settings: Settings, *, batch_size: int | None = None,
-                 batch_wait: float | None = None):
+                 batch_wait: float | None = None, known_brands: Iterable[str] | None = None):
+        """``known_brands``: when given, an event for any other brand is rejected as invalid (no policy)."""
         self.settings = settings
+        self.known_brands = None if known_brands is None else frozenset(known_brands)
         self.queue = batch_queue(connection, settings)
         self.store = Store(connection, settings.key_prefix)
         self.batch_size = batch_size or settings.batch_size
@@ -79,6 +82,9 @@ class Ingestor:
         closed, and every event not enqueued, this one included, is in ``report.not_enqueued``).
         """
         event = data if isinstance(data, InboundEvent) else parse_event(data, source)
+        if self.known_brands is not None and event.brand not in self.known_brands:
+            raise InvalidEvent(source, Problem("brand", f"no policy for brand {event.brand!r} in "
+                                                        f"{self.settings.policies_dir} (known: {sorted(self.known_brands)})"))
         with self._cond:
             try:
                 self._raise_pending_error()
@@ -238,13 +244,24 @@ def ingest_events(events: Iterable[object], connection: redis.Redis, settings: S
     return ingestor.close()
 
 
+def policy_brands(settings: Settings) -> set[str] | None:
+    """Brands with a policy file in ``settings.policies_dir`` (None when the directory is absent)."""
+    directory = settings.policies_dir
+    if not directory.is_dir():
+        return None
+    return {path.stem for path in directory.glob("*.yaml")}
+
+
 def open_input(path: str) -> IO[bytes]:
+    """The events file (``-``: stdin). Raises InputError if it is missing or unreadable."""
     if path == "-":
         return sys.stdin.buffer
+    if Path(path).is_dir():
+        raise InputError(path, "is a directory")
     try:
         return Path(path).open("rb")
     except OSError as exc:
-        raise StoreError(f"cannot open {path}: {exc.strerror or exc}") from exc
+        raise InputError(path, exc.strerror or str(exc)) from exc
 
 
 @dataclass
@@ -253,6 +270,7 @@ class WaitResult:
     missing: list[tuple[str, str]]
     failed_jobs: list[str]
     seconds: float
+    rejected: list[dict[str, Any]] = field(default_factory=list)  # the worker refused them (e.g. no policy)
 
     def summary(self) -> dict[str, Any]:
         actions: Counter[str] = Counter()
@@ -260,24 +278,33 @@ class WaitResult:
         for d in self.decisions:
             actions["+".join(a.value for a in d.actions)] += 1
             rules[d.rule] += 1
-        return {"decided": len(self.decisions), "missing": len(self.missing), "failed_jobs": self.failed_jobs,
-                "actions": dict(actions.most_common()), "rules": dict(rules.most_common()),
-                "seconds": round(self.seconds, 2)}
+        return {"decided": len(self.decisions), "missing": len(self.missing), "rejected": len(self.rejected),
+                "failed_jobs": self.failed_jobs, "actions": dict(actions.most_common()),
+                "rules": dict(rules.most_common()), "seconds": round(self.seconds, 2)}
 
 
-def wait_for(connection: redis.Redis, settings: Settings, report: IngestReport, *,
+def wait_for(report: IngestReport, connection: redis.Redis, settings: Settings | None = None, *,
              timeout: float = defaults.WAIT_TIMEOUT_SECONDS,
              progress: Callable[[int, int], None] | None = None, poll: float = 0.1,
-             until_final: bool = False) -> WaitResult:
-    """Block until every key in ``report`` is decided or its job failed for good (or ``timeout``).
+             until_final: bool = False,
+             no_worker_seconds: float | None = defaults.NO_WORKER_SECONDS) -> WaitResult:
+    """Block until every event in ``report`` is decided, rejected by the worker, or its job failed for good.
 
     With ``until_final``, also wait until no decision is pending an LLM task (bounded by the
-    tasks' own deadlines, and by ``timeout``).
+    tasks' own deadlines, and by ``timeout``). Raises :class:`WaitTimeout` after ``timeout``
+    seconds, and :class:`NoWorker` as soon as no worker has listened on the queue for
+    ``no_worker_seconds`` (None: never); both carry the :class:`WaitResult` so far as ``.result``.
     """
+    if not isinstance(report, IngestReport):
+        raise TypeError("wait_for(report, connection, settings): the first argument is the IngestReport")
+    settings = settings or Settings()
     store = Store(connection, settings.key_prefix)
+    queue = batch_queue(connection, settings)
     keys = list(dict.fromkeys(report.keys))
     started = time.monotonic()
     failed: list[str] = []
+    alone_since: float | None = None
+    problem: type[WaitTimeout] | None = None
     while True:
         done = store.decided(keys) if keys else []
         count = sum(done)
@@ -286,22 +313,54 @@ def wait_for(connection: redis.Redis, settings: Settings, report: IngestReport, 
         if count == len(keys):
             break
         failed = []
-        pending_jobs = False
-        for job in Job.fetch_many(report.jobs, connection=connection, serializer=batch_queue(connection, settings).serializer):
+        waiting_jobs = False
+        for job in Job.fetch_many(report.jobs, connection=connection, serializer=queue.serializer):
             if job is None:
                 continue
             status = job.get_status(refresh=False)
             if status == JobStatus.FAILED:
                 failed.append(job.id)
             elif status not in (JobStatus.FINISHED, JobStatus.CANCELED, JobStatus.STOPPED):
-                pending_jobs = True
-        if not pending_jobs or time.monotonic() - started > timeout:
+                waiting_jobs = True
+        if not waiting_jobs:
+            break
+        now = time.monotonic()
+        if no_worker_seconds is not None and Worker.count(connection=connection, queue=queue) == 0:
+            alone_since = now if alone_since is None else alone_since
+            if now - alone_since >= no_worker_seconds:
+                problem = NoWorker
+                break
+        else:
+            alone_since = None
+        if now - started > timeout:
+            problem = WaitTimeout
             break
         time.sleep(poll)
     pairs = [k for k, d in zip(keys, store.decided(keys) if keys else [], strict=True) if d]
     decisions = [d for d in store.decisions(pairs) if d is not None]
-    while until_final and any(d.pending for d in decisions) and time.monotonic() - started < timeout:
+    while problem is None and until_final and any(d.pending for d in decisions):
+        if time.monotonic() - started > timeout:
+            problem = WaitTimeout
+            break
         time.sleep(poll)
         decisions = [d for d in store.decisions(pairs) if d is not None]
-    missing = [k for k in keys if k not in set(pairs)]
-    return WaitResult(decisions=decisions, missing=missing, failed_jobs=failed, seconds=time.monotonic() - started)
+    decided_keys = set(pairs)
+    undecided = [k for k in keys if k not in decided_keys]
+    rejected: list[dict[str, Any]] = []
+    if undecided:
+        wanted = set(undecided)
+        for entry in store.rejected(limit=defaults.REJECTED_MAX_ENTRIES):
+            key = (str(entry.get("brand")), str(entry.get("message_id")))
+            if key in wanted:
+                wanted.discard(key)
+                rejected.append({"brand": key[0], "message_id": key[1], "source": entry.get("source"),
+                                 "reason": entry.get("reason")})
+        undecided = [k for k in undecided if k in wanted]
+    result = WaitResult(decisions=decisions, missing=undecided, failed_jobs=failed,
+                        seconds=time.monotonic() - started, rejected=rejected)
+    if problem is NoWorker:
+        raise NoWorker(f"no worker is consuming queue {settings.queue!r} (none for {no_worker_seconds:g}s); "
+                       f"start one with: replyguard worker", result)
+    if problem is not None:
+        raise WaitTimeout(f"{len(result.missing)} of {len(keys)} events not decided after {timeout:g}s", result)
+    return result

@@ -191,7 +191,7 @@ class Pipeline:
         for outcome, event, new in zip(outcomes, events, results, strict=True):
             (report.decided if new else report.duplicates).append(event.id)
             d = outcome.decision
-            if new and d.pending:
+            if new and d.llm is not None and d.pending:
                 pending.append((event.brand, event.id, max(0.0, (d.llm.deadline - now).total_seconds())))
         if sla is not None:
             fresh = [(o.decision, e) for o, e, new in zip(outcomes, events, results, strict=True) if new]

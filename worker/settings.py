@@ -19,8 +19,9 @@ REPLYGUARD_SESSION_SECRET      key that signs review-app session cookies        
 (named by a policy)            LLM API keys: ``llm.providers.*.api_key_env``         (none)
 =============================  ==================================================  =====================
 
-A bad value stops start-up with :class:`~worker.exceptions.ConfigError` naming
-the variable.
+``Settings()`` reads these variables (exactly as ``Settings.from_env()`` and the
+command line do); keyword arguments override them. A bad value stops start-up
+with :class:`~worker.exceptions.ConfigError` naming the variable.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
@@ -53,6 +54,30 @@ _ENV = {
 }
 
 
+def _read_environ(environ: Mapping[str, str]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for field_name, variable in _ENV.items():
+        raw = environ.get(variable)
+        if raw is None or raw == "":
+            continue
+        if field_name == "models_dirs":
+            values[field_name] = [p for p in raw.split(os.pathsep) if p]
+        elif field_name == "log_level":
+            values[field_name] = raw.upper()
+        else:
+            values[field_name] = raw
+    return values
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    problems = []
+    for err in exc.errors(include_url=False):
+        name = str(err["loc"][0]) if err["loc"] else "?"
+        shown = "(hidden)" if name == "session_secret" else repr(err.get("input"))
+        problems.append(f"{_ENV.get(name, name)}: {err['msg']} (got {shown})")
+    return ConfigError("invalid settings: " + "; ".join(problems))
+
+
 def _default_home() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "replyguard"
@@ -75,30 +100,28 @@ class Settings(BaseModel):
     #: Signs session cookies of the review app (never logged: SecretStr). Unset: a random key per process.
     session_secret: Annotated[SecretStr, Field(min_length=16)] | None = None
 
+    def __init__(self, **values: Any) -> None:
+        """Settings from ``values``, with every other field read from the environment (as the CLI does).
+
+        ``Settings()`` is ``Settings.from_env()``. A bad value raises ConfigError naming the variable.
+        """
+        environ = values.pop("_environ", None)
+        merged = {**_read_environ(os.environ if environ is None else environ), **values}
+        try:
+            super().__init__(**merged)
+        except ValidationError as exc:
+            raise _config_error(exc) from exc
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
-        environ = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for field_name, variable in _ENV.items():
-            raw = environ.get(variable)
-            if raw is None or raw == "":
-                continue
-            if field_name == "models_dirs":
-                values[field_name] = [p for p in raw.split(os.pathsep) if p]
-            elif field_name == "log_level":
-                values[field_name] = raw.upper()
-            else:
-                values[field_name] = raw
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            problems = []
-            for err in exc.errors(include_url=False):
-                name = str(err["loc"][0]) if err["loc"] else "?"
-                shown = "(hidden)" if name == "session_secret" else repr(err.get("input"))
-                problems.append(f"{_ENV.get(name, name)}: {err['msg']} (got {shown})")
-            raise ConfigError("invalid settings: " + "; ".join(problems)) from exc
+        """Settings from ``environ`` (default ``os.environ``); ``overrides`` that are not None win."""
+        return cls(_environ=os.environ if environ is None else environ,
+                   **{k: v for k, v in overrides.items() if v is not None})
+
+    @classmethod
+    def defaults(cls) -> "Settings":
+        """The built-in defaults, ignoring the environment."""
+        return cls(_environ={})
 
     @property
     def batch_wait_seconds(self) -> float:

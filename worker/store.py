@@ -259,8 +259,14 @@ def _guard(operation: str) -> Callable[[F], F]:
 
 
 class Store:
-    def __init__(self, client: redis.Redis, prefix: str = defaults.KEY_PREFIX):
-        self.client = client
+    def __init__(self, client: redis.Redis, prefix: str | None = None):
+        """``prefix`` defaults to the configured one (``REPLYGUARD_KEY_PREFIX``, else ``rg``)."""
+        if prefix is None:
+            from worker.settings import Settings
+
+            prefix = Settings().key_prefix
+        # redis-py types its replies as unions of sync and async results; ours are always sync bytes
+        self.client: Any = client
         self.keys = Keys(prefix)
         self._apply = client.register_script(_apply_script())
 
@@ -373,7 +379,7 @@ class Store:
     def overdue(self, now: datetime, limit: int = 100) -> list[tuple[str, str]]:
         """Pending decisions whose LLM deadline has passed (their jobs may have been lost)."""
         members = self.client.zrangebyscore(self.keys.llm_pending, "-inf", _ms(now), start=0, num=limit)
-        return [tuple(m.decode().split("/", 1)) for m in members]  # type: ignore[misc]
+        return [(b, m) for b, _, m in (member.decode().partition("/") for member in members)]
 
     def queue_escalation_change(self, pipe: Any, decision: Decision, escalation: Escalation) -> Decision:
         """Inside the caller's MULTI: ``decision``'s escalation becomes ``escalation`` (a re-route or a
@@ -422,7 +428,12 @@ class Store:
 
     @_guard("recording a rejected event")
     def reject(self, raw: object, reason: str, source: str) -> None:
-        entry = json.dumps({"at": time.time(), "source": source, "reason": reason, "event": raw},
+        """Record an event the worker could not decide (``replyguard rejected`` lists them)."""
+        brand = raw.get("brand") if isinstance(raw, dict) else None
+        message_id = raw.get("id") if isinstance(raw, dict) else None
+        entry = json.dumps({"at": time.time(), "source": source, "reason": reason,
+                            "brand": brand if isinstance(brand, str) else None,
+                            "message_id": message_id if isinstance(message_id, str) else None, "event": raw},
                            ensure_ascii=False, default=str)
         pipe = self.client.pipeline(transaction=True)
         pipe.lpush(self.keys.rejected, entry)
@@ -460,11 +471,18 @@ class Store:
 
     @_guard("reading the review queue")
     def review(self, limit: int = 50, brand: str | None = None, role: str | None = None,
-               now: float | None = None) -> list[ReviewItem]:
+               now: float | None = None, offset: int = 0) -> list[ReviewItem]:
+        """Escalations by priority, then age: ``limit`` items after the first ``offset`` that match."""
+        return self.review_page(limit, brand=brand, role=role, now=now, offset=offset)[0]
+
+    @_guard("reading the review queue")
+    def review_page(self, limit: int = 50, *, brand: str | None = None, role: str | None = None,
+                    now: float | None = None, offset: int = 0) -> tuple[list[ReviewItem], int]:
+        """(``limit`` items after the first ``offset`` that match, how many match in all)."""
         now = time.time() if now is None else now
         items: list[ReviewItem] = []
-        start, page = 0, max(limit, 100)
-        while len(items) < limit:
+        matched, start, page = 0, 0, 500
+        while True:
             members = self.client.zrange(self.keys.review, start, start + page - 1, withscores=True)
             if not members:
                 break
@@ -472,19 +490,19 @@ class Store:
             pairs = []
             for member, score in members:
                 b, _, mid = member.decode().partition("/")
-                pairs.append((b, mid, score))
-            decisions = self.decisions([(b, m) for b, m, _ in pairs])
+                if not brand or b == brand:
+                    pairs.append((b, mid, score))
+            wanted = role is not None or any(offset <= matched + i < offset + limit for i in range(len(pairs)))
+            decisions = self.decisions([(b, m) for b, m, _ in pairs]) if wanted else [None] * len(pairs)
             for (b, mid, score), d in zip(pairs, decisions, strict=True):
-                if brand and b != brand:
-                    continue
                 if role and (d is None or d.escalation is None or d.escalation.role != role):
                     continue
-                priority = defaults.PRIORITIES[min(int(score // 1e13), len(defaults.PRIORITIES) - 1)]
-                created_ms = score - defaults.PRIORITIES.index(priority) * 1e13
-                items.append(ReviewItem(b, mid, priority, max(0.0, now - created_ms / 1000), d))
-                if len(items) >= limit:
-                    break
-        return items
+                if offset <= matched < offset + limit:
+                    priority = defaults.PRIORITIES[min(int(score // 1e13), len(defaults.PRIORITIES) - 1)]
+                    created_ms = score - defaults.PRIORITIES.index(priority) * 1e13
+                    items.append(ReviewItem(b, mid, priority, max(0.0, now - created_ms / 1000), d))
+                matched += 1
+        return items, matched
 
     @_guard("saving a correction")
     def resolve(self, correction: Correction) -> bool:

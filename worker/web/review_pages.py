@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 
 from worker import defaults
 from worker.accounts import Session, User
-from worker.review import AGES, SCORE_BANDS, FilterError, QueueFilters
+from worker.review import AGES, FilterError, QueueFilters
 from worker.web.auth import page
 from worker.web.deps import Deps
 from worker.web.pages import add_nav, render
