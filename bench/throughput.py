@@ -132,6 +132,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--update-readme", action="store_true")
+    parser.add_argument("--results", default=str(ROOT / "bench" / "results"), help="where throughput.json goes")
     args = parser.parse_args()
     server = None
     url = os.environ.get("REDIS_URL")
@@ -150,7 +151,7 @@ def main() -> None:
     finally:
         if server:
             server.stop()
-    out = ROOT / "bench" / "results"
+    out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
     (out / "throughput.json").write_text(json.dumps(results, indent=2) + "\n")
     text = table(results)
