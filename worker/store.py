@@ -208,9 +208,11 @@ def llm_stat_fields(llm: Any) -> dict[str, int | float]:
 def outbox_payload(event: InboundEvent, kind: str, **fields: Any) -> dict[str, Any]:
     """One outbox entry (what connectors carry out), the same for automated and human actions.
 
-    ``kind`` is reply, hide, unhide or block; a reply carries ``text``, ``templates`` (``id@version``;
-    empty when a person wrote the text), ``llm`` and is public under a comment, private in a DM.
-    Human actions add ``by`` (the user) and ``action_id`` (their audit entry).
+    ``kind`` is reply, hide, unhide, block or unblock; a reply carries ``text``, ``templates``
+    (``id@version``; empty when a person wrote the text), ``llm`` and is public under a comment,
+    private in a DM. Human actions add ``by`` (the user) and ``action_id`` (their audit entry,
+    unique per action: one message may get several human replies or hide/unhide cycles, so
+    deliverers must key idempotency on it when present, not on the message id alone).
     """
     payload: dict[str, Any] = {"brand": event.brand, "message_id": event.id, "platform": event.platform,
                                "kind": event.kind, "conversation_id": event.conversation_id,

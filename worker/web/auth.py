@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, quote
 
+import redis
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -32,6 +33,7 @@ from starlette.routing import BaseRoute, Route
 
 from worker import defaults
 from worker.accounts import Accounts, Session, User, sign, unsign
+from worker.exceptions import StoreError
 from worker.web.deps import Deps
 
 log = logging.getLogger("replyguard.web.auth")
@@ -105,6 +107,12 @@ def page(deps: Deps, handler: Handler) -> Callable[[Request], Awaitable[Response
     auth = auth_of(deps)
 
     async def endpoint(request: Request) -> Response:
+        try:
+            return await guarded(request)
+        except redis.RedisError as exc:  # the app answers 503 for StoreError
+            raise StoreError(f"Redis failed while serving {request.url.path}: {exc}") from exc
+
+    async def guarded(request: Request) -> Response:
         found = await auth.current(request)
         if found is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -125,6 +133,12 @@ def api(deps: Deps, handler: Handler) -> Callable[[Request], Awaitable[Response]
     auth = auth_of(deps)
 
     async def endpoint(request: Request) -> Response:
+        try:
+            return await guarded(request)
+        except redis.RedisError as exc:  # the app answers 503 for StoreError
+            raise StoreError(f"Redis failed while serving {request.url.path}: {exc}") from exc
+
+    async def guarded(request: Request) -> Response:
         found = await auth.current(request)
         if found is None:
             return JSONResponse({"error": "not signed in (or the session ended): sign in at /login"}, status_code=401)
@@ -181,6 +195,12 @@ def routes(deps: Deps) -> list[BaseRoute]:
         return login_form(request)
 
     async def login(request: Request) -> Response:
+        try:
+            return await sign_in(request)
+        except redis.RedisError as exc:
+            raise StoreError(f"Redis failed while signing in: {exc}") from exc
+
+    async def sign_in(request: Request) -> Response:
         form = await read_form(request)
         expected = unsign(auth.secret, request.cookies.get(LOGIN_COOKIE, ""))
         supplied = form.get("csrf_token", "")
