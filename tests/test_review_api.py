@@ -432,3 +432,24 @@ def _env(review: ReviewEnv) -> dict[str, str]:
     import os
 
     return {**os.environ, "REDIS_URL": review.url, **review.env}
+
+
+def test_the_item_shows_scores_against_thresholds_rules_versions_author_and_reply_window(review: ReviewEnv) -> None:
+    mia = review.login("mia")
+    hate = mia.get(f"/api/review/items/{HATE}").json()
+    scores = {(s["task"], s["label"]): s for s in hate["scores"]}
+    assert scores[("abuse", "hate")]["threshold"] == 0.6 and scores[("abuse", "hate")]["over"] is True
+    assert scores[("spam", "spam")]["threshold"] == 0.7  # the policy's public_comments override applies
+    assert scores[("intent", "human_agent")]["threshold"] == 0.5
+    assert hate["decision"]["rule"] == "moderation.hate"
+    assert "moderation.hate" in [r["name"] for r in hate["decision"]["rules"]]
+    assert hate["decision"]["policy_version"] and set(hate["decision"]["model_versions"]) == {"spam", "abuse", "intent"}
+    assert hate["hidden"] is True and hate["reply_window"] is None  # X comments have no reply window
+    opted = mia.get("/api/review/items/demo-shop/m33").json()  # wrote STOP earlier, then asked a question
+    assert opted["author"]["opted_out"] is True
+    assert "m32" in [e["message_id"] for e in opted["author"]["earlier"]]
+    assert opted["reply_window"]["hours"] == 24 and opted["reply_window"]["seconds_left"] < 0  # long closed
+    assert opted["thread"] and opted["thread"][0]["role"] == "customer"
+    page = mia.get("/review/items/demo-shop/m29").text
+    assert "Scores vs thresholds" in page and "moderation.hate" in page and "0.60" in page
+    assert "abuse-default@" in page  # model versions

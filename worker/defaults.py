@@ -183,7 +183,7 @@ AUTO_ACTIONED_SCAN = 500
 
 #: An item page lists the author's earlier decisions found among this many of
 #: the brand's latest decisions.
-AUTHOR_HISTORY_SCAN = 2_000
+AUTHOR_HISTORY_SCAN = 500
 
 #: Most items one bulk action may touch.
 BULK_MAX_ITEMS = 100

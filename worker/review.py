@@ -117,13 +117,10 @@ class QueueView:
 
 
 def labels_of(decision: Decision) -> list[str]:
-    """The labels a decision found: its intent and every moderation label whose rule fired."""
-    labels = []
+    """The labels a decision found: every moderation label whose rule fired, then its intent."""
+    labels = [hit.name.split(".", 1)[1] for hit in decision.rules if hit.name.startswith("moderation.")]
     if decision.intent:
         labels.append(decision.intent.label)
-    for hit in decision.rules:
-        if hit.name.startswith("moderation."):
-            labels.append(hit.name.split(".", 1)[1])
     return list(dict.fromkeys(labels))
 
 
