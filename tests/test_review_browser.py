@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.review_env import PASSWORD, ReviewEnv, review, review_env  # noqa: F401  (fixtures)
+from worker.settings import REPO_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -68,12 +71,17 @@ def shoot(page, name: str) -> None:
 
 def test_moderator_filters_claims_with_the_keyboard_hides_and_reads_the_audit_trail(page, review: ReviewEnv) -> None:
     page.goto(review.base + "/login")
-    page.fill("input[name=username]", "mia")
+    page.fill("input[name=username]", "nina")
     page.fill("input[name=password]", "wrong password")
     page.click("button[type=submit]")
     assert "Wrong user name or password" in page.inner_text(".error")
 
-    sign_in(page, review, "mia")
+    # a moderator made with the command line (password on stdin) signs in
+    made = subprocess.run([sys.executable, "-m", "worker.cli", "users", "add", "nina", "--brand", "demo-shop",
+                           "--role", "moderator"], input=PASSWORD + "\n", cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "REDIS_URL": review.url, **review.env})
+    assert made.returncode == 0, made.stderr
+    sign_in(page, review, "nina")
     text = page.inner_text("#rows")
     assert "subhuman" in text and "KM-555123" in text  # the demo's hate comment and VIP message
     assert page.inner_text("#role-counts").count("moderator") == 1
@@ -87,7 +95,8 @@ def test_moderator_filters_claims_with_the_keyboard_hides_and_reads_the_audit_tr
     page.wait_for_url(re.compile(r"/review$"))
 
     # keyboard: j moves down, k up, c claims the current row, Enter opens it
-    first, second = rows(page)[:2]
+    rows_before = rows(page)
+    first, second = rows_before[:2]
     assert page.get_attribute("tr.current", "data-key") == first
     page.keyboard.press("j")
     assert page.get_attribute("tr.current", "data-key") == second
@@ -96,12 +105,18 @@ def test_moderator_filters_claims_with_the_keyboard_hides_and_reads_the_audit_tr
     assert page.get_attribute("tr.current", "data-key") == second
     page.keyboard.press("c")
     page.wait_for_selector(f'tr[data-key="{second}"] .claim-badge')
-    assert page.inner_text(f'tr[data-key="{second}"] .claim-badge') == "mia"
+    assert page.inner_text(f'tr[data-key="{second}"] .claim-badge') == "nina"
     brand, mid = second.split("/")
-    assert review.client.get(review.store.keys.claim(brand, mid)) == b"mia"
+    assert review.client.get(review.store.keys.claim(brand, mid)) == b"nina"
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(rf"/review/items/{brand}/{mid}$"))
-    assert "claimed by mia" in page.inner_text("#claim-state")
+    assert "claimed by nina" in page.inner_text("#claim-state")
+    # j / k on an item walk the queue it was opened from
+    third = rows_before[2]
+    page.keyboard.press("j")
+    page.wait_for_url(re.compile(rf"/review/items/{third}$"))
+    page.keyboard.press("k")
+    page.wait_for_url(re.compile(rf"/review/items/{brand}/{mid}$"))
 
     # ? shows the shortcuts; Escape closes them
     page.keyboard.press("?")
@@ -114,10 +129,10 @@ def test_moderator_filters_claims_with_the_keyboard_hides_and_reads_the_audit_tr
     assert page.is_hidden("#hidden-badge") if page.query_selector("#hidden-badge") else True
     page.keyboard.press("h")
     page.wait_for_selector("#hidden-badge")
-    hides = [p for p in review.outbox() if p["message_id"] == "m30" and p.get("by") == "mia"]
+    hides = [p for p in review.outbox() if p["message_id"] == "m30" and p.get("by") == "nina"]
     assert [p["type"] for p in hides] == ["hide"]
     trail = page.inner_text("#audit")
-    assert "hide by mia" in trail and '"hidden": true' in trail and "outbox: hide" in trail
+    assert "hide by nina" in trail and '"hidden": true' in trail and "outbox: hide" in trail
 
 
 def test_agent_replies_with_a_template_after_a_preview(page, review: ReviewEnv) -> None:
