@@ -24,7 +24,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# The inner loop: everything but the tests marked slow (under a minute).
+# The inner loop: everything but the tests marked slow (see README, Development).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
