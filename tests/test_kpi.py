@@ -130,3 +130,24 @@ def test_kpis_and_metrics_from_redis(client, brands) -> None:
     assert 'replyguard_kpi_automation_rate{brand="demo-shop"}' in text
     oldest = next(line for line in text.splitlines() if line.startswith("replyguard_review_oldest_age_seconds{"))
     assert float(oldest.split()[-1]) >= 30 * 60
+
+
+def test_kpi_and_sla_sweep_commands(client, redis_url, tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "REDIS_URL": redis_url, "REPLYGUARD_HOME": str(tmp_path / "home")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "worker.cli", *args], env=env, capture_output=True, timeout=120)
+
+    out = cli("kpi", "--brand", "demo-shop", "--days", "3", "--csv")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.decode().splitlines()
+    assert lines[0] == ",".join(kpi.COLUMNS) and len(lines) == 4
+    unknown = cli("kpi", "--brand", "nope")
+    assert unknown.returncode == 1 and "no policy for brand 'nope'" in unknown.stderr.decode()
+    assert cli("kpi", "--brand", "demo-shop", "--days", "0").returncode == 2  # usage error, named by argparse
+    swept = cli("sla", "sweep")
+    assert swept.returncode == 0 and swept.stdout == b""  # nothing due in an empty database

@@ -78,6 +78,31 @@ def _prefixed(event: dict[str, Any], run: str) -> dict[str, Any]:
     return e
 
 
+def _print_sla(client: Any, settings: Any, sample: list[dict[str, Any]]) -> None:
+    """The SLA breaches the sample's (old) escalations ran into, with what they did (a re-route, ...)."""
+    from worker.sla.tracker import SlaTracker
+    from worker.store import Store
+
+    tracker = SlaTracker(Store(client, settings.key_prefix), {})
+    brands = sorted({e["brand"] for e in sample})
+    lines = []
+    for brand in brands:
+        views = tracker.views(brand, [e["id"] for e in sample if e["brand"] == brand])
+        for mid, view in views.items():
+            for b in view["breaches"]:
+                moved = (f"re-routed {b['role_before']} → {b['role_after']}, {b['priority_after']}"
+                         if b["role_before"] != b["role_after"] else
+                         (f"priority {b['priority_before']} → {b['priority_after']}"
+                          if b["priority_before"] != b["priority_after"] else "recorded"))
+                lines.append(f"  - {mid}: {b['target'].replace('_', ' ')} target missed (SLA {view['policy']}): {moved}")
+    if lines:
+        print(f"SLA: the sample's messages are days old, so {len(lines)} targets are already missed:")
+        print("\n".join(line for line in lines if "re-routed" in line) or lines[0])
+        rest = len([line for line in lines if "re-routed" not in line])
+        if rest:
+            print(f"  … and {rest} more (priorities raised; replyguard review list shows every clock)")
+
+
 def expectation_met(decision: Decision, expect: dict[str, Any]) -> bool:
     if "actions" in expect and sorted(a.value for a in decision.actions) != sorted(expect["actions"]):
         return False
@@ -290,6 +315,7 @@ def _run(settings: Settings, workers: int, check: bool, tty: bool, llm_on: bool)
                 key = f"{d.llm.task} {d.llm.outcome}" + (f" ({d.llm.reason})" if d.llm.reason else "")
                 results[key] = results.get(key, 0) + 1
         print("LLM: " + "; ".join(f"{k}: {v}" for k, v in sorted(results.items())))
+    _print_sla(client, settings, sample)
     first = sample[0]["id"]
     cmd = f"REPLYGUARD_KEY_PREFIX={settings.key_prefix} {_command()}"
     print(f"Look closer (the demo's decisions are under key prefix {settings.key_prefix!r}):\n"
