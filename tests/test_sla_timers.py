@@ -154,7 +154,9 @@ def short_sla_policies(tmp_path: Path) -> Path:
 
 
 def _worker(env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([*CLI, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # its own process group, so RQ's forked scheduler process is stopped with it (see _stop)
+    return subprocess.Popen([*CLI, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
 
 
 def _ready(client, proc: subprocess.Popen) -> None:
@@ -169,12 +171,18 @@ def _ready(client, proc: subprocess.Popen) -> None:
 
 
 def _stop(proc: subprocess.Popen) -> None:
+    """Stop the worker, then anything it forked that outlived it (a scheduler left holding RQ's lock
+    in the test database would keep later tests' burst workers from scheduling)."""
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _wait_for(predicate, timeout: float, what: str):
