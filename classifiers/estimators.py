@@ -57,3 +57,52 @@ class PrunedLinear(ClassifierMixin, BaseEstimator):
         if scores.ndim == 1:
             return self.classes_[(scores > 0).astype(int)]
         return self.classes_[scores.argmax(axis=1)]
+
+
+class FusedLinear(ClassifierMixin, BaseEstimator):
+    """Two calibrated heads fused by a weighted geometric mean of their probabilities.
+
+    The last ``sentence_columns`` columns of X (the sentence vectors) feed ``sentence_head``,
+    the rest (the n-gram TF-IDF) feed ``ngram_head``; ``predict_proba`` is
+    ``p_ngram^(1-alpha) · p_sentence^alpha``, renormalised. ``alpha`` is chosen on
+    validation data per task (README "Classifier quality").
+    """
+
+    def __init__(self, ngram_head: Any = None, sentence_head: Any = None, sentence_columns: int = 512,
+                 alpha: float = 0.5):
+        self.ngram_head = ngram_head
+        self.sentence_head = sentence_head
+        self.sentence_columns = sentence_columns
+        self.alpha = alpha
+
+    def _split(self, X: Any) -> tuple[Any, np.ndarray]:
+        X = sp.csr_matrix(X) if not sp.issparse(X) else X.tocsr()
+        cut = X.shape[1] - self.sentence_columns
+        return X[:, :cut], np.asarray(X[:, cut:].toarray(), dtype=np.float32)
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "FusedLinear":
+        if self.ngram_head is None or self.sentence_head is None:
+            raise ValueError("FusedLinear needs an ngram_head and a sentence_head")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        ngrams, sentences = self._split(X)
+        extra = {} if sample_weight is None else {"sample_weight": sample_weight}
+        self.ngram_head_ = clone(self.ngram_head).fit(ngrams, y, **extra)
+        self.sentence_head_ = clone(self.sentence_head).fit(sentences, y, **extra)
+        if list(self.ngram_head_.classes_) != list(self.sentence_head_.classes_):
+            raise ValueError("the two heads learned different classes")
+        self.classes_ = self.ngram_head_.classes_
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "classes_")
+        ngrams, sentences = self._split(X)
+        low = np.log(np.clip(self.ngram_head_.predict_proba(ngrams), 1e-12, 1.0)) * (1.0 - self.alpha)
+        low += np.log(np.clip(self.sentence_head_.predict_proba(sentences), 1e-12, 1.0)) * self.alpha
+        low -= low.max(axis=1, keepdims=True)
+        proba = np.exp(low)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]

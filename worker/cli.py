@@ -453,23 +453,57 @@ def _eval_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models_root(args: argparse.Namespace) -> Path:
+    from classifiers.registry import SHIPPED_DIR
+
+    if getattr(args, "dir", None):
+        return Path(args.dir)
+    settings = _settings(args)
+    return settings.models_dirs[0] if settings.models_dirs else SHIPPED_DIR
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from classifiers.build import DEFAULT_CONFIGS, ModelConfig, train
-    from classifiers.datasets import read_dataset
-    from classifiers.registry import SHIPPED_DIR
+    from classifiers.datasets import Dataset, read_dataset
+    from classifiers.versions import ModelVersions
 
     dataset = read_dataset(args.data)
     config = DEFAULT_CONFIGS[args.task]
     if args.config:
         config = ModelConfig.from_dict({**config.to_dict(), **json.loads(Path(args.config).read_text())})
     name = args.name or f"{args.task}-{Path(args.data).stem.replace('_', '-').lower()}"
-    out = Path(args.out) if args.out else (SHIPPED_DIR / name)
+    if args.corrections:
+        from eval.promotion import correction_examples
+        from worker.store import Store
+
+        extra = correction_examples(Store(_connect(_settings(args)), _settings(args).key_prefix), args.corrections, args.task)
+        used = sum(e.split == "train" for e in extra)
+        print(f"adding {used} reviewed corrections of {args.corrections} to the training rows "
+              f"({len(extra) - used} more are held out for promotion checks)")
+        dataset = Dataset(path=dataset.path, sha256=dataset.sha256, examples=dataset.examples + extra)
+    root = _models_root(args)
+    if args.out:
+        out = Path(args.out)
+    elif args.candidate:
+        out = ModelVersions(root, name).candidates_dir / "pending"
+    else:
+        out = root / name
     started = time.perf_counter()
     result = train(args.task, dataset, name=name, out=out, config=config, out_of_scope_label=args.oos_label,
                    version=args.version)
-    m = result.metrics
     manifest = result.manifest
+    if args.candidate and not args.out and manifest is not None:
+        final = out.with_name(manifest.version)
+        if final.exists():
+            import shutil
+
+            shutil.rmtree(final)
+        out.rename(final)
+        out = final
+    m = result.metrics
     print(f"wrote {out} ({manifest.ref if manifest else name}) in {time.perf_counter() - started:.1f}s")
+    if args.candidate:
+        print(f"a candidate: replyguard models promote {name} --data HELD_OUT checks it against the current model")
     if "accuracy" in m:
         print(f"held-out ({m['n']} test rows): accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, ECE {m['ece']:.4f}")
         for label, row in m["per_label"].items():
@@ -477,12 +511,74 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from classifiers.versions import ModelVersions, names
+
+    root = _models_root(args)
+    for name in [args.name] if args.name else names(root):
+        versions = ModelVersions(root, name)
+        current = versions.current()
+        print(f"{name}  ({root})")
+        print(f"  current    {current.version if current else '-'}")
+        for m in versions.candidates():
+            print(f"  candidate  {m.version}  trained {m.created_at:%Y-%m-%d %H:%M}")
+        stack = versions.log()["stack"]
+        for m in versions.history():
+            tag = "  (rollback restores this)" if stack and m.version == stack[-1] else ""
+            print(f"  earlier    {m.version}  trained {m.created_at:%Y-%m-%d %H:%M}{tag}")
+    return 0
+
+
+def cmd_models_promote(args: argparse.Namespace) -> int:
+    from classifiers.datasets import read_dataset
+    from classifiers.persistence import load_artifact
+    from classifiers.versions import ModelVersions
+    from eval.promotion import check_promotion, correction_examples
+
+    versions = ModelVersions(_models_root(args), args.name)
+    source = versions.candidate_dir(args.version)
+    candidate = load_artifact(source)
+    corrections = []
+    if args.corrections:
+        from worker.store import Store
+
+        settings = _settings(args)
+        corrections = correction_examples(Store(_connect(settings), settings.key_prefix), args.corrections, candidate.task)
+    if versions.current() is not None:
+        current = load_artifact(versions.current_dir)
+        check = check_promotion(candidate.task, current, candidate, read_dataset(args.data),
+                                target_precision=args.target_precision, corrections=corrections,
+                                oos_label=candidate.manifest.out_of_scope_label)
+        print("\n".join(check.lines()))
+        if not check.accepted:
+            print(f"not promoted: {args.name} stays at {current.manifest.version}", file=sys.stderr)
+            return EXIT_CONFIG
+    promoted = versions.promote(candidate.manifest.version, note=f"checked on {args.data}")
+    print(f"promoted {args.name} to {promoted.version}; workers load it on restart "
+          f"(replyguard models rollback {args.name} restores the previous one)")
+    return 0
+
+
+def cmd_models_rollback(args: argparse.Namespace) -> int:
+    from classifiers.versions import ModelVersions
+
+    restored = ModelVersions(_models_root(args), args.name).rollback()
+    print(f"rolled {args.name} back to {restored.version}; workers load it on restart")
+    return 0
+
+
 def cmd_build_defaults(args: argparse.Namespace) -> int:
     from classifiers.recipes import DEFAULT_SHARED, RECIPES, build_default
     from classifiers.registry import SHIPPED_DIR
 
+    from classifiers.sentence import build_table, table_path
+
     shared = Path(args.shared) if args.shared else DEFAULT_SHARED
     out = Path(args.out) if args.out else SHIPPED_DIR
+    if not table_path().is_file():
+        started = time.perf_counter()
+        print(f"sentence table: derived from the pinned package into {build_table()} "
+              f"in {time.perf_counter() - started:.0f}s")
     names = args.only.split(",") if args.only else list(RECIPES)
     for name in names:
         if name not in RECIPES:
@@ -785,7 +881,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--oos-label", help="the out-of-scope label (intent)")
     p.add_argument("--version", help="version string (default: a hash of the training data and config)")
     p.add_argument("--config", help="JSON file overriding model hyperparameters")
+    p.add_argument("--candidate", action="store_true",
+                   help="write a candidate version (promote it with replyguard models promote)")
+    p.add_argument("--corrections", metavar="BRAND", help="add BRAND's reviewed corrections to the training rows")
+    p.add_argument("--dir", help="models directory (default: the first REPLYGUARD_MODELS_DIRS entry, else classifiers/artifacts)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("models", help="model versions: list, promote a candidate, roll back")
+    models = p.add_subparsers(dest="models_command", required=True)
+    q = models.add_parser("list", help="current, candidate and earlier versions")
+    q.add_argument("name", nargs="?")
+    q.add_argument("--dir")
+    q.set_defaults(func=cmd_models_list)
+    q = models.add_parser("promote", help="check a candidate against the current model on the same held-out data")
+    q.add_argument("name")
+    q.add_argument("--data", required=True, help="held-out labelled data (val rows choose thresholds, test rows judge)")
+    q.add_argument("--version", help="candidate version (default: the newest)")
+    q.add_argument("--corrections", metavar="BRAND", help="also judge on BRAND's held-out corrections")
+    q.add_argument("--target-precision", type=float, default=0.98)
+    q.add_argument("--dir")
+    q.set_defaults(func=cmd_models_promote)
+    q = models.add_parser("rollback", help="restore the version the last promotion replaced")
+    q.add_argument("name")
+    q.add_argument("--dir")
+    q.set_defaults(func=cmd_models_rollback)
 
     p = sub.add_parser("build-defaults", help="rebuild the shipped default models from ../shared/datasets")
     p.add_argument("--shared", help="datasets directory (default: ../shared/datasets beside the checkout)")

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from classifiers.persistence import LoadedModel
+from classifiers.shared_pass import SharedPass
 from worker import defaults
 from worker.brands import Brand
 from worker.decide import Outcome, decide, error_outcome
@@ -51,17 +52,38 @@ class BatchReport:
                 "sla_started": self.sla_started, "sla_fired": self.sla_fired, "timings": self.timings}
 
 
+_shared_passes: dict[tuple[int, ...], SharedPass] = {}
+
+
+def shared_pass(models: list[LoadedModel]) -> SharedPass:
+    """One SharedPass per set of loaded models (models are cached per process by the registry)."""
+    key = tuple(id(m) for m in models)
+    found = _shared_passes.get(key)
+    if found is None:
+        if len(_shared_passes) > 64:
+            _shared_passes.clear()
+        found = _shared_passes[key] = SharedPass(models)
+    return found
+
+
 def classify(tasks: dict[str, list[tuple[int, LoadedModel]]], texts: list[str]) -> list[dict[str, dict[str, float]]]:
-    """Scores per event: run each model once over all the texts that use it."""
+    """Scores per event: one shared text pass feeds every model (classifiers.shared_pass), each model
+    scoring the texts that use it (the same probabilities as each model's own pipeline)."""
     scores: list[dict[str, dict[str, float]]] = [{} for _ in texts]
+    users: dict[int, tuple[LoadedModel, list[tuple[str, int]]]] = {}
     for task, uses in tasks.items():
-        by_model: dict[str, tuple[LoadedModel, list[int]]] = {}
         for index, model in uses:
-            by_model.setdefault(model.ref, (model, []))[1].append(index)
-        for model, indexes in by_model.values():
-            proba = model.predict_proba([texts[i] for i in indexes])
-            for row, index in zip(np.round(proba, 6), indexes, strict=True):
-                scores[index][task] = {label: float(p) for label, p in zip(model.labels, row, strict=True)}
+            users.setdefault(id(model), (model, []))[1].append((task, index))
+    if not users:
+        return scores
+    models = [model for model, _ in users.values()]
+    rows = sorted({index for _, uses in users.values() for _, index in uses})
+    position = {index: k for k, index in enumerate(rows)}
+    probabilities = shared_pass(models).predict_proba([texts[i] for i in rows])
+    for (model, uses), proba in zip(users.values(), probabilities, strict=True):
+        rounded = np.round(proba, 6)
+        for task, index in uses:
+            scores[index][task] = {label: float(p) for label, p in zip(model.labels, rounded[position[index]], strict=True)}
     return scores
 
 

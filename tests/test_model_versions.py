@@ -1,0 +1,101 @@
+"""Learning from moderators, safely: candidates, a promotion check on the same held-out data, every version kept,
+rollback, and reviewed corrections as training rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import make_event
+
+CLI = [sys.executable, "-m", "worker.cli"]
+
+SPAM = ["WIN a free iPhone now, click {}", "check out my channel {} and subscribe", "free gift card at {} claim today",
+        "follow me back {} 100% sub4sub", "you won a prize, dm {} to collect", "cheap followers {} buy now"]
+HAM = ["where is my order {}", "love this video {}", "when do you open {}", "the mug arrived broken {}",
+       "thanks for the quick reply {}", "can i return the blue one {}"]
+
+
+def rows(n: int, *, flip: bool = False) -> list[dict]:
+    out = []
+    for k in range(n):
+        for i, template in enumerate(SPAM + HAM):
+            label = "spam" if i < len(SPAM) else "ham"
+            if flip and k % 2:
+                label = "ham" if label == "spam" else "spam"  # half the labels wrong
+            out.append({"text": template.format(f"x{k}"), "label": label})
+    return out
+
+
+def write(path: Path, data: list[dict], split: str | None = None) -> Path:
+    path.write_text("\n".join(json.dumps({**r, **({"split": split} if split else {})}) for r in data) + "\n")
+    return path
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_candidates_are_checked_promoted_listed_and_rolled_back(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    base = write(tmp_path / "base.jsonl", rows(6))
+    held = tmp_path / "held.jsonl"
+    held.write_text("\n".join(json.dumps({**r, "split": ("val", "test")[k % 2]})
+                              for k, r in enumerate(rows(12)[len(SPAM + HAM) * 8:])) + "\n")
+    first = cli("train", "spam", "--data", str(base), "--name", "spam-mine", "--dir", str(models), "--version", "v1")
+    assert first.returncode == 0, first.stderr
+    bad = cli("train", "spam", "--data", str(write(tmp_path / "bad.jsonl", rows(6, flip=True))), "--name", "spam-mine",
+              "--dir", str(models), "--candidate", "--version", "v2-bad")
+    assert bad.returncode == 0 and "a candidate" in bad.stdout, bad.stderr
+    refused = cli("models", "promote", "spam-mine", "--data", str(held), "--dir", str(models))
+    assert refused.returncode == 2 and "refused:" in refused.stdout and "not promoted: spam-mine stays at v1" in refused.stderr
+    assert json.loads((models / "spam-mine" / "manifest.json").read_text())["version"] == "v1"
+
+    good = cli("train", "spam", "--data", str(write(tmp_path / "good.jsonl", rows(8))), "--name", "spam-mine",
+               "--dir", str(models), "--candidate", "--version", "v3")
+    assert good.returncode == 0, good.stderr
+    promoted = cli("models", "promote", "spam-mine", "--version", "v3", "--data", str(held), "--dir", str(models))
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    assert "accepted" in promoted.stdout and "promoted spam-mine to v3" in promoted.stdout
+    listing = cli("models", "list", "spam-mine", "--dir", str(models)).stdout
+    assert "current    v3" in listing and "candidate  v2-bad" in listing and "earlier    v1" in listing
+    assert "(rollback restores this)" in listing
+    back = cli("models", "rollback", "spam-mine", "--dir", str(models))
+    assert back.returncode == 0 and "rolled spam-mine back to v1" in back.stdout
+    listing = cli("models", "list", "spam-mine", "--dir", str(models)).stdout
+    assert "current    v1" in listing and "earlier    v3" in listing  # every version is kept
+    again = cli("models", "rollback", "spam-mine", "--dir", str(models))
+    assert again.returncode == 2 and "no earlier version to roll back to" in again.stderr
+
+
+def test_train_adds_reviewed_corrections_and_decisions_name_their_model_version(client, settings, brands, tmp_path,
+                                                                                redis_url) -> None:
+    from worker.ingest import ingest_events
+    from worker.jobs import install
+    from worker.pipeline import Pipeline
+    from worker.queues import make_worker
+    from worker.store import Store
+
+    texts = [f"totally real giveaway number {k}, dm me on telegram" for k in range(12)]
+    events = [make_event(id=f"c{k}", conversation_id=f"k{k}", author={"id": f"a{k}"}, text=t) for k, t in enumerate(texts)]
+    install(Pipeline(brands), settings)
+    ingest_events(events, client, settings, batch_wait=0.01)
+    make_worker(client, settings, simple=True).work(burst=True)
+    decision = Store(client, settings.key_prefix).decision("demo-shop", "c0")
+    assert decision is not None and decision.model_versions["spam"].startswith("spam-default@")
+    env = {**os.environ, "REDIS_URL": redis_url}
+    decided = [k for k in range(12) if Store(client, settings.key_prefix).decision("demo-shop", f"c{k}") is not None]
+    assert len(decided) >= 10, decided
+    for k in decided:
+        fixed = cli("review", "resolve", f"c{k}", "--brand", "demo-shop", "--spam", "yes", "--by", "qa", env=env)
+        assert fixed.returncode == 0, fixed.stderr
+    data = write(tmp_path / "base.jsonl", rows(6))
+    result = cli("train", "spam", "--data", str(data), "--name", "spam-mine", "--dir", str(tmp_path / "m"),
+                 "--corrections", "demo-shop", "--candidate", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "reviewed corrections of demo-shop to the training rows" in result.stdout
+    manifest = json.loads(next((tmp_path / "m" / ".candidates" / "spam-mine").iterdir()).joinpath("manifest.json").read_text())
+    assert sum(manifest["training"][0]["counts"].get("train", {}).values()) > len(rows(6)) * 0.6
