@@ -78,7 +78,9 @@ class FusedLinear(ClassifierMixin, BaseEstimator):
     def _split(self, X: Any) -> tuple[Any, np.ndarray]:
         X = sp.csr_matrix(X) if not sp.issparse(X) else X.tocsr()
         cut = X.shape[1] - self.sentence_columns
-        return X[:, :cut], np.asarray(X[:, cut:].toarray(), dtype=np.float32)
+        # float64 for the sentence head: its fit (X^T X) and scores then do not depend on how many BLAS
+        # threads run them (float32 sums differ by thread count; a rebuilt model must predict the same)
+        return X[:, :cut], np.asarray(X[:, cut:].toarray(), dtype=np.float64)
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "FusedLinear":
         if self.ngram_head is None or self.sentence_head is None:

@@ -34,7 +34,7 @@ from classifiers.sentence import SentenceVectors
 from classifiers.text import TextNormalizer, normalize_all
 
 #: Words whose n-gram ids are remembered per char_wb analyser (cleared when full).
-WORD_CACHE = 200_000
+WORD_CACHE = 50_000
 _ANALYSER_PARAMS = ("analyzer", "ngram_range", "token_pattern", "lowercase", "strip_accents", "preprocessor",
                     "tokenizer", "stop_words", "encoding", "decode_error", "input")
 
