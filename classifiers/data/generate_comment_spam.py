@@ -187,6 +187,15 @@ HAM_EN = [
     "report the bots in the replies please", "i entered the official giveaway on your website, fingers crossed",
     "love the new thumbnail style", "who else got the notification instantly", "your voice is so calming",
     "the chorus gives me chills every time", "great tutorial but you skipped step 3", "so proud of how far you've come",
+    # customers who paste links and numbers are still customers
+    "my order KM-20{n}15 still says in transit, the tracking page {url} hasn't changed in days",
+    "where is my order? the courier site {url} says delivered but nothing here",
+    "the mug arrived cracked, photos here {url}, can you replace it?",
+    "please call me back on 0{n}0-555-01{n} about my return, thanks",
+    "i tried calling 0120-555-9{n}9 but nobody answered, is the shop open today?",
+    "someone posted {url} in your comments claiming to be you, is that legit?",
+    "order KM-3{n}82 - can you send the invoice to my work email instead?",
+    "is this your official store {url} or a fake one?",
 ]
 
 HAM_JA = [
@@ -200,6 +209,8 @@ HAM_JA = [
     "母に見せたら泣いてました", "買ったマグが割れてたんですが返品できますか？", "次のライブ配信はいつですか？",
     "大阪にも来てほしい", "声が落ち着く", "サビで鳥肌", "手順3が飛ばされてる気がする", "ここまで成長してて感動",
     "偽アカウントに注意してください、本人はDMしません", "公式サイトの企画に応募しました、当たるといいな",
+    "注文KM-20{n}15の追跡ページ {url} がずっと更新されません", "割れていた器の写真です {url} 交換できますか？",
+    "返品の件で 090-555-01{n} に折り返しお願いします", "{url} は公式サイトですか？偽物ですか？",
 ]
 
 THINGS = ["gaming", "cooking", "makeup", "guitar covers", "fitness", "minecraft builds", "travel vlogs", "anime edits",
