@@ -168,11 +168,11 @@ class SharedPass:
                 out.append(np.asarray(head.model.predict_proba(texts), dtype=np.float64))
                 continue
             blocks = []
-            for (kind, part), selection, key in zip(head.blocks, head.columns, head.keys, strict=True):
-                if kind == "sentence":
+            for (kind, part), selection, analyser in zip(head.blocks, head.columns, head.keys, strict=True):
+                if kind == "sentence" or selection is None or analyser is None:
                     blocks.append(part.scale(sentences[head.norm_key]))
                     continue
-                matrix, unique = counts[key]
+                matrix, unique = counts[analyser]
                 rows = matrix[[unique[doc] for doc in normalised[head.norm_key]]]
                 cols = selection[rows.indices]
                 keep = cols >= 0

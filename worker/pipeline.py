@@ -80,10 +80,10 @@ def classify(tasks: dict[str, list[tuple[int, LoadedModel]]], texts: list[str]) 
     rows = sorted({index for _, uses in users.values() for _, index in uses})
     position = {index: k for k, index in enumerate(rows)}
     probabilities = shared_pass(models).predict_proba([texts[i] for i in rows])
-    for (model, uses), proba in zip(users.values(), probabilities, strict=True):
+    for (owner, wanted), proba in zip(users.values(), probabilities, strict=True):
         rounded = np.round(proba, 6)
-        for task, index in uses:
-            scores[index][task] = {label: float(p) for label, p in zip(model.labels, rounded[position[index]], strict=True)}
+        for task_name, row in wanted:
+            scores[row][task_name] = {label: float(p) for label, p in zip(owner.labels, rounded[position[row]], strict=True)}
     return scores
 
 
