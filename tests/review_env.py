@@ -98,7 +98,9 @@ class ReviewEnv:
         return Session(http, csrf)
 
     def outbox(self, brand: str = "demo-shop") -> list[dict[str, Any]]:
-        return [json.loads(f[b"payload"]) for _, f in self.client.xrange(self.store.keys.outbox(brand))]
+        """Replies, hides, blocks … in the outbox (not the per-decision entries for connectors)."""
+        entries = [json.loads(f[b"payload"]) for _, f in self.client.xrange(self.store.keys.outbox(brand))]
+        return [p for p in entries if p["type"] != "decision"]
 
 
 class Session:

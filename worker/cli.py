@@ -779,6 +779,56 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deliver(args: argparse.Namespace) -> int:
+    from worker.delivery.runner import build_deliverer, stop_on_signals
+
+    settings = _settings(args)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    client = _connect(settings)
+    extra = {"claim_idle_ms": args.claim_idle_ms} if args.claim_idle_ms is not None else {}
+    deliverer = build_deliverer(client, settings, **extra)
+    stop_on_signals(deliverer)
+    modes = {b: settings.delivery_mode or p.delivery.mode for b, p in deliverer.policies.items()}
+    logging.getLogger("replyguard").info("delivering for %s on %s", modes, settings.redacted_redis_url())
+    handled = deliverer.run(burst=args.burst)
+    if args.burst:
+        print(f"handled {handled} outbox entries")
+    return 0
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    from worker.delivery.runner import poll_youtube
+
+    settings = _settings(args)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from worker import defaults
+
+    counts = poll_youtube(_connect(settings), settings, once=args.once,
+                          interval=args.interval or defaults.YOUTUBE_POLL_INTERVAL_SECONDS)
+    print(f"polled {counts['channels']} channel(s): {counts['new']} new comment(s), "
+          f"{counts['quota_units']} quota unit(s)")
+    return 0
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from worker.policy import load_policies
+    from worker.store import Store
+
+    settings = _settings(args)
+    store = Store(_connect(settings), settings.key_prefix)
+    brands = [args.brand] if args.brand else sorted(load_policies(settings.policies_dir))
+    rows = {b: store.dead_letters(b, args.limit) for b in brands}
+    if args.json:
+        _print_json(rows)
+        return 0
+    for brand, entries in rows.items():
+        print(f"{brand}: {len(entries)} dead letter(s)")
+        for e in entries:
+            print(f"  {e['at'][:19]}  {e['connector']:<20} {e['message_id']:<24} {e['attempts']} attempt(s)  "
+                  f"{_short(e['error'], 60)}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from worker.demo import run_demo
 
@@ -809,6 +859,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="all: batches first, then LLM tasks (default); or only one of them")
     p.add_argument("--policies", default=None, help="policies directory (default: REPLYGUARD_POLICIES_DIR)")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("deliver", help="run a delivery worker over the outbox streams (Procfile: deliver)")
+    p.add_argument("--burst", action="store_true", help="exit when nothing is left to deliver")
+    p.add_argument("--claim-idle-ms", type=int, default=None,
+                   help="take over entries another deliverer left pending this long (default: defaults.py)")
+    p.add_argument("--policies", default=None, help="policies directory (default: REPLYGUARD_POLICIES_DIR)")
+    p.set_defaults(func=cmd_deliver)
+
+    p = sub.add_parser("poll", help="poll a platform without webhooks for new comments")
+    p.add_argument("platform", choices=["youtube"])
+    p.add_argument("--once", action="store_true", help="poll every channel once and exit")
+    p.add_argument("--interval", type=float, default=None, help="seconds between polls (default: defaults.py)")
+    p.add_argument("--policies", default=None)
+    p.set_defaults(func=cmd_poll)
+
+    p = sub.add_parser("connectors", help="outbound connectors")
+    conn = p.add_subparsers(dest="connectors_command", required=True)
+    q = conn.add_parser("dead-letters", help="webhook deliveries that failed for good")
+    q.add_argument("--brand")
+    q.add_argument("--limit", type=int, default=50)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_dead_letters)
 
     p = sub.add_parser("show", help="print the decision for a message")
     p.add_argument("message_id")

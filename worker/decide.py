@@ -631,3 +631,35 @@ def llm_second_opinion(decision: Decision, brand: Brand, flagged: bool, hateful:
                                   reason=f"borderline hate score; moderation endpoint flagged {categories}")
     final.llm = _finished(decision.llm, at, "used", **record)  # type: ignore[arg-type]
     return final
+
+# -- delivery failures ------------------------------------------------------------------------
+
+#: Why a delivery problem needs a person, by the delivery error's code.
+_DELIVERY_REASONS = {
+    "window_closed": "the platform's 24-hour customer-service window had closed, so the automated reply was not sent",
+    "private_reply_window_closed": "the 7-day window for a private reply to this comment had closed",
+    "token_expired": "the platform refused the brand's access token (expired or revoked)",
+    "missing_token": "no access token is configured for this channel",
+    "invalid_recipient": "the platform says the recipient cannot be reached",
+    "unknown": "the deliverer stopped while sending; the reply may or may not have reached the customer",
+}
+
+
+def escalate_after_delivery(decision: Decision, policy: Policy, action: str, code: str, detail: str = "") -> Decision:
+    """The decision after one of its outbound actions failed for good: it escalates with the reason.
+
+    Rule ``delivery.<code>`` is added (and names the decision unless it already escalated);
+    the escalation goes to the platform's fallback role at high priority.
+    """
+    view = policy.view(decision.platform, decision.kind)
+    why = _DELIVERY_REASONS.get(code, f"the platform did not carry out the {action} ({code})")
+    reason = f"{action} not delivered: {why}" + (f" — {detail}" if detail else "")
+    updated = decision.model_copy(deep=True)
+    hit = RuleHit(name=f"delivery.{code}", detail=f"{action}: {detail}"[:300] if detail else action)
+    updated.rules.append(hit)
+    if Action.ESCALATE not in updated.actions:
+        updated.actions.append(Action.ESCALATE)
+        updated.escalation = Escalation(role=view.fallback.role, priority="high", reason=reason[:500])
+        updated.rule = hit.name
+        updated.threshold = updated.score = None
+    return updated

@@ -205,3 +205,71 @@ REPLY_WINDOW_HOURS = {
 #: KPIs count a message on the day it was sent; they read the decisions made from this
 #: many days before the period's first day (a message decided later than that is not counted).
 KPI_DECIDED_LAG_DAYS = 7
+
+# --- delivery (outbox → platforms) ---------------------------------------------------
+
+#: Consumer group of delivery workers on every ``{p}:outbox:{brand}`` stream.
+DELIVERY_GROUP = "deliverers"
+
+#: Outbox entries a deliverer reads per XREADGROUP call, and how long it blocks
+#: waiting for new ones (milliseconds).
+DELIVERY_READ_COUNT = 32
+DELIVERY_BLOCK_MS = 1_000
+
+#: An entry pending this long (milliseconds) in another deliverer's list is
+#: taken over with XAUTOCLAIM: that deliverer is presumed dead. A live deliverer
+#: that waits longer (a Retry-After) refreshes its claim first. Must exceed the
+#: longest HTTP call (DELIVERY_HTTP_TIMEOUT_SECONDS).
+DELIVERY_CLAIM_IDLE_MS = 60_000
+
+#: Timeout of one platform API call (seconds).
+DELIVERY_HTTP_TIMEOUT_SECONDS = 10.0
+
+#: Attempts per outbound action before it is recorded as failed and escalated
+#: (429 / 5xx / unreachable are retried; permanent errors never are).
+DELIVERY_MAX_ATTEMPTS = 5
+
+#: Backoff between attempts: BASE * 2**(attempt-1) seconds, at most MAX; a
+#: platform's Retry-After is honoured up to DELIVERY_RETRY_AFTER_MAX_SECONDS.
+DELIVERY_BACKOFF_BASE_SECONDS = 0.5
+DELIVERY_BACKOFF_MAX_SECONDS = 30.0
+DELIVERY_RETRY_AFTER_MAX_SECONDS = 300.0
+
+#: Calls per second per (platform, account) shared by all deliverers, unless
+#: the policy's ``delivery.rate_limit_per_second`` says otherwise.
+DELIVERY_RATE_PER_SECOND = 20.0
+
+#: Idempotency records of outbound actions are kept this long (seconds).
+DELIVERY_STATE_TTL_SECONDS = 30 * 24 * 3600
+
+#: Meta's customer-service window: free-form messages only this long (seconds)
+#: after the customer's last message (WhatsApp, Messenger, Instagram).
+CUSTOMER_SERVICE_WINDOW_SECONDS = 24 * 3600
+
+#: A person's reply on Messenger / Instagram may still go out this long after the
+#: customer's last message, with the HUMAN_AGENT message tag.
+HUMAN_AGENT_WINDOW_SECONDS = 7 * 24 * 3600
+
+#: A private reply to a comment must be sent within this many seconds of it.
+PRIVATE_REPLY_WINDOW_SECONDS = 7 * 24 * 3600
+
+#: Platform API base URLs (overridden by REPLYGUARD_META_API_BASE and
+#: REPLYGUARD_YOUTUBE_API_BASE, e.g. to point at a loopback stand-in).
+META_API_BASE = "https://graph.facebook.com/v21.0"
+YOUTUBE_API_BASE = "https://www.googleapis.com/youtube/v3"
+
+#: YouTube Data API quota units per call (the default project quota is 10,000 a day).
+YOUTUBE_QUOTA_COSTS = {"commentThreads.list": 1, "comments.insert": 50, "comments.setModerationStatus": 50}
+
+#: ``replyguard poll youtube`` polls every channel this often (seconds), at most
+#: this many pages per channel per poll.
+YOUTUBE_POLL_INTERVAL_SECONDS = 60.0
+YOUTUBE_MAX_PAGES = 5
+
+#: Outbound (CRM / ticketing) webhooks: a delivery that still fails after this
+#: many attempts goes to the brand's dead-letter list, capped at this length.
+WEBHOOK_MAX_ATTEMPTS = 5
+DEADLETTER_MAX_ENTRIES = 10_000
+
+#: Incoming Chatwoot webhooks older (or newer) than this (seconds) are refused.
+CHATWOOT_SIGNATURE_TOLERANCE_SECONDS = 300

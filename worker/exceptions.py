@@ -12,8 +12,13 @@
     ├── InputError               an input file is missing or unreadable (path, reason)
     ├── RenderError              a template cannot be rendered (missing variables)
     ├── StoreError               Redis is unreachable or answered with an error
-    └── WaitTimeout              wait_for() gave up before every event was decided (``.result``)
-        └── NoWorker             ... because no worker is consuming the queue
+    ├── WaitTimeout              wait_for() gave up before every event was decided (``.result``)
+    │   └── NoWorker             ... because no worker is consuming the queue
+    └── DeliveryError            a platform did not carry out an outbound action (code, detail)
+        ├── TransientDeliveryError   429 / 5xx / unreachable: retried with backoff (``retry_after``)
+        ├── PermanentDeliveryError   invalid recipient, expired token, window closed: recorded, escalated
+        └── AmbiguousDeliveryError   the request may have been carried out (timeout after sending):
+                                     never repeated where the platform cannot deduplicate
 
 ``ReplyguardError``, ``ConfigError``, ``ArtifactError`` and ``DatasetError`` are
 defined in :mod:`classifiers.errors` (the bottom layer, which imports nothing of
@@ -123,3 +128,32 @@ class WaitTimeout(ReplyguardError):
 
 class NoWorker(WaitTimeout):
     """Nothing is consuming the queue the events were enqueued on, so waiting longer would not help."""
+
+
+class DeliveryError(ReplyguardError):
+    """An outbound action (reply, hide, webhook) was not carried out.
+
+    ``code`` is stable (``rate_limited``, ``server_error``, ``unreachable``, ``token_expired``,
+    ``invalid_recipient``, ``window_closed``, ``rejected``, ``timeout`` …); ``detail`` is the
+    platform's own message (never the text sent); ``status`` the HTTP status, if any.
+    """
+
+    def __init__(self, code: str, detail: str = "", *, status: int | None = None,
+                 retry_after: float | None = None):
+        self.code = code
+        self.detail = detail[:300]
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(f"{code}: {self.detail}" if self.detail else code)
+
+
+class TransientDeliveryError(DeliveryError):
+    """Worth retrying later (rate limited, server error, platform unreachable)."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Retrying cannot help: recorded on the decision and escalated to a person."""
+
+
+class AmbiguousDeliveryError(DeliveryError):
+    """The request left, no answer came back: the platform may or may not have carried it out."""

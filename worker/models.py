@@ -318,6 +318,20 @@ class LLMRecord(BaseModel):
     finished_at: datetime | None = None
 
 
+class DeliveryRecord(BaseModel):
+    """What became of one outbound action of a decision (a reply, a hide, a webhook …)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: str = Field(description="reply, template, private_reply, hide, webhook:<name>, chatwoot_note, chatwoot_open")
+    target: str = Field(description="platform or connector that carried it out")
+    status: Literal["sent", "failed", "skipped", "dry_run", "unknown"]
+    platform_message_id: str | None = None
+    attempts: int = 0
+    error: str | None = Field(default=None, description="Stable code and the platform's message (never the text sent).")
+    at: datetime
+
+
 class Decision(BaseModel):
     """What replyguard decided for one message, and why. Stored in Redis as JSON."""
 
@@ -354,6 +368,7 @@ class Decision(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict, description="Milliseconds per stage.")
     decided_at: datetime
     job_id: str | None = None
+    deliveries: list[DeliveryRecord] = Field(default_factory=list, description="Outbound actions carried out, in order.")
     event: dict[str, Any] = Field(description="The inbound event as received.")
 
     @property

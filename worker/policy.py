@@ -471,6 +471,89 @@ class LLMSettings(_Model):
         return DraftSettings.model_validate(base)
 
 
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]{0,127}$")]
+
+
+class Channel(_Model):
+    """One platform the brand is on: the accounts that route to it, and where its secrets live
+    (names of environment variables, never the secrets)."""
+
+    account_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=128)]] = Field(min_length=1)
+    app_secret_env: EnvName | None = None
+    verify_token_env: EnvName | None = None
+    access_token_env: EnvName | None = None
+
+
+class Channels(_Model):
+    whatsapp: Channel | None = None
+    messenger: Channel | None = None
+    instagram: Channel | None = None
+    facebook: Channel | None = None
+    youtube: Channel | None = None
+
+    def get(self, platform: str) -> Channel | None:
+        return getattr(self, platform, None) if platform in type(self).model_fields else None
+
+
+class YouTubeModeration(_Model):
+    """How a ``hide`` is carried out on YouTube (comments.setModerationStatus)."""
+
+    hide_as: Literal["heldForReview", "rejected"] = "heldForReview"
+    ban_author_rules: list[str] = Field(
+        default_factory=list, description="Rules (e.g. moderation.hate) whose hides reject the comment and ban its author.")
+
+
+class Delivery(_Model):
+    """How decisions reach the platforms (REPLYGUARD_DELIVERY_MODE overrides ``mode``)."""
+
+    mode: Literal["dry_run", "live"] = "dry_run"
+    rate_limit_per_second: Annotated[float, Field(gt=0, le=1000)] | None = None
+    private_replies: bool = Field(
+        default=False, description="Answer private matters in Instagram/Facebook comments with one private reply.")
+    youtube: YouTubeModeration = Field(default_factory=YouTubeModeration)
+
+
+class WebhookConnector(_Model):
+    """An outbound, signed webhook (CRM, ticketing): every decision, or those matching the filter."""
+
+    name: Name
+    url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=2048)]
+    secret_env: EnvName
+    actions: list[Literal["auto_reply", "hide", "escalate", "tag", "ignore"]] | None = None
+    rules: list[str] | None = Field(default=None, description="Rule names or prefixes ending in '.' / '*'.")
+    sla_events: bool = Field(default=True, description="Also receive SLA events marked notify (sla.breached …).")
+
+    def wants(self, actions: list[str], rule: str) -> bool:
+        if self.actions is not None and not set(self.actions) & set(actions):
+            return False
+        if self.rules is not None:
+            return any(rule == r or (r.endswith((".", "*")) and rule.startswith(r.rstrip("*"))) for r in self.rules)
+        return True
+
+
+class ChatwootConnector(_Model):
+    """replyguard as the Agent Bot of a Chatwoot inbox."""
+
+    base_url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=2048)]
+    account_id: Annotated[int, Field(ge=1)]
+    api_token_env: EnvName
+    webhook_secret_env: EnvName
+    inbox_ids: list[int] | None = None
+
+
+class Connectors(_Model):
+    webhooks: list[WebhookConnector] = Field(default_factory=list)
+    chatwoot: ChatwootConnector | None = None
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "Connectors":
+        names = [w.name for w in self.webhooks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"webhook connector names must be unique: {dupes}")
+        return self
+
+
 class Models(_Model):
     spam: str
     abuse: str
@@ -500,6 +583,9 @@ class Policy(_Model):
     llm: LLMSettings | None = None
     sla: Sla | None = None
     guardrails: GuardrailSettings = Field(default_factory=GuardrailSettings)
+    channels: Channels = Field(default_factory=Channels)
+    delivery: Delivery = Field(default_factory=Delivery)
+    connectors: Connectors = Field(default_factory=Connectors)
 
     _views: dict[tuple[str, str], "PolicyView"] = PrivateAttr(default_factory=dict)
 

@@ -16,6 +16,11 @@ REPLYGUARD_BATCH_SIZE          most messages per job                            
 REPLYGUARD_BATCH_WAIT_MS       longest a message waits for its batch to fill        50
 REPLYGUARD_LOG_LEVEL           logging level                                        INFO
 REPLYGUARD_SESSION_SECRET      key that signs review-app session cookies            random per process
+
+REPLYGUARD_META_API_BASE       Graph API base URL (a stand-in in tests)             defaults.META_API_BASE
+REPLYGUARD_YOUTUBE_API_BASE    YouTube Data API base URL                            defaults.YOUTUBE_API_BASE
+REPLYGUARD_DELIVERY_MODE       dry_run | live: overrides every policy's             (the policy's)
+                               ``delivery.mode``
 (named by a policy)            LLM API keys: ``llm.providers.*.api_key_env``         (none)
 =============================  ==================================================  =====================
 
@@ -29,7 +34,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
@@ -51,6 +56,10 @@ _ENV = {
     "batch_wait_ms": "REPLYGUARD_BATCH_WAIT_MS",
     "log_level": "REPLYGUARD_LOG_LEVEL",
     "session_secret": "REPLYGUARD_SESSION_SECRET",
+
+    "meta_api_base": "REPLYGUARD_META_API_BASE",
+    "youtube_api_base": "REPLYGUARD_YOUTUBE_API_BASE",
+    "delivery_mode": "REPLYGUARD_DELIVERY_MODE",
 }
 
 
@@ -99,6 +108,10 @@ class Settings(BaseModel):
     log_level: Annotated[str, Field(pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")] = "INFO"
     #: Signs session cookies of the review app (never logged: SecretStr). Unset: a random key per process.
     session_secret: Annotated[SecretStr, Field(min_length=16)] | None = None
+
+    meta_api_base: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] = defaults.META_API_BASE
+    youtube_api_base: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] = defaults.YOUTUBE_API_BASE
+    delivery_mode: Literal["dry_run", "live"] | None = None
 
     def __init__(self, **values: Any) -> None:
         """Settings from ``values``, with every other field read from the environment (as the CLI does).

@@ -12,7 +12,12 @@ key                                      type    what
 ``{p}:decisions:{brand}``                zset    message ids by decision time (ms)
 ``{p}:message:{message_id}``             set     brands that decided this message id (for ``show``)
 ``{p}:review``                           zset    escalations, ``brand/message_id``, by priority then age
-``{p}:outbox:{brand}``                   stream  replies and hides for connectors to carry out
+``{p}:outbox:{brand}``                   stream  replies, hides and decisions for deliverers (group ``deliverers``)
+``{p}:delivery:{brand}:{mid}:{action}``  hash    idempotency record of one outbound action (state, owner, attempts)
+``{p}:deadletter:{brand}``               list    outbound webhook deliveries that failed for good (JSON)
+``{p}:ratelimit:{platform}:{acct}:{s}``  string  calls to one platform account in one second
+``{p}:youtube:cursor:{brand}:{channel}`` hash    newest comment time seen, and the ids seen at that time
+``{p}:youtube:quota:{date}``             hash    YouTube quota units spent that day, by brand
 ``{p}:optout:{brand}``                   set     author ids that opted out of automated messages
 ``{p}:history:{brand}:{conversation}``   list    recent messages of a conversation (JSON entries)
 ``{p}:conversation:{brand}:{conv}``      hash    first_seen, last_seen, away_sent_at (ms)
@@ -66,7 +71,7 @@ import redis
 
 from worker import defaults
 from worker.exceptions import StoreError
-from worker.models import Action, Correction, Decision, DecisionContext, Escalation, InboundEvent
+from worker.models import Action, Correction, Decision, DecisionContext, DeliveryRecord, Escalation, InboundEvent
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -79,6 +84,11 @@ def _ms(dt: datetime) -> int:
 @functools.cache
 def _apply_script() -> str:
     return resources.files("worker").joinpath("lua/apply_decision.lua").read_text()
+
+
+@functools.cache
+def _delivery_begin_script() -> str:
+    return resources.files("worker").joinpath("lua/delivery_begin.lua").read_text()
 
 
 class Keys:
@@ -142,6 +152,20 @@ class Keys:
 
     def sla_events(self, brand: str) -> str:
         return f"{self.prefix}:sla:events:{brand}"
+    def delivery(self, brand: str, message_id: str, action: str) -> str:
+        return f"{self.prefix}:delivery:{brand}:{message_id}:{action}"
+
+    def deadletter(self, brand: str) -> str:
+        return f"{self.prefix}:deadletter:{brand}"
+
+    def ratelimit(self, platform: str, account: str, second: int) -> str:
+        return f"{self.prefix}:ratelimit:{platform}:{account}:{second}"
+
+    def youtube_cursor(self, brand: str, channel: str) -> str:
+        return f"{self.prefix}:youtube:cursor:{brand}:{channel}"
+
+    def youtube_quota(self, day: str) -> str:
+        return f"{self.prefix}:youtube:quota:{day}"
 
     # -- review app ---------------------------------------------------------------------
 
@@ -271,6 +295,7 @@ class Store:
         self.client: Any = client
         self.keys = Keys(prefix)
         self._apply = client.register_script(_apply_script())
+        self._delivery_begin = client.register_script(_delivery_begin_script())
 
     # -- reading context -----------------------------------------------------------
 
@@ -331,6 +356,9 @@ class Store:
                     llm=bool(decision.llm and decision.llm.outcome == "used")), ensure_ascii=False))
                 history.append(json.dumps({"role": "brand", "message_id": mid, "at": _ms(decision.decided_at),
                                            "text": decision.reply[: defaults.HISTORY_MAX_CHARS]}, ensure_ascii=False))
+            # every final decision, for outbound connectors (CRM webhooks, Chatwoot hand-off)
+            outbox.append(json.dumps(outbox_payload(event, "decision", actions=[a.value for a in decision.actions],
+                                                    rule=decision.rule), ensure_ascii=False))
             if Action.ESCALATE in decision.actions and decision.escalation is not None:
                 score = repr(review_score(decision.escalation.priority, event.created_at))
             for name in [f"rule:{decision.rule}"] + [f"action:{a.value}" for a in decision.actions]:
@@ -441,6 +469,91 @@ class Store:
         pipe.lpush(self.keys.rejected, entry)
         pipe.ltrim(self.keys.rejected, 0, defaults.REJECTED_MAX_ENTRIES - 1)
         pipe.execute()
+
+    # -- delivery -----------------------------------------------------------------------
+
+    @_guard("claiming an outbound action")
+    def begin_delivery(self, brand: str, message_id: str, action: str, consumer: str, *,
+                       take_over: bool = False) -> tuple[str, str]:
+        """The idempotency check before sending (see lua/delivery_begin.lua): ('go', attempts),
+        ('in_doubt', previous owner) or ('done', state)."""
+        verdict, info = self._delivery_begin(
+            keys=[self.keys.delivery(brand, message_id, action)],
+            args=[consumer, int(time.time() * 1000), defaults.DELIVERY_STATE_TTL_SECONDS, "1" if take_over else ""])
+        return verdict.decode(), info.decode()
+
+    @_guard("recording a retry")
+    def delivery_retrying(self, brand: str, message_id: str, action: str, error: str) -> None:
+        """The platform answered with a transient error: nothing was sent, the next attempt may send."""
+        self.client.hset(self.keys.delivery(brand, message_id, action), mapping={"state": "retrying", "error": error})
+
+    @_guard("recording a delivery")
+    def record_delivery(self, brand: str, message_id: str, step: str, record: DeliveryRecord, *,
+                        escalate: Callable[[Decision], Decision] | None = None,
+                        ack: tuple[str, str, str] | None = None) -> Decision | None:
+        """Write what became of one outbound action, in one transaction: the action's idempotency
+        record (its final state), the decision's ``deliveries``, ``escalate(decision)`` when the
+        failure needs a person (with its review-queue entry), delivery counters, and the XACK of
+        ``ack`` = (stream, group, entry id). Returns the decision as stored (None if absent)."""
+        key = self.keys.decision(brand, message_id)
+        state_key = self.keys.delivery(brand, message_id, step)
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    decision = Decision.from_json(raw) if raw else None
+                    review = None
+                    if decision is not None:
+                        decision = decision.model_copy(deep=True)
+                        decision.deliveries.append(record)
+                        if escalate is not None:
+                            was_escalated = Action.ESCALATE in decision.actions
+                            decision = escalate(decision)
+                            if not was_escalated and decision.escalation is not None:
+                                created = datetime.fromisoformat(decision.event["created_at"])
+                                review = review_score(decision.escalation.priority, created)
+                    pipe.multi()
+                    pipe.hset(state_key, mapping={"state": record.status, "attempts": record.attempts,
+                                                  "platform_message_id": record.platform_message_id or "",
+                                                  "error": record.error or ""})
+                    pipe.expire(state_key, defaults.DELIVERY_STATE_TTL_SECONDS)
+                    if decision is not None:
+                        pipe.set(key, decision.to_json())
+                        skey = self.keys.stats(brand)
+                        pipe.hincrby(skey, f"delivery:{record.status}", 1)
+                        pipe.hincrby(skey, f"delivery:{record.target}:{record.status}", 1)
+                        if review is not None:
+                            pipe.zadd(self.keys.review, {review_member(brand, message_id): review})
+                            pipe.hincrby(skey, "action:escalate", 1)
+                            pipe.hincrby(skey, f"rule:{decision.rule}", 1)
+                    if ack is not None:
+                        pipe.xack(*ack)
+                    pipe.execute()
+                    return decision
+                except redis.WatchError:
+                    continue
+
+    @_guard("acknowledging an outbox entry")
+    def ack(self, stream: str, group: str, entry_id: str) -> None:
+        self.client.xack(stream, group, entry_id)
+
+    @_guard("writing the dead-letter list")
+    def dead_letter(self, brand: str, entry: dict[str, Any]) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.lpush(self.keys.deadletter(brand), json.dumps(entry, ensure_ascii=False, default=str))
+        pipe.ltrim(self.keys.deadletter(brand), 0, defaults.DEADLETTER_MAX_ENTRIES - 1)
+        pipe.execute()
+
+    @_guard("reading the dead-letter list")
+    def dead_letters(self, brand: str, limit: int = 50) -> list[dict[str, Any]]:
+        return [json.loads(r) for r in self.client.lrange(self.keys.deadletter(brand), 0, limit - 1)]
+
+    @_guard("reading conversation times")
+    def last_customer_message(self, brand: str, conversation_id: str) -> datetime | None:
+        """When the customer last wrote in this conversation (for the 24-hour window)."""
+        raw = self.client.hget(self.keys.conversation(brand, conversation_id), "last_seen")
+        return datetime.fromtimestamp(int(raw) / 1000, tz=timezone.utc) if raw else None
 
     # -- queries ----------------------------------------------------------------------
 

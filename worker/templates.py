@@ -28,6 +28,16 @@ from worker.yaml_source import load_validated
 MAX_BODY_CHARS = 2_000
 
 
+class WhatsAppTemplate(BaseModel):
+    """The message template registered (and approved) with WhatsApp for this reply: sent instead
+    of the free-form text when the 24-hour customer-service window has closed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,512}$")]
+    language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")]
+
+
 class Template(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -41,6 +51,7 @@ class Template(BaseModel):
     body: Annotated[str, StringConstraints(min_length=1, max_length=MAX_BODY_CHARS)]
     fallback_body: Annotated[str, StringConstraints(min_length=1, max_length=MAX_BODY_CHARS)] | None = None
     notes: str | None = None
+    whatsapp_template: WhatsAppTemplate | None = None
 
     @field_validator("body", "fallback_body")
     @classmethod

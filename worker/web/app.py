@@ -50,6 +50,7 @@ ROUTERS: tuple[str, ...] = (
     "worker.web.review_api",     # /api/review/...
     "worker.web.review_pages",   # /review, /review/items/..., /review/auto, /review/rejected
     "worker.web.dashboard",      # /dashboard/{brand}: KPIs per day, CSV export
+    "worker.web.chatwoot",       # /webhooks/chatwoot/{brand} (Agent Bot)
 )
 
 
