@@ -100,7 +100,8 @@ def test_no_python_code_writes_a_decisions_effects():
     writes = [w for relative, tree in _sources() for w in _effect_writes(relative, tree)]
     assert {re.sub(r":\d+:", ":", w) for w in writes} <= SLA_REROUTE, writes
     lua = sorted(p.name for p in (ROOT / "worker" / "lua").glob("*.lua"))
-    assert lua == ["apply_decision.lua"]
+    # delivery_begin.lua writes only an outbound action's idempotency record ({p}:delivery:…), no decision effect
+    assert lua == ["apply_decision.lua", "delivery_begin.lua"]
 
 
 def _pending_order(client, settings, brands) -> Store:
@@ -117,7 +118,7 @@ def test_finalising_twice_applies_the_effects_once(client, llm_env):  # noqa: F8
     first = store.finalize("demo-shop", "o1", drafting.at_deadline)
     second = store.finalize("demo-shop", "o1", drafting.at_deadline)
     assert first is not None and first.llm.reason == "deadline" and second is None
-    assert client.xlen(store.keys.outbox("demo-shop")) == 1
+    assert client.xlen(store.keys.outbox("demo-shop")) == 2  # the reply, and the decision for connectors
     stats = store.stats("demo-shop")
     assert stats["decisions"] == 1 and stats["rule:intent.auto_reply"] == 1 and stats["llm:personalise:fallback"] == 1
     assert client.zcard(store.keys.llm_pending) == 0
@@ -141,7 +142,7 @@ def test_finalising_reads_again_when_the_decision_changed_meanwhile(client, llm_
 
     done = store.finalize("demo-shop", "o1", final)
     assert calls == [None, "touched"] and done is not None
-    assert client.xlen(store.keys.outbox("demo-shop")) == 1
+    assert client.xlen(store.keys.outbox("demo-shop")) == 2  # the reply, and the decision for connectors
 
 
 def _key_patterns(prefix: str) -> list[re.Pattern[str]]:
