@@ -40,6 +40,14 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
+#: One failed login: count it, and start the rate-limit window when the count is new.
+_COUNT_FAILURE = """
+local n = redis.call('INCR', KEYS[1])
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
+
 class AccountError(ReplyguardError):
     """A user cannot be created or changed (the message says why)."""
 
@@ -174,12 +182,10 @@ class Accounts:
         return wait
 
     def login_failed(self, name: str, address: str) -> None:
-        pipe = self.client.pipeline(transaction=True)
+        # INCR, and start the window on the first failure only (EXPIRE NX needs Redis 7;
+        # the embedded server is 6.2, so the check is done in the same Lua call).
         for scope in (f"user:{name}", f"addr:{address}"):
-            key = self.keys.login_failures(scope)
-            pipe.incr(key)
-            pipe.expire(key, defaults.LOGIN_WINDOW_SECONDS, nx=True)
-        pipe.execute()
+            self.client.eval(_COUNT_FAILURE, 1, self.keys.login_failures(scope), defaults.LOGIN_WINDOW_SECONDS)
 
     def login_succeeded(self, name: str) -> None:
         self.client.delete(self.keys.login_failures(f"user:{name}"))
