@@ -136,15 +136,16 @@ class Deliverer:
     def step(self, block_ms: int = 0) -> int:
         handled = 0
         for stream in self.streams:  # entries dead deliverers left behind
-            cursor, entries, *_ = self.client.xautoclaim(stream, self.group, self.consumer, self.claim_idle_ms,
-                                                         start_id=self._cursors[stream], count=defaults.DELIVERY_READ_COUNT)
+            claimed: Any = self.client.xautoclaim(stream, self.group, self.consumer, self.claim_idle_ms,
+                                                  start_id=self._cursors[stream], count=defaults.DELIVERY_READ_COUNT)
+            cursor, entries = claimed[0], claimed[1]
             self._cursors[stream] = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
             for entry_id, fields in entries:
                 if fields:
                     log.info("deliverer %s took over outbox entry %s of %s", self.consumer, _s(entry_id), stream)
                     self.handle(stream, _s(entry_id), fields)
                     handled += 1
-        replies = self.client.xreadgroup(self.group, self.consumer, {s: ">" for s in self.streams},
+        replies: Any = self.client.xreadgroup(self.group, self.consumer, {s: ">" for s in self.streams},
                                          count=defaults.DELIVERY_READ_COUNT, block=block_ms or None)
         for stream, entries in replies or []:
             for entry_id, fields in entries:

@@ -145,6 +145,9 @@ class Planner:
             last = max(created, last) if last else created
             closed = now - last > timedelta(seconds=defaults.CUSTOMER_SERVICE_WINDOW_SECONDS)
             if platform == "whatsapp":
+                if account is None:
+                    return Step("reply", "reply", platform, chars=chars, skip=(
+                        "no_account", "no WhatsApp phone_number_id in the event or the brand's channels.whatsapp"))
                 if closed:
                     wa = self._whatsapp_template(d)
                     if wa is None:
@@ -226,10 +229,15 @@ class Planner:
             delivery_id = f"{brand}/{payload.get('message_id')}/{kind}/{entry_id}/webhook:{hook.name}"
             steps.append(Step(f"{kind}:{entry_id}:webhook:{hook.name}", f"webhook:{hook.name}:{kind}",
                               f"webhook:{hook.name}", account=hook.name, dedupable=True, on_failure="dead_letter",
-                              send=lambda hook=hook, delivery_id=delivery_id: webhooks.post(
-                                  self.http, hook.url, self._secret(hook.secret_env), delivery_id,
-                                  {"event": kind, "sla": payload}, event=kind)))
+                              send=self._webhook_sender(hook, delivery_id, {"event": kind, "sla": payload}, kind)))
         return steps
+
+    def _webhook_sender(self, hook: Any, delivery_id: str, body: dict[str, Any],
+                        event: str = "decision") -> Callable[[], str]:
+        """Posts ``body`` to ``hook`` when called (the secret is read then, not at planning)."""
+        def send() -> str:
+            return webhooks.post(self.http, hook.url, self._secret(hook.secret_env), delivery_id, body, event=event)
+        return send
 
     def _connectors(self, d: Decision) -> list[Step]:
         policy = self.policies[d.brand]
@@ -241,9 +249,7 @@ class Planner:
             delivery_id = f"{d.brand}/{d.message_id}/webhook:{hook.name}"
             steps.append(Step(f"webhook:{hook.name}", f"webhook:{hook.name}", f"webhook:{hook.name}",
                               account=hook.name, dedupable=True, on_failure="dead_letter",
-                              send=lambda hook=hook, delivery_id=delivery_id: webhooks.post(
-                                  self.http, hook.url, self._secret(hook.secret_env), delivery_id,
-                                  webhooks.payload(d))))
+                              send=self._webhook_sender(hook, delivery_id, webhooks.payload(d))))
         meta = d.event.get("metadata") or {}
         cw = policy.connectors.chatwoot
         if cw and isinstance(meta.get("chatwoot"), dict) and Action.ESCALATE in d.actions:

@@ -93,7 +93,7 @@ class StandIn:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
 
     def new_id(self, prefix: str) -> str:
         with self._lock:
