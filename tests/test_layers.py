@@ -75,7 +75,10 @@ def test_no_import_points_upward():
 def test_every_package_has_a_layer():
     """A new top-level package must be given a place in LAYERS (or the check would skip it)."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    packages = {p.split(".")[0] for p in config["tool"]["setuptools"]["packages"]}
+    include = config["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {p.split(".")[0].rstrip("*") for p in include}
+    on_disk = {d.name for d in ROOT.iterdir() if (d / "__init__.py").exists() and d.name != "tests"}
+    assert packages == on_disk, "pyproject's packages.find must include every top-level package"
     assert packages == set(LAYERS)
 
 
