@@ -49,7 +49,10 @@ def two_brand_dirs(root: Path) -> tuple[Path, Path]:
     for src_dir, dst in ((REPO_ROOT / "policies", policies), (REPO_ROOT / "prompts" / "templates", templates)):
         shutil.copy(src_dir / "demo-shop.yaml", dst / "demo-shop.yaml")
         text = (src_dir / "demo-shop.yaml").read_text()
-        (dst / "other-shop.yaml").write_text(re.sub(r"(?m)^brand: demo-shop$", "brand: other-shop", text))
+        text = re.sub(r"(?m)^brand: demo-shop$", "brand: other-shop", text)
+        # its own platform accounts: an account id routes to one brand only
+        text = re.sub(r'account_ids: \["([^"]+)"\]', r'account_ids: ["\1-other"]', text)
+        (dst / "other-shop.yaml").write_text(text)
     return policies, templates
 
 

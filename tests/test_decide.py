@@ -185,6 +185,15 @@ def test_empty_and_too_long_texts(shop: Brand) -> None:
     assert long.rule == "text.too_long" and long.truncated and long.reply is None
 
 
+def test_unreadable_message_escalates_by_its_own_rule_even_as_a_comment(shop: Brand) -> None:
+    sticker = run(shop, text="", unreadable="sticker", platform="whatsapp").decision
+    assert sticker.rule == "content.unreadable" and sticker.rules[0].detail == "sticker"
+    assert sticker.escalation is not None and "sticker" in sticker.escalation.reason
+    # public comments ignore unclear text (fallback), but the policy's `unreadable` escalates
+    photo = run(shop, text="", unreadable="photo", kind="comment", platform="facebook").decision
+    assert photo.rule == "content.unreadable" and photo.escalation is not None
+
+
 def test_whatsapp_override_raises_the_bar(shop: Brand) -> None:
     assert run(shop, platform="whatsapp", p=0.75).decision.rule == "intent.low_confidence"
     assert run(shop, platform="instagram", p=0.75).decision.rule == "intent.auto_reply"

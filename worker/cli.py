@@ -153,6 +153,14 @@ def _find_decision(store, message_id: str, brand: str | None):
     return store.decision(brands[0], message_id), None
 
 
+def _receipts(store, decision) -> dict[str, dict[str, str]]:
+    """Delivery / read receipts the platform sent for the messages this decision sent."""
+    from worker.inbound.receipts import receipts_for
+
+    ids = [r.platform_message_id for r in getattr(decision, "deliveries", []) if r.platform_message_id]
+    return receipts_for(store.client, store.keys, decision.platform, ids)
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from worker.store import Store
 
@@ -167,8 +175,9 @@ def cmd_show(args: argparse.Namespace) -> int:
             _print_json({"error": problem, "message_id": args.message_id})
         print(problem, file=sys.stderr)
         return EXIT_INPUT
+    receipts = _receipts(store, decision)
     if args.json:
-        _print_json(json.loads(decision.to_json()))
+        _print_json({**json.loads(decision.to_json()), "receipts": receipts})
         return 0
     d = decision
     print(f"message   {d.message_id}  (brand {d.brand}, {d.platform} {d.kind}, language {d.language})")
@@ -198,6 +207,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"models    {', '.join(f'{k}={v}' for k, v in d.model_versions.items())}")
     print(f"timings   {', '.join(f'{k} {v}' for k, v in d.timings.items())}")
     print(f"decided   {d.decided_at.isoformat()}")
+    for record in getattr(d, "deliveries", []):
+        extra = f" {record.platform_message_id}" if record.platform_message_id else ""
+        error = f" ({record.error})" if record.error else ""
+        print(f"delivery  {record.action} → {record.target}: {record.status}{extra}{error}")
+        for field, value in sorted(receipts.get(record.platform_message_id or "", {}).items()):
+            if field.startswith("status:"):
+                at = datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc).isoformat(timespec="seconds")
+                print(f"          {field[7:]} at {at}")
     return 0
 
 
@@ -833,7 +850,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from worker.demo import run_demo
 
     return run_demo(workers=args.workers, check=args.check, llm=args.llm, llm_model=args.llm_model,
-                    llm_key_env=args.llm_key_env)
+                    llm_key_env=args.llm_key_env, webhooks=not args.no_webhooks)
 
 
 # -- parser -----------------------------------------------------------------------------
@@ -1046,6 +1063,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--llm-model", default="gpt-4o-mini")
     p.add_argument("--llm-key-env", default=None, help="environment variable holding the API key")
     p.add_argument("--check", action="store_true", help="exit 1 unless every decision matches the sample's expectation")
+    p.add_argument("--no-webhooks", action="store_true",
+                   help="skip the second part (platform webhooks through replyguard serve to a Graph API stand-in)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -21,7 +21,9 @@ in ``rules`` with its score and threshold:
 3. ``moderation.spam``, ``moderation.hate``, ``moderation.offensive``: scores
    at or above the thresholds. Hate is always hidden and escalated; spam and
    offensive take the policy's actions (offensive may ``continue``).
-4. ``text.empty`` (checked before moderation: there is nothing to moderate) and
+4. ``content.unreadable`` (a sticker, a location, an image without caption: the
+   event's ``unreadable`` names the type; the policy's ``unreadable`` action,
+   else the fallback), ``text.empty`` (checked before moderation: there is nothing to moderate) and
    ``text.too_long`` (an unseen tail).
 5. ``keyword.<name>``: the whole message is a quick-reply keyword.
 6. ``private_matter.entities``: a public comment exposes personal data.
@@ -216,6 +218,11 @@ def decide(
         return _finish(b, scores, context, entities, truncated, optout_op, away=True, greet=False)
 
     # 3. moderation (of text: an attachment-only message goes straight to the fallback)
+    if event.unreadable and not event.text.strip():
+        b.hit("content.unreadable", detail=event.unreadable)
+        b.fallback(policy.unreadable or view.fallback,
+                   f"a {event.unreadable} message: replyguard cannot read it, a person should look")
+        return _finish(b, scores, context, entities, truncated, optout_op, away=True, greet=True)
     if not event.text.strip():
         b.hit("text.empty")
         b.fallback(view.fallback, "message has no text (attachment or sticker only)")

@@ -273,3 +273,28 @@ DEADLETTER_MAX_ENTRIES = 10_000
 
 #: Incoming Chatwoot webhooks older (or newer) than this (seconds) are refused.
 CHATWOOT_SIGNATURE_TOLERANCE_SECONDS = 300
+#: Largest request body ``serve`` reads (webhooks, ``POST /v1/events``), in bytes.
+#: A larger one is refused with 413 before it is read. Meta batches up to 1,000
+#: changes per delivery; 1 MiB holds them with room to spare.
+MAX_REQUEST_BYTES = 1024 * 1024
+
+#: Most events one ``POST /v1/events`` request may carry.
+MAX_EVENTS_PER_REQUEST = 1000
+
+#: Deepest nesting of a webhook body (Meta's are about 8 levels deep). Checked
+#: before parsing, like MAX_JSON_DEPTH for events.
+MAX_WEBHOOK_JSON_DEPTH = 24
+
+#: The inbox consumer reads at most this many entries per call, blocking at most
+#: INBOX_BLOCK_MS when there are none; entries pending longer than
+#: INBOX_CLAIM_IDLE_MS in a consumer that stopped are taken over.
+INBOX_READ_COUNT = 256
+INBOX_BLOCK_MS = 200
+INBOX_CLAIM_IDLE_MS = 30_000
+
+#: Receipts (sent / delivered / read / failed) of outbound messages are kept this long.
+RECEIPT_TTL_SECONDS = 30 * 24 * 3600
+
+#: ``POST /v1/events`` signed requests (X-Replyguard-Timestamp) older or newer
+#: than this are refused, so a captured request cannot be replayed later.
+SIGNATURE_TOLERANCE_SECONDS = 300

@@ -179,7 +179,7 @@ def _command() -> str:
 
 
 def run_demo(workers: int = 2, check: bool = False, llm: str | None = None, llm_model: str = "gpt-4o-mini",
-             llm_key_env: str | None = None) -> int:
+             llm_key_env: str | None = None, webhooks: bool = True) -> int:
     settings = Settings.from_env().model_copy(update={"queue": DEMO_QUEUE, "key_prefix": DEMO_KEY_PREFIX})
     tty = sys.stdout.isatty()
     print("replyguard demo: Komorebi Store (brand demo-shop)\n")
@@ -198,7 +198,7 @@ def run_demo(workers: int = 2, check: bool = False, llm: str | None = None, llm_
         policies = llm_policy_dir(settings.policies_dir, workdir / "policies", url, llm_model, llm_key_env)
         settings = settings.model_copy(update={"policies_dir": policies})
     try:
-        return _run(settings, workers, check, tty, llm_on=bool(llm))
+        return _run(settings, workers, check, tty, llm_on=bool(llm), webhooks=webhooks)
     finally:
         if standin is not None:
             standin.stop()
@@ -206,7 +206,7 @@ def run_demo(workers: int = 2, check: bool = False, llm: str | None = None, llm_
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run(settings: Settings, workers: int, check: bool, tty: bool, llm_on: bool) -> int:
+def _run(settings: Settings, workers: int, check: bool, tty: bool, llm_on: bool, webhooks: bool = True) -> int:
     brands = load_brands(settings)
     brand = brands["demo-shop"]
     print(f"  policy     {brand.loaded.path.name} {brand.policy_version}")
@@ -265,9 +265,28 @@ def _run(settings: Settings, workers: int, check: bool, tty: bool, llm_on: bool)
         if tty:
             print()
         elapsed = time.monotonic() - started
+        ok = _print_table(sample, decisions, llm_on, total, elapsed)
+        if webhooks:
+            from worker.demo_webhooks import run_webhooks
+
+            columns = shutil.get_terminal_size((160, 40)).columns
+            ok -= run_webhooks(env.get("REDIS_URL") or settings.redis_url or "", run, _cell, columns,
+                               {k: env[k] for k in ("REPLYGUARD_QUEUE", "REPLYGUARD_KEY_PREFIX",
+                                                    "REPLYGUARD_POLICIES_DIR")}, settings.key_prefix)
     finally:
         _stop_workers(procs)
+    _print_sla(client, settings, sample)
+    first = sample[0]["id"]
+    cmd = f"REPLYGUARD_KEY_PREFIX={settings.key_prefix} {_command()}"
+    print(f"Look closer (the demo's decisions are under key prefix {settings.key_prefix!r}):\n"
+          f"  {cmd} show {first}\n  {cmd} review list\n  {cmd} stats")
+    if check and ok != total:
+        return 1
+    return 0
 
+
+def _print_table(sample: list[dict[str, Any]], decisions: dict[str, Decision], llm_on: bool, total: int,
+                 elapsed: float) -> int:
     columns = shutil.get_terminal_size((160, 40)).columns
     text_w = max(24, min(40, (columns - 92) // 2))
     out_w = max(24, columns - 92 - text_w)
@@ -315,11 +334,4 @@ def _run(settings: Settings, workers: int, check: bool, tty: bool, llm_on: bool)
                 key = f"{d.llm.task} {d.llm.outcome}" + (f" ({d.llm.reason})" if d.llm.reason else "")
                 results[key] = results.get(key, 0) + 1
         print("LLM: " + "; ".join(f"{k}: {v}" for k, v in sorted(results.items())))
-    _print_sla(client, settings, sample)
-    first = sample[0]["id"]
-    cmd = f"REPLYGUARD_KEY_PREFIX={settings.key_prefix} {_command()}"
-    print(f"Look closer (the demo's decisions are under key prefix {settings.key_prefix!r}):\n"
-          f"  {cmd} show {first}\n  {cmd} review list\n  {cmd} stats")
-    if check and ok != total:
-        return 1
-    return 0
+    return ok

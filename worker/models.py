@@ -131,6 +131,11 @@ class InboundEvent(BaseModel):
     text: str = Field(max_length=defaults.MAX_TEXT_CHARS, description="Message text; may be empty (attachment only).")
     created_at: AwareDatetime = Field(description="When the customer sent it: ISO 8601 with a UTC offset.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form, stored with the decision.")
+    unreadable: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_:+-]{0,63}$")] | None = Field(
+        default=None,
+        description="The platform's type of a message replyguard cannot read (sticker, location, an image without "
+                    "caption...). Such an event is decided by rule content.unreadable (the policy's "
+                    "``unreadable`` action, else its fallback), never classified.")
 
     @field_validator("id", "conversation_id", "post_id")
     @classmethod

@@ -552,6 +552,12 @@ class Connectors(_Model):
         if dupes:
             raise ValueError(f"webhook connector names must be unique: {dupes}")
         return self
+class Api(_Model):
+    """Who may post this brand's events to ``POST /v1/events``: names of environment variables
+    holding a bearer token and/or an HMAC signing secret (never the secrets themselves)."""
+
+    token_env: EnvName | None = None
+    signing_secret_env: EnvName | None = None
 
 
 class Models(_Model):
@@ -581,6 +587,10 @@ class Policy(_Model):
     greeting: Greeting | None = None
     private_matters: PrivateMatters | None = None
     llm: LLMSettings | None = None
+    api: Api = Field(default_factory=Api)
+    unreadable: Fallback | None = Field(
+        default=None, description="What to do with a message replyguard cannot read (rule content.unreadable); "
+                                  "default: the intents fallback.")
     sla: Sla | None = None
     guardrails: GuardrailSettings = Field(default_factory=GuardrailSettings)
     channels: Channels = Field(default_factory=Channels)
@@ -770,7 +780,25 @@ def load_policies(directory: Path) -> dict[str, LoadedPolicy]:
         policies[loaded.brand] = loaded
     if not policies:
         raise PolicyError(str(directory), Problem("(directory)", "holds no *.yaml policy"))
+    _account_ids_unique_across_brands(policies)
     return policies
+
+
+def _account_ids_unique_across_brands(policies: dict[str, LoadedPolicy]) -> None:
+    """A platform account (phone number id, page id, ...) routes to one brand only: two brands
+    claiming it would make every webhook for it ambiguous, so start-up stops."""
+    owner: dict[tuple[str, str], str] = {}
+    for brand, loaded in sorted(policies.items()):
+        channels = loaded.policy.channels
+        for platform in type(channels).model_fields:
+            channel = channels.get(platform)
+            for account in channel.account_ids if channel else []:
+                first = owner.setdefault((platform, account), brand)
+                if first != brand:
+                    raise PolicyError(str(loaded.path), Problem(
+                        f"channels.{platform}.account_ids",
+                        f"{account!r} is also an account of brand {first!r} "
+                        f"({policies[first].path.name}); an account routes to one brand only"))
 
 
 def schema() -> dict[str, Any]:

@@ -44,6 +44,10 @@ key                                      type    what
 ``{p}:llm:circuit-trial:{provider}``     string  the one half-open trial call in flight (expires)
 ``{p}:llm:inflight:{provider}``          zset    concurrency slots in use, by expiry time
 ``{p}:llm:tokens:{brand}:{YYYY-MM}``     string  LLM tokens used this month (the brand's budget)
+``{p}:inbox``                            stream  requests ``serve`` accepted, not yet enqueued (group ``ingest``)
+``{p}:inbox:stats``                      hash    counters of the inbox consumer (events, drops by reason, ...)
+``{p}:receipt:{platform}:{platform_id}`` hash    delivery / read receipts of a message we sent (worker.inbound.receipts)
+``{p}:watermark:{platform}:{acct}:{usr}`` hash   "read / delivered up to" times (ms) of a conversation
 =======================================  ======  ================================================
 
 ``{provider}`` is a short hash of the provider's name and base URL.
@@ -208,6 +212,20 @@ class Keys:
 
     def llm_tokens(self, brand: str, month: str) -> str:
         return f"{self.prefix}:llm:tokens:{brand}:{month}"
+
+    @property
+    def inbox(self) -> str:
+        return f"{self.prefix}:inbox"
+
+    @property
+    def inbox_stats(self) -> str:
+        return f"{self.prefix}:inbox:stats"
+
+    def receipt(self, platform: str, platform_message_id: str) -> str:
+        return f"{self.prefix}:receipt:{platform}:{platform_message_id}"
+
+    def watermark(self, platform: str, account_id: str, user_id: str) -> str:
+        return f"{self.prefix}:watermark:{platform}:{account_id}:{user_id}"
 
 
 def llm_stat_fields(llm: Any) -> dict[str, int | float]:

@@ -51,6 +51,8 @@ ROUTERS: tuple[str, ...] = (
     "worker.web.review_pages",   # /review, /review/items/..., /review/auto, /review/rejected
     "worker.web.dashboard",      # /dashboard/{brand}: KPIs per day, CSV export
     "worker.web.chatwoot",       # /webhooks/chatwoot/{brand} (Agent Bot)
+    "worker.web.events",         # POST /v1/events
+    "worker.web.meta",           # GET/POST /webhooks/meta
 )
 
 
@@ -58,14 +60,19 @@ def build_deps(settings: Settings, *, connection: redis.Redis | None = None, bra
     """Connect and load everything the routes need (a broken policy stops here, as for the worker)."""
     from worker.brands import load_brands
     from worker.connection import connect
+    from worker.inbound.channels import inbound_auth
+    from worker.inbound.inbox import InboxProcess
     from worker.store import Store
 
     if brands is None:
         brands = load_brands(settings)
     if connection is None:
         connection = connect(settings)
-    return Deps(settings=settings, connection=connection, brands=brands,
-                store=Store(connection, settings.key_prefix), registry=CollectorRegistry())
+    deps = Deps(settings=settings, connection=connection, brands=brands,
+                store=Store(connection, settings.key_prefix), registry=CollectorRegistry(),
+                inbound=inbound_auth(brands))
+    deps.services["inbox"] = InboxProcess(settings)
+    return deps
 
 
 def create_app(settings: Settings, *, connection: redis.Redis | None = None, brands=None,
@@ -96,8 +103,10 @@ def create_app(settings: Settings, *, connection: redis.Redis | None = None, bra
     return app
 
 
-async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:  # type: ignore[override]
-    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    status = getattr(exc, "status_code", 500)
+    return JSONResponse({"error": getattr(exc, "detail", "error")}, status_code=status,
+                        headers=getattr(exc, "headers", None))
 
 
 async def _store_error(request: Request, exc: Exception) -> JSONResponse:

@@ -17,6 +17,7 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from worker.brands import Brand
+from worker.inbound.channels import InboundAuth
 from worker.settings import Settings
 from worker.store import Store
 
@@ -29,6 +30,8 @@ class Deps:
     store: Store
     #: This process's own metrics (HTTP requests, webhooks); /metrics adds the Redis counters.
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    #: Routing of platform accounts to brands, webhook and API secrets (from the policies and the environment).
+    inbound: InboundAuth | None = None
     #: Background services started with the app (name -> object with ``start()``,
     #: ``stop()`` and ``alive() -> bool``); /readyz reports each one.
     services: dict[str, Any] = field(default_factory=dict)

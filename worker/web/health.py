@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from worker.exceptions import StoreError
+from worker.inbound.inbox import InboxCollector
 from worker.metrics import RedisStatsCollector
 from worker.web.deps import Deps
 
@@ -24,6 +25,7 @@ def routes(deps: Deps) -> list[BaseRoute]:
     redis_metrics = CollectorRegistry()
     redis_metrics.register(RedisStatsCollector(deps.store, sorted(deps.brands),
                                                {b: brand.policy for b, brand in deps.brands.items()}))
+    redis_metrics.register(InboxCollector(deps.connection, deps.store.keys))
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok\n")
