@@ -18,7 +18,6 @@ Receipts are never decided: they change no decision and send nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import redis
 
