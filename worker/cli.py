@@ -77,8 +77,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         report = ingestor.report
         print(f"error: {exc}", file=sys.stderr)
         print(f"enqueued {len(report.accepted)} events before the failure; {len(report.not_enqueued)} read "
-              f"but not enqueued; stopped at {report.last_source or 'the start'}. Ingesting the same input again "
+              f"but not enqueued; {len(report.uncertain)} sent but not confirmed (maybe enqueued); "
+              f"stopped at {report.last_source or 'the start'}. Ingesting the same input again "
               "is safe (events already enqueued or decided are not decided twice).", file=sys.stderr)
+        for label, keys in (("not enqueued", report.not_enqueued), ("unconfirmed", report.uncertain)):
+            for brand, message_id in keys:
+                print(f"{label}: {brand}/{message_id}", file=sys.stderr)
         return EXIT_REDIS
     out = {"enqueued": len(report.accepted), "jobs": len(report.jobs), "skipped": len(report.skipped),
            "invalid": len(report.invalid),
@@ -121,6 +125,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from worker.brands import load_brands
+    from worker.connection import keep_serving
     from worker.jobs import install
     from worker.pipeline import Pipeline
     from worker.queues import make_worker
@@ -132,13 +137,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
     client = _connect(settings)
     logging.getLogger("replyguard").info(
         "serving brands %s from queue %r on %s", sorted(brands), settings.queue, settings.redacted_redis_url())
-    worker = make_worker(client, settings, simple=args.simple, queues=args.queues)
     if args.queues != "llm":  # SLA steps missed while no worker ran are recorded now, and scheduled again
         from worker.jobs import sla_tracker
 
         sla_tracker(client, Pipeline(brands), settings).fire_due()
-    worker.work(burst=args.burst, with_scheduler=True, logging_level=settings.log_level,
-                max_jobs=args.max_jobs)
+    stopped = False
+
+    def serve() -> bool:
+        # a fresh RQ worker each time: one that lost Redis mid-job has quit its loop
+        nonlocal stopped
+        worker = make_worker(client, settings, simple=args.simple, queues=args.queues)
+        worker.work(burst=args.burst, with_scheduler=True, logging_level=settings.log_level,
+                    max_jobs=args.max_jobs)
+        stopped = bool(worker._stop_requested)
+        return stopped or args.burst or args.max_jobs is not None
+
+    from rq.exceptions import StopRequested
+
+    try:
+        keep_serving(client, serve, what="worker", stop=lambda: stopped)
+    except StopRequested:  # SIGTERM while waiting for Redis
+        pass
     return 0
 
 

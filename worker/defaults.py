@@ -54,10 +54,30 @@ BATCH_WAIT_SECONDS = 0.05
 #: RQ job timeout, seconds.
 JOB_TIMEOUT_SECONDS = 180
 
-#: RQ retries for a failed batch job, and the waits between them (seconds).
-#: Retrying is safe: persisting a decision is idempotent per (brand, message id).
-JOB_RETRY_MAX = 3
-JOB_RETRY_INTERVALS = (2, 10, 30)
+#: RQ retries for a failed batch job. Retrying is safe: persisting a decision is
+#: idempotent per (brand, message id). Retries are enqueued at once, at the front of
+#: the queue, so they never depend on RQ's scheduler (which runs inside one worker
+#: and dies with it); a batch that fails for want of Redis waits for Redis inside
+#: the job instead (JOB_REDIS_WAIT_SECONDS).
+JOB_RETRY_MAX = 5
+
+#: Every worker runs the recovery sweep this often (seconds): batches whose worker
+#: or work-horse died are re-queued, LLM tasks whose deadline passed are finalised.
+#: One worker at a time does it (a lock that expires after this many seconds).
+RECOVERY_SWEEP_SECONDS = 5
+
+#: A busy worker proves its work-horse is alive this often (seconds; RQ's
+#: ``job_monitoring_interval``) ...
+JOB_HEARTBEAT_SECONDS = 5
+#: ... and a batch whose heartbeat is this many seconds late is treated as
+#: abandoned (its worker died) and re-run. A dead worker's batch is therefore
+#: re-run after at most JOB_HEARTBEAT_SECONDS + JOB_HEARTBEAT_GRACE_SECONDS +
+#: RECOVERY_SWEEP_SECONDS (20 s). RQ's own figure is 30 + 60 s, swept every 600 s.
+JOB_HEARTBEAT_GRACE_SECONDS = 10
+
+#: RQ worker TTL (seconds): an idle worker wakes from its blocking dequeue every
+#: WORKER_TTL_SECONDS - 15 s, which is what lets it run the recovery sweep.
+WORKER_TTL_SECONDS = 20
 
 #: How long RQ keeps a finished job's result (seconds).
 JOB_RESULT_TTL_SECONDS = 24 * 3600
@@ -69,6 +89,22 @@ JOB_FAILURE_TTL_SECONDS = 14 * 24 * 3600
 WAIT_TIMEOUT_SECONDS = 600.0
 #: ``ingest --wait`` stops waiting when no worker has listened on the queue for this long.
 NO_WORKER_SECONDS = 10.0
+
+# --- Redis outages ----------------------------------------------------------------
+
+#: Reconnecting after Redis went away: the first wait (seconds), doubled after
+#: every failed attempt (with +/-25 % jitter) up to the longest wait.
+REDIS_BACKOFF_FIRST_SECONDS = 0.5
+REDIS_BACKOFF_MAX_SECONDS = 10.0
+
+#: A batch job that loses Redis waits this long (seconds) for it to come back and
+#: then runs the batch again from the start (idempotent); after that it fails and
+#: RQ retries it. Shorter than JOB_TIMEOUT_SECONDS.
+JOB_REDIS_WAIT_SECONDS = 120.0
+
+#: ``ingest`` that loses Redis waits this long (seconds) for it before reporting
+#: which events were and were not enqueued.
+INGEST_REDIS_WAIT_SECONDS = 60.0
 
 # --- Redis layout ---------------------------------------------------------------
 

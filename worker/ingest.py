@@ -8,10 +8,15 @@ bad field and never enqueued. Events already decided, or seen earlier in the
 same session, are skipped (persisting is idempotent anyway, so a duplicate that
 slips through still yields one decision).
 
-If Redis goes away, :class:`~worker.exceptions.StoreError` is raised (from
-``submit`` or ``close``) with the report attached as ``exc.report``: the events
-read but not enqueued are in ``not_enqueued`` and ``last_source`` says where
-reading stopped; ingesting the same input again is safe.
+If Redis goes away, a batch waits for it (with backoff, up to
+``INGEST_REDIS_WAIT_SECONDS``) and is enqueued again under the same job id, which
+RQ enqueues at most once (``unique``), so an enqueue whose reply was lost is
+neither lost nor doubled. If Redis stays away, :class:`~worker.exceptions.StoreError`
+is raised (from ``submit`` or ``close``) with the report attached as ``exc.report``:
+``accepted`` holds exactly the events whose batch RQ confirmed, ``not_enqueued`` the
+events read but not enqueued, ``uncertain`` those of a batch whose enqueue was sent
+but not confirmed, and ``last_source`` says where reading stopped; ingesting the same
+input again is safe.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -27,9 +33,11 @@ from typing import IO, Any
 
 import redis
 from rq import Worker
+from rq.exceptions import DuplicateJobError
 from rq.job import Job, JobStatus
 
 from worker import defaults
+from worker.connection import Backoff, is_connection_error, wait_for_redis
 from worker.exceptions import InputError, InvalidEvent, NoWorker, Problem, StoreError, WaitTimeout
 from worker.models import Decision, InboundEvent, parse_event
 from worker.queues import batch_queue, enqueue_batch
@@ -44,6 +52,8 @@ class IngestReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # already decided / repeated
     jobs: list[str] = field(default_factory=list)
     not_enqueued: list[tuple[str, str]] = field(default_factory=list)
+    uncertain: list[tuple[str, str]] = field(default_factory=list)  # enqueue sent, not confirmed
+    redis_waits: int = 0  # times a batch waited for Redis to come back
     last_source: str | None = None  # where reading stopped (for a failure report)
 
     @property
@@ -55,10 +65,14 @@ class Ingestor:
     """Validate and batch events onto the RQ queue. Use as a context manager."""
 
     def __init__(self, connection: redis.Redis, settings: Settings, *, batch_size: int | None = None,
-                 batch_wait: float | None = None, known_brands: Iterable[str] | None = None):
-        """``known_brands``: when given, an event for any other brand is rejected as invalid (no policy)."""
+                 batch_wait: float | None = None, known_brands: Iterable[str] | None = None,
+                 redis_wait: float = defaults.INGEST_REDIS_WAIT_SECONDS):
+        """``known_brands``: when given, an event for any other brand is rejected as invalid (no policy).
+        ``redis_wait``: seconds a batch waits for Redis to come back before the ingest gives up."""
         self.settings = settings
         self.known_brands = None if known_brands is None else frozenset(known_brands)
+        self.connection = connection
+        self.redis_wait = redis_wait
         self.queue = batch_queue(connection, settings)
         self.store = Store(connection, settings.key_prefix)
         self.batch_size = batch_size or settings.batch_size
@@ -99,7 +113,8 @@ class Ingestor:
                 if len(self._pending) >= self.batch_size:
                     self._flush_locked()
             except StoreError as exc:
-                if event not in self._pending and event.key not in self.report.accepted:
+                if event not in self._pending and event.key not in self.report.accepted \
+                        and event.key not in self.report.uncertain:
                     self.report.not_enqueued.append(event.key)
                 self._abandon_locked()
                 exc.report = self.report  # type: ignore[attr-defined]
@@ -154,16 +169,33 @@ class Ingestor:
         if not self._pending:
             return
         batch = self._pending
-        try:
-            done = self.store.decided([e.key for e in batch])
-            fresh = [e for e, d in zip(batch, done, strict=True) if not d]
-            self.report.skipped.extend(e.key for e, d in zip(batch, done, strict=True) if d)
-            if fresh:
-                job = enqueue_batch(self.queue, [e.model_dump(mode="json") for e in fresh])
-                self.report.jobs.append(job.id)
-                self.report.accepted.extend(e.key for e in fresh)
-        except (redis.RedisError, StoreError) as exc:
-            raise StoreError(f"cannot enqueue a batch of {len(batch)} events: {exc}") from exc
+        job_id = f"rg-batch-{uuid.uuid4().hex}"
+        sent = False  # an enqueue was sent, maybe applied
+        deadline = time.monotonic() + self.redis_wait
+        backoff = Backoff()
+        while True:
+            try:
+                done = self.store.decided([e.key for e in batch])
+                fresh = [e for e, d in zip(batch, done, strict=True) if not d]
+                if fresh:
+                    sent = True
+                    try:
+                        enqueue_batch(self.queue, [e.model_dump(mode="json") for e in fresh], job_id=job_id)
+                    except DuplicateJobError:
+                        pass  # an earlier attempt's enqueue did arrive
+                    self.report.jobs.append(job_id)
+                    self.report.accepted.extend(e.key for e in fresh)
+                self.report.skipped.extend(e.key for e, d in zip(batch, done, strict=True) if d)
+                break
+            except (redis.RedisError, StoreError) as exc:
+                left = deadline - time.monotonic()
+                if not is_connection_error(exc) or left <= 0 or \
+                        not wait_for_redis(self.connection, timeout=left, what="ingest", backoff=backoff):
+                    if sent:
+                        self.report.uncertain.extend(e.key for e in batch)
+                        self._pending = []
+                    raise StoreError(f"cannot enqueue a batch of {len(batch)} events: {exc}") from exc
+                self.report.redis_waits += 1
         self._pending = []
 
     def _run_timer(self) -> None:
@@ -294,6 +326,7 @@ def wait_for(report: IngestReport, connection: redis.Redis, settings: Settings |
     tasks' own deadlines, and by ``timeout``). Raises :class:`WaitTimeout` after ``timeout``
     seconds, and :class:`NoWorker` as soon as no worker has listened on the queue for
     ``no_worker_seconds`` (None: never); both carry the :class:`WaitResult` so far as ``.result``.
+    If Redis goes away meanwhile, it waits for Redis (within ``timeout``) and goes on.
     """
     if not isinstance(report, IngestReport):
         raise TypeError("wait_for(report, connection, settings): the first argument is the IngestReport")
@@ -302,30 +335,44 @@ def wait_for(report: IngestReport, connection: redis.Redis, settings: Settings |
     queue = batch_queue(connection, settings)
     keys = list(dict.fromkeys(report.keys))
     started = time.monotonic()
+
+    def resilient(fn: Callable[[], Any]) -> Any:
+        """Run ``fn``; if Redis went away, wait for it (within the timeout) and run it again."""
+        while True:
+            try:
+                return fn()
+            except (StoreError, redis.RedisError) as exc:
+                left = timeout - (time.monotonic() - started)
+                if not is_connection_error(exc) or left <= 0 or \
+                        not wait_for_redis(connection, timeout=left, what="ingest --wait"):
+                    raise StoreError(f"Redis failed while waiting for decisions: {exc}") from exc
+
+    def poll_once() -> tuple[int, list[str], bool, int | None]:
+        done = store.decided(keys) if keys else []
+        failed, waiting_jobs = [], False
+        if sum(done) < len(keys):
+            for job in Job.fetch_many(report.jobs, connection=connection, serializer=queue.serializer):
+                if job is None:
+                    continue
+                status = job.get_status(refresh=False)
+                if status == JobStatus.FAILED:
+                    failed.append(job.id)
+                elif status not in (JobStatus.FINISHED, JobStatus.CANCELED, JobStatus.STOPPED):
+                    waiting_jobs = True
+        workers = Worker.count(connection=connection, queue=queue) if waiting_jobs else None
+        return sum(done), failed, waiting_jobs, workers
+
     failed: list[str] = []
     alone_since: float | None = None
     problem: type[WaitTimeout] | None = None
     while True:
-        done = store.decided(keys) if keys else []
-        count = sum(done)
+        count, failed, waiting_jobs, workers = resilient(poll_once)
         if progress:
             progress(count, len(keys))
-        if count == len(keys):
-            break
-        failed = []
-        waiting_jobs = False
-        for job in Job.fetch_many(report.jobs, connection=connection, serializer=queue.serializer):
-            if job is None:
-                continue
-            status = job.get_status(refresh=False)
-            if status == JobStatus.FAILED:
-                failed.append(job.id)
-            elif status not in (JobStatus.FINISHED, JobStatus.CANCELED, JobStatus.STOPPED):
-                waiting_jobs = True
-        if not waiting_jobs:
+        if count == len(keys) or not waiting_jobs:
             break
         now = time.monotonic()
-        if no_worker_seconds is not None and Worker.count(connection=connection, queue=queue) == 0:
+        if no_worker_seconds is not None and workers == 0:
             alone_since = now if alone_since is None else alone_since
             if now - alone_since >= no_worker_seconds:
                 problem = NoWorker
@@ -336,20 +383,20 @@ def wait_for(report: IngestReport, connection: redis.Redis, settings: Settings |
             problem = WaitTimeout
             break
         time.sleep(poll)
-    pairs = [k for k, d in zip(keys, store.decided(keys) if keys else [], strict=True) if d]
-    decisions = [d for d in store.decisions(pairs) if d is not None]
+    pairs = [k for k, d in zip(keys, resilient(lambda: store.decided(keys) if keys else []), strict=True) if d]
+    decisions = [d for d in resilient(lambda: store.decisions(pairs)) if d is not None]
     while problem is None and until_final and any(d.pending for d in decisions):
         if time.monotonic() - started > timeout:
             problem = WaitTimeout
             break
         time.sleep(poll)
-        decisions = [d for d in store.decisions(pairs) if d is not None]
+        decisions = [d for d in resilient(lambda: store.decisions(pairs)) if d is not None]
     decided_keys = set(pairs)
     undecided = [k for k in keys if k not in decided_keys]
     rejected: list[dict[str, Any]] = []
     if undecided:
         wanted = set(undecided)
-        for entry in store.rejected(limit=defaults.REJECTED_MAX_ENTRIES):
+        for entry in resilient(lambda: store.rejected(limit=defaults.REJECTED_MAX_ENTRIES)):
             key = (str(entry.get("brand")), str(entry.get("message_id")))
             if key in wanted:
                 wanted.discard(key)

@@ -9,22 +9,35 @@ environment on first use.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Any
 
 from rq import get_current_job
 
+from worker import defaults
 from worker.brands import load_brands
+from worker.connection import is_connection_error, wait_for_redis
+from worker.exceptions import StoreError
 from worker.pipeline import Pipeline
 from worker.queues import enqueue_llm_tasks
 from worker.settings import Settings
 from worker.sla.tracker import SlaTracker
 from worker.store import Store
 
+log = logging.getLogger("replyguard.jobs")
+
 _pipeline: Pipeline | None = None
 _settings: Settings | None = None
 _lock = threading.Lock()
+
+
+def installed() -> tuple[Pipeline, Settings] | None:
+    """The pipeline and settings :func:`install` made current, if any (never loads them)."""
+    with _lock:
+        return (_pipeline, _settings) if _pipeline is not None and _settings is not None else None
 
 
 def install(pipeline: Pipeline, settings: Settings) -> None:
@@ -54,12 +67,30 @@ def process_batch(messages: list[Any], enqueued_at: float | None = None) -> dict
     def schedule(pending: list[tuple[str, str, float]]) -> None:
         enqueue_llm_tasks(job.connection, settings, pending)
 
-    sla = sla_tracker(job.connection, pipeline, settings)
-    report = pipeline.process(messages, store, job_id=job.id, enqueued_at=enqueued_at, schedule_llm=schedule,
-                              sla=sla)
-    report.swept = finish_overdue(store, sla)
-    report.sla_fired = sla.fire_due()
-    return report.as_dict()
+    waited = 0.0
+    while True:
+        try:
+            sla = sla_tracker(job.connection, pipeline, settings)
+            report = pipeline.process(messages, store, job_id=job.id, enqueued_at=enqueued_at,
+                                      schedule_llm=schedule, sla=sla)
+            report.swept = finish_overdue(store, sla)
+            report.sla_fired = sla.fire_due()
+            break
+        except StoreError as exc:
+            # Redis went away mid-batch: wait for it, then decide the batch again from the start
+            # (persisting is idempotent, so what was already written is not written twice).
+            if not is_connection_error(exc) or waited >= defaults.JOB_REDIS_WAIT_SECONDS:
+                raise
+            started = time.monotonic()
+            log.warning("batch %s: %s; waiting for Redis", job.id, exc)
+            back = wait_for_redis(job.connection, timeout=defaults.JOB_REDIS_WAIT_SECONDS - waited,
+                                  what=f"batch {job.id}")
+            waited += time.monotonic() - started
+            if not back:
+                raise
+    result = report.as_dict()
+    result["redis_wait_seconds"] = round(waited, 2)
+    return result
 
 
 def sla_tracker(connection: Any, pipeline: Pipeline, settings: Settings) -> SlaTracker:

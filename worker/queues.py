@@ -3,19 +3,29 @@
 Jobs carry plain JSON (RQ's JSONSerializer): ``worker.jobs.process_batch(messages,
 enqueued_at)`` where ``messages`` is a list of inbound events as dicts. RQ's
 retries, failed-job registry, CLI (``rq info``) and dashboards work as usual.
+
+Crash recovery: every worker runs :meth:`Recovering.recover` every
+``RECOVERY_SWEEP_SECONDS`` (one worker at a time): RQ's started-job registry is
+cleaned, so a batch whose worker or work-horse was killed (its heartbeat, sent every
+``JOB_HEARTBEAT_SECONDS``, is more than ``JOB_HEARTBEAT_GRACE_SECONDS`` late) is
+re-queued at the front of its queue, and decisions whose LLM deadline passed are
+finalised. Neither needs RQ's scheduler, which runs inside one worker and dies with it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
+import uuid
 from datetime import timedelta
 from typing import Any
 
 import redis
-from rq import Queue, Retry, Worker
+from rq import Queue, Retry, SimpleWorker, Worker
 from rq.job import Job
+from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from worker import defaults
@@ -51,13 +61,17 @@ def enqueue_llm_tasks(connection: redis.Redis, settings: Settings, pending: list
                         description=f"replyguard LLM deadline {brand}/{message_id}")
 
 
-def enqueue_batch(queue: Queue, messages: list[dict[str, Any]]) -> Job:
+def enqueue_batch(queue: Queue, messages: list[dict[str, Any]], job_id: str | None = None) -> Job:
+    """Enqueue one batch job. RQ writes the job and pushes its id in one transaction, so after a
+    connection error ``Job.exists(job_id)`` says whether it was enqueued."""
     brands = sorted({str(m.get("brand")) for m in messages})
     return queue.enqueue(
         JOB_FUNCTION,
         messages,
         time.time(),
-        retry=Retry(max=defaults.JOB_RETRY_MAX, interval=list(defaults.JOB_RETRY_INTERVALS)),
+        job_id=job_id,
+        unique=job_id is not None,
+        retry=Retry(max=defaults.JOB_RETRY_MAX, enqueue_at_front=True),
         job_timeout=defaults.JOB_TIMEOUT_SECONDS,
         result_ttl=defaults.JOB_RESULT_TTL_SECONDS,
         failure_ttl=defaults.JOB_FAILURE_TTL_SECONDS,
@@ -65,15 +79,74 @@ def enqueue_batch(queue: Queue, messages: list[dict[str, Any]]) -> Job:
     )
 
 
+class Recovering:
+    """Mixed into RQ's worker classes: short heartbeats and the frequent recovery sweep."""
+
+    settings: Settings
+    connection: redis.Redis
+    queues: list[Queue]
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        interval = defaults.JOB_HEARTBEAT_SECONDS
+        if job.timeout and job.timeout > 0:
+            interval = min(interval, max(1, int(job.timeout - working_time)))
+        return interval + defaults.JOB_HEARTBEAT_GRACE_SECONDS
+
+    @property
+    def should_run_maintenance_tasks(self) -> bool:
+        due = getattr(self, "_recovered_at", 0.0) + defaults.RECOVERY_SWEEP_SECONDS
+        return time.monotonic() >= due or super().should_run_maintenance_tasks  # type: ignore[misc]
+
+    def run_maintenance_tasks(self) -> None:
+        if super().should_run_maintenance_tasks:  # type: ignore[misc]
+            super().run_maintenance_tasks()  # type: ignore[misc]
+        self.recover()
+
+    def recover(self) -> dict[str, Any]:
+        """Re-queue abandoned batches and finalise overdue LLM decisions (one worker at a time)."""
+        self._recovered_at = time.monotonic()
+        lock = f"{self.settings.key_prefix}:lock:recovery:{self.settings.queue}"
+        if not self.connection.set(lock, os.getpid(), nx=True, ex=defaults.RECOVERY_SWEEP_SECONDS):
+            return {"skipped": True}
+        abandoned = 0
+        for queue in self.queues:
+            registry = StartedJobRegistry(queue.name, connection=self.connection, serializer=queue.serializer)
+            abandoned += len(registry.get_expired_job_ids())
+            registry.cleanup()
+        from worker.jobs import finish_overdue, installed, sla_tracker
+        from worker.store import Store
+
+        store = Store(self.connection, self.settings.key_prefix)
+        ready = installed()
+        sla = sla_tracker(self.connection, ready[0], self.settings) if ready else None
+        swept = finish_overdue(store, sla)
+        if sla is not None:  # SLA steps whose scheduled job was lost with a worker's scheduler
+            sla.fire_due()
+        if abandoned or swept:
+            logging.getLogger("replyguard.recovery").warning(
+                "recovery: %d abandoned job(s) re-queued or failed, %d overdue LLM decision(s) finalised",
+                abandoned, len(swept))
+        return {"abandoned": abandoned, "swept": len(swept)}
+
+
+class ReplyguardWorker(Recovering, Worker):
+    """RQ's forking worker with replyguard's crash recovery."""
+
+
+class ReplyguardSimpleWorker(Recovering, SimpleWorker):
+    """RQ's in-process worker with replyguard's crash recovery (tests, ``--simple``)."""
+
+
 def make_worker(connection: redis.Redis, settings: Settings, *, simple: bool = False,
                 queues: str = "all") -> Worker:
-    """An RQ worker. ``queues``: all (batches first, then LLM tasks), batches, or llm.
+    """A replyguard RQ worker. ``queues``: all (batches first, then LLM tasks), batches, or llm.
     ``simple`` runs jobs in-process (no fork)."""
-    from rq import SimpleWorker
-
     chosen = {"all": [batch_queue(connection, settings), llm_queue(connection, settings)],
               "batches": [batch_queue(connection, settings)],
               "llm": [llm_queue(connection, settings)]}[queues]
-    cls = SimpleWorker if simple else Worker
-    name = f"replyguard.{socket.gethostname()}.{os.getpid()}.{queues}"
-    return cls(chosen, connection=connection, serializer=JSONSerializer, name=name)
+    cls = ReplyguardSimpleWorker if simple else ReplyguardWorker
+    name = f"replyguard.{socket.gethostname()}.{os.getpid()}.{queues}.{uuid.uuid4().hex[:6]}"
+    worker = cls(chosen, connection=connection, serializer=JSONSerializer, name=name,
+                 worker_ttl=defaults.WORKER_TTL_SECONDS, job_monitoring_interval=defaults.JOB_HEARTBEAT_SECONDS)
+    worker.settings = settings
+    return worker

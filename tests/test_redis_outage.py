@@ -1,0 +1,112 @@
+"""Redis outages with real processes: a private redis-server (append-only file) is killed while
+workers decide a backlog and ``ingest --wait`` waits, then restarted. Workers and ingest wait and
+reconnect; every message is decided exactly once; the in-flight batches are retried."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+
+from tests.faults import ROOT, RedisServer, Workers, outbox_replies, traffic
+from worker.exceptions import StoreError
+from worker.ingest import Ingestor
+from worker.settings import Settings
+from worker.store import Store
+
+
+@pytest.fixture()
+def server(tmp_path):
+    srv = RedisServer(tmp_path / "redis").start()
+    yield srv
+    srv.stop()
+
+
+def test_workers_and_ingest_survive_a_redis_outage(server, tmp_path) -> None:
+    client = redis.Redis.from_url(server.url)
+    workers = Workers(server.url, tmp_path / "logs")
+    try:
+        workers.start(2)
+        workers.wait_registered(client, 2)
+        events = traffic(600)
+        path = tmp_path / "events.jsonl"
+        path.write_text("".join(json.dumps(e) + "\n" for e in events))
+        ingest = subprocess.Popen([sys.executable, "-m", "worker.cli", "ingest", str(path), "--wait",
+                                   "--batch-size", "8", "--timeout", "180"], cwd=ROOT, env=workers.env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        store = Store(client)
+        deadline = time.monotonic() + 60
+        while client.zcard(store.keys.decisions("demo-shop")) < 60 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        decided_before = client.zcard(store.keys.decisions("demo-shop"))
+        assert 0 < decided_before < 600, "the outage must hit in the middle of the backlog"
+        server.kill()
+        time.sleep(5)
+        server.start()  # same port, same directory: the append-only file brings the data back
+        out, err = ingest.communicate(timeout=240)
+        assert ingest.returncode == 0, (out.decode(), err.decode()[-3000:])
+        assert b"Traceback" not in err and b"decided 600" in out, (out.decode(), err.decode()[-3000:])
+
+        client = redis.Redis.from_url(server.url)
+        store = Store(client)
+        assert all(store.decided([("demo-shop", e["id"]) for e in events]))
+        assert store.stats("demo-shop")["decisions"] == 600  # exactly once
+        replies = outbox_replies(client, store.keys.outbox("demo-shop"))
+        assert len(replies) == len(set(replies)) > 0
+        assert len(workers.alive()) == 2, workers.logs()[-3000:]  # still serving ...
+        logs = workers.logs()
+        assert "Redis unreachable" in logs or "reconnecting" in logs
+        # ... and still working: a message ingested now is decided
+        more = traffic(3, prefix="after")
+        from worker.ingest import ingest_events, wait_for
+
+        settings = Settings(redis_url=server.url, home=tmp_path / "home")
+        report = ingest_events(more, client, settings, batch_wait=0.01)
+        assert not wait_for(client, settings, report, timeout=60).missing
+    finally:
+        workers.stop()
+
+
+def test_ingest_reports_exactly_what_was_and_was_not_enqueued(server, tmp_path) -> None:
+    client = redis.Redis.from_url(server.url)
+    settings = Settings(redis_url=server.url, home=tmp_path / "home")
+    events = traffic(25)
+    ingestor = Ingestor(client, settings, batch_size=10, batch_wait=60, redis_wait=1.0)
+    for e in events[:20]:
+        ingestor.submit(e)  # two full batches, enqueued
+    server.kill()
+    with pytest.raises(StoreError) as caught:
+        for e in events[20:]:
+            ingestor.submit(e)
+        ingestor.close()
+    report = caught.value.report  # type: ignore[attr-defined]
+    assert report.accepted == [("demo-shop", e["id"]) for e in events[:20]]
+    assert sorted(report.not_enqueued) == sorted(("demo-shop", e["id"]) for e in events[20:])
+    assert report.uncertain == []
+    server.start()
+    from rq import Queue
+
+    assert Queue("replyguard", connection=redis.Redis.from_url(server.url)).count == 2
+
+
+def test_ingest_waits_for_redis_to_come_back(server, tmp_path) -> None:
+    import threading
+
+    client = redis.Redis.from_url(server.url)
+    settings = Settings(redis_url=server.url, home=tmp_path / "home")
+    events = traffic(10)
+    ingestor = Ingestor(client, settings, batch_size=10, batch_wait=60, redis_wait=30.0)
+    for e in events[:9]:
+        ingestor.submit(e)
+    server.kill()
+    threading.Timer(2.0, server.start).start()
+    ingestor.submit(events[9])  # fills the batch: waits for Redis, then enqueues it once
+    report = ingestor.close()
+    assert len(report.accepted) == 10 and report.redis_waits >= 1 and not report.not_enqueued
+    from rq import Queue
+
+    assert Queue("replyguard", connection=client).count == 1
