@@ -75,6 +75,10 @@ JOB_HEARTBEAT_SECONDS = 5
 #: RECOVERY_SWEEP_SECONDS (20 s). RQ's own figure is 30 + 60 s, swept every 600 s.
 JOB_HEARTBEAT_GRACE_SECONDS = 10
 
+#: A worker of several queues (batches and LLM tasks) waits on the batch queue for at
+#: most this long (seconds) before looking at the others again.
+MULTI_QUEUE_POLL_SECONDS = 1
+
 #: RQ worker TTL (seconds): an idle worker wakes from its blocking dequeue every
 #: WORKER_TTL_SECONDS - 15 s, which is what lets it run the recovery sweep.
 WORKER_TTL_SECONDS = 20

@@ -24,7 +24,8 @@ from typing import Any
 
 import redis
 from rq import Queue, Retry, SimpleWorker, Worker
-from rq.job import Job
+from rq.exceptions import DequeueTimeout
+from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
@@ -36,14 +37,42 @@ LLM_FUNCTION = "worker.llm_jobs.run_llm_task"
 DEADLINE_FUNCTION = "worker.llm_jobs.finish_at_deadline"
 
 
+class ReplyguardQueue(Queue):
+    """RQ's queue, except that taking a job off several queues also moves it to the queue's
+    intermediate list (RQ does this only for a worker of one queue), so a job whose worker
+    dies between taking it and starting it is found again by the recovery sweep."""
+
+    @classmethod
+    def lpop(cls, queue_keys: Any, timeout: int | None, connection: redis.Redis | None = None) -> Any:
+        assert connection is not None
+        if len(queue_keys) == 1:
+            return cls.lmove(connection, queue_keys[0], timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            for key in queue_keys:
+                result = cls.lmove(connection, key, None)
+                if result is not None:
+                    return result
+            if deadline is None:
+                return None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DequeueTimeout(timeout, queue_keys)
+            # block on the first (most important) queue for a moment, then look at all again
+            try:
+                return cls.lmove(connection, queue_keys[0], max(1, min(int(left), defaults.MULTI_QUEUE_POLL_SECONDS)))
+            except DequeueTimeout:
+                continue  # the short wait ended: look at every queue again
+
+
 def batch_queue(connection: redis.Redis, settings: Settings) -> Queue:
-    return Queue(settings.queue, connection=connection, serializer=JSONSerializer,
+    return ReplyguardQueue(settings.queue, connection=connection, serializer=JSONSerializer,
                  default_timeout=defaults.JOB_TIMEOUT_SECONDS)
 
 
 def llm_queue(connection: redis.Redis, settings: Settings) -> Queue:
     """LLM calls run on their own queue, so a slow provider never holds up classification."""
-    return Queue(f"{settings.queue}-llm", connection=connection, serializer=JSONSerializer,
+    return ReplyguardQueue(f"{settings.queue}-llm", connection=connection, serializer=JSONSerializer,
                  default_timeout=defaults.JOB_TIMEOUT_SECONDS)
 
 
@@ -113,6 +142,7 @@ class Recovering:
             registry = StartedJobRegistry(queue.name, connection=self.connection, serializer=queue.serializer)
             abandoned += len(registry.get_expired_job_ids())
             registry.cleanup()
+            abandoned += self._recover_dequeued(queue, registry)
         from worker.jobs import finish_overdue, installed, sla_tracker
         from worker.store import Store
 
@@ -127,6 +157,41 @@ class Recovering:
                 "recovery: %d abandoned job(s) re-queued or failed, %d overdue LLM decision(s) finalised",
                 abandoned, len(swept))
         return {"abandoned": abandoned, "swept": len(swept)}
+
+
+    def _recover_dequeued(self, queue: Queue, registry: StartedJobRegistry) -> int:
+        """Jobs a worker took off the queue (RQ moves them to an intermediate list) but died
+        before starting: back to the front of the queue once they have sat there for
+        JOB_HEARTBEAT_GRACE_SECONDS. (RQ's own check waits a minute, every ten minutes.)"""
+        intermediate = queue.intermediate_queue
+        stuck = intermediate.get_job_ids()
+        if not stuck:
+            return 0
+        started = set(registry.get_job_ids(cleanup=False))
+        requeued = 0
+        for job_id in stuck:
+            if job_id in started:
+                continue
+            seen_key = f"{self.settings.key_prefix}:lock:dequeued:{job_id}"
+            if self.connection.set(seen_key, time.time(), nx=True, ex=3600):
+                continue  # first seen now
+            first = float(self.connection.get(seen_key) or time.time())
+            if time.time() - first < defaults.JOB_HEARTBEAT_GRACE_SECONDS:
+                continue
+            job = queue.fetch_job(job_id)
+            never_started = job is not None and job.get_status(refresh=False) == JobStatus.QUEUED
+            with self.connection.pipeline() as pipe:
+                pipe.lrem(intermediate.key, 1, job_id)
+                pipe.delete(seen_key)
+                if never_started:
+                    queue._enqueue_job(job, pipeline=pipe, at_front=True)
+                pipe.execute()
+            requeued += never_started
+        return requeued
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        # every dequeue goes through the intermediate list (ReplyguardQueue), so always leave it
+        super().prepare_job_execution(job, True)  # type: ignore[misc]
 
 
 class ReplyguardWorker(Recovering, Worker):
@@ -146,7 +211,7 @@ def make_worker(connection: redis.Redis, settings: Settings, *, simple: bool = F
               "llm": [llm_queue(connection, settings)]}[queues]
     cls = ReplyguardSimpleWorker if simple else ReplyguardWorker
     name = f"replyguard.{socket.gethostname()}.{os.getpid()}.{queues}.{uuid.uuid4().hex[:6]}"
-    worker = cls(chosen, connection=connection, serializer=JSONSerializer, name=name,
+    worker = cls(chosen, connection=connection, serializer=JSONSerializer, name=name, queue_class=ReplyguardQueue,
                  worker_ttl=defaults.WORKER_TTL_SECONDS, job_monitoring_interval=defaults.JOB_HEARTBEAT_SECONDS)
     worker.settings = settings
     return worker
