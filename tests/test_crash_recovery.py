@@ -8,7 +8,6 @@ import os
 import signal
 import time
 
-import pytest
 from rq import Worker
 from rq.job import Job, JobStatus
 

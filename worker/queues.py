@@ -183,7 +183,7 @@ class Recovering:
             with self.connection.pipeline() as pipe:
                 pipe.lrem(intermediate.key, 1, job_id)
                 pipe.delete(seen_key)
-                if never_started:
+                if job is not None and never_started:
                     queue._enqueue_job(job, pipeline=pipe, at_front=True)
                 pipe.execute()
             requeued += never_started
