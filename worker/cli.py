@@ -149,7 +149,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         worker = make_worker(client, settings, simple=args.simple, queues=args.queues)
         worker.work(burst=args.burst, with_scheduler=True, logging_level=settings.log_level,
                     max_jobs=args.max_jobs)
-        stopped = bool(worker._stop_requested)
+        # a SIGTERM while idle ends work() without setting _stop_requested, only the shutdown date
+        stopped = bool(worker._stop_requested or worker._shutdown_requested_date)
         return stopped or args.burst or args.max_jobs is not None
 
     from rq.exceptions import StopRequested
