@@ -31,6 +31,7 @@ from rq.serializers import JSONSerializer
 
 from worker import defaults
 from worker.settings import Settings
+from worker.store import Keys
 
 JOB_FUNCTION = "worker.jobs.process_batch"
 LLM_FUNCTION = "worker.llm_jobs.run_llm_task"
@@ -134,7 +135,7 @@ class Recovering:
     def recover(self) -> dict[str, Any]:
         """Re-queue abandoned batches and finalise overdue LLM decisions (one worker at a time)."""
         self._recovered_at = time.monotonic()
-        lock = f"{self.settings.key_prefix}:lock:recovery:{self.settings.queue}"
+        lock = Keys(self.settings.key_prefix).recovery_lock(self.settings.queue)
         if not self.connection.set(lock, os.getpid(), nx=True, ex=defaults.RECOVERY_SWEEP_SECONDS):
             return {"skipped": True}
         abandoned = 0
@@ -172,7 +173,7 @@ class Recovering:
         for job_id in stuck:
             if job_id in started:
                 continue
-            seen_key = f"{self.settings.key_prefix}:lock:dequeued:{job_id}"
+            seen_key = Keys(self.settings.key_prefix).dequeued_seen(job_id)
             if self.connection.set(seen_key, time.time(), nx=True, ex=3600):
                 continue  # first seen now
             first = float(self.connection.get(seen_key) or time.time())

@@ -48,6 +48,8 @@ key                                      type    what
 ``{p}:inbox:stats``                      hash    counters of the inbox consumer (events, drops by reason, ...)
 ``{p}:receipt:{platform}:{platform_id}`` hash    delivery / read receipts of a message we sent (worker.inbound.receipts)
 ``{p}:watermark:{platform}:{acct}:{usr}`` hash   "read / delivered up to" times (ms) of a conversation
+``{p}:lock:recovery:{queue}``            string  the one worker running the recovery sweep now (expires)
+``{p}:lock:dequeued:{job_id}``           string  when a batch was first seen taken but not started (expires)
 =======================================  ======  ================================================
 
 ``{provider}`` is a short hash of the provider's name and base URL.
@@ -182,6 +184,12 @@ class Keys:
 
     def session(self, token_hash: str) -> str:
         return f"{self.prefix}:session:{token_hash}"
+
+    def recovery_lock(self, queue: str) -> str:
+        return f"{self.prefix}:lock:recovery:{queue}"
+
+    def dequeued_seen(self, job_id: str) -> str:
+        return f"{self.prefix}:lock:dequeued:{job_id}"
 
     def login_failures(self, scope: str) -> str:
         return f"{self.prefix}:login:fail:{scope}"
