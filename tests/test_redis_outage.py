@@ -66,7 +66,7 @@ def test_workers_and_ingest_survive_a_redis_outage(server, tmp_path) -> None:
 
         settings = Settings(redis_url=server.url, home=tmp_path / "home")
         report = ingest_events(more, client, settings, batch_wait=0.01)
-        assert not wait_for(client, settings, report, timeout=60).missing
+        assert not wait_for(report, client, settings, timeout=60).missing
     finally:
         workers.stop()
 
