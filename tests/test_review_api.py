@@ -453,3 +453,20 @@ def test_the_item_shows_scores_against_thresholds_rules_versions_author_and_repl
     page = mia.get("/review/items/demo-shop/m29").text
     assert "Scores vs thresholds" in page and "moderation.hate" in page and "0.60" in page
     assert "abuse-default@" in page  # model versions
+
+
+def test_a_message_id_holding_slashes_opens_and_acts(review: ReviewEnv) -> None:
+    wamid = "wamid.HBgL/MTY1+MDM=/claim"  # WhatsApp ids are base64: "/" and "+" occur; "/claim" too
+    review.decide([{"id": wamid, "brand": "demo-shop", "platform": "whatsapp", "kind": "dm",
+                    "conversation_id": "c-slash", "author": {"id": "u-slash", "name": "Sol"},
+                    "text": "agent", "created_at": "2026-11-24T14:05:00+09:00"}])
+    mia = review.login("mia")
+    assert f"demo-shop/{wamid}" in queue_keys(mia)
+    item = mia.get(f"/api/review/items/demo-shop/{wamid}")
+    assert item.status_code == 200 and item.json()["decision"]["message_id"] == wamid
+    encoded = wamid.replace("/", "%2F").replace("+", "%2B")
+    assert mia.get(f"/api/review/items/demo-shop/{encoded}").json()["decision"]["message_id"] == wamid
+    assert mia.act(f"demo-shop/{wamid}", "claim").status_code == 200
+    assert review.client.get(review.store.keys.claim("demo-shop", wamid)) is not None
+    page = mia.get(f"/review/items/demo-shop/{encoded}")
+    assert page.status_code == 200 and "Sol" in page.text

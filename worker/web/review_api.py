@@ -192,8 +192,8 @@ def routes(deps: Deps) -> list[BaseRoute]:
     return [
         Route("/api/review/queue", api(deps, queue), methods=["GET"]),
         Route("/api/review/templates/{brand}", api(deps, templates), methods=["GET"]),
-        Route("/api/review/items/{brand}/{message_id}", api(deps, item), methods=["GET"]),
-        Route("/api/review/items/{brand}/{message_id}/{action}", api(deps, action), methods=["POST"]),
+        Route("/api/review/items/{brand}/{message_id:path}", api(deps, item), methods=["GET"]),
+        Route("/api/review/items/{brand}/{message_id:path}/{action}", api(deps, action), methods=["POST"]),
         Route("/api/review/bulk", api(deps, bulk), methods=["POST"]),
     ]
 

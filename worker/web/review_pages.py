@@ -79,5 +79,5 @@ def routes(deps: Deps) -> list[BaseRoute]:
         Route("/review/rows", page(deps, rows), methods=["GET"]),
         Route("/review/auto", page(deps, auto), methods=["GET"]),
         Route("/review/rejected", page(deps, rejected), methods=["GET"]),
-        Route("/review/items/{brand}/{message_id}", page(deps, item), methods=["GET"]),
+        Route("/review/items/{brand}/{message_id:path}", page(deps, item), methods=["GET"]),
     ]

@@ -28,7 +28,9 @@ async function call(path, body) {
   return data;
 }
 
-const itemApi = (key, action) => "/api/review/items/" + key.split("/").map(encodeURIComponent).join("/") + "/" + action;
+// "brand/message id": a platform's message id may itself hold "/" (WhatsApp wamids are base64)
+const itemPath = key => { const cut = key.indexOf("/"); return encodeURIComponent(key.slice(0, cut)) + "/" + encodeURIComponent(key.slice(cut + 1)); };
+const itemApi = (key, action) => "/api/review/items/" + itemPath(key) + "/" + action;
 
 function typing(ev) {
   const t = ev.target;
@@ -224,7 +226,7 @@ function setupItem(root) {
     const list = JSON.parse(sessionStorage.getItem("rg-queue") || "[]");
     const i = list.indexOf(key);
     const next = list[i + step];
-    if (i >= 0 && next) location.href = "/review/items/" + next.split("/").map(encodeURIComponent).join("/");
+    if (i >= 0 && next) location.href = "/review/items/" + itemPath(next);
     else toast(step > 0 ? "last item of the queue" : "first item of the queue");
   }
   const button = action => root.querySelector('[data-act="' + action + '"]');
