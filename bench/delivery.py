@@ -18,7 +18,6 @@ the deliverer processes' (3); the stand-in's CPU is not counted. The database is
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -35,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
+from bench.readme_table import save_results, update_readme  # noqa: E402
 from worker import defaults  # noqa: E402
 from worker.brands import load_brands  # noqa: E402
 from worker.connection import EmbeddedRedis  # noqa: E402
@@ -173,18 +173,11 @@ def main() -> None:
         shutil.rmtree(pdir, ignore_errors=True)
         if server:
             server.stop()
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "delivery.json").write_text(json.dumps(results, indent=2) + "\n")
+    save_results("delivery", results)
     text = table(results)
     print(text)
     if args.update_readme:
-        readme = ROOT / "README.md"
-        content = readme.read_text(encoding="utf-8")
-        start, end = "<!-- bench:delivery:start -->", "<!-- bench:delivery:end -->"
-        head, rest = content.split(start, 1)
-        _, tail = rest.split(end, 1)
-        readme.write_text(f"{head}{start}\n{text}\n{end}{tail}", encoding="utf-8")
+        update_readme("delivery", text)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
+from bench.readme_table import save_results, update_readme  # noqa: E402
 from eval.adversarial import CASES, AdversarialLLM, collect, events, summary, write_policies  # noqa: E402
 from worker.brands import load_brands  # noqa: E402
 from worker.connection import EmbeddedRedis  # noqa: E402
@@ -129,18 +130,11 @@ def main() -> None:
             server.stop()
     results.update(date=datetime.now(timezone.utc).isoformat(timespec="seconds"), workers=args.workers,
                    machine=f"{platform.machine()} Python {platform.python_version()}")
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "guardrails.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    save_results("guardrails", results)
     text = table(results)
     print(text)
     if args.update_readme:
-        readme = ROOT / "README.md"
-        content = readme.read_text(encoding="utf-8")
-        start, end = "<!-- bench:guardrails:start -->", "<!-- bench:guardrails:end -->"
-        head, rest = content.split(start, 1)
-        _, tail = rest.split(end, 1)
-        readme.write_text(f"{head}{start}\n{text}\n{end}{tail}", encoding="utf-8")
+        update_readme("guardrails", text)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.readme_table import update_readme  # noqa: E402
 from classifiers.registry import SHIPPED_DIR  # noqa: E402
 from eval.evaluate import evaluate  # noqa: E402
 from eval.report import write_report  # noqa: E402
@@ -216,17 +217,6 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def update_readme(text: str) -> None:
-    readme = ROOT / "README.md"
-    content = readme.read_text(encoding="utf-8")
-    start, end = "<!-- bench:quality:start -->", "<!-- bench:quality:end -->"
-    if start not in content or end not in content:
-        raise SystemExit("README.md has no bench:quality markers")
-    head, rest = content.split(start, 1)
-    _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{start}\n{text}\n{end}{tail}", encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shared", default=str(ROOT.parent / "shared" / "datasets"))
@@ -250,7 +240,7 @@ def main() -> None:
     text = table(results)
     print(text)
     if args.update_readme:
-        update_readme(text)
+        update_readme("quality", text)
 
 
 if __name__ == "__main__":

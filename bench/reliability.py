@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import signal
 import sys
 import tempfile
@@ -35,6 +34,7 @@ import redis  # noqa: E402
 from rq.job import Job, JobStatus  # noqa: E402
 from rq.serializers import JSONSerializer  # noqa: E402
 
+from bench.readme_table import update_readme  # noqa: E402
 from tests.faults import RedisServer, Workers, horse_of, outbox_replies, traffic  # noqa: E402
 from worker.ingest import ingest_events  # noqa: E402
 from worker.settings import Settings  # noqa: E402
@@ -194,11 +194,7 @@ def main() -> int:
     text = table(results)
     print(text)
     if args.update_readme:
-        readme = ROOT / "README.md"
-        body = readme.read_text()
-        block = f"<!-- bench:reliability:start -->\n{text}\n<!-- bench:reliability:end -->"
-        body = re.sub(r"<!-- bench:reliability:start -->.*?<!-- bench:reliability:end -->", block, body, flags=re.S)
-        readme.write_text(body)
+        update_readme("reliability", text)
     return 0
 
 

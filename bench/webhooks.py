@@ -31,6 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
+from bench.readme_table import save_results  # noqa: E402
+from bench.readme_table import update_readme as update_readme_block  # noqa: E402
 from worker.inbound.samples import dumps, signature, wa_text, whatsapp  # noqa: E402
 from worker.web.process import ServeProcess, WorkerProcess  # noqa: E402
 
@@ -164,17 +166,13 @@ def main() -> int:
     result.update({"worker_running": bool(workers), "cpus": os.cpu_count(), "python": platform.python_version(),
                    "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     print(json.dumps(result, indent=2))
-    out = ROOT / "bench" / "results" / "webhooks.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    save_results("webhooks", result)
     if args.update_readme:
         update_readme(result, args)
     return 0
 
 
 def update_readme(r: dict, args: argparse.Namespace) -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
     table = (f"| offered | achieved | p50 | p90 | p99 | max | errors | CPU / webhook: web + inbox |\n"
              f"|---|---|---|---|---|---|---|---|\n"
              f"| {r['offered_rps']:.0f}/s for {args.seconds:.0f} s | {r['achieved_rps']}/s | {r['p50_ms']} ms | "
@@ -183,12 +181,7 @@ def update_readme(r: dict, args: argparse.Namespace) -> None:
     if r.get("worker_running"):
         table += (f"\nWith one `replyguard worker` deciding on the same 2 cores, all {r['decided']} webhooks were "
                   f"decided {r['all_decided_after_s']} s after the last one was acknowledged.\n")
-    start, end = "<!-- bench:webhooks:start -->", "<!-- bench:webhooks:end -->"
-    if start in text:
-        before, rest = text.split(start, 1)
-        text = before + start + "\n" + table + end + rest.split(end, 1)[1]
-        readme.write_text(text)
-
+    update_readme_block("webhooks", table)
 
 if __name__ == "__main__":
     sys.exit(main())
