@@ -216,11 +216,16 @@ def _signed(body: bytes, secret: str = "cw-secret", timestamp: int | None = None
             "X-Chatwoot-Delivery": "d-1"}
 
 
-def test_chatwoot_webhook_through_serve_is_verified_decided_and_answered_once(client, brands, settings, redis_url,
-                                                                             tmp_path) -> None:
+def test_chatwoot_webhook_through_serve_is_verified_stored_decided_and_answered_once(client, brands, settings,
+                                                                                    redis_url, tmp_path) -> None:
+    """Over real HTTP: ``replyguard serve`` as a process, the Chatwoot stand-in; webhooks go through the
+    durable inbox (the same stream as Meta's), a retried one is decided once and answered once, and an
+    escalation hands the conversation over (private note + toggle_status open)."""
     import httpx
 
     from tests.serve_process import ServeProcess
+    from worker.inbound.inbox import InboxConsumer
+    from worker.inbound.meta import Routing
     from worker.queues import batch_queue
 
     with ChatwootStandIn(token=TOKEN) as cw:
@@ -228,37 +233,67 @@ def test_chatwoot_webhook_through_serve_is_verified_decided_and_answered_once(cl
 connectors:
   chatwoot: {{base_url: "{cw.url}", account_id: 1, api_token_env: CW_TOKEN, webhook_secret_env: CW_SECRET}}
 """)
+        live = settings.model_copy(update={"policies_dir": directory, "delivery_mode": "live"})
+        install(Pipeline(brands), live)
+        store = Store(client)
+        queue = batch_queue(client, settings)
+        faq = json.dumps(chatwoot_payload(11, "how long does shipping take to Germany?")).encode()
+        agent = json.dumps(chatwoot_payload(12, "I'd like to speak to a real person please, not a bot", 43)).encode()
+
+        def decide_and_deliver() -> None:
+            make_worker(client, live, simple=True).work(burst=True)
+            deliver(client, live)
+
         env = {"CW_SECRET": "cw-secret", "REPLYGUARD_POLICIES_DIR": str(directory)}
         with ServeProcess(redis_url, env=env) as serve:
             url = serve.url + "/webhooks/chatwoot/demo-shop"
-            body = json.dumps(chatwoot_payload(11, "how long does shipping take to Germany?")).encode()
-            queue = batch_queue(client, settings)
-            # unsigned, wrongly signed, stale: refused, nothing enqueued or stored
-            assert httpx.post(url, content=body, headers={"Content-Type": "application/json"}).status_code == 401
-            assert httpx.post(url, content=body, headers=_signed(body, "wrong")).status_code == 401
-            assert httpx.post(url, content=body, headers=_signed(body, timestamp=int(time.time()) - 3600)).status_code == 401
+
+            def post(body: bytes, headers: dict[str, str]) -> httpx.Response:
+                return httpx.post(url, content=body, headers=headers, timeout=10)
+
+            # unsigned, wrongly signed, stale: refused, nothing stored or enqueued
+            assert post(faq, {"Content-Type": "application/json"}).status_code == 401
+            assert post(faq, _signed(faq, "wrong")).status_code == 401
+            assert post(faq, _signed(faq, timestamp=int(time.time()) - 3600)).status_code == 401
+            assert client.xlen(store.keys.inbox) == 0
             time.sleep(0.2)
             assert queue.count == 0 and client.keys("rg:decision:*") == []
-            # a signed one, and Chatwoot retrying it
-            for _ in range(2):
-                answer = httpx.post(url, content=body, headers=_signed(body))
-                assert answer.status_code == 200 and answer.json() == {"accepted": "cw-1-11"}
-            outgoing = json.dumps({**chatwoot_payload(12, "our answer"), "message_type": "outgoing"}).encode()
-            assert "ignored" in httpx.post(url, content=outgoing, headers=_signed(outgoing)).json()
-            assert httpx.post(serve.url + "/webhooks/chatwoot/no-such-brand", content=body,
-                              headers=_signed(body)).status_code == 404
-            deadline = time.monotonic() + 10
-            while queue.count == 0 and time.monotonic() < deadline:
+            # a signed one and Chatwoot retrying it at once, and a message asking for a person
+            for body in (faq, faq, agent):
+                answer = post(body, _signed(body))
+                assert answer.status_code == 200, answer.text
+            assert answer.json() == {"accepted": "cw-1-12"}
+            outgoing = json.dumps({**chatwoot_payload(13, "our answer"), "message_type": "outgoing"}).encode()
+            assert "ignored" in post(outgoing, _signed(outgoing)).json()
+            assert httpx.post(serve.url + "/webhooks/chatwoot/no-such-brand", content=faq,
+                              headers=_signed(faq)).status_code == 404
+            deadline = time.monotonic() + 20  # the inbox consumer (a child of serve) batches them for deciding
+            while not (client.xlen(store.keys.inbox) == 0 and queue.count) and time.monotonic() < deadline:
                 time.sleep(0.05)
-        live = settings.model_copy(update={"policies_dir": directory, "delivery_mode": "live"})
-        install(Pipeline(brands), live)
-        make_worker(client, live, simple=True).work(burst=True)
-        store = Store(client)
+            decide_and_deliver()
+            # Chatwoot retrying once more after the decision and the reply
+            assert post(faq, _signed(faq)).status_code == 200
+            deadline = time.monotonic() + 20
+            while client.xlen(store.keys.inbox) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert client.xlen(store.keys.inbox) == 0
+            metrics = httpx.get(serve.url + "/metrics").text
+            assert 'replyguard_chatwoot_webhooks_total{outcome="accepted"} 4.0' in metrics
+            assert 'replyguard_chatwoot_webhooks_total{outcome="bad_signature"} 3.0' in metrics
+        decide_and_deliver()
+        assert store.stats("demo-shop")["decisions"] == 2  # the retries decided nothing again
         decision = store.decision("demo-shop", "cw-1-11")
         assert decision is not None and decision.reply
-        deliver(client, live)
         sent = cw.received("/api/v1/accounts/1/conversations/42/messages")
-        assert [r.json["content"] for r in sent] == [decision.reply]  # exactly once
+        assert [(r.json["content"], r.json["private"]) for r in sent] == [(decision.reply, False)]  # exactly once
+        escalated = store.decision("demo-shop", "cw-1-12")
+        assert escalated is not None and escalated.escalation is not None
+        messages = [r.json for r in cw.received("/api/v1/accounts/1/conversations/43/messages")]
+        [note] = [m for m in messages if m["private"]]
+        assert [m["content"] for m in messages if not m["private"]] == ([escalated.reply] if escalated.reply else [])
+        assert escalated.rule in note["content"] and escalated.escalation.reason in note["content"]
+        [opened] = cw.received("/api/v1/accounts/1/conversations/43/toggle_status")
+        assert opened.json == {"status": "open"}
 
 
 def test_sla_breach_marked_notify_reaches_the_webhook(client, brands, settings, tmp_path, receiver) -> None:

@@ -314,28 +314,15 @@ def _instagram_comment(out: Adapted, account: str | None, value: dict[str, Any],
     if route is None:
         out.drop("unknown_account", f"instagram account {account}")
         return
-    author = _obj(value.get("from"))
-    author_id = _ident(author.get("id"))
-    comment_id = _ident(value.get("id"))
-    media = _obj(value.get("media"))
-    media_id = _ident(media.get("id"))
-    if not comment_id or not author_id or not media_id:
-        out.drop("incomplete_comment", "instagram comment without id, from.id or media.id")
-        return
-    if author_id in route.own_ids:
-        out.drop("own_comment", f"instagram {comment_id}")
-        return
-    account_id = account or sorted(route.own_ids)[0]
-    metadata = {"source": "meta_webhook", "account_id": account_id, "comment_id": comment_id,
-                "media_type": str(media.get("media_product_type") or "")[:40] or None}
-    if _ident(value.get("parent_id")):
-        metadata["parent_id"] = str(value["parent_id"])
+    author, media = _obj(value.get("from")), _obj(value.get("media"))
     text = _text(value.get("text"))
-    out.events.append(_event(route.brand, "instagram", "comment", comment_id,
-                             f"ig:{media_id}:{metadata.get('parent_id') or comment_id}", author_id,
-                             _text(author.get("username"), 256) or None, text, None if text.strip() else "comment",
-                             _time(value.get("timestamp") or value.get("created_time"), received_at), metadata,
-                             post_id=media_id))
+    _comment(out, "instagram", route, account, comment_id=_ident(value.get("id")), author_id=_ident(author.get("id")),
+             post_id=_ident(media.get("id")), parent=_ident(value.get("parent_id")),
+             name=_text(author.get("username"), 256) or None, text=text,
+             unreadable=None if text.strip() else "comment",
+             at=_time(value.get("timestamp") or value.get("created_time"), received_at),
+             metadata={"media_type": str(media.get("media_product_type") or "")[:40] or None},
+             incomplete="instagram comment without id, from.id or media.id")
 
 
 def _feed(out: Adapted, account: str | None, value: dict[str, Any], routing: Routing, received_at: datetime) -> None:
@@ -348,27 +335,40 @@ def _feed(out: Adapted, account: str | None, value: dict[str, Any], routing: Rou
         out.drop("unknown_account", f"facebook page {account}")
         return
     author = _obj(value.get("from"))
-    author_id = _ident(author.get("id"))
-    comment_id, post_id = _ident(value.get("comment_id")), _ident(value.get("post_id"))
-    if not comment_id or not author_id or not post_id:
-        out.drop("incomplete_comment", "feed comment without comment_id, from.id or post_id")
-        return
-    if author_id in route.own_ids:
-        out.drop("own_comment", f"facebook {comment_id}")
-        return
-    account_id = account or sorted(route.own_ids)[0]
-    metadata = {"source": "meta_webhook", "account_id": account_id, "comment_id": comment_id}
-    parent = _ident(value.get("parent_id"))
-    if parent and parent != post_id:
-        metadata["parent_id"] = parent
+    post_id, parent = _ident(value.get("post_id")), _ident(value.get("parent_id"))
     text = _text(value.get("message"))
     unreadable = None
     if not text.strip():
         unreadable = "photo" if value.get("photo") else ("video" if value.get("video") else "comment")
-    out.events.append(_event(route.brand, "facebook", "comment", comment_id,
-                             f"fb:{post_id}:{metadata.get('parent_id') or comment_id}", author_id,
-                             _text(author.get("name"), 256) or None, text, unreadable,
-                             _time(value.get("created_time"), received_at), metadata, post_id=post_id))
+    _comment(out, "facebook", route, account, comment_id=_ident(value.get("comment_id")),
+             author_id=_ident(author.get("id")), post_id=post_id, parent=parent if parent != post_id else None,
+             name=_text(author.get("name"), 256) or None, text=text, unreadable=unreadable,
+             at=_time(value.get("created_time"), received_at), metadata={},
+             incomplete="feed comment without comment_id, from.id or post_id")
+
+
+#: Conversation id prefixes of comment threads, by platform.
+THREAD_PREFIX = {"instagram": "ig", "facebook": "fb"}
+
+
+def _comment(out: Adapted, platform: str, route: Route, account: str | None, *, comment_id: str | None,
+             author_id: str | None, post_id: str | None, parent: str | None, name: str | None, text: str,
+             unreadable: str | None, at: datetime, metadata: dict[str, Any], incomplete: str) -> None:
+    """A comment on a post or media (Instagram ``comments``, Facebook ``feed``) as an event: incomplete
+    ones and the brand's own are dropped; a reply's thread is its parent comment."""
+    if not comment_id or not author_id or not post_id:
+        out.drop("incomplete_comment", incomplete)
+        return
+    if author_id in route.own_ids:
+        out.drop("own_comment", f"{platform} {comment_id}")
+        return
+    metadata = {"source": "meta_webhook", "account_id": account or sorted(route.own_ids)[0],
+                "comment_id": comment_id, **metadata}
+    if parent:
+        metadata["parent_id"] = parent
+    out.events.append(_event(route.brand, platform, "comment", comment_id,
+                             f"{THREAD_PREFIX[platform]}:{post_id}:{parent or comment_id}", author_id, name, text,
+                             unreadable, at, metadata, post_id=post_id))
 
 
 def _event(brand: str, platform: str, kind: str, mid: str, conversation: str, author_id: str, name: str | None,

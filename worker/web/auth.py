@@ -102,53 +102,52 @@ def _csrf_ok(session: Session, supplied: str | None) -> bool:
 Handler = Callable[[Request, User, Session], Awaitable[Response]]
 
 
-def page(deps: Deps, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a page: signed out → 303 to /login?next=…; a POST needs the form's csrf_token."""
+def _guard(deps: Deps, handler: Handler, refuse: Callable[[Request, Session | None], Awaitable[Response | None]]
+           ) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoint of a signed-in route: ``refuse(request, session)`` (session None: signed out)
+    answers instead of ``handler`` when it returns a response; a Redis failure becomes StoreError (503)."""
     auth = auth_of(deps)
 
     async def endpoint(request: Request) -> Response:
         try:
-            return await guarded(request)
+            found = await auth.current(request)
+            refused = await refuse(request, found[1] if found else None)
+            if found is None or refused is not None:  # refuse() answers for every signed-out request
+                return refused if refused is not None else Response(status_code=401)
+            return await handler(request, *found)
         except redis.RedisError as exc:  # the app answers 503 for StoreError
             raise StoreError(f"Redis failed while serving {request.url.path}: {exc}") from exc
 
-    async def guarded(request: Request) -> Response:
-        found = await auth.current(request)
-        if found is None:
+    return endpoint
+
+
+def page(deps: Deps, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a page: signed out → 303 to /login?next=…; a POST needs the form's csrf_token."""
+    async def refuse(request: Request, session: Session | None) -> Response | None:
+        if session is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
-        user, session = found
         if request.method not in SAFE_METHODS:
             supplied = request.headers.get("x-csrf-token") or (await read_form(request)).get("csrf_token")
             if not _csrf_ok(session, supplied):
                 return Response("CSRF token missing or wrong: reload the page and try again", status_code=403,
                                 media_type="text/plain")
-        return await handler(request, user, session)
+        return None
 
-    return endpoint
+    return _guard(deps, handler, refuse)
 
 
 def api(deps: Deps, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a JSON API route: signed out → 401; a state change needs header X-CSRF-Token → else 403."""
-    auth = auth_of(deps)
-
-    async def endpoint(request: Request) -> Response:
-        try:
-            return await guarded(request)
-        except redis.RedisError as exc:  # the app answers 503 for StoreError
-            raise StoreError(f"Redis failed while serving {request.url.path}: {exc}") from exc
-
-    async def guarded(request: Request) -> Response:
-        found = await auth.current(request)
-        if found is None:
+    async def refuse(request: Request, session: Session | None) -> Response | None:
+        if session is None:
             return JSONResponse({"error": "not signed in (or the session ended): sign in at /login"}, status_code=401)
-        user, session = found
         if request.method not in SAFE_METHODS and not _csrf_ok(session, request.headers.get("x-csrf-token")):
             return JSONResponse({"error": "CSRF token missing or wrong (send the X-CSRF-Token header)"},
                                 status_code=403)
-        return await handler(request, user, session)
+        return None
 
-    return endpoint
+    return _guard(deps, handler, refuse)
 
 
 async def json_body(request: Request, limit: int = 256 * 1024) -> dict:

@@ -30,32 +30,71 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class ServeProcess:
+class CliProcess:
+    """A long-running ``replyguard <command>`` as a real process, stopped with SIGTERM (then SIGKILL
+    after ``stop_timeout``); its output goes to ``log_path``."""
+
     def __init__(self, redis_url: str, *, env: dict[str, str] | None = None, args: list[str] | None = None,
-                 startup_timeout: float = 60.0):
+                 command: str = "worker", stop_timeout: float = 20.0):
         self.redis_url = redis_url
         self.env = dict(env or {})
         self.args = list(args or [])
+        self.command = command
+        self.stop_timeout = stop_timeout
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = Path(tempfile.mkstemp(prefix=f"replyguard-{command}-", suffix=".log")[1])
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def _launch(self, extra: list[str]) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "REDIS_URL": self.redis_url, "PYTHONUNBUFFERED": "1", **self.env}
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "worker.cli", self.command, *extra, *self.args],
+                                            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return self.process
+
+    def start(self) -> "CliProcess":
+        self._launch([])
+        return self
+
+    def stop(self) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        return self.process.returncode
+
+    def __enter__(self) -> "CliProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self.log_path.unlink(missing_ok=True)
+
+
+class ServeProcess(CliProcess):
+    """``replyguard serve`` on a free loopback port; ``start()`` returns once ``/readyz`` answers 200."""
+
+    def __init__(self, redis_url: str, *, env: dict[str, str] | None = None, args: list[str] | None = None,
+                 startup_timeout: float = 60.0):
+        super().__init__(redis_url, env=env, args=args, command="serve", stop_timeout=15.0)
         self.startup_timeout = startup_timeout
         self.port = 0
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = Path(tempfile.mkstemp(prefix="replyguard-serve-", suffix=".log")[1])
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
     def start(self) -> "ServeProcess":
-        env = {**os.environ, "REDIS_URL": self.redis_url, "PYTHONUNBUFFERED": "1", **self.env}
         for _attempt in range(3):  # a free port can be taken between probing and binding
             self.port = free_port()
-            with self.log_path.open("ab") as log:
-                self.process = subprocess.Popen(
-                    [sys.executable, "-m", "worker.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                     *self.args], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self._launch(["--host", "127.0.0.1", "--port", str(self.port)])
             if self._wait_ready():
                 return self
             if "address already in use" not in self.log().lower():
@@ -76,64 +115,17 @@ class ServeProcess:
             time.sleep(0.1)
         return False
 
-    def stop(self) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        return self.process.returncode
-
     def __enter__(self) -> "ServeProcess":
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        self.log_path.unlink(missing_ok=True)
 
-
-class WorkerProcess:
+class WorkerProcess(CliProcess):
     """``replyguard worker`` (or another long-running subcommand, ``command``) as a real process,
     stopped with SIGTERM (RQ's warm shutdown)."""
 
-    def __init__(self, redis_url: str, *, env: dict[str, str] | None = None, args: list[str] | None = None,
-                 command: str = "worker"):
-        self.redis_url = redis_url
-        self.env = dict(env or {})
-        self.args = list(args or [])
-        self.command = command
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = Path(tempfile.mkstemp(prefix=f"replyguard-{command}-", suffix=".log")[1])
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
     def start(self) -> "WorkerProcess":
-        env = {**os.environ, "REDIS_URL": self.redis_url, "PYTHONUNBUFFERED": "1", **self.env}
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "worker.cli", self.command, *self.args],
-                                            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self._launch([])
         return self
-
-    def stop(self) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        return self.process.returncode
 
     def __enter__(self) -> "WorkerProcess":
         return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        self.log_path.unlink(missing_ok=True)
