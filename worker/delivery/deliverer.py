@@ -43,6 +43,7 @@ import httpx
 import redis
 
 from worker import defaults
+from worker.connection import Backoff
 from worker.decide import escalate_after_delivery
 from worker.delivery.plan import MissingToken, Planner, Step
 from worker.exceptions import (
@@ -105,23 +106,33 @@ class Deliverer:
                     raise StoreError(f"cannot create consumer group on {stream}: {exc}") from exc
 
     def run(self, *, burst: bool = False, block_ms: int = defaults.DELIVERY_BLOCK_MS) -> int:
-        """Deliver until stopped (or, with ``burst``, until nothing is left). Returns entries handled."""
-        self.ensure_groups()
+        """Deliver until stopped (or, with ``burst``, until nothing is left). Returns entries handled.
+
+        Redis going away is waited out with backoff (:class:`~worker.connection.Backoff`), not an exit:
+        entries in hand stay pending and are taken up again (the idempotency records keep a step from
+        being sent twice); the consumer groups are created again if Redis came back empty.
+        """
         log.info("deliverer %s reading %d outbox stream(s)", self.consumer, len(self.streams))
-        pause = 0.5
+        backoff = Backoff()
+        groups_ready = False
         while not self.stopping.is_set():
             try:
+                if not groups_ready:
+                    self.ensure_groups()
+                    groups_ready = True
                 n = self.step(block_ms=0 if burst else block_ms)
+                if backoff.attempts:
+                    log.warning("deliverer %s: Redis is back; delivering again", self.consumer)
+                    backoff.reset()
                 if burst and n == 0 and not self._pending_elsewhere():
                     break
-                pause = 0.5
             except (redis.RedisError, StoreError) as exc:
                 if burst:
                     raise StoreError(f"Redis failed while delivering: {exc}") from exc
-                # entries in hand stay pending: this or another deliverer takes them up again
-                log.error("Redis failed while delivering (%s); retrying in %.1fs", exc, pause)
-                self.stopping.wait(pause)
-                pause = min(pause * 2, 30.0)
+                groups_ready = False
+                delay = backoff.next_delay()
+                log.warning("deliverer %s: Redis unavailable (%s); retrying in %.1f s", self.consumer, exc, delay)
+                self.stopping.wait(delay)
         return self.handled
 
     def _pending_elsewhere(self) -> bool:

@@ -37,6 +37,7 @@ from typing import Any
 import redis
 
 from worker import bounded_json, defaults
+from worker.connection import Backoff
 from worker.exceptions import InvalidEvent, StoreError
 from worker.inbound import meta
 from worker.inbound.receipts import record_receipts
@@ -112,26 +113,40 @@ class InboxConsumer:
         return self._stop.is_set() or bool(check and check())
 
     def _run(self) -> None:
+        """Poll until stopped. Redis going away is waited out with backoff (entries in hand stay
+        pending and are claimed again: reprocessing is harmless); nothing ends the loop but a stop."""
         group_ready = False
+        backoff = Backoff()
         while not self._stopping():
             try:
                 if not group_ready:
                     self._ensure_group()
                     group_ready = True
                 self.poll(block_ms=defaults.INBOX_BLOCK_MS)
+                if backoff.attempts:
+                    log.warning("inbox: Redis is back; consuming again")
+                    backoff.reset()
+                continue
             except redis.ResponseError as exc:
                 if "NOGROUP" in str(exc):
                     group_ready = False  # the stream was deleted (FLUSHDB); recreate
                     continue
                 log.error("inbox: Redis refused a command: %s", exc)
-                self._stop.wait(1.0)
             except (redis.RedisError, StoreError) as exc:
-                log.warning("inbox: Redis unavailable (%s); retrying", exc)
                 group_ready = False
-                self._stop.wait(1.0)
+                delay = backoff.next_delay()
+                log.warning("inbox: Redis unavailable (%s); retrying in %.1f s", exc, delay)
+                self._wait(delay)
+                continue
             except Exception:  # noqa: BLE001 - the thread must survive anything one entry does
                 log.exception("inbox: unexpected error; retrying")
-                self._stop.wait(1.0)
+            self._wait(1.0)
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep ``seconds``, waking early when stopped."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping() and time.monotonic() < deadline:
+            self._stop.wait(min(0.25, deadline - time.monotonic()))
 
     def poll(self, block_ms: int = 0) -> int:
         """Process what is waiting (stale entries of dead consumers first). Returns entries processed."""
@@ -240,8 +255,20 @@ def _consume(settings_json: str, stop: Any, parent_pid: int) -> None:
     settings = Settings.model_validate_json(settings_json)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     auth = inbound_auth(load_policies(settings.policies_dir), read_secrets=False)  # routing; no secrets here
-    consumer = InboxConsumer(connect(settings), settings, auth.routing, auth.meta.secret_env_of)
-    consumer.run_until(lambda: stop.is_set() or os.getppid() != parent_pid)
+    stopping = lambda: stop.is_set() or os.getppid() != parent_pid  # noqa: E731
+    backoff = Backoff()
+    while not stopping():  # (re)started while Redis is away: wait for it rather than exit and be restarted
+        try:
+            connection = connect(settings)
+            break
+        except StoreError as exc:
+            delay = backoff.next_delay()
+            log.warning("inbox: %s; retrying in %.1f s", exc, delay)
+            stop.wait(delay)
+    else:
+        return
+    consumer = InboxConsumer(connection, settings, auth.routing, auth.meta.secret_env_of)
+    consumer.run_until(stopping)
 
 
 class InboxProcess:
