@@ -9,7 +9,9 @@ WhatsApp webhooks (each a new message) at ``--rate`` requests per second for
 scheduled on a fixed timetable: latency is measured from each request's *scheduled*
 time, so a stall of the service counts against it (no coordinated omission).
 Reports p50 / p90 / p99 / max acknowledgement latency, the rate achieved, errors,
-the service's CPU time per webhook, and how long the worker took to decide them all.
+the service's CPU time per webhook, the machine's load average before and after (the cores
+may be shared: latency tails are the scheduler's when they are), and how long the worker
+took to decide them all. Deliveries per second to the Graph stand-in: bench/delivery.py.
 The database in REDIS_URL is flushed.
 """
 
@@ -149,7 +151,9 @@ def main() -> int:
         asyncio.run(offer(serve.port, args.rate, 1.0, args.connections, run + "w"))
         inbox = children(pid)  # the inbox consumer (parses, adapts, batches onto the RQ queue)
         cpu_before = cpu_seconds(pid), sum(cpu_seconds(c) for c in inbox)
+        load_before = os.getloadavg()[0]
         result = asyncio.run(offer(serve.port, args.rate, args.seconds, args.connections, run))
+        result["load_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]  # other users of the cores
         time.sleep(1.0)  # let the inbox consumer finish the last entries
         cpu = cpu_seconds(pid) - cpu_before[0], sum(cpu_seconds(c) for c in inbox) - cpu_before[1]
         result["serve_cpu_ms_per_webhook"] = round(1000 * cpu[0] / max(1, result["requests"]), 3)
@@ -173,11 +177,14 @@ def main() -> int:
 
 
 def update_readme(r: dict, args: argparse.Namespace) -> None:
-    table = (f"| offered | achieved | p50 | p90 | p99 | max | errors | CPU / webhook: web + inbox |\n"
-             f"|---|---|---|---|---|---|---|---|\n"
+    load = r.get("load_1min") or ["?", "?"]
+    table = (f"| offered | achieved | p50 | p90 | p99 | max | errors | CPU / webhook: web + inbox | "
+             f"load average (1 min) before / after |\n"
+             f"|---|---|---|---|---|---|---|---|---|\n"
              f"| {r['offered_rps']:.0f}/s for {args.seconds:.0f} s | {r['achieved_rps']}/s | {r['p50_ms']} ms | "
              f"{r['p90_ms']} ms | {r['p99_ms']} ms | {r['max_ms']} ms | {sum(r['errors'].values())} | "
-             f"{r['serve_cpu_ms_per_webhook']} + {r['inbox_cpu_ms_per_webhook']} ms |\n")
+             f"{r['serve_cpu_ms_per_webhook']} + {r['inbox_cpu_ms_per_webhook']} ms | "
+             f"{load[0]} / {load[1]} on {r['cpus']} cores |\n")
     if r.get("worker_running"):
         table += (f"\nWith one `replyguard worker` deciding on the same 2 cores, all {r['decided']} webhooks were "
                   f"decided {r['all_decided_after_s']} s after the last one was acknowledged.\n")

@@ -27,12 +27,16 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis
 
 from worker import defaults
 from worker.exceptions import StoreError
 from worker.settings import Settings, redact_url
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
 
@@ -165,6 +169,27 @@ def connect(settings: Settings, *, start_embedded: bool = True) -> redis.Redis:
     except redis.RedisError as exc:
         raise StoreError(f"cannot reach Redis ({where}): {exc}") from exc
     return client
+
+
+def async_twin(client: redis.Redis) -> "aioredis.Redis | None":
+    """An asyncio client to the same server and database as ``client`` (TCP or unix socket), for the
+    HTTP service's event loop; None for a connection it cannot mirror (TLS), whose callers then run
+    the blocking client in a thread. Connecting and every command time out after
+    ``defaults.WEB_REDIS_TIMEOUT_SECONDS``: a webhook is answered 503 rather than held."""
+    import redis.asyncio as aioredis
+
+    pool = client.connection_pool
+    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k in ("host", "port", "path", "db", "username",
+                                                                          "password", "client_name")}
+    kwargs.update(socket_timeout=defaults.WEB_REDIS_TIMEOUT_SECONDS,
+                  socket_connect_timeout=defaults.WEB_REDIS_TIMEOUT_SECONDS)
+    if issubclass(pool.connection_class, redis.SSLConnection):
+        return None
+    if issubclass(pool.connection_class, redis.UnixDomainSocketConnection):
+        cls: type[aioredis.connection.AbstractConnection] = aioredis.UnixDomainSocketConnection
+    else:
+        cls = aioredis.Connection
+    return aioredis.Redis(connection_pool=aioredis.ConnectionPool(connection_class=cls, **kwargs))
 
 
 log = logging.getLogger("replyguard.connection")

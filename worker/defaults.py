@@ -318,6 +318,11 @@ CHATWOOT_SIGNATURE_TOLERANCE_SECONDS = 300
 #: changes per delivery; 1 MiB holds them with room to spare.
 MAX_REQUEST_BYTES = 1024 * 1024
 
+#: ``serve`` writes accepted requests to the inbox with an asyncio Redis client on its event loop;
+#: connecting and each command give up after this many seconds, and the request is answered 503
+#: (the platform retries) instead of being held.
+WEB_REDIS_TIMEOUT_SECONDS = 5.0
+
 #: Most events one ``POST /v1/events`` request may carry.
 MAX_EVENTS_PER_REQUEST = 1000
 

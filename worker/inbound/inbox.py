@@ -32,9 +32,12 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 from worker import bounded_json, defaults
 from worker.connection import Backoff
@@ -50,12 +53,23 @@ log = logging.getLogger("replyguard.inbox")
 GROUP = "ingest"
 
 
+def _entry(kind: str, body: bytes, fields: dict[str, str]) -> Any:
+    return {"kind": kind, "body": body, "received_ms": str(int(time.time() * 1000)), **fields}
+
+
 def append(connection: redis.Redis, keys: Keys, kind: str, body: bytes, **fields: str) -> str:
     """Write one accepted request to the inbox; returns the entry id. Raises StoreError."""
     try:
-        entry: Any = connection.xadd(keys.inbox, {"kind": kind, "body": body,
-                                                  "received_ms": str(int(time.time() * 1000)),
-                                                  **fields})  # type: ignore[dict-item]
+        entry: Any = connection.xadd(keys.inbox, _entry(kind, body, fields))
+    except redis.RedisError as exc:
+        raise StoreError(f"cannot write to the inbox: {exc}") from exc
+    return entry.decode() if isinstance(entry, bytes) else str(entry)
+
+
+async def append_async(connection: "aioredis.Redis", keys: Keys, kind: str, body: bytes, **fields: str) -> str:
+    """:func:`append` on an asyncio client (the web service's event loop: no thread hop). Raises StoreError."""
+    try:
+        entry: Any = await connection.xadd(keys.inbox, _entry(kind, body, fields))
     except redis.RedisError as exc:
         raise StoreError(f"cannot write to the inbox: {exc}") from exc
     return entry.decode() if isinstance(entry, bytes) else str(entry)

@@ -43,16 +43,17 @@ from worker.web.observe import RequestMetrics
 log = logging.getLogger("replyguard.web")
 
 #: Route modules, in order; each exposes ``routes(deps) -> list[BaseRoute]``.
+#: The webhook routes come first: routes are matched in order, and they carry the traffic.
 ROUTERS: tuple[str, ...] = (
+    "worker.web.meta",           # GET/POST /webhooks/meta
+    "worker.web.chatwoot",       # /webhooks/chatwoot/{brand} (Agent Bot)
+    "worker.web.events",         # POST /v1/events
     "worker.web.health",
     "worker.web.pages",          # /, /static, the shared page layout and nav
     "worker.web.auth",           # /login, /logout; the page()/api() guards
     "worker.web.review_api",     # /api/review/...
     "worker.web.review_pages",   # /review, /review/items/..., /review/auto, /review/rejected
     "worker.web.dashboard",      # /dashboard/{brand}: KPIs per day, CSV export
-    "worker.web.chatwoot",       # /webhooks/chatwoot/{brand} (Agent Bot)
-    "worker.web.events",         # POST /v1/events
-    "worker.web.meta",           # GET/POST /webhooks/meta
 )
 
 

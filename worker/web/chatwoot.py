@@ -18,7 +18,6 @@ Replies and hand-offs go back through the delivery workers (:mod:`worker.deliver
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -31,7 +30,6 @@ from starlette.routing import BaseRoute, Route
 from worker import bounded_json, defaults
 from worker.delivery import chatwoot
 from worker.exceptions import InvalidEvent
-from worker.inbound import inbox
 from worker.models import parse_event
 from worker.web.body import read_limited
 from worker.web.deps import Deps
@@ -84,7 +82,7 @@ def routes(deps: Deps) -> list[BaseRoute]:
         except InvalidEvent as exc:
             return answer("invalid", {"error": "invalid message", "fields": [str(p) for p in exc.problems]}, 422)
         payload = json.dumps([event.model_dump(mode="json")], ensure_ascii=False).encode()
-        await asyncio.to_thread(inbox.append, deps.connection, deps.store.keys, "events", payload)
+        await deps.to_inbox("events", payload)
         return answer("accepted", {"accepted": event.id})
 
     return [Route("/webhooks/chatwoot/{brand}", webhook, methods=["POST"])]

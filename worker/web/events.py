@@ -17,7 +17,6 @@ enqueued: fix and resend it whole; resending is safe, events are idempotent by i
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 import json
 import time
@@ -28,7 +27,6 @@ from starlette.routing import BaseRoute, Route
 
 from worker import bounded_json, defaults
 from worker.exceptions import InvalidEvent, Problem
-from worker.inbound import inbox
 from worker.models import parse_event
 from worker.web.body import read_limited
 from worker.web.deps import Deps
@@ -98,7 +96,7 @@ def routes(deps: Deps) -> list[BaseRoute]:
             return JSONResponse({"error": f"authenticated as brand {brand!r}; events {foreign} name another brand"},
                                 status_code=403)
         payload = json.dumps([e.model_dump(mode="json") for e in events], ensure_ascii=False).encode()
-        await asyncio.to_thread(inbox.append, deps.connection, deps.store.keys, "events", payload)
+        await deps.to_inbox("events", payload)
         return JSONResponse({"accepted": len(events), "ids": [e.id for e in events]}, status_code=202)
 
     return [Route("/v1/events", post_events, methods=["POST"])]

@@ -17,14 +17,12 @@ POST, in this order, before anything of the body is read as JSON:
 
 from __future__ import annotations
 
-import asyncio
 
 from prometheus_client import Counter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from worker.inbound import inbox
 from worker.web.body import read_limited
 from worker.web.deps import Deps
 
@@ -63,7 +61,7 @@ def routes(deps: Deps) -> list[BaseRoute]:
         if signer is None:
             webhooks.labels("meta", "bad_signature").inc()
             return JSONResponse({"error": "X-Hub-Signature-256 does not match the body"}, status_code=401)
-        await asyncio.to_thread(inbox.append, deps.connection, deps.store.keys, "meta", body, secret_env=signer)
+        await deps.to_inbox("meta", body, secret_env=signer)
         webhooks.labels("meta", "accepted").inc()
         return PlainTextResponse("EVENT_RECEIVED")
 
