@@ -272,3 +272,15 @@ def outbox_replies(client: redis.Redis, key: str) -> list[str]:
         if payload.get("type") == "reply":
             out.append(payload["message_id"])
     return out
+
+
+def wait_for(predicate: Any, timeout: float, what: str, *, every: float = 0.1) -> Any:
+    """Poll ``predicate()`` until it returns something truthy (returned) or ``timeout`` seconds pass
+    (AssertionError naming ``what``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")

@@ -224,8 +224,6 @@ def test_chatwoot_webhook_through_serve_is_verified_stored_decided_and_answered_
     import httpx
 
     from tests.serve_process import ServeProcess
-    from worker.inbound.inbox import InboxConsumer
-    from worker.inbound.meta import Routing
     from worker.queues import batch_queue
 
     with ChatwootStandIn(token=TOKEN) as cw:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import redis
 
-from tests.faults import RedisServer
+from tests.faults import RedisServer, wait_for
 from tests.serve_process import ServeProcess, WorkerProcess
 from worker.inbound import samples as s
 from worker.standins import GraphStandIn, YouTubeStandIn
@@ -46,16 +46,6 @@ def comment_thread(comment_id: str, text: str) -> dict:
         "topLevelComment": {"kind": "youtube#comment", "id": comment_id, "snippet": snippet}}}
 
 
-def wait_until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout}s: {what}")
-
-
 @pytest.mark.slow
 def test_service_and_deliverer_wait_out_a_redis_outage(tmp_path) -> None:
     server = RedisServer(tmp_path / "redis").start()
@@ -76,9 +66,9 @@ def test_service_and_deliverer_wait_out_a_redis_outage(tmp_path) -> None:
             worker.start()
             deliver.start()
             poll.start()
-            wait_until(lambda: "outbox stream(s)" in deliver.log(), 120, "the deliverer reading")
-            wait_until(lambda: client.scard("rq:workers"), 120, "the worker registered")
-            wait_until(lambda: youtube.received("/youtube/v3/commentThreads", method="GET"), 120, "the poller polling")
+            wait_for(lambda: "outbox stream(s)" in deliver.log(), 120, "the deliverer reading")
+            wait_for(lambda: client.scard("rq:workers"), 120, "the worker registered")
+            wait_for(lambda: youtube.received("/youtube/v3/commentThreads", method="GET"), 120, "the poller polling")
             assert post(serve, message("wamid.before", "Hi, where is my order KM-204815?")).status_code == 200
             server.kill()  # the webhook is in the inbox (append-only file); not necessarily decided yet
 
@@ -93,16 +83,16 @@ def test_service_and_deliverer_wait_out_a_redis_outage(tmp_path) -> None:
             assert all(p.process.poll() is None for p in processes), [p.log()[-2000:] for p in processes]
 
             server.start()  # same port and directory: the append-only file brings the data back
-            wait_until(lambda: httpx.get(serve.url + "/readyz", timeout=30).status_code == 200, 60, "ready again")
+            wait_for(lambda: httpx.get(serve.url + "/readyz", timeout=30).status_code == 200, 60, "ready again")
             assert post(serve, message("wamid.during", "do you ship to Canada?")).status_code == 200  # Meta's retry
             youtube.threads[CHANNEL].insert(0, comment_thread("yt-after", "what are your opening hours?"))
 
             path = f"/{s.WA_PHONE_ID}/messages"
-            wait_until(lambda: len(graph.received(path)) >= 2, 120, "both replies delivered")
+            wait_for(lambda: len(graph.received(path)) >= 2, 120, "both replies delivered")
             time.sleep(2.0)  # room for a second, wrong send to show up
             replied_to = sorted(r.json["context"]["message_id"] for r in graph.received(path))
             assert replied_to == ["wamid.before", "wamid.during"]  # each exactly once
-            inserted = wait_until(lambda: youtube.received("/youtube/v3/comments"), 120, "the YouTube reply")
+            inserted = wait_for(lambda: youtube.received("/youtube/v3/comments"), 120, "the YouTube reply")
             time.sleep(1.0)
             assert [r.json["snippet"]["parentId"] for r in youtube.received("/youtube/v3/comments")
                     if r.path.endswith("/comments")] == ["yt-after"], inserted

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from tests.conftest import make_event
+from tests.faults import wait_for
 from worker.ingest import ingest_events
 from worker.pipeline import Pipeline
 from worker.settings import REPO_ROOT, Settings
@@ -167,7 +168,7 @@ def _ready(client, proc: subprocess.Popen) -> None:
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "worker exited"
         return Worker.count(connection=client) > 0
 
-    _wait_for(registered, 120, "the worker to start")
+    wait_for(registered, 120, "the worker to start")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -185,16 +186,6 @@ def _stop(proc: subprocess.Popen) -> None:
         pass
 
 
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_real_workers_reroute_an_unanswered_vip_by_themselves_across_a_restart(
         client, redis_url, short_sla_policies, tmp_path) -> None:
     env = {**os.environ, "REDIS_URL": redis_url, "REPLYGUARD_HOME": str(tmp_path / "home"),
@@ -208,7 +199,7 @@ def test_real_workers_reroute_an_unanswered_vip_by_themselves_across_a_restart(
         ingest_events([make_event(id="vip-w", conversation_id="c-w", created_at=created.isoformat(),
                                   author={"id": "u-w", "tags": ["vip"]}, text="Hi, my order KM-555125 is late")],
                       client, settings, batch_wait=0.01)
-        decided = _wait_for(lambda: store.decision("demo-shop", "vip-w"), 90, "the VIP message to be decided")
+        decided = wait_for(lambda: store.decision("demo-shop", "vip-w"), 90, "the VIP message to be decided")
         assert decided.escalation.role == "vip_care"
     finally:
         _stop(first)  # no worker runs while the target passes
@@ -217,7 +208,7 @@ def test_real_workers_reroute_an_unanswered_vip_by_themselves_across_a_restart(
         time.sleep(max(0.0, (created + timedelta(seconds=8) - datetime.now(timezone.utc)).total_seconds()))
     second = _worker(env)  # a new worker, no new messages: it records the breach by itself
     try:
-        rerouted = _wait_for(lambda: (d := store.decision("demo-shop", "vip-w")).escalation.role == "manager" and d,
+        rerouted = wait_for(lambda: (d := store.decision("demo-shop", "vip-w")).escalation.role == "manager" and d,
                              90, "the VIP escalation to be re-routed to a manager")
         assert rerouted.escalation.priority == "urgent"
         breaches = [f for _, f in client.xrange(store.keys.sla_events("demo-shop")) if f[b"type"] == b"sla.breached"]
@@ -244,10 +235,10 @@ def test_scheduled_step_fires_without_new_messages(client, redis_url, short_sla_
         ingest_events([make_event(id="vip-s", conversation_id="c-s", created_at=datetime.now(timezone.utc).isoformat(),
                                   author={"id": "u-s", "tags": ["vip"]}, text="Hi, my order KM-555126 is late")],
                       client, settings, batch_wait=0.01)
-        _wait_for(lambda: store.decision("demo-shop", "vip-s"), 90, "the VIP message to be decided")
-        warned = _wait_for(lambda: [f for _, f in client.xrange(store.keys.sla_events("demo-shop"))
+        wait_for(lambda: store.decision("demo-shop", "vip-s"), 90, "the VIP message to be decided")
+        warned = wait_for(lambda: [f for _, f in client.xrange(store.keys.sla_events("demo-shop"))
                                     if f[b"type"] == b"sla.warning"], 60, "the warning")
         assert len(warned) == 1
-        _wait_for(lambda: store.decision("demo-shop", "vip-s").escalation.role == "manager", 60, "the re-route")
+        wait_for(lambda: store.decision("demo-shop", "vip-s").escalation.role == "manager", 60, "the re-route")
     finally:
         _stop(worker)
