@@ -100,8 +100,11 @@ def test_no_python_code_writes_a_decisions_effects():
     writes = [w for relative, tree in _sources() for w in _effect_writes(relative, tree)]
     assert {re.sub(r":\d+:", ":", w) for w in writes} <= SLA_REROUTE, writes
     lua = sorted(p.name for p in (ROOT / "worker" / "lua").glob("*.lua"))
-    # delivery_begin.lua writes only an outbound action's idempotency record ({p}:delivery:…), no decision effect
-    assert lua == ["apply_decision.lua", "delivery_begin.lua"]
+    # delivery_begin.lua writes only an outbound action's idempotency record ({p}:delivery:…), no decision effect;
+    # order.lua only a conversation's order hash and the parked index (and queues a parked job)
+    assert lua == ["apply_decision.lua", "delivery_begin.lua", "order.lua"]
+    order_lua = (ROOT / "worker" / "lua" / "order.lua").read_text()
+    assert "KEYS[4]" not in order_lua and not re.search(r"'(SET|SADD|XADD|RPUSH|HINCRBYFLOAT)'", order_lua)
 
 
 def _pending_order(client, settings, brands) -> Store:

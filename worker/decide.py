@@ -486,6 +486,25 @@ def sla_breach(escalation: Escalation, rule: SlaPolicy, target: str, due_at: dat
                             notify=actions.notify, changed=changed)
 
 
+def opted_out_meanwhile(decision: Decision, policy: Policy | None = None) -> Decision:
+    """A final decision whose author opted out after the message was decided (a STOP decided while
+    an LLM task worked on this one): nothing automated is sent (rule ``opt_out.suppressed``); a
+    decision that did nothing else escalates as ``policy``'s opt-out says (else tier1, low)."""
+    if Action.AUTO_REPLY not in decision.actions:
+        return decision
+    actions = [a for a in decision.actions if a != Action.AUTO_REPLY]
+    hit = RuleHit(name="opt_out.suppressed", detail="author opted out before the automated reply was sent")
+    escalation = decision.escalation
+    if not {Action.ESCALATE, Action.IGNORE, Action.HIDE} & set(actions):
+        actions.append(Action.ESCALATE)
+        opt = policy.opt_out if policy is not None else None
+        escalation = Escalation(role=opt.role if opt else "tier1", priority=opt.priority if opt else "low",
+                                reason="author opted out of automated replies; answer personally if needed")
+    return decision.model_copy(update={"actions": actions, "rule": hit.name, "threshold": None, "score": None,
+                                       "rules": [*decision.rules, hit], "reply": None, "template": None,
+                                       "templates": [], "template_versions": {}, "escalation": escalation})
+
+
 def with_escalation(decision: Decision, escalation: Escalation) -> Decision:
     """``decision`` with its escalation replaced (an SLA breach's re-route or new priority, see :func:`sla_breach`)."""
     return decision.model_copy(update={"escalation": escalation})
@@ -523,7 +542,7 @@ def threshold_actions(policy: Policy, task: str, label: str) -> tuple[str, ...]:
 
 
 def error_outcome(event: InboundEvent, brand: Brand, scores: dict[str, dict[str, float]], error: str,
-                  now: datetime) -> Outcome:
+                  now: datetime, context: DecisionContext | None = None) -> Outcome:
     """A message whose deciding failed unexpectedly: escalate it (rule ``error.internal``), high priority."""
     reason = f"internal error while deciding: {error}"[:500]
     decision = Decision(
@@ -532,7 +551,7 @@ def error_outcome(event: InboundEvent, brand: Brand, scores: dict[str, dict[str,
         actions=[Action.ESCALATE], rule="error.internal", rules=[RuleHit(name="error.internal", detail=reason)],
         scores=scores, escalation=Escalation(role=brand.policy.intents.fallback.role, priority="high", reason=reason),
         policy_version=brand.policy_version, model_versions=brand.model_versions(),
-        decided_at=now, event=event.model_dump(mode="json"),
+        decided_at=now, event=event.model_dump(mode="json"), context=(context or DecisionContext()).model_copy(),
     )
     return Outcome(decision=decision)
 

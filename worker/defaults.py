@@ -94,6 +94,23 @@ WAIT_TIMEOUT_SECONDS = 600.0
 #: ``ingest --wait`` stops waiting when no worker has listened on the queue for this long.
 NO_WORKER_SECONDS = 10.0
 
+# --- per-conversation order ---------------------------------------------------
+
+#: Messages of one conversation are decided in the order ingestion accepted them,
+#: one at a time (worker/lua/order.lua, apply_decision.lua). A message whose
+#: predecessor is not decided yet is parked; deciding the predecessor wakes it. A
+#: parked message whose predecessor is still undecided after this many seconds (it
+#: was never enqueued, or its batch failed for good) is released by the recovery
+#: sweep and decided anyway; the gap is skipped and a predecessor that turns up
+#: later is decided as a late message. Longer than a crashed batch takes to re-run
+#: (20 s, see JOB_HEARTBEAT_GRACE_SECONDS).
+ORDER_PARK_TIMEOUT_SECONDS = 60
+
+#: A batch re-reads the context and re-decides the messages whose context changed
+#: between reading and writing (another worker decided something of the same
+#: conversation or author first) at most this many times, then fails (RQ retries it).
+ORDER_MAX_ROUNDS = 50
+
 # --- Redis outages ----------------------------------------------------------------
 
 #: Reconnecting after Redis went away: the first wait (seconds), doubled after

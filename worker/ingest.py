@@ -178,6 +178,9 @@ class Ingestor:
                 done = self.store.decided([e.key for e in batch])
                 fresh = [e for e, d in zip(batch, done, strict=True) if not d]
                 if fresh:
+                    # each message's place in its conversation (the same for a repeat of an id):
+                    # workers decide a conversation's messages in this order
+                    self.store.assign_order(fresh)
                     sent = True
                     try:
                         enqueue_batch(self.queue, [e.model_dump(mode="json") for e in fresh], job_id=job_id)

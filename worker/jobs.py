@@ -16,13 +16,15 @@ from datetime import datetime, timezone
 from typing import Any
 
 from rq import get_current_job
+from rq.job import Job
 
 from worker import defaults
 from worker.brands import load_brands
 from worker.connection import is_connection_error, wait_for_redis
 from worker.exceptions import StoreError
-from worker.pipeline import Pipeline
-from worker.queues import enqueue_llm_tasks
+from worker.models import InboundEvent
+from worker.pipeline import Ordering, Pipeline
+from worker.queues import batch_queue, enqueue_llm_tasks, parked_batch
 from worker.settings import Settings
 from worker.sla.tracker import SlaTracker
 from worker.store import Store
@@ -67,12 +69,25 @@ def process_batch(messages: list[Any], enqueued_at: float | None = None) -> dict
     def schedule(pending: list[tuple[str, str, float]]) -> None:
         enqueue_llm_tasks(job.connection, settings, pending)
 
+    queue = batch_queue(job.connection, settings)
+
+    def park(event: InboundEvent, seq: int) -> bool:
+        parked = parked_batch(queue, [event.model_dump(mode="json")])
+        done, previous = store.park(event, seq, parked.id)
+        if not done:
+            parked.delete()
+        elif previous and previous != parked.id:  # parked before by an earlier run of this batch
+            job.connection.delete(Job.key_for(previous))
+        return done
+
+    order = Ordering(queue_key=queue.key, park=park)
+
     waited = 0.0
     while True:
         try:
             sla = sla_tracker(job.connection, pipeline, settings)
             report = pipeline.process(messages, store, job_id=job.id, enqueued_at=enqueued_at,
-                                      schedule_llm=schedule, sla=sla)
+                                      schedule_llm=schedule, sla=sla, order=order)
             report.swept = finish_overdue(store, sla)
             report.sla_fired = sla.fire_due()
             break
@@ -95,8 +110,6 @@ def process_batch(messages: list[Any], enqueued_at: float | None = None) -> dict
 
 def sla_tracker(connection: Any, pipeline: Pipeline, settings: Settings) -> SlaTracker:
     """The SLA timers of the pipeline's brands; steps are scheduled on the batch queue."""
-    from worker.queues import batch_queue
-
     return SlaTracker(Store(connection, settings.key_prefix),
                       {name: brand.policy for name, brand in pipeline.brands.items()},
                       schedule_queue=batch_queue(connection, settings))
@@ -113,7 +126,8 @@ def finish_overdue(store: Store, sla: SlaTracker | None = None, limit: int = 100
 
     done = []
     for brand, message_id in store.overdue(datetime.now(timezone.utc), limit):
-        final = store.finalize(brand, message_id, at_deadline)
+        policy = sla.policies.get(brand) if sla is not None else None
+        final = store.finalize(brand, message_id, at_deadline, policy)
         if final is not None:
             done.append(f"{brand}/{message_id}")
             if sla is not None:

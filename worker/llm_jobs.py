@@ -37,7 +37,7 @@ def run_llm_task(brand: str, message_id: str) -> dict[str, Any]:
         return {"finalised": final is not None, "outcome": "fallback", "reason": "brand_unloaded"}
     history = store.history(brand, decision.conversation_id)
     improved = drafting.run(decision, brand_obj, connection, settings.key_prefix, history)
-    final = store.finalize(brand, message_id, lambda d: improved)
+    final = store.finalize(brand, message_id, lambda d: improved, brand_obj.policy)
     if final is not None:
         sla_tracker(connection, pipeline, settings).start(final, datetime.now(timezone.utc))
     if final is None:
@@ -50,7 +50,8 @@ def run_llm_task(brand: str, message_id: str) -> dict[str, Any]:
 def finish_at_deadline(brand: str, message_id: str) -> dict[str, Any]:
     store, (pipeline, settings, connection) = _store()
     sla = sla_tracker(connection, pipeline, settings)
-    final = store.finalize(brand, message_id, drafting.at_deadline)
+    loaded = pipeline.brands.get(brand)
+    final = store.finalize(brand, message_id, drafting.at_deadline, loaded.policy if loaded else None)
     if final is not None:
         sla.start(final, datetime.now(timezone.utc))
     return {"finalised": final is not None, "swept": finish_overdue(store, sla)}

@@ -41,6 +41,8 @@ class BatchReport:
     rejected: list[dict[str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     llm_pending: list[str] = field(default_factory=list)
+    parked: list[str] = field(default_factory=list)  # waiting for an earlier message of their conversation
+    rounds: int = 0  # context reads (more than one when another worker decided in a conversation first)
     swept: list[str] = field(default_factory=list)
     sla_started: int = 0
     sla_fired: list[str] = field(default_factory=list)
@@ -48,8 +50,19 @@ class BatchReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"decided": self.decided, "duplicates": self.duplicates, "rejected": self.rejected,
-                "errors": self.errors, "llm_pending": self.llm_pending, "swept": self.swept,
+                "errors": self.errors, "llm_pending": self.llm_pending, "parked": self.parked,
+                "rounds": self.rounds, "swept": self.swept,
                 "sla_started": self.sla_started, "sla_fired": self.sla_fired, "timings": self.timings}
+
+
+@dataclass
+class Ordering:
+    """How a batch keeps each conversation in order (see worker/lua/order.lua): ``queue_key`` is the
+    RQ queue a parked message is woken on; ``park(event, seq)`` parks one as a job of its own and
+    returns True, or returns False when its predecessor has been decided meanwhile."""
+
+    queue_key: str
+    park: Callable[[InboundEvent, int], bool]
 
 
 _shared_passes: dict[tuple[int, ...], SharedPass] = {}
@@ -93,7 +106,8 @@ class Pipeline:
     def __init__(self, brands: dict[str, Brand]):
         self.brands = brands
 
-    def _valid(self, messages: list[Any], store: Store, source: str, report: BatchReport) -> list[InboundEvent]:
+    def _valid(self, messages: list[Any], store: Store, source: str, report: BatchReport,
+               order: Ordering | None = None) -> list[InboundEvent]:
         events: list[InboundEvent] = []
         seen: set[tuple[str, str]] = set()
         for position, raw in enumerate(messages):
@@ -108,6 +122,8 @@ class Pipeline:
                 reason = f"no policy for brand {event.brand!r} (known: {sorted(self.brands)})"
                 store.reject(raw, reason, where)
                 report.rejected.append({"source": where, "reason": reason})
+                if order is not None:  # never decided here: its conversation's next message must not wait for it
+                    store.skip_order(event, order.queue_key)
                 continue
             if event.key in seen:
                 report.duplicates.append(event.id)
@@ -161,7 +177,7 @@ class Pipeline:
             except Exception as exc:  # noqa: BLE001 - one bad message must not sink the batch
                 log.exception("deciding %s/%s failed", event.brand, event.id)
                 errors.append(f"{event.brand}/{event.id}: {type(exc).__name__}: {exc}")
-                outcome = error_outcome(event, brand, event_scores, f"{type(exc).__name__}: {exc}", now)
+                outcome = error_outcome(event, brand, event_scores, f"{type(exc).__name__}: {exc}", now, context)
             if outcome.optout_op:
                 opted[author_key] = outcome.optout_op == "add"
             away[conv_key] = event.created_at if outcome.away_sent else away.get(conv_key)
@@ -173,61 +189,126 @@ class Pipeline:
     def process(self, messages: list[Any], store: Store, *, job_id: str | None = None,
                 enqueued_at: float | None = None,
                 schedule_llm: Callable[[list[tuple[str, str, float]]], None] | None = None,
-                sla: SlaTracker | None = None) -> BatchReport:
+                sla: SlaTracker | None = None, order: Ordering | None = None) -> BatchReport:
         """Decide ``messages``. ``schedule_llm`` receives (brand, id, seconds to deadline) for each
         decision left pending for an LLM task; without it, no LLM task is planned. ``sla`` starts
-        the SLA timers of new escalations (idempotently, so a retried batch starts them too)."""
-        started = time.perf_counter()
+        the SLA timers of new escalations (idempotently, so a retried batch starts them too).
+
+        Every decision is written only if the context it was made in still holds (else the
+        message is decided again on a fresh read). With ``order``, a conversation's messages are
+        also decided in their sequence order: a message whose predecessor is not decided yet is
+        parked (``order.park``) and decided by the job its predecessor's decision wakes.
+        """
         wall_start = time.time()
         report = BatchReport()
         if not isinstance(messages, list):
             store.reject(messages, "job payload must be a list of events", f"job {job_id}")
             report.rejected.append({"source": f"job {job_id}", "reason": "job payload must be a list of events"})
             return report
-        events = self._valid(messages, store, f"job {job_id}", report)
-        decided, contexts = store.contexts(events) if events else ([], [])
-        todo = [(e, c) for e, c, done in zip(events, contexts, decided, strict=True) if not done]
-        report.duplicates.extend(e.id for e, c, done in zip(events, contexts, decided, strict=True) if done)
-        t_context = time.perf_counter()
+        events = self._valid(messages, store, f"job {job_id}", report, order)
+        scores: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
+        finished: list[tuple[Outcome, InboundEvent, bool]] = []
+        spent = {"context": 0.0, "classify": 0.0, "decide": 0.0, "persist": 0.0}
+        todo, rounds = events, 0
+        while todo:
+            rounds += 1
+            if rounds > defaults.ORDER_MAX_ROUNDS:
+                raise RuntimeError(f"job {job_id}: {len(todo)} message(s) still contended after "
+                                   f"{defaults.ORDER_MAX_ROUNDS} rounds")
+            t0 = time.perf_counter()
+            decided, contexts = store.contexts(todo)
+            state = store.order_state(todo) if order is not None else [(None, 0)] * len(todo)
+            fresh = []
+            for event, context, done, (seq, upto) in zip(todo, contexts, decided, state, strict=True):
+                if not done:
+                    fresh.append((event, context, seq, upto))
+                    continue
+                report.duplicates.append(event.id)
+                if order is not None and seq == upto + 1:  # decided without its number: let the next go
+                    store.skip_order(event, order.queue_key)
+            ready, waiting = in_order(fresh)
+            retry: list[InboundEvent] = []
+            for event, seq in waiting:
+                if order is not None and order.park(event, seq):
+                    report.parked.append(event.id)
+                else:  # its predecessor was decided meanwhile
+                    retry.append(event)
+            t1 = time.perf_counter()
+            spent["context"] += t1 - t0
 
-        events, contexts = [e for e, _ in todo], [c for _, c in todo]
-        scores = self.classify(events)
-        t_classify = time.perf_counter()
+            batch = [e for e, _, _ in ready]
+            unscored = [e for e in batch if e.key not in scores]
+            for event, found in zip(unscored, self.classify(unscored), strict=True):
+                scores[event.key] = found
+            t2 = time.perf_counter()
+            spent["classify"] += t2 - t1
 
-        now = datetime.now(timezone.utc)
-        outcomes, errors = self.decide(events, scores, contexts, now=now, plan_llm=schedule_llm is not None)
-        report.errors.extend(errors)
-        for outcome in outcomes:
-            d = outcome.decision
-            d.job_id = job_id
-            d.timings = {
-                "queue_wait_ms": round(max(0.0, wall_start - enqueued_at) * 1000, 2) if enqueued_at else 0.0,
-                "context_ms": round((t_context - started) * 1000 / max(1, len(todo)), 3),
-                "classify_ms": round((t_classify - t_context) * 1000 / max(1, len(todo)), 3),
-                **d.timings,
-            }
-        t_decide = time.perf_counter()
+            now = datetime.now(timezone.utc)
+            outcomes, errors = self.decide(batch, [scores[e.key] for e in batch], [c for _, c, _ in ready], now=now,
+                                           plan_llm=schedule_llm is not None)
+            report.errors.extend(errors)
+            for outcome in outcomes:
+                d = outcome.decision
+                d.job_id = job_id
+                d.timings = {
+                    "queue_wait_ms": round(max(0.0, wall_start - enqueued_at) * 1000, 2) if enqueued_at else 0.0,
+                    "context_ms": round(spent["context"] * 1000 / max(1, len(events)), 3),
+                    "classify_ms": round(spent["classify"] * 1000 / max(1, len(events)), 3),
+                    **d.timings,
+                }
+            t3 = time.perf_counter()
+            spent["decide"] += t3 - t2
 
-        results = store.persist([(o.decision, e, o.optout_op, o.away_sent) for o, e in zip(outcomes, events, strict=True)])
+            results = store.persist([(o.decision, e, o.optout_op, o.away_sent) for o, e in zip(outcomes, batch, strict=True)],
+                                    [seq for _, _, seq in ready], order.queue_key if order is not None else "")
+            for outcome, event, result in zip(outcomes, batch, results, strict=True):
+                if result in (0, 1):
+                    finished.append((outcome, event, result == 1))
+                else:  # its context changed, or an earlier message is not decided yet: read and decide again
+                    retry.append(event)
+            spent["persist"] += time.perf_counter() - t3
+            todo = retry
+
         pending = []
-        for outcome, event, new in zip(outcomes, events, results, strict=True):
+        for outcome, event, new in finished:
             (report.decided if new else report.duplicates).append(event.id)
             d = outcome.decision
             if new and d.llm is not None and d.pending:
-                pending.append((event.brand, event.id, max(0.0, (d.llm.deadline - now).total_seconds())))
+                pending.append((event.brand, event.id, max(0.0, (d.llm.deadline - d.decided_at).total_seconds())))
         if sla is not None:
-            fresh = [(o.decision, e) for o, e, new in zip(outcomes, events, results, strict=True) if new]
-            report.sla_started = sla.on_decided(fresh, now)
-            for o, new in zip(outcomes, results, strict=True):
+            now = datetime.now(timezone.utc)
+            report.sla_started = sla.on_decided([(o.decision, e) for o, e, new in finished if new], now)
+            for o, _, new in finished:
                 if not new:
                     sla.start(o.decision, now)
         if pending and schedule_llm is not None:
             schedule_llm(pending)
             report.llm_pending = [f"{b}/{m}" for b, m, _ in pending]
-        report.timings = {
-            "context_ms": round((t_context - started) * 1000, 2),
-            "classify_ms": round((t_classify - t_context) * 1000, 2),
-            "decide_ms": round((t_decide - t_classify) * 1000, 2),
-            "persist_ms": round((time.perf_counter() - t_decide) * 1000, 2),
-        }
+        report.rounds = rounds
+        report.timings = {f"{name}_ms": round(seconds * 1000, 2) for name, seconds in spent.items()}
         return report
+
+
+def in_order(fresh: list[tuple[InboundEvent, DecisionContext, int | None, int]]
+             ) -> tuple[list[tuple[InboundEvent, DecisionContext, int | None]], list[tuple[InboundEvent, int]]]:
+    """Split (event, context, sequence number, conversation decided up to) into the events to decide
+    now, each conversation's in sequence order (in the slots its events had), and those waiting for
+    an earlier message of their conversation that is neither decided nor in this batch."""
+    by_conversation: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for position, (event, _, _, _) in enumerate(fresh):
+        by_conversation[(event.brand, event.conversation_id)].append(position)
+    slots: dict[int, tuple[InboundEvent, DecisionContext, int | None]] = {}
+    waiting: list[tuple[InboundEvent, int]] = []
+    for positions in by_conversation.values():
+        members = sorted((fresh[p] for p in positions), key=lambda item: -1 if item[2] is None else item[2])
+        expected = members[0][3] + 1
+        free = iter(positions)
+        for event, context, seq, _ in members:
+            if seq is None or seq <= expected:
+                slots[next(free)] = (event, context, seq)
+                if seq is not None:
+                    expected = max(expected, seq + 1)
+            else:
+                waiting.append((event, seq))
+                expected = -1  # everything after a gap waits too
+    return [slots[p] for p in sorted(slots)], waiting

@@ -19,7 +19,7 @@ import os
 import socket
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import redis
@@ -109,6 +109,22 @@ def enqueue_batch(queue: Queue, messages: list[dict[str, Any]], job_id: str | No
     )
 
 
+def parked_batch(queue: Queue, messages: list[dict[str, Any]]) -> Job:
+    """A batch job saved but not queued: a message parked until its conversation's previous message
+    is decided (the Lua script that decides that one pushes this job's id onto ``queue``)."""
+    job = queue.create_job(
+        JOB_FUNCTION, args=[messages, time.time()],
+        retry=Retry(max=defaults.JOB_RETRY_MAX, enqueue_at_front=True),
+        timeout=defaults.JOB_TIMEOUT_SECONDS,
+        result_ttl=defaults.JOB_RESULT_TTL_SECONDS,
+        failure_ttl=defaults.JOB_FAILURE_TTL_SECONDS,
+        description=f"replyguard parked message ({', '.join(sorted({str(m.get('brand')) for m in messages}))})",
+    )
+    job.enqueued_at = datetime.now(timezone.utc)
+    job.save()
+    return job
+
+
 class Recovering:
     """Mixed into RQ's worker classes: short heartbeats and the frequent recovery sweep."""
 
@@ -151,6 +167,8 @@ class Recovering:
         ready = installed()
         sla = sla_tracker(self.connection, ready[0], self.settings) if ready else None
         swept = finish_overdue(store, sla)
+        # messages parked for a predecessor that never came (see ORDER_PARK_TIMEOUT_SECONDS)
+        abandoned += store.release_overdue(batch_queue(self.connection, self.settings).key)
         if sla is not None:  # SLA steps whose scheduled job was lost with a worker's scheduler
             sla.fire_due()
         if abandoned or swept:

@@ -24,6 +24,8 @@ key                                      type    what
 ``{p}:stats:{brand}``                    hash    counters: decisions, action:*, rule:*
 ``{p}:rejected``                         list    events that could not be decided, with the reason
 ``{p}:llm:pending``                      zset    decisions waiting for an LLM task, by deadline (ms)
+``{p}:order:{brand}:{conversation}``     hash    conversation order: next, done (decided up to), m:{mid}, p:{seq}
+``{p}:order:parked``                     zset    parked messages, ``<order key>#<seq>`` by park time (ms)
 ``{p}:correction:{brand}:{message_id}``  string  a reviewer's correction (JSON)
 ``{p}:corrections:{brand}``              zset    corrected message ids by time
 ``{p}:sla:timer:{brand}:{message_id}``   string  an escalation's SLA timer (JSON, see worker/sla/timers.py)
@@ -54,8 +56,17 @@ key                                      type    what
 
 ``{provider}`` is a short hash of the provider's name and base URL.
 
+Conversation order: ingestion gives each message a sequence number in its
+conversation (``lua/order.lua``, the same number for a repeat of the same id); a
+message is decided only when every earlier one is (``done``), and only if the
+context it was decided in (opted out, first contact, away message sent) still
+holds when it is written, else it is decided again on a fresh read. A message
+whose predecessor is not decided is parked as a created-but-not-queued RQ job
+(``p:{seq}``); the script that decides the predecessor queues it. The recovery
+sweep releases a message parked longer than ``ORDER_PARK_TIMEOUT_SECONDS``.
+
 A decision and all its side effects (outbox, review queue, history, counters,
-opt-out, conversation state, LLM-pending index) are written by one Lua script,
+opt-out, conversation state, conversation order, LLM-pending index) are written by one Lua script,
 ``lua/apply_decision.lua``, through :meth:`Store._apply_args`, for a message's
 first decision and for an LLM task's finalisation alike: they appear together or
 not at all, and only once per (brand, message id).
@@ -90,6 +101,11 @@ def _ms(dt: datetime) -> int:
 @functools.cache
 def _apply_script() -> str:
     return resources.files("worker").joinpath("lua/apply_decision.lua").read_text()
+
+
+@functools.cache
+def _order_script() -> str:
+    return resources.files("worker").joinpath("lua/order.lua").read_text()
 
 
 @functools.cache
@@ -136,6 +152,13 @@ class Keys:
     @property
     def llm_pending(self) -> str:
         return f"{self.prefix}:llm:pending"
+
+    def order(self, brand: str, conversation_id: str) -> str:
+        return f"{self.prefix}:order:{brand}:{conversation_id}"
+
+    @property
+    def order_parked(self) -> str:
+        return f"{self.prefix}:order:parked"
 
     def correction(self, brand: str, message_id: str) -> str:
         return f"{self.prefix}:correction:{brand}:{message_id}"
@@ -322,6 +345,7 @@ class Store:
         self.keys = Keys(prefix)
         self._apply = client.register_script(_apply_script())
         self._delivery_begin = client.register_script(_delivery_begin_script())
+        self._order = client.register_script(_order_script())
 
     # -- reading context -----------------------------------------------------------
 
@@ -347,21 +371,76 @@ class Store:
             decided.append(bool(exists))
         return decided, contexts
 
+    # -- conversation order (lua/order.lua) ---------------------------------------------
+
+    @_guard("numbering messages in their conversations")
+    def assign_order(self, events: list[InboundEvent]) -> list[int]:
+        """Each event's sequence number in its conversation, given out now in this order (a
+        repeat of a message id gets the number it got before)."""
+        pipe = self.client.pipeline(transaction=False)
+        for e in events:
+            self._order(keys=[self.keys.order(e.brand, e.conversation_id)],
+                        args=["assign", e.id, defaults.CONVERSATION_TTL_SECONDS], client=pipe)
+        return [int(n) for n in pipe.execute()]
+
+    @_guard("reading conversation order")
+    def order_state(self, events: list[InboundEvent]) -> list[tuple[int | None, int]]:
+        """For each event: (its sequence number, None if it has none; its conversation's "decided up to")."""
+        pipe = self.client.pipeline(transaction=False)
+        for e in events:
+            pipe.hmget(self.keys.order(e.brand, e.conversation_id), ["m:" + e.id, "done"])
+        return [(int(seq) if seq else None, int(done or 0)) for seq, done in pipe.execute()]
+
+    @_guard("parking a message")
+    def park(self, event: InboundEvent, seq: int, job_id: str) -> tuple[bool, str | None]:
+        """Park ``event`` (sequence ``seq``) as the created, not queued RQ job ``job_id`` until its
+        predecessor is decided. Returns (False, None) when the predecessor is decided already
+        (decide it now), else (True, the job id parked for it before, if any)."""
+        k = self.keys
+        parked, previous = self._order(
+            keys=[k.order(event.brand, event.conversation_id), k.order_parked, ""],
+            args=["park", seq, job_id, int(time.time() * 1000), defaults.CONVERSATION_TTL_SECONDS])
+        return bool(parked), (previous.decode() or None) if parked else None
+
+    @_guard("releasing parked messages")
+    def release_overdue(self, queue_key: str, now: float | None = None, limit: int = 100) -> int:
+        """Queue the messages parked for longer than ORDER_PARK_TIMEOUT_SECONDS (their predecessor
+        never came or failed for good), skipping the gap. Returns how many were queued."""
+        cutoff = int(((time.time() if now is None else now) - defaults.ORDER_PARK_TIMEOUT_SECONDS) * 1000)
+        released = 0
+        for member in self.client.zrangebyscore(self.keys.order_parked, "-inf", cutoff, start=0, num=limit):
+            order_key, _, seq = member.decode().rpartition("#")
+            released += int(self._order(keys=[order_key, self.keys.order_parked, queue_key], args=["release", seq]))
+        return released
+
+    @_guard("skipping a message in its conversation's order")
+    def skip_order(self, event: InboundEvent, queue_key: str) -> bool:
+        """``event`` will never be decided (the worker rejected it): let its successor go."""
+        return bool(self._order(keys=[self.keys.order(event.brand, event.conversation_id), self.keys.order_parked,
+                                      queue_key], args=["skip", event.id]))
+
     # -- writing decisions ------------------------------------------------------------
 
     def _apply_args(self, decision: Decision, event: InboundEvent, *, first: bool, optout_op: str | None = None,
-                    away_sent: bool = False, expected: bytes | None = None) -> tuple[list[str], list[Any]]:
+                    away_sent: bool = False, expected: bytes | None = None, seq: int | None = None,
+                    queue_key: str = "", opted_out: bool | None = None) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of ``lua/apply_decision.lua`` for ``decision``: every effect it implies.
 
         ``first``: the message's first decision (the customer's message joins the history, the
         conversation is touched, opt-outs apply; a pending decision defers its reply, review
         entry and outcome counters to its finalisation). Otherwise the finalisation of the
         pending decision ``expected`` (the stored bytes the caller read).
+
+        A first decision is written only if the context it was decided in (``decision.context``)
+        still holds and, when ``seq`` is given, every earlier message of the conversation is
+        decided (then its parked successor is queued on ``queue_key``). A finalisation is written
+        only if the author's opt-out is still ``opted_out`` (when given).
         """
         k = self.keys
         b, mid, conv = event.brand, event.id, event.conversation_id
         keys = [k.decision(b, mid), k.decisions(b), k.message(mid), k.review, k.outbox(b), k.optout(b),
-                k.history(b, conv), k.conversation(b, conv), k.stats(b), k.llm_pending]
+                k.history(b, conv), k.conversation(b, conv), k.stats(b), k.llm_pending,
+                k.order(b, conv), k.order_parked, queue_key or k.order_parked]
         history: list[str] = []
         counters: dict[str, int] = {}
         floats: dict[str, float] = {}
@@ -405,29 +484,48 @@ class Store:
             json.dumps({name: repr(x) for name, x in floats.items()}),
             defaults.OUTBOX_MAX_ENTRIES, _ms(event.created_at) if first else "",
             _ms(decision.llm.deadline) if first and decision.pending else "",  # type: ignore[union-attr]
+            seq if first and seq is not None and queue_key else "",
         ]
+        context = decision.context
+        if first and context is not None:
+            away = context.away_sent_at
+            args += ["1" if context.opted_out else "0", "1" if context.first_contact else "0",
+                     str(_ms(away)) if away is not None else "none"]
+        else:
+            args += ["" if opted_out is None else "1" if opted_out else "0", "", ""]
         return keys, args
 
     @_guard("finalising a decision")
-    def finalize(self, brand: str, message_id: str, final: Callable[[Decision], Decision]) -> Decision | None:
+    def finalize(self, brand: str, message_id: str, final: Callable[[Decision], Decision],
+                 policy: Any = None) -> Decision | None:
         """Replace a pending decision by ``final(pending)`` and carry out its side effects, once.
+
+        If the author opted out since the message was decided, the final decision sends nothing
+        automated (:func:`worker.decide.opted_out_meanwhile`, escalating as ``policy``'s opt-out
+        says); the opt-out is checked again atomically as the decision is written.
 
         Returns the final decision, or None if the decision was not pending (another job or
         the deadline finalised it first). The effects are written by the same script as a
         first decision's, on condition that the stored decision is still the one read.
         """
+        from worker.decide import opted_out_meanwhile
+
         key = self.keys.decision(brand, message_id)
         while True:
             raw = self.client.get(key)
             current = Decision.from_json(raw) if raw else None
             if current is None or not current.pending:
                 return None
+            opted = bool(self.client.sismember(self.keys.optout(brand), current.author_id))
             decision = final(current)
             if decision.pending:
                 raise ValueError("finalize() must return a decision whose LLM record is done")
+            if opted and not current.context.opted_out:
+                # the author opted out after this message (a STOP decided while the LLM worked)
+                decision = opted_out_meanwhile(decision, policy)
             event = InboundEvent.model_validate(decision.event)
-            keys, args = self._apply_args(decision, event, first=False, expected=raw)
-            if self._apply(keys=keys, args=args):
+            keys, args = self._apply_args(decision, event, first=False, expected=raw, opted_out=opted)
+            if self._apply(keys=keys, args=args) == 1:
                 return decision
             # the stored decision changed since it was read: read it again
 
@@ -455,15 +553,21 @@ class Store:
         return [json.loads(h) for h in self.client.lrange(self.keys.history(brand, conversation_id), 0, -1)]
 
     @_guard("saving decisions")
-    def persist(self, items: list[tuple[Decision, InboundEvent, str | None, bool]]) -> list[bool]:
-        """Write each (decision, event, opt-out op, away sent). True = new, False = already decided."""
+    def persist(self, items: list[tuple[Decision, InboundEvent, str | None, bool]],
+                seqs: list[int | None] | None = None, queue_key: str = "") -> list[int]:
+        """Write each (decision, event, opt-out op, away sent), in order. For each: 1 written, 0
+        already decided, -1 its context changed since it was read (decide it again), -2 an earlier
+        message of its conversation is not decided yet (``seqs``: the sequence numbers, enforced
+        when ``queue_key`` names the queue a parked successor is woken on)."""
         if not items:
             return []
+        seqs = seqs if seqs is not None else [None] * len(items)
         pipe = self.client.pipeline(transaction=False)
-        for decision, event, optout_op, away_sent in items:
-            keys, args = self._apply_args(decision, event, first=True, optout_op=optout_op, away_sent=away_sent)
+        for (decision, event, optout_op, away_sent), seq in zip(items, seqs, strict=True):
+            keys, args = self._apply_args(decision, event, first=True, optout_op=optout_op, away_sent=away_sent,
+                                          seq=seq, queue_key=queue_key)
             self._apply(keys=keys, args=args, client=pipe)
-        return [bool(r) for r in pipe.execute()]
+        return [int(r) for r in pipe.execute()]
 
     # -- human actions (review app): queued on the caller's MULTI pipeline -----------------
 

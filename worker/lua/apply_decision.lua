@@ -13,6 +13,8 @@
 --       4 review queue (zset)  5 outbox (stream)          6 opted-out authors (set)
 --       7 conversation history (list)                     8 conversation meta (hash)
 --       9 stats (hash)         10 LLM-pending index (zset)
+--      11 conversation order (hash, see lua/order.lua)       12 parked index (zset)
+--      13 RQ queue list (a woken successor goes to its front)
 -- ARGV  1 condition ('' or the SHA-1 of the expected stored decision)
 --       2 decision JSON        3 review member ('brand/message id')
 --       4 brand                5 message id               6 decided_at (ms)
@@ -26,9 +28,43 @@
 --      17 outbox max length
 --      18 message created_at ms ('' = leave the conversation's first/last seen alone)
 --      19 LLM deadline ms ('' = not pending)
+--      20 the message's sequence number in its conversation ('' = unordered)
+--      21 opted out when decided: '1' | '0' ('' = no check)
+--      22 first contact when decided: '1' | '0' ('' = no check)
+--      23 away_sent_at ms when decided: ms | 'none' ('' = no check)
+--
+-- Returns 1 written, 0 already decided / no longer the expected pending decision,
+-- -1 the context the decision was made in (ARGV 21-23) no longer holds: read it again
+-- and decide again, -2 (first decision, ordered) an earlier message of the conversation
+-- is not decided yet. So a conversation's messages are decided in order, one at a time,
+-- each on the state its predecessors left, and opt-outs are checked atomically.
+local function holds(opted, first, away)
+  if opted ~= '' and tostring(redis.call('SISMEMBER', KEYS[6], ARGV[10])) ~= opted then
+    return false
+  end
+  if first ~= '' and tostring(redis.call('EXISTS', KEYS[8])) ~= (first == '1' and '0' or '1') then
+    return false
+  end
+  if away ~= '' and (redis.call('HGET', KEYS[8], 'away_sent_at') or 'none') ~= away then
+    return false
+  end
+  return true
+end
+
+local seq = tonumber(ARGV[20])
+local done = 0
 if ARGV[1] == '' then
   if redis.call('EXISTS', KEYS[1]) == 1 then
     return 0
+  end
+  if not holds(ARGV[21], ARGV[22], ARGV[23]) then
+    return -1
+  end
+  if seq then
+    done = tonumber(redis.call('HGET', KEYS[11], 'done') or '0')
+    if seq > done + 1 then
+      return -2
+    end
   end
   redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])
   redis.call('SADD', KEYS[3], ARGV[4])
@@ -36,6 +72,9 @@ else
   local current = redis.call('GET', KEYS[1])
   if not current or redis.sha1hex(current) ~= ARGV[1] then
     return 0
+  end
+  if not holds(ARGV[21], '', '') then
+    return -1
   end
   redis.call('ZREM', KEYS[10], ARGV[3])
 end
@@ -77,5 +116,17 @@ for field, amount in pairs(cjson.decode(ARGV[16])) do
 end
 if ARGV[19] ~= '' then
   redis.call('ZADD', KEYS[10], ARGV[19], ARGV[3])
+end
+if seq and ARGV[1] == '' then
+  if seq > done then
+    redis.call('HSET', KEYS[11], 'done', seq)
+    local job = redis.call('HGET', KEYS[11], 'p:' .. (seq + 1))
+    if job then  -- wake the parked successor (the same as order.lua's wake)
+      redis.call('HDEL', KEYS[11], 'p:' .. (seq + 1))
+      redis.call('ZREM', KEYS[12], KEYS[11] .. '#' .. (seq + 1))
+      redis.call('LPUSH', KEYS[13], job)
+    end
+  end
+  redis.call('EXPIRE', KEYS[11], ARGV[13])
 end
 return 1
