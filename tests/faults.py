@@ -82,7 +82,9 @@ class RedisServer:
 class Workers:
     """``replyguard worker`` processes, each in its own session (so a kill hits its whole group)."""
 
-    def __init__(self, redis_url: str, logdir: Path, env: dict[str, str] | None = None):
+    def __init__(self, redis_url: str, logdir: Path, env: dict[str, str] | None = None, root: Path = ROOT):
+        """``root``: the checkout whose code the workers run (another commit's worktree, for a before/after)."""
+        self.root = Path(root)
         self.redis_url = redis_url
         self.logdir = Path(logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
@@ -94,7 +96,7 @@ class Workers:
         for _ in range(count):
             n = len(self.procs)
             log = open(self.logdir / f"worker-{n}.log", "wb")  # noqa: SIM115 - closed with the process
-            proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker", *args], cwd=ROOT, env=self.env,
+            proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker", *args], cwd=self.root, env=self.env,
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             self.procs.append(proc)
             started.append(proc)
@@ -113,6 +115,17 @@ class Workers:
                 raise RuntimeError(f"a worker exited early: {self.logs()[-3000:]}")
             time.sleep(0.2)
         raise RuntimeError(f"{count} workers did not register in {timeout}s: {self.logs()[-3000:]}")
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of the live workers and the work-horses they have reaped."""
+        total = 0
+        for proc in self.alive():
+            try:
+                fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        return total / os.sysconf("SC_CLK_TCK")
 
     def alive(self) -> list[subprocess.Popen[bytes]]:
         return [p for p in self.procs if p.poll() is None]
@@ -284,3 +297,80 @@ def wait_for(predicate: Any, timeout: float, what: str, *, every: float = 0.1) -
             return value
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+# -- conversations made to race (per-conversation order) ----------------------------------
+
+ORDER_BRAND = "demo-shop"
+
+
+def _event(message_id: str, conversation: str, author: str, text: str, second: int) -> dict[str, Any]:
+    return {"id": message_id, "brand": ORDER_BRAND, "platform": "instagram", "kind": "dm", "conversation_id": conversation,
+            "post_id": None, "author": {"id": author, "name": "Aiko Tanaka", "locale": "en-US", "tags": []},
+            "text": text, "created_at": f"2026-11-24T10:00:{second:02d}+09:00", "metadata": {}}
+
+
+def racing_pairs(hellos: int, stops: int, *, split: int = 0) -> tuple[list[dict[str, Any]], list[tuple[str, str]],
+                                                                       list[tuple[str, str]]]:
+    """(events, hello pairs, stop pairs): pair = (first id, second id). With ``split`` = a batch size,
+    the first messages of ``split`` pairs come before their second messages, so each pair spans
+    two adjacent batches; otherwise a pair's messages are adjacent."""
+    firsts, seconds, hello, stop = [], [], [], []
+    for i in range(hellos):
+        a = _event(f"h{i}-a", f"c-h{i}", f"u-h{i}", f"where is my order KM-{200000 + i}?", 0)
+        b = _event(f"h{i}-b", f"c-h{i}", f"u-h{i}", "how long does shipping take to Osaka?", 1)
+        firsts.append(a)
+        seconds.append(b)
+        hello.append((a["id"], b["id"]))
+    for i in range(stops):
+        a = _event(f"s{i}-a", f"c-s{i}", f"u-s{i}", "STOP", 0)
+        b = _event(f"s{i}-b", f"c-s{i}", f"u-s{i}", f"where is my order KM-{300000 + i}?", 1)
+        firsts.append(a)
+        seconds.append(b)
+        stop.append((a["id"], b["id"]))
+    events: list[dict[str, Any]] = []
+    if split:
+        for start in range(0, len(firsts), split):
+            events += firsts[start:start + split] + seconds[start:start + split]
+    else:
+        for a, b in zip(firsts, seconds, strict=True):
+            events += [a, b]
+    return events, hello, stop
+
+
+def check_order(client: Any, store: Any, events: list[dict[str, Any]], hello: list[tuple[str, str]],
+                stop: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """Every way the run broke per-conversation order or exactly-once (empty lists: none)."""
+    greetings: dict[str, list[str]] = {}
+    for _, fields in client.xrange(store.keys.outbox(ORDER_BRAND)):
+        payload = json.loads(fields[b"payload"])
+        if payload.get("type") == "reply" and any(t.startswith("welcome") for t in payload.get("templates", [])):
+            greetings.setdefault(payload["conversation_id"], []).append(payload["message_id"])
+    replies = outbox_replies(client, store.keys.outbox(ORDER_BRAND))
+    keys = [(ORDER_BRAND, e["id"]) for e in events]
+    decisions = dict(zip((m for _, m in keys), store.decisions(keys), strict=True))
+    problems: dict[str, list[str]] = {"undecided": [m for m, d in decisions.items() if d is None],
+                                      "greeted_twice": [c for c, ids in greetings.items() if len(ids) > 1],
+                                      "greeted_not_first": [], "answered_after_stop": [], "out_of_order": [],
+                                      "replied_twice": sorted({m for m in replies if replies.count(m) > 1})}
+    stats = store.stats(ORDER_BRAND)
+    if stats.get("decisions") != len(events):
+        problems["decided_twice"] = [f"{stats.get('decisions')} decisions for {len(events)} messages"]
+    for first, second in hello + stop:
+        a, b = decisions[first], decisions[second]
+        if a is None or b is None:
+            continue
+        if not b.decided_at >= a.decided_at or b.context.first_contact:
+            problems["out_of_order"].append(second)
+        history = [h["message_id"] for h in store.history(ORDER_BRAND, a.conversation_id) if h["role"] == "customer"]
+        if history != [first, second]:
+            problems["out_of_order"].append(f"{a.conversation_id}: {history}")
+    for first, _ in hello:
+        conversation = f"c-{first.split('-')[0]}"
+        if greetings.get(conversation, [first]) != [first] and conversation not in problems["greeted_twice"]:
+            problems["greeted_not_first"].append(conversation)
+    for _, second in stop:
+        b = decisions[second]
+        if b is not None and (b.reply or not b.context.opted_out):
+            problems["answered_after_stop"].append(second)
+    return problems

@@ -11,14 +11,13 @@ is killed with kill -9 mid-run.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import pytest
 
 from tests.conftest import make_event
-from tests.faults import Workers, horse_of, outbox_replies
+from tests.faults import Workers, check_order, horse_of, outbox_replies, racing_pairs
 from tests.test_llm import ORDER, llm_env, server  # noqa: F401 - fixtures
 from tests.test_worker_e2e import run_worker
 from worker import defaults, drafting
@@ -30,78 +29,6 @@ from worker.settings import Settings
 from worker.store import Store
 
 BRAND = "demo-shop"
-
-
-def _event(message_id: str, conversation: str, author: str, text: str, second: int) -> dict[str, Any]:
-    return {"id": message_id, "brand": BRAND, "platform": "instagram", "kind": "dm", "conversation_id": conversation,
-            "post_id": None, "author": {"id": author, "name": "Aiko Tanaka", "locale": "en-US", "tags": []},
-            "text": text, "created_at": f"2026-11-24T10:00:{second:02d}+09:00", "metadata": {}}
-
-
-def racing_pairs(hellos: int, stops: int, *, split: int = 0) -> tuple[list[dict[str, Any]], list[tuple[str, str]],
-                                                                       list[tuple[str, str]]]:
-    """(events, hello pairs, stop pairs): pair = (first id, second id). With ``split`` = a batch size,
-    the first messages of ``split`` pairs come before their second messages, so each pair spans
-    two adjacent batches; otherwise a pair's messages are adjacent."""
-    firsts, seconds, hello, stop = [], [], [], []
-    for i in range(hellos):
-        a = _event(f"h{i}-a", f"c-h{i}", f"u-h{i}", f"where is my order KM-{200000 + i}?", 0)
-        b = _event(f"h{i}-b", f"c-h{i}", f"u-h{i}", "how long does shipping take to Osaka?", 1)
-        firsts.append(a)
-        seconds.append(b)
-        hello.append((a["id"], b["id"]))
-    for i in range(stops):
-        a = _event(f"s{i}-a", f"c-s{i}", f"u-s{i}", "STOP", 0)
-        b = _event(f"s{i}-b", f"c-s{i}", f"u-s{i}", f"where is my order KM-{300000 + i}?", 1)
-        firsts.append(a)
-        seconds.append(b)
-        stop.append((a["id"], b["id"]))
-    events: list[dict[str, Any]] = []
-    if split:
-        for start in range(0, len(firsts), split):
-            events += firsts[start:start + split] + seconds[start:start + split]
-    else:
-        for a, b in zip(firsts, seconds, strict=True):
-            events += [a, b]
-    return events, hello, stop
-
-
-def check_order(client: Any, store: Store, events: list[dict[str, Any]], hello: list[tuple[str, str]],
-                stop: list[tuple[str, str]]) -> dict[str, list[str]]:
-    """Every way the run broke per-conversation order or exactly-once (empty lists: none)."""
-    greetings: dict[str, list[str]] = {}
-    for _, fields in client.xrange(store.keys.outbox(BRAND)):
-        payload = json.loads(fields[b"payload"])
-        if payload.get("type") == "reply" and any(t.startswith("welcome") for t in payload.get("templates", [])):
-            greetings.setdefault(payload["conversation_id"], []).append(payload["message_id"])
-    replies = outbox_replies(client, store.keys.outbox(BRAND))
-    keys = [(BRAND, e["id"]) for e in events]
-    decisions = dict(zip((m for _, m in keys), store.decisions(keys), strict=True))
-    problems: dict[str, list[str]] = {"undecided": [m for m, d in decisions.items() if d is None],
-                                      "greeted_twice": [c for c, ids in greetings.items() if len(ids) > 1],
-                                      "greeted_not_first": [], "answered_after_stop": [], "out_of_order": [],
-                                      "replied_twice": sorted({m for m in replies if replies.count(m) > 1})}
-    stats = store.stats(BRAND)
-    if stats.get("decisions") != len(events):
-        problems["decided_twice"] = [f"{stats.get('decisions')} decisions for {len(events)} messages"]
-    for first, second in hello + stop:
-        a, b = decisions[first], decisions[second]
-        if a is None or b is None:
-            continue
-        if not b.decided_at >= a.decided_at or b.context.first_contact:
-            problems["out_of_order"].append(second)
-        history = [h["message_id"] for h in store.history(BRAND, a.conversation_id) if h["role"] == "customer"]
-        if history != [first, second]:
-            problems["out_of_order"].append(f"{a.conversation_id}: {history}")
-    for first, _ in hello:
-        conversation = f"c-{first.split('-')[0]}"
-        if greetings.get(conversation, [first]) != [first] and conversation not in problems["greeted_twice"]:
-            problems["greeted_not_first"].append(conversation)
-    for _, second in stop:
-        b = decisions[second]
-        if b is not None and (b.reply or not b.context.opted_out):
-            problems["answered_after_stop"].append(second)
-    return problems
 
 
 def run(client: Any, redis_url: str, tmp_path: Any, *, workers: int, batch_size: int, hellos: int, stops: int,
