@@ -106,9 +106,19 @@ NO_WORKER_SECONDS = 10.0
 #: (20 s, see JOB_HEARTBEAT_GRACE_SECONDS).
 ORDER_PARK_TIMEOUT_SECONDS = 60
 
+#: A message whose predecessor is in a batch another worker is deciding right now
+#: waits this long (seconds) inside its own batch, after the rest of the batch is
+#: written, for the predecessor to be decided, re-reading every ORDER_POLL_SECONDS;
+#: only then is it parked. Parking costs a job of its own per message, so waiting
+#: a little is far cheaper when conversations span adjacent batches (the usual case);
+#: the wait is bounded for a predecessor that is stuck (its worker died).
+ORDER_WAIT_SECONDS = 5.0
+ORDER_POLL_SECONDS = 0.05
+
 #: A batch re-reads the context and re-decides the messages whose context changed
 #: between reading and writing (another worker decided something of the same
-#: conversation or author first) at most this many times, then fails (RQ retries it).
+#: conversation or author first) at most this many times per message (on average over
+#: the batch), then fails (RQ retries it).
 ORDER_MAX_ROUNDS = 50
 
 # --- Redis outages ----------------------------------------------------------------

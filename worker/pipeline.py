@@ -196,8 +196,9 @@ class Pipeline:
 
         Every decision is written only if the context it was made in still holds (else the
         message is decided again on a fresh read). With ``order``, a conversation's messages are
-        also decided in their sequence order: a message whose predecessor is not decided yet is
-        parked (``order.park``) and decided by the job its predecessor's decision wakes.
+        also decided in their sequence order: a message whose predecessor is not decided yet waits
+        (ORDER_WAIT_SECONDS, after the rest of the batch is written), then is parked
+        (``order.park``) and decided by the job its predecessor's decision wakes.
         """
         wall_start = time.time()
         report = BatchReport()
@@ -209,12 +210,13 @@ class Pipeline:
         scores: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
         finished: list[tuple[Outcome, InboundEvent, bool]] = []
         spent = {"context": 0.0, "classify": 0.0, "decide": 0.0, "persist": 0.0}
-        todo, rounds = events, 0
+        todo, rounds, contended = events, 0, 0
+        wait_until = time.monotonic() + defaults.ORDER_WAIT_SECONDS
+        held = False
         while todo:
             rounds += 1
-            if rounds > defaults.ORDER_MAX_ROUNDS:
-                raise RuntimeError(f"job {job_id}: {len(todo)} message(s) still contended after "
-                                   f"{defaults.ORDER_MAX_ROUNDS} rounds")
+            if held:  # only messages waiting for a predecessor another worker is deciding: give it a moment
+                time.sleep(defaults.ORDER_POLL_SECONDS)
             t0 = time.perf_counter()
             decided, contexts = store.contexts(todo)
             state = store.order_state(todo) if order is not None else [(None, 0)] * len(todo)
@@ -228,11 +230,13 @@ class Pipeline:
                     store.skip_order(event, order.queue_key)
             ready, waiting = in_order(fresh)
             retry: list[InboundEvent] = []
+            patient = time.monotonic() < wait_until
             for event, seq in waiting:
-                if order is not None and order.park(event, seq):
+                if order is not None and not patient and order.park(event, seq):
                     report.parked.append(event.id)
-                else:  # its predecessor was decided meanwhile
+                else:  # still waiting a moment, or its predecessor was decided meanwhile
                     retry.append(event)
+            held = bool(retry) and patient
             t1 = time.perf_counter()
             spent["context"] += t1 - t0
 
@@ -266,6 +270,11 @@ class Pipeline:
                     finished.append((outcome, event, result == 1))
                 else:  # its context changed, or an earlier message is not decided yet: read and decide again
                     retry.append(event)
+                    held = False
+                    contended += 1
+            if contended > defaults.ORDER_MAX_ROUNDS * max(1, len(events)):
+                raise RuntimeError(f"job {job_id}: {len(retry)} message(s) still contended after "
+                                   f"{contended} attempts")
             spent["persist"] += time.perf_counter() - t3
             todo = retry
 
