@@ -25,6 +25,6 @@ def test_missing_markers_are_named(tmp_path) -> None:
     assert readme.read_text() == "no markers\n"
 
 
-@pytest.mark.parametrize("name", ["delivery", "guardrails", "reliability", "quality", "webhooks", "throughput"])
+@pytest.mark.parametrize("name", ["delivery", "guardrails", "reliability", "ordering", "quality", "webhooks", "throughput"])
 def test_the_readme_has_the_markers_of_every_benchmark(name: str) -> None:
     replace_block((REPO_ROOT / "README.md").read_text(encoding="utf-8"), name, "t")
