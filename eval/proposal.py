@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from eval.thresholds import Scored, auto_mask, outcome
-from worker.decide import threshold_actions
+from worker.decide import intent_actions, threshold_actions
 from worker.policy import ABUSE_LABELS, SPAM_LABELS, Policy, load_policy
 from worker.yaml_source import read_yaml
 
@@ -148,13 +148,24 @@ def _current(policy: Policy, task: str) -> tuple[dict[str, float], float]:
     return table, default
 
 
-def _escalations(task: str, policy: Policy, s: Scored, mask: np.ndarray) -> int:
-    """Messages a person sees: what the rule engine does with each label above its threshold
-    (:func:`worker.decide.threshold_actions`); below it, an intent goes to the fallback."""
+def escalations(task: str, policy: Policy, s: Scored, mask: np.ndarray, table: dict[str, float],
+                default: float = 1.0) -> np.ndarray:
+    """Which rows a person sees under thresholds ``table`` (``default`` for intent labels without their own).
+
+    Derived row by row from the rule engine's public functions, the path the worker takes:
+    :func:`worker.decide.intent_actions` (the branch rule 7 of ``decide`` takes for the top intent at its
+    score: below its threshold, out of scope or unrouted goes to the policy's fallback, which may escalate
+    or ignore; a confident intent takes its route's action, which may be ``escalate``) and
+    :func:`worker.decide.threshold_actions` for spam/abuse labels at or above their thresholds (``mask``).
+    """
     if task == "intent":
-        return int((~mask).sum())  # not answered automatically: a person handles it (DM fallback)
+        view = policy.base_view()
+        return np.array([
+            "escalate" in intent_actions(view, label, float(score), table.get(label, default))
+            for label, score in zip(s.pred, s.conf, strict=True)
+        ], dtype=bool)
     escalating = [label for label in s.labels if "escalate" in threshold_actions(policy, task, label)]
-    return int((mask & np.isin(s.pred, escalating)).sum())
+    return mask & np.isin(s.pred, escalating)
 
 
 def compare(task: str, policy: Policy, test: Scored, proposed: dict[str, float], positive: set[str]) -> dict[str, Any]:
@@ -165,8 +176,8 @@ def compare(task: str, policy: Policy, test: Scored, proposed: dict[str, float],
     after_mask = auto_mask(test, positive, new_table, new_default)
     before, after = outcome(test, before_mask), outcome(test, after_mask)
     n = max(1, len(test.conf))
-    esc_before = _escalations(task, policy, test, before_mask) * 1000 / n
-    esc_after = _escalations(task, policy, test, after_mask) * 1000 / n
+    esc_before = int(escalations(task, policy, test, before_mask, current_table, current_default).sum()) * 1000 / n
+    esc_after = int(escalations(task, policy, test, after_mask, new_table, new_default).sum()) * 1000 / n
     verb = {"intent": "answered automatically", "spam": "hidden as spam", "abuse": "flagged as abuse"}[task]
     rows = [
         {"name": f"messages {verb}", "before": before["coverage"], "after": after["coverage"], "unit": "percent"},

@@ -197,3 +197,33 @@ def test_unreadable_message_escalates_by_its_own_rule_even_as_a_comment(shop: Br
 def test_whatsapp_override_raises_the_bar(shop: Brand) -> None:
     assert run(shop, platform="whatsapp", p=0.75).decision.rule == "intent.low_confidence"
     assert run(shop, platform="instagram", p=0.75).decision.rule == "intent.auto_reply"
+
+
+def test_the_eval_proposal_counts_exactly_the_escalations_decide_makes(shop: Brand) -> None:
+    """eval's "escalations per 1,000 messages" (eval.proposal.escalations) comes from worker.decide's public
+    functions: for every intent label, below and above its threshold, a row counts as an escalation exactly
+    when decide() escalates the message (routed escalations, the fallback, out of scope and unrouted alike)."""
+    import numpy as np
+
+    from eval.proposal import escalations
+    from eval.thresholds import Scored
+
+    policy = shop.policy
+    labels = list(shop.intent.labels)
+    table = {k: v for k, v in policy.thresholds.intent.items() if k != "default"}
+    rows, decided = [], []
+    for label in labels:
+        for p in (0.4, 0.55, 0.65, 0.75, 0.95):
+            d = run(shop, intent=label, p=p).decision  # an instagram DM: no override applies
+            assert not d.rule.startswith("template."), d.rule  # the intent's own outcome, nothing else in the way
+            rows.append((label, p))
+            decided.append("escalate" in [a.value for a in d.actions])
+    scored = Scored(labels=labels, y_true=np.array([r[0] for r in rows], dtype=object),
+                    pred=np.array([r[0] for r in rows], dtype=object), conf=np.array([r[1] for r in rows]),
+                    proba=np.zeros((len(rows), len(labels))))
+    counted = escalations("intent", policy, scored, np.zeros(len(rows), dtype=bool), table,
+                          policy.thresholds.intent["default"])
+    assert counted.tolist() == decided
+    assert any(decided) and not all(decided)
+    # a confident intent routed to a person is an escalation (not "answered automatically")
+    assert ("human_agent", 0.95) in [r for r, esc in zip(rows, decided, strict=True) if esc]

@@ -301,25 +301,26 @@ def decide(
     if not stop and label is not None:
         route = view.routes.get(label)
         tag = f"{label}{note}"
-        if label == policy.intents.out_of_scope_label:
+        branch = intent_branch(view, label, score, threshold)
+        if branch == "out_of_scope":
             b.hit(f"{rule_prefix}.out_of_scope", score=score, detail=note or None)
             b.fallback(view.fallback, f"out of scope ({'LLM' if note else f'p={score:.2f}'})")
-        elif threshold is not None and score is not None and score < threshold:
+        elif branch == "low_confidence":
             b.hit("intent.low_confidence", score=score, threshold=threshold, detail=label)
             b.fallback(view.fallback, f"not confident: {label} p={score:.2f} < {threshold:.2f}")
-        elif route is None:
+        elif route is None:  # branch == "unrouted"
             b.hit(f"{rule_prefix}.unrouted", score=score, threshold=threshold, detail=tag)
             b.fallback(view.fallback, f"intent {label} has no route in the policy")
-        elif private and event.kind == "comment" and label in private.intents and route.action == "auto_reply":
+        elif private and event.kind == "comment" and label in private.intents and branch == "auto_reply":
             b.hit("private_matter.intent", score=score, threshold=threshold, detail=tag)
             _auto_reply(b, private.reply_intent, rule_on_error=False)
             if Action.AUTO_REPLY not in b.actions:
                 b.fallback(view.fallback, f"private matter ({label}) in a public comment; no 'please DM us' template")
-        elif route.action == "auto_reply":
+        elif branch == "auto_reply":
             b.hit(f"{rule_prefix}.auto_reply", score=score, threshold=threshold, detail=tag)
             b.reply_intent = label
             _auto_reply(b, route.template_intent or label)
-        elif route.action == "escalate":
+        elif branch == "escalate":
             b.hit(f"{rule_prefix}.escalate", score=score, threshold=threshold, detail=tag)
             b.escalate(route.role or view.fallback.role, route.priority or view.fallback.priority,
                        f"intent {label} is routed to a person{note}")
@@ -528,11 +529,37 @@ def threshold_actions(policy: Policy, task: str, label: str) -> tuple[str, ...]:
             return ("hide", "escalate")
         return tuple(mod.offensive.actions) if label == "offensive" else ()
     if task == "intent":
-        if label == policy.intents.out_of_scope_label:
-            return (policy.intents.fallback.action,)
-        route = policy.intents.routes.get(label)
-        return (route.action,) if route is not None else (policy.intents.fallback.action,)
+        return intent_actions(policy.base_view(), label, None, None)
     raise ValueError(f"unknown task {task!r} (spam | abuse | intent)")
+
+
+def intent_branch(view: PolicyView, label: str, score: float | None, threshold: float | None) -> str:
+    """Which way rule 7 of :func:`decide` goes for a top intent ``label`` at ``score`` (``threshold``
+    None: no threshold applies, as for the LLM cascade's choice).
+
+    One of ``out_of_scope``, ``low_confidence``, ``unrouted`` (these three take the fallback),
+    or the route's action: ``auto_reply``, ``escalate``, ``ignore``.
+    """
+    if label == view.policy.intents.out_of_scope_label:
+        return "out_of_scope"
+    if threshold is not None and score is not None and score < threshold:
+        return "low_confidence"
+    route = view.routes.get(label)
+    return "unrouted" if route is None else route.action
+
+
+def intent_actions(view: PolicyView, label: str, score: float | None, threshold: float | None) -> tuple[str, ...]:
+    """The actions rule 7 of :func:`decide` takes for a top intent ``label`` at ``score``.
+
+    What the eval tool's policy proposal counts as escalations and automatic answers. Other
+    rules can still change a message's outcome (moderation, keywords, VIP authors, opt-outs,
+    a missing template or variable, private matters in public comments); this is the
+    intent's own part, the same branch :func:`decide` takes.
+    """
+    branch = intent_branch(view, label, score, threshold)
+    if branch in ("out_of_scope", "low_confidence", "unrouted"):
+        return (view.fallback.action,)
+    return (branch,)
 
 
 # -- outcomes decided after the rules: an internal error, the LLM tasks ----------------------------

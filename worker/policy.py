@@ -662,6 +662,10 @@ class Policy(_Model):
 
     # -- derived views ------------------------------------------------------------
 
+    def base_view(self) -> "PolicyView":
+        """The policy as written, no override applied (an override always names a platform or a kind)."""
+        return self.view("", "")
+
     def view(self, platform: str, kind: str) -> "PolicyView":
         """The policy with the overrides for (platform, kind) merged in (computed once)."""
         key = (platform, kind)
