@@ -69,7 +69,23 @@ A decision and all its side effects (outbox, review queue, history, counters,
 opt-out, conversation state, conversation order, LLM-pending index) are written by one Lua script,
 ``lua/apply_decision.lua``, through :meth:`Store._apply_args`, for a message's
 first decision and for an LLM task's finalisation alike: they appear together or
-not at all, and only once per (brand, message id).
+not at all, and only once per (brand, message id). A change to a stored decision
+after the fact goes through the same script (its ``amend`` mode, see
+:meth:`Store.queue_amendment`) inside the caller's transaction: an SLA breach or a
+person re-routing its escalation (:meth:`Store.queue_escalation_change`), and a
+delivery's outcome with the escalation a failed one needs and its counters
+(:meth:`Store.record_delivery`).
+
+Writes to those keys outside the script, because they are not a decision's effects
+(tests/test_write_path.py lists them by name and fails on any other):
+
+* ``sla:*`` counters in ``{p}:stats:{brand}`` (worker/sla/tracker.py): the SLA timer
+  counts its own warnings and breaches, whether or not the decision changes;
+* ``youtube:*`` counters in ``{p}:stats:{brand}`` (worker/delivery/youtube.py): API quota spent;
+* a person's actions in the review app (worker/review_actions.py): their outbox entries
+  (:meth:`Store.queue_outbox`), their reply in the conversation history
+  (:meth:`Store.queue_brand_message`), and putting an item back on (or moving it in) the
+  review queue; each is audited.
 """
 
 from __future__ import annotations
@@ -493,7 +509,35 @@ class Store:
                      str(_ms(away)) if away is not None else "none"]
         else:
             args += ["" if opted_out is None else "1" if opted_out else "0", "", ""]
+        args.append("")  # ARGV[24]: the review queue entry is added or moved
         return keys, args
+
+    def queue_amendment(self, pipe: Any, decision: Decision, *, review: str = "",
+                        counters: dict[str, int] | None = None) -> None:
+        """Inside the caller's MULTI (the caller WATCHes the decision key): store ``decision`` again, changed
+        after the fact, through ``lua/apply_decision.lua`` in its ``amend`` mode.
+
+        ``review``: ``""`` leaves the review queue alone; ``"add"`` queues the decision's escalation (a
+        delivery failure escalated it); ``"move"`` re-scores its entry for the escalation's priority, only
+        if it is still queued (an SLA breach or a person re-routed it). ``counters`` go to the brand's stats.
+        """
+        if review not in ("", "add", "move"):
+            raise ValueError(f"review must be '', 'add' or 'move', not {review!r}")
+        b, mid = decision.brand, decision.message_id
+        conv = decision.conversation_id
+        k = self.keys
+        keys = [k.decision(b, mid), k.decisions(b), k.message(mid), k.review, k.outbox(b), k.optout(b),
+                k.history(b, conv), k.conversation(b, conv), k.stats(b), k.llm_pending,
+                k.order(b, conv), k.order_parked, k.order_parked]
+        score = ""
+        if review and decision.escalation is not None:
+            created = datetime.fromisoformat(decision.event["created_at"])
+            score = repr(review_score(decision.escalation.priority, created))
+        args: list[Any] = ["amend", decision.to_json(), review_member(b, mid), b, mid, "", score, "[]", "", decision.author_id,
+                "[]", defaults.HISTORY_MAX_MESSAGES, defaults.CONVERSATION_TTL_SECONDS, "",
+                json.dumps({name: str(n) for name, n in (counters or {}).items()}), "{}",
+                defaults.OUTBOX_MAX_ENTRIES, "", "", "", "", "", "", "XX" if review == "move" else ""]
+        self._apply(keys=keys, args=args, client=pipe)
 
     @_guard("finalising a decision")
     def finalize(self, brand: str, message_id: str, final: Callable[[Decision], Decision],
@@ -542,10 +586,7 @@ class Store:
         from worker.decide import with_escalation
 
         changed = with_escalation(decision, escalation)
-        pipe.set(self.keys.decision(decision.brand, decision.message_id), changed.to_json())
-        created = InboundEvent.model_validate(decision.event).created_at
-        pipe.zadd(self.keys.review, {review_member(decision.brand, decision.message_id):
-                                     review_score(escalation.priority, created)}, xx=True)
+        self.queue_amendment(pipe, changed, review="move")
         return changed
 
     @_guard("reading conversation history")
@@ -633,30 +674,24 @@ class Store:
                     pipe.watch(key)
                     raw = pipe.get(key)
                     decision = Decision.from_json(raw) if raw else None
-                    review = None
+                    escalated = False
                     if decision is not None:
                         decision = decision.model_copy(deep=True)
                         decision.deliveries.append(record)
                         if escalate is not None:
                             was_escalated = Action.ESCALATE in decision.actions
                             decision = escalate(decision)
-                            if not was_escalated and decision.escalation is not None:
-                                created = datetime.fromisoformat(decision.event["created_at"])
-                                review = review_score(decision.escalation.priority, created)
+                            escalated = not was_escalated and decision.escalation is not None
                     pipe.multi()
                     pipe.hset(state_key, mapping={"state": record.status, "attempts": record.attempts,
                                                   "platform_message_id": record.platform_message_id or "",
                                                   "error": record.error or ""})
                     pipe.expire(state_key, defaults.DELIVERY_STATE_TTL_SECONDS)
                     if decision is not None:
-                        pipe.set(key, decision.to_json())
-                        skey = self.keys.stats(brand)
-                        pipe.hincrby(skey, f"delivery:{record.status}", 1)
-                        pipe.hincrby(skey, f"delivery:{record.target}:{record.status}", 1)
-                        if review is not None:
-                            pipe.zadd(self.keys.review, {review_member(brand, message_id): review})
-                            pipe.hincrby(skey, "action:escalate", 1)
-                            pipe.hincrby(skey, f"rule:{decision.rule}", 1)
+                        counters = {f"delivery:{record.status}": 1, f"delivery:{record.target}:{record.status}": 1}
+                        if escalated:
+                            counters.update({"action:escalate": 1, f"rule:{decision.rule}": 1})
+                        self.queue_amendment(pipe, decision, review="add" if escalated else "", counters=counters)
                     if ack is not None:
                         pipe.xack(*ack)
                     pipe.execute()

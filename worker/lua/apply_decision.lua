@@ -8,6 +8,11 @@
 --           (brand, message id) is a no-op returning 0)
 --   sha1    finalisation: the stored decision must still be the one (pending) that the
 --           caller read, whose SHA-1 this is (whoever finalises first wins; the other gets 0)
+--   'amend' a stored decision changed after the fact (an SLA breach or a person re-routes its
+--           escalation, a delivery's outcome and the escalation a failed one needs): the
+--           decision must exist. Run inside the caller's MULTI, which WATCHes the decision key
+--           (the caller's own records, such as the SLA timer or the delivery's idempotency
+--           record, are written in the same transaction).
 --
 -- KEYS  1 decision            2 decisions index (zset)   3 message -> brands (set)
 --       4 review queue (zset)  5 outbox (stream)          6 opted-out authors (set)
@@ -32,6 +37,7 @@
 --      21 opted out when decided: '1' | '0' ('' = no check)
 --      22 first contact when decided: '1' | '0' ('' = no check)
 --      23 away_sent_at ms when decided: ms | 'none' ('' = no check)
+--      24 review queue entry: '' = add or move it, 'XX' = move it only if still queued
 --
 -- Returns 1 written, 0 already decided / no longer the expected pending decision,
 -- -1 the context the decision was made in (ARGV 21-23) no longer holds: read it again
@@ -68,6 +74,10 @@ if ARGV[1] == '' then
   end
   redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])
   redis.call('SADD', KEYS[3], ARGV[4])
+elseif ARGV[1] == 'amend' then
+  if redis.call('EXISTS', KEYS[1]) == 0 then
+    return 0
+  end
 else
   local current = redis.call('GET', KEYS[1])
   if not current or redis.sha1hex(current) ~= ARGV[1] then
@@ -80,7 +90,11 @@ else
 end
 redis.call('SET', KEYS[1], ARGV[2])
 if ARGV[7] ~= '' then
-  redis.call('ZADD', KEYS[4], ARGV[7], ARGV[3])
+  if ARGV[24] == 'XX' then
+    redis.call('ZADD', KEYS[4], 'XX', ARGV[7], ARGV[3])
+  else
+    redis.call('ZADD', KEYS[4], ARGV[7], ARGV[3])
+  end
 end
 for _, payload in ipairs(cjson.decode(ARGV[8])) do
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[17], '*', 'message_id', ARGV[5], 'payload', payload)
