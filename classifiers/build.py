@@ -70,7 +70,7 @@ class ModelConfig:
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"unknown model config key(s) {sorted(unknown)}; known: {sorted(known)}")
-        clean = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        clean: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         return cls(**clean)
 
     def to_dict(self) -> dict[str, Any]:

@@ -107,8 +107,7 @@ def read_dataset(path: Path | str) -> Dataset:
     try:
         content = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DatasetError(path, f"not valid UTF-8 ({exc.reason})", line) from exc
+        raise DatasetError(path, f"not valid UTF-8 ({exc.reason})", raw[: exc.start].count(b"\n") + 1) from exc
     examples: list[Example] = []
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(io.StringIO(content))

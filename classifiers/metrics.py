@@ -10,6 +10,7 @@ against small hand-computed cases in tests/test_metrics.py.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -90,7 +91,7 @@ def confusion(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str
     return matrix
 
 
-def summary(y_true: Sequence[str], proba: np.ndarray, labels: Sequence[str]) -> dict[str, object]:
+def summary(y_true: Sequence[str], proba: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
     """Accuracy, macro-F1, per-label table and ECE of argmax predictions."""
     proba = np.asarray(proba, dtype=float)
     top = proba.argmax(axis=1)

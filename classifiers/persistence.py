@@ -29,7 +29,7 @@ import zipfile
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version as package_version
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -37,9 +37,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from classifiers.errors import ArtifactError
 
 MANIFEST = "manifest.json"
-MODEL_FILE = "model.skops"
-FORMAT = "replyguard-model"
-FORMAT_VERSION = 1
+MODEL_FILE: Final = "model.skops"
+FORMAT: Final = "replyguard-model"
+FORMAT_VERSION: Final = 1
 TASKS = ("spam", "abuse", "intent")
 
 #: Every type a replyguard model file may contain beyond skops' own defaults.

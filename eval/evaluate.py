@@ -152,7 +152,7 @@ def evaluate(
     mask = auto_mask(test, positive, per_label_t, threshold)
     summary = metrics.summary(list(test.y_true), test.proba, labels)
     at_threshold = outcome(test, mask)
-    per_label = summary["per_label"]
+    per_label: dict[str, dict[str, Any]] = summary["per_label"]
     for label, row in per_label.items():
         rows = mask & (test.pred == label)
         truth = test.y_true == label

@@ -22,6 +22,7 @@ import math
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,7 @@ def _clip_text(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _words(task: str) -> dict[str, str]:
+def _words(task: object) -> dict[str, str]:
     return _TASK_WORDS.get(str(task), _DEFAULT_WORDS)
 
 
@@ -229,8 +230,9 @@ def _halo_text(x: float, y: float, text: str, anchor: str = "start", cls: str = 
 
 # --------------------------------------------------------------------------- curve helpers
 
-def _points(curve: Any) -> list[dict[str, float]]:
-    out = []
+def _points(curve: Any) -> list[dict[str, Any]]:
+    """Curve points with a coverage and a precision (threshold and n_auto may be None)."""
+    out: list[dict[str, Any]] = []
     for p in curve or []:
         if not isinstance(p, dict):
             continue
@@ -498,13 +500,14 @@ def _threshold_table(r: dict[str, Any]) -> str:
     # stays consistent with the summary and monotone around the chosen row
     exact = r.get("global_threshold_only") if per_label_t else {
         "coverage": r.get("coverage"), "precision": r.get("achieved_precision"), "errors": r.get("auto_errors")}
-    if isinstance(exact, dict) and t is not None and _num(exact.get("coverage")) is not None \
-            and _num(exact.get("precision")) is not None:
+    exact = exact if isinstance(exact, dict) else {}
+    exact_coverage, exact_precision = _num(exact.get("coverage")), _num(exact.get("precision"))
+    if t is not None and exact_coverage is not None and exact_precision is not None:
         n_auto = _num(exact.get("n_auto"))
         if n_auto is None and n_test:
-            n_auto = round(_num(exact.get("coverage")) * n_test)
+            n_auto = round(exact_coverage * n_test)
         points = [q for q in points if q["threshold"] is None or abs(q["threshold"] - t) > 1e-12] + [{
-            "threshold": t, "coverage": _num(exact.get("coverage")), "precision": _num(exact.get("precision")),
+            "threshold": t, "coverage": exact_coverage, "precision": exact_precision,
             "n_auto": n_auto, "errors": _num(exact.get("errors"))}]
     wanted = sorted({*TABLE_THRESHOLDS, *([t] if t is not None else [])}, reverse=True)
     for thr in wanted:
@@ -589,12 +592,11 @@ def _reliability_svg(r: dict[str, Any]) -> str:
         lo, hi, n = _num(b.get("lower")), _num(b.get("upper")), _num(b.get("count"))
         if lo is None or hi is None:
             continue
-        bins.append({"lower": lo, "upper": hi, "count": int(n or 0), "confidence": _num(b.get("confidence")),
-                     "accuracy": _num(b.get("accuracy"))})
-    filled = [b for b in bins if b["count"] > 0 and b["accuracy"] is not None]
+        bins.append(_Bin(lo, hi, int(n or 0), _num(b.get("confidence")), _num(b.get("accuracy"))))
+    filled = [(b, b.accuracy) for b in bins if b.count > 0 and b.accuracy is not None]
     if not filled:
         return '<p class="muted">No reliability data.</p>'
-    x0 = max(0.0, math.floor(min(b["lower"] for b in filled) * 10 + 1e-9) / 10)
+    x0 = max(0.0, math.floor(min(b.lower for b, _ in filled) * 10 + 1e-9) / 10)
     W, H = 820, 480
     p = _Plot(x0, 1.0, 0.0, 1.0, 80, 20, 820 - 80 - 30, 300)
     hist_top, hist_h = p.top + p.height + 62, 70
@@ -602,22 +604,22 @@ def _reliability_svg(r: dict[str, Any]) -> str:
     xs = (xt[1] - xt[0]) if len(xt) > 1 else 0.1
     out = p.axes(xt, yt, lambda v: _tick_pct(v, xs), lambda v: _tick_pct(v, 0.2),
                  "Confidence of the top label (mean per bin)", "Share that was right")
-    max_count = max(b["count"] for b in filled)
-    for b in filled:
-        strength = math.log1p(b["count"]) / math.log1p(max_count) if max_count else 1.0
-        bx, bw = p.x(max(b["lower"], x0)), p.x(b["upper"]) - p.x(max(b["lower"], x0))
-        by = p.y(b["accuracy"])
-        tip = (f"confidence {_pct(b['lower'], 0)}–{_pct(b['upper'], 0)}: {b['count']:,} messages, mean confidence "
-               f"{_pct(b['confidence'])}, right {_pct(b['accuracy'])}")
+    max_count = max(b.count for b, _ in filled)
+    for b, accuracy in filled:
+        strength = math.log1p(b.count) / math.log1p(max_count) if max_count else 1.0
+        bx, bw = p.x(max(b.lower, x0)), p.x(b.upper) - p.x(max(b.lower, x0))
+        by = p.y(accuracy)
+        tip = (f"confidence {_pct(b.lower, 0)}–{_pct(b.upper, 0)}: {b.count:,} messages, mean confidence "
+               f"{_pct(b.confidence)}, right {_pct(accuracy)}")
         out.append(f'<rect x="{_f(bx + 1)}" y="{_f(by)}" width="{_f(max(1.0, bw - 2))}" '
                    f'height="{_f(p.top + p.height - by)}" fill="{_BLUE}" fill-opacity="{0.15 + 0.6 * strength:.2f}">'
                    f'<title>{_e(tip)}</title></rect>')
     out.append(f'<line x1="{_f(p.x(x0))}" y1="{_f(p.y(x0))}" x2="{_f(p.x(1))}" y2="{_f(p.y(1))}" stroke="#333" '
                f'stroke-dasharray="5 4"/>')
-    for b in filled:
-        if b["confidence"] is None:
+    for b, accuracy in filled:
+        if b.confidence is None:
             continue
-        out.append(f'<circle cx="{_f(p.x(b["confidence"]))}" cy="{_f(p.y(b["accuracy"]))}" r="4.5" fill="{_ORANGE}" '
+        out.append(f'<circle cx="{_f(p.x(b.confidence))}" cy="{_f(p.y(accuracy))}" r="4.5" fill="{_ORANGE}" '
                    f'stroke="#fff" stroke-width="1.5"/>')
     out.append(_halo_text(p.x(x0) + 8, p.top + 16, "dashed line: confidence = share right (perfect calibration)",
                           cls="note"))
@@ -626,15 +628,15 @@ def _reliability_svg(r: dict[str, Any]) -> str:
     base = hist_top + hist_h
     out.append(f'<line x1="{_f(p.left)}" x2="{_f(p.left + p.width)}" y1="{_f(base)}" y2="{_f(base)}" stroke="#333"/>')
     for b in bins:
-        if b["upper"] <= x0 + 1e-9:
+        if b.upper <= x0 + 1e-9:
             continue
-        bx, bw = p.x(max(b["lower"], x0)), p.x(b["upper"]) - p.x(max(b["lower"], x0))
-        if b["count"]:
-            h = max(2.0, (hist_h - 16) * math.log1p(b["count"]) / math.log1p(max_count))
+        bx, bw = p.x(max(b.lower, x0)), p.x(b.upper) - p.x(max(b.lower, x0))
+        if b.count:
+            h = max(2.0, (hist_h - 16) * math.log1p(b.count) / math.log1p(max_count))
             out.append(f'<rect x="{_f(bx + 1)}" y="{_f(base - h)}" width="{_f(max(1.0, bw - 2))}" height="{_f(h)}" '
                        f'fill="{_GREY}" fill-opacity="0.55"/>')
             out.append(f'<text x="{_f(bx + bw / 2)}" y="{_f(base - h - 3)}" text-anchor="middle" class="tiny">'
-                       f'{b["count"]:,}</text>')
+                       f'{b.count:,}</text>')
     return _svg(W, H, out, "Reliability diagram")
 
 
@@ -859,6 +861,17 @@ ol.pairs{columns:2;column-gap:32px;margin:4px 0;padding-left:28px;font-size:13.5
 footer{color:#4b5563;font-size:13px;padding:4px 4px}
 @media (max-width:700px){ol.pairs{columns:1}}
 """
+
+
+@dataclass
+class _Bin:
+    """One reliability bin as the report holds it (confidence and accuracy may be missing)."""
+
+    lower: float
+    upper: float
+    count: int
+    confidence: float | None
+    accuracy: float | None
 
 
 def render_html(report: dict[str, Any]) -> str:

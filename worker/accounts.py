@@ -19,7 +19,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import redis
 from argon2 import PasswordHasher
@@ -102,7 +102,7 @@ class Accounts:
     """Users and sessions in Redis."""
 
     def __init__(self, client: redis.Redis, prefix: str = defaults.KEY_PREFIX):
-        self.client = client
+        self.client: Any = client  # redis-py types replies as sync-or-async unions; ours are sync bytes
         self.keys = Keys(prefix)
 
     # -- users ------------------------------------------------------------------------
@@ -111,8 +111,8 @@ class Accounts:
         if len(password) < defaults.PASSWORD_MIN_CHARS:
             raise AccountError(f"password: must be at least {defaults.PASSWORD_MIN_CHARS} characters")
         try:
-            user = User(name=name, role=role, brands=brands, password_hash=_hasher.hash(password),
-                        created_at=datetime.now(timezone.utc))
+            user = User.model_validate({"name": name, "role": role, "brands": brands,  # role: checked here
+                                        "password_hash": _hasher.hash(password), "created_at": datetime.now(timezone.utc)})
         except ValidationError as exc:
             reasons = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'user'}: {e['msg']}" for e in exc.errors(include_url=False))
             raise AccountError(f"user {name!r}: {reasons}") from exc

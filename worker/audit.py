@@ -57,10 +57,10 @@ class AuditEntry:
 
 class AuditLog:
     def __init__(self, client: redis.Redis, prefix: str = defaults.KEY_PREFIX):
-        self.client = client
+        self.client: Any = client  # redis-py types replies as sync-or-async unions; ours are sync bytes
         self.keys = Keys(prefix)
 
-    def append(self, pipe: redis.client.Pipeline, entry: AuditEntry) -> None:
+    def append(self, pipe: Any, entry: AuditEntry) -> None:
         """Queue ``entry`` on ``pipe`` (inside the action's MULTI). The per-item index is written by Lua
         so it holds the id the stream assigned."""
         stream = self.keys.audit(entry.brand)

@@ -62,6 +62,7 @@ from worker.models import (
     IntentResult,
     LLMRecord,
     RuleHit,
+    TemplatePart,
     TemplateRef,
     parse_event,
 )
@@ -89,7 +90,7 @@ class _Builder:
         self.actions: list[Action] = []
         self.rules: list[RuleHit] = []
         self.primary: RuleHit | None = None
-        self.parts: list[tuple[str, str, TemplateRef]] = []  # (part, text, ref)
+        self.parts: list[tuple[TemplatePart, str, TemplateRef]] = []  # (part, text, ref)
         self.escalation: Escalation | None = None
         self.tags: list[str] = []
         self.untags: list[str] = []
@@ -136,7 +137,7 @@ class _Builder:
                 return template, policy.default_language
         return None
 
-    def add_part(self, part: str, intent: str) -> str | None:
+    def add_part(self, part: TemplatePart, intent: str) -> str | None:
         """Render ``intent``'s template as ``part``. Returns an error rule name or None."""
         found = self.template_for(intent)
         if found is None:

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from worker.canonical import canonical, hidden_characters, mixed_script_words
@@ -251,7 +251,7 @@ def check_draft(
     max_chars: int,
     abuse: Callable[[str], dict[str, float]] | None = None,
     abuse_thresholds: dict[str, float] | None = None,
-    earlier: list[str] = (),
+    earlier: Sequence[str] = (),
     customer_name: str | None = None,
 ) -> list[Check]:
     """Run every check on ``draft``; all must pass for it to be sent."""

@@ -112,7 +112,7 @@ class StandInLLM:
     @property
     def base_url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://{host if isinstance(host, str) else host.decode()}:{port}/v1"
 
     def start(self) -> "StandInLLM":
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="standin-llm", daemon=True)

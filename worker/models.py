@@ -254,12 +254,16 @@ class RuleHit(BaseModel):
     detail: str | None = None
 
 
+#: Which part of a reply a template filled.
+TemplatePart = Literal["greeting", "reply", "away", "confirm"]
+
+
 class TemplateRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str
     version: int
-    part: Literal["greeting", "reply", "away", "confirm"] = "reply"
+    part: TemplatePart = "reply"
     fallback: bool = False
 
 

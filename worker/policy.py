@@ -144,7 +144,7 @@ class Override(_Model):
 
 
 class SpamRule(_Model):
-    actions: list[Literal["hide", "escalate", "ignore"]] = Field(default_factory=lambda: ["hide"], min_length=1)
+    actions: list[Literal["hide", "escalate", "ignore"]] = Field(default=["hide"], min_length=1)  # pydantic copies it
     role: Role = "moderator"
     priority: Priority = "low"
 
@@ -237,9 +237,9 @@ class EntityPattern(_Model):
     def regex(self) -> "regex.Pattern[str]":
         return regex.compile(self.pattern, flags=regex.V0)
 
-    def find(self, text: str) -> list["regex.Match[str]"]:
+    def find(self, text: str) -> list[Any]:
         """Matches in ``text``; a search that runs out of time keeps the matches found so far."""
-        found: list[regex.Match[str]] = []
+        found: list[Any] = []  # regex.Match (the regex package has no type information)
         try:
             for match in self.regex.finditer(text, timeout=defaults.ENTITY_REGEX_TIMEOUT_SECONDS):
                 found.append(match)
@@ -304,7 +304,7 @@ class BusinessHours(_Model):
     weekly: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], list[str]]
     holidays: list[date] = Field(default_factory=list)
     away_intent: Name
-    away_kinds: list[Kind] = Field(default_factory=lambda: ["dm"])
+    away_kinds: list[Kind] = Field(default=["dm"])  # pydantic copies a mutable default
     away_interval_hours: float = Field(default=12.0, gt=0)
 
     @field_validator("timezone")
@@ -358,7 +358,7 @@ class Greeting(_Model):
     """On the first message of a conversation, the reply starts with this intent's template."""
 
     intent: Name
-    kinds: list[Kind] = Field(default_factory=lambda: ["dm"])
+    kinds: list[Kind] = Field(default=["dm"])  # pydantic copies a mutable default
     skip_for_intents: list[Name] = Field(
         default_factory=lambda: ["greeting"], description="Intents whose own reply already greets."
     )
@@ -446,7 +446,7 @@ class LLMSettings(_Model):
 
     @model_validator(mode="after")
     def _providers_exist(self) -> "LLMSettings":
-        named = [("default_provider", self.default_provider)]
+        named: list[tuple[str, str | None]] = [("default_provider", self.default_provider)]
         if self.personalise:
             named.append(("personalise.defaults.provider", self.personalise.defaults.provider))
             named += [(f"personalise.intents.{k}.provider", v.provider) for k, v in self.personalise.intents.items()]

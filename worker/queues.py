@@ -222,7 +222,7 @@ class ReplyguardSimpleWorker(Recovering, SimpleWorker):
 
 
 def make_worker(connection: redis.Redis, settings: Settings, *, simple: bool = False,
-                queues: str = "all") -> Worker:
+                queues: str = "all") -> ReplyguardWorker | ReplyguardSimpleWorker:
     """A replyguard RQ worker. ``queues``: all (batches first, then LLM tasks), batches, or llm.
     ``simple`` runs jobs in-process (no fork)."""
     chosen = {"all": [batch_queue(connection, settings), llm_queue(connection, settings)],

@@ -62,7 +62,8 @@ class QueueFilters:
             if values[name] is not None and values[name] not in choices:
                 raise FilterError(f"filter {name}: {values[name]!r} is not one of {', '.join(choices)}")
         for name in ("brand", "role", "rule", "label", "sla"):
-            if values[name] is not None and len(values[name]) > 128:
+            value = values[name]
+            if value is not None and len(value) > 128:
                 raise FilterError(f"filter {name}: longer than 128 characters")
         return cls(**values)
 
@@ -358,7 +359,7 @@ class ReviewReader:
                              "text": d.event.get("text"), "decided_at": d.decided_at.isoformat(),
                              "hidden": self.hidden(d, state), "reopened": state.get("reopened_by"),
                              "escalated": d.escalation is not None})
-        rows.sort(key=lambda r: r["decided_at"], reverse=True)
+        rows.sort(key=lambda r: str(r["decided_at"]), reverse=True)
         return rows
 
     def rejected(self, brands: list[str], everything: bool, limit: int = 200) -> list[dict[str, Any]]:

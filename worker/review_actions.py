@@ -203,7 +203,7 @@ class ReviewActions:
         decision = self.decision(user, brand, message_id)
         config = self.brands.get(brand)
         template = config.templates.by_id.get(template_id) if config else None
-        if template is None or template.status != "approved":
+        if config is None or template is None or template.status != "approved":
             raise ActionError(422, f"template {template_id!r} is not an approved template of {brand}")
         values = template_values(self._event(decision), decision.entities, config.policy)
         known = config.policy.template_variables()
@@ -475,7 +475,7 @@ class ReviewActions:
 
     BULK = ("claim", "release", "hide", "unhide", "not_spam", "not_abusive", "resolve", "reroute")
 
-    def bulk(self, user: User, action: str, items: list[str], params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def bulk(self, user: User, action: str, items: object, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run ``action`` on each ``brand/message_id``; one result per item (ok or the error), in order."""
         if action not in self.BULK:
             raise ActionError(422, f"bulk action {action!r}: one of {', '.join(self.BULK)}")

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from worker.exceptions import Problem, RenderError, TemplateError
 from worker.placeholders import fill, parse_text, variables_of
-from worker.models import BRAND_PATTERN, TemplateRef
+from worker.models import BRAND_PATTERN, TemplatePart, TemplateRef
 from worker.policy import Policy
 from worker.yaml_source import load_validated
 
@@ -84,7 +84,7 @@ class Rendered:
     template: Template
     fallback: bool
 
-    def ref(self, part: str) -> TemplateRef:
+    def ref(self, part: TemplatePart) -> TemplateRef:
         return TemplateRef(id=self.template.id, version=self.template.version, part=part, fallback=self.fallback)
 
 

@@ -29,8 +29,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 
 from worker.models import Kind, Platform, Priority
 
-TARGETS = ("first_response", "next_response", "resolution")
 Target = Literal["first_response", "next_response", "resolution"]
+TARGETS: tuple[Target, ...] = ("first_response", "next_response", "resolution")
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 

@@ -145,7 +145,7 @@ def new_timer(rule: SlaPolicy, *, clock: Literal["business_hours", "always"], br
               conversation_id: str, role: str, priority: str, started_at: datetime, calendar: Calendar) -> SlaTimer:
     """A timer for a new escalation: first-response and resolution clocks run from ``started_at``."""
     warn = rule.warn_before.total_seconds() if rule.warn_before else None
-    clocks = {}
+    clocks: dict[str, Clock] = {}
     for name in TARGETS:
         target = rule.target(name)
         if target is not None:
@@ -275,7 +275,7 @@ def _set_waiting(t: SlaTimer, waiting: bool, at: datetime, calendar: Calendar) -
 
 def clock_views(timer: SlaTimer, now: datetime) -> list[dict[str, object]]:
     """Each started clock as JSON: target, state, due and warning times, met / breached times."""
-    out = []
+    out: list[dict[str, object]] = []
     for name in TARGETS:
         c = timer.clocks.get(name)
         if c is None or c.started_at is None:

@@ -28,7 +28,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import redis
 
@@ -51,6 +51,7 @@ from worker.sla.timers import (
 from worker.store import Store, review_member
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FIRE_FUNCTION = "worker.sla.tracker.fire_due_timers"
 #: Worst first: the state that sums up an escalation's clocks.
@@ -73,7 +74,7 @@ class SlaTracker:
     def __init__(self, store: Store, policies: Mapping[str, Any], *,
                  schedule_queue: Any | None = None):
         self.store = store
-        self.client: redis.Redis = store.client
+        self.client: Any = store.client  # redis-py types replies as sync-or-async unions; ours are sync bytes
         self.keys = store.keys
         self.policies = policies
         self.queue = schedule_queue  # an rq.Queue: steps are scheduled on it with RQ's scheduler
@@ -132,7 +133,7 @@ class SlaTracker:
         return SlaTimer.model_validate_json(raw) if raw else None
 
     def _transact(self, brand: str, message_id: str,
-                  change: Callable[[Any, SlaTimer | None, Decision | None], bool]) -> Any:
+                  change: Callable[[Any, SlaTimer | None, Decision | None], T]) -> T:
         """WATCH timer + decision, let ``change(pipe, timer, decision)`` queue writes after MULTI."""
         tkey, dkey = self.keys.sla_timer(brand, message_id), self.keys.decision(brand, message_id)
         try:
@@ -170,7 +171,7 @@ class SlaTracker:
                                  tags=list(event.author.tags), role=esc.role)
         if rule is None:
             return None
-        clock = rule.clock or ("business_hours" if policy.business_hours else "always")
+        clock: Literal["business_hours", "always"] = rule.clock or ("business_hours" if policy.business_hours else "always")
         calendar = self.calendar(decision.brand, clock)
         started = min(event.created_at, now).astimezone(timezone.utc)
 
@@ -284,7 +285,7 @@ class SlaTracker:
                 if outcome is not None and outcome.changed and decision is not None:
                     decision = self.store.queue_escalation_change(pipe, decision, after)
                 timer.breaches.append(BreachRecord(
-                    target=target, at=now, due_at=clock.due_at or now, role_before=before.role,  # type: ignore[arg-type]
+                    target=target, at=now, due_at=clock.due_at or now, role_before=before.role,
                     role_after=after.role, priority_before=before.priority, priority_after=after.priority,
                     notified=bool(outcome and outcome.notify)))
                 timer.role, timer.priority = after.role, after.priority

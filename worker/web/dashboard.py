@@ -73,7 +73,8 @@ def _summary(rows: list[kpi.DayKpi]) -> list[dict[str, str]]:
     def share(part: float, whole: float) -> str:
         return charts.percent(part / whole) if whole else "–"
 
-    fr = [(r.avg_first_response_seconds, r.first_responses) for r in rows if r.first_responses]
+    fr = [(r.avg_first_response_seconds, r.first_responses) for r in rows
+          if r.first_responses and r.avg_first_response_seconds is not None]
     fr_mean = sum(v * n for v, n in fr) / sum(n for _, n in fr) if fr else None
     agent_days = total("agents")
     last = rows[-1] if rows else None
