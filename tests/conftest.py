@@ -97,10 +97,10 @@ def serve(client: redis.Redis, redis_url: str) -> Iterator["ServeProcess"]:
         yield process
 
 
-#: Tests that take more than a few seconds on an idle 2-core machine (real worker processes, the demo,
-#: training, benchmarks, long property searches). `make test-fast` (pytest -m "not slow") skips them;
-#: CI's `make test` runs them. Tests using a fixture in SLOW_FIXTURES (a real worker or service process,
-#: a browser) are slow too.
+#: Tests that take more than a few seconds on an idle 2-core machine: real worker or service processes,
+#: the demo, training, benchmarks, long property searches, command-line runs in a subprocess. `make test-fast`
+#: (pytest -m "not slow") skips them; CI's `make test` runs them. Measured with
+#: `pytest -m "not slow" --durations=50`; README ("Development") says how to keep the inner loop under a minute.
 SLOW_TESTS = {
     "tests/test_artifacts.py::test_worker_start_fails_on_a_corrupt_shipped_model",
     "tests/test_cli.py::test_redis_going_away_mid_ingest_loses_nothing",
@@ -108,24 +108,53 @@ SLOW_TESTS = {
     "tests/test_cli.py::test_train_command_writes_a_verified_artifact",
     "tests/test_cli.py::test_validate_command",
     "tests/test_cli_truth.py::test_ingest_wait_says_within_seconds_that_no_worker_consumes_the_queue",
+    "tests/test_connectors.py::test_chatwoot_webhook_through_serve_is_verified_decided_and_answered_once",
+    "tests/test_delivery.py::test_deliverer_killed_mid_send_loses_nothing_and_sends_nothing_twice",
     "tests/test_eval_tool.py::test_eval_of_an_artifact_as_is",
+    "tests/test_eval_tool.py::test_eval_on_a_shared_dataset",
     "tests/test_eval_tool.py::test_eval_rejects_a_model_for_another_task",
     "tests/test_eval_tool.py::test_eval_writes_reports_and_a_proposal_without_touching_policies",
     "tests/test_eval_tool.py::test_replay_shows_what_a_changed_policy_would_do",
+    "tests/test_fuzz.py::test_alias_bombs_and_deep_yaml_are_named",
+    "tests/test_fuzz.py::test_any_text_is_accepted_or_named",
     "tests/test_fuzz.py::test_any_value_in_any_field_is_an_event_or_named_error",
     "tests/test_fuzz.py::test_any_yaml_value_in_a_policy_field_is_named",
     "tests/test_fuzz.py::test_mutated_policy_and_template_files_load_or_name_the_problem",
+    "tests/test_guardrails_adversarial.py::test_no_attack_gets_through_and_every_good_rewrite_is_kept",
+    "tests/test_kpi.py::test_kpi_and_sla_sweep_commands",
     "tests/test_llm.py::test_accounting_in_stats_and_prometheus",
+    "tests/test_policy.py::test_worker_refuses_to_start_with_a_broken_policy",
+    "tests/test_review_accounts.py::test_users_add_reads_the_password_from_stdin_and_stores_only_an_argon2_hash",
+    "tests/test_review_accounts.py::test_redis_gone_answers_503_without_a_traceback",
+    "tests/test_serve.py::test_readyz_is_503_when_redis_is_unreachable",
+    "tests/test_serve.py::test_a_broken_policy_stops_serve_with_exit_code_2",
+    "tests/test_serve.py::test_a_webhook_while_redis_is_gone_gets_503_so_meta_retries_it",
     "tests/test_sla_timers.py::test_real_workers_reroute_an_unanswered_vip_by_themselves_across_a_restart",
     "tests/test_sla_timers.py::test_scheduled_step_fires_without_new_messages",
     "tests/test_sla_timers.py::test_two_sweepers_racing_record_each_breach_once",
+    "tests/test_worker_e2e.py::test_batch_decided_by_a_forking_rq_worker",
+    "tests/test_worker_e2e.py::test_two_workers_deciding_the_same_batch_at_once_write_one_decision",
 }
 
+#: Whole modules of such tests.
+SLOW_MODULES = {
+    "tests/test_crash_recovery.py",  # kills worker processes and their work horses
+    "tests/test_default_models.py",  # rebuilds the shipped models
+    "tests/test_eval_any_data.py",  # trains models on generated data
+    "tests/test_model_versions.py",  # trains candidates, command-line runs
+    "tests/test_redis_outage.py",  # stops and restarts Redis under running workers
+    "tests/test_shared_pass.py",  # the shared datasets through the shipped models
+    "tests/test_webhooks_meta.py",  # replyguard serve and workers as real processes
+    "tests/test_fuzz_http.py",  # replyguard serve as a real process, property searches
+}
 
-SLOW_FIXTURES = {"running_worker", "serve", "browser", "page"}
+#: Tests using one of these fixtures are slow too: a real worker or service process, a browser.
+SLOW_FIXTURES = {"running_worker", "serve", "browser", "page", "review_env"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.nodeid.split("[")[0] in SLOW_TESTS or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        nodeid = item.nodeid.split("[")[0]
+        if (nodeid in SLOW_TESTS or nodeid.split("::")[0] in SLOW_MODULES
+                or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))):
             item.add_marker(pytest.mark.slow)

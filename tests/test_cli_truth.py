@@ -84,6 +84,37 @@ def test_ingest_json_prints_only_json(env, running_worker, tmp_path):  # noqa: F
     assert plain.returncode == 0 and json.loads(plain.stdout)["enqueued"] == 1
 
 
+def test_every_json_option_prints_only_json_on_stdout(client, redis_url, monkeypatch, capsys, tmp_path):
+    """Every command the parser gives a --json (found by walking it, so a new one is covered too) prints one
+    JSON document on stdout and nothing else, here on an empty database, run in-process through main()."""
+    import argparse
+
+    from worker.cli import build_parser, main
+
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("REPLYGUARD_HOME", str(tmp_path / "home"))
+    empty = _file(tmp_path, [])
+    positional = {("ingest",): [str(empty)], ("show",): ["no-such-id"]}
+    commands: list[tuple[str, ...]] = []
+
+    def walk(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, (*path, name))
+            elif "--json" in action.option_strings:
+                commands.append(path)
+
+    walk(build_parser(), ())
+    assert {("ingest",), ("show",), ("review", "list"), ("rejected",), ("stats",)} <= set(commands), commands
+    for command in commands:
+        code = main([*command, *positional.get(command, []), "--json"])
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err
+        assert code in (0, 1), (command, code, err)
+        assert isinstance(json.loads(out), (dict, list)), (command, out)
+
+
 def test_show_json_of_an_unknown_id_prints_a_json_error(env):  # noqa: F811
     result = cli("show", "nope", "--json", env=env)
     assert result.returncode == 1

@@ -116,3 +116,18 @@ def test_checker_finds_an_import_under_type_checking(tmp_path):
     })
     assert layer_violations(root) == [
         "classifiers/typed.py:3: classifiers imports eval.metrics (layer eval is above classifiers)"]
+
+
+def test_the_slow_lists_name_tests_that_exist():
+    """A misspelt entry in conftest's SLOW_TESTS / SLOW_MODULES would silently put a slow test in the inner loop."""
+    from tests.conftest import SLOW_MODULES, SLOW_TESTS
+
+    root = Path(__file__).resolve().parent.parent
+    missing = [m for m in SLOW_MODULES if not (root / m).is_file()]
+    for nodeid in SLOW_TESTS:
+        module, _, name = nodeid.partition("::")
+        path = root / module
+        tree = ast.parse(path.read_text(encoding="utf-8")) if path.is_file() else ast.Module(body=[])
+        if not any(isinstance(n, ast.FunctionDef) and n.name == name for n in tree.body):
+            missing.append(nodeid)
+    assert missing == []
