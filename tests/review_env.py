@@ -68,6 +68,7 @@ class ReviewEnv:
         self.client = redis.Redis.from_url(url)
         self.store = Store(self.client, self.settings.key_prefix)
         self.server: ServeProcess | None = None
+        self._snapshot: list[tuple[bytes, int, bytes]] | None = None
 
     @property
     def base(self) -> str:
@@ -75,14 +76,35 @@ class ReviewEnv:
         return self.server.url
 
     def seed(self, events: list[dict[str, Any]] | None = None) -> None:
-        """Flush, decide the demo traffic (and its copy for other-shop) with a real RQ worker, add the users."""
+        """Flush, decide the demo traffic (and its copy for other-shop) with a real RQ worker, add the users.
+
+        The default seeding is done once per module and then restored from a snapshot of every key
+        (DUMP/RESTORE, TTLs kept): the same database each time, without deciding the traffic and hashing
+        the passwords again for every test."""
+        if events is None and self._snapshot is not None:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.flushdb()
+            for key, ttl, value in self._snapshot:
+                pipe.restore(key, max(ttl, 0), value, replace=True)
+            pipe.execute()
+            return
         self.client.flushdb()
+        default = events is None
         if events is None:
             events = DEMO + [{**e, "brand": "other-shop"} for e in DEMO[:30]]
         self.decide(events)
         accounts = Accounts(self.client, self.settings.key_prefix)
         for name, (role, brands) in USERS.items():
             accounts.add(name, PASSWORD, role, brands)
+        if default:
+            keys = list(self.client.scan_iter(count=1000))
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.pttl(key)
+                pipe.dump(key)
+            replies = pipe.execute()
+            self._snapshot = [(key, replies[2 * i], replies[2 * i + 1]) for i, key in enumerate(keys)
+                              if replies[2 * i + 1] is not None]
 
     def decide(self, events: list[dict[str, Any]]) -> None:
         report = ingest_events(events, self.client, self.settings, batch_wait=0.01)

@@ -386,7 +386,9 @@ def test_a_pending_decision_whose_jobs_were_lost_is_finished_by_the_next_batch(c
 
 
 def test_circuit_opens_when_the_server_is_down_then_recovers(client, llm_env, server) -> None:
-    settings, brands = llm_env(provider={"max_retries": 0, "circuit_failures": 2, "circuit_cooldown_seconds": 1})
+    # a cooldown long enough that the circuit stays open while a loaded machine decides the batch below;
+    # the test then moves the cooldown's end to now instead of sleeping through it
+    settings, brands = llm_env(provider={"max_retries": 0, "circuit_failures": 2, "circuit_cooldown_seconds": 60})
     brand = brands["demo-shop"]
     llm = LLMClient(client, settings.key_prefix, "demo-shop", "main", brand.policy.llm.providers["main"])
     messages = [{"role": "user", "content": "hi"}]
@@ -405,7 +407,7 @@ def test_circuit_opens_when_the_server_is_down_then_recovers(client, llm_env, se
     work(client, settings)
     d = decided(client, settings, "o1")
     assert (d.llm.outcome, d.llm.reason) == ("fallback", "circuit_open") and outbox_replies(client, settings)
-    time.sleep(1.1)
+    client.hset(llm.guard.circuit_key, "open_until", time.time() - 0.01)  # the cooldown is over
     server.up = True
     assert llm.guard.state() == "half-open"
     assert llm.chat(messages).text  # the trial call succeeds ...
