@@ -108,7 +108,7 @@ SLOW_TESTS = {
     "tests/test_cli.py::test_train_command_writes_a_verified_artifact",
     "tests/test_cli.py::test_validate_command",
     "tests/test_cli_truth.py::test_ingest_wait_says_within_seconds_that_no_worker_consumes_the_queue",
-    "tests/test_connectors.py::test_chatwoot_webhook_through_serve_is_verified_decided_and_answered_once",
+    "tests/test_connectors.py::test_chatwoot_webhook_through_serve_is_verified_stored_decided_and_answered_once",
     "tests/test_delivery.py::test_deliverer_killed_mid_send_loses_nothing_and_sends_nothing_twice",
     "tests/test_eval_tool.py::test_eval_of_an_artifact_as_is",
     "tests/test_eval_tool.py::test_eval_on_a_shared_dataset",
