@@ -1,16 +1,25 @@
-"""Pipeline speed and memory, on a real Redis.
+"""Throughput, CPU per message, latency and memory of the whole path, measured in one run.
 
-    REDIS_URL=redis://127.0.0.1:6379/14 python bench/throughput.py [--messages 5000] [--update-readme]
+    python bench/throughput.py [--messages 10000] [--update-readme]
 
-1. In process: Pipeline.process (validate, read context, classify with all three
-   models, decide, persist atomically) over batches of 1, 16 and 64 messages.
-2. End to end: ``replyguard ingest`` of the same messages while ``--workers``
-   ``replyguard worker`` processes (real RQ, forking) decide them; wall time from
-   the first enqueue to the last decision.
-3. Memory: resident set size of one worker process after loading the models.
+Everything runs against a private redis-server on loopback (append-only file, ``appendfsync
+everysec``, as production should), so its CPU time (``INFO cpu``) is this benchmark's alone;
+``--redis-url`` uses another server instead (its database is FLUSHED). Side by side, in one run:
 
-The messages are the demo sample with fresh ids (EN/JA, FAQs, spam, abuse, ...).
-The database in REDIS_URL is flushed. Without REDIS_URL an embedded server is used.
+1. **Naive baseline**: one no-op RQ job per message (``builtins.len`` of the event, RQ's JSON
+   serializer), drained by 2 stock ``rq worker -w rq.worker.SimpleWorker`` processes.
+2. **Before**: ``replyguard worker --fork-per-job`` (RQ's forking worker) × 2, same ingest.
+3. **End to end**: ``Ingestor`` (validate, batch, enqueue) → one ``replyguard worker --processes 2``
+   → decision stored (the Lua write), ``--messages`` real-text messages (the shared datasets' test
+   texts and the demo traffic as demo-shop DMs and comments; the demo traffic alone without
+   ../shared/datasets). CPU per message: the worker processes (/proc), Redis (INFO cpu), ingest
+   (this process).
+4. **Latency** ingest → decision stored at a paced 200, 500 and 1,000 messages/s offered: each
+   message's submit time against the Redis timestamp of its decision's outbox entry.
+5. **Memory**: RSS, PSS and USS of the worker's parent and processes (PSS splits pages shared
+   copy-on-write among the processes sharing them, so the sum of PSS is the honest total).
+6. **Scaling**: 1, 2 and 4 worker processes.
+7. **Where the time goes**: ``Pipeline.process`` in this process, batches of 256, per stage.
 """
 
 from __future__ import annotations
@@ -19,150 +28,399 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
+from rq import Queue, Worker  # noqa: E402
+from rq.serializers import JSONSerializer  # noqa: E402
 
-from worker.brands import load_brands  # noqa: E402
-from worker.connection import EmbeddedRedis  # noqa: E402
+from bench.readme_table import load_note, save_results, update_readme  # noqa: E402
+from tests.faults import RedisServer, children  # noqa: E402
 from worker.demo import load_sample  # noqa: E402
-from worker.ingest import ingest_events, wait_for  # noqa: E402
-from worker.pipeline import Pipeline  # noqa: E402
+from worker.ingest import Ingestor  # noqa: E402
 from worker.settings import Settings  # noqa: E402
-from worker.store import Store  # noqa: E402
+from worker.store import Keys  # noqa: E402
+
+DATASETS = ROOT.parent / "shared" / "datasets"
+TICK = os.sysconf("SC_CLK_TCK")
+BRAND = "demo-shop"
+COMMAND = "python bench/throughput.py --update-readme"
 
 
-def messages(n: int, tag: str) -> list[dict]:
-    sample = load_sample()
+# -- traffic ---------------------------------------------------------------------------------
+
+
+def texts() -> tuple[list[str], str]:
+    """Real texts: the shared datasets' test splits interleaved with the demo traffic's texts."""
+    demo = [e["text"] for e in load_sample() if e.get("text")]
+    files = sorted(DATASETS.glob("*.jsonl")) if DATASETS.is_dir() else []
+    pools = []
+    for path in files:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        pools.append([r["text"] for r in rows if r.get("split") == "test" and r.get("text")][:4000])
+    if not pools:
+        return demo, "the demo traffic (../shared/datasets absent)"
+    out = []
+    for i in range(max(map(len, pools))):
+        out += [p[i] for p in pools if i < len(p)]
+        out.append(demo[i % len(demo)])
+    names = ", ".join(p.stem for p in files)
+    valid = [t for t in out if _acceptable(t)]  # a few SMS texts hold C1 controls: ingest rejects them
+    return valid, f"test texts of {names} and the demo traffic ({len(valid):,} distinct; " \
+                  f"{len(out) - len(valid)} that ingest rejects left out)"
+
+
+def _acceptable(text: str) -> bool:
+    from worker.exceptions import InvalidEvent
+    from worker.models import parse_event
+
+    try:
+        parse_event(messages(1, "check", [text])[0])
+        return True
+    except InvalidEvent:
+        return False
+
+
+def messages(n: int, tag: str, pool: list[str]) -> list[dict[str, Any]]:
     out = []
     for i in range(n):
-        e = json.loads(json.dumps(sample[i % len(sample)]))
-        e["id"] = f"{tag}-{i}"
-        e["conversation_id"] = f"{tag}-c{i}"
-        e["author"]["id"] = f"{tag}-a{i}"
-        e["metadata"] = {}
-        out.append(e)
+        comment = i % 3 == 0
+        out.append({
+            "id": f"{tag}-{i}", "brand": BRAND, "platform": "instagram", "kind": "comment" if comment else "dm",
+            "conversation_id": f"{tag}-c{i}", "post_id": f"{tag}-p{i % 50}" if comment else None,
+            "author": {"id": f"{tag}-a{i}", "name": "Aiko Tanaka", "locale": None, "tags": []},
+            "text": pool[i % len(pool)][:2000], "created_at": "2026-11-24T10:00:00+09:00", "metadata": {},
+        })
     return out
 
 
-def in_process(client: redis.Redis, settings: Settings, n: int) -> list[dict]:
-    brands = load_brands(settings)
-    pipeline = Pipeline(brands)
-    store = Store(client, settings.key_prefix)
-    rows = []
-    for batch in (1, 16, 64):
-        client.flushdb()
-        msgs = messages(n, f"ip{batch}")
-        latencies = []
-        started = time.perf_counter()
-        for i in range(0, len(msgs), batch):
-            t = time.perf_counter()
-            pipeline.process(msgs[i : i + batch], store)
-            latencies.append((time.perf_counter() - t) * 1000)
-        seconds = time.perf_counter() - started
-        latencies.sort()
-        rows.append({"batch": batch, "messages": n, "msg_per_s": round(n / seconds),
-                     "batch_ms_p50": round(latencies[len(latencies) // 2], 2),
-                     "batch_ms_p95": round(latencies[int(len(latencies) * 0.95)], 2)})
-        print("in-process", rows[-1], flush=True)
-    return rows
+# -- processes -------------------------------------------------------------------------------
 
 
-def end_to_end(client: redis.Redis, settings: Settings, n: int, workers: int) -> dict:
-    client.flushdb()
-    env = {**os.environ, "REDIS_URL": settings.redis_url}
-    procs = [subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL) for _ in range(workers)]
-    try:
-        from rq import Worker
+def descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        for child in children(todo.pop()):
+            out.append(child)
+            todo.append(child)
+    return out
 
-        from worker.queues import batch_queue
 
-        deadline = time.monotonic() + 60
-        while len(Worker.all(queue=batch_queue(client, settings))) < workers and time.monotonic() < deadline:
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+    return total
+
+
+def memory(pid: int) -> dict[str, int]:
+    """RSS, PSS and USS (private clean + dirty) of one process, MB."""
+    values: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, _, rest = line.partition(":")
+        values[name] = int(rest.split()[0])
+    return {"rss_mb": round(values["Rss"] / 1024), "pss_mb": round(values["Pss"] / 1024),
+            "uss_mb": round((values["Private_Clean"] + values["Private_Dirty"]) / 1024)}
+
+
+def redis_cpu(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+class Fleet:
+    """Worker processes started for one measurement; CPU counted over them and their descendants."""
+
+    def __init__(self, argv_list: list[list[str]], env: dict[str, str], client: redis.Redis, registered: int):
+        self.procs = [subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                       start_new_session=True) for argv in argv_list]
+        deadline = time.monotonic() + 180
+        while len(Worker.all(connection=client)) < registered:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
+                self.stop()
+                raise SystemExit(f"workers did not start: {argv_list[0]}")
             time.sleep(0.1)
-        rss = []
-        for p in procs:
-            status = Path(f"/proc/{p.pid}/status")
-            if status.exists():
-                line = next((line for line in status.read_text().splitlines() if line.startswith("VmRSS")), "")
-                rss.append(int(line.split()[1]) // 1024 if line else 0)
-        msgs = messages(n, "e2e")
+        time.sleep(1.0)  # let start-up work (registry cleaning, the scheduler) settle
+
+    def pids(self) -> list[int]:
+        return [pid for p in self.procs for pid in [p.pid, *descendants(p.pid)]]
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pids())
+
+    def stop(self) -> None:
+        import signal
+
+        for p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(10)
+
+
+def clean(client: redis.Redis) -> None:
+    client.flushdb()
+
+
+# -- measurements ----------------------------------------------------------------------------
+
+
+def naive(client: redis.Redis, url: str, msgs: list[dict[str, Any]], env: dict[str, str]) -> dict[str, Any]:
+    """One no-op RQ job per message, 2 stock SimpleWorkers."""
+    clean(client)
+    rq = str(Path(sys.executable).with_name("rq"))
+    argv = [rq, "worker", "--url", url, "-w", "rq.worker.SimpleWorker", "--serializer",
+            "rq.serializers.JSONSerializer", "bench-naive"]
+    fleet = Fleet([argv, argv], env, client, 2)
+    try:
+        queue = Queue("bench-naive", connection=client, serializer=JSONSerializer)
+        cpu0, rcpu0, own0 = fleet.cpu(), redis_cpu(client), time.process_time()
         started = time.perf_counter()
-        report = ingest_events(msgs, client, settings)
-        result = wait_for(report, client, settings, timeout=600, poll=0.05)
+        for i in range(0, len(msgs), 500):
+            queue.enqueue_many([Queue.prepare_data("builtins.len", (m,)) for m in msgs[i : i + 500]])
+        own = time.process_time() - own0
+        registry = queue.finished_job_registry
+        while registry.count < len(msgs):
+            time.sleep(0.02)
         seconds = time.perf_counter() - started
-        assert len(result.decisions) == n, f"only {len(result.decisions)} of {n} decided"
-        waits = sorted(d.timings.get("queue_wait_ms", 0) for d in result.decisions)
-        row = {"messages": n, "workers": workers, "seconds": round(seconds, 2), "msg_per_s": round(n / seconds),
-               "queue_wait_ms_p50": round(waits[len(waits) // 2], 1), "queue_wait_ms_p95": round(waits[int(len(waits) * 0.95)], 1),
-               "worker_rss_mb": rss}
-        print("end-to-end", row, flush=True)
-        return row
+        return _row("naive", len(msgs), seconds, fleet.cpu() - cpu0, redis_cpu(client) - rcpu0, own, processes=2)
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=30)
+        fleet.stop()
 
 
-def table(results: dict) -> str:
-    lines = ["| mode | batch | messages/s | batch latency p50 / p95 |", "|---|---:|---:|---:|"]
-    for r in results["in_process"]:
-        lines.append(f"| in process, 1 core | {r['batch']} | {r['msg_per_s']:,} | {r['batch_ms_p50']} / {r['batch_ms_p95']} ms |")
-    e = results["end_to_end"]
-    lines.append(f"| ingest → {e['workers']} RQ workers → decided | ≤ 64 | {e['msg_per_s']:,} | queue wait p50 "
-                 f"{e['queue_wait_ms_p50']} ms, p95 {e['queue_wait_ms_p95']} ms |")
-    lines += ["", f"Worker memory after loading the three models: {', '.join(str(m) + ' MB' for m in e['worker_rss_mb'])} "
-              f"resident. Measured {results['date']} ({results['machine']}, 2 cores, {e['messages']:,} messages)."]
+def _row(name: str, n: int, seconds: float, worker: float, redis_s: float, ingest: float, **extra: Any) -> dict[str, Any]:
+    row = {"mode": name, "messages": n, "seconds": round(seconds, 2), "msg_per_s": round(n / seconds),
+           "cpu_us": {"worker": round(worker / n * 1e6), "redis": round(redis_s / n * 1e6),
+                      "ingest": round(ingest / n * 1e6)}, **extra}
+    row["cpu_us"]["total"] = sum(row["cpu_us"].values())
+    print(name, row, flush=True)
+    return row
+
+
+def worker_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "worker.cli", "worker", *args]
+
+
+def decided(client: redis.Redis) -> int:
+    return int(client.zcard(Keys(Settings().key_prefix).decisions(BRAND)))
+
+
+def drain(client: redis.Redis, settings: Settings, msgs: list[dict[str, Any]], fleet: Fleet, name: str,
+          processes: int) -> dict[str, Any]:
+    """Ingest ``msgs`` at once and wait until every one is decided and stored."""
+    before = decided(client)
+    cpu0, rcpu0 = fleet.cpu(), redis_cpu(client)
+    started = time.perf_counter()
+    own0 = time.process_time()
+    with Ingestor(client, settings) as ingestor:
+        for m in msgs:
+            ingestor.submit(m)
+    own = time.process_time() - own0
+    deadline = time.monotonic() + 1200
+    while decided(client) < before + len(msgs):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{name}: only {decided(client) - before} of {len(msgs)} decided")
+        time.sleep(0.02)
+    seconds = time.perf_counter() - started
+    return _row(name, len(msgs), seconds, fleet.cpu() - cpu0, redis_cpu(client) - rcpu0, own, processes=processes)
+
+
+def paced(client: redis.Redis, settings: Settings, pool: list[str], fleet: Fleet, rate: int,
+          seconds: float) -> dict[str, Any]:
+    """Offer ``rate`` messages/s for ``seconds``; latency = decision's outbox entry time - submit time."""
+    n = int(rate * seconds)
+    msgs = messages(n, f"paced{rate}", pool)
+    outbox = Keys(settings.key_prefix).outbox(BRAND)
+    before = decided(client)
+    start_id = f"{int(time.time() * 1000)}-0"
+    submitted: dict[str, float] = {}
+    cpu0, rcpu0 = fleet.cpu(), redis_cpu(client)
+    behind = 0.0
+    with Ingestor(client, settings) as ingestor:
+        t0 = time.perf_counter()
+        wall0 = time.time()
+        for i, m in enumerate(msgs):
+            target = t0 + i / rate
+            now = time.perf_counter()
+            if target > now:
+                time.sleep(target - now)
+            else:
+                behind = max(behind, now - target)
+            submitted[m["id"]] = wall0 + (time.perf_counter() - t0)
+            ingestor.submit(m)
+    while decided(client) < before + n:
+        time.sleep(0.02)
+    worker_cpu, redis_s = fleet.cpu() - cpu0, redis_cpu(client) - rcpu0
+    latencies = []
+    for _, fields in client.xrange(outbox, min=start_id):
+        payload = json.loads(fields[b"payload"])
+        if payload.get("type") == "decision" and payload["message_id"] in submitted:
+            entry_ms = int(_.split(b"-")[0])
+            latencies.append(entry_ms - submitted[payload["message_id"]] * 1000)
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1)
+
+    row = {"offered_per_s": rate, "messages": n, "measured": len(latencies), "p50_ms": pct(0.50),
+           "p95_ms": pct(0.95), "p99_ms": pct(0.99), "max_ms": round(latencies[-1], 1),
+           "pacing_behind_ms": round(behind * 1000, 1),
+           "cpu_us_worker": round(worker_cpu / n * 1e6), "cpu_us_redis": round(redis_s / n * 1e6)}
+    print("paced", row, flush=True)
+    return row
+
+
+def stages(settings: Settings, msgs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pipeline.process in this process on batches of 256: wall ms per message by stage."""
+    from worker.brands import load_brands
+    from worker.pipeline import Pipeline
+    from worker.store import Store
+
+    client = redis.Redis.from_url(settings.redis_url)
+    pipeline = Pipeline(load_brands(settings))
+    store = Store(client, settings.key_prefix)
+    pipeline.process(msgs[:256], store)  # warm
+    totals: dict[str, float] = {}
+    cpu0 = time.process_time()
+    rest = msgs[256:]
+    for i in range(0, len(rest), 256):
+        for name, ms in pipeline.process(rest[i : i + 256], store).timings.items():
+            totals[name] = totals.get(name, 0.0) + ms
+    cpu = time.process_time() - cpu0
+    row = {"messages": len(rest), "cpu_us_per_message": round(cpu / len(rest) * 1e6),
+           "wall_us_per_message": {k.removesuffix("_ms"): round(v * 1000 / len(rest)) for k, v in totals.items()}}
+    print("stages", row, flush=True)
+    return row
+
+
+# -- the table -------------------------------------------------------------------------------
+
+
+def table(r: dict[str, Any]) -> str:
+    base = r["naive"]["msg_per_s"]
+    lines = ["| run (2 cores, shared) | processes | messages | messages/s | × naive | CPU µs/msg worker + Redis + ingest = total |",
+             "|---|---:|---:|---:|---:|---:|"]
+    rows = [("naive: 1 no-op RQ job per message, stock SimpleWorkers", r["naive"])]
+    if r.get("before"):
+        rows.append(("before: `replyguard worker --fork-per-job` (RQ forks per job)", r["before"]))
+    rows.append(("**now: ingest → `replyguard worker --processes 2` → stored**", r["end_to_end"]))
+    for name, row in rows:
+        c = row["cpu_us"]
+        lines.append(f"| {name} | {row['processes']} | {row['messages']:,} | {row['msg_per_s']:,} | "
+                     f"{row['msg_per_s'] / base:.1f}× | {c['worker']} + {c['redis']} + {c['ingest']} = **{c['total']}** |")
+    lines += ["", "| scaling: worker processes | messages/s | × 1 process | CPU µs/msg (worker + Redis + ingest) |",
+              "|---:|---:|---:|---:|"]
+    one = r["scaling"][0]["msg_per_s"]
+    for row in r["scaling"]:
+        c = row["cpu_us"]
+        lines.append(f"| {row['processes']} | {row['msg_per_s']:,} | {row['msg_per_s'] / one:.2f}× | "
+                     f"{c['worker']} + {c['redis']} + {c['ingest']} = {c['total']} |")
+    lines += ["", "| offered (paced) | messages | ingest → decision stored p50 / p95 / p99 (max) | CPU µs/msg worker, Redis |",
+              "|---:|---:|---:|---:|"]
+    for row in r["paced"]:
+        lines.append(f"| {row['offered_per_s']:,}/s | {row['messages']:,} | {row['p50_ms']} / {row['p95_ms']} / "
+                     f"**{row['p99_ms']}** ms ({row['max_ms']}) | {row['cpu_us_worker']}, {row['cpu_us_redis']} |")
+    mem = r["memory"]
+    procs = "; ".join(f"{m['role']} RSS {m['rss_mb']} / PSS {m['pss_mb']} / USS {m['uss_mb']}" for m in mem["processes"])
+    s = r["stages"]
+    lines += ["", f"Worker memory (MB, `--processes 2`, after the run): {procs}; **whole worker (sum of PSS) "
+              f"{mem['total_pss_mb']} MB**. In process, batches of 256: {s['cpu_us_per_message']} µs CPU a message "
+              f"(wall µs: " + ", ".join(f"{k} {v}" for k, v in s["wall_us_per_message"].items()) + "). "
+              f"Messages: {r['traffic']}. Measured {r['date']} ({r['machine']}; {r['load']} at the start, "
+              f"{r['load_end']} at the end: the cores were shared with other engineers' work)."]
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--messages", type=int, default=5000)
-    parser.add_argument("--workers", type=int, default=2)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--scaling-messages", type=int, default=5_000)
+    parser.add_argument("--paced-seconds", type=float, default=8.0)
+    parser.add_argument("--skip-before", action="store_true", help="leave out the --fork-per-job run")
+    parser.add_argument("--redis-url", default=None, help="use this server (its database is FLUSHED)")
     parser.add_argument("--update-readme", action="store_true")
-    parser.add_argument("--results", default=str(ROOT / "bench" / "results"), help="where throughput.json goes")
     args = parser.parse_args()
+
     server = None
-    url = os.environ.get("REDIS_URL")
+    url = args.redis_url
     if not url:
-        server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="rg-bench-")), persist=False).start()
+        server = RedisServer(Path(tempfile.mkdtemp(prefix="rg-bench-redis-"))).start()
         url = server.url
+    client = redis.Redis.from_url(url)
+    env = {**os.environ, "REDIS_URL": url, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    os.environ["REDIS_URL"] = url
+    settings = Settings(redis_url=url)
+    pool, traffic = texts()
+    results: dict[str, Any] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                               "machine": f"{platform.machine()} Python {platform.python_version()}",
+                               "load": load_note(), "traffic": traffic, "command": COMMAND}
     try:
-        settings = Settings(redis_url=url)
-        client = redis.Redis.from_url(url)
-        results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                   "machine": f"{platform.machine()} Python {platform.python_version()}",
-                   "in_process": in_process(client, settings, args.messages),
-                   "end_to_end": end_to_end(client, settings, args.messages, args.workers),
-                   "bench_process_max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
-        client.flushdb()
+        msgs = messages(args.messages, "e2e", pool)
+        results["naive"] = naive(client, url, messages(args.messages, "naive", pool), env)
+        if not args.skip_before:
+            clean(client)
+            fleet = Fleet([worker_argv("--fork-per-job"), worker_argv("--fork-per-job")], env, client, 2)
+            try:
+                results["before"] = drain(client, settings, messages(args.messages // 2, "before", pool), fleet,
+                                          "before", 2)
+            finally:
+                fleet.stop()
+        clean(client)
+        fleet = Fleet([worker_argv("--processes", "2")], env, client, 2)
+        try:
+            drain(client, settings, messages(512, "warm", pool), fleet, "warm-up", 2)
+            results["end_to_end"] = drain(client, settings, msgs, fleet, "end-to-end", 2)
+            parent = fleet.procs[0].pid
+            procs = [{"role": "parent", **memory(parent)}]
+            procs += [{"role": f"process {k + 1}", **memory(pid)} for k, pid in enumerate(children(parent))
+                      if Path(f"/proc/{pid}/smaps_rollup").exists()]
+            everything = [parent, *descendants(parent)]
+            results["memory"] = {"processes": procs,
+                                 "total_pss_mb": sum(memory(pid)["pss_mb"] for pid in everything if Path(f"/proc/{pid}").exists())}
+            results["paced"] = [paced(client, settings, pool, fleet, rate, args.paced_seconds) for rate in (200, 500, 1000)]
+        finally:
+            fleet.stop()
+        scaling = []
+        for n in (1, 2, 4):
+            clean(client)
+            fleet = Fleet([worker_argv("--processes", str(n))], env, client, n)
+            try:
+                drain(client, settings, messages(256, f"warm{n}", pool), fleet, "warm-up", n)
+                scaling.append(drain(client, settings, messages(args.scaling_messages, f"scale{n}", pool), fleet,
+                                     f"scaling {n}", n))
+            finally:
+                fleet.stop()
+        results["scaling"] = scaling
+        clean(client)
+        results["stages"] = stages(settings, messages(2560 + 256, "stages", pool))
+        results["load_end"] = load_note()
+        results["redis_cpu_us_per_message"] = results["end_to_end"]["cpu_us"]["redis"]
     finally:
-        if server:
+        client.close()
+        if server is not None:
             server.stop()
-    out = Path(args.results)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "throughput.json").write_text(json.dumps(results, indent=2) + "\n")
+    save_results("throughput", results)
     text = table(results)
     print(text)
     if args.update_readme:
-        readme = ROOT / "README.md"
-        content = readme.read_text(encoding="utf-8")
-        start, end = "<!-- bench:throughput:start -->", "<!-- bench:throughput:end -->"
-        head, rest = content.split(start, 1)
-        _, tail = rest.split(end, 1)
-        readme.write_text(f"{head}{start}\n{text}\n{end}{tail}", encoding="utf-8")
+        update_readme("throughput", text)
 
 
 if __name__ == "__main__":

@@ -102,13 +102,17 @@ class Workers:
             started.append(proc)
         return started
 
-    def wait_registered(self, client: redis.Redis, count: int, timeout: float = 120) -> None:
+    def wait_registered(self, client: redis.Redis, count: int, timeout: float = 120, *,
+                        registered: int | None = None) -> None:
+        """Until ``count`` processes started here are alive and ``registered`` (default: ``count``)
+        RQ workers are registered (``--processes N`` registers N per process)."""
         from rq import Worker
 
         deadline = time.monotonic() + timeout
+        registered = count if registered is None else registered
         while time.monotonic() < deadline:
             alive = [p for p in self.procs if p.poll() is None]
-            if len(Worker.all(connection=client)) >= count and len(alive) >= count:
+            if len(Worker.all(connection=client)) >= registered and len(alive) >= count:
                 return
             dead = [p for p in self.procs if p.poll() is not None]
             if dead and len(alive) < count:

@@ -124,42 +124,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from worker.brands import load_brands
-    from worker.connection import keep_serving
-    from worker.jobs import install
-    from worker.pipeline import Pipeline
-    from worker.queues import make_worker
+    from worker.prefork import serve
 
     settings = _settings(args)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    brands = load_brands(settings)  # a broken policy/template/model stops here
-    install(Pipeline(brands), settings)
-    client = _connect(settings)
-    logging.getLogger("replyguard").info(
-        "serving brands %s from queue %r on %s", sorted(brands), settings.queue, settings.redacted_redis_url())
-    if args.queues != "llm":  # SLA steps missed while no worker ran are recorded now, and scheduled again
-        from worker.jobs import sla_tracker
-
-        sla_tracker(client, Pipeline(brands), settings).fire_due()
-    stopped = False
-
-    def serve() -> bool:
-        # a fresh RQ worker each time: one that lost Redis mid-job has quit its loop
-        nonlocal stopped
-        worker = make_worker(client, settings, simple=args.simple, queues=args.queues)
-        worker.work(burst=args.burst, with_scheduler=True, logging_level=settings.log_level,
-                    max_jobs=args.max_jobs)
-        # a SIGTERM while idle ends work() without setting _stop_requested, only the shutdown date
-        stopped = bool(worker._stop_requested or worker._shutdown_requested_date)
-        return stopped or args.burst or args.max_jobs is not None
-
-    from rq.exceptions import StopRequested
-
-    try:
-        keep_serving(client, serve, what="worker", stop=lambda: stopped)
-    except StopRequested:  # SIGTERM while waiting for Redis
-        pass
-    return 0
+    if args.processes < 1:
+        raise ConfigError("--processes must be at least 1")
+    return serve(settings, processes=0 if args.simple else args.processes, queues=args.queues, burst=args.burst,
+                 max_jobs=args.max_jobs, fork_per_job=args.fork_per_job)
 
 
 def _find_decision(store, message_id: str, brand: str | None):
@@ -888,9 +860,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report (and --wait summary) as JSON on stdout")
     p.set_defaults(func=cmd_ingest)
 
-    p = sub.add_parser("worker", help="run an RQ worker that decides batches")
+    p = sub.add_parser("worker", help="run RQ workers that decide batches (forked once from a parent that loaded the models)")
     p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
-    p.add_argument("--simple", action="store_true", help="run jobs in the worker process (no fork)")
+    p.add_argument("--processes", type=int, default=defaults.WORKER_PROCESSES,
+                   help=f"worker processes to fork from the loaded parent (default {defaults.WORKER_PROCESSES}; "
+                        "one per core is usual)")
+    p.add_argument("--simple", action="store_true", help="one RQ worker in this process, no supervisor (tests)")
+    p.add_argument("--fork-per-job", action="store_true",
+                   help="RQ's forking worker in this process: a work-horse forked for every job (the old model, slower)")
     p.add_argument("--max-jobs", type=int, default=None)
     p.add_argument("--queues", choices=["all", "batches", "llm"], default="all",
                    help="all: batches first, then LLM tasks (default); or only one of them")

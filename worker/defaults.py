@@ -44,12 +44,30 @@ MAX_JSON_INT_DIGITS = 40
 #: RQ queue that carries message batches.
 QUEUE_NAME = "replyguard"
 
-#: Most messages one job carries. Classification is vectorised over a batch.
-BATCH_SIZE = 64
+#: Most messages one job carries. Classification is vectorised over a batch, and RQ's own
+#: work per job (~4-5 ms of CPU) is shared by its messages: a full batch makes it ~20 µs each.
+BATCH_SIZE = 256
 
-#: Longest time (seconds) ingestion holds a message before its batch is
-#: enqueued, even if the batch is not full.
-BATCH_WAIT_SECONDS = 0.05
+#: Longest time (seconds) ingestion holds a message before its batch is enqueued when
+#: traffic is light (the batch is not full): a fifth of the 100 ms latency budget.
+BATCH_WAIT_SECONDS = 0.015
+
+#: Under backlog the hold grows: when at least BATCH_BACKLOG_JOBS jobs already wait on the
+#: queue (the workers are behind, so a new job would wait anyway), a partial batch is held
+#: until it is full or its oldest message is BATCH_BACKLOG_WAIT_SECONDS old, so the workers
+#: catch up on fewer, fuller jobs.
+BATCH_BACKLOG_JOBS = 4
+BATCH_BACKLOG_WAIT_SECONDS = 0.1
+
+#: Worker processes ``replyguard worker`` forks from the parent that loaded the models
+#: (``--processes``; one per core is the usual choice, see README "Throughput").
+WORKER_PROCESSES = 1
+#: A worker process that dies is forked again at once, unless it lived less than this
+#: many seconds: then after a pause that doubles with every such death, up to the maximum.
+WORKER_RESPAWN_HEALTHY_SECONDS = 10.0
+WORKER_RESPAWN_MAX_PAUSE_SECONDS = 30.0
+#: A worker process checks this often (seconds) that its parent is alive, and stops if not.
+WORKER_PARENT_CHECK_SECONDS = 1.0
 
 #: RQ job timeout, seconds.
 JOB_TIMEOUT_SECONDS = 180

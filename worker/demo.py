@@ -116,11 +116,9 @@ def expectation_met(decision: Decision, expect: dict[str, Any]) -> bool:
 
 
 def _start_workers(n: int, env: dict[str, str]) -> list[subprocess.Popen]:
-    procs = []
-    for _ in range(n):
-        procs.append(subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
-    return procs
+    """One ``replyguard worker`` that loads the models once and forks ``n`` worker processes."""
+    return [subprocess.Popen([sys.executable, "-m", "worker.cli", "worker", "--processes", str(n)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)]
 
 
 def _stop_workers(procs: list[subprocess.Popen]) -> None:
@@ -237,7 +235,7 @@ def _run(settings: Settings, workers: int, check: bool, tty: bool, llm_on: bool,
                 print("\nworkers did not start within 60s", file=sys.stderr)
                 return 2
             time.sleep(0.1)
-        print(f"  workers    {workers} RQ workers on the demo's own queue {settings.queue!r}, "
+        print(f"  workers    {workers} RQ worker processes (replyguard worker --processes {workers}) on the demo's own queue {settings.queue!r}, "
               f"key prefix {settings.key_prefix!r}\n")
 
         run = uuid.uuid4().hex[:6]

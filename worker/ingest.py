@@ -1,9 +1,12 @@
 """Ingestion: validate inbound events and enqueue them in batches.
 
 :class:`Ingestor` groups valid events into batches of at most ``batch_size``
-and never holds an event longer than ``batch_wait`` seconds: a background
-timer flushes a partial batch when its oldest event reaches that age, so a slow
-stream (stdin, a webhook) still flows. Invalid events are reported with every
+and, when traffic is light, never holds an event longer than ``batch_wait`` seconds:
+a background timer flushes a partial batch when its oldest event reaches that age,
+so a slow stream (stdin, a webhook) still flows. Under backlog (at least
+``BATCH_BACKLOG_JOBS`` jobs already waiting on the queue) the hold grows to
+``BATCH_BACKLOG_WAIT_SECONDS`` so that batches fill up and the workers catch up on
+fewer, fuller jobs. Invalid events are reported with every
 bad field and never enqueued. Events already decided, or seen earlier in the
 same session, are skipped (persisting is idempotent anyway, so a duplicate that
 slips through still yields one decision).
@@ -77,6 +80,7 @@ class Ingestor:
         self.store = Store(connection, settings.key_prefix)
         self.batch_size = batch_size or settings.batch_size
         self.batch_wait = settings.batch_wait_seconds if batch_wait is None else batch_wait
+        self.backlog_wait = max(self.batch_wait, defaults.BATCH_BACKLOG_WAIT_SECONDS)
         self.report = IngestReport()
         self._pending: list[InboundEvent] = []
         self._oldest = 0.0
@@ -201,6 +205,14 @@ class Ingestor:
                 self.report.redis_waits += 1
         self._pending = []
 
+    def _backlogged(self) -> bool:
+        """True when enough jobs already wait on the queue that holding this batch longer costs
+        its messages nothing (one LLEN; False if Redis does not answer)."""
+        try:
+            return int(self.connection.llen(self.queue.key)) >= defaults.BATCH_BACKLOG_JOBS
+        except redis.RedisError:
+            return False
+
     def _run_timer(self) -> None:
         with self._cond:
             while not self._closed:
@@ -210,6 +222,10 @@ class Ingestor:
                 remaining = self._oldest + self.batch_wait - time.monotonic()
                 if remaining > 0:
                     self._cond.wait(timeout=remaining)
+                    continue
+                longest = self._oldest + self.backlog_wait - time.monotonic()
+                if longest > 0 and self._backlogged():
+                    self._cond.wait(timeout=min(longest, max(self.batch_wait, 0.005)))
                     continue
                 try:
                     self._flush_locked()

@@ -221,6 +221,64 @@ def parse_event(data: object, source: str = "(unnamed)") -> InboundEvent:
         raise InvalidEvent(source, Problem("(event)", f"cannot be validated: {type(exc).__name__}")) from exc
 
 
+_EVENT_FIELDS = frozenset(InboundEvent.model_fields)
+_AUTHOR_FIELDS = frozenset(Author.model_fields)
+#: Anything parse_event would refuse or change in a string: controls, surrogates, bidi controls.
+_NOT_CANONICAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
+_BRAND = re.compile(BRAND_PATTERN)
+_LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+_UNREADABLE = re.compile(r"^[a-z][a-z0-9_:+-]{0,63}$")
+
+
+def _identifier_ok(value: object) -> bool:
+    return type(value) is str and 0 < len(value) <= 256 and not _NOT_CANONICAL.search(value)
+
+
+def trusted_event(data: object) -> InboundEvent | None:
+    """The event an ingestor validated and serialised (``model_dump(mode="json")``), rebuilt
+    without validating it again; None when ``data`` is not exactly such an event (then
+    :func:`parse_event` decides, naming every bad field).
+
+    Every check :func:`parse_event` makes is made here too, cheaply, on the canonical form (exact
+    field sets, types, lengths, patterns, no character that validation would refuse or remove,
+    an aware ``created_at``, a comment's post id, bounded metadata): a job payload that did not
+    come from an ingestor, or was damaged on the way, falls back to full validation.
+    """
+    if type(data) is not dict or data.keys() != _EVENT_FIELDS:
+        return None
+    author = data["author"]
+    if type(author) is not dict or author.keys() != _AUTHOR_FIELDS:
+        return None
+    text, name, tags, created, metadata = data["text"], author["name"], author["tags"], data["created_at"], data["metadata"]
+    if not (_identifier_ok(data["id"]) and _identifier_ok(data["conversation_id"]) and _identifier_ok(author["id"])
+            and (data["post_id"] is None or _identifier_ok(data["post_id"]))
+            and type(data["brand"]) is str and _BRAND.match(data["brand"])
+            and data["platform"] in PLATFORMS and data["kind"] in KINDS
+            and (data["kind"] != "comment" or data["post_id"])
+            and type(text) is str and len(text) <= defaults.MAX_TEXT_CHARS and not _NOT_CANONICAL.search(text)
+            and (name is None or (type(name) is str and len(name) <= 256 and not _NOT_CANONICAL.search(name)))
+            and (author["locale"] is None or (type(author["locale"]) is str and _LOCALE.match(author["locale"])))
+            and type(tags) is list and len(tags) <= 50
+            and all(_identifier_ok(t) and len(t) <= 64 for t in tags)
+            and (data["unreadable"] is None or (type(data["unreadable"]) is str and _UNREADABLE.match(data["unreadable"])))
+            and type(created) is str and type(metadata) is dict):
+        return None
+    if metadata and (bounded_json.walk_problems(metadata, max_depth=defaults.MAX_JSON_DEPTH - 1) or
+                     len(json.dumps(metadata, ensure_ascii=False).encode("utf-8")) > defaults.MAX_METADATA_BYTES):
+        return None
+    try:
+        at = datetime.fromisoformat(created)
+    except ValueError:
+        return None
+    if at.tzinfo is None or at.utcoffset() is None:
+        return None
+    return InboundEvent.model_construct(
+        id=data["id"], brand=data["brand"], platform=data["platform"], kind=data["kind"],
+        conversation_id=data["conversation_id"], post_id=data["post_id"],
+        author=Author.model_construct(id=author["id"], name=name, locale=author["locale"], tags=list(tags)),
+        text=text, created_at=at, metadata=metadata, unreadable=data["unreadable"])
+
+
 def event_json_schema() -> dict[str, Any]:
     """The published JSON Schema of an inbound event."""
     schema = InboundEvent.model_json_schema()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -28,6 +29,7 @@ from rq.exceptions import DequeueTimeout
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.worker import WorkerStatus
 
 from worker import defaults
 from worker.settings import Settings
@@ -218,7 +220,32 @@ class ReplyguardWorker(Recovering, Worker):
 
 
 class ReplyguardSimpleWorker(Recovering, SimpleWorker):
-    """RQ's in-process worker with replyguard's crash recovery (tests, ``--simple``)."""
+    """RQ's in-process worker with replyguard's crash recovery: the long-lived processes of
+    ``replyguard worker`` (:mod:`worker.prefork`) and ``--simple``.
+
+    RQ's forking worker proves a running job alive from the parent every
+    ``job_monitoring_interval``; a worker that runs the job itself cannot, so a thread does it
+    (a batch that waits minutes for Redis must not look abandoned to the recovery sweep)."""
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        execution = self.prepare_execution(job)
+        done = threading.Event()
+        beat = threading.Thread(target=self._beat_while_running, args=(job, execution, done), daemon=True,
+                                name="replyguard-job-heartbeat")
+        beat.start()
+        try:
+            self.perform_job(job, queue, execution)
+        finally:
+            done.set()
+            beat.join(timeout=1)
+        self.set_state(WorkerStatus.IDLE)
+
+    def _beat_while_running(self, job: Job, execution: Any, done: threading.Event) -> None:
+        while not done.wait(self.job_monitoring_interval):
+            try:
+                self.maintain_heartbeats(job, execution)
+            except redis.RedisError:  # Redis away: the job itself waits for it; beat again later
+                continue
 
 
 def make_worker(connection: redis.Redis, settings: Settings, *, simple: bool = False,

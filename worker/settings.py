@@ -12,8 +12,9 @@ REPLYGUARD_MODELS_DIRS         extra model directories, ``:``-separated,        
                                searched before the shipped classifiers/artifacts
 REPLYGUARD_QUEUE               RQ queue name                                        replyguard
 REPLYGUARD_KEY_PREFIX          prefix of replyguard's Redis keys                    rg
-REPLYGUARD_BATCH_SIZE          most messages per job                                64
-REPLYGUARD_BATCH_WAIT_MS       longest a message waits for its batch to fill        50
+REPLYGUARD_BATCH_SIZE          most messages per job                                256
+REPLYGUARD_BATCH_WAIT_MS       longest a message waits for its batch to fill        15
+                               (longer under backlog: defaults.BATCH_BACKLOG_*)
 REPLYGUARD_LOG_LEVEL           logging level                                        INFO
 REPLYGUARD_SESSION_SECRET      key that signs review-app session cookies            random per process
 
