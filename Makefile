@@ -39,8 +39,8 @@ lint: $(STAMP)
 models: $(STAMP)
 	$(BIN)/replyguard build-defaults
 
-# Throughput and memory (embedded Redis unless REDIS_URL is set: then that database is FLUSHED),
-# then classifier quality (needs ../shared/datasets).
+# Throughput and memory (a private redis-server), LLM guardrails (embedded Redis unless REDIS_URL is
+# set: then that database is FLUSHED), then classifier quality (needs ../shared/datasets).
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 

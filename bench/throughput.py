@@ -122,7 +122,8 @@ def cpu_seconds(pids: list[int]) -> float:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+        # utime, stime, and those of its children already reaped (RQ's work-horses, forked per job)
+        total += (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / TICK
     return total
 
 
@@ -134,6 +135,11 @@ def memory(pid: int) -> dict[str, int]:
         values[name] = int(rest.split()[0])
     return {"rss_mb": round(values["Rss"] / 1024), "pss_mb": round(values["Pss"] / 1024),
             "uss_mb": round((values["Private_Clean"] + values["Private_Dirty"]) / 1024)}
+
+
+def redis_calls(client: redis.Redis) -> int:
+    """Commands Redis has run (INFO commandstats; a script's own commands count too)."""
+    return sum(int(v["calls"]) for v in client.info("commandstats").values())
 
 
 def redis_cpu(client: redis.Redis) -> float:
@@ -191,7 +197,7 @@ def naive(client: redis.Redis, url: str, msgs: list[dict[str, Any]], env: dict[s
     fleet = Fleet([argv, argv], env, client, 2)
     try:
         queue = Queue("bench-naive", connection=client, serializer=JSONSerializer)
-        cpu0, rcpu0, own0 = fleet.cpu(), redis_cpu(client), time.process_time()
+        cpu0, rcpu0, own0, calls0 = fleet.cpu(), redis_cpu(client), time.process_time(), redis_calls(client)
         started = time.perf_counter()
         for i in range(0, len(msgs), 500):
             queue.enqueue_many([Queue.prepare_data("builtins.len", (m,)) for m in msgs[i : i + 500]])
@@ -200,7 +206,8 @@ def naive(client: redis.Redis, url: str, msgs: list[dict[str, Any]], env: dict[s
         while registry.count < len(msgs):
             time.sleep(0.02)
         seconds = time.perf_counter() - started
-        return _row("naive", len(msgs), seconds, fleet.cpu() - cpu0, redis_cpu(client) - rcpu0, own, processes=2)
+        return _row("naive", len(msgs), seconds, fleet.cpu() - cpu0, redis_cpu(client) - rcpu0, own, processes=2,
+                    redis_commands=round((redis_calls(client) - calls0) / len(msgs), 1))
     finally:
         fleet.stop()
 
@@ -226,7 +233,7 @@ def drain(client: redis.Redis, settings: Settings, msgs: list[dict[str, Any]], f
           processes: int) -> dict[str, Any]:
     """Ingest ``msgs`` at once and wait until every one is decided and stored."""
     before = decided(client)
-    cpu0, rcpu0 = fleet.cpu(), redis_cpu(client)
+    cpu0, rcpu0, calls0 = fleet.cpu(), redis_cpu(client), redis_calls(client)
     started = time.perf_counter()
     own0 = time.process_time()
     with Ingestor(client, settings) as ingestor:
@@ -239,13 +246,15 @@ def drain(client: redis.Redis, settings: Settings, msgs: list[dict[str, Any]], f
             raise SystemExit(f"{name}: only {decided(client) - before} of {len(msgs)} decided")
         time.sleep(0.02)
     seconds = time.perf_counter() - started
-    return _row(name, len(msgs), seconds, fleet.cpu() - cpu0, redis_cpu(client) - rcpu0, own, processes=processes)
+    return _row(name, len(msgs), seconds, fleet.cpu() - cpu0, redis_cpu(client) - rcpu0, own, processes=processes,
+                redis_commands=round((redis_calls(client) - calls0) / len(msgs), 1))
 
 
 def paced(client: redis.Redis, settings: Settings, pool: list[str], fleet: Fleet, rate: int,
-          seconds: float) -> dict[str, Any]:
-    """Offer ``rate`` messages/s for ``seconds``; latency = decision's outbox entry time - submit time."""
-    n = int(rate * seconds)
+          seconds: float, most: int) -> dict[str, Any]:
+    """Offer ``rate`` messages/s for ``seconds`` (at most ``most`` messages); latency = the decision's
+    outbox entry time (Redis clock, when it was stored) - the submit time."""
+    n = max(1, min(int(rate * seconds), most))
     msgs = messages(n, f"paced{rate}", pool)
     outbox = Keys(settings.key_prefix).outbox(BRAND)
     before = decided(client)
@@ -315,16 +324,18 @@ def stages(settings: Settings, msgs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def table(r: dict[str, Any]) -> str:
     base = r["naive"]["msg_per_s"]
-    lines = ["| run (2 cores, shared) | processes | messages | messages/s | × naive | CPU µs/msg worker + Redis + ingest = total |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| run (2 cores, shared) | processes | messages | messages/s | × naive | CPU µs/msg worker + Redis + ingest = total | Redis commands/msg |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     rows = [("naive: 1 no-op RQ job per message, stock SimpleWorkers", r["naive"])]
     if r.get("before"):
         rows.append(("before: `replyguard worker --fork-per-job` (RQ forks per job)", r["before"]))
-    rows.append(("**now: ingest → `replyguard worker --processes 2` → stored**", r["end_to_end"]))
+    rows.append((f"**now: ingest → `replyguard worker --processes {r['end_to_end']['processes']}` → stored**",
+                 r["end_to_end"]))
     for name, row in rows:
         c = row["cpu_us"]
         lines.append(f"| {name} | {row['processes']} | {row['messages']:,} | {row['msg_per_s']:,} | "
-                     f"{row['msg_per_s'] / base:.1f}× | {c['worker']} + {c['redis']} + {c['ingest']} = **{c['total']}** |")
+                     f"{row['msg_per_s'] / base:.1f}× | {c['worker']} + {c['redis']} + {c['ingest']} = **{c['total']}** | "
+                     f"{row['redis_commands']} |")
     lines += ["", "| scaling: worker processes | messages/s | × 1 process | CPU µs/msg (worker + Redis + ingest) |",
               "|---:|---:|---:|---:|"]
     one = r["scaling"][0]["msg_per_s"]
@@ -339,8 +350,9 @@ def table(r: dict[str, Any]) -> str:
                      f"**{row['p99_ms']}** ms ({row['max_ms']}) | {row['cpu_us_worker']}, {row['cpu_us_redis']} |")
     mem = r["memory"]
     procs = "; ".join(f"{m['role']} RSS {m['rss_mb']} / PSS {m['pss_mb']} / USS {m['uss_mb']}" for m in mem["processes"])
+    e2e = r["end_to_end"]
     s = r["stages"]
-    lines += ["", f"Worker memory (MB, `--processes 2`, after the run): {procs}; **whole worker (sum of PSS) "
+    lines += ["", f"Worker memory (MB, `--processes {e2e['processes']}`, after the run): {procs}; **whole worker (sum of PSS) "
               f"{mem['total_pss_mb']} MB**. In process, batches of 256: {s['cpu_us_per_message']} µs CPU a message "
               f"(wall µs: " + ", ".join(f"{k} {v}" for k, v in s["wall_us_per_message"].items()) + "). "
               f"Messages: {r['traffic']}. Measured {r['date']} ({r['machine']}; {r['load']} at the start, "
@@ -355,8 +367,11 @@ def main() -> None:
     parser.add_argument("--paced-seconds", type=float, default=8.0)
     parser.add_argument("--skip-before", action="store_true", help="leave out the --fork-per-job run")
     parser.add_argument("--redis-url", default=None, help="use this server (its database is FLUSHED)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes of the end-to-end and paced runs")
     parser.add_argument("--update-readme", action="store_true")
+    parser.add_argument("--results", default=str(ROOT / "bench" / "results"), help="where throughput.json goes")
     args = parser.parse_args()
+    args.scaling_messages = min(args.scaling_messages, args.messages)
 
     server = None
     url = args.redis_url
@@ -378,15 +393,15 @@ def main() -> None:
             clean(client)
             fleet = Fleet([worker_argv("--fork-per-job"), worker_argv("--fork-per-job")], env, client, 2)
             try:
-                results["before"] = drain(client, settings, messages(args.messages // 2, "before", pool), fleet,
+                results["before"] = drain(client, settings, messages(args.scaling_messages, "before", pool), fleet,
                                           "before", 2)
             finally:
                 fleet.stop()
         clean(client)
-        fleet = Fleet([worker_argv("--processes", "2")], env, client, 2)
+        fleet = Fleet([worker_argv("--processes", str(args.workers))], env, client, args.workers)
         try:
-            drain(client, settings, messages(512, "warm", pool), fleet, "warm-up", 2)
-            results["end_to_end"] = drain(client, settings, msgs, fleet, "end-to-end", 2)
+            drain(client, settings, messages(512, "warm", pool), fleet, "warm-up", args.workers)
+            results["end_to_end"] = drain(client, settings, msgs, fleet, "end-to-end", args.workers)
             parent = fleet.procs[0].pid
             procs = [{"role": "parent", **memory(parent)}]
             procs += [{"role": f"process {k + 1}", **memory(pid)} for k, pid in enumerate(children(parent))
@@ -394,7 +409,8 @@ def main() -> None:
             everything = [parent, *descendants(parent)]
             results["memory"] = {"processes": procs,
                                  "total_pss_mb": sum(memory(pid)["pss_mb"] for pid in everything if Path(f"/proc/{pid}").exists())}
-            results["paced"] = [paced(client, settings, pool, fleet, rate, args.paced_seconds) for rate in (200, 500, 1000)]
+            results["paced"] = [paced(client, settings, pool, fleet, rate, args.paced_seconds, args.messages)
+                                for rate in (200, 500, 1000)]
         finally:
             fleet.stop()
         scaling = []
@@ -409,14 +425,14 @@ def main() -> None:
                 fleet.stop()
         results["scaling"] = scaling
         clean(client)
-        results["stages"] = stages(settings, messages(2560 + 256, "stages", pool))
+        results["stages"] = stages(settings, messages(min(args.messages, 2560) + 256, "stages", pool))
         results["load_end"] = load_note()
         results["redis_cpu_us_per_message"] = results["end_to_end"]["cpu_us"]["redis"]
     finally:
         client.close()
         if server is not None:
             server.stop()
-    save_results("throughput", results)
+    save_results("throughput", results, Path(args.results))
     text = table(results)
     print(text)
     if args.update_readme:

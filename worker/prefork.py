@@ -134,6 +134,17 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, name="replyguard-parent-watch", daemon=True).start()
 
 
+def _one_blas_thread() -> None:
+    """Each worker process is one core's worth of work: BLAS threads of its own (the sentence
+    representation's matrix products) would only compete with the other processes. The results do
+    not depend on it (classifiers compute those products in float64 and round)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # scikit-learn depends on it; without it, nothing to limit
+        return
+    threadpool_limits(1)
+
+
 def _connect_child(settings: Settings, connect: Callable[..., Any]) -> Any:
     """The child's own connection (never the parent's sockets); waits for Redis if it is away."""
     from worker.connection import Backoff
@@ -180,6 +191,7 @@ def serve(settings: Settings, *, processes: int, queues: str, burst: bool, max_j
     def child(slot: int) -> int:
         if os.getpid() != parent:
             _watch_parent(parent)
+            _one_blas_thread()
         connection = _connect_child(settings, connect)
         stopped = False
 
