@@ -66,7 +66,7 @@ def crash(tmp: Path) -> dict[str, object]:
     client = redis.Redis.from_url(server.url)
     workers = Workers(server.url, tmp / "crash-logs")
     try:
-        workers.start(3)
+        workers.start(3, "--fork-per-job")  # the row measures a worker and its work-horse killed
         workers.wait_registered(client, 3)
         events = traffic(1600)
         settings = Settings(redis_url=server.url, home=tmp / "home")
