@@ -788,6 +788,54 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    from worker.policy import load_policies
+    from worker.privacy.forget import forget_person
+
+    settings = _settings(args)
+    policies = load_policies(settings.policies_dir)  # a broken policy: exit 2
+    author = (args.author or "").strip()
+    if args.brand not in policies or not author:
+        problem = (f"no policy for brand {args.brand!r} (known: {sorted(policies)})" if args.brand not in policies
+                   else "--author must be a non-empty author id")
+        if args.json:
+            _print_json({"error": problem})
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_INPUT
+    client = _connect(settings)
+    report = forget_person(client, args.brand, author, prefix=settings.key_prefix,
+                           archive_dir=settings.archive_path, by=args.by)
+    out = report.as_dict()
+    if args.json:
+        _print_json(out)
+    else:
+        print(f"forgot one person of {args.brand}: {out['total']} items deleted or redacted "
+              f"(request {out['request_id']}, recorded in the audit trail)")
+        for what, n in out["counts"].items():
+            print(f"  {n:6d}  {what}")
+    return 0
+
+
+def cmd_retention_sweep(args: argparse.Namespace) -> int:
+    from worker.policy import load_policies
+    from worker.privacy.archive import sweep
+
+    settings = _settings(args)
+    policies = load_policies(settings.policies_dir)  # a broken retention value: exit 2
+    if args.brand and args.brand not in policies:
+        print(f"error: no policy for brand {args.brand!r} (known: {sorted(policies)})", file=sys.stderr)
+        return EXIT_INPUT
+    retention = {b: loaded.policy.retention for b, loaded in policies.items() if not args.brand or b == args.brand}
+    counts = sweep(_connect(settings), retention, prefix=settings.key_prefix, archive_dir=settings.archive_path)
+    if args.json:
+        _print_json({"brands": sorted(retention), "archive_dir": str(settings.archive_path), "counts": counts})
+    else:
+        print(f"retention sweep of {', '.join(sorted(retention))} (archive {settings.archive_path}):")
+        for what, n in counts.items():
+            print(f"  {n:6d}  {what}")
+    return 0
+
+
 def cmd_deliver(args: argparse.Namespace) -> int:
     from worker.delivery.runner import build_deliverer, stop_on_signals
 
@@ -1052,6 +1100,21 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", help="write to this file instead of stdout")
     q.set_defaults(func=cmd_audit_export)
 
+    p = sub.add_parser("forget", help="delete every copy of one person's data (GDPR erasure); audited")
+    p.add_argument("--brand", required=True)
+    p.add_argument("--author", required=True, help="the person's author id on the platform")
+    p.add_argument("--by", default=os.environ.get("USER") or "operator", help="who asked (for the audit entry)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_forget)
+
+    p = sub.add_parser("retention", help="personal-data retention (policy retention)")
+    retention = p.add_subparsers(dest="retention_command", required=True)
+    q = retention.add_parser("sweep", help="archive (if on) and delete data older than active_days; "
+                                           "delete archive files older than archive_days")
+    q.add_argument("--brand", help="only this brand")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_retention_sweep)
+
     p = sub.add_parser("demo", help="run the demo brand end to end and print the decisions")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--llm", metavar="standin|URL",
@@ -1067,6 +1130,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from worker.privacy import redact
+
+    redact.install()  # customer text, names, e-mails and phones never reach a log line
     args = build_parser().parse_args(argv)
     try:
         code = int(args.func(args) or 0)

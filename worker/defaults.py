@@ -388,3 +388,28 @@ RECEIPT_TTL_SECONDS = 30 * 24 * 3600
 #: ``POST /v1/events`` signed requests (X-Replyguard-Timestamp) older or newer
 #: than this are refused, so a captured request cannot be replayed later.
 SIGNATURE_TOLERANCE_SECONDS = 300
+
+# --- personal data: retention and forgetting (policy ``retention``, worker/privacy/) ---
+
+#: A brand's decisions, corrections and audit entries are kept this many days
+#: (policy ``retention.active_days``); conversation history at most as long.
+RETENTION_ACTIVE_DAYS = 90.0
+#: Archive files (gzip JSONL, when ``retention.archive`` is on) are kept this many
+#: days after they were written (policy ``retention.archive_days``).
+RETENTION_ARCHIVE_DAYS = 365.0
+#: With archiving on, a decision key's TTL is active_days plus this, so the
+#: retention sweep archives it (at active_days) before Redis expires it.
+RETENTION_ARCHIVE_GRACE_SECONDS = 2 * 24 * 3600
+#: The person index ``{p}:person:{brand}:{author_id}`` lives this many times the
+#: decision TTL from a person's latest decision: it outlives a correction or an
+#: audit entry made while the decision lived (those are swept active_days after they
+#: were made).
+PERSON_INDEX_TTL_FACTOR = 2
+#: Shortest active window a policy may set, in seconds (tests use a few seconds).
+RETENTION_MIN_ACTIVE_SECONDS = 1.0
+#: Archive directory when REPLYGUARD_ARCHIVE_DIR is unset: ``<REPLYGUARD_HOME>/archive``.
+ARCHIVE_DIR_NAME = "archive"
+#: ``forget`` and the retention sweep read Redis in pages of this many keys / entries.
+PRIVACY_SCAN_PAGE = 500
+#: What replaces customer text, names, e-mails and phones in log lines.
+LOG_REDACTED = "[redacted]"

@@ -23,7 +23,9 @@ def _store() -> tuple[Store, Any]:
     job = get_current_job()
     if job is None:
         raise RuntimeError("LLM jobs run inside an RQ job")
-    return Store(job.connection, settings.key_prefix), (pipeline, settings, job.connection)
+    store = Store(job.connection, settings.key_prefix)
+    store.use_retention({name: brand.policy.retention for name, brand in pipeline.brands.items()})
+    return store, (pipeline, settings, job.connection)
 
 
 def run_llm_task(brand: str, message_id: str) -> dict[str, Any]:

@@ -204,6 +204,7 @@ class Pipeline:
         """
         wall_start = time.time()
         report = BatchReport()
+        store.use_retention({name: brand.policy.retention for name, brand in self.brands.items()})
         if not isinstance(messages, list):
             store.reject(messages, "job payload must be a list of events", f"job {job_id}")
             report.rejected.append({"source": f"job {job_id}", "reason": "job payload must be a list of events"})

@@ -29,6 +29,7 @@ from worker.exceptions import PolicyError, Problem
 from worker.guardrail_settings import GuardrailSettings
 from worker.models import BRAND_PATTERN, Kind, Platform, Priority
 from worker.placeholders import fill, parse_text, variables_of
+from worker.privacy.config import Retention
 from worker.sla.config import Sla
 from worker.yaml_source import load_validated
 
@@ -596,6 +597,7 @@ class Policy(_Model):
     channels: Channels = Field(default_factory=Channels)
     delivery: Delivery = Field(default_factory=Delivery)
     connectors: Connectors = Field(default_factory=Connectors)
+    retention: Retention = Field(default_factory=Retention)
 
     _views: dict[tuple[str, str], "PolicyView"] = PrivateAttr(default_factory=dict)
 

@@ -17,6 +17,7 @@ REPLYGUARD_BATCH_WAIT_MS       longest a message waits for its batch to fill    
                                (longer under backlog: defaults.BATCH_BACKLOG_*)
 REPLYGUARD_LOG_LEVEL           logging level                                        INFO
 REPLYGUARD_SESSION_SECRET      key that signs review-app session cookies            random per process
+REPLYGUARD_ARCHIVE_DIR         retention archive files (policy ``retention``)        $REPLYGUARD_HOME/archive
 
 REPLYGUARD_META_API_BASE       Graph API base URL (a stand-in in tests)             defaults.META_API_BASE
 REPLYGUARD_YOUTUBE_API_BASE    YouTube Data API base URL                            defaults.YOUTUBE_API_BASE
@@ -57,6 +58,7 @@ _ENV = {
     "batch_wait_ms": "REPLYGUARD_BATCH_WAIT_MS",
     "log_level": "REPLYGUARD_LOG_LEVEL",
     "session_secret": "REPLYGUARD_SESSION_SECRET",
+    "archive_dir": "REPLYGUARD_ARCHIVE_DIR",
 
     "meta_api_base": "REPLYGUARD_META_API_BASE",
     "youtube_api_base": "REPLYGUARD_YOUTUBE_API_BASE",
@@ -109,6 +111,8 @@ class Settings(BaseModel):
     log_level: Annotated[str, Field(pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")] = "INFO"
     #: Signs session cookies of the review app (never logged: SecretStr). Unset: a random key per process.
     session_secret: Annotated[SecretStr, Field(min_length=16)] | None = None
+    #: Where the retention sweep writes archive files (unset: ``<home>/archive``).
+    archive_dir: Path | None = None
 
     meta_api_base: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] = defaults.META_API_BASE
     youtube_api_base: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] = defaults.YOUTUBE_API_BASE
@@ -136,6 +140,11 @@ class Settings(BaseModel):
     def defaults(cls) -> "Settings":
         """The built-in defaults, ignoring the environment."""
         return cls(_environ={})
+
+    @property
+    def archive_path(self) -> Path:
+        """The retention archive directory (REPLYGUARD_ARCHIVE_DIR, else ``<home>/archive``)."""
+        return self.archive_dir if self.archive_dir is not None else self.home / defaults.ARCHIVE_DIR_NAME
 
     @property
     def batch_wait_seconds(self) -> float:

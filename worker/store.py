@@ -52,6 +52,7 @@ key                                      type    what
 ``{p}:watermark:{platform}:{acct}:{usr}`` hash   "read / delivered up to" times (ms) of a conversation
 ``{p}:lock:recovery:{queue}``            string  the one worker running the recovery sweep now (expires)
 ``{p}:lock:dequeued:{job_id}``           string  when a batch was first seen taken but not started (expires)
+``{p}:person:{brand}:{author_id}``       set     where one person's data is: ``m:{message_id}``, ``c:{conversation}`` (expires)
 =======================================  ======  ================================================
 
 ``{provider}`` is a short hash of the provider's name and base URL.
@@ -64,6 +65,12 @@ holds when it is written, else it is decided again on a fresh read. A message
 whose predecessor is not decided is parked as a created-but-not-queued RQ job
 (``p:{seq}``); the script that decides the predecessor queues it. The recovery
 sweep releases a message parked longer than ``ORDER_PARK_TIMEOUT_SECONDS``.
+
+Personal data expires (the brand policy's ``retention``, worker/privacy/): a decision key
+carries a TTL of ``active_days`` (plus a grace period when the sweep archives it first),
+history and conversation state at most as long, and the person index as long as the person's
+data; ``replyguard retention sweep`` archives and deletes index entries, corrections and audit
+entries older than ``active_days``; ``replyguard forget`` deletes one person's data everywhere.
 
 A decision and all its side effects (outbox, review queue, history, counters,
 opt-out, conversation state, conversation order, LLM-pending index) are written by one Lua script,
@@ -274,6 +281,9 @@ class Keys:
     def watermark(self, platform: str, account_id: str, user_id: str) -> str:
         return f"{self.prefix}:watermark:{platform}:{account_id}:{user_id}"
 
+    def person(self, brand: str, author_id: str) -> str:
+        return f"{self.prefix}:person:{brand}:{author_id}"
+
 
 def llm_stat_fields(llm: Any) -> dict[str, int | float]:
     """Counters an LLM record adds to the brand's stats hash (summed by `replyguard stats`, exported to Prometheus)."""
@@ -362,6 +372,17 @@ class Store:
         self._apply = client.register_script(_apply_script())
         self._delivery_begin = client.register_script(_delivery_begin_script())
         self._order = client.register_script(_order_script())
+        #: brand -> its policy's retention (worker.privacy.config.Retention); unknown brands get the defaults
+        self.retention: dict[str, Any] = {}
+
+    def use_retention(self, retention: dict[str, Any]) -> None:
+        """Expire each brand's data after its policy's ``retention`` (brand -> Retention)."""
+        self.retention = dict(retention)
+
+    def retention_for(self, brand: str) -> Any:
+        from worker.privacy.config import Retention
+
+        return self.retention.get(brand) or Retention()
 
     # -- reading context -----------------------------------------------------------
 
@@ -456,7 +477,9 @@ class Store:
         b, mid, conv = event.brand, event.id, event.conversation_id
         keys = [k.decision(b, mid), k.decisions(b), k.message(mid), k.review, k.outbox(b), k.optout(b),
                 k.history(b, conv), k.conversation(b, conv), k.stats(b), k.llm_pending,
-                k.order(b, conv), k.order_parked, queue_key or k.order_parked]
+                k.order(b, conv), k.order_parked, queue_key or k.order_parked,
+                k.person(b, event.author.id)]
+        retention = self.retention_for(b)
         history: list[str] = []
         counters: dict[str, int] = {}
         floats: dict[str, float] = {}
@@ -494,7 +517,7 @@ class Store:
             "" if first else hashlib.sha1(expected or b"").hexdigest(),
             decision.to_json(), review_member(b, mid), b, mid, _ms(decision.decided_at), score,
             json.dumps(outbox), (optout_op or "") if first else "", event.author.id, json.dumps(history),
-            defaults.HISTORY_MAX_MESSAGES, defaults.CONVERSATION_TTL_SECONDS,
+            defaults.HISTORY_MAX_MESSAGES, retention.history_ttl(defaults.CONVERSATION_TTL_SECONDS),
             _ms(event.created_at) if first and away_sent else "",
             json.dumps({name: str(n) for name, n in counters.items()}),
             json.dumps({name: repr(x) for name, x in floats.items()}),
@@ -510,6 +533,7 @@ class Store:
         else:
             args += ["" if opted_out is None else "1" if opted_out else "0", "", ""]
         args.append("")  # ARGV[24]: the review queue entry is added or moved
+        args += [conv, retention.decision_ttl, retention.person_index_ttl]  # ARGV 25-27: personal data
         return keys, args
 
     def queue_amendment(self, pipe: Any, decision: Decision, *, review: str = "",
@@ -636,9 +660,17 @@ class Store:
                             "brand": brand if isinstance(brand, str) else None,
                             "message_id": message_id if isinstance(message_id, str) else None, "event": raw},
                            ensure_ascii=False, default=str)
+        author = raw.get("author") if isinstance(raw, dict) else None
+        author_id = author.get("id") if isinstance(author, dict) else None
         pipe = self.client.pipeline(transaction=True)
         pipe.lpush(self.keys.rejected, entry)
         pipe.ltrim(self.keys.rejected, 0, defaults.REJECTED_MAX_ENTRIES - 1)
+        if isinstance(brand, str) and isinstance(author_id, str) and brand and author_id:
+            # the person index says "look in the rejected list" (forget scans it by author id)
+            person = self.keys.person(brand, author_id)
+            pipe.sadd(person, "rejected")
+            pipe.expire(person, self.retention_for(brand).person_index_ttl, gt=True)
+            pipe.expire(person, self.retention_for(brand).person_index_ttl, nx=True)
         pipe.execute()
 
     # -- delivery -----------------------------------------------------------------------

@@ -20,6 +20,7 @@
 --       9 stats (hash)         10 LLM-pending index (zset)
 --      11 conversation order (hash, see lua/order.lua)       12 parked index (zset)
 --      13 RQ queue list (a woken successor goes to its front)
+--      14 person index (set: 'm:<message id>', 'c:<conversation id>')
 -- ARGV  1 condition ('' or the SHA-1 of the expected stored decision)
 --       2 decision JSON        3 review member ('brand/message id')
 --       4 brand                5 message id               6 decided_at (ms)
@@ -38,6 +39,8 @@
 --      22 first contact when decided: '1' | '0' ('' = no check)
 --      23 away_sent_at ms when decided: ms | 'none' ('' = no check)
 --      24 review queue entry: '' = add or move it, 'XX' = move it only if still queued
+--      25 conversation id     26 decision TTL (s)        27 person index TTL (s)
+--      14 (KEYS) person index; ARGV 25-27 and KEYS 14 are absent in 'amend' mode (the TTL is kept)
 --
 -- Returns 1 written, 0 already decided / no longer the expected pending decision,
 -- -1 the context the decision was made in (ARGV 21-23) no longer holds: read it again
@@ -88,7 +91,11 @@ else
   end
   redis.call('ZREM', KEYS[10], ARGV[3])
 end
-redis.call('SET', KEYS[1], ARGV[2])
+if ARGV[1] == 'amend' then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+end
 if ARGV[7] ~= '' then
   if ARGV[24] == 'XX' then
     redis.call('ZADD', KEYS[4], 'XX', ARGV[7], ARGV[3])
@@ -142,5 +149,15 @@ if seq and ARGV[1] == '' then
     end
   end
   redis.call('EXPIRE', KEYS[11], ARGV[13])
+end
+-- personal data (worker/privacy): the decision expires with the brand's retention, and the
+-- person index names the message and conversation for `replyguard forget`, living at least
+-- as long as the data it points to (never shortened here)
+if ARGV[1] ~= 'amend' then
+  redis.call('EXPIRE', KEYS[1], ARGV[26])
+  redis.call('SADD', KEYS[14], 'm:' .. ARGV[5], 'c:' .. ARGV[25])
+  if redis.call('TTL', KEYS[14]) < tonumber(ARGV[27]) then
+    redis.call('EXPIRE', KEYS[14], ARGV[27])
+  end
 end
 return 1
