@@ -669,8 +669,7 @@ class Store:
             # the person index says "look in the rejected list" (forget scans it by author id)
             person = self.keys.person(brand, author_id)
             pipe.sadd(person, "rejected")
-            pipe.expire(person, self.retention_for(brand).person_index_ttl, gt=True)
-            pipe.expire(person, self.retention_for(brand).person_index_ttl, nx=True)
+            pipe.expire(person, self.retention_for(brand).person_index_ttl)  # from now: never shorter than it was
         pipe.execute()
 
     # -- delivery -----------------------------------------------------------------------

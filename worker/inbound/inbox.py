@@ -266,6 +266,9 @@ def _consume(settings_json: str, stop: Any, parent_pid: int) -> None:
     from worker.inbound.channels import inbound_auth
     from worker.policy import load_policies
 
+    from worker.privacy import redact
+
+    redact.install()  # a spawned child: the CLI's log redaction is not inherited
     settings = Settings.model_validate_json(settings_json)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     auth = inbound_auth(load_policies(settings.policies_dir), read_secrets=False)  # routing; no secrets here
