@@ -274,8 +274,14 @@ class Forgetter:
                     self.count("history_entries", self.client.lrem(hkey, 0, raw))
             if self.person.messages:
                 self.client.srem(k.sla_open(b, conv), *self.person.messages)
+                self.client.hdel(k.order(b, conv), *[f"m:{m}" for m in self.person.messages])
             if not self.client.exists(hkey):  # nobody else's messages left: the conversation state goes too
-                self.count("conversations", self.client.delete(k.conversation(b, conv), k.sla_open(b, conv)))
+                self.count("conversations", self.client.delete(k.conversation(b, conv), k.sla_open(b, conv),
+                                                               k.order(b, conv)))
+                parked = [m for m in self.client.zrange(k.order_parked, 0, -1)
+                          if m.decode().startswith(k.order(b, conv) + "#")]
+                if parked:
+                    self.client.zrem(k.order_parked, *parked)
 
     def author(self) -> None:
         k, b, a = self.keys, self.person.brand, self.person.author_id
