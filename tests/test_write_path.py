@@ -128,6 +128,8 @@ NOT_DECISION_EFFECTS = {
     # conversation history, and putting an item back on (or moving it in) the review queue
     "worker/store.py: xadd(outbox)", "worker/store.py: rpush(history)", "worker/store.py: ltrim(history)",
     "worker/store.py: expire(history)", "worker/review_actions.py: zadd(review)",
+    # forgetting a person and the retention sweep delete a decision's effects (they never write one)
+    "worker/privacy/archive.py: srem(message)", "worker/privacy/forget.py: delete(conversation)", "worker/privacy/forget.py: delete(decision)", "worker/privacy/forget.py: delete(message)", "worker/privacy/forget.py: srem(message)", "worker/privacy/forget.py: srem(optout)",
 }
 
 
