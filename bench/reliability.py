@@ -80,18 +80,23 @@ def crash(tmp: Path) -> dict[str, object]:
         deadline = t0 + 180
         while len(done) < 2 and time.monotonic() < deadline:
             for job_id in (killed, horse_job):
-                if job_id not in done and Job.fetch(job_id, connection=client, serializer=JSONSerializer) \
-                        .get_status() == JobStatus.FINISHED:
+                if (
+                    job_id not in done
+                    and Job.fetch(job_id, connection=client, serializer=JSONSerializer).get_status()
+                    == JobStatus.FINISHED
+                ):
                     done[job_id] = time.monotonic() - t0
             time.sleep(0.05)
         store = Store(client)
         while time.monotonic() < deadline and not all(store.decided(report.accepted)):
             time.sleep(0.2)
         replies = outbox_replies(client, store.keys.outbox("demo-shop"))
-        return {"recovered_s": max(done.values()) if len(done) == 2 else None,
-                "undecided": sum(not d for d in store.decided(report.accepted)),
-                "duplicate_replies": len(replies) - len(set(replies)),
-                "decisions": store.stats("demo-shop").get("decisions", 0)}
+        return {
+            "recovered_s": max(done.values()) if len(done) == 2 else None,
+            "undecided": sum(not d for d in store.decided(report.accepted)),
+            "duplicate_replies": len(replies) - len(set(replies)),
+            "decisions": store.stats("demo-shop").get("decisions", 0),
+        }
     finally:
         workers.stop()
         server.stop()
@@ -122,10 +127,14 @@ def outage(tmp: Path) -> dict[str, object]:
         finished = time.monotonic() - t0
         replies = outbox_replies(client, store.keys.outbox("demo-shop"))
         decided = sum(store.decided(report.accepted))
-        return {"workers_alive": f"{len(workers.alive())}/2", "decided": f"{decided}/{len(events)}",
-                "decided_twice": int(store.stats("demo-shop").get("decisions", 0)) - decided,
-                "duplicate_replies": len(replies) - len(set(replies)), "drained_after_restart_s": round(finished, 1),
-                "tracebacks_in_worker_logs": workers.logs().count("Traceback")}
+        return {
+            "workers_alive": f"{len(workers.alive())}/2",
+            "decided": f"{decided}/{len(events)}",
+            "decided_twice": int(store.stats("demo-shop").get("decisions", 0)) - decided,
+            "duplicate_replies": len(replies) - len(set(replies)),
+            "drained_after_restart_s": round(finished, 1),
+            "tracebacks_in_worker_logs": workers.logs().count("Traceback"),
+        }
     finally:
         workers.stop()
         server.stop()
@@ -137,14 +146,18 @@ def table(results: dict[str, dict[str, object]]) -> str:
         "| scenario | figure | before (issue 11) | now |",
         "|---|---|---:|---:|",
         f"| kill -9 a worker + its horse, and another horse, mid-batch (3 workers, 1,600 msgs) | seconds until both batches re-run | 820 | {c['recovered_s']:.1f} |"
-        if c["recovered_s"] is not None else "| crash | seconds until re-run | 820 | not within 180 |",
+        if c["recovered_s"] is not None
+        else "| crash | seconds until re-run | 820 | not within 180 |",
         f"| | messages left undecided / duplicate replies | 256 / 0 | {c['undecided']} / {c['duplicate_replies']} |",
         f"| Redis killed for 10 s (2 workers, 1,200 msgs, AOF) | workers alive afterwards | 0/2 busy | {o['workers_alive']} |",
         f"| | decided / decided twice / duplicate replies | – | {o['decided']} / {o['decided_twice']} / {o['duplicate_replies']} |",
         f"| | seconds to drain after the restart | never | {o['drained_after_restart_s']} |",
     ]
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    return "\n".join(lines) + f"\n\nMeasured {when} ({platform.machine()} Python {platform.python_version()}, {os.cpu_count()} cores)."
+    return (
+        "\n".join(lines)
+        + f"\n\nMeasured {when} ({platform.machine()} Python {platform.python_version()}, {os.cpu_count()} cores)."
+    )
 
 
 def main() -> int:

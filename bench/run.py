@@ -31,12 +31,22 @@ def main(argv: list[str] | None = None) -> int:
     readme = ["--update-readme"] if args.update_readme else []
     if os.environ.get("REDIS_URL"):
         print("guardrails: using REDIS_URL (its database is flushed)", file=sys.stderr)
-    status = subprocess.call([sys.executable, str(ROOT / "bench" / "throughput.py"), "--messages", str(args.messages),
-                              "--workers", str(args.workers), *readme])
+    status = subprocess.call(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "throughput.py"),
+            "--messages",
+            str(args.messages),
+            "--workers",
+            str(args.workers),
+            *readme,
+        ]
+    )
     if status:
         return status
-    status = subprocess.call([sys.executable, str(ROOT / "bench" / "guardrails.py"), "--workers", str(args.workers),
-                              *readme])
+    status = subprocess.call(
+        [sys.executable, str(ROOT / "bench" / "guardrails.py"), "--workers", str(args.workers), *readme]
+    )
     if status:
         return status
     if args.skip_quality:

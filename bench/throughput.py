@@ -75,8 +75,11 @@ def texts() -> tuple[list[str], str]:
         out.append(demo[i % len(demo)])
     names = ", ".join(p.stem for p in files)
     valid = [t for t in out if _acceptable(t)]  # a few SMS texts hold C1 controls: ingest rejects them
-    return valid, f"test texts of {names} and the demo traffic ({len(valid):,} distinct; " \
-                  f"{len(out) - len(valid)} that ingest rejects left out)"
+    return (
+        valid,
+        f"test texts of {names} and the demo traffic ({len(valid):,} distinct; "
+        f"{len(out) - len(valid)} that ingest rejects left out)",
+    )
 
 
 def _acceptable(text: str) -> bool:
@@ -94,12 +97,20 @@ def messages(n: int, tag: str, pool: list[str]) -> list[dict[str, Any]]:
     out = []
     for i in range(n):
         comment = i % 3 == 0
-        out.append({
-            "id": f"{tag}-{i}", "brand": BRAND, "platform": "instagram", "kind": "comment" if comment else "dm",
-            "conversation_id": f"{tag}-c{i}", "post_id": f"{tag}-p{i % 50}" if comment else None,
-            "author": {"id": f"{tag}-a{i}", "name": "Aiko Tanaka", "locale": None, "tags": []},
-            "text": pool[i % len(pool)][:2000], "created_at": "2026-11-24T10:00:00+09:00", "metadata": {},
-        })
+        out.append(
+            {
+                "id": f"{tag}-{i}",
+                "brand": BRAND,
+                "platform": "instagram",
+                "kind": "comment" if comment else "dm",
+                "conversation_id": f"{tag}-c{i}",
+                "post_id": f"{tag}-p{i % 50}" if comment else None,
+                "author": {"id": f"{tag}-a{i}", "name": "Aiko Tanaka", "locale": None, "tags": []},
+                "text": pool[i % len(pool)][:2000],
+                "created_at": "2026-11-24T10:00:00+09:00",
+                "metadata": {},
+            }
+        )
     return out
 
 
@@ -133,8 +144,11 @@ def memory(pid: int) -> dict[str, int]:
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
         name, _, rest = line.partition(":")
         values[name] = int(rest.split()[0])
-    return {"rss_mb": round(values["Rss"] / 1024), "pss_mb": round(values["Pss"] / 1024),
-            "uss_mb": round((values["Private_Clean"] + values["Private_Dirty"]) / 1024)}
+    return {
+        "rss_mb": round(values["Rss"] / 1024),
+        "pss_mb": round(values["Pss"] / 1024),
+        "uss_mb": round((values["Private_Clean"] + values["Private_Dirty"]) / 1024),
+    }
 
 
 def redis_calls(client: redis.Redis) -> int:
@@ -151,8 +165,12 @@ class Fleet:
     """Worker processes started for one measurement; CPU counted over them and their descendants."""
 
     def __init__(self, argv_list: list[list[str]], env: dict[str, str], client: redis.Redis, registered: int):
-        self.procs = [subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                       start_new_session=True) for argv in argv_list]
+        self.procs = [
+            subprocess.Popen(
+                argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            )
+            for argv in argv_list
+        ]
         deadline = time.monotonic() + 180
         while len(Worker.all(connection=client)) < registered:
             if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
@@ -192,8 +210,17 @@ def naive(client: redis.Redis, url: str, msgs: list[dict[str, Any]], env: dict[s
     """One no-op RQ job per message, 2 stock SimpleWorkers."""
     clean(client)
     rq = str(Path(sys.executable).with_name("rq"))
-    argv = [rq, "worker", "--url", url, "-w", "rq.worker.SimpleWorker", "--serializer",
-            "rq.serializers.JSONSerializer", "bench-naive"]
+    argv = [
+        rq,
+        "worker",
+        "--url",
+        url,
+        "-w",
+        "rq.worker.SimpleWorker",
+        "--serializer",
+        "rq.serializers.JSONSerializer",
+        "bench-naive",
+    ]
     fleet = Fleet([argv, argv], env, client, 2)
     try:
         queue = Queue("bench-naive", connection=client, serializer=JSONSerializer)
@@ -206,16 +233,35 @@ def naive(client: redis.Redis, url: str, msgs: list[dict[str, Any]], env: dict[s
         while registry.count < len(msgs):
             time.sleep(0.02)
         seconds = time.perf_counter() - started
-        return _row("naive", len(msgs), seconds, fleet.cpu() - cpu0, redis_cpu(client) - rcpu0, own, processes=2,
-                    redis_commands=round((redis_calls(client) - calls0) / len(msgs), 1))
+        return _row(
+            "naive",
+            len(msgs),
+            seconds,
+            fleet.cpu() - cpu0,
+            redis_cpu(client) - rcpu0,
+            own,
+            processes=2,
+            redis_commands=round((redis_calls(client) - calls0) / len(msgs), 1),
+        )
     finally:
         fleet.stop()
 
 
-def _row(name: str, n: int, seconds: float, worker: float, redis_s: float, ingest: float, **extra: Any) -> dict[str, Any]:
-    row = {"mode": name, "messages": n, "seconds": round(seconds, 2), "msg_per_s": round(n / seconds),
-           "cpu_us": {"worker": round(worker / n * 1e6), "redis": round(redis_s / n * 1e6),
-                      "ingest": round(ingest / n * 1e6)}, **extra}
+def _row(
+    name: str, n: int, seconds: float, worker: float, redis_s: float, ingest: float, **extra: Any
+) -> dict[str, Any]:
+    row = {
+        "mode": name,
+        "messages": n,
+        "seconds": round(seconds, 2),
+        "msg_per_s": round(n / seconds),
+        "cpu_us": {
+            "worker": round(worker / n * 1e6),
+            "redis": round(redis_s / n * 1e6),
+            "ingest": round(ingest / n * 1e6),
+        },
+        **extra,
+    }
     row["cpu_us"]["total"] = sum(row["cpu_us"].values())
     print(name, row, flush=True)
     return row
@@ -229,8 +275,9 @@ def decided(client: redis.Redis) -> int:
     return int(client.zcard(Keys(Settings().key_prefix).decisions(BRAND)))
 
 
-def drain(client: redis.Redis, settings: Settings, msgs: list[dict[str, Any]], fleet: Fleet, name: str,
-          processes: int) -> dict[str, Any]:
+def drain(
+    client: redis.Redis, settings: Settings, msgs: list[dict[str, Any]], fleet: Fleet, name: str, processes: int
+) -> dict[str, Any]:
     """Ingest ``msgs`` at once and wait until every one is decided and stored."""
     before = decided(client)
     cpu0, rcpu0, calls0 = fleet.cpu(), redis_cpu(client), redis_calls(client)
@@ -246,12 +293,21 @@ def drain(client: redis.Redis, settings: Settings, msgs: list[dict[str, Any]], f
             raise SystemExit(f"{name}: only {decided(client) - before} of {len(msgs)} decided")
         time.sleep(0.02)
     seconds = time.perf_counter() - started
-    return _row(name, len(msgs), seconds, fleet.cpu() - cpu0, redis_cpu(client) - rcpu0, own, processes=processes,
-                redis_commands=round((redis_calls(client) - calls0) / len(msgs), 1))
+    return _row(
+        name,
+        len(msgs),
+        seconds,
+        fleet.cpu() - cpu0,
+        redis_cpu(client) - rcpu0,
+        own,
+        processes=processes,
+        redis_commands=round((redis_calls(client) - calls0) / len(msgs), 1),
+    )
 
 
-def paced(client: redis.Redis, settings: Settings, pool: list[str], fleet: Fleet, rate: int,
-          seconds: float, most: int) -> dict[str, Any]:
+def paced(
+    client: redis.Redis, settings: Settings, pool: list[str], fleet: Fleet, rate: int, seconds: float, most: int
+) -> dict[str, Any]:
     """Offer ``rate`` messages/s for ``seconds`` (at most ``most`` messages); latency = the decision's
     outbox entry time (Redis clock, when it was stored) - the submit time."""
     n = max(1, min(int(rate * seconds), most))
@@ -288,10 +344,18 @@ def paced(client: redis.Redis, settings: Settings, pool: list[str], fleet: Fleet
     def pct(q: float) -> float:
         return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1)
 
-    row = {"offered_per_s": rate, "messages": n, "measured": len(latencies), "p50_ms": pct(0.50),
-           "p95_ms": pct(0.95), "p99_ms": pct(0.99), "max_ms": round(latencies[-1], 1),
-           "pacing_behind_ms": round(behind * 1000, 1),
-           "cpu_us_worker": round(worker_cpu / n * 1e6), "cpu_us_redis": round(redis_s / n * 1e6)}
+    row = {
+        "offered_per_s": rate,
+        "messages": n,
+        "measured": len(latencies),
+        "p50_ms": pct(0.50),
+        "p95_ms": pct(0.95),
+        "p99_ms": pct(0.99),
+        "max_ms": round(latencies[-1], 1),
+        "pacing_behind_ms": round(behind * 1000, 1),
+        "cpu_us_worker": round(worker_cpu / n * 1e6),
+        "cpu_us_redis": round(redis_s / n * 1e6),
+    }
     print("paced", row, flush=True)
     return row
 
@@ -313,8 +377,11 @@ def stages(settings: Settings, msgs: list[dict[str, Any]]) -> dict[str, Any]:
         for name, ms in pipeline.process(rest[i : i + 256], store).timings.items():
             totals[name] = totals.get(name, 0.0) + ms
     cpu = time.process_time() - cpu0
-    row = {"messages": len(rest), "cpu_us_per_message": round(cpu / len(rest) * 1e6),
-           "wall_us_per_message": {k.removesuffix("_ms"): round(v * 1000 / len(rest)) for k, v in totals.items()}}
+    row = {
+        "messages": len(rest),
+        "cpu_us_per_message": round(cpu / len(rest) * 1e6),
+        "wall_us_per_message": {k.removesuffix("_ms"): round(v * 1000 / len(rest)) for k, v in totals.items()},
+    }
     print("stages", row, flush=True)
     return row
 
@@ -324,39 +391,59 @@ def stages(settings: Settings, msgs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def table(r: dict[str, Any]) -> str:
     base = r["naive"]["msg_per_s"]
-    lines = ["| run (2 cores, shared) | processes | messages | messages/s | × naive | CPU µs/msg worker + Redis + ingest = total | Redis commands/msg |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| run (2 cores, shared) | processes | messages | messages/s | × naive | CPU µs/msg worker + Redis + ingest = total | Redis commands/msg |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     rows = [("naive: 1 no-op RQ job per message, stock SimpleWorkers", r["naive"])]
     if r.get("before"):
         rows.append(("before: `replyguard worker --fork-per-job` (RQ forks per job)", r["before"]))
-    rows.append((f"**now: ingest → `replyguard worker --processes {r['end_to_end']['processes']}` → stored**",
-                 r["end_to_end"]))
+    rows.append(
+        (f"**now: ingest → `replyguard worker --processes {r['end_to_end']['processes']}` → stored**", r["end_to_end"])
+    )
     for name, row in rows:
         c = row["cpu_us"]
-        lines.append(f"| {name} | {row['processes']} | {row['messages']:,} | {row['msg_per_s']:,} | "
-                     f"{row['msg_per_s'] / base:.1f}× | {c['worker']} + {c['redis']} + {c['ingest']} = **{c['total']}** | "
-                     f"{row['redis_commands']} |")
-    lines += ["", "| scaling: worker processes | messages/s | × 1 process | CPU µs/msg (worker + Redis + ingest) |",
-              "|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {name} | {row['processes']} | {row['messages']:,} | {row['msg_per_s']:,} | "
+            f"{row['msg_per_s'] / base:.1f}× | {c['worker']} + {c['redis']} + {c['ingest']} = **{c['total']}** | "
+            f"{row['redis_commands']} |"
+        )
+    lines += [
+        "",
+        "| scaling: worker processes | messages/s | × 1 process | CPU µs/msg (worker + Redis + ingest) |",
+        "|---:|---:|---:|---:|",
+    ]
     one = r["scaling"][0]["msg_per_s"]
     for row in r["scaling"]:
         c = row["cpu_us"]
-        lines.append(f"| {row['processes']} | {row['msg_per_s']:,} | {row['msg_per_s'] / one:.2f}× | "
-                     f"{c['worker']} + {c['redis']} + {c['ingest']} = {c['total']} |")
-    lines += ["", "| offered (paced) | messages | ingest → decision stored p50 / p95 / p99 (max) | CPU µs/msg worker, Redis |",
-              "|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {row['processes']} | {row['msg_per_s']:,} | {row['msg_per_s'] / one:.2f}× | "
+            f"{c['worker']} + {c['redis']} + {c['ingest']} = {c['total']} |"
+        )
+    lines += [
+        "",
+        "| offered (paced) | messages | ingest → decision stored p50 / p95 / p99 (max) | CPU µs/msg worker, Redis |",
+        "|---:|---:|---:|---:|",
+    ]
     for row in r["paced"]:
-        lines.append(f"| {row['offered_per_s']:,}/s | {row['messages']:,} | {row['p50_ms']} / {row['p95_ms']} / "
-                     f"**{row['p99_ms']}** ms ({row['max_ms']}) | {row['cpu_us_worker']}, {row['cpu_us_redis']} |")
+        lines.append(
+            f"| {row['offered_per_s']:,}/s | {row['messages']:,} | {row['p50_ms']} / {row['p95_ms']} / "
+            f"**{row['p99_ms']}** ms ({row['max_ms']}) | {row['cpu_us_worker']}, {row['cpu_us_redis']} |"
+        )
     mem = r["memory"]
-    procs = "; ".join(f"{m['role']} RSS {m['rss_mb']} / PSS {m['pss_mb']} / USS {m['uss_mb']}" for m in mem["processes"])
+    procs = "; ".join(
+        f"{m['role']} RSS {m['rss_mb']} / PSS {m['pss_mb']} / USS {m['uss_mb']}" for m in mem["processes"]
+    )
     e2e = r["end_to_end"]
     s = r["stages"]
-    lines += ["", f"Worker memory (MB, `--processes {e2e['processes']}`, after the run): {procs}; **whole worker (sum of PSS) "
-              f"{mem['total_pss_mb']} MB**. In process, batches of 256: {s['cpu_us_per_message']} µs CPU a message "
-              f"(wall µs: " + ", ".join(f"{k} {v}" for k, v in s["wall_us_per_message"].items()) + "). "
-              f"Messages: {r['traffic']}. Measured {r['date']} ({r['machine']}; {r['load']} at the start, "
-              f"{r['load_end']} at the end: the cores were shared with other engineers' work)."]
+    lines += [
+        "",
+        f"Worker memory (MB, `--processes {e2e['processes']}`, after the run): {procs}; **whole worker (sum of PSS) "
+        f"{mem['total_pss_mb']} MB**. In process, batches of 256: {s['cpu_us_per_message']} µs CPU a message "
+        f"(wall µs: " + ", ".join(f"{k} {v}" for k, v in s["wall_us_per_message"].items()) + "). "
+        f"Messages: {r['traffic']}. Measured {r['date']} ({r['machine']}; {r['load']} at the start, "
+        f"{r['load_end']} at the end: the cores were shared with other engineers' work).",
+    ]
     return "\n".join(lines)
 
 
@@ -383,9 +470,13 @@ def main() -> None:
     os.environ["REDIS_URL"] = url
     settings = Settings(redis_url=url)
     pool, traffic = texts()
-    results: dict[str, Any] = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                               "machine": f"{platform.machine()} Python {platform.python_version()}",
-                               "load": load_note(), "traffic": traffic, "command": COMMAND}
+    results: dict[str, Any] = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} Python {platform.python_version()}",
+        "load": load_note(),
+        "traffic": traffic,
+        "command": COMMAND,
+    }
     try:
         msgs = messages(args.messages, "e2e", pool)
         results["naive"] = naive(client, url, messages(args.messages, "naive", pool), env)
@@ -393,8 +484,9 @@ def main() -> None:
             clean(client)
             fleet = Fleet([worker_argv("--fork-per-job"), worker_argv("--fork-per-job")], env, client, 2)
             try:
-                results["before"] = drain(client, settings, messages(args.scaling_messages, "before", pool), fleet,
-                                          "before", 2)
+                results["before"] = drain(
+                    client, settings, messages(args.scaling_messages, "before", pool), fleet, "before", 2
+                )
             finally:
                 fleet.stop()
         clean(client)
@@ -404,13 +496,20 @@ def main() -> None:
             results["end_to_end"] = drain(client, settings, msgs, fleet, "end-to-end", args.workers)
             parent = fleet.procs[0].pid
             procs = [{"role": "parent", **memory(parent)}]
-            procs += [{"role": f"process {k + 1}", **memory(pid)} for k, pid in enumerate(children(parent))
-                      if Path(f"/proc/{pid}/smaps_rollup").exists()]
+            procs += [
+                {"role": f"process {k + 1}", **memory(pid)}
+                for k, pid in enumerate(children(parent))
+                if Path(f"/proc/{pid}/smaps_rollup").exists()
+            ]
             everything = [parent, *descendants(parent)]
-            results["memory"] = {"processes": procs,
-                                 "total_pss_mb": sum(memory(pid)["pss_mb"] for pid in everything if Path(f"/proc/{pid}").exists())}
-            results["paced"] = [paced(client, settings, pool, fleet, rate, args.paced_seconds, args.messages)
-                                for rate in (200, 500, 1000)]
+            results["memory"] = {
+                "processes": procs,
+                "total_pss_mb": sum(memory(pid)["pss_mb"] for pid in everything if Path(f"/proc/{pid}").exists()),
+            }
+            results["paced"] = [
+                paced(client, settings, pool, fleet, rate, args.paced_seconds, args.messages)
+                for rate in (200, 500, 1000)
+            ]
         finally:
             fleet.stop()
         scaling = []
@@ -419,8 +518,11 @@ def main() -> None:
             fleet = Fleet([worker_argv("--processes", str(n))], env, client, n)
             try:
                 drain(client, settings, messages(256, f"warm{n}", pool), fleet, "warm-up", n)
-                scaling.append(drain(client, settings, messages(args.scaling_messages, f"scale{n}", pool), fleet,
-                                     f"scaling {n}", n))
+                scaling.append(
+                    drain(
+                        client, settings, messages(args.scaling_messages, f"scale{n}", pool), fleet, f"scaling {n}", n
+                    )
+                )
             finally:
                 fleet.stop()
         results["scaling"] = scaling

@@ -40,16 +40,26 @@ from worker.web.process import ServeProcess, WorkerProcess  # noqa: E402
 
 SECRET = "bench-app-secret"
 ENV = {"META_APP_SECRET": SECRET, "META_VERIFY_TOKEN": "bench-verify", "REPLYGUARD_LOG_LEVEL": "WARNING"}
-TEXTS = ["Hi, where is my order KM-204815?", "do you ship to Canada?", "注文した商品はいつ届きますか？",
-         "What are your opening hours?", "I want to return a mug", "thanks!"]
+TEXTS = [
+    "Hi, where is my order KM-204815?",
+    "do you ship to Canada?",
+    "注文した商品はいつ届きますか？",
+    "What are your opening hours?",
+    "I want to return a mug",
+    "thanks!",
+]
 
 
 def request_bytes(port: int, i: int, run: str) -> bytes:
-    payload = whatsapp([wa_text(f"wamid.bench-{run}-{i}", TEXTS[i % len(TEXTS)], sender=f"81900{i % 997:05d}")],
-                       wa_id=f"81900{i % 997:05d}")
+    payload = whatsapp(
+        [wa_text(f"wamid.bench-{run}-{i}", TEXTS[i % len(TEXTS)], sender=f"81900{i % 997:05d}")],
+        wa_id=f"81900{i % 997:05d}",
+    )
     body = dumps(payload)
-    head = (f"POST /webhooks/meta HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-            f"X-Hub-Signature-256: {signature(body, SECRET)}\r\nContent-Length: {len(body)}\r\n\r\n")
+    head = (
+        f"POST /webhooks/meta HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"X-Hub-Signature-256: {signature(body, SECRET)}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
     return head.encode() + body
 
 
@@ -109,12 +119,21 @@ async def offer(port: int, rate: float, seconds: float, connections: int, run: s
     latencies.sort()
 
     def pct(p: float) -> float:
-        return round(1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2) if latencies else float("nan")
+        return (
+            round(1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2) if latencies else float("nan")
+        )
 
-    return {"offered_rps": rate, "requests": total, "achieved_rps": round(len(latencies) / elapsed, 1),
-            "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99),
-            "max_ms": round(1000 * latencies[-1], 2) if latencies else None,
-            "errors": errors, "connections_used": opened}
+    return {
+        "offered_rps": rate,
+        "requests": total,
+        "achieved_rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": pct(0.50),
+        "p90_ms": pct(0.90),
+        "p99_ms": pct(0.99),
+        "max_ms": round(1000 * latencies[-1], 2) if latencies else None,
+        "errors": errors,
+        "connections_used": opened,
+    }
 
 
 def cpu_seconds(pid: int) -> float:
@@ -167,8 +186,14 @@ def main() -> int:
             result["all_decided_after_s"] = round(time.monotonic() - started, 1)
         for w in workers:
             w.stop()
-    result.update({"worker_running": bool(workers), "cpus": os.cpu_count(), "python": platform.python_version(),
-                   "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    result.update(
+        {
+            "worker_running": bool(workers),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+    )
     print(json.dumps(result, indent=2))
     save_results("webhooks", result)
     if args.update_readme:
@@ -178,17 +203,22 @@ def main() -> int:
 
 def update_readme(r: dict, args: argparse.Namespace) -> None:
     load = r.get("load_1min") or ["?", "?"]
-    table = (f"| offered | achieved | p50 | p90 | p99 | max | errors | CPU / webhook: web + inbox | "
-             f"load average (1 min) before / after |\n"
-             f"|---|---|---|---|---|---|---|---|---|\n"
-             f"| {r['offered_rps']:.0f}/s for {args.seconds:.0f} s | {r['achieved_rps']}/s | {r['p50_ms']} ms | "
-             f"{r['p90_ms']} ms | {r['p99_ms']} ms | {r['max_ms']} ms | {sum(r['errors'].values())} | "
-             f"{r['serve_cpu_ms_per_webhook']} + {r['inbox_cpu_ms_per_webhook']} ms | "
-             f"{load[0]} / {load[1]} on {r['cpus']} cores |\n")
+    table = (
+        f"| offered | achieved | p50 | p90 | p99 | max | errors | CPU / webhook: web + inbox | "
+        f"load average (1 min) before / after |\n"
+        f"|---|---|---|---|---|---|---|---|---|\n"
+        f"| {r['offered_rps']:.0f}/s for {args.seconds:.0f} s | {r['achieved_rps']}/s | {r['p50_ms']} ms | "
+        f"{r['p90_ms']} ms | {r['p99_ms']} ms | {r['max_ms']} ms | {sum(r['errors'].values())} | "
+        f"{r['serve_cpu_ms_per_webhook']} + {r['inbox_cpu_ms_per_webhook']} ms | "
+        f"{load[0]} / {load[1]} on {r['cpus']} cores |\n"
+    )
     if r.get("worker_running"):
-        table += (f"\nWith one `replyguard worker` deciding on the same 2 cores, all {r['decided']} webhooks were "
-                  f"decided {r['all_decided_after_s']} s after the last one was acknowledged.\n")
+        table += (
+            f"\nWith one `replyguard worker` deciding on the same 2 cores, all {r['decided']} webhooks were "
+            f"decided {r['all_decided_after_s']} s after the last one was acknowledged.\n"
+        )
     update_readme_block("webhooks", table)
+
 
 if __name__ == "__main__":
     sys.exit(main())

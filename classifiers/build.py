@@ -92,13 +92,23 @@ DEFAULT_CONFIGS: dict[str, ModelConfig] = {
 def make_pipeline(config: ModelConfig) -> Pipeline:
     """The unfitted pipeline for ``config``."""
     char = CompactTfidfVectorizer(
-        analyzer="char_wb", ngram_range=config.char_ngrams, min_df=config.char_min_df,
-        max_features=config.char_max_features, sublinear_tf=True, lowercase=False, dtype=np.float32,
+        analyzer="char_wb",
+        ngram_range=config.char_ngrams,
+        min_df=config.char_min_df,
+        max_features=config.char_max_features,
+        sublinear_tf=True,
+        lowercase=False,
+        dtype=np.float32,
     )
     word = CompactTfidfVectorizer(
-        analyzer="word", ngram_range=config.word_ngrams, min_df=config.word_min_df,
-        max_features=config.word_max_features, sublinear_tf=True, lowercase=False,
-        token_pattern=TOKEN_PATTERN, dtype=np.float32,
+        analyzer="word",
+        ngram_range=config.word_ngrams,
+        min_df=config.word_min_df,
+        max_features=config.word_max_features,
+        sublinear_tf=True,
+        lowercase=False,
+        token_pattern=TOKEN_PATTERN,
+        dtype=np.float32,
     )
     if config.classifier == "logreg":
         base: Any = LogisticRegression(C=config.C, max_iter=3000, class_weight=config.class_weight)
@@ -114,22 +124,36 @@ def make_pipeline(config: ModelConfig) -> Pipeline:
 
         features.append(("embeddings", embedding_features(config.embeddings, config.embedding_weight)))
     folds = StratifiedKFold(n_splits=config.calibration_folds, shuffle=True, random_state=SEED)
-    head: Any = CalibratedClassifierCV(PrunedLinear(base, keep=config.keep), method=config.calibration,
-                                       cv=folds, ensemble=False)
+    head: Any = CalibratedClassifierCV(
+        PrunedLinear(base, keep=config.keep), method=config.calibration, cv=folds, ensemble=False
+    )
     if config.sentence_weight:
         from classifiers.sentence import DIM, SentenceVectors
 
         features.append(("sentence", SentenceVectors(weight=1.0)))
         # ridge on 512 dense dimensions: a closed-form solve, seconds even for 151 intents
-        sentence_head = CalibratedClassifierCV(RidgeClassifier(alpha=config.sentence_ridge, class_weight=config.class_weight),
-                                               method=config.calibration, cv=folds, ensemble=False)
+        sentence_head = CalibratedClassifierCV(
+            RidgeClassifier(alpha=config.sentence_ridge, class_weight=config.class_weight),
+            method=config.calibration,
+            cv=folds,
+            ensemble=False,
+        )
         head = FusedLinear(head, sentence_head, sentence_columns=DIM, alpha=config.sentence_weight)
-    return Pipeline([
-        ("normalize", TextNormalizer(urls=config.replace_urls, mentions=config.replace_mentions,
-                                     emails=config.replace_emails, phones=config.replace_phones)),
-        ("features", FeatureUnion(features)),
-        ("classify", head),
-    ])
+    return Pipeline(
+        [
+            (
+                "normalize",
+                TextNormalizer(
+                    urls=config.replace_urls,
+                    mentions=config.replace_mentions,
+                    emails=config.replace_emails,
+                    phones=config.replace_phones,
+                ),
+            ),
+            ("features", FeatureUnion(features)),
+            ("classify", head),
+        ]
+    )
 
 
 @dataclass
@@ -160,14 +184,18 @@ def fitted_config(config: ModelConfig, labels: list[str]) -> tuple[ModelConfig, 
         raise ConfigError(f"training needs at least two labels; the training rows only have {sorted(counts)}")
     single = sorted(label for label, n in counts.items() if n < 2)
     if single:
-        raise ConfigError(f"label(s) {single} have fewer than 2 training rows, too few to train and calibrate a model; "
-                          "add examples or drop those rows")
+        raise ConfigError(
+            f"label(s) {single} have fewer than 2 training rows, too few to train and calibrate a model; "
+            "add examples or drop those rows"
+        )
     rarest = min(counts.values())
     if rarest >= config.calibration_folds:
         return config, None
     rare = sorted(f"{label} ({n})" for label, n in counts.items() if n < config.calibration_folds)
-    note = (f"label(s) {', '.join(rare)} have fewer than {config.calibration_folds} training rows: "
-            f"calibrated over {rarest} folds instead of {config.calibration_folds}; add examples for steadier probabilities")
+    note = (
+        f"label(s) {', '.join(rare)} have fewer than {config.calibration_folds} training rows: "
+        f"calibrated over {rarest} folds instead of {config.calibration_folds}; add examples for steadier probabilities"
+    )
     return replace(config, calibration_folds=rarest), note
 
 
@@ -206,20 +234,33 @@ def train(
         raise ConfigError(f"out-of-scope label {out_of_scope_label!r} is not among the labels {labels}")
     held_out: dict[str, Any] = {"split": "test"}
     if test_rows:
-        held_out.update(metrics.summary([e.label for e in test_rows], estimator.predict_proba([e.text for e in test_rows]), labels))
+        held_out.update(
+            metrics.summary([e.label for e in test_rows], estimator.predict_proba([e.text for e in test_rows]), labels)
+        )
     if sources is None:
-        sources = [TrainingSource(name=Path(dataset.path).name, sha256=dataset.sha256, rows=len(dataset.examples),
-                                  counts=ds.counts(), note="; ".join(f"{k}: {v}" for k, v in ds.carved.items()) or None)]
+        sources = [
+            TrainingSource(
+                name=Path(dataset.path).name,
+                sha256=dataset.sha256,
+                rows=len(dataset.examples),
+                counts=ds.counts(),
+                note="; ".join(f"{k}: {v}" for k, v in ds.carved.items()) or None,
+            )
+        ]
     manifest = None
     if out is not None:
-        manifest = save_artifact(out, estimator, {
-            "name": name,
-            "task": task,
-            "version": version or model_version(config, sources),
-            "out_of_scope_label": out_of_scope_label,
-            "training": sources,
-            "config": config.to_dict(),
-            "metrics": held_out,
-            "train_seconds": round(seconds, 2),
-        })
+        manifest = save_artifact(
+            out,
+            estimator,
+            {
+                "name": name,
+                "task": task,
+                "version": version or model_version(config, sources),
+                "out_of_scope_label": out_of_scope_label,
+                "training": sources,
+                "config": config.to_dict(),
+                "metrics": held_out,
+                "train_seconds": round(seconds, 2),
+            },
+        )
     return TrainResult(estimator=estimator, manifest=manifest, metrics=held_out, train_seconds=seconds, sources=sources)

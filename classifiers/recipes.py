@@ -60,20 +60,36 @@ class Part:
         counts: dict[str, Counter[str]] = defaultdict(Counter)
         for e in self.examples:
             counts[e.split or "unsplit"][e.label] += 1
-        return TrainingSource(name=self.name, sha256=self.sha256, rows=len(self.examples),
-                              counts={s: dict(sorted(c.items())) for s, c in sorted(counts.items())}, note=self.note)
+        return TrainingSource(
+            name=self.name,
+            sha256=self.sha256,
+            rows=len(self.examples),
+            counts={s: dict(sorted(c.items())) for s, c in sorted(counts.items())},
+            note=self.note,
+        )
 
 
 def _rows(path: Path) -> tuple[str, list[dict]]:
     if not path.is_file():
-        raise DatasetError(path, "not found (the default-model recipes need ../shared/datasets; "
-                                 "pass --shared DIR if it lives elsewhere)")
+        raise DatasetError(
+            path,
+            "not found (the default-model recipes need ../shared/datasets; pass --shared DIR if it lives elsewhere)",
+        )
     raw = path.read_bytes()
-    return hashlib.sha256(raw).hexdigest(), [json.loads(line) for line in raw.decode("utf-8").splitlines() if line.strip()]
+    return hashlib.sha256(raw).hexdigest(), [
+        json.loads(line) for line in raw.decode("utf-8").splitlines() if line.strip()
+    ]
 
 
-def part(path: Path, note: str, *, label: Callable[[dict], str | None] = lambda r: r["label"],
-         keep: Callable[[dict], bool] = lambda r: True, split: str | None = "keep", carve_test: float = 0.0) -> Part:
+def part(
+    path: Path,
+    note: str,
+    *,
+    label: Callable[[dict], str | None] = lambda r: r["label"],
+    keep: Callable[[dict], bool] = lambda r: True,
+    split: str | None = "keep",
+    carve_test: float = 0.0,
+) -> Part:
     """Read ``path``; map labels (None drops a row); keep or reset splits; optionally carve a test share."""
     sha, rows = _rows(path)
     examples = []
@@ -92,7 +108,9 @@ def part(path: Path, note: str, *, label: Callable[[dict], str | None] = lambda 
 
 def _dataset(name: str, parts: Iterable[Part]) -> tuple[Dataset, list[TrainingSource]]:
     parts = list(parts)
-    examples = [e if e.split in ("train", "val", "test") else replace(e, split="train") for p in parts for e in p.examples]
+    examples = [
+        e if e.split in ("train", "val", "test") else replace(e, split="train") for p in parts for e in p.examples
+    ]
     digest = hashlib.sha256("".join(p.sha256 for p in parts).encode()).hexdigest()
     return Dataset(path=name, sha256=digest, examples=examples), [p.source() for p in parts]
 
@@ -100,37 +118,97 @@ def _dataset(name: str, parts: Iterable[Part]) -> tuple[Dataset, list[TrainingSo
 def spam_parts(shared: Path) -> list[Part]:
     return [
         part(shared / "sms_spam_collection.jsonl", "SMS Spam Collection, original split"),
-        part(DATA_DIR / "social_comment_spam.jsonl", "team-written social comments; 20% carved as test", split=None, carve_test=0.2),
-        part(DATA_DIR / "social_comment_spam_2.jsonl", "team-written comments, YouTube-style (second writer); 20% carved as test",
-             split=None, carve_test=0.2),
-        part(DATA_DIR / "comment_spam_generated.jsonl", "team-written comment spam/ham templates, generated "
-             "(classifiers/data/generate_comment_spam.py); 20% carved as test", split=None, carve_test=0.2),
-        part(DATA_DIR / "demo_shop_intents.jsonl", "team-written customer messages as ham", label=lambda r: "ham", split="train"),
-        part(shared / "bitext_customer_support.jsonl", "Bitext customer messages (train split) as ham",
-             label=lambda r: "ham", keep=lambda r: r["split"] == "train"),
+        part(
+            DATA_DIR / "social_comment_spam.jsonl",
+            "team-written social comments; 20% carved as test",
+            split=None,
+            carve_test=0.2,
+        ),
+        part(
+            DATA_DIR / "social_comment_spam_2.jsonl",
+            "team-written comments, YouTube-style (second writer); 20% carved as test",
+            split=None,
+            carve_test=0.2,
+        ),
+        part(
+            DATA_DIR / "comment_spam_generated.jsonl",
+            "team-written comment spam/ham templates, generated "
+            "(classifiers/data/generate_comment_spam.py); 20% carved as test",
+            split=None,
+            carve_test=0.2,
+        ),
+        part(
+            DATA_DIR / "demo_shop_intents.jsonl",
+            "team-written customer messages as ham",
+            label=lambda r: "ham",
+            split="train",
+        ),
+        part(
+            shared / "bitext_customer_support.jsonl",
+            "Bitext customer messages (train split) as ham",
+            label=lambda r: "ham",
+            keep=lambda r: r["split"] == "train",
+        ),
     ]
 
 
 def abuse_parts(shared: Path) -> list[Part]:
     return [
         part(shared / "davidson_hate_offensive.jsonl", "Davidson et al. 2017, original split"),
-        part(DATA_DIR / "ja_abuse.jsonl", "team-written Japanese abuse examples; 20% carved as test", split=None, carve_test=0.2),
-        part(DATA_DIR / "en_abuse.jsonl", "team-written English brand-moderation examples (slur-free hate, insults, "
-             "hard negatives); 20% carved as test", split=None, carve_test=0.2),
-        part(DATA_DIR / "demo_shop_intents.jsonl", "team-written customer messages as neither", label=lambda r: "neither", split="train"),
-        part(DATA_DIR / "social_comment_spam.jsonl", "team-written comments (ham only) as neither",
-             label=lambda r: "neither", keep=lambda r: r["label"] == "ham", split="train"),
-        part(DATA_DIR / "social_comment_spam_2.jsonl", "team-written comments, second writer (ham only) as neither",
-             label=lambda r: "neither", keep=lambda r: r["label"] == "ham", split="train"),
-        part(shared / "bitext_customer_support.jsonl", "Bitext train rows without the W (offensive language) tag as neither",
-             label=lambda r: "neither", keep=lambda r: r["split"] == "train" and "W" not in (r.get("tags") or "")),
+        part(
+            DATA_DIR / "ja_abuse.jsonl",
+            "team-written Japanese abuse examples; 20% carved as test",
+            split=None,
+            carve_test=0.2,
+        ),
+        part(
+            DATA_DIR / "en_abuse.jsonl",
+            "team-written English brand-moderation examples (slur-free hate, insults, "
+            "hard negatives); 20% carved as test",
+            split=None,
+            carve_test=0.2,
+        ),
+        part(
+            DATA_DIR / "demo_shop_intents.jsonl",
+            "team-written customer messages as neither",
+            label=lambda r: "neither",
+            split="train",
+        ),
+        part(
+            DATA_DIR / "social_comment_spam.jsonl",
+            "team-written comments (ham only) as neither",
+            label=lambda r: "neither",
+            keep=lambda r: r["label"] == "ham",
+            split="train",
+        ),
+        part(
+            DATA_DIR / "social_comment_spam_2.jsonl",
+            "team-written comments, second writer (ham only) as neither",
+            label=lambda r: "neither",
+            keep=lambda r: r["label"] == "ham",
+            split="train",
+        ),
+        part(
+            shared / "bitext_customer_support.jsonl",
+            "Bitext train rows without the W (offensive language) tag as neither",
+            label=lambda r: "neither",
+            keep=lambda r: r["split"] == "train" and "W" not in (r.get("tags") or ""),
+        ),
     ]
 
 
-BITEXT_TO_DEMO = {"track_order": "order_status", "delivery_period": "shipping_time",
-                  "contact_human_agent": "human_agent", "check_refund_policy": "returns"}
-CLINC_TO_DEMO = {"greeting": "greeting", "thank_you": "thanks", "are_you_a_bot": "human_agent",
-                 "order_status": "order_status"}
+BITEXT_TO_DEMO = {
+    "track_order": "order_status",
+    "delivery_period": "shipping_time",
+    "contact_human_agent": "human_agent",
+    "check_refund_policy": "returns",
+}
+CLINC_TO_DEMO = {
+    "greeting": "greeting",
+    "thank_you": "thanks",
+    "are_you_a_bot": "human_agent",
+    "order_status": "order_status",
+}
 CLINC_OOS_PER_INTENT = 3
 
 
@@ -146,15 +224,27 @@ def intent_parts(shared: Path) -> list[Part]:
         return "out_of_scope" if per_intent[r["label"]] <= CLINC_OOS_PER_INTENT else None
 
     return [
-        part(DATA_DIR / "demo_shop_intents.jsonl", "team-written demo-shop starter pack (EN/JA); 20% carved as test",
-             split=None, carve_test=0.2),
-        part(shared / "bitext_customer_support.jsonl",
-             f"Bitext train split: {', '.join(f'{k}→{v}' for k, v in BITEXT_TO_DEMO.items())}",
-             label=lambda r: BITEXT_TO_DEMO.get(r["label"]), keep=lambda r: r["split"] == "train", split="train"),
-        part(shared / "clinc150.jsonl",
-             f"CLINC150 train split: {', '.join(f'{k}→{v}' for k, v in CLINC_TO_DEMO.items())}; "
-             f"oos and {CLINC_OOS_PER_INTENT} of each other intent → out_of_scope",
-             label=clinc_label, keep=lambda r: r["split"] == "train", split="train"),
+        part(
+            DATA_DIR / "demo_shop_intents.jsonl",
+            "team-written demo-shop starter pack (EN/JA); 20% carved as test",
+            split=None,
+            carve_test=0.2,
+        ),
+        part(
+            shared / "bitext_customer_support.jsonl",
+            f"Bitext train split: {', '.join(f'{k}→{v}' for k, v in BITEXT_TO_DEMO.items())}",
+            label=lambda r: BITEXT_TO_DEMO.get(r["label"]),
+            keep=lambda r: r["split"] == "train",
+            split="train",
+        ),
+        part(
+            shared / "clinc150.jsonl",
+            f"CLINC150 train split: {', '.join(f'{k}→{v}' for k, v in CLINC_TO_DEMO.items())}; "
+            f"oos and {CLINC_OOS_PER_INTENT} of each other intent → out_of_scope",
+            label=clinc_label,
+            keep=lambda r: r["split"] == "train",
+            split="train",
+        ),
     ]
 
 
@@ -180,6 +270,13 @@ def recipe_config(name: str) -> ModelConfig:
 def build_default(name: str, shared: Path, out_dir: Path) -> TrainResult:
     task, parts_of, oos = RECIPES[name]
     dataset, sources = _dataset(name, parts_of(shared))
-    result = train(task, dataset, name=name, out=out_dir / name, config=recipe_config(name),
-                   out_of_scope_label=oos, sources=sources)
+    result = train(
+        task,
+        dataset,
+        name=name,
+        out=out_dir / name,
+        config=recipe_config(name),
+        out_of_scope_label=oos,
+        sources=sources,
+    )
     return result

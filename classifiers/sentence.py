@@ -103,12 +103,12 @@ def derive_table(backend: Any) -> np.ndarray:
         x = _layernorm(emb @ backend.proj_W + backend.proj_b, backend.ln_g_all, backend.ln_b_all, backend.eps)
         branches = [emb]
         for i, (_, left) in enumerate(nb._ORDERS):
-            xs = x[:, i * nb._CNN_DIM:(i + 1) * nb._CNN_DIM]
+            xs = x[:, i * nb._CNN_DIM : (i + 1) * nb._CNN_DIM]
             centre = slice(left * nb._CNN_DIM, (left + 1) * nb._CNN_DIM)  # the token's own slot in the window
             h = np.maximum(xs @ backend.w1[i][centre] + backend.b1[i], 0) + xs
             branches.append(np.maximum(h @ backend.w2[i][centre] + backend.b2[i], 0) + h)
         feats = _layernorm(np.concatenate(branches, axis=1), backend.ln_g, backend.ln_b, backend.eps)
-        out[start:start + len(ids)] = feats @ backend.cnn_W + backend.cnn_b
+        out[start : start + len(ids)] = feats @ backend.cnn_W + backend.cnn_b
     return out
 
 
@@ -156,11 +156,15 @@ class StaticTable:
         except (OSError, ValueError) as exc:
             raise ArtifactError(path, f"sentence table is unreadable ({exc}); delete it to rebuild") from exc
         if self.rows.shape != (backend.table.shape[0], DIM) or self.rows.dtype != np.float16:
-            raise ArtifactError(path, f"sentence table has shape {self.rows.shape} {self.rows.dtype}; delete it to rebuild")
+            raise ArtifactError(
+                path, f"sentence table has shape {self.rows.shape} {self.rows.dtype}; delete it to rebuild"
+            )
         # The dense layers run in float64 and the result is rounded to float32, so that a text's vector
         # does not depend on which other texts share its batch (float32 GEMM kernels round differently
         # by row position and batch shape; measured: most rows differ in the last bits otherwise).
-        self.d0, self.d1, self.d2, self.d3 = (np.asarray(m, dtype=np.float64) for m in (backend.d0, backend.d1, backend.d2, backend.d3))
+        self.d0, self.d1, self.d2, self.d3 = (
+            np.asarray(m, dtype=np.float64) for m in (backend.d0, backend.d1, backend.d2, backend.d3)
+        )
         self.p1, self.p3 = np.asarray(backend.p1, dtype=np.float64), np.asarray(backend.p3, dtype=np.float64)
         self.eps = float(backend.eps)
         backend.table = None  # the 65 MB quantised embedding is not needed any more
@@ -198,8 +202,11 @@ def load_table(expected: str | None = None) -> StaticTable:
     """The process-wide table (built into the cache on first use). ``expected``: the fingerprint a model needs."""
     current = fingerprint()
     if expected is not None and expected != current:
-        raise ArtifactError(table_path(), f"the model needs sentence representation {expected!r} but {current!r} is "
-                                          f"installed; install the {PACKAGE} version it names or rebuild the model (make models)")
+        raise ArtifactError(
+            table_path(),
+            f"the model needs sentence representation {expected!r} but {current!r} is "
+            f"installed; install the {PACKAGE} version it names or rebuild the model (make models)",
+        )
     with _lock:
         table = _loaded.get(current)
         if table is None:

@@ -35,8 +35,19 @@ from classifiers.text import TextNormalizer, normalize_all
 
 #: Words whose n-gram ids are remembered per char_wb analyser (cleared when full).
 WORD_CACHE = 50_000
-_ANALYSER_PARAMS = ("analyzer", "ngram_range", "token_pattern", "lowercase", "strip_accents", "preprocessor",
-                    "tokenizer", "stop_words", "encoding", "decode_error", "input")
+_ANALYSER_PARAMS = (
+    "analyzer",
+    "ngram_range",
+    "token_pattern",
+    "lowercase",
+    "strip_accents",
+    "preprocessor",
+    "tokenizer",
+    "stop_words",
+    "encoding",
+    "decode_error",
+    "input",
+)
 
 
 def _normaliser_key(step: TextNormalizer) -> tuple[bool, bool, bool, bool]:
@@ -50,8 +61,13 @@ def _analyser_key(vec: TfidfVectorizer) -> tuple:
 
 def _words_are_units(vec: TfidfVectorizer) -> bool:
     """char_wb n-grams of a text are the concatenation of its words' (split on whitespace)."""
-    return (vec.analyzer == "char_wb" and not vec.lowercase and vec.strip_accents is None and vec.preprocessor is None
-            and vec.input == "content")
+    return (
+        vec.analyzer == "char_wb"
+        and not vec.lowercase
+        and vec.strip_accents is None
+        and vec.preprocessor is None
+        and vec.input == "content"
+    )
 
 
 class _Head:
@@ -111,8 +127,10 @@ class SharedPass:
                 head.keys.append(key)
         for head in self.heads:
             if head.shared:
-                head.columns = [None if key is None else self._selection(key, part)
-                                for key, (_, part) in zip(head.keys, head.blocks, strict=True)]
+                head.columns = [
+                    None if key is None else self._selection(key, part)
+                    for key, (_, part) in zip(head.keys, head.blocks, strict=True)
+                ]
 
     def _lookup(self, key: tuple, doc: str) -> list[int]:
         return list(map(self.vocab[key].get, self.analysers[key](doc), repeat(-1)))
@@ -158,8 +176,10 @@ class SharedPass:
                     ids.extend(self._lookup(key, doc))
                     indptr[row + 1] = len(ids)
             # unknown n-grams land in the extra last column, which no model selects
-            matrix = sp.csr_matrix((np.ones(len(ids), dtype=np.float32), np.asarray(ids, dtype=np.int64), indptr),
-                                   shape=(len(unique), len(union) + 1))
+            matrix = sp.csr_matrix(
+                (np.ones(len(ids), dtype=np.float32), np.asarray(ids, dtype=np.int64), indptr),
+                shape=(len(unique), len(union) + 1),
+            )
             counts[key] = (matrix, unique)
         sentences = self._sentences(normalised)
         out = []
@@ -177,8 +197,10 @@ class SharedPass:
                 cols = selection[rows.indices]
                 keep = cols >= 0
                 row_of = np.repeat(np.arange(len(texts)), np.diff(rows.indptr))[keep]
-                local = sp.csr_matrix((rows.data[keep].astype(part.dtype), (row_of, cols[keep])),
-                                      shape=(len(texts), len(part.vocabulary_)))  # integer counts, duplicates summed
+                local = sp.csr_matrix(
+                    (rows.data[keep].astype(part.dtype), (row_of, cols[keep])),
+                    shape=(len(texts), len(part.vocabulary_)),
+                )  # integer counts, duplicates summed
                 local.sum_duplicates()
                 local.sort_indices()
                 blocks.append(part._tfidf.transform(local, copy=False))

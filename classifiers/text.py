@@ -17,7 +17,9 @@ from collections.abc import Iterable
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-URL_RE = re.compile(r"(?i)\b(?:https?://|www\.)\S+|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|net|org|io|co|ly|me|info|biz|xyz|jp|uk|us|tv|gg|link|site|online|shop|store|app)(?:/\S*)?")
+URL_RE = re.compile(
+    r"(?i)\b(?:https?://|www\.)\S+|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|net|org|io|co|ly|me|info|biz|xyz|jp|uk|us|tv|gg|link|site|online|shop|store|app)(?:/\S*)?"
+)
 EMAIL_RE = re.compile(r"(?i)\b[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}\b")
 MENTION_RE = re.compile(r"(?<![\w@])@[\w.]{1,30}")
 PHONE_RE = re.compile(r"(?<!\d)\+?\d[\d\s().-]{7,}\d(?!\d)")
@@ -54,7 +56,9 @@ _STEPS = (
 )
 
 
-def normalize_all(text: str, configs: Iterable[tuple[bool, bool, bool, bool]]) -> dict[tuple[bool, bool, bool, bool], str]:
+def normalize_all(
+    text: str, configs: Iterable[tuple[bool, bool, bool, bool]]
+) -> dict[tuple[bool, bool, bool, bool], str]:
     """:func:`normalize` of ``text`` under each ``(urls, mentions, emails, phones)`` config, sharing the steps
     the configs have in common and skipping a pattern that cannot match (same results, fewer regex passes)."""
     base = unicodedata.normalize("NFKC", html.unescape(text)).casefold()
@@ -96,7 +100,10 @@ class TextNormalizer(TransformerMixin, BaseEstimator):
 
     def transform(self, X: Iterable[str]) -> np.ndarray:
         return np.array(
-            [normalize(str(t), urls=self.urls, mentions=self.mentions, emails=self.emails, phones=self.phones) for t in X],
+            [
+                normalize(str(t), urls=self.urls, mentions=self.mentions, emails=self.emails, phones=self.phones)
+                for t in X
+            ],
             dtype=object,
         )
 

@@ -69,8 +69,10 @@ class ModelVersions:
         if version is None:
             listed = self.candidates()
             if not listed:
-                raise ConfigError(f"model {self.name!r} has no candidate in {self.candidates_dir} "
-                                  "(train one with replyguard train --candidate)")
+                raise ConfigError(
+                    f"model {self.name!r} has no candidate in {self.candidates_dir} "
+                    "(train one with replyguard train --candidate)"
+                )
             version = listed[-1].version
         path = self.candidates_dir / version
         if not (path / "manifest.json").is_file():
@@ -107,8 +109,9 @@ class ModelVersions:
         os.replace(source, self.current_dir)
         if retired is not None:
             log["stack"].append(retired)
-        log["events"].append({"at": _now(), "action": "promote", "version": candidate.version, "replaced": retired,
-                              "note": note})
+        log["events"].append(
+            {"at": _now(), "action": "promote", "version": candidate.version, "replaced": retired, "note": note}
+        )
         self._write_log(log)
         return candidate
 
@@ -135,8 +138,15 @@ def _now() -> str:
 def names(root: Path) -> list[str]:
     """Model names with a current version or a candidate in ``root``."""
     root = Path(root)
-    found = {d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and (d / "manifest.json").is_file()} \
-        if root.is_dir() else set()
+    found = (
+        {
+            d.name
+            for d in root.iterdir()
+            if d.is_dir() and not d.name.startswith(".") and (d / "manifest.json").is_file()
+        }
+        if root.is_dir()
+        else set()
+    )
     if (root / CANDIDATES).is_dir():
         found |= {d.name for d in (root / CANDIDATES).iterdir() if d.is_dir()}
     return sorted(found)

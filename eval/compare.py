@@ -38,8 +38,7 @@ class Comparison:
     labels: list[tuple[str, Any, Any]]
 
     def lines(self) -> list[str]:
-        out = [f"A: {self.headers[0]}", f"B: {self.headers[1]}", "",
-               f"{'':34} {'A':>10} {'B':>10} {'B - A':>10}"]
+        out = [f"A: {self.headers[0]}", f"B: {self.headers[1]}", "", f"{'':34} {'A':>10} {'B':>10} {'B - A':>10}"]
         for name, a, b, unit in self.rows:
             out.append(f"{name:34} {_fmt(a, unit):>10} {_fmt(b, unit):>10} {_delta(a, b, unit):>10}")
         if self.labels:
@@ -86,11 +85,16 @@ def read_report(path: Path) -> dict[str, Any]:
 def compare_reports(first: Path, second: Path) -> Comparison:
     a, b = read_report(first), read_report(second)
     headers = tuple(f"{r['task']} on {Path(r['data']['path']).name} ({r['model']})" for r in (a, b))
-    rows = [(name, a.get(key), b.get(key), unit) for key, name, unit in FIGURES
-            if a.get(key) is not None or b.get(key) is not None]
+    rows = [
+        (name, a.get(key), b.get(key), unit)
+        for key, name, unit in FIGURES
+        if a.get(key) is not None or b.get(key) is not None
+    ]
     labels = sorted(set(a["per_label"]) | set(b["per_label"]))
-    per_label = [(label, (a["per_label"].get(label) or {}).get("f1"), (b["per_label"].get(label) or {}).get("f1"))
-                 for label in labels]
+    per_label = [
+        (label, (a["per_label"].get(label) or {}).get("f1"), (b["per_label"].get(label) or {}).get("f1"))
+        for label in labels
+    ]
     return Comparison(names=(str(first), str(second)), headers=headers, rows=rows, labels=per_label)  # type: ignore[arg-type]
 
 
@@ -98,8 +102,10 @@ def write_compare_html(table: Comparison, out: Path) -> Path:
     e = html.escape
 
     def body(rows: list[tuple[str, Any, Any, str]]) -> str:
-        return "".join(f"<tr><th>{e(n)}</th><td>{e(_fmt(x, u))}</td><td>{e(_fmt(y, u))}</td>"
-                       f"<td>{e(_delta(x, y, u))}</td></tr>" for n, x, y, u in rows)
+        return "".join(
+            f"<tr><th>{e(n)}</th><td>{e(_fmt(x, u))}</td><td>{e(_fmt(y, u))}</td><td>{e(_delta(x, y, u))}</td></tr>"
+            for n, x, y, u in rows
+        )
 
     labels = [(label, x, y, "ratio") for label, x, y in table.labels]
     page = (

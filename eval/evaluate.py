@@ -107,8 +107,12 @@ def evaluate(
     if model is not None and not ds.split("val") and not ds.split("train"):
         # a test-only file and a ready model: thresholds come from a stratified 20 % of it, figures from the rest
         examples = carve(ds.split("test"), 0.2, 42, "val")
-        ds = Dataset(path=ds.path, sha256=ds.sha256, examples=examples,
-                     carved={**ds.carved, "val": "stratified 20% of the test rows (the file has no train/val), seed 42"})
+        ds = Dataset(
+            path=ds.path,
+            sha256=ds.sha256,
+            examples=examples,
+            carved={**ds.carved, "val": "stratified 20% of the test rows (the file has no train/val), seed 42"},
+        )
     train_rows, val_rows, test_rows = ds.split("train"), ds.split("val"), ds.split("test")
     if model is None and not train_rows:
         raise ConfigError(f"{dataset.path} has no train rows to train on (pass --model to evaluate an artifact)")
@@ -121,8 +125,9 @@ def evaluate(
         fit_config, note = fitted_config(config or DEFAULT_CONFIGS[task], [e.label for e in train_rows])
         if note:
             notes.append(note)
-        estimator = fit(fit_config, [e.text for e in train_rows], [e.label for e in train_rows],
-                        [e.weight for e in train_rows])
+        estimator = fit(
+            fit_config, [e.text for e in train_rows], [e.label for e in train_rows], [e.weight for e in train_rows]
+        )
         train_seconds: float | None = time.perf_counter() - started
         labels = [str(c) for c in estimator.classes_]
         source = "trained on the train split"
@@ -146,8 +151,9 @@ def evaluate(
     positive = _positive(task, labels, oos_label)
     if oos_label and oos_share is None:
         oos_share = DEFAULT_OOS_SHARE
-    threshold, per_label_t = choose_thresholds(val, positive, target_precision, margin=margin,
-                                               oos_label=oos_label, oos_share=oos_share)
+    threshold, per_label_t = choose_thresholds(
+        val, positive, target_precision, margin=margin, oos_label=oos_label, oos_share=oos_share
+    )
     global_mask = auto_mask(test, positive, {}, threshold)
     mask = auto_mask(test, positive, per_label_t, threshold)
     summary = metrics.summary(list(test.y_true), test.proba, labels)
@@ -198,7 +204,9 @@ def evaluate(
         pred = reject_predictions(test, oos_label, reject_t)
         in_scope = test.y_true != oos_label
         report["reject_threshold"] = reject_t
-        report["in_scope_accuracy"] = float((pred[in_scope] == test.y_true[in_scope]).mean()) if in_scope.any() else None
+        report["in_scope_accuracy"] = (
+            float((pred[in_scope] == test.y_true[in_scope]).mean()) if in_scope.any() else None
+        )
         report["oos_recall"] = float((pred[~in_scope] == oos_label).mean()) if (~in_scope).any() else None
         report["in_scope_accuracy_argmax"] = float(test.correct[in_scope].mean()) if in_scope.any() else None
         report["oos_recall_argmax"] = float((test.pred[~in_scope] == oos_label).mean()) if (~in_scope).any() else None
@@ -234,11 +242,13 @@ def _worst_errors(s: Scored, texts: list[str]) -> list[dict[str, Any]]:
     out = []
     for i in worst:
         top3 = np.argsort(-s.proba[i])[:3]
-        out.append({
-            "text": texts[i][:300],
-            "true": s.y_true[i],
-            "predicted": s.pred[i],
-            "confidence": float(s.conf[i]),
-            "top": [{"label": s.labels[j], "p": float(s.proba[i, j])} for j in top3],
-        })
+        out.append(
+            {
+                "text": texts[i][:300],
+                "true": s.y_true[i],
+                "predicted": s.pred[i],
+                "confidence": float(s.conf[i]),
+                "top": [{"label": s.labels[j], "p": float(s.proba[i, j])} for j in top3],
+            }
+        )
     return out

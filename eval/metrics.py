@@ -10,4 +10,12 @@ from classifiers.metrics import (
     summary,
 )
 
-__all__ = ["accuracy", "confusion", "expected_calibration_error", "macro_f1", "per_label", "reliability_bins", "summary"]
+__all__ = [
+    "accuracy",
+    "confusion",
+    "expected_calibration_error",
+    "macro_f1",
+    "per_label",
+    "reliability_bins",
+    "summary",
+]

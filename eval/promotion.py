@@ -47,7 +47,7 @@ def correction_examples(store: Any, brand: str, task: str) -> list[Example]:
     rows = []
     for message_id, decision in zip(ids, decisions, strict=True):
         label = _label(task, corrections[message_id])
-        text = ((decision.event or {}).get("text") if decision is not None else None)
+        text = (decision.event or {}).get("text") if decision is not None else None
         if label and isinstance(text, str) and text.strip():
             rows.append(Example(text=text, label=label, split="test" if held_out(message_id) else "train", weight=2.0))
     return rows
@@ -66,35 +66,59 @@ class PromotionCheck:
 
     def lines(self) -> list[str]:
         out = [f"{'':28} {'current':>12} {'candidate':>12}"]
-        for key, name in (("model", "model"), ("achieved_precision", "precision at threshold"),
-                          ("coverage", "coverage at threshold"), ("accuracy", "accuracy"), ("n_test", "held-out rows")):
+        for key, name in (
+            ("model", "model"),
+            ("achieved_precision", "precision at threshold"),
+            ("coverage", "coverage at threshold"),
+            ("accuracy", "accuracy"),
+            ("n_test", "held-out rows"),
+        ):
             a, b = self.current.get(key), self.candidate.get(key)
             fmt = (lambda v: f"{v:.4f}") if isinstance(a, float) else str
             out.append(f"{name:28} {fmt(a):>12} {fmt(b):>12}")
-        out += [f"refused: {r}" for r in self.reasons] or ["accepted: the candidate is not worse on precision or coverage"]
+        out += [f"refused: {r}" for r in self.reasons] or [
+            "accepted: the candidate is not worse on precision or coverage"
+        ]
         return out
 
 
 def _figures(report: dict[str, Any]) -> dict[str, Any]:
-    return {k: report.get(k) for k in ("model", "model_ref", "achieved_precision", "coverage", "accuracy", "threshold",
-                                       "n_test", "macro_f1")}
+    return {
+        k: report.get(k)
+        for k in ("model", "model_ref", "achieved_precision", "coverage", "accuracy", "threshold", "n_test", "macro_f1")
+    }
 
 
-def check_promotion(task: str, current: LoadedModel, candidate: LoadedModel, data: Dataset, *,
-                    target_precision: float, corrections: list[Example] | None = None,
-                    oos_label: str | None = None) -> PromotionCheck:
+def check_promotion(
+    task: str,
+    current: LoadedModel,
+    candidate: LoadedModel,
+    data: Dataset,
+    *,
+    target_precision: float,
+    corrections: list[Example] | None = None,
+    oos_label: str | None = None,
+) -> PromotionCheck:
     held = [e for e in corrections or [] if e.split == "test"]
     base = with_splits(data)
     rows = [e for e in base.examples if e.split in ("val", "test")] + held
     dataset = Dataset(path=data.path, sha256=data.sha256, examples=rows, carved=base.carved)
-    runs = [evaluate(task, dataset, model=m, target_precision=target_precision, oos_label=oos_label,
-                     measure_speed=False).report for m in (current, candidate)]
+    runs = [
+        evaluate(
+            task, dataset, model=m, target_precision=target_precision, oos_label=oos_label, measure_speed=False
+        ).report
+        for m in (current, candidate)
+    ]
     check = PromotionCheck(current=_figures(runs[0]), candidate=_figures(runs[1]), target_precision=target_precision)
     a, b = check.current, check.candidate
     if b["achieved_precision"] < min(target_precision, a["achieved_precision"]):
-        check.reasons.append(f"precision at its threshold is {b['achieved_precision']:.4f}, below the target "
-                             f"{target_precision} (the current model reaches {a['achieved_precision']:.4f})")
+        check.reasons.append(
+            f"precision at its threshold is {b['achieved_precision']:.4f}, below the target "
+            f"{target_precision} (the current model reaches {a['achieved_precision']:.4f})"
+        )
     if b["coverage"] < a["coverage"] - COVERAGE_TOLERANCE:
-        check.reasons.append(f"it would resolve {100 * b['coverage']:.1f} % automatically at precision {target_precision}, "
-                             f"the current model {100 * a['coverage']:.1f} %")
+        check.reasons.append(
+            f"it would resolve {100 * b['coverage']:.1f} % automatically at precision {target_precision}, "
+            f"the current model {100 * a['coverage']:.1f} %"
+        )
     return check

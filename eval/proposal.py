@@ -56,8 +56,15 @@ def _at(val: Scored, label: str, threshold: float) -> tuple[int, float]:
     return n, float(val.correct[rows].mean()) if n else 1.0
 
 
-def propose(task: str, report: dict[str, Any], policy: Policy, val: Scored, *,
-            allowed: set[str] | None = None, policy_model: str | None = None) -> Proposal:
+def propose(
+    task: str,
+    report: dict[str, Any],
+    policy: Policy,
+    val: Scored,
+    *,
+    allowed: set[str] | None = None,
+    policy_model: str | None = None,
+) -> Proposal:
     """Thresholds to propose for ``thresholds.<task>`` of ``policy``.
 
     * Labels the policy cannot hold (spam/abuse know fixed labels; an intent threshold must name a
@@ -78,7 +85,8 @@ def propose(task: str, report: dict[str, Any], policy: Policy, val: Scored, *,
             allowed = labels
         out.thresholds["default"] = chosen
         out.reasons["default"] = f"chosen on val for precision {target}" + (
-            f" (was {current_default})" if current_default != chosen else "")
+            f" (was {current_default})" if current_default != chosen else ""
+        )
         for label, t in sorted(per_label.items()):
             if label in allowed:
                 out.thresholds[label] = t
@@ -91,32 +99,44 @@ def propose(task: str, report: dict[str, Any], policy: Policy, val: Scored, *,
             n, precision = _at(val, label, value)
             if n >= MIN_EVIDENCE and precision < target:
                 if label not in out.thresholds:
-                    out.reasons[label] = (f"the policy's {value} gave precision {precision:.3f} on {n} val answers, "
-                                          f"below {target}: now follows default {chosen}")
+                    out.reasons[label] = (
+                        f"the policy's {value} gave precision {precision:.3f} on {n} val answers, "
+                        f"below {target}: now follows default {chosen}"
+                    )
                 else:
-                    out.reasons[label] = (f"the policy's {value} gave precision {precision:.3f} on {n} val answers, "
-                                          f"below {target}: replaced")
+                    out.reasons[label] = (
+                        f"the policy's {value} gave precision {precision:.3f} on {n} val answers, "
+                        f"below {target}: replaced"
+                    )
                 continue
             out.thresholds[label] = value
-            why = (f"precision {precision:.3f} on {n} val answers meets {target}" if n >= MIN_EVIDENCE
-                   else f"only {n} val answers at it, too few to overrule it")
+            why = (
+                f"precision {precision:.3f} on {n} val answers meets {target}"
+                if n >= MIN_EVIDENCE
+                else f"only {n} val answers at it, too few to overrule it"
+            )
             out.reasons[label] = f"set in the policy on purpose, kept: {why}"
         extra = sorted(set(per_label) - allowed)
         if extra:
-            out.unmapped += [f"{label}: not a label of the policy's intent model {policy_model or ''}".rstrip()
-                             for label in extra]
+            out.unmapped += [
+                f"{label}: not a label of the policy's intent model {policy_model or ''}".rstrip() for label in extra
+            ]
         return out
     known = {"spam": set(SPAM_LABELS), "abuse": set(ABUSE_LABELS)}[task]
     for label in report["action_labels"]:
         if label not in known:
-            out.unmapped.append(f"{label}: thresholds.{task} only knows {sorted(known)}; rename the label in the "
-                                "data to one of those to have a threshold proposed for it")
+            out.unmapped.append(
+                f"{label}: thresholds.{task} only knows {sorted(known)}; rename the label in the "
+                "data to one of those to have a threshold proposed for it"
+            )
             continue
         t = per_label.get(label, chosen)
         support = int((val.y_true == label).sum())
         if support < MIN_EVIDENCE and label in current:
             out.thresholds[label] = current[label]
-            out.reasons[label] = f"kept the policy's {current[label]}: only {support} val rows of {label}, too few to move it"
+            out.reasons[label] = (
+                f"kept the policy's {current[label]}: only {support} val rows of {label}, too few to move it"
+            )
             continue
         out.thresholds[label] = t
         before = current.get(label)
@@ -124,8 +144,10 @@ def propose(task: str, report: dict[str, Any], policy: Policy, val: Scored, *,
             out.reasons[label] = f"chosen on val for precision {target}"
         else:
             n, precision = _at(val, label, before)
-            out.reasons[label] = (f"chosen on val for precision {target} (the policy's {before} gave precision "
-                                  f"{precision:.3f} on {n} val answers)")
+            out.reasons[label] = (
+                f"chosen on val for precision {target} (the policy's {before} gave precision "
+                f"{precision:.3f} on {n} val answers)"
+            )
     for label, value in sorted(current.items()):
         if label not in out.thresholds:
             out.thresholds[label] = value
@@ -148,8 +170,9 @@ def _current(policy: Policy, task: str) -> tuple[dict[str, float], float]:
     return table, default
 
 
-def escalations(task: str, policy: Policy, s: Scored, mask: np.ndarray, table: dict[str, float],
-                default: float = 1.0) -> np.ndarray:
+def escalations(
+    task: str, policy: Policy, s: Scored, mask: np.ndarray, table: dict[str, float], default: float = 1.0
+) -> np.ndarray:
     """Which rows a person sees under thresholds ``table`` (``default`` for intent labels without their own).
 
     Derived row by row from the rule engine's public functions, the path the worker takes:
@@ -160,10 +183,13 @@ def escalations(task: str, policy: Policy, s: Scored, mask: np.ndarray, table: d
     """
     if task == "intent":
         view = policy.base_view()
-        return np.array([
-            "escalate" in intent_actions(view, label, float(score), table.get(label, default))
-            for label, score in zip(s.pred, s.conf, strict=True)
-        ], dtype=bool)
+        return np.array(
+            [
+                "escalate" in intent_actions(view, label, float(score), table.get(label, default))
+                for label, score in zip(s.pred, s.conf, strict=True)
+            ],
+            dtype=bool,
+        )
     escalating = [label for label in s.labels if "escalate" in threshold_actions(policy, task, label)]
     return mask & np.isin(s.pred, escalating)
 
@@ -181,9 +207,18 @@ def compare(task: str, policy: Policy, test: Scored, proposed: dict[str, float],
     verb = {"intent": "answered automatically", "spam": "hidden as spam", "abuse": "flagged as abuse"}[task]
     rows = [
         {"name": f"messages {verb}", "before": before["coverage"], "after": after["coverage"], "unit": "percent"},
-        {"name": "errors among those", "before": 1 - before["precision"], "after": 1 - after["precision"], "unit": "percent"},
-        {"name": "errors per 1,000 messages", "before": before["errors"] * 1000 / n, "after": after["errors"] * 1000 / n,
-         "unit": "count"},
+        {
+            "name": "errors among those",
+            "before": 1 - before["precision"],
+            "after": 1 - after["precision"],
+            "unit": "percent",
+        },
+        {
+            "name": "errors per 1,000 messages",
+            "before": before["errors"] * 1000 / n,
+            "after": after["errors"] * 1000 / n,
+            "unit": "count",
+        },
         {"name": "escalations per 1,000 messages", "before": esc_before, "after": esc_after, "unit": "count"},
     ]
 
@@ -205,8 +240,9 @@ def compare(task: str, policy: Policy, test: Scored, proposed: dict[str, float],
     return {"rows": rows, "text": text, "current": {**current_table, "default": current_default}, "proposed": proposed}
 
 
-def write_proposal(policy_path: Path, task: str, proposal: Proposal | dict[str, float], out: Path, *, source: str,
-                   target: float) -> Path:
+def write_proposal(
+    policy_path: Path, task: str, proposal: Proposal | dict[str, float], out: Path, *, source: str, target: float
+) -> Path:
     """Write ``out`` (policy.proposed.yaml): the policy at ``policy_path`` with new ``thresholds.<task>``.
 
     The file is edited as a round trip (ruamel.yaml): every comment, the key order and the flow or
@@ -229,12 +265,16 @@ def write_proposal(policy_path: Path, task: str, proposal: Proposal | dict[str, 
     for label, value in proposal.thresholds.items():
         table[label] = value
     shadowing = [o.get("name") for o in doc.get("overrides") or [] if task in (o.get("thresholds") or {})]
-    header = [f"Proposed by `replyguard eval` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from {source},",
-              f"target precision {target}. Only thresholds.{task} differs from {policy_path}."]
+    header = [
+        f"Proposed by `replyguard eval` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from {source},",
+        f"target precision {target}. Only thresholds.{task} differs from {policy_path}.",
+    ]
     if proposal.model_mismatch:
-        header += [f"WARNING: these thresholds were chosen for {proposal.for_model or 'a model this eval trained and did not save'},",
-                   f"not for {proposal.policy_model}, the model this policy uses. They only hold once that model",
-                   f"is trained (replyguard train), promoted (replyguard models promote) and named in models.{task}."]
+        header += [
+            f"WARNING: these thresholds were chosen for {proposal.for_model or 'a model this eval trained and did not save'},",
+            f"not for {proposal.policy_model}, the model this policy uses. They only hold once that model",
+            f"is trained (replyguard train), promoted (replyguard models promote) and named in models.{task}.",
+        ]
     if shadowing:
         header.append(f"Note: overrides {shadowing} still set their own {task} thresholds for their platforms/kinds.")
     header.append("Review it, then copy it over the brand's policy yourself: replyguard never applies it.")

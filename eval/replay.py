@@ -90,9 +90,11 @@ class ReplayReport:
         }
 
     def lines(self) -> list[str]:
-        out = [f"Replayed {self.total} decisions of {self.brand} with policy {self.policy_after} "
-               f"(decided with {', '.join(sorted(self.policy_before)) or '-'}).",
-               f"{self.changed} would be decided differently ({100 * self.changed / max(1, self.total):.1f} %)."]
+        out = [
+            f"Replayed {self.total} decisions of {self.brand} with policy {self.policy_after} "
+            f"(decided with {', '.join(sorted(self.policy_before)) or '-'}).",
+            f"{self.changed} would be decided differently ({100 * self.changed / max(1, self.total):.1f} %).",
+        ]
         for (a, b), n in self.transitions.most_common(10):
             out.append(f"  {n:6d}  {a} -> {b}")
         if self.corrected:
@@ -100,21 +102,25 @@ class ReplayReport:
             for kind in sorted(set(self.mistakes_before) | set(self.mistakes_after)):
                 out.append(f"  {kind:16} {self.mistakes_before[kind]:5d} -> {self.mistakes_after[kind]:5d}")
         for ex in self.examples[:10]:
-            out.append(f"  e.g. {ex['message_id']}: {ex['before']} ({ex['rule_before']}) -> {ex['after']} "
-                       f"({ex['rule_after']}): {ex['text'][:70]!r}")
+            out.append(
+                f"  e.g. {ex['message_id']}: {ex['before']} ({ex['rule_before']}) -> {ex['after']} "
+                f"({ex['rule_after']}): {ex['text'][:70]!r}"
+            )
         return out
 
 
-def replay(store: Store, brand: Brand, *, limit: int | None = None, reclassify: bool = False,
-           max_examples: int = 50) -> ReplayReport:
+def replay(
+    store: Store, brand: Brand, *, limit: int | None = None, reclassify: bool = False, max_examples: int = 50
+) -> ReplayReport:
     decisions = store.all_decisions(brand.name, limit=limit)
     corrections = store.corrections(brand.name)
     report = ReplayReport(brand=brand.name, policy_after=brand.policy_version)
     pipeline = Pipeline({brand.name: brand})
     events = [parse_event(d.event, source=f"stored decision {d.message_id}") for d in decisions]
     scores = pipeline.classify(events) if reclassify else [d.scores for d in decisions]
-    outcomes, _ = pipeline.decide(events, scores, [d.context for d in decisions], now=datetime.now(timezone.utc),
-                                  carry_context=False)
+    outcomes, _ = pipeline.decide(
+        events, scores, [d.context for d in decisions], now=datetime.now(timezone.utc), carry_context=False
+    )
     for old, event, outcome in zip(decisions, events, outcomes, strict=True):
         new = outcome.decision
         before, old_rule, old_reply = _plain(old)
@@ -127,8 +133,16 @@ def replay(store: Store, brand: Brand, *, limit: int | None = None, reclassify: 
             report.changed += 1
             report.transitions[(before, after)] += 1
             if len(report.examples) < max_examples:
-                report.examples.append({"message_id": old.message_id, "text": event.text, "before": before,
-                                        "after": after, "rule_before": old_rule, "rule_after": new.rule})
+                report.examples.append(
+                    {
+                        "message_id": old.message_id,
+                        "text": event.text,
+                        "before": before,
+                        "after": after,
+                        "rule_before": old_rule,
+                        "rule_after": new.rule,
+                    }
+                )
         correction = corrections.get(old.message_id)
         if correction is not None:
             report.corrected += 1
@@ -148,12 +162,15 @@ def write_replay_html(report: ReplayReport, out: Path) -> Path:
         cells = "".join(f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in rows.items())
         return f"<h2>{e(title)}</h2><table><tr>{''.join(f'<th>{e(h)}</th>' for h in head)}</tr>{cells}</table>"
 
-    mistakes = {k: f"{d['mistakes_before'].get(k, 0)} → {d['mistakes_after'].get(k, 0)}"
-                for k in sorted(set(d["mistakes_before"]) | set(d["mistakes_after"]))}
+    mistakes = {
+        k: f"{d['mistakes_before'].get(k, 0)} → {d['mistakes_after'].get(k, 0)}"
+        for k in sorted(set(d["mistakes_before"]) | set(d["mistakes_after"]))
+    }
     examples = "".join(
         f"<tr><td>{e(x['message_id'])}</td><td>{e(str(x['before']))} ({e(str(x['rule_before']))})</td>"
         f"<td>{e(str(x['after']))} ({e(str(x['rule_after']))})</td><td>{e(x['text'][:200])}</td></tr>"
-        for x in d["examples"][:50])
+        for x in d["examples"][:50]
+    )
     page = (
         "<!doctype html><html lang=en><meta charset=utf-8><title>replyguard replay</title>"
         "<style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"

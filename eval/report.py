@@ -25,8 +25,9 @@ def _write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_report(evaluation: Evaluation, out_dir: Path, *, policy_path: Path | None = None,
-                 policy_model: LoadedModel | None = None) -> dict[str, Path]:
+def write_report(
+    evaluation: Evaluation, out_dir: Path, *, policy_path: Path | None = None, policy_model: LoadedModel | None = None
+) -> dict[str, Path]:
     """Write the report files; returns {kind: path}. Never touches ``policy_path`` itself.
 
     ``policy_model`` is the model the policy names for this task: intent thresholds are only
@@ -40,23 +41,41 @@ def write_report(evaluation: Evaluation, out_dir: Path, *, policy_path: Path | N
     if policy_path is not None:
         task = report["task"]
         policy = load_policy(policy_path, name_must_match=False).policy
-        proposal = propose(task, report, policy, evaluation.val,
-                           allowed=set(policy_model.labels) if policy_model is not None else None,
-                           policy_model=policy_model.ref if policy_model is not None else None)
+        proposal = propose(
+            task,
+            report,
+            policy,
+            evaluation.val,
+            allowed=set(policy_model.labels) if policy_model is not None else None,
+            policy_model=policy_model.ref if policy_model is not None else None,
+        )
         proposed = proposal.thresholds
         comparison = compare(task, policy, evaluation.test, proposed, set(report["action_labels"]))
-        report["policy_comparison"] = {"policy": str(policy_path), **comparison, "reasons": proposal.reasons,
-                                       "unmapped": proposal.unmapped, "policy_model": proposal.policy_model,
-                                       "model_mismatch": proposal.model_mismatch}
-        written["policy"] = write_proposal(policy_path, task, proposal, out_dir / "policy.proposed.yaml",
-                                           source=Path(report["data"]["path"]).name,
-                                           target=report["target_precision"])
+        report["policy_comparison"] = {
+            "policy": str(policy_path),
+            **comparison,
+            "reasons": proposal.reasons,
+            "unmapped": proposal.unmapped,
+            "policy_model": proposal.policy_model,
+            "model_mismatch": proposal.model_mismatch,
+        }
+        written["policy"] = write_proposal(
+            policy_path,
+            task,
+            proposal,
+            out_dir / "policy.proposed.yaml",
+            source=Path(report["data"]["path"]).name,
+            target=report["target_precision"],
+        )
         lines = [f"Proposed thresholds.{task} for {policy_path} (target precision {report['target_precision']}):", ""]
         if proposal.model_mismatch:
-            lines += [f"WARNING: the thresholds were chosen for {proposal.for_model or 'a model this eval trained (not saved)'}, "
-                      f"but the policy uses {proposal.policy_model}.",
-                      "They only hold once such a model is trained, promoted and named in the policy; the before/after",
-                      "figures below apply both sets of thresholds to the evaluated model's test scores.", ""]
+            lines += [
+                f"WARNING: the thresholds were chosen for {proposal.for_model or 'a model this eval trained (not saved)'}, "
+                f"but the policy uses {proposal.policy_model}.",
+                "They only hold once such a model is trained, promoted and named in the policy; the before/after",
+                "figures below apply both sets of thresholds to the evaluated model's test scores.",
+                "",
+            ]
         shown = set(comparison["current"]) - ({"default"} if task != "intent" else set())
         for label in sorted(shown | set(proposed) | set(proposal.reasons)):
             before = comparison["current"].get(label, "-")

@@ -68,6 +68,7 @@ _GRID = "#e5e7eb"
 
 # --------------------------------------------------------------------------- formatting
 
+
 def _e(value: Any) -> str:
     """Escape any report value for HTML text and attribute values (SVG too)."""
     return html.escape("" if value is None else str(value), quote=True)
@@ -149,6 +150,7 @@ def _n_test(report: dict[str, Any]) -> int | None:
 
 # --------------------------------------------------------------------------- small SVG helpers
 
+
 def _nice_step(span: float, max_ticks: int = 8) -> float:
     if span <= 0:
         return 1.0
@@ -178,8 +180,9 @@ def _tick_pct(v: float, step: float) -> str:
 class _Plot:
     """A rectangular plot area mapping data coordinates to SVG pixels."""
 
-    def __init__(self, x0: float, x1: float, y0: float, y1: float, left: float, top: float, width: float,
-                 height: float) -> None:
+    def __init__(
+        self, x0: float, x1: float, y0: float, y1: float, left: float, top: float, width: float, height: float
+    ) -> None:
         self.x0, self.x1, self.y0, self.y1 = x0, x1, y0, y1
         self.left, self.top, self.width, self.height = left, top, width, height
 
@@ -189,46 +192,63 @@ class _Plot:
     def y(self, v: float) -> float:
         return self.top + self.height - (v - self.y0) / (self.y1 - self.y0 or 1) * self.height
 
-    def axes(self, x_ticks: Sequence[float], y_ticks: Sequence[float], x_fmt, y_fmt, x_title: str, y_title: str,
-             grid: bool = True) -> list[str]:
+    def axes(
+        self,
+        x_ticks: Sequence[float],
+        y_ticks: Sequence[float],
+        x_fmt,
+        y_fmt,
+        x_title: str,
+        y_title: str,
+        grid: bool = True,
+    ) -> list[str]:
         out = []
         bottom, right = self.top + self.height, self.left + self.width
         for t in y_ticks:
             y = self.y(t)
             if grid:
                 out.append(f'<line x1="{_f(self.left)}" x2="{_f(right)}" y1="{_f(y)}" y2="{_f(y)}" stroke="{_GRID}"/>')
-            out.append(f'<text x="{_f(self.left - 8)}" y="{_f(y + 4)}" text-anchor="end" class="tick">'
-                       f'{_e(y_fmt(t))}</text>')
+            out.append(
+                f'<text x="{_f(self.left - 8)}" y="{_f(y + 4)}" text-anchor="end" class="tick">{_e(y_fmt(t))}</text>'
+            )
         for t in x_ticks:
             x = self.x(t)
             if grid:
                 out.append(f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{_f(self.top)}" y2="{_f(bottom)}" stroke="{_GRID}"/>')
             out.append(f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{_f(bottom)}" y2="{_f(bottom + 5)}" stroke="#333"/>')
-            out.append(f'<text x="{_f(x)}" y="{_f(bottom + 19)}" text-anchor="middle" class="tick">'
-                       f'{_e(x_fmt(t))}</text>')
-        out.append(f'<rect x="{_f(self.left)}" y="{_f(self.top)}" width="{_f(self.width)}" height="{_f(self.height)}" '
-                   f'fill="none" stroke="#333"/>')
-        out.append(f'<text x="{_f(self.left + self.width / 2)}" y="{_f(bottom + 40)}" text-anchor="middle" '
-                   f'class="axis">{_e(x_title)}</text>')
+            out.append(
+                f'<text x="{_f(x)}" y="{_f(bottom + 19)}" text-anchor="middle" class="tick">{_e(x_fmt(t))}</text>'
+            )
+        out.append(
+            f'<rect x="{_f(self.left)}" y="{_f(self.top)}" width="{_f(self.width)}" height="{_f(self.height)}" '
+            f'fill="none" stroke="#333"/>'
+        )
+        out.append(
+            f'<text x="{_f(self.left + self.width / 2)}" y="{_f(bottom + 40)}" text-anchor="middle" '
+            f'class="axis">{_e(x_title)}</text>'
+        )
         cy = self.top + self.height / 2
-        out.append(f'<text transform="translate({_f(self.left - 52)},{_f(cy)}) rotate(-90)" text-anchor="middle" '
-                   f'class="axis">{_e(y_title)}</text>')
+        out.append(
+            f'<text transform="translate({_f(self.left - 52)},{_f(cy)}) rotate(-90)" text-anchor="middle" '
+            f'class="axis">{_e(y_title)}</text>'
+        )
         return out
 
 
 def _svg(width: int, height: int, body: Iterable[str], label: str) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
-            f'height="{height}" role="img" aria-label="{_e(label)}" class="chart">'
-            + "".join(body) + "</svg>")
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" role="img" aria-label="{_e(label)}" class="chart">' + "".join(body) + "</svg>"
+    )
 
 
 def _halo_text(x: float, y: float, text: str, anchor: str = "start", cls: str = "note", fill: str = "#111") -> str:
     """Text with a white outline, readable on top of lines."""
-    return (f'<text x="{_f(x)}" y="{_f(y)}" text-anchor="{anchor}" class="{cls} halo" fill="{fill}">'
-            f'{_e(text)}</text>')
+    return f'<text x="{_f(x)}" y="{_f(y)}" text-anchor="{anchor}" class="{cls} halo" fill="{fill}">{_e(text)}</text>'
 
 
 # --------------------------------------------------------------------------- curve helpers
+
 
 def _points(curve: Any) -> list[dict[str, Any]]:
     """Curve points with a coverage and a precision (threshold and n_auto may be None)."""
@@ -258,11 +278,11 @@ def _read_curve(points: list[dict[str, Any]], threshold: float) -> dict[str, Any
 
 # --------------------------------------------------------------------------- sections
 
+
 def _summary(r: dict[str, Any]) -> str:
     words = _words(r.get("task"))
     n_test = _n_test(r)
-    t, cov, prec, target = (_num(r.get(k)) for k in ("threshold", "coverage", "achieved_precision",
-                                                      "target_precision"))
+    t, cov, prec, target = (_num(r.get(k)) for k in ("threshold", "coverage", "achieved_precision", "target_precision"))
     n_auto = round(cov * n_test) if cov is not None and n_test else None
     errors = _num(r.get("auto_errors"))
     if errors is None and n_auto is not None and prec is not None:
@@ -273,9 +293,10 @@ def _summary(r: dict[str, Any]) -> str:
     if not cov:
         parts.append(
             f'<p class="lead">No confidence threshold reached the {_e(_pct(target))} target on the validation data, '
-            f'so at the chosen threshold of <b>{_e(_thr(t))}</b> replyguard would have {_e(words["verb"])} '
-            f'<b>none</b>{_e(of_n)} automatically (coverage <b>{_e(_pct(0))}</b>). '
-            f'All of them {_e(words["rest"])}.</p>')
+            f"so at the chosen threshold of <b>{_e(_thr(t))}</b> replyguard would have {_e(words['verb'])} "
+            f"<b>none</b>{_e(of_n)} automatically (coverage <b>{_e(_pct(0))}</b>). "
+            f"All of them {_e(words['rest'])}.</p>"
+        )
     else:
         mistakes = ""
         if errors is not None and n_auto is not None:
@@ -283,26 +304,35 @@ def _summary(r: dict[str, Any]) -> str:
         rest = 1 - cov
         parts.append(
             f'<p class="lead">At a confidence threshold of <b>{_e(_thr(t))}</b>, replyguard would have '
-            f'{_e(words["verb"])} <b>{_e(_pct(cov))}</b>{_e(of_n)} automatically, and <b>{_e(_pct(prec))}</b> of '
-            f'those would have been right{_e(mistakes)} (target {_e(_pct(target))}). '
-            f'The other {_e(_pct(rest))} {_e(words["rest"])}.</p>')
+            f"{_e(words['verb'])} <b>{_e(_pct(cov))}</b>{_e(of_n)} automatically, and <b>{_e(_pct(prec))}</b> of "
+            f"those would have been right{_e(mistakes)} (target {_e(_pct(target))}). "
+            f"The other {_e(_pct(rest))} {_e(words['rest'])}.</p>"
+        )
     if per_label_t:
-        parts.append(f'<p>{len(per_label_t):,} label(s) use their own, lower threshold where validation data showed '
-                     'they stay precise enough; see the per-label table.</p>')
+        parts.append(
+            f"<p>{len(per_label_t):,} label(s) use their own, lower threshold where validation data showed "
+            "they stay precise enough; see the per-label table.</p>"
+        )
     if cov and prec is not None and target is not None:
         if prec + 1e-12 >= target:
-            parts.append(f'<p class="ok"><b>Target met on test data:</b> {_e(_pct(prec))} right, against a target of '
-                         f'{_e(_pct(target))}.</p>')
+            parts.append(
+                f'<p class="ok"><b>Target met on test data:</b> {_e(_pct(prec))} right, against a target of '
+                f"{_e(_pct(target))}.</p>"
+            )
         else:
             val = r.get("val_at_threshold") or {}
             val_prec = _num(val.get("precision")) if isinstance(val, dict) else None
-            on_val = (f" On the validation data used to choose it, the same threshold gave {_e(_pct(val_prec))}."
-                      if val_prec is not None else "")
+            on_val = (
+                f" On the validation data used to choose it, the same threshold gave {_e(_pct(val_prec))}."
+                if val_prec is not None
+                else ""
+            )
             parts.append(
                 f'<p class="warn"><b>Target missed on test data:</b> {_e(_pct(prec))} right, below the '
-                f'{_e(_pct(target))} target ({(target - prec) * 100:.1f} percentage points short).{on_val} '
-                'Expect real-world precision closer to the test figure; a stricter threshold (fewer messages '
-                'handled automatically) is the safer choice.</p>')
+                f"{_e(_pct(target))} target ({(target - prec) * 100:.1f} percentage points short).{on_val} "
+                "Expect real-world precision closer to the test figure; a stricter threshold (fewer messages "
+                "handled automatically) is the safer choice.</p>"
+            )
     return "".join(parts)
 
 
@@ -323,8 +353,11 @@ def _tiles(r: dict[str, Any]) -> str:
     add("oos_recall", "Out-of-scope caught", _pct, "out-of-scope messages kept away from automatic handling")
     add("train_seconds", "Training time", _seconds, "to train the model on the train split")
     add("predict_per_second", "Predictions per second", lambda v: f"{_num(v):,.0f}", "one CPU thread")
-    body = "".join(f'<div class="tile"><div class="tname">{_e(n)}</div><div class="tval">{_e(v)}</div>'
-                   f'<div class="tnote">{_e(note)}</div></div>' for n, v, note in tiles)
+    body = "".join(
+        f'<div class="tile"><div class="tname">{_e(n)}</div><div class="tval">{_e(v)}</div>'
+        f'<div class="tnote">{_e(note)}</div></div>'
+        for n, v, note in tiles
+    )
     return f'<div class="tiles">{body}</div>'
 
 
@@ -361,19 +394,22 @@ def _policy_comparison(r: dict[str, Any]) -> str:
         f'<tr><td>{_e(row.get("name"))}</td><td class="num">{_e(fmt(row.get("before"), row.get("unit")))}</td>'
         f'<td class="num">{_e(fmt(row.get("after"), row.get("unit")))}</td>'
         f'<td class="num">{_e(delta(row.get("before"), row.get("after"), row.get("unit")))}</td></tr>'
-        for row in rows)
-    table = (f'<table class="data compact"><thead><tr><th>What</th><th class="num">Before</th>'
-             f'<th class="num">After</th><th class="num">Change</th></tr></thead><tbody>{body}</tbody></table>'
-             if rows else "")
+        for row in rows
+    )
+    table = (
+        f'<table class="data compact"><thead><tr><th>What</th><th class="num">Before</th>'
+        f'<th class="num">After</th><th class="num">Change</th></tr></thead><tbody>{body}</tbody></table>'
+        if rows
+        else ""
+    )
     policy = f' <span class="muted">(policy: <code>{_e(pc.get("policy"))}</code>)</span>' if pc.get("policy") else ""
     paras = "".join(f"<p>{_e(t)}</p>" for t in texts)
-    return f'<h3>If the policy changes{policy}</h3>{table}{paras}'
+    return f"<h3>If the policy changes{policy}</h3>{table}{paras}"
 
 
 def _curve_svg(r: dict[str, Any]) -> str:
     test, val = _points(r.get("curve")), _points(r.get("val_curve"))
-    cov, prec, target, t = (_num(r.get(k)) for k in ("coverage", "achieved_precision", "target_precision",
-                                                      "threshold"))
+    cov, prec, target, t = (_num(r.get(k)) for k in ("coverage", "achieved_precision", "target_precision", "threshold"))
     if not test and not val:
         return '<p class="muted">No curve: no test message was eligible for automatic handling.</p>'
     W, H = 820, 420
@@ -384,6 +420,7 @@ def _curve_svg(r: dict[str, Any]) -> str:
         if c >= max_cov * 1.03:
             x1 = c
             break
+
     # the y range ignores the first few, very noisy points (a handful of messages)
     def steady(points: list[dict[str, Any]]) -> list[float]:
         big = [p["precision"] for p in points if (p["n_auto"] or 0) >= 10]
@@ -400,30 +437,51 @@ def _curve_svg(r: dict[str, Any]) -> str:
     p = _Plot(0.0, x1, y0, 1.0 + (1.0 - y0) * 0.03, 80, 24, plot_w, plot_h)  # headroom: 100 % stays visible
     xt, yt = _ticks(0, x1, 10), _ticks(y0, 1.0, 8)
     x_step, y_step = (xt[1] - xt[0]) if len(xt) > 1 else 0.1, (yt[1] - yt[0]) if len(yt) > 1 else 0.1
-    out = [f'<defs><clipPath id="rg-curve-clip"><rect x="{_f(p.left)}" y="{_f(p.top - 6)}" '
-           f'width="{_f(p.width + 6)}" height="{_f(p.height + 6)}"/></clipPath></defs>']
-    out += p.axes(xt, yt, lambda v: _tick_pct(v, x_step), lambda v: _tick_pct(v, y_step),
-                  "Coverage: share of test messages handled automatically",
-                  "Precision: share of those that were right")
+    out = [
+        f'<defs><clipPath id="rg-curve-clip"><rect x="{_f(p.left)}" y="{_f(p.top - 6)}" '
+        f'width="{_f(p.width + 6)}" height="{_f(p.height + 6)}"/></clipPath></defs>'
+    ]
+    out += p.axes(
+        xt,
+        yt,
+        lambda v: _tick_pct(v, x_step),
+        lambda v: _tick_pct(v, y_step),
+        "Coverage: share of test messages handled automatically",
+        "Precision: share of those that were right",
+    )
     if target is not None and y0 <= target <= 1.0:
         yy = p.y(target)
-        out.append(f'<line x1="{_f(p.left)}" x2="{_f(p.left + p.width)}" y1="{_f(yy)}" y2="{_f(yy)}" '
-                   f'stroke="{_RED}" stroke-width="1.5" stroke-dasharray="6 4"/>')
+        out.append(
+            f'<line x1="{_f(p.left)}" x2="{_f(p.left + p.width)}" y1="{_f(yy)}" y2="{_f(yy)}" '
+            f'stroke="{_RED}" stroke-width="1.5" stroke-dasharray="6 4"/>'
+        )
         # labelled at the right end, where the curves have usually dropped away from it
-        out.append(_halo_text(p.left + p.width - 6, yy - 6 if p.y(target) - p.top > 20 else yy + 15,
-                              f"target {_pct(target)}", anchor="end", fill=_RED))
+        out.append(
+            _halo_text(
+                p.left + p.width - 6,
+                yy - 6 if p.y(target) - p.top > 20 else yy + 15,
+                f"target {_pct(target)}",
+                anchor="end",
+                fill=_RED,
+            )
+        )
 
     def line(points: list[dict[str, Any]], colour: str, width: float) -> str:
-        pts = " ".join(f"{_f(p.x(q['coverage']))},{_f(p.y(q['precision']))}"
-                       for q in sorted(points, key=lambda q: q["coverage"]))
-        return (f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="{width}" '
-                f'stroke-linejoin="round" clip-path="url(#rg-curve-clip)"/>')
+        pts = " ".join(
+            f"{_f(p.x(q['coverage']))},{_f(p.y(q['precision']))}" for q in sorted(points, key=lambda q: q["coverage"])
+        )
+        return (
+            f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="{width}" '
+            f'stroke-linejoin="round" clip-path="url(#rg-curve-clip)"/>'
+        )
 
     # what the operating point's label should not cover: the curves, the target line, the legend
     obstacles = []
     for points in (test, val):
-        xy = [(p.x(q["coverage"]), p.y(max(y0, min(1.0, q["precision"])))) for q in
-              sorted(points, key=lambda q: q["coverage"])]
+        xy = [
+            (p.x(q["coverage"]), p.y(max(y0, min(1.0, q["precision"]))))
+            for q in sorted(points, key=lambda q: q["coverage"])
+        ]
         for (ax, ay), (bx, by) in itertools.pairwise(xy):
             steps = max(1, int(math.hypot(bx - ax, by - ay) / 4))
             obstacles += [(ax + (bx - ax) * k / steps, ay + (by - ay) * k / steps) for k in range(steps)]
@@ -437,19 +495,31 @@ def _curve_svg(r: dict[str, Any]) -> str:
     if cov is not None and prec is not None and cov > 0:
         px, py = p.x(cov), p.y(max(y0, min(1.0, prec)))
         bottom = p.top + p.height
-        out.append(f'<line x1="{_f(px)}" x2="{_f(px)}" y1="{_f(py)}" y2="{_f(bottom)}" stroke="{_ORANGE}" '
-                   f'stroke-dasharray="2 3"/>')
+        out.append(
+            f'<line x1="{_f(px)}" x2="{_f(px)}" y1="{_f(py)}" y2="{_f(bottom)}" stroke="{_ORANGE}" '
+            f'stroke-dasharray="2 3"/>'
+        )
         out.append(f'<circle cx="{_f(px)}" cy="{_f(py)}" r="7" fill="{_ORANGE}" stroke="#fff" stroke-width="2"/>')
         extra = " + per-label" if r.get("per_label_thresholds") else ""
         lines = [f"chosen: threshold {_thr(t)}{extra}", f"{_pct(cov)} automatic, {_pct(prec)} right"]
         anchor, dx, ty = _place_label(p, px, py, lines, obstacles, target_y, legend_box)
         for i, text in enumerate(lines):
-            out.append(_halo_text(px + dx, ty + i * 17, text, anchor=anchor, cls="note strong" if i == 0 else "note",
-                                  fill="#7a4300" if i == 0 else "#111"))
+            out.append(
+                _halo_text(
+                    px + dx,
+                    ty + i * 17,
+                    text,
+                    anchor=anchor,
+                    cls="note strong" if i == 0 else "note",
+                    fill="#7a4300" if i == 0 else "#111",
+                )
+            )
     # legend
     lx, ly = p.left + 16, p.top + p.height - (44 if val else 26)
-    out.append(f'<rect x="{_f(lx - 10)}" y="{_f(ly - 16)}" width="252" height="{62 if val else 44}" fill="#fff" '
-               f'fill-opacity="0.92" stroke="{_GRID}"/>')
+    out.append(
+        f'<rect x="{_f(lx - 10)}" y="{_f(ly - 16)}" width="252" height="{62 if val else 44}" fill="#fff" '
+        f'fill-opacity="0.92" stroke="{_GRID}"/>'
+    )
     legend = [(_BLUE, 2.5, "", "test data (all figures)")]
     if val:
         legend.append((_LIGHT_BLUE, 2, "", "validation data (used to choose)"))
@@ -457,14 +527,23 @@ def _curve_svg(r: dict[str, Any]) -> str:
     for i, (colour, width, dash, text) in enumerate(legend):
         y = ly + i * 18
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-        out.append(f'<line x1="{_f(lx)}" x2="{_f(lx + 26)}" y1="{_f(y - 4)}" y2="{_f(y - 4)}" stroke="{colour}" '
-                   f'stroke-width="{width}"{dash_attr}/>')
+        out.append(
+            f'<line x1="{_f(lx)}" x2="{_f(lx + 26)}" y1="{_f(y - 4)}" y2="{_f(y - 4)}" stroke="{colour}" '
+            f'stroke-width="{width}"{dash_attr}/>'
+        )
         out.append(f'<text x="{_f(lx + 34)}" y="{_f(y)}" class="note">{_e(text)}</text>')
     return _svg(W, H, out, "Coverage versus precision")
 
 
-def _place_label(p: _Plot, px: float, py: float, lines: list[str], obstacles: list[tuple[float, float]],
-                 target_y: float | None, legend: tuple[float, float, float, float]) -> tuple[str, float, float]:
+def _place_label(
+    p: _Plot,
+    px: float,
+    py: float,
+    lines: list[str],
+    obstacles: list[tuple[float, float]],
+    target_y: float | None,
+    legend: tuple[float, float, float, float],
+) -> tuple[str, float, float]:
     """Where to write the operating point's two-line label: the candidate spot that covers least."""
     width = max(len(s) for s in lines) * 6.9
     best = None
@@ -498,17 +577,26 @@ def _threshold_table(r: dict[str, Any]) -> str:
     rows: list[tuple[float, dict[str, Any], bool]] = []
     # the report's exact figures at the chosen global threshold join the (thinned) curve, so the table
     # stays consistent with the summary and monotone around the chosen row
-    exact = r.get("global_threshold_only") if per_label_t else {
-        "coverage": r.get("coverage"), "precision": r.get("achieved_precision"), "errors": r.get("auto_errors")}
+    exact = (
+        r.get("global_threshold_only")
+        if per_label_t
+        else {"coverage": r.get("coverage"), "precision": r.get("achieved_precision"), "errors": r.get("auto_errors")}
+    )
     exact = exact if isinstance(exact, dict) else {}
     exact_coverage, exact_precision = _num(exact.get("coverage")), _num(exact.get("precision"))
     if t is not None and exact_coverage is not None and exact_precision is not None:
         n_auto = _num(exact.get("n_auto"))
         if n_auto is None and n_test:
             n_auto = round(exact_coverage * n_test)
-        points = [q for q in points if q["threshold"] is None or abs(q["threshold"] - t) > 1e-12] + [{
-            "threshold": t, "coverage": exact_coverage, "precision": exact_precision,
-            "n_auto": n_auto, "errors": _num(exact.get("errors"))}]
+        points = [q for q in points if q["threshold"] is None or abs(q["threshold"] - t) > 1e-12] + [
+            {
+                "threshold": t,
+                "coverage": exact_coverage,
+                "precision": exact_precision,
+                "n_auto": n_auto,
+                "errors": _num(exact.get("errors")),
+            }
+        ]
     wanted = sorted({*TABLE_THRESHOLDS, *([t] if t is not None else [])}, reverse=True)
     for thr in wanted:
         chosen = t is not None and abs(thr - t) < 1e-12
@@ -530,18 +618,25 @@ def _threshold_table(r: dict[str, Any]) -> str:
         body.append(
             f'<tr class="{"chosen" if chosen else ""}"><td>{_e(name)}</td><td class="num">{_e(_pct(read["coverage"]))}'
             f'</td><td class="num">{_e(_int(n_auto))}</td><td class="num">'
-            f'{_e(_pct(read["precision"]) if n_auto else "—")}</td>'
+            f"{_e(_pct(read['precision']) if n_auto else '—')}</td>"
             f'<td class="num">{_e(_int(errors) if n_auto else "—")}'
-            f'</td><td>{status}</td></tr>')
+            f"</td><td>{status}</td></tr>"
+        )
     of_n = f" (of {n_test:,})" if n_test else ""
-    note = ("Read off the test curve: at each threshold, the messages whose confidence is at or above it are handled "
-            "automatically. The curve is sampled, so rows other than the chosen one can be off by a message or two.")
+    note = (
+        "Read off the test curve: at each threshold, the messages whose confidence is at or above it are handled "
+        "automatically. The curve is sampled, so rows other than the chosen one can be off by a message or two."
+    )
     if per_label_t:
-        note += (" These rows use one threshold for every label; the summary's figures also include the per-label "
-                 "thresholds.")
-    return (f'<table class="data compact"><thead><tr><th>Threshold</th><th class="num">Coverage</th>'
-            f'<th class="num">Messages{_e(of_n)}</th><th class="num">Precision</th><th class="num">Wrong</th>'
-            f'<th></th></tr></thead><tbody>{"".join(body)}</tbody></table><p class="caption">{_e(note)}</p>')
+        note += (
+            " These rows use one threshold for every label; the summary's figures also include the per-label "
+            "thresholds."
+        )
+    return (
+        f'<table class="data compact"><thead><tr><th>Threshold</th><th class="num">Coverage</th>'
+        f'<th class="num">Messages{_e(of_n)}</th><th class="num">Precision</th><th class="num">Wrong</th>'
+        f'<th></th></tr></thead><tbody>{"".join(body)}</tbody></table><p class="caption">{_e(note)}</p>'
+    )
 
 
 def _bar(value: Any, *, warn_below: float | None = None) -> str:
@@ -551,8 +646,9 @@ def _bar(value: Any, *, warn_below: float | None = None) -> str:
     bad = warn_below is not None and f + 1e-12 < warn_below
     width = max(0.0, min(1.0, f)) * 100
     text = f'<span class="pv{" bad" if bad else ""}">{_e(_pct(f))}</span>'
-    return (f'<td class="num"><span class="bar{" bad" if bad else ""}"><i style="width:{width:.1f}%"></i></span>'
-            f'{text}</td>')
+    return (
+        f'<td class="num"><span class="bar{" bad" if bad else ""}"><i style="width:{width:.1f}%"></i></span>{text}</td>'
+    )
 
 
 def _per_label(r: dict[str, Any]) -> str:
@@ -570,18 +666,24 @@ def _per_label(r: dict[str, Any]) -> str:
     body = []
     for label, row in rows:
         t = _num(row.get("threshold"))
-        thr = (f'<td class="num">{_e(_thr(t))}</td>' if t is not None
-               else '<td class="num muted" title="never handled automatically">never</td>')
+        thr = (
+            f'<td class="num">{_e(_thr(t))}</td>'
+            if t is not None
+            else '<td class="num muted" title="never handled automatically">never</td>'
+        )
         body.append(
             f'<tr><td class="label" title="{_e(label)}">{_e(label)}</td><td class="num">{_e(_int(row.get("support")))}'
-            f'</td>{_bar(row.get("precision"))}{_bar(row.get("recall"))}{_bar(row.get("f1"))}{thr}'
-            f'{_bar(row.get("auto_precision"), warn_below=target)}'
-            f'{_bar(row.get("auto_recall") if t is not None else None)}</tr>')
+            f"</td>{_bar(row.get('precision'))}{_bar(row.get('recall'))}{_bar(row.get('f1'))}{thr}"
+            f"{_bar(row.get('auto_precision'), warn_below=target)}"
+            f"{_bar(row.get('auto_recall') if t is not None else None)}</tr>"
+        )
     scroll = " scroll" if len(rows) > 30 else ""
-    return (f'<div class="tablewrap{scroll}"><table class="data perlabel"><thead><tr><th>Label</th>'
-            '<th class="num">Test<br>messages</th><th class="num">Precision</th><th class="num">Recall</th>'
-            '<th class="num">F1</th><th class="num">Thres&shy;hold</th><th class="num">Auto<br>precision</th>'
-            f'<th class="num">Auto<br>recall</th></tr></thead><tbody>{"".join(body)}</tbody></table></div>')
+    return (
+        f'<div class="tablewrap{scroll}"><table class="data perlabel"><thead><tr><th>Label</th>'
+        '<th class="num">Test<br>messages</th><th class="num">Precision</th><th class="num">Recall</th>'
+        '<th class="num">F1</th><th class="num">Thres&shy;hold</th><th class="num">Auto<br>precision</th>'
+        f'<th class="num">Auto<br>recall</th></tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+    )
 
 
 def _reliability_svg(r: dict[str, Any]) -> str:
@@ -602,27 +704,42 @@ def _reliability_svg(r: dict[str, Any]) -> str:
     hist_top, hist_h = p.top + p.height + 62, 70
     xt, yt = _ticks(x0, 1.0, 10), _ticks(0, 1.0, 5)
     xs = (xt[1] - xt[0]) if len(xt) > 1 else 0.1
-    out = p.axes(xt, yt, lambda v: _tick_pct(v, xs), lambda v: _tick_pct(v, 0.2),
-                 "Confidence of the top label (mean per bin)", "Share that was right")
+    out = p.axes(
+        xt,
+        yt,
+        lambda v: _tick_pct(v, xs),
+        lambda v: _tick_pct(v, 0.2),
+        "Confidence of the top label (mean per bin)",
+        "Share that was right",
+    )
     max_count = max(b.count for b, _ in filled)
     for b, accuracy in filled:
         strength = math.log1p(b.count) / math.log1p(max_count) if max_count else 1.0
         bx, bw = p.x(max(b.lower, x0)), p.x(b.upper) - p.x(max(b.lower, x0))
         by = p.y(accuracy)
-        tip = (f"confidence {_pct(b.lower, 0)}–{_pct(b.upper, 0)}: {b.count:,} messages, mean confidence "
-               f"{_pct(b.confidence)}, right {_pct(accuracy)}")
-        out.append(f'<rect x="{_f(bx + 1)}" y="{_f(by)}" width="{_f(max(1.0, bw - 2))}" '
-                   f'height="{_f(p.top + p.height - by)}" fill="{_BLUE}" fill-opacity="{0.15 + 0.6 * strength:.2f}">'
-                   f'<title>{_e(tip)}</title></rect>')
-    out.append(f'<line x1="{_f(p.x(x0))}" y1="{_f(p.y(x0))}" x2="{_f(p.x(1))}" y2="{_f(p.y(1))}" stroke="#333" '
-               f'stroke-dasharray="5 4"/>')
+        tip = (
+            f"confidence {_pct(b.lower, 0)}–{_pct(b.upper, 0)}: {b.count:,} messages, mean confidence "
+            f"{_pct(b.confidence)}, right {_pct(accuracy)}"
+        )
+        out.append(
+            f'<rect x="{_f(bx + 1)}" y="{_f(by)}" width="{_f(max(1.0, bw - 2))}" '
+            f'height="{_f(p.top + p.height - by)}" fill="{_BLUE}" fill-opacity="{0.15 + 0.6 * strength:.2f}">'
+            f"<title>{_e(tip)}</title></rect>"
+        )
+    out.append(
+        f'<line x1="{_f(p.x(x0))}" y1="{_f(p.y(x0))}" x2="{_f(p.x(1))}" y2="{_f(p.y(1))}" stroke="#333" '
+        f'stroke-dasharray="5 4"/>'
+    )
     for b, accuracy in filled:
         if b.confidence is None:
             continue
-        out.append(f'<circle cx="{_f(p.x(b.confidence))}" cy="{_f(p.y(accuracy))}" r="4.5" fill="{_ORANGE}" '
-                   f'stroke="#fff" stroke-width="1.5"/>')
-    out.append(_halo_text(p.x(x0) + 8, p.top + 16, "dashed line: confidence = share right (perfect calibration)",
-                          cls="note"))
+        out.append(
+            f'<circle cx="{_f(p.x(b.confidence))}" cy="{_f(p.y(accuracy))}" r="4.5" fill="{_ORANGE}" '
+            f'stroke="#fff" stroke-width="1.5"/>'
+        )
+    out.append(
+        _halo_text(p.x(x0) + 8, p.top + 16, "dashed line: confidence = share right (perfect calibration)", cls="note")
+    )
     # count histogram underneath (log scale)
     out.append(f'<text x="{_f(p.left)}" y="{_f(hist_top - 8)}" class="note">Messages per bin (log scale)</text>')
     base = hist_top + hist_h
@@ -633,10 +750,14 @@ def _reliability_svg(r: dict[str, Any]) -> str:
         bx, bw = p.x(max(b.lower, x0)), p.x(b.upper) - p.x(max(b.lower, x0))
         if b.count:
             h = max(2.0, (hist_h - 16) * math.log1p(b.count) / math.log1p(max_count))
-            out.append(f'<rect x="{_f(bx + 1)}" y="{_f(base - h)}" width="{_f(max(1.0, bw - 2))}" height="{_f(h)}" '
-                       f'fill="{_GREY}" fill-opacity="0.55"/>')
-            out.append(f'<text x="{_f(bx + bw / 2)}" y="{_f(base - h - 3)}" text-anchor="middle" class="tiny">'
-                       f'{b.count:,}</text>')
+            out.append(
+                f'<rect x="{_f(bx + 1)}" y="{_f(base - h)}" width="{_f(max(1.0, bw - 2))}" height="{_f(h)}" '
+                f'fill="{_GREY}" fill-opacity="0.55"/>'
+            )
+            out.append(
+                f'<text x="{_f(bx + bw / 2)}" y="{_f(base - h - 3)}" text-anchor="middle" class="tiny">'
+                f"{b.count:,}</text>"
+            )
     return _svg(W, H, out, "Reliability diagram")
 
 
@@ -664,8 +785,10 @@ def _confusion(r: dict[str, Any]) -> str:
     errors = [sum(matrix[i]) - matrix[i][i] + sum(matrix[j][i] for j in range(n)) - matrix[i][i] for i in range(n)]
     if n > CONFUSION_FULL_UP_TO:
         keep = sorted(sorted(range(n), key=lambda i: (-errors[i], labels[i]))[:CONFUSION_MAX_LABELS])
-        note = (f"Showing the {len(keep)} labels involved in the most errors, out of {n:,}; the other labels and "
-                "their cells are left out.")
+        note = (
+            f"Showing the {len(keep)} labels involved in the most errors, out of {n:,}; the other labels and "
+            "their cells are left out."
+        )
     else:
         keep, note = list(range(n)), ""
     k = len(keep)
@@ -683,8 +806,10 @@ def _confusion(r: dict[str, Any]) -> str:
         row_total = sum(matrix[i]) or 1
         y = top + a * cell
         short = _clip_text(labels[i], 28)
-        out.append(f'<text x="{_f(left - 6)}" y="{_f(y + cell / 2 + 4)}" text-anchor="end" class="lbl" '
-                   f'font-size="{font}"><title>{_e(labels[i])}</title>{_e(short)}</text>')
+        out.append(
+            f'<text x="{_f(left - 6)}" y="{_f(y + cell / 2 + 4)}" text-anchor="end" class="lbl" '
+            f'font-size="{font}"><title>{_e(labels[i])}</title>{_e(short)}</text>'
+        )
         for b, j in enumerate(keep):
             x = left + b * cell
             c = matrix[i][j]
@@ -697,27 +822,39 @@ def _confusion(r: dict[str, Any]) -> str:
             else:
                 fill, dark = "#f7f8fa", False
             tip = f"true {labels[i]} → predicted {labels[j]}: {c:,}"
-            out.append(f'<rect x="{_f(x)}" y="{_f(y)}" width="{_f(cell)}" height="{_f(cell)}" fill="{fill}" '
-                       f'stroke="#fff" stroke-width="1"><title>{_e(tip)}</title></rect>')
+            out.append(
+                f'<rect x="{_f(x)}" y="{_f(y)}" width="{_f(cell)}" height="{_f(cell)}" fill="{fill}" '
+                f'stroke="#fff" stroke-width="1"><title>{_e(tip)}</title></rect>'
+            )
             if c and cell >= 18:
                 size = font if len(str(c)) * font * 0.62 < cell - 2 else max(7, int((cell - 2) / len(str(c)) / 0.62))
-                out.append(f'<text x="{_f(x + cell / 2)}" y="{_f(y + cell / 2 + size * 0.36)}" text-anchor="middle" '
-                           f'font-size="{size}" fill="{"#fff" if dark else "#111"}">{c:,}</text>')
+                out.append(
+                    f'<text x="{_f(x + cell / 2)}" y="{_f(y + cell / 2 + size * 0.36)}" text-anchor="middle" '
+                    f'font-size="{size}" fill="{"#fff" if dark else "#111"}">{c:,}</text>'
+                )
     for b, j in enumerate(keep):
         x = left + b * cell + cell / 2 + font * 0.35
-        out.append(f'<text transform="translate({_f(x)},{_f(top - 6)}) rotate(-90)" class="lbl" font-size="{font}">'
-                   f'<title>{_e(labels[j])}</title>{_e(_clip_text(labels[j], 28))}</text>')
+        out.append(
+            f'<text transform="translate({_f(x)},{_f(top - 6)}) rotate(-90)" class="lbl" font-size="{font}">'
+            f"<title>{_e(labels[j])}</title>{_e(_clip_text(labels[j], 28))}</text>"
+        )
     out.append(f'<text x="{_f(left + grid / 2)}" y="14" text-anchor="middle" class="axis">Predicted label</text>')
-    out.append(f'<text transform="translate(16,{_f(top + grid / 2)}) rotate(-90)" text-anchor="middle" class="axis">'
-               'True label</text>')
+    out.append(
+        f'<text transform="translate(16,{_f(top + grid / 2)}) rotate(-90)" text-anchor="middle" class="axis">'
+        "True label</text>"
+    )
     # colour scales
     ly = top + grid + 30
-    out.append('<defs><linearGradient id="rg-diag" x1="0" x2="1"><stop offset="0" stop-color="#f7f8fa"/>'
-               f'<stop offset="1" stop-color="{_mix(_DIAG_RGB, 1)}"/></linearGradient>'
-               f'<linearGradient id="rg-err" x1="0" x2="1"><stop offset="0" stop-color="{_mix(_ERR_RGB, 0.25)}"/>'
-               f'<stop offset="1" stop-color="{_mix(_ERR_RGB, 1)}"/></linearGradient></defs>')
-    scales = [("rg-diag", "right (diagonal): share of the true label", "0%", "100%"),
-              ("rg-err", "mistakes (off-diagonal): number of messages", "1", f"{max(max_err, 1):,}")]
+    out.append(
+        '<defs><linearGradient id="rg-diag" x1="0" x2="1"><stop offset="0" stop-color="#f7f8fa"/>'
+        f'<stop offset="1" stop-color="{_mix(_DIAG_RGB, 1)}"/></linearGradient>'
+        f'<linearGradient id="rg-err" x1="0" x2="1"><stop offset="0" stop-color="{_mix(_ERR_RGB, 0.25)}"/>'
+        f'<stop offset="1" stop-color="{_mix(_ERR_RGB, 1)}"/></linearGradient></defs>'
+    )
+    scales = [
+        ("rg-diag", "right (diagonal): share of the true label", "0%", "100%"),
+        ("rg-err", "mistakes (off-diagonal): number of messages", "1", f"{max(max_err, 1):,}"),
+    ]
     for s, (gid, title, lo, hi) in enumerate(scales):
         x = 20 + s * 400
         out.append(f'<text x="{_f(x)}" y="{_f(ly)}" class="note">{_e(title)}</text>')
@@ -725,11 +862,16 @@ def _confusion(r: dict[str, Any]) -> str:
         out.append(f'<text x="{_f(x)}" y="{_f(ly + 34)}" class="tiny">{_e(lo)}</text>')
         out.append(f'<text x="{_f(x + 220)}" y="{_f(ly + 34)}" text-anchor="end" class="tiny">{_e(hi)}</text>')
     svg = _svg(W, H, out, "Confusion matrix")
-    pairs = sorted(((matrix[i][j], labels[i], labels[j]) for i in range(n) for j in range(n)
-                    if i != j and matrix[i][j] > 0), key=lambda x: (-x[0], x[1], x[2]))[:TOP_CONFUSIONS]
+    pairs = sorted(
+        ((matrix[i][j], labels[i], labels[j]) for i in range(n) for j in range(n) if i != j and matrix[i][j] > 0),
+        key=lambda x: (-x[0], x[1], x[2]),
+    )[:TOP_CONFUSIONS]
     if pairs:
-        items = "".join(f'<li><span class="label">{_e(t)}</span> → <span class="label">{_e(p)}</span> '
-                        f'<span class="muted">({c:,})</span></li>' for c, t, p in pairs)
+        items = "".join(
+            f'<li><span class="label">{_e(t)}</span> → <span class="label">{_e(p)}</span> '
+            f'<span class="muted">({c:,})</span></li>'
+            for c, t, p in pairs
+        )
         listing = f'<h3>Most often confused (true → predicted)</h3><ol class="pairs">{items}</ol>'
     else:
         listing = "<p>No message was confused with another label.</p>"
@@ -756,8 +898,11 @@ def _worst_errors(r: dict[str, Any]) -> str:
         if limit is None and eligible:
             limit = global_t
         auto = eligible and conf is not None and limit is not None and conf >= limit
-        auto_cell = (f'<span class="bad">yes, {_e(words["verb"])} wrongly</span>' if auto
-                     else '<span class="muted">no, to people</span>')
+        auto_cell = (
+            f'<span class="bad">yes, {_e(words["verb"])} wrongly</span>'
+            if auto
+            else '<span class="muted">no, to people</span>'
+        )
         tops = []
         for tp in (w.get("top") or [])[:3]:
             if isinstance(tp, dict):
@@ -767,10 +912,13 @@ def _worst_errors(r: dict[str, Any]) -> str:
             f'</td><td class="labels"><div><span class="k">true</span> <span class="label">{_e(w.get("true"))}</span>'
             f'</div><div><span class="k">said</span> <span class="label bad">{_e(pred)}</span></div></td>'
             f'<td class="num">{_e(_pct(conf))}</td><td class="top3">{"".join(tops)}</td><td class="auto">{auto_cell}'
-            '</td></tr>')
-    return ('<div class="tablewrap"><table class="data errors"><thead><tr><th>#</th><th>Message</th>'
-            '<th>True / predicted label</th><th class="num">Confidence</th><th>Top 3 scores</th><th>Automatic?</th>'
-            f'</tr></thead><tbody>{"".join(body)}</tbody></table></div>')
+            "</td></tr>"
+        )
+    return (
+        '<div class="tablewrap"><table class="data errors"><thead><tr><th>#</th><th>Message</th>'
+        '<th>True / predicted label</th><th class="num">Confidence</th><th>Top 3 scores</th><th>Automatic?</th>'
+        f"</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 def _footer(r: dict[str, Any]) -> str:
@@ -778,9 +926,9 @@ def _footer(r: dict[str, Any]) -> str:
     data = r.get("data")
     if isinstance(data, dict):
         if data.get("path"):
-            items.append(f'Data: <code>{_e(data.get("path"))}</code>')
+            items.append(f"Data: <code>{_e(data.get('path'))}</code>")
         if data.get("sha256"):
-            items.append(f'sha256 <code>{_e(str(data.get("sha256"))[:12])}…</code>')
+            items.append(f"sha256 <code>{_e(str(data.get('sha256'))[:12])}…</code>")
         carved = data.get("carved")
         if isinstance(carved, dict) and carved:
             items.append("split: " + _e("; ".join(f"{k}: {v}" for k, v in carved.items())))
@@ -788,16 +936,21 @@ def _footer(r: dict[str, Any]) -> str:
         items.append(f"Data: <code>{_e(data)}</code>")
     if r.get("model"):
         items.append(f"Model: {_e(r.get('model'))}")
-    sizes = [f"{name} {_int(r.get(key))}" for key, name in (("n_train", "train"), ("n_val", "validation"),
-                                                          ("n_test", "test")) if _num(r.get(key)) is not None]
+    sizes = [
+        f"{name} {_int(r.get(key))}"
+        for key, name in (("n_train", "train"), ("n_val", "validation"), ("n_test", "test"))
+        if _num(r.get(key)) is not None
+    ]
     if sizes:
         items.append("Messages: " + _e(", ".join(sizes)))
     margin = _num(r.get("threshold_margin"))
     if margin:
         items.append(f"Safety margin on validation precision: {_e(_pct(margin))}")
-    return (f'<footer><p>{" · ".join(items)}</p><p>Thresholds were chosen on the validation data only; every figure '
-            'and chart in this report is measured on the test data, which played no part in choosing them.</p>'
-            '</footer>')
+    return (
+        f"<footer><p>{' · '.join(items)}</p><p>Thresholds were chosen on the validation data only; every figure "
+        "and chart in this report is measured on the test data, which played no part in choosing them.</p>"
+        "</footer>"
+    )
 
 
 _CSS = """
@@ -886,29 +1039,29 @@ def render_html(report: dict[str, Any]) -> str:
         f'<section id="summary"><h2>Summary</h2>{_summary(r)}{_tiles(r)}{_policy_comparison(r)}</section>',
         '<section id="tradeoff"><h2>How much is automatic, and how often it is right</h2>'
         '<p class="sub">A stricter (higher) threshold handles fewer messages automatically but gets more of them '
-        'right; moving left along the curve is moving to a stricter threshold. Pick a point on or above the '
-        f'dashed target line{" (" + _e(_pct(target)) + ")" if target is not None else ""}.</p>'
+        "right; moving left along the curve is moving to a stricter threshold. Pick a point on or above the "
+        f"dashed target line{' (' + _e(_pct(target)) + ')' if target is not None else ''}.</p>"
         f'<div class="svgwrap">{_curve_svg(r)}</div><h3>The trade-off in numbers (test data)</h3>'
-        f'{_threshold_table(r)}</section>',
+        f"{_threshold_table(r)}</section>",
         '<section id="per-label"><h2>Per label, at the chosen threshold</h2>'
         '<p class="sub">Weakest labels (lowest F1) first. <b>Precision</b>: when replyguard says this label, how often '
-        'it is right. <b>Recall</b>: of the messages that really have this label, how many it finds. '
-        '<b>Auto precision / recall</b>: the same, counting only messages handled automatically '
-        f'(red when below the target). “never” = this label is never {_e(words["done"])}.</p>'
-        f'{_per_label(r)}</section>',
+        "it is right. <b>Recall</b>: of the messages that really have this label, how many it finds. "
+        "<b>Auto precision / recall</b>: the same, counting only messages handled automatically "
+        f"(red when below the target). “never” = this label is never {_e(words['done'])}.</p>"
+        f"{_per_label(r)}</section>",
         '<section id="reliability"><h2>Can the confidence be trusted?</h2>'
         f'<div class="svgwrap">{_reliability_svg(r)}</div>'
         f'<p class="caption">Expected calibration error (ECE): <b>{_e(_pct(r.get("ece"), 1))}</b>. '
-        'It is the average gap between how confident replyguard is and how often it is actually right; a small value '
-        'means a confidence of, say, 95 % really is right about 95 % of the time, so the threshold means what it '
-        'says. Bars: share right per confidence bin (darker = more messages); dots: mean confidence in that bin.</p>'
-        '</section>',
+        "It is the average gap between how confident replyguard is and how often it is actually right; a small value "
+        "means a confidence of, say, 95 % really is right about 95 % of the time, so the threshold means what it "
+        "says. Bars: share right per confidence bin (darker = more messages); dots: mean confidence in that bin.</p>"
+        "</section>",
         '<section id="confusion"><h2>Which labels get mixed up</h2>'
         '<p class="sub">Rows: the true label; columns: what replyguard predicted. Blue diagonal cells are right, '
-        f'red cells are mistakes (all test messages, before any threshold).</p>{_confusion(r)}</section>',
+        f"red cells are mistakes (all test messages, before any threshold).</p>{_confusion(r)}</section>",
         '<section id="worst-errors"><h2>The most confident mistakes</h2>'
         '<p class="sub">Test messages replyguard got wrong while being most sure of itself. Hover over a message to '
-        f'read it in full.</p>{_worst_errors(r)}</section>',
+        f"read it in full.</p>{_worst_errors(r)}</section>",
     ]
     sub = f"{task} classifier · {n_labels:,} labels · {words['title']} threshold report"
     return (
@@ -916,8 +1069,7 @@ def render_html(report: dict[str, Any]) -> str:
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>"
-        f'<h1>{_e(title)}</h1><p class="sub">{_e(sub)}</p>'
-        + "".join(sections) + _footer(r) + "</main></body></html>\n"
+        f'<h1>{_e(title)}</h1><p class="sub">{_e(sub)}</p>' + "".join(sections) + _footer(r) + "</main></body></html>\n"
     )
 
 

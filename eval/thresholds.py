@@ -88,8 +88,16 @@ def curve(s: Scored, positive: set[str], points: int = 200) -> list[dict[str, fl
     return out
 
 
-def lowest_threshold(conf: np.ndarray, correct: np.ndarray, target: float, *, margin: float = 0.0,
-                     min_auto: int = 1, weights: np.ndarray | None = None, skip: int = 0) -> float | None:
+def lowest_threshold(
+    conf: np.ndarray,
+    correct: np.ndarray,
+    target: float,
+    *,
+    margin: float = 0.0,
+    min_auto: int = 1,
+    weights: np.ndarray | None = None,
+    skip: int = 0,
+) -> float | None:
     """Lowest threshold t such that, for every t' >= t, the rows with confidence >= t' reach ``target + margin``.
 
     Requiring the precision at *every* stricter threshold too (a monotone envelope), not only
@@ -133,9 +141,16 @@ def oos_weights(y_true: np.ndarray, oos_label: str | None, share: float | None) 
     return np.where(is_oos, factor, 1.0)
 
 
-def choose_thresholds(s: Scored, positive: set[str], target: float, *, margin: float = 0.0,
-                      per_label_min: int = 30, oos_label: str | None = None,
-                      oos_share: float | None = None) -> tuple[float, dict[str, float]]:
+def choose_thresholds(
+    s: Scored,
+    positive: set[str],
+    target: float,
+    *,
+    margin: float = 0.0,
+    per_label_min: int = 30,
+    oos_label: str | None = None,
+    oos_share: float | None = None,
+) -> tuple[float, dict[str, float]]:
     """A global threshold, plus per-label thresholds where the label has enough validation support.
 
     Per-label thresholds are only kept where they are *lower* than the global one (that is where
@@ -153,8 +168,14 @@ def choose_thresholds(s: Scored, positive: set[str], target: float, *, margin: f
         rows = eligible & (s.pred == label)
         if rows.sum() < per_label_min:
             continue
-        t = lowest_threshold(s.conf[rows], s.correct[rows], target, margin=margin, min_auto=per_label_min // 2,
-                             weights=weights[rows] if weights is not None else None)
+        t = lowest_threshold(
+            s.conf[rows],
+            s.correct[rows],
+            target,
+            margin=margin,
+            min_auto=per_label_min // 2,
+            weights=weights[rows] if weights is not None else None,
+        )
         if t is not None and t < global_t:
             per_label[label] = t
     return global_t, per_label
@@ -165,8 +186,9 @@ def reject_predictions(s: Scored, oos_label: str, threshold: float) -> np.ndarra
     return np.where(s.conf >= threshold, s.pred, oos_label)
 
 
-def choose_reject_threshold(s: Scored, oos_label: str, *, budget: float = 0.01,
-                            grid: np.ndarray | None = None) -> float:
+def choose_reject_threshold(
+    s: Scored, oos_label: str, *, budget: float = 0.01, grid: np.ndarray | None = None
+) -> float:
     """The threshold that catches the most out-of-scope val rows while in-scope val accuracy
     drops by at most ``budget`` (absolute) from its value without a threshold."""
     grid = np.round(np.arange(0.0, 1.0, 0.005), 3) if grid is None else grid
@@ -189,8 +211,9 @@ def weighted_predictions(s: Scored, multipliers: dict[str, float]) -> np.ndarray
     return np.asarray(s.labels, dtype=object)[(s.proba * factors).argmax(axis=1)]
 
 
-def choose_class_multipliers(s: Scored, *, grid: Sequence[float] = (0.5, 0.75, 1.0, 1.25, 1.5, 2, 3, 4, 5, 6, 8),
-                             rounds: int = 2) -> dict[str, float]:
+def choose_class_multipliers(
+    s: Scored, *, grid: Sequence[float] = (0.5, 0.75, 1.0, 1.25, 1.5, 2, 3, 4, 5, 6, 8), rounds: int = 2
+) -> dict[str, float]:
     """Per-class probability multipliers (a prior shift) that maximise macro-F1 on validation data.
 
     Coordinate ascent from all-ones; the most frequent class stays at 1. Used for tasks whose

@@ -157,6 +157,9 @@ SLOW_FIXTURES = {"running_worker", "serve", "browser", "page", "review_env"}
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         nodeid = item.nodeid.split("[")[0]
-        if (nodeid in SLOW_TESTS or nodeid.split("::")[0] in SLOW_MODULES
-                or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))):
+        if (
+            nodeid in SLOW_TESTS
+            or nodeid.split("::")[0] in SLOW_MODULES
+            or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+        ):
             item.add_marker(pytest.mark.slow)

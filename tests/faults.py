@@ -47,10 +47,28 @@ class RedisServer:
 
         binary = shutil.which("redis-server") or redis_server_binary()
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
-             "--logfile", str(self.directory / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(self.directory / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -96,14 +114,21 @@ class Workers:
         for _ in range(count):
             n = len(self.procs)
             log = open(self.logdir / f"worker-{n}.log", "wb")  # noqa: SIM115 - closed with the process
-            proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker", *args], cwd=self.root, env=self.env,
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "worker.cli", "worker", *args],
+                cwd=self.root,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             self.procs.append(proc)
             started.append(proc)
         return started
 
-    def wait_registered(self, client: redis.Redis, count: int, timeout: float = 120, *,
-                        registered: int | None = None) -> None:
+    def wait_registered(
+        self, client: redis.Redis, count: int, timeout: float = 120, *, registered: int | None = None
+    ) -> None:
         """Until ``count`` processes started here are alive and ``registered`` (default: ``count``)
         RQ workers are registered (``--processes N`` registers N per process)."""
         from rq import Worker
@@ -263,21 +288,29 @@ TEXTS = [
 ]
 
 
-def traffic(count: int, *, conversations: int | None = None, prefix: str = "m",
-            brand: str = "demo-shop") -> list[dict[str, Any]]:
+def traffic(
+    count: int, *, conversations: int | None = None, prefix: str = "m", brand: str = "demo-shop"
+) -> list[dict[str, Any]]:
     """``count`` valid demo-shop DMs; with ``conversations``, spread round-robin over that many
     conversations (one author each), in order of ``created_at`` within each conversation."""
     events = []
     for i in range(count):
         conv = i % conversations if conversations else i
         minute = i // (conversations or count)
-        events.append({
-            "id": f"{prefix}-{i}", "brand": brand, "platform": "instagram", "kind": "dm",
-            "conversation_id": f"c-{prefix}-{conv}", "post_id": None,
-            "author": {"id": f"u-{prefix}-{conv}", "name": "Aiko Tanaka", "locale": "en-US", "tags": []},
-            "text": TEXTS[i % len(TEXTS)].format(n=100000 + i),
-            "created_at": f"2026-11-24T10:{minute // 60 % 60:02d}:{minute % 60:02d}+09:00", "metadata": {},
-        })
+        events.append(
+            {
+                "id": f"{prefix}-{i}",
+                "brand": brand,
+                "platform": "instagram",
+                "kind": "dm",
+                "conversation_id": f"c-{prefix}-{conv}",
+                "post_id": None,
+                "author": {"id": f"u-{prefix}-{conv}", "name": "Aiko Tanaka", "locale": "en-US", "tags": []},
+                "text": TEXTS[i % len(TEXTS)].format(n=100000 + i),
+                "created_at": f"2026-11-24T10:{minute // 60 % 60:02d}:{minute % 60:02d}+09:00",
+                "metadata": {},
+            }
+        )
     return events
 
 
@@ -309,13 +342,23 @@ ORDER_BRAND = "demo-shop"
 
 
 def _event(message_id: str, conversation: str, author: str, text: str, second: int) -> dict[str, Any]:
-    return {"id": message_id, "brand": ORDER_BRAND, "platform": "instagram", "kind": "dm", "conversation_id": conversation,
-            "post_id": None, "author": {"id": author, "name": "Aiko Tanaka", "locale": "en-US", "tags": []},
-            "text": text, "created_at": f"2026-11-24T10:00:{second:02d}+09:00", "metadata": {}}
+    return {
+        "id": message_id,
+        "brand": ORDER_BRAND,
+        "platform": "instagram",
+        "kind": "dm",
+        "conversation_id": conversation,
+        "post_id": None,
+        "author": {"id": author, "name": "Aiko Tanaka", "locale": "en-US", "tags": []},
+        "text": text,
+        "created_at": f"2026-11-24T10:00:{second:02d}+09:00",
+        "metadata": {},
+    }
 
 
-def racing_pairs(hellos: int, stops: int, *, split: int = 0) -> tuple[list[dict[str, Any]], list[tuple[str, str]],
-                                                                       list[tuple[str, str]]]:
+def racing_pairs(
+    hellos: int, stops: int, *, split: int = 0
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]], list[tuple[str, str]]]:
     """(events, hello pairs, stop pairs): pair = (first id, second id). With ``split`` = a batch size,
     the first messages of ``split`` pairs come before their second messages, so each pair spans
     two adjacent batches; otherwise a pair's messages are adjacent."""
@@ -335,15 +378,16 @@ def racing_pairs(hellos: int, stops: int, *, split: int = 0) -> tuple[list[dict[
     events: list[dict[str, Any]] = []
     if split:
         for start in range(0, len(firsts), split):
-            events += firsts[start:start + split] + seconds[start:start + split]
+            events += firsts[start : start + split] + seconds[start : start + split]
     else:
         for a, b in zip(firsts, seconds, strict=True):
             events += [a, b]
     return events, hello, stop
 
 
-def check_order(client: Any, store: Any, events: list[dict[str, Any]], hello: list[tuple[str, str]],
-                stop: list[tuple[str, str]]) -> dict[str, list[str]]:
+def check_order(
+    client: Any, store: Any, events: list[dict[str, Any]], hello: list[tuple[str, str]], stop: list[tuple[str, str]]
+) -> dict[str, list[str]]:
     """Every way the run broke per-conversation order or exactly-once (empty lists: none)."""
     greetings: dict[str, list[str]] = {}
     for _, fields in client.xrange(store.keys.outbox(ORDER_BRAND)):
@@ -353,10 +397,14 @@ def check_order(client: Any, store: Any, events: list[dict[str, Any]], hello: li
     replies = outbox_replies(client, store.keys.outbox(ORDER_BRAND))
     keys = [(ORDER_BRAND, e["id"]) for e in events]
     decisions = dict(zip((m for _, m in keys), store.decisions(keys), strict=True))
-    problems: dict[str, list[str]] = {"undecided": [m for m, d in decisions.items() if d is None],
-                                      "greeted_twice": [c for c, ids in greetings.items() if len(ids) > 1],
-                                      "greeted_not_first": [], "answered_after_stop": [], "out_of_order": [],
-                                      "replied_twice": sorted({m for m in replies if replies.count(m) > 1})}
+    problems: dict[str, list[str]] = {
+        "undecided": [m for m, d in decisions.items() if d is None],
+        "greeted_twice": [c for c, ids in greetings.items() if len(ids) > 1],
+        "greeted_not_first": [],
+        "answered_after_stop": [],
+        "out_of_order": [],
+        "replied_twice": sorted({m for m in replies if replies.count(m) > 1}),
+    }
     stats = store.stats(ORDER_BRAND)
     if stats.get("decisions") != len(events):
         problems["decided_twice"] = [f"{stats.get('decisions')} decisions for {len(events)} messages"]

@@ -60,10 +60,14 @@ class ReviewEnv:
     def __init__(self, url: str, root: Path):
         self.url = url
         self.policies, self.templates = two_brand_dirs(root)
-        self.settings = Settings(redis_url=url, home=root / "home", policies_dir=self.policies,
-                                 templates_dir=self.templates)
-        self.env = {"REPLYGUARD_SESSION_SECRET": SECRET, "REPLYGUARD_POLICIES_DIR": str(self.policies),
-                    "REPLYGUARD_TEMPLATES_DIR": str(self.templates)}
+        self.settings = Settings(
+            redis_url=url, home=root / "home", policies_dir=self.policies, templates_dir=self.templates
+        )
+        self.env = {
+            "REPLYGUARD_SESSION_SECRET": SECRET,
+            "REPLYGUARD_POLICIES_DIR": str(self.policies),
+            "REPLYGUARD_TEMPLATES_DIR": str(self.templates),
+        }
         self.brands: dict[str, Brand] = load_brands(self.settings)
         self.client = redis.Redis.from_url(url)
         self.store = Store(self.client, self.settings.key_prefix)
@@ -103,8 +107,11 @@ class ReviewEnv:
                 pipe.pttl(key)
                 pipe.dump(key)
             replies = pipe.execute()
-            self._snapshot = [(key, replies[2 * i], replies[2 * i + 1]) for i, key in enumerate(keys)
-                              if replies[2 * i + 1] is not None]
+            self._snapshot = [
+                (key, replies[2 * i], replies[2 * i + 1])
+                for i, key in enumerate(keys)
+                if replies[2 * i + 1] is not None
+            ]
 
     def decide(self, events: list[dict[str, Any]]) -> None:
         report = ingest_events(events, self.client, self.settings, batch_wait=0.01)

@@ -128,7 +128,9 @@ def test_untrusted_types_are_refused(tmp_path: Path, copy_of) -> None:
     d = copy_of()
     sio.dump(sneaky, d / MODEL_FILE, compression=zipfile.ZIP_DEFLATED)
     edit_manifest(d, model_sha256=sha256_file(d / MODEL_FILE))
-    with pytest.raises(ArtifactError, match=r"refusing to load types that are not trusted: \['tests.test_artifacts.Sneaky'\]"):
+    with pytest.raises(
+        ArtifactError, match=r"refusing to load types that are not trusted: \['tests.test_artifacts.Sneaky'\]"
+    ):
         load_artifact(d)
 
 
@@ -162,7 +164,8 @@ def test_worker_start_fails_on_a_corrupt_shipped_model(tmp_path: Path, copy_of) 
     with open(models / "demo-shop-intent" / MODEL_FILE, "ab") as fh:
         fh.write(b"tampered")
     env = {**os.environ, "REPLYGUARD_MODELS_DIRS": str(models), "REDIS_URL": "redis://127.0.0.1:1/0"}
-    result = subprocess.run([sys.executable, "-m", "worker.cli", "worker", "--burst"], env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "worker", "--burst"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2
     assert str(models / "demo-shop-intent" / MODEL_FILE) in result.stderr and "sha256" in result.stderr

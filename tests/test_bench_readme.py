@@ -10,7 +10,10 @@ from worker.settings import REPO_ROOT
 
 def test_replace_block_keeps_everything_around_the_markers() -> None:
     content = "intro\n<!-- bench:x:start -->\nold | row\n<!-- bench:x:end -->\noutro\n"
-    assert replace_block(content, "x", "| new |\n") == "intro\n<!-- bench:x:start -->\n| new |\n<!-- bench:x:end -->\noutro\n"
+    assert (
+        replace_block(content, "x", "| new |\n")
+        == "intro\n<!-- bench:x:start -->\n| new |\n<!-- bench:x:end -->\noutro\n"
+    )
 
 
 def test_missing_markers_are_named(tmp_path) -> None:
@@ -25,6 +28,8 @@ def test_missing_markers_are_named(tmp_path) -> None:
     assert readme.read_text() == "no markers\n"
 
 
-@pytest.mark.parametrize("name", ["delivery", "guardrails", "reliability", "ordering", "quality", "webhooks", "throughput"])
+@pytest.mark.parametrize(
+    "name", ["delivery", "guardrails", "reliability", "ordering", "quality", "webhooks", "throughput"]
+)
 def test_the_readme_has_the_markers_of_every_benchmark(name: str) -> None:
     replace_block((REPO_ROOT / "README.md").read_text(encoding="utf-8"), name, "t")

@@ -19,7 +19,9 @@ from worker.connection import EmbeddedRedis
 CLI = [sys.executable, "-m", "worker.cli"]
 
 
-def cli(*args: str, env: dict[str, str], stdin: bytes | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+def cli(
+    *args: str, env: dict[str, str], stdin: bytes | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *args], env=env, input=stdin, capture_output=True, timeout=timeout)
 
 
@@ -46,8 +48,15 @@ def test_ingest_wait_show_and_review(env, running_worker, tmp_path: Path) -> Non
     lines = [
         json.dumps(make_event(id="e1", conversation_id="k1", text="how long does shipping to Canada take?")),
         "{not json",
-        json.dumps(make_event(id="e2", conversation_id="k2", author={"id": "u2", "name": "Ren"},
-                              text="担当者と話したいです", created_at="2026-11-28T22:00:00+09:00")),
+        json.dumps(
+            make_event(
+                id="e2",
+                conversation_id="k2",
+                author={"id": "u2", "name": "Ren"},
+                text="担当者と話したいです",
+                created_at="2026-11-28T22:00:00+09:00",
+            )
+        ),
         "",
         json.dumps(make_event(id="e3", platform="fax")),
     ]
@@ -64,8 +73,18 @@ def test_ingest_wait_show_and_review(env, running_worker, tmp_path: Path) -> Non
     shown = cli("show", "e1", "--json", env=env)
     assert shown.returncode == 0, shown.stderr
     decision = json.loads(shown.stdout)
-    assert {"message_id", "brand", "actions", "rule", "scores", "intent", "template", "reply", "policy_version",
-            "model_versions"} <= set(decision)
+    assert {
+        "message_id",
+        "brand",
+        "actions",
+        "rule",
+        "scores",
+        "intent",
+        "template",
+        "reply",
+        "policy_version",
+        "model_versions",
+    } <= set(decision)
     assert decision["actions"] == ["auto_reply"] and decision["template"]["id"] == "shipping_time.en"
     assert isinstance(decision["template"]["version"], int) and decision["reply"]
     assert set(decision["scores"]) == {"spam", "abuse", "intent"}
@@ -169,14 +188,36 @@ def test_redis_going_away_while_submitting_reports_what_was_not_enqueued(tmp_pat
 
 
 def test_train_command_writes_a_verified_artifact(env, tmp_path: Path) -> None:
-    rows = [("where is my parcel", "track"), ("荷物はどこですか", "track"), ("has my order shipped yet", "track"),
-            ("配送状況を教えて", "track"), ("i want a refund", "refund"), ("返金してください", "refund"),
-            ("money back please", "refund"), ("返金の手続き", "refund"), ("what's the weather", "oos"),
-            ("今日の天気は", "oos"), ("tell me a joke", "oos"), ("おすすめの映画は", "oos")] * 3
+    rows = [
+        ("where is my parcel", "track"),
+        ("荷物はどこですか", "track"),
+        ("has my order shipped yet", "track"),
+        ("配送状況を教えて", "track"),
+        ("i want a refund", "refund"),
+        ("返金してください", "refund"),
+        ("money back please", "refund"),
+        ("返金の手続き", "refund"),
+        ("what's the weather", "oos"),
+        ("今日の天気は", "oos"),
+        ("tell me a joke", "oos"),
+        ("おすすめの映画は", "oos"),
+    ] * 3
     data = tmp_path / "tiny.csv"
     data.write_text("text,label\n" + "\n".join(f'"{t}",{l}' for t, l in rows) + "\n", encoding="utf-8")
     out = tmp_path / "model"
-    result = cli("train", "intent", "--data", str(data), "--out", str(out), "--oos-label", "oos", "--name", "tiny-intent", env=env)
+    result = cli(
+        "train",
+        "intent",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--oos-label",
+        "oos",
+        "--name",
+        "tiny-intent",
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["task"] == "intent" and manifest["labels"] == ["oos", "refund", "track"]

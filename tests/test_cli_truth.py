@@ -134,16 +134,22 @@ def test_no_traceback_when_stdout_is_a_closed_pipe(env):  # noqa: F811
 
 def test_ingest_wait_says_within_seconds_that_no_worker_consumes_the_queue(env, tmp_path):  # noqa: F811
     started = time.monotonic()
-    result = cli("ingest", str(_file(tmp_path, [make_event(id="w1")])), "--wait", "--timeout", "600", env=env,
-                 timeout=60)
+    result = cli(
+        "ingest", str(_file(tmp_path, [make_event(id="w1")])), "--wait", "--timeout", "600", env=env, timeout=60
+    )
     assert time.monotonic() - started < 30
     assert result.returncode == 1
     stderr = _no_traceback(result)
     assert "no worker is consuming queue 'replyguard'" in stderr and "replyguard worker" in stderr
 
 
-def test_events_for_a_brand_with_no_policy_are_reported_counted_and_listed(env, running_worker, tmp_path,  # noqa: F811
-                                                                          client, settings):
+def test_events_for_a_brand_with_no_policy_are_reported_counted_and_listed(
+    env,
+    running_worker,
+    tmp_path,  # noqa: F811
+    client,
+    settings,
+):
     path = _file(tmp_path, [make_event(id="b1"), make_event(id="b2", brand="nobody")])
     result = cli("ingest", str(path), "--wait", "--json", env=env)
     assert result.returncode == 1
@@ -199,9 +205,28 @@ def test_store_uses_the_configured_key_prefix(client, monkeypatch):
 
 def test_the_public_api_is_pinned():
     assert worker.__all__ == [
-        "ArtifactError", "ConfigError", "DatasetError", "Decision", "EmbeddedRedis", "InboundEvent", "IngestReport",
-        "Ingestor", "InvalidEvent", "NoWorker", "PolicyError", "RenderError", "ReplyguardError", "Settings", "Store",
-        "StoreError", "TemplateError", "WaitTimeout", "connect", "ingest_events", "parse_event", "wait_for",
+        "ArtifactError",
+        "ConfigError",
+        "DatasetError",
+        "Decision",
+        "EmbeddedRedis",
+        "InboundEvent",
+        "IngestReport",
+        "Ingestor",
+        "InvalidEvent",
+        "NoWorker",
+        "PolicyError",
+        "RenderError",
+        "ReplyguardError",
+        "Settings",
+        "Store",
+        "StoreError",
+        "TemplateError",
+        "WaitTimeout",
+        "connect",
+        "ingest_events",
+        "parse_event",
+        "wait_for",
     ]
     for name in worker.__all__:
         assert getattr(worker, name) is not None
@@ -222,15 +247,22 @@ def test_review_resolve_checks_labels_against_the_brands_models(env, running_wor
 
 
 def test_review_list_pages_and_says_how_many_remain(env, running_worker, tmp_path):  # noqa: F811
-    vips = [make_event(id=f"p{i}", conversation_id=f"cp{i}", author={"id": f"v{i}", "tags": ["vip"]}, text="hi")
-            for i in range(5)]
+    vips = [
+        make_event(id=f"p{i}", conversation_id=f"cp{i}", author={"id": f"v{i}", "tags": ["vip"]}, text="hi")
+        for i in range(5)
+    ]
     assert cli("ingest", str(_file(tmp_path, vips)), "--wait", env=env).returncode == 0
     first = cli("review", "list", "--limit", "2", env=env).stdout.decode()
     assert "showing 1–2 of 5" in first and "3 more: replyguard review list --offset 2" in first
     page = json.loads(cli("review", "list", "--limit", "2", "--offset", "4", "--json", env=env).stdout)
     assert page["total"] == 5 and page["offset"] == 4 and page["remaining"] == 0 and len(page["items"]) == 1
-    ids = [i["message_id"] for o in (0, 2, 4)
-           for i in json.loads(cli("review", "list", "--limit", "2", "--offset", str(o), "--json", env=env).stdout)["items"]]
+    ids = [
+        i["message_id"]
+        for o in (0, 2, 4)
+        for i in json.loads(cli("review", "list", "--limit", "2", "--offset", str(o), "--json", env=env).stdout)[
+            "items"
+        ]
+    ]
     assert sorted(ids) == [f"p{i}" for i in range(5)]
 
 
@@ -256,9 +288,25 @@ def test_make_bench_runs_scripts_that_exist():
 def test_the_throughput_benchmark_runs(tmp_path, redis_url, client):
     import os
 
-    result = subprocess.run([CLI[0], str(REPO_ROOT / "bench" / "throughput.py"), "--messages", "40", "--workers", "1",
-                             "--skip-before", "--paced-seconds", "0.1", "--results", str(tmp_path)],
-                            env={**os.environ, "REDIS_URL": redis_url}, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [
+            CLI[0],
+            str(REPO_ROOT / "bench" / "throughput.py"),
+            "--messages",
+            "40",
+            "--workers",
+            "1",
+            "--skip-before",
+            "--paced-seconds",
+            "0.1",
+            "--results",
+            str(tmp_path),
+        ],
+        env={**os.environ, "REDIS_URL": redis_url},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr
     assert "messages/s" in result.stdout and (tmp_path / "throughput.json").exists()
 

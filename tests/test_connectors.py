@@ -49,9 +49,20 @@ def deliver(client, settings, **kwargs) -> Deliverer:
 
 
 # platform "other": replyguard sends nothing there itself (skipped), so only the connectors act
-AGENT = make_event(id="m-agent", platform="other", conversation_id="c-agent", text="I'd like to speak to a real person please, not a bot",
-                   created_at=now_iso())
-FAQ = make_event(id="m-faq", platform="other", conversation_id="c-faq", text="how long does shipping take to Germany?", created_at=now_iso())
+AGENT = make_event(
+    id="m-agent",
+    platform="other",
+    conversation_id="c-agent",
+    text="I'd like to speak to a real person please, not a bot",
+    created_at=now_iso(),
+)
+FAQ = make_event(
+    id="m-faq",
+    platform="other",
+    conversation_id="c-faq",
+    text="how long does shipping take to Germany?",
+    created_at=now_iso(),
+)
 
 
 @pytest.fixture()
@@ -76,21 +87,28 @@ connectors:
     assert sorted(r.json["decision"]["message_id"] for r in receiver.received("/all")) == ["m-agent", "m-faq"]
     hook = tickets[0]
     assert hook.headers["x-replyguard-delivery"] == "demo-shop/m-agent/webhook:tickets"
-    assert webhooks.verify(SECRET, hook.headers["x-replyguard-timestamp"], hook.body, hook.headers["x-replyguard-signature"])
-    assert not webhooks.verify("wrong", hook.headers["x-replyguard-timestamp"], hook.body,
-                               hook.headers["x-replyguard-signature"])
+    assert webhooks.verify(
+        SECRET, hook.headers["x-replyguard-timestamp"], hook.body, hook.headers["x-replyguard-signature"]
+    )
+    assert not webhooks.verify(
+        "wrong", hook.headers["x-replyguard-timestamp"], hook.body, hook.headers["x-replyguard-signature"]
+    )
     assert len(receiver.accepted) == 3  # every delivery verified by the receiver
     records = {r.action: r for r in store.decision("demo-shop", "m-agent").deliveries}
     assert records["webhook:tickets"].status == "sent" and records["webhook:everything"].status == "sent"
 
 
-def test_failing_webhook_is_retried_then_dead_lettered_and_listed(client, brands, settings, tmp_path, receiver,
-                                                                  monkeypatch, capsys) -> None:
-    directory = policy_dir(tmp_path, f"""
+def test_failing_webhook_is_retried_then_dead_lettered_and_listed(
+    client, brands, settings, tmp_path, receiver, monkeypatch, capsys
+) -> None:
+    directory = policy_dir(
+        tmp_path,
+        f"""
 connectors:
   webhooks:
     - {{name: crm, url: "{receiver.url}/hook", secret_env: CRM_SECRET, rules: ["intent."]}}
-""")
+""",
+    )
     live = settings.model_copy(update={"policies_dir": directory, "delivery_mode": "live"})
     for _ in range(3):
         receiver.script.append(Scripted(status=503, headers={"Retry-After": "0"}))
@@ -116,20 +134,44 @@ connectors:
 
 
 def _thread(thread_id: str, comment_id: str, text: str, author: str, published: datetime) -> dict:
-    return {"kind": "youtube#commentThread", "id": thread_id, "snippet": {
-        "channelId": CHANNEL, "videoId": "vid-1", "canReply": True, "isPublic": True, "totalReplyCount": 0,
-        "topLevelComment": {"kind": "youtube#comment", "id": comment_id, "snippet": {
-            "channelId": CHANNEL, "videoId": "vid-1", "authorDisplayName": "Ken", "textOriginal": text,
-            "textDisplay": text, "authorChannelId": {"value": author}, "moderationStatus": "published",
-            "publishedAt": published.strftime("%Y-%m-%dT%H:%M:%SZ"), "updatedAt": published.strftime("%Y-%m-%dT%H:%M:%SZ")}}}}
+    return {
+        "kind": "youtube#commentThread",
+        "id": thread_id,
+        "snippet": {
+            "channelId": CHANNEL,
+            "videoId": "vid-1",
+            "canReply": True,
+            "isPublic": True,
+            "totalReplyCount": 0,
+            "topLevelComment": {
+                "kind": "youtube#comment",
+                "id": comment_id,
+                "snippet": {
+                    "channelId": CHANNEL,
+                    "videoId": "vid-1",
+                    "authorDisplayName": "Ken",
+                    "textOriginal": text,
+                    "textDisplay": text,
+                    "authorChannelId": {"value": author},
+                    "moderationStatus": "published",
+                    "publishedAt": published.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "updatedAt": published.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                },
+            },
+        },
+    }
 
 
-def test_youtube_poller_ingests_new_comments_and_delivery_replies_and_moderates(client, brands, settings,
-                                                                                 tmp_path) -> None:
+def test_youtube_poller_ingests_new_comments_and_delivery_replies_and_moderates(
+    client, brands, settings, tmp_path
+) -> None:
     now = datetime.now(timezone.utc).replace(microsecond=0)
     directory = policy_dir(tmp_path, "")
-    text = (REPO_ROOT / "policies" / "demo-shop.yaml").read_text().replace(
-        "ban_author_rules: [moderation.hate]", "ban_author_rules: [moderation.spam]")
+    text = (
+        (REPO_ROOT / "policies" / "demo-shop.yaml")
+        .read_text()
+        .replace("ban_author_rules: [moderation.hate]", "ban_author_rules: [moderation.spam]")
+    )
     (directory / "demo-shop.yaml").write_text(text)
     with YouTubeStandIn(token=TOKEN, page_size=2) as yt:
         yt.threads[CHANNEL] = [
@@ -138,8 +180,14 @@ def test_youtube_poller_ingests_new_comments_and_delivery_replies_and_moderates(
             _thread("t1", "c1", "what are your opening hours?", "UCken", now - timedelta(minutes=3)),
             _thread("t0", "c0", "an old comment", "UCold", now - timedelta(days=3)),  # before the first window
         ]
-        live = settings.model_copy(update={"policies_dir": directory, "delivery_mode": "live",
-                                           "youtube_api_base": yt.url + "/youtube/v3", "batch_wait_ms": 10})
+        live = settings.model_copy(
+            update={
+                "policies_dir": directory,
+                "delivery_mode": "live",
+                "youtube_api_base": yt.url + "/youtube/v3",
+                "batch_wait_ms": 10,
+            }
+        )
         counts = poll_youtube(client, live, once=True, interval=0, environ=ENV)
         assert counts == {"channels": 1, "new": 2, "quota_units": 2}  # two pages of two
         install(Pipeline(brands), live)
@@ -161,11 +209,19 @@ def test_youtube_poller_ingests_new_comments_and_delivery_replies_and_moderates(
 
 
 def chatwoot_payload(message_id: int, text: str, conversation: int = 42) -> dict:
-    return {"event": "message_created", "id": message_id, "content": text, "message_type": "incoming",
-            "private": False, "created_at": int(time.time()), "content_type": "text",
-            "sender": {"id": 7, "name": "Aiko Tanaka", "type": "contact"},
-            "inbox": {"id": 3, "name": "Web"}, "account": {"id": 1, "name": "Komorebi"},
-            "conversation": {"id": conversation, "status": "pending", "channel": "Channel::WebWidget"}}
+    return {
+        "event": "message_created",
+        "id": message_id,
+        "content": text,
+        "message_type": "incoming",
+        "private": False,
+        "created_at": int(time.time()),
+        "content_type": "text",
+        "sender": {"id": 7, "name": "Aiko Tanaka", "type": "contact"},
+        "inbox": {"id": 3, "name": "Web"},
+        "account": {"id": 1, "name": "Komorebi"},
+        "conversation": {"id": conversation, "status": "pending", "channel": "Channel::WebWidget"},
+    }
 
 
 def test_chatwoot_signature_and_adapter() -> None:
@@ -186,23 +242,35 @@ def test_chatwoot_signature_and_adapter() -> None:
 
 def test_chatwoot_reply_and_handoff(client, brands, settings, tmp_path) -> None:
     with ChatwootStandIn(token=TOKEN) as cw:
-        directory = policy_dir(tmp_path, f"""
+        directory = policy_dir(
+            tmp_path,
+            f"""
 connectors:
   chatwoot: {{base_url: "{cw.url}", account_id: 1, api_token_env: CW_TOKEN, webhook_secret_env: CW_SECRET}}
-""")
+""",
+        )
         live = settings.model_copy(update={"policies_dir": directory, "delivery_mode": "live"})
-        events = [chatwoot.event_from_payload("demo-shop", chatwoot_payload(5, "how long does shipping take to Germany?"), 1),
-                  chatwoot.event_from_payload("demo-shop", chatwoot_payload(6, "I'd like to speak to a real person please, not a bot", 43), 1)]
+        events = [
+            chatwoot.event_from_payload("demo-shop", chatwoot_payload(5, "how long does shipping take to Germany?"), 1),
+            chatwoot.event_from_payload(
+                "demo-shop", chatwoot_payload(6, "I'd like to speak to a real person please, not a bot", 43), 1
+            ),
+        ]
         store = Store(client)
         Pipeline(brands).process(events, store)
         deliver(client, live)
         sent = cw.received("/api/v1/accounts/1/conversations/42/messages")
-        assert [r.json for r in sent] == [{"content": store.decision("demo-shop", "cw-1-5").reply,
-                                           "message_type": "outgoing", "private": False}]
+        assert [r.json for r in sent] == [
+            {"content": store.decision("demo-shop", "cw-1-5").reply, "message_type": "outgoing", "private": False}
+        ]
         assert all(r.headers["api_access_token"] == TOKEN for r in cw.requests)
         escalated = store.decision("demo-shop", "cw-1-6")
         notes = [r.json for r in cw.received("/api/v1/accounts/1/conversations/43/messages") if r.json["private"]]
-        assert len(notes) == 1 and escalated.rule in notes[0]["content"] and escalated.escalation.reason in notes[0]["content"]
+        assert (
+            len(notes) == 1
+            and escalated.rule in notes[0]["content"]
+            and escalated.escalation.reason in notes[0]["content"]
+        )
         assert "intent " in notes[0]["content"]  # scores
         [opened] = cw.received("/api/v1/accounts/1/conversations/43/toggle_status")
         assert opened.json == {"status": "open"}
@@ -212,12 +280,17 @@ connectors:
 def _signed(body: bytes, secret: str = "cw-secret", timestamp: int | None = None) -> dict[str, str]:
     ts = str(int(time.time()) if timestamp is None else timestamp)
     sig = "sha256=" + hmac.new(secret.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return {"Content-Type": "application/json", "X-Chatwoot-Timestamp": ts, "X-Chatwoot-Signature": sig,
-            "X-Chatwoot-Delivery": "d-1"}
+    return {
+        "Content-Type": "application/json",
+        "X-Chatwoot-Timestamp": ts,
+        "X-Chatwoot-Signature": sig,
+        "X-Chatwoot-Delivery": "d-1",
+    }
 
 
-def test_chatwoot_webhook_through_serve_is_verified_stored_decided_and_answered_once(client, brands, settings,
-                                                                                    redis_url, tmp_path) -> None:
+def test_chatwoot_webhook_through_serve_is_verified_stored_decided_and_answered_once(
+    client, brands, settings, redis_url, tmp_path
+) -> None:
     """Over real HTTP: ``replyguard serve`` as a process, the Chatwoot stand-in; webhooks go through the
     durable inbox (the same stream as Meta's), a retried one is decided once and answered once, and an
     escalation hands the conversation over (private note + toggle_status open)."""
@@ -227,10 +300,13 @@ def test_chatwoot_webhook_through_serve_is_verified_stored_decided_and_answered_
     from worker.queues import batch_queue
 
     with ChatwootStandIn(token=TOKEN) as cw:
-        directory = policy_dir(tmp_path, f"""
+        directory = policy_dir(
+            tmp_path,
+            f"""
 connectors:
   chatwoot: {{base_url: "{cw.url}", account_id: 1, api_token_env: CW_TOKEN, webhook_secret_env: CW_SECRET}}
-""")
+""",
+        )
         live = settings.model_copy(update={"policies_dir": directory, "delivery_mode": "live"})
         install(Pipeline(brands), live)
         store = Store(client)
@@ -263,8 +339,12 @@ connectors:
             assert answer.json() == {"accepted": "cw-1-12"}
             outgoing = json.dumps({**chatwoot_payload(13, "our answer"), "message_type": "outgoing"}).encode()
             assert "ignored" in post(outgoing, _signed(outgoing)).json()
-            assert httpx.post(serve.url + "/webhooks/chatwoot/no-such-brand", content=faq,
-                              headers=_signed(faq)).status_code == 404
+            assert (
+                httpx.post(
+                    serve.url + "/webhooks/chatwoot/no-such-brand", content=faq, headers=_signed(faq)
+                ).status_code
+                == 404
+            )
             deadline = time.monotonic() + 20  # the inbox consumer (a child of serve) batches them for deciding
             while not (client.xlen(store.keys.inbox) == 0 and queue.count) and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -297,17 +377,24 @@ connectors:
 def test_sla_breach_marked_notify_reaches_the_webhook(client, brands, settings, tmp_path, receiver) -> None:
     from worker.sla.tracker import SlaTracker
 
-    directory = policy_dir(tmp_path, f"""
+    directory = policy_dir(
+        tmp_path,
+        f"""
 connectors:
   webhooks:
     - {{name: tickets, url: "{receiver.url}/tickets", secret_env: CRM_SECRET, actions: [escalate]}}
-""")
+""",
+    )
     live = settings.model_copy(update={"policies_dir": directory, "delivery_mode": "live"})
     store = Store(client)
     policies, _ = load_delivery_config(live)
     tracker = SlaTracker(store, policies)
-    old = {**AGENT, "id": "m-old", "conversation_id": "c-old",
-           "created_at": (datetime.now(timezone.utc) - timedelta(days=3)).isoformat()}
+    old = {
+        **AGENT,
+        "id": "m-old",
+        "conversation_id": "c-old",
+        "created_at": (datetime.now(timezone.utc) - timedelta(days=3)).isoformat(),
+    }
     Pipeline(brands).process([old], store, sla=tracker)
     tracker.fire_due()
     deliver(client, live)
@@ -315,14 +402,16 @@ connectors:
     assert events[0] == "decision" and "sla.breached" in events
     breach = next(r for r in receiver.received("/tickets") if r.headers["x-replyguard-event"] == "sla.breached")
     assert breach.json["sla"]["message_id"] == "m-old"
-    assert webhooks.verify(SECRET, breach.headers["x-replyguard-timestamp"], breach.body,
-                           breach.headers["x-replyguard-signature"])
+    assert webhooks.verify(
+        SECRET, breach.headers["x-replyguard-timestamp"], breach.body, breach.headers["x-replyguard-signature"]
+    )
     assert client.xpending(store.keys.sla_events("demo-shop"), "deliverers")["pending"] == 0
 
 
 def test_youtube_poll_survives_an_expired_token(client, settings, tmp_path, caplog) -> None:
     with YouTubeStandIn(token=TOKEN) as yt:
-        live = settings.model_copy(update={"policies_dir": policy_dir(tmp_path, ""),
-                                           "youtube_api_base": yt.url + "/youtube/v3"})
+        live = settings.model_copy(
+            update={"policies_dir": policy_dir(tmp_path, ""), "youtube_api_base": yt.url + "/youtube/v3"}
+        )
         counts = poll_youtube(client, live, once=True, interval=0, environ={**ENV, "YOUTUBE_TOKEN": "expired"})
     assert counts["new"] == 0 and "token_expired" in caplog.text and TOKEN not in caplog.text

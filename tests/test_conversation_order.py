@@ -31,8 +31,18 @@ from worker.store import Store
 BRAND = "demo-shop"
 
 
-def run(client: Any, redis_url: str, tmp_path: Any, *, workers: int, batch_size: int, hellos: int, stops: int,
-        split: int = 0, kill: bool = False) -> dict[str, list[str]]:
+def run(
+    client: Any,
+    redis_url: str,
+    tmp_path: Any,
+    *,
+    workers: int,
+    batch_size: int,
+    hellos: int,
+    stops: int,
+    split: int = 0,
+    kill: bool = False,
+) -> dict[str, list[str]]:
     settings = Settings(redis_url=redis_url, home=tmp_path / "home")
     procs = Workers(redis_url, tmp_path / "logs")
     try:

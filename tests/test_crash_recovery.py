@@ -41,8 +41,10 @@ def _finished_within(client, job_ids: list[str], since: float, timeout: float = 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and len(finished) < len(job_ids):
         for job_id in job_ids:
-            if job_id not in finished and \
-                    Job.fetch(job_id, connection=client, serializer=SERIALIZER).get_status() == JobStatus.FINISHED:
+            if (
+                job_id not in finished
+                and Job.fetch(job_id, connection=client, serializer=SERIALIZER).get_status() == JobStatus.FINISHED
+            ):
                 finished[job_id] = time.monotonic() - since
         time.sleep(0.1)
     return finished
@@ -64,7 +66,8 @@ def _busy_process(workers: Workers, client, exclude: set[int], timeout: float = 
 
 
 def test_preforked_worker_processes_killed_mid_batch_are_replaced_and_their_batches_rerun(
-        client, redis_url, tmp_path) -> None:
+    client, redis_url, tmp_path
+) -> None:
     settings = Settings(redis_url=redis_url, home=tmp_path / "home")
     workers = Workers(redis_url, tmp_path / "logs")
     try:
@@ -82,7 +85,9 @@ def test_preforked_worker_processes_killed_mid_batch_are_replaced_and_their_batc
         other, _, other_job = _busy_process(workers, client, exclude={parent.pid})
         workers.kill_worker(other)
         assert Job.fetch(child_job, connection=client, serializer=SERIALIZER).get_status() in (
-            JobStatus.QUEUED, JobStatus.STARTED)
+            JobStatus.QUEUED,
+            JobStatus.STARTED,
+        )
 
         finished = _finished_within(client, [child_job, other_job], killed_at)
         assert set(finished) == {child_job, other_job}, (finished, workers.logs()[-3000:])
@@ -137,7 +142,9 @@ def test_batches_of_killed_workers_and_horses_rerun_within_30s(client, redis_url
         serializer = __import__("rq.serializers", fromlist=["JSONSerializer"]).JSONSerializer
         # in flight: taken off the queue (not started yet) or started, but not done
         assert Job.fetch(killed_job, connection=client, serializer=serializer).get_status() in (
-            JobStatus.QUEUED, JobStatus.STARTED)
+            JobStatus.QUEUED,
+            JobStatus.STARTED,
+        )
         # 2. another worker's horse only: its worker sees it die
         other, horse, horse_job = _busy_victim(workers, client, exclude={proc.pid})
         os.killpg(horse, signal.SIGKILL)
@@ -155,9 +162,14 @@ def test_batches_of_killed_workers_and_horses_rerun_within_30s(client, redis_url
                     finished_after[job_id] = time.monotonic() - killed_at
             time.sleep(0.1)
         if set(finished_after) != {killed_job, horse_job}:
-            info = {j: (Job.fetch(j, connection=client, serializer=queue_serializer).get_status(),
-                        Job.fetch(j, connection=client, serializer=queue_serializer).retries_left,
-                        "killed" if j == killed_job else "horse") for j in (killed_job, horse_job)}
+            info = {
+                j: (
+                    Job.fetch(j, connection=client, serializer=queue_serializer).get_status(),
+                    Job.fetch(j, connection=client, serializer=queue_serializer).retries_left,
+                    "killed" if j == killed_job else "horse",
+                )
+                for j in (killed_job, horse_job)
+            }
             raise AssertionError(f"{info} {tmp_path}")
         assert max(finished_after.values()) <= RECOVERY_LIMIT_SECONDS, finished_after
 
@@ -169,7 +181,9 @@ def test_batches_of_killed_workers_and_horses_rerun_within_30s(client, redis_url
         assert store.stats("demo-shop")["decisions"] == 800  # each decided once
         assert len(workers.alive()) == 2 and other.poll() is None
         # the horse's batch failed once and was retried (its worker saw the horse die)
-        assert Job.fetch(horse_job, connection=client, serializer=queue_serializer).retries_left == \
-            defaults.JOB_RETRY_MAX - 1
+        assert (
+            Job.fetch(horse_job, connection=client, serializer=queue_serializer).retries_left
+            == defaults.JOB_RETRY_MAX - 1
+        )
     finally:
         workers.stop()

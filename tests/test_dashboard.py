@@ -17,8 +17,14 @@ from worker import kpi
 from worker.sla.tracker import SlaTracker
 
 CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 VIP, HATE = "demo-shop/m24", "demo-shop/m29"
 
 
@@ -42,7 +48,7 @@ def test_dashboard_access_is_per_brand(review: ReviewEnv) -> None:
     mia = review.login("mia")
     assert mia.get("/dashboard/demo-shop?days=5").status_code == 400
     page = mia.get("/dashboard/demo-shop?days=7")
-    assert page.status_code == 200 and page.text.count("<svg class=\"chart\"") == 8
+    assert page.status_code == 200 and page.text.count('<svg class="chart"') == 8
     assert "other-shop" not in page.text
     assert "other-shop" in review.login("max").get("/dashboard/demo-shop").text  # all brands: a brand switcher
 
@@ -66,8 +72,10 @@ def test_csv_export_has_the_kpis_computed_from_the_records(review: ReviewEnv) ->
     assert sum(int(r["resolved"]) for r in rows) >= 2
 
 
-@pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"),
-                    reason="browser tests need Debian's chromium at /usr/bin/chromium (CI installs it)")
+@pytest.mark.skipif(
+    not CHROMIUM.exists() and not os.environ.get("CI"),
+    reason="browser tests need Debian's chromium at /usr/bin/chromium (CI installs it)",
+)
 def test_dashboard_in_a_real_browser(review: ReviewEnv, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -75,7 +83,9 @@ def test_dashboard_in_a_real_browser(review: ReviewEnv, tmp_path: Path) -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
         try:
-            context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="en-GB", accept_downloads=True)
+            context = browser.new_context(
+                viewport={"width": 1366, "height": 900}, locale="en-GB", accept_downloads=True
+            )
             page = context.new_page()
             page.set_default_timeout(15_000)
             page.goto(review.base + "/dashboard")
@@ -85,10 +95,21 @@ def test_dashboard_in_a_real_browser(review: ReviewEnv, tmp_path: Path) -> None:
             page.click("button[type=submit]")
             page.wait_for_url(re.compile(r"/dashboard/demo-shop$"))
             assert page.locator("figure.chart-card svg").count() == 8
-            tiles = dict(zip(page.locator(".tile-label").all_text_contents(),
-                             page.locator(".tile-value").all_text_contents(), strict=True))
-            assert list(tiles) == ["Avg first response", "Resolution rate", "Automation rate", "Messages per agent",
-                                   "Backlog now", "SLA compliance"]
+            tiles = dict(
+                zip(
+                    page.locator(".tile-label").all_text_contents(),
+                    page.locator(".tile-value").all_text_contents(),
+                    strict=True,
+                )
+            )
+            assert list(tiles) == [
+                "Avg first response",
+                "Resolution rate",
+                "Automation rate",
+                "Messages per agent",
+                "Backlog now",
+                "SLA compliance",
+            ]
             assert re.fullmatch(r"\d+%", tiles["Automation rate"]) and tiles["Messages per agent"] == "1"
             assert page.locator("#kpi-table tbody tr").count() == 14
             # a chart has real marks: one bar per day with messages
@@ -112,8 +133,9 @@ def test_dashboard_in_a_real_browser(review: ReviewEnv, tmp_path: Path) -> None:
 def test_charts_escape_text_and_leave_gaps() -> None:
     from worker.web.charts import chart, percent
 
-    svg = chart("<b>rate</b>", ["11-20", "11-21", "11-22", "11-23", "11-24"], [0.5, 0.75, None, 0.25, 1.0],
-                fmt=percent, top=1.0)
+    svg = chart(
+        "<b>rate</b>", ["11-20", "11-21", "11-22", "11-23", "11-24"], [0.5, 0.75, None, 0.25, 1.0], fmt=percent, top=1.0
+    )
     assert "<b>" not in svg and "&lt;b&gt;rate&lt;/b&gt;" in svg
     assert svg.count("<polyline") == 2 and svg.count("<circle") == 4  # the missing day splits the line
     assert "100%" in svg and "style=" not in svg  # CSP: presentation attributes only

@@ -16,8 +16,15 @@ SATURDAY = "2026-11-28T23:00:00+09:00"
 KNOWN = DecisionContext(first_contact=False)
 
 
-def scores(brand: Brand, *, spam: float = 0.01, hate: float = 0.01, offensive: float = 0.01,
-           intent: str = "order_status", p: float = 0.95) -> dict[str, dict[str, float]]:
+def scores(
+    brand: Brand,
+    *,
+    spam: float = 0.01,
+    hate: float = 0.01,
+    offensive: float = 0.01,
+    intent: str = "order_status",
+    p: float = 0.95,
+) -> dict[str, dict[str, float]]:
     labels = brand.intent.labels
     rest = (1 - p) / (len(labels) - 1)
     return {
@@ -53,7 +60,9 @@ def test_confident_faq_is_answered_from_the_approved_template(shop: Brand) -> No
 
 
 def test_japanese_gets_the_japanese_template(shop: Brand) -> None:
-    d = run(shop, text="注文番号ＫＭ－２０４８１５の荷物はどこですか", author={"name": "田中 花子", "locale": "ja-JP"}).decision
+    d = run(
+        shop, text="注文番号ＫＭ－２０４８１５の荷物はどこですか", author={"name": "田中 花子", "locale": "ja-JP"}
+    ).decision
     assert d.language == "ja" and d.template.id == "order_status.ja"
     assert "KM-204815" in d.reply and "田中 花子様" in d.reply
 
@@ -218,11 +227,16 @@ def test_the_eval_proposal_counts_exactly_the_escalations_decide_makes(shop: Bra
             assert not d.rule.startswith("template."), d.rule  # the intent's own outcome, nothing else in the way
             rows.append((label, p))
             decided.append("escalate" in [a.value for a in d.actions])
-    scored = Scored(labels=labels, y_true=np.array([r[0] for r in rows], dtype=object),
-                    pred=np.array([r[0] for r in rows], dtype=object), conf=np.array([r[1] for r in rows]),
-                    proba=np.zeros((len(rows), len(labels))))
-    counted = escalations("intent", policy, scored, np.zeros(len(rows), dtype=bool), table,
-                          policy.thresholds.intent["default"])
+    scored = Scored(
+        labels=labels,
+        y_true=np.array([r[0] for r in rows], dtype=object),
+        pred=np.array([r[0] for r in rows], dtype=object),
+        conf=np.array([r[1] for r in rows]),
+        proba=np.zeros((len(rows), len(labels))),
+    )
+    counted = escalations(
+        "intent", policy, scored, np.zeros(len(rows), dtype=bool), table, policy.thresholds.intent["default"]
+    )
     assert counted.tolist() == decided
     assert any(decided) and not all(decided)
     # a confident intent routed to a person is an escalation (not "answered automatically")

@@ -25,6 +25,7 @@ def test_rebuilding_reproduces_the_shipped_model(name: str, shared: Path, tmp_pa
     assert [s.sha256 for s in rebuilt.manifest.training] == [s.sha256 for s in shipped.manifest.training]
     assert rebuilt.manifest.config == shipped.manifest.config
     assert rebuilt.manifest.version == shipped.manifest.version  # derived from data + config hashes, no date
-    assert np.allclose(rebuilt.predict_proba(PROBE), shipped.predict_proba(PROBE), atol=1e-6), \
+    assert np.allclose(rebuilt.predict_proba(PROBE), shipped.predict_proba(PROBE), atol=1e-6), (
         f"{name}: the shipped artifact is not what its recipe builds; run `make models` and commit"
+    )
     assert result.train_seconds < 120

@@ -61,9 +61,16 @@ def pending(client, store) -> int:
 
 
 def wa(i: int, text: str = "where is my order KM-204815?", **kw):
-    return make_event(id=f"wamid.in{i}", platform="whatsapp", kind="dm", conversation_id=f"wa-{i}",
-                      author={"id": f"8190000{i:04d}", "name": "Aiko Tanaka"}, text=text,
-                      created_at=kw.pop("created_at", now_iso()), **kw)
+    return make_event(
+        id=f"wamid.in{i}",
+        platform="whatsapp",
+        kind="dm",
+        conversation_id=f"wa-{i}",
+        author={"id": f"8190000{i:04d}", "name": "Aiko Tanaka"},
+        text=text,
+        created_at=kw.pop("created_at", now_iso()),
+        **kw,
+    )
 
 
 def test_whatsapp_reply_is_sent_once_even_when_the_entry_comes_again(client, brands, live, graph) -> None:
@@ -90,20 +97,51 @@ def test_whatsapp_reply_is_sent_once_even_when_the_entry_comes_again(client, bra
 
 def test_messenger_instagram_facebook_and_youtube_shapes(client, brands, live, graph) -> None:
     events = [
-        make_event(id="mid.1", platform="messenger", kind="dm", conversation_id="psid-1", author={"id": "psid-1"},
-                   text="how long does shipping take to Germany?", created_at=now_iso()),
-        make_event(id="ig-c-1", platform="instagram", kind="comment", conversation_id="media-1", post_id="media-1",
-                   text="what are your opening hours?", created_at=now_iso()),
-        make_event(id="ig-c-2", platform="instagram", kind="comment", conversation_id="media-1", post_id="media-1",
-                   text="BUY CHEAP FOLLOWERS NOW http://spam.example", created_at=now_iso()),
-        make_event(id="fb-c-1", platform="facebook", kind="comment", conversation_id="post-9", post_id="post-9",
-                   text="BUY CHEAP FOLLOWERS NOW http://spam.example", created_at=now_iso()),
+        make_event(
+            id="mid.1",
+            platform="messenger",
+            kind="dm",
+            conversation_id="psid-1",
+            author={"id": "psid-1"},
+            text="how long does shipping take to Germany?",
+            created_at=now_iso(),
+        ),
+        make_event(
+            id="ig-c-1",
+            platform="instagram",
+            kind="comment",
+            conversation_id="media-1",
+            post_id="media-1",
+            text="what are your opening hours?",
+            created_at=now_iso(),
+        ),
+        make_event(
+            id="ig-c-2",
+            platform="instagram",
+            kind="comment",
+            conversation_id="media-1",
+            post_id="media-1",
+            text="BUY CHEAP FOLLOWERS NOW http://spam.example",
+            created_at=now_iso(),
+        ),
+        make_event(
+            id="fb-c-1",
+            platform="facebook",
+            kind="comment",
+            conversation_id="post-9",
+            post_id="post-9",
+            text="BUY CHEAP FOLLOWERS NOW http://spam.example",
+            created_at=now_iso(),
+        ),
     ]
     store = decide(client, brands, events)
     deliverer(client, live).run(burst=True)
     [dm] = graph.received("/v21.0/me/messages")
-    assert dm.json == {"recipient": {"id": "psid-1"}, "messaging_type": "RESPONSE",
-                       "message": {"text": store.decision("demo-shop", "mid.1").reply}}
+    assert dm.json == {
+        "recipient": {"id": "psid-1"},
+        "messaging_type": "RESPONSE",
+        "message": {"text": store.decision("demo-shop", "mid.1").reply},
+    }
     [reply] = graph.received("/v21.0/ig-c-1/replies")
     assert reply.json == {"message": store.decision("demo-shop", "ig-c-1").reply}
     [hide_ig] = graph.received("/v21.0/ig-c-2")
@@ -118,8 +156,15 @@ def test_24_hour_window(client, brands, live, graph) -> None:
         wa(1, created_at=now_iso(hours_ago=25)),  # order_status.en declares a WhatsApp template
         wa(2, text="how long does shipping take to Germany?", created_at=now_iso(hours_ago=25)),  # no template
         wa(3, text="how long does shipping take to Germany?", created_at=now_iso(hours_ago=23)),  # still open
-        make_event(id="mid.late", platform="messenger", kind="dm", conversation_id="psid-9", author={"id": "psid-9"},
-                   text="how long does shipping take to Germany?", created_at=now_iso(hours_ago=30)),
+        make_event(
+            id="mid.late",
+            platform="messenger",
+            kind="dm",
+            conversation_id="psid-9",
+            author={"id": "psid-9"},
+            text="how long does shipping take to Germany?",
+            created_at=now_iso(hours_ago=30),
+        ),
     ]
     store = decide(client, brands, events)
     deliverer(client, live).run(burst=True)
@@ -140,8 +185,13 @@ def test_24_hour_window(client, brands, live, graph) -> None:
 
 
 def test_429_then_success_honours_retry_after(client, brands, live, graph) -> None:
-    graph.script.append(Scripted(status=429, headers={"Retry-After": "1"},
-                                 body={"error": {"message": "(#130429) Rate limit hit", "code": 130429}}))
+    graph.script.append(
+        Scripted(
+            status=429,
+            headers={"Retry-After": "1"},
+            body={"error": {"message": "(#130429) Rate limit hit", "code": 130429}},
+        )
+    )
     store = decide(client, brands, [wa(1)])
     deliverer(client, live).run(burst=True)
     calls = graph.received(f"/v21.0/{PHONE_ID}/messages")
@@ -152,8 +202,13 @@ def test_429_then_success_honours_retry_after(client, brands, live, graph) -> No
 
 def test_server_errors_are_retried_a_bounded_number_of_times(client, brands, live, graph) -> None:
     for _ in range(3):
-        graph.script.append(Scripted(status=500, headers={"Retry-After": "0"},
-                                     body={"error": {"message": "An unknown error occurred", "code": 1}}))
+        graph.script.append(
+            Scripted(
+                status=500,
+                headers={"Retry-After": "0"},
+                body={"error": {"message": "An unknown error occurred", "code": 1}},
+            )
+        )
     store = decide(client, brands, [wa(1)])
     deliverer(client, live, max_attempts=3).run(burst=True)
     assert len(graph.received(f"/v21.0/{PHONE_ID}/messages")) == 3
@@ -209,11 +264,22 @@ def test_deliverer_killed_mid_send_loses_nothing_and_sends_nothing_twice(client,
     n = 12
     store = decide(client, brands, [wa(i) for i in range(n)])
     with GraphStandIn(token=TOKEN, delay=0.3) as slow:  # every send takes 0.3 s: the kill lands mid-send
-        env = {**os.environ, **ENV, "REDIS_URL": redis_url, "REPLYGUARD_DELIVERY_MODE": "live",
-               "REPLYGUARD_META_API_BASE": slow.url + "/v21.0", "PYTHONPATH": str(REPO_ROOT)}
+        env = {
+            **os.environ,
+            **ENV,
+            "REDIS_URL": redis_url,
+            "REPLYGUARD_DELIVERY_MODE": "live",
+            "REPLYGUARD_META_API_BASE": slow.url + "/v21.0",
+            "PYTHONPATH": str(REPO_ROOT),
+        }
         command = [sys.executable, "-m", "worker.cli", "deliver"]
-        first = subprocess.Popen([*command, "--claim-idle-ms", "500"], env=env, cwd=REPO_ROOT,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        first = subprocess.Popen(
+            [*command, "--claim-idle-ms", "500"],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
             _wait(lambda: len(slow.requests) >= 3)
             time.sleep(0.15)  # the next send is in flight
@@ -224,8 +290,14 @@ def test_deliverer_killed_mid_send_loses_nothing_and_sends_nothing_twice(client,
                 first.kill()
         before = len(slow.requests)
         assert 3 <= before < n
-        second = subprocess.run([*command, "--burst", "--claim-idle-ms", "500"], env=env, cwd=REPO_ROOT,
-                                capture_output=True, text=True, timeout=120)
+        second = subprocess.run(
+            [*command, "--burst", "--claim-idle-ms", "500"],
+            env=env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert second.returncode == 0, second.stderr
         time.sleep(0.5)  # a request the killed deliverer had in flight finishes at the stand-in
         recipients = [r.json["to"] for r in slow.received(f"/v21.0/{PHONE_ID}/messages")]
@@ -245,31 +317,69 @@ def test_deliverer_killed_mid_send_loses_nothing_and_sends_nothing_twice(client,
     assert pending(client, store) == 0
 
 
-def test_a_persons_actions_from_the_review_app_are_delivered_apart_from_the_automated_ones(client, brands, live,
-                                                                                          graph) -> None:
+def test_a_persons_actions_from_the_review_app_are_delivered_apart_from_the_automated_ones(
+    client, brands, live, graph
+) -> None:
     import json as _json
 
     from worker.models import InboundEvent
     from worker.store import outbox_payload
 
-    late = make_event(id="mid.p1", platform="messenger", kind="dm", conversation_id="psid-7", author={"id": "psid-7"},
-                      text="how long does shipping take to Germany?", created_at=now_iso(hours_ago=30))
-    spam = make_event(id="ig-spam", platform="instagram", kind="comment", conversation_id="media-2", post_id="media-2",
-                      text="BUY CHEAP FOLLOWERS NOW http://spam.example", created_at=now_iso())
+    late = make_event(
+        id="mid.p1",
+        platform="messenger",
+        kind="dm",
+        conversation_id="psid-7",
+        author={"id": "psid-7"},
+        text="how long does shipping take to Germany?",
+        created_at=now_iso(hours_ago=30),
+    )
+    spam = make_event(
+        id="ig-spam",
+        platform="instagram",
+        kind="comment",
+        conversation_id="media-2",
+        post_id="media-2",
+        text="BUY CHEAP FOLLOWERS NOW http://spam.example",
+        created_at=now_iso(),
+    )
     store = decide(client, brands, [late, spam])
     deliverer(client, live).run(burst=True)
     assert graph.received("/v21.0/me/messages") == []  # the automated reply missed the 24-hour window
     stream = store.keys.outbox("demo-shop")
     event = InboundEvent.model_validate(late)
-    client.xadd(stream, {"message_id": "mid.p1", "payload": _json.dumps(outbox_payload(
-        event, "reply", text="Sorry for the wait! Shipping to Germany takes 5-7 days.", templates=[], llm=False,
-        by="mika", action_id="a-1"))})
-    client.xadd(stream, {"message_id": "ig-spam", "payload": _json.dumps(outbox_payload(
-        InboundEvent.model_validate(spam), "unhide", by="mika", action_id="a-2"))})
+    client.xadd(
+        stream,
+        {
+            "message_id": "mid.p1",
+            "payload": _json.dumps(
+                outbox_payload(
+                    event,
+                    "reply",
+                    text="Sorry for the wait! Shipping to Germany takes 5-7 days.",
+                    templates=[],
+                    llm=False,
+                    by="mika",
+                    action_id="a-1",
+                )
+            ),
+        },
+    )
+    client.xadd(
+        stream,
+        {
+            "message_id": "ig-spam",
+            "payload": _json.dumps(
+                outbox_payload(InboundEvent.model_validate(spam), "unhide", by="mika", action_id="a-2")
+            ),
+        },
+    )
     deliverer(client, live).run(burst=True)
     [sent] = graph.received("/v21.0/me/messages")
     assert sent.json["messaging_type"] == "MESSAGE_TAG" and sent.json["tag"] == "HUMAN_AGENT"
     assert sent.json["message"]["text"].startswith("Sorry for the wait")
     assert [r.query for r in graph.received("/v21.0/ig-spam")] == [{"hide": "true"}, {"hide": "false"}]
     assert [(r.action, r.status) for r in store.decision("demo-shop", "mid.p1").deliveries] == [
-        ("reply", "skipped"), ("reply", "sent")]
+        ("reply", "skipped"),
+        ("reply", "sent"),
+    ]

@@ -29,16 +29,32 @@ def write(path: Path, rows: list[dict]) -> Path:
 
 
 INTENTS = {
-    "order_status": ["where is my order", "has my parcel shipped yet", "tracking number for my order please",
-                     "注文はどこですか", "荷物がまだ届きません", "my package is late"],
-    "returns": ["i want to return this", "how do i send it back", "refund for a broken mug please",
-                "返品したいです", "返金してください", "can i exchange the size"],
+    "order_status": [
+        "where is my order",
+        "has my parcel shipped yet",
+        "tracking number for my order please",
+        "注文はどこですか",
+        "荷物がまだ届きません",
+        "my package is late",
+    ],
+    "returns": [
+        "i want to return this",
+        "how do i send it back",
+        "refund for a broken mug please",
+        "返品したいです",
+        "返金してください",
+        "can i exchange the size",
+    ],
 }
 
 
 def intent_rows(rare: int) -> list[dict]:
-    rows = [{"text": f"{t} {'!' * k}".strip(), "label": label} for label, texts in INTENTS.items()
-            for t in texts for k in range(5)]
+    rows = [
+        {"text": f"{t} {'!' * k}".strip(), "label": label}
+        for label, texts in INTENTS.items()
+        for t in texts
+        for k in range(5)
+    ]
     rows += [{"text": f"can i talk to a person {'?' * k}", "label": "human_agent"} for k in range(rare)]
     return rows
 
@@ -76,7 +92,10 @@ def test_abuse_data_with_its_own_labels_maps_what_it_can_and_validates(tmp_path:
     out = tmp_path / "r"
     result = run("eval", "--task", "abuse", "--data", str(data), "--report", str(out))
     assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr and "WARNING: the proposed thresholds are for a model this eval trained" in result.stdout
+    assert (
+        "Traceback" not in result.stderr
+        and "WARNING: the proposed thresholds are for a model this eval trained" in result.stdout
+    )
     proposed = out / "policy.proposed.yaml"
     policy = load_policy(proposed, name_must_match=False).policy
     assert policy.thresholds.abuse["offensive"] == 0.8  # not in the data: the policy's value stays
@@ -93,18 +112,39 @@ def test_labels_the_policy_cannot_hold_are_named_not_written(tmp_path: Path) -> 
     result = run("eval", "--task", "abuse", "--data", str(write(tmp_path / "t.jsonl", rows)), "--report", str(out))
     assert result.returncode == 0, result.stderr
     assert "not proposed: toxic: thresholds.abuse only knows ['hate', 'offensive']" in result.stdout
-    assert load_policy(out / "policy.proposed.yaml", name_must_match=False).policy.thresholds.abuse == {"hate": 0.6, "offensive": 0.8}
+    assert load_policy(out / "policy.proposed.yaml", name_must_match=False).policy.thresholds.abuse == {
+        "hate": 0.6,
+        "offensive": 0.8,
+    }
 
 
 def test_model_by_registry_name(tmp_path: Path) -> None:
     rows = [{"text": f"WIN a free iPhone, click bit.ly/win{k} now", "label": "spam"} for k in range(20)]
     rows += [{"text": f"where is my order KM-20{k}?", "label": "ham"} for k in range(20)]
-    result = run("eval", "--task", "spam", "--data", str(write(tmp_path / "s.jsonl", rows)), "--model", "spam-default",
-                 "--report", str(tmp_path / "r"))
+    result = run(
+        "eval",
+        "--task",
+        "spam",
+        "--data",
+        str(write(tmp_path / "s.jsonl", rows)),
+        "--model",
+        "spam-default",
+        "--report",
+        str(tmp_path / "r"),
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "r" / "report.json").read_text())["model"].startswith("artifact spam-default@")
-    missing = run("eval", "--task", "spam", "--data", str(tmp_path / "s.jsonl"), "--model", "no-such-model",
-                  "--report", str(tmp_path / "r2"))
+    missing = run(
+        "eval",
+        "--task",
+        "spam",
+        "--data",
+        str(tmp_path / "s.jsonl"),
+        "--model",
+        "no-such-model",
+        "--report",
+        str(tmp_path / "r2"),
+    )
     assert missing.returncode == 2 and "no model directory of that name" in missing.stderr
 
 
@@ -130,10 +170,19 @@ def test_a_deliberate_threshold_is_overruled_only_by_enough_evidence() -> None:
     n = 60
     proba = np.tile([0.55, 0.25, 0.20], (n, 1))  # predicted human_agent at 0.55, above the policy's 0.5
     truth = ["human_agent" if i % 2 else "order_status" for i in range(n)]  # half of them wrong
-    report = {"target_precision": 0.98, "threshold": 0.9, "per_label_thresholds": {}, "labels": labels,
-              "action_labels": ["human_agent", "order_status"], "model_ref": "x@1"}
+    report = {
+        "target_precision": 0.98,
+        "threshold": 0.9,
+        "per_label_thresholds": {},
+        "labels": labels,
+        "action_labels": ["human_agent", "order_status"],
+        "model_ref": "x@1",
+    }
     overruled = propose("intent", report, policy, Scored.from_proba(proba, labels, truth), allowed=set(labels))
-    assert "human_agent" not in overruled.thresholds and "precision 0.500 on 60 val answers" in overruled.reasons["human_agent"]
+    assert (
+        "human_agent" not in overruled.thresholds
+        and "precision 0.500 on 60 val answers" in overruled.reasons["human_agent"]
+    )
     few = propose("intent", report, policy, Scored.from_proba(proba[:5], labels, truth[:5]), allowed=set(labels))
     assert few.thresholds["human_agent"] == 0.5 and "too few to overrule it" in few.reasons["human_agent"]
 
@@ -141,7 +190,9 @@ def test_a_deliberate_threshold_is_overruled_only_by_enough_evidence() -> None:
 def test_compare_two_reports_side_by_side(tmp_path: Path) -> None:
     data = write(tmp_path / "mine.jsonl", intent_rows(rare=10))
     assert run("eval", "--task", "intent", "--data", str(data), "--report", str(tmp_path / "a")).returncode == 0
-    assert run("eval", "--train", "--task", "intent", "--data", str(data), "--report", str(tmp_path / "b")).returncode == 0
+    assert (
+        run("eval", "--train", "--task", "intent", "--data", str(data), "--report", str(tmp_path / "b")).returncode == 0
+    )
     result = run("eval", "--compare", str(tmp_path / "a"), str(tmp_path / "b"), "--report", str(tmp_path / "c"))
     assert result.returncode == 0, result.stderr
     assert "artifact demo-shop-intent@" in result.stdout and "trained on the train split" in result.stdout

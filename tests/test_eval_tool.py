@@ -17,8 +17,23 @@ from tests.conftest import make_event
 from worker.settings import REPO_ROOT
 
 CLI = [sys.executable, "-m", "worker.cli"]
-REQUIRED = {"task", "n_train", "n_val", "n_test", "labels", "accuracy", "macro_f1", "per_label", "target_precision",
-            "threshold", "coverage", "achieved_precision", "ece", "train_seconds", "predict_per_second"}
+REQUIRED = {
+    "task",
+    "n_train",
+    "n_val",
+    "n_test",
+    "labels",
+    "accuracy",
+    "macro_f1",
+    "per_label",
+    "target_precision",
+    "threshold",
+    "coverage",
+    "achieved_precision",
+    "ece",
+    "train_seconds",
+    "predict_per_second",
+}
 
 
 def tree_hash(directory: Path) -> str:
@@ -32,14 +47,46 @@ def tree_hash(directory: Path) -> str:
 def write_intent_data(path: Path) -> None:
     """A small bilingual intent set with an out-of-scope label, written for this test."""
     base = {
-        "track": ["where is my parcel", "has my order shipped", "tracking number please", "my package is late",
-                  "荷物はどこですか", "注文の配送状況を教えて", "まだ届きません", "追跡番号を教えてください"],
-        "refund": ["i want my money back", "refund please", "how do i get a refund", "return for a refund",
-                   "返金してください", "返金の方法は", "お金を返してほしい", "返金はいつですか"],
-        "hours": ["when are you open", "opening hours", "are you open on sunday", "what time do you close",
-                  "営業時間は", "何時に開きますか", "日曜日は営業していますか", "何時まで開いていますか"],
-        "oos": ["what is the weather", "tell me a joke", "who won the game", "recommend a movie",
-                "今日の天気は", "面白い話をして", "おすすめの映画", "東京タワーの高さ"],
+        "track": [
+            "where is my parcel",
+            "has my order shipped",
+            "tracking number please",
+            "my package is late",
+            "荷物はどこですか",
+            "注文の配送状況を教えて",
+            "まだ届きません",
+            "追跡番号を教えてください",
+        ],
+        "refund": [
+            "i want my money back",
+            "refund please",
+            "how do i get a refund",
+            "return for a refund",
+            "返金してください",
+            "返金の方法は",
+            "お金を返してほしい",
+            "返金はいつですか",
+        ],
+        "hours": [
+            "when are you open",
+            "opening hours",
+            "are you open on sunday",
+            "what time do you close",
+            "営業時間は",
+            "何時に開きますか",
+            "日曜日は営業していますか",
+            "何時まで開いていますか",
+        ],
+        "oos": [
+            "what is the weather",
+            "tell me a joke",
+            "who won the game",
+            "recommend a movie",
+            "今日の天気は",
+            "面白い話をして",
+            "おすすめの映画",
+            "東京タワーの高さ",
+        ],
     }
     rows = []
     for label, texts in base.items():
@@ -65,8 +112,25 @@ def test_eval_writes_reports_and_a_proposal_without_touching_policies(tmp_path: 
     write_intent_data(data)
     before = tree_hash(REPO_ROOT / "policies")
     out = tmp_path / "report"
-    result = subprocess.run([*CLI, "eval", "--task", "intent", "--data", str(data), "--oos-label", "oos",
-                             "--report", str(out), "--target-precision", "0.9"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            *CLI,
+            "eval",
+            "--task",
+            "intent",
+            "--data",
+            str(data),
+            "--oos-label",
+            "oos",
+            "--report",
+            str(out),
+            "--target-precision",
+            "0.9",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert tree_hash(REPO_ROOT / "policies") == before  # never edits policies/ in place
 
@@ -91,20 +155,45 @@ def test_eval_writes_reports_and_a_proposal_without_touching_policies(tmp_path: 
 
 
 def test_eval_of_an_artifact_as_is(tmp_path: Path) -> None:
-    spam = ["WIN a FREE prize now, text WIN to 80800", "Congratulations! You've been selected for a £1000 reward, call 09061234567",
-            "URGENT: your mobile number has won a cash award, claim at www.prize-now.example",
-            "Free entry into our weekly draw, txt GO to 81234 now", "You have won a holiday to Spain! Call 0800 123 4567 to claim"]
-    ham = ["are we still on for lunch?", "I'll be home late tonight, save me some dinner", "can you pick up milk on the way",
-           "haha that was so funny yesterday", "the meeting moved to 3pm, see you there"]
+    spam = [
+        "WIN a FREE prize now, text WIN to 80800",
+        "Congratulations! You've been selected for a £1000 reward, call 09061234567",
+        "URGENT: your mobile number has won a cash award, claim at www.prize-now.example",
+        "Free entry into our weekly draw, txt GO to 81234 now",
+        "You have won a holiday to Spain! Call 0800 123 4567 to claim",
+    ]
+    ham = [
+        "are we still on for lunch?",
+        "I'll be home late tonight, save me some dinner",
+        "can you pick up milk on the way",
+        "haha that was so funny yesterday",
+        "the meeting moved to 3pm, see you there",
+    ]
     pairs = [(t, "spam") for t in spam] + [(t, "ham") for t in ham]
-    rows = [{"text": f"{t}{' ' * (k % 3)}", "label": l, "split": ("test", "val", "train", "train")[k % 4]}
-            for k, (t, l) in enumerate(pairs * 8)]
+    rows = [
+        {"text": f"{t}{' ' * (k % 3)}", "label": l, "split": ("test", "val", "train", "train")[k % 4]}
+        for k, (t, l) in enumerate(pairs * 8)
+    ]
     data = tmp_path / "spam.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     out = tmp_path / "r"
-    result = subprocess.run([*CLI, "eval", "--task", "spam", "--data", str(data), "--report", str(out), "--model",
-                             str(REPO_ROOT / "classifiers" / "artifacts" / "spam-default")],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            *CLI,
+            "eval",
+            "--task",
+            "spam",
+            "--data",
+            str(data),
+            "--report",
+            str(out),
+            "--model",
+            str(REPO_ROOT / "classifiers" / "artifacts" / "spam-default"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["model"].startswith("artifact spam-default@") and report["train_seconds"] is None
@@ -114,9 +203,23 @@ def test_eval_of_an_artifact_as_is(tmp_path: Path) -> None:
 def test_eval_rejects_a_model_for_another_task(tmp_path: Path) -> None:
     data = tmp_path / "d.jsonl"
     write_intent_data(data)
-    result = subprocess.run([*CLI, "eval", "--task", "intent", "--data", str(data), "--report", str(tmp_path / "r"),
-                             "--model", str(REPO_ROOT / "classifiers" / "artifacts" / "spam-default")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            *CLI,
+            "eval",
+            "--task",
+            "intent",
+            "--data",
+            str(data),
+            "--report",
+            str(tmp_path / "r"),
+            "--model",
+            str(REPO_ROOT / "classifiers" / "artifacts" / "spam-default"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "is a 'spam' model, not 'intent'" in result.stderr
 
 
@@ -135,16 +238,26 @@ def test_replay_shows_what_a_changed_policy_would_do(client, settings, brands, t
     ingest_events(events, client, settings, batch_wait=0.01)
     make_worker(client, settings, simple=True).work(burst=True)
     env = {**os.environ, "REDIS_URL": redis_url}
-    fix = subprocess.run([*CLI, "review", "resolve", "r3", "--intent", "out_of_scope", "--spam", "no", "--by", "qa"],
-                         env=env, capture_output=True, text=True, timeout=60)
+    fix = subprocess.run(
+        [*CLI, "review", "resolve", "r3", "--intent", "out_of_scope", "--spam", "no", "--by", "qa"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert fix.returncode == 0 and "resolved demo-shop/r3" in fix.stdout
 
     strict = yaml.safe_load((REPO_ROOT / "policies" / "demo-shop.yaml").read_text())
     strict["thresholds"]["intent"] = {"default": 0.99999}  # answer nothing automatically
     candidate = tmp_path / "candidate.yaml"
     candidate.write_text(yaml.safe_dump(strict, allow_unicode=True))
-    result = subprocess.run([*CLI, "eval", "--replay", "--policy", str(candidate), "--report", str(tmp_path / "rp")],
-                            env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [*CLI, "eval", "--replay", "--policy", str(candidate), "--report", str(tmp_path / "rp")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     replay = json.loads((tmp_path / "rp" / "replay.json").read_text())
     assert replay["decisions"] == 3 and replay["corrected"] == 1

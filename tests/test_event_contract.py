@@ -84,4 +84,13 @@ def test_metadata_is_bounded() -> None:
 def test_published_schema_matches_the_model() -> None:
     published = json.loads((REPO_ROOT / "worker" / "schema" / "inbound-event.schema.json").read_text())
     assert published == event_json_schema(), "run: replyguard schema event > worker/schema/inbound-event.schema.json"
-    assert set(published["required"]) >= {"id", "brand", "platform", "kind", "conversation_id", "author", "text", "created_at"}
+    assert set(published["required"]) >= {
+        "id",
+        "brand",
+        "platform",
+        "kind",
+        "conversation_id",
+        "author",
+        "text",
+        "created_at",
+    }

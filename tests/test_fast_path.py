@@ -61,12 +61,22 @@ def test_fast_path_decides_the_demo_traffic_as_the_plain_path(brands) -> None:
 @pytest.mark.shared_data
 def test_fast_path_decides_a_shared_dataset_sample_as_the_plain_path(brands, shared: Path) -> None:
     raw = []
-    for name in ("clinc150.jsonl", "sms_spam_collection.jsonl", "davidson_hate_offensive.jsonl",
-                 "bitext_customer_support.jsonl"):
+    for name in (
+        "clinc150.jsonl",
+        "sms_spam_collection.jsonl",
+        "davidson_hate_offensive.jsonl",
+        "bitext_customer_support.jsonl",
+    ):
         rows = [json.loads(line) for line in (shared / name).read_text(encoding="utf-8").splitlines()]
         for k, row in enumerate([r for r in rows if r.get("split") == "test"][:150]):
-            event = {**copy.deepcopy(BASE_EVENT), "id": f"{name}-{k}", "conversation_id": f"c-{name}-{k}",
-                     "text": row["text"], "kind": "comment" if k % 2 else "dm", "post_id": "p-1" if k % 2 else None}
+            event = {
+                **copy.deepcopy(BASE_EVENT),
+                "id": f"{name}-{k}",
+                "conversation_id": f"c-{name}-{k}",
+                "text": row["text"],
+                "kind": "comment" if k % 2 else "dm",
+                "post_id": "p-1" if k % 2 else None,
+            }
             try:
                 parse_event(event)
             except InvalidEvent:
@@ -81,16 +91,45 @@ def _canonical() -> dict[str, Any]:
 
 
 BAD: list[tuple[str, Any]] = [
-    ("id", ""), ("id", 7), ("id", "x" * 257), ("id", "a\u202eb"), ("id", "a\x00b"), ("brand", "Demo Shop"),
-    ("brand", None), ("platform", "myspace"), ("kind", "post"), ("kind", "comment"), ("conversation_id", None),
-    ("post_id", 3), ("text", None), ("text", "x" * 20_001), ("text", "hi\x07"), ("text", "hi\u202e"),
-    ("text", "\ud800"), ("created_at", "2026-11-24T10:00:00"), ("created_at", "yesterday"), ("created_at", 5),
-    ("metadata", []), ("metadata", {"n": 10**60}), ("metadata", {"blob": "x" * 20_000}), ("unreadable", "Sticker!"),
-    ("author", {"id": "u"}), ("author", "u-1"), ("extra", 1),
+    ("id", ""),
+    ("id", 7),
+    ("id", "x" * 257),
+    ("id", "a\u202eb"),
+    ("id", "a\x00b"),
+    ("brand", "Demo Shop"),
+    ("brand", None),
+    ("platform", "myspace"),
+    ("kind", "post"),
+    ("kind", "comment"),
+    ("conversation_id", None),
+    ("post_id", 3),
+    ("text", None),
+    ("text", "x" * 20_001),
+    ("text", "hi\x07"),
+    ("text", "hi\u202e"),
+    ("text", "\ud800"),
+    ("created_at", "2026-11-24T10:00:00"),
+    ("created_at", "yesterday"),
+    ("created_at", 5),
+    ("metadata", []),
+    ("metadata", {"n": 10**60}),
+    ("metadata", {"blob": "x" * 20_000}),
+    ("unreadable", "Sticker!"),
+    ("author", {"id": "u"}),
+    ("author", "u-1"),
+    ("extra", 1),
 ]
 BAD_AUTHOR: list[tuple[str, Any]] = [
-    ("id", ""), ("name", "x" * 257), ("name", "\x1b[31m"), ("locale", "english please"), ("tags", "vip"),
-    ("tags", [""]), ("tags", ["x" * 65]), ("tags", ["v"] * 51), ("tags", ["a\u2066"]), ("extra", True),
+    ("id", ""),
+    ("name", "x" * 257),
+    ("name", "\x1b[31m"),
+    ("locale", "english please"),
+    ("tags", "vip"),
+    ("tags", [""]),
+    ("tags", ["x" * 65]),
+    ("tags", ["v"] * 51),
+    ("tags", ["a\u2066"]),
+    ("extra", True),
 ]
 
 

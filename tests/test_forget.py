@@ -52,13 +52,15 @@ def policies(root: Path, **retention) -> Path:
 
 
 def person(i: int, text: str, **changes) -> dict:
-    return make_event(id=f"hp-{i}", conversation_id="c-hanako", author={"id": AUTHOR, "name": NAME}, text=text,
-                      **changes)
+    return make_event(
+        id=f"hp-{i}", conversation_id="c-hanako", author={"id": AUTHOR, "name": NAME}, text=text, **changes
+    )
 
 
 def other(i: int, text: str) -> dict:
-    return make_event(id=f"ko-{i}", conversation_id="c-kenji", author={"id": OTHER["id"], "name": OTHER["name"]},
-                      text=text)
+    return make_event(
+        id=f"ko-{i}", conversation_id="c-kenji", author={"id": OTHER["id"], "name": OTHER["name"]}, text=text
+    )
 
 
 def run(args: list[str], env: dict[str, str], logs: list[str], check: bool = True) -> subprocess.CompletedProcess:
@@ -71,6 +73,7 @@ def run(args: list[str], env: dict[str, str], logs: list[str], check: bool = Tru
 
 def every_value(client: redis.Redis) -> dict[str, str]:
     """Every key of the database, its name and value decoded (zlib-decompressed where compressed)."""
+
     def text(raw: bytes) -> str:
         try:
             raw = zlib.decompress(raw)
@@ -109,11 +112,18 @@ def found(needles: list[str], haystack: dict[str, str]) -> list[tuple[str, str]]
 
 @pytest.fixture()
 def env(tmp_path, redis_url):
-    settings = Settings(redis_url=redis_url, home=tmp_path / "home", policies_dir=policies(tmp_path),
-                        archive_dir=tmp_path / "archive")
-    environ = {**os.environ, "REDIS_URL": redis_url, "REPLYGUARD_HOME": str(tmp_path / "home"),
-               "REPLYGUARD_POLICIES_DIR": str(settings.policies_dir), "REPLYGUARD_ARCHIVE_DIR": str(settings.archive_dir),
-               "REPLYGUARD_LOG_LEVEL": "DEBUG", "REPLYGUARD_DELIVERY_MODE": "dry_run"}
+    settings = Settings(
+        redis_url=redis_url, home=tmp_path / "home", policies_dir=policies(tmp_path), archive_dir=tmp_path / "archive"
+    )
+    environ = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "REPLYGUARD_HOME": str(tmp_path / "home"),
+        "REPLYGUARD_POLICIES_DIR": str(settings.policies_dir),
+        "REPLYGUARD_ARCHIVE_DIR": str(settings.archive_dir),
+        "REPLYGUARD_LOG_LEVEL": "DEBUG",
+        "REPLYGUARD_DELIVERY_MODE": "dry_run",
+    }
     return settings, environ
 
 
@@ -123,22 +133,31 @@ def test_forget_removes_a_person_everywhere_and_logs_never_held_them(client, env
     store = Store(client, settings.key_prefix)
 
     # 1. an older batch, decided by a real RQ worker process, then archived by the retention sweep
-    old = [person(1, f"hi, where is my order KM-204815? mail me at {EMAIL}"),
-           other(1, f"where is my order KM-204816? I'm {OTHER['email']}")]
+    old = [
+        person(1, f"hi, where is my order KM-204815? mail me at {EMAIL}"),
+        other(1, f"where is my order KM-204816? I'm {OTHER['email']}"),
+    ]
     (tmp_path / "old.jsonl").write_text("".join(json.dumps(e) + "\n" for e in old))
     run(["ingest", str(tmp_path / "old.jsonl")], environ, logs)
     run(["worker", "--burst"], environ, logs)
     retention = {b: brand.policy.retention for b, brand in load_brands(settings).items()}
-    counts = sweep(client, retention, prefix=settings.key_prefix, archive_dir=settings.archive_path,
-                   now=datetime.now(timezone.utc) + timedelta(days=91))
+    counts = sweep(
+        client,
+        retention,
+        prefix=settings.key_prefix,
+        archive_dir=settings.archive_path,
+        now=datetime.now(timezone.utc) + timedelta(days=91),
+    )
     assert counts["archived_decisions"] == 2 and counts["deleted_decisions"] == 2
     assert EMAIL in archive_text(settings.archive_path) and OTHER["email"] in archive_text(settings.archive_path)
 
     # 2. live traffic: an answered question, an escalation with their phone, a rejected event of theirs
-    live = [person(2, "where is my order KM-204817? it's been a week"),
-            person(3, f"I want to talk to a real person, call me on {PHONE} or {EMAIL}, I'm {NAME}"),
-            other(2, "I'd like to speak to a real person please, not a bot"),
-            other(3, "where is my order KM-204818?")]
+    live = [
+        person(2, "where is my order KM-204817? it's been a week"),
+        person(3, f"I want to talk to a real person, call me on {PHONE} or {EMAIL}, I'm {NAME}"),
+        other(2, "I'd like to speak to a real person please, not a bot"),
+        other(3, "where is my order KM-204818?"),
+    ]
     (tmp_path / "live.jsonl").write_text("".join(json.dumps(e) + "\n" for e in live))
     run(["ingest", str(tmp_path / "live.jsonl")], environ, logs)
     bad = person(9, f"call {PHONE}", kind="bogus")  # the worker rejects it (ingest would have refused it)
@@ -164,11 +183,31 @@ def test_forget_removes_a_person_everywhere_and_logs_never_held_them(client, env
     # 4. delivery (dry run) by a real deliverer process, receipts from the platform, an inbox entry not yet read
     run(["deliver", "--burst"], environ, logs)
     assert store.decision("demo-shop", "hp-2").deliveries
-    record_receipts(client, store.keys, [
-        Receipt(brand="demo-shop", platform="instagram", account_id="ig-1", status="delivered", at_ms=1,
-                platform_message_id="pm-hanako", recipient_id=AUTHOR, decision="demo-shop/hp-2"),
-        Receipt(brand="demo-shop", platform="instagram", account_id="ig-1", status="read", at_ms=2,
-                recipient_id=AUTHOR, watermark_ms=2)])
+    record_receipts(
+        client,
+        store.keys,
+        [
+            Receipt(
+                brand="demo-shop",
+                platform="instagram",
+                account_id="ig-1",
+                status="delivered",
+                at_ms=1,
+                platform_message_id="pm-hanako",
+                recipient_id=AUTHOR,
+                decision="demo-shop/hp-2",
+            ),
+            Receipt(
+                brand="demo-shop",
+                platform="instagram",
+                account_id="ig-1",
+                status="read",
+                at_ms=2,
+                recipient_id=AUTHOR,
+                watermark_ms=2,
+            ),
+        ],
+    )
     inbox.append(client, store.keys, "events", json.dumps([person(5, f"ping {EMAIL}")]).encode())
     before = every_value(client)
     assert found([EMAIL, AUTHOR, "Tanabe"], before)  # planted: the scan would see them
@@ -210,9 +249,12 @@ def test_forget_refuses_bad_input_with_the_documented_codes(client, env) -> None
     broken.write_text(broken.read_text().replace("active_days: 90", "active_days: -1"))
     done = run(["forget", "--brand", "demo-shop", "--author", AUTHOR], environ, logs, check=False)
     assert done.returncode == 2 and "retention" in done.stderr and "Traceback" not in done.stderr
-    done = run(["forget", "--brand", "demo-shop", "--author", AUTHOR],
-               {**environ, "REDIS_URL": "redis://127.0.0.1:1/0", "REPLYGUARD_POLICIES_DIR": str(REPO_ROOT / "policies")},
-               logs, check=False)
+    done = run(
+        ["forget", "--brand", "demo-shop", "--author", AUTHOR],
+        {**environ, "REDIS_URL": "redis://127.0.0.1:1/0", "REPLYGUARD_POLICIES_DIR": str(REPO_ROOT / "policies")},
+        logs,
+        check=False,
+    )
     assert done.returncode == 3 and "Traceback" not in done.stderr
 
 

@@ -31,14 +31,43 @@ from worker.templates import load_templates
 TRAFFIC = [line for line in (REPO_ROOT / "worker" / "demo" / "traffic.jsonl").read_bytes().splitlines() if line.strip()]
 POLICY = (REPO_ROOT / "policies" / "demo-shop.yaml").read_bytes()
 TEMPLATES = (REPO_ROOT / "prompts" / "templates" / "demo-shop.yaml").read_bytes()
-FUZZ = hsettings(max_examples=150, deadline=None, derandomize=True,
-                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = hsettings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 # -- byte-level mutation -------------------------------------------------------------------
 
-SPICE = [b"\x00", b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xc2\x85", b"\xe2\x80\xae", b"\\ud800", b"[" * 50,
-         b"{\"a\":" * 40, b"9" * 5000, b"1e999", b"NaN", b"-Infinity", b"\"", b"\\", b"}", b"]", b",", b":",
-         b"null", b"\n", b"\r", b"\t", "\u202e\u2066".encode(), "\x85\x9b".encode(), b"\xef\xbb\xbf"]
+SPICE = [
+    b"\x00",
+    b"\xff",
+    b"\xc3",
+    b"\xed\xa0\x80",
+    b"\xc2\x85",
+    b"\xe2\x80\xae",
+    b"\\ud800",
+    b"[" * 50,
+    b'{"a":' * 40,
+    b"9" * 5000,
+    b"1e999",
+    b"NaN",
+    b"-Infinity",
+    b'"',
+    b"\\",
+    b"}",
+    b"]",
+    b",",
+    b":",
+    b"null",
+    b"\n",
+    b"\r",
+    b"\t",
+    "\u202e\u2066".encode(),
+    "\x85\x9b".encode(),
+    b"\xef\xbb\xbf",
+]
 
 
 def mutate(data: bytes, rng: random.Random, rounds: int = 3) -> bytes:
@@ -51,7 +80,7 @@ def mutate(data: bytes, rng: random.Random, rounds: int = 3) -> bytes:
         elif op == 1:  # insert something nasty
             buf[at:at] = rng.choice(SPICE)
         elif op == 2 and buf:  # delete a span
-            del buf[at:at + rng.randint(1, 12)]
+            del buf[at : at + rng.randint(1, 12)]
         elif op == 3 and buf:  # duplicate a span
             end = min(len(buf), at + rng.randint(1, 40))
             buf[at:at] = buf[at:end]
@@ -87,8 +116,22 @@ JSON = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=30,
 )
-FIELDS = ["id", "brand", "platform", "kind", "conversation_id", "post_id", "author", "text", "created_at",
-          "metadata", "author.id", "author.name", "author.locale", "author.tags"]
+FIELDS = [
+    "id",
+    "brand",
+    "platform",
+    "kind",
+    "conversation_id",
+    "post_id",
+    "author",
+    "text",
+    "created_at",
+    "metadata",
+    "author.id",
+    "author.name",
+    "author.locale",
+    "author.tags",
+]
 
 
 @FUZZ
@@ -139,21 +182,24 @@ def test_huge_numbers_name_their_field() -> None:
     with pytest.raises(InvalidEvent) as info:
         parse_event(raw)
     assert [str(p) for p in info.value.problems] == [
-        f"metadata.order.total: integer of 5000 digits; the limit is {defaults.MAX_JSON_INT_DIGITS}"]
+        f"metadata.order.total: integer of 5000 digits; the limit is {defaults.MAX_JSON_INT_DIGITS}"
+    ]
     for bad, reason in (("1e999", "too large"), ("NaN", "not a JSON number"), ("-Infinity", "not a JSON number")):
         raw = json.dumps(make_event(metadata={"x": 0})).replace('"x": 0', f'"x": {bad}')
         with pytest.raises(InvalidEvent, match=f"metadata.x: .*{reason}"):
             parse_event(raw)
     with pytest.raises(InvalidEvent, match="metadata.n: integer over"):
-        parse_event(make_event(metadata={"n": 10 ** 100}))
-    assert parse_event(make_event(metadata={"n": 2 ** 64, "f": 1.5})).metadata["n"] == 2 ** 64
+        parse_event(make_event(metadata={"n": 10**100}))
+    assert parse_event(make_event(metadata={"n": 2**64, "f": 1.5})).metadata["n"] == 2**64
 
 
 def test_c1_controls_are_refused_and_bidi_controls_stripped_or_refused() -> None:
     for c1 in ("\x85", "\x9b", "\x80", "\x9f"):
         with pytest.raises(InvalidEvent, match=f"text: contains control character U\\+{ord(c1):04X}"):
             parse_event(make_event(text=f"hello{c1}world"))
-    event = parse_event(make_event(text="ships in \u202e2\u202c business days", author={"id": "u-1", "name": "\u2068Aiko\u2069"}))
+    event = parse_event(
+        make_event(text="ships in \u202e2\u202c business days", author={"id": "u-1", "name": "\u2068Aiko\u2069"})
+    )
     assert event.text == "ships in 2 business days" and event.author.name == "Aiko"
     for field, value in (("id", "m\u202e1"), ("conversation_id", "c\u2066x"), ("author", {"id": "u\u202d1"})):
         with pytest.raises(InvalidEvent, match="bidi control"):
@@ -206,14 +252,20 @@ def test_mutated_ingest_files_reject_exactly_the_bad_lines(client, settings) -> 
     client.flushdb()
 
 
-def test_cli_ingest_of_a_hostile_file_names_each_bad_line_and_keeps_the_rest(client, settings, tmp_path, redis_url) -> None:
+def test_cli_ingest_of_a_hostile_file_names_each_bad_line_and_keeps_the_rest(
+    client, settings, tmp_path, redis_url
+) -> None:
     rng = random.Random(99)
     data, expected = mutated_file(rng, lines=40)
     path = tmp_path / "hostile.jsonl"
     path.write_bytes(data)
-    proc = subprocess.run([sys.executable, "-m", "worker.cli", "ingest", str(path), "--json"],
-                          capture_output=True, text=True, timeout=120,
-                          env={"REDIS_URL": redis_url, "PATH": "/usr/bin:/bin", "REPLYGUARD_LOG_LEVEL": "ERROR"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "ingest", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"REDIS_URL": redis_url, "PATH": "/usr/bin:/bin", "REPLYGUARD_LOG_LEVEL": "ERROR"},
+    )
     assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr[-2000:]
     bad = sorted(n for n, ok in expected.items() if not ok)
     for number in bad:
@@ -249,9 +301,20 @@ def test_mutated_policy_and_template_files_load_or_name_the_problem(kind, origin
         if i % 10 == 0:  # whole-line edits: YAML structure rather than bytes
             lines = data.split(b"\n")
             j = rng.randrange(len(lines))
-            lines[j:j + 1] = [rng.choice([b"  - [" * 30, b"x: &a [*a]", b"- !!python/object:os.system ls",
-                                          b"  pattern: '(\\d|\\d\\d)+$'", b"\t", b"a: " + b"{" * 200,
-                                          b"thresholds: {spam: {spam: 1e999}}", b"  " + lines[j]])]
+            lines[j : j + 1] = [
+                rng.choice(
+                    [
+                        b"  - [" * 30,
+                        b"x: &a [*a]",
+                        b"- !!python/object:os.system ls",
+                        b"  pattern: '(\\d|\\d\\d)+$'",
+                        b"\t",
+                        b"a: " + b"{" * 200,
+                        b"thresholds: {spam: {spam: 1e999}}",
+                        b"  " + lines[j],
+                    ]
+                )
+            ]
             data = b"\n".join(lines)
         try:
             _load(kind, data, tmp_path)
@@ -281,12 +344,15 @@ def test_any_yaml_value_in_a_policy_field_is_named(value, tmp_path_factory) -> N
 
 
 def test_alias_bombs_and_deep_yaml_are_named(tmp_path) -> None:
-    laughs = b"".join(b"l%d: &l%d [%s]\n" % (i, i, b", ".join([b"*l%d" % (i - 1)] * 9) if i else b'"lol"')
-                      for i in range(10))
+    laughs = b"".join(
+        b"l%d: &l%d [%s]\n" % (i, i, b", ".join([b"*l%d" % (i - 1)] * 9) if i else b'"lol"') for i in range(10)
+    )
     for kind, original in (("policy", POLICY), ("templates", TEMPLATES)):
-        for extra, reason in ((b"x_bomb:\n" + b"\n".join(b"  " + line for line in laughs.splitlines()), "expands to more than"),
-                              (b"deep: " + b"[" * 5000 + b"]" * 5000, "nested too deeply"),
-                              (b"big: " + b"9" * 5000, "unreadable value")):
+        for extra, reason in (
+            (b"x_bomb:\n" + b"\n".join(b"  " + line for line in laughs.splitlines()), "expands to more than"),
+            (b"deep: " + b"[" * 5000 + b"]" * 5000, "nested too deeply"),
+            (b"big: " + b"9" * 5000, "unreadable value"),
+        ):
             started = time.process_time()  # CPU time: wall time is noisy on a shared machine
             with pytest.raises(PolicyError if kind == "policy" else TemplateError, match=reason):
                 _load(kind, original + b"\n" + extra + b"\n", tmp_path)
@@ -294,8 +360,9 @@ def test_alias_bombs_and_deep_yaml_are_named(tmp_path) -> None:
 
 
 def test_catastrophic_entity_patterns_are_refused_and_searches_are_bounded(tmp_path) -> None:
-    bad = POLICY.replace(b"pattern: '(?i)(?<![a-z0-9])km[-\\s]?(?P<digits>\\d{6})(?!\\d)'",
-                         b"pattern: '(?P<digits>(\\d|\\d\\d)+)$'")
+    bad = POLICY.replace(
+        b"pattern: '(?i)(?<![a-z0-9])km[-\\s]?(?P<digits>\\d{6})(?!\\d)'", b"pattern: '(?P<digits>(\\d|\\d\\d)+)$'"
+    )
     assert bad != POLICY
     path = tmp_path / "demo-shop.yaml"
     path.write_bytes(bad)

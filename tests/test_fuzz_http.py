@@ -28,8 +28,12 @@ from tests.serve_process import ServeProcess, WorkerProcess  # noqa: E402
 
 SECRET = "fuzz-app-secret"
 TOKEN = "fuzz-api-token"
-ENV = {"META_APP_SECRET": SECRET, "META_VERIFY_TOKEN": "verify-me", "DEMO_SHOP_API_TOKEN": TOKEN,
-       "DEMO_SHOP_SIGNING_SECRET": "fuzz-signing-secret"}
+ENV = {
+    "META_APP_SECRET": SECRET,
+    "META_VERIFY_TOKEN": "verify-me",
+    "DEMO_SHOP_API_TOKEN": TOKEN,
+    "DEMO_SHOP_SIGNING_SECRET": "fuzz-signing-secret",
+}
 AUTH = {"authorization": f"Bearer {TOKEN}", "content-type": "application/json"}
 
 
@@ -99,12 +103,15 @@ def test_events_endpoint_limits(service) -> None:
 
 
 def real_webhooks() -> list[bytes]:
-    return [s.dumps(p) for p in (
-        s.whatsapp([s.wa_text("wamid.fz1", "where is my order KM-204815?")]),
-        s.messaging("page", s.PAGE_ID, [s.dm("mid.fz2", "hello, do you ship to Germany?")]),
-        s.ig_comments([s.ig_comment("1789fz3", "love this!! where can I buy it?")]),
-        s.page_feed([s.feed_comment("fz4_1", "great mug")]),
-    )]
+    return [
+        s.dumps(p)
+        for p in (
+            s.whatsapp([s.wa_text("wamid.fz1", "where is my order KM-204815?")]),
+            s.messaging("page", s.PAGE_ID, [s.dm("mid.fz2", "hello, do you ship to Germany?")]),
+            s.ig_comments([s.ig_comment("1789fz3", "love this!! where can I buy it?")]),
+            s.page_feed([s.feed_comment("fz4_1", "great mug")]),
+        )
+    ]
 
 
 def test_meta_webhook_takes_signed_garbage_and_keeps_deciding(service, module_redis) -> None:
@@ -113,21 +120,30 @@ def test_meta_webhook_takes_signed_garbage_and_keeps_deciding(service, module_re
     bodies = real_webhooks()
     for i in range(200):
         raw = mutate(bodies[i % len(bodies)], rng)
-        response = http.post("/webhooks/meta", content=raw,
-                             headers={"content-type": "application/json", "x-hub-signature-256": s.signature(raw, SECRET)})
+        response = http.post(
+            "/webhooks/meta",
+            content=raw,
+            headers={"content-type": "application/json", "x-hub-signature-256": s.signature(raw, SECRET)},
+        )
         assert response.status_code in (200, 413), (response.status_code, response.text[:300])
         assert "Traceback" not in response.text
     unsigned = http.post("/webhooks/meta", content=bodies[0], headers={"content-type": "application/json"})
     assert unsigned.status_code == 401
     # the consumer survived the garbage: a good message after it is decided
     good = s.dumps(s.whatsapp([s.wa_text("wamid.fz-after", "where is my order KM-204999?")]))
-    assert http.post("/webhooks/meta", content=good,
-                     headers={"content-type": "application/json", "x-hub-signature-256": s.signature(good, SECRET)}
-                     ).status_code == 200
+    assert (
+        http.post(
+            "/webhooks/meta",
+            content=good,
+            headers={"content-type": "application/json", "x-hub-signature-256": s.signature(good, SECRET)},
+        ).status_code
+        == 200
+    )
     store = Store(module_redis)
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and not any(d and d.event["text"].endswith("KM-204999?") for d in
-                                                  store.decisions([("demo-shop", "wamid.fz-after")])):
+    while time.monotonic() < deadline and not any(
+        d and d.event["text"].endswith("KM-204999?") for d in store.decisions([("demo-shop", "wamid.fz-after")])
+    ):
         time.sleep(0.2)
     decided = store.decisions([("demo-shop", "wamid.fz-after")])[0]
     assert decided is not None, worker.log()[-3000:]

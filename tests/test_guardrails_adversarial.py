@@ -49,7 +49,9 @@ def test_canonical_form() -> None:
     assert canonical("ships in two business days") == "ships in 2 business days"
     assert canonical("twenty-five") == "25" and canonical("one hundred and five") == "105"
     assert canonical("no one likes the one you ordered") == "no one likes the one you ordered"
-    assert canonical("二営業日") == "2営業日" and canonical("千五百円") == "1500円" and canonical("にじゅう日") == "20日"
+    assert (
+        canonical("二営業日") == "2営業日" and canonical("千五百円") == "1500円" and canonical("にじゅう日") == "20日"
+    )
     assert canonical("一緒に十分ございません") == "一緒に十分ございません"
     assert canonical("\u0663 \uff13 \u2462 \u096a") == "3 3 3 4"
     assert canonical("2\u200b2") == "22" and canonical("\u202e2\u202c") == "2"
@@ -60,10 +62,19 @@ def test_canonical_form() -> None:
 
 
 def test_links_are_found_with_or_without_a_scheme() -> None:
-    text = ("see evil.com, www.bad.example, x[.]io, foo dot net, 10.0.0.1, ｅｖｉｌ．ｊｐ, evil。com and "
-            "komorebi.example/orders but not e.g. i.e. or 9:00–18:00 or KM-204815.")
-    assert domains(text) == {"evil.com", "www.bad.example", "x.io", "foo.net", "10.0.0.1", "evil.jp",
-                             "komorebi.example"}
+    text = (
+        "see evil.com, www.bad.example, x[.]io, foo dot net, 10.0.0.1, ｅｖｉｌ．ｊｐ, evil。com and "
+        "komorebi.example/orders but not e.g. i.e. or 9:00–18:00 or KM-204815."
+    )
+    assert domains(text) == {
+        "evil.com",
+        "www.bad.example",
+        "x.io",
+        "foo.net",
+        "10.0.0.1",
+        "evil.jp",
+        "komorebi.example",
+    }
 
 
 def test_commitments_need_their_verb_in_the_template() -> None:
@@ -71,7 +82,10 @@ def test_commitments_need_their_verb_in_the_template() -> None:
     assert commitments("We'll ship it within 2 business days.", template) == []
     assert commitments("You'll get an e-mail with tracking.", template) == []
     assert commitments("We will send you a new one.", template) == ["we will send"]
-    assert commitments("配送状況はこちらでご確認いただけます。よろしくお願いいたします。", "配送状況はご確認いただけます") == []
+    assert (
+        commitments("配送状況はこちらでご確認いただけます。よろしくお願いいたします。", "配送状況はご確認いただけます")
+        == []
+    )
     assert commitments("特別に手配いたします。", "配送状況はご確認いただけます") == ["手配いたします"]
 
 

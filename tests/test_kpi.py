@@ -29,30 +29,57 @@ def at(day: int, hour: int, minute: int = 0) -> datetime:
 
 def timer(mid: str, started: datetime):
     rule = SlaPolicy(name="t", first_response="1h", resolution="8h")
-    return new_timer(rule, clock="always", brand="b", message_id=mid, conversation_id=mid, role="tier1",
-                     priority="normal", started_at=started, calendar=ALWAYS_OPEN)
+    return new_timer(
+        rule,
+        clock="always",
+        brand="b",
+        message_id=mid,
+        conversation_id=mid,
+        role="tier1",
+        priority="normal",
+        started_at=started,
+        calendar=ALWAYS_OPEN,
+    )
 
 
 def history():
-    decisions = ([DecisionRow(at(20, 9 + i), escalated=(i == 0)) for i in range(4)]
-                 + [DecisionRow(at(21, 9), True), DecisionRow(at(21, 12), True)])
+    decisions = [DecisionRow(at(20, 9 + i), escalated=(i == 0)) for i in range(4)] + [
+        DecisionRow(at(21, 9), True),
+        DecisionRow(at(21, 12), True),
+    ]
     a = record_response(timer("A", at(20, 10)), at(20, 10, 30), "ann", ALWAYS_OPEN)
     a = record_resolution(a, at(20, 11), "ann", ALWAYS_OPEN)
     b = record_step(timer("B", at(21, 9)), "breach", "first_response", at(21, 10))
-    b = b.model_copy(update={"breaches": [{"target": "first_response", "at": at(21, 10), "due_at": at(21, 10),
-                                           "role_before": "tier1", "role_after": "manager",
-                                           "priority_before": "normal", "priority_after": "urgent"}]})
+    b = b.model_copy(
+        update={
+            "breaches": [
+                {
+                    "target": "first_response",
+                    "at": at(21, 10),
+                    "due_at": at(21, 10),
+                    "role_before": "tier1",
+                    "role_after": "manager",
+                    "priority_before": "normal",
+                    "priority_after": "urgent",
+                }
+            ]
+        }
+    )
     b = record_response(b, at(21, 10), "bob", ALWAYS_OPEN)
     c = timer("C", at(21, 12))
-    replies = [ReplyRow(at(20, 10, 30), "ann"), ReplyRow(at(21, 10), "bob"), ReplyRow(at(21, 13), "bob"),
-               ReplyRow(at(21, 14), "cat"), ReplyRow(at(19, 14), "old")]
+    replies = [
+        ReplyRow(at(20, 10, 30), "ann"),
+        ReplyRow(at(21, 10), "bob"),
+        ReplyRow(at(21, 13), "bob"),
+        ReplyRow(at(21, 14), "cat"),
+        ReplyRow(at(19, 14), "old"),
+    ]
     return decisions, [a, b, c], replies
 
 
 def test_kpis_on_a_constructed_history() -> None:
     decisions, timers, replies = history()
-    day20, day21 = kpi.daily(date(2026, 11, 20), date(2026, 11, 21), UTC, decisions, timers, replies,
-                             now=at(22, 6))
+    day20, day21 = kpi.daily(date(2026, 11, 20), date(2026, 11, 21), UTC, decisions, timers, replies, now=at(22, 6))
     assert (day20.messages, day20.auto_resolved, day20.automation_rate) == (4, 3, 0.75)
     assert (day20.escalations, day20.resolved, day20.resolution_rate) == (1, 1, 1.0)
     assert day20.avg_first_response_seconds == 1800 and day20.first_responses == 1
@@ -79,7 +106,11 @@ def test_days_follow_the_brands_time_zone_and_csv_round_trips() -> None:
     assert day20.messages == 0 and day21.messages == 1
     parsed = list(csv.DictReader(io.StringIO(kpi.to_csv([day20, day21]))))
     assert list(parsed[0]) == list(kpi.COLUMNS)
-    assert parsed[1]["day"] == "2026-11-21" and parsed[1]["automation_rate"] == "1.0" and parsed[0]["automation_rate"] == ""
+    assert (
+        parsed[1]["day"] == "2026-11-21"
+        and parsed[1]["automation_rate"] == "1.0"
+        and parsed[0]["automation_rate"] == ""
+    )
 
 
 def test_kpis_and_metrics_from_redis(client, brands) -> None:
@@ -88,12 +119,27 @@ def test_kpis_and_metrics_from_redis(client, brands) -> None:
     tracker = SlaTracker(store, {b: x.policy for b, x in brands.items()})
     start = now - timedelta(minutes=30)
     events = [
-        make_event(id="k-faq", conversation_id="k1", created_at=start.isoformat(), author={"id": "k1"},
-                   text="how long does shipping to Canada take?"),
-        make_event(id="k-vip", conversation_id="k2", created_at=start.isoformat(), author={"id": "k2", "tags": ["vip"]},
-                   text="my order has not arrived"),
-        make_event(id="k-agent", conversation_id="k3", created_at=start.isoformat(), author={"id": "k3"},
-                   text="I'd like to speak to a real person please, not a bot"),
+        make_event(
+            id="k-faq",
+            conversation_id="k1",
+            created_at=start.isoformat(),
+            author={"id": "k1"},
+            text="how long does shipping to Canada take?",
+        ),
+        make_event(
+            id="k-vip",
+            conversation_id="k2",
+            created_at=start.isoformat(),
+            author={"id": "k2", "tags": ["vip"]},
+            text="my order has not arrived",
+        ),
+        make_event(
+            id="k-agent",
+            conversation_id="k3",
+            created_at=start.isoformat(),
+            author={"id": "k3"},
+            text="I'd like to speak to a real person please, not a bot",
+        ),
     ]
     Pipeline(brands).process(events, store, sla=tracker)
     tracker.fire_due(now)  # the VIP's 15 minutes are over: breached, re-routed
@@ -115,10 +161,28 @@ def test_kpis_and_metrics_from_redis(client, brands) -> None:
     assert 0.0 <= today.resolution_rate <= 1.0 if today.escalations else today.resolution_rate is None
 
     # the review app's audit trail, when present, is the source of people's replies
-    client.xadd(f"{store.keys.prefix}:audit:demo-shop", {"entry": json.dumps(
-        {"action": "send_text", "user": "kim", "brand": "demo-shop", "message_id": "k-vip", "at": now.isoformat()})})
-    client.xadd(f"{store.keys.prefix}:audit:demo-shop", {"entry": json.dumps(
-        {"action": "claim", "user": "kim", "brand": "demo-shop", "message_id": "k-vip", "at": now.isoformat()})})
+    client.xadd(
+        f"{store.keys.prefix}:audit:demo-shop",
+        {
+            "entry": json.dumps(
+                {
+                    "action": "send_text",
+                    "user": "kim",
+                    "brand": "demo-shop",
+                    "message_id": "k-vip",
+                    "at": now.isoformat(),
+                }
+            )
+        },
+    )
+    client.xadd(
+        f"{store.keys.prefix}:audit:demo-shop",
+        {
+            "entry": json.dumps(
+                {"action": "claim", "user": "kim", "brand": "demo-shop", "message_id": "k-vip", "at": now.isoformat()}
+            )
+        },
+    )
     today = kpi.load(store, tracker, "demo-shop", policy, days=1, now=now)[-1]
     assert today.replies_by_agent == {"kim": 1}
 

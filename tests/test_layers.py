@@ -93,15 +93,18 @@ def _plant(tmp_path: Path, files: dict[str, str]) -> Path:
 
 
 def test_checker_finds_a_planted_upward_import(tmp_path):
-    root = _plant(tmp_path, {
-        "classifiers/ok.py": "import numpy\nfrom classifiers import errors\n",
-        "classifiers/bad.py": "def f():\n    from worker.exceptions import ConfigError\n    return ConfigError\n",
-        "worker/sub/deep.py": "def g():\n    from ...eval import metrics\n    return metrics\n",
-        "worker/dynamic.py": "import importlib\nm = importlib.import_module('eval.replay')\n",
-        "worker/fine.py": "import classifiers.metrics\nfrom . import fine\n",
-        "worker/cli.py": "from eval import report\n",  # the entry point may
-        "eval/top.py": "import worker\nimport classifiers\n",
-    })
+    root = _plant(
+        tmp_path,
+        {
+            "classifiers/ok.py": "import numpy\nfrom classifiers import errors\n",
+            "classifiers/bad.py": "def f():\n    from worker.exceptions import ConfigError\n    return ConfigError\n",
+            "worker/sub/deep.py": "def g():\n    from ...eval import metrics\n    return metrics\n",
+            "worker/dynamic.py": "import importlib\nm = importlib.import_module('eval.replay')\n",
+            "worker/fine.py": "import classifiers.metrics\nfrom . import fine\n",
+            "worker/cli.py": "from eval import report\n",  # the entry point may
+            "eval/top.py": "import worker\nimport classifiers\n",
+        },
+    )
     found = layer_violations(root)
     assert found == [
         "classifiers/bad.py:2: classifiers imports worker.exceptions (layer worker is above classifiers)",
@@ -111,11 +114,15 @@ def test_checker_finds_a_planted_upward_import(tmp_path):
 
 
 def test_checker_finds_an_import_under_type_checking(tmp_path):
-    root = _plant(tmp_path, {
-        "classifiers/typed.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import eval.metrics\n",
-    })
+    root = _plant(
+        tmp_path,
+        {
+            "classifiers/typed.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import eval.metrics\n",
+        },
+    )
     assert layer_violations(root) == [
-        "classifiers/typed.py:3: classifiers imports eval.metrics (layer eval is above classifiers)"]
+        "classifiers/typed.py:3: classifiers imports eval.metrics (layer eval is above classifiers)"
+    ]
 
 
 def test_the_slow_lists_name_tests_that_exist():

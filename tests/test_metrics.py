@@ -72,9 +72,12 @@ def test_lowest_threshold_meets_target_at_every_stricter_point() -> None:
 
 def test_coverage_precision_and_per_label_thresholds() -> None:
     labels = ["a", "b", "oos"]
-    s = scored(conf=[0.95, 0.9, 0.8, 0.7, 0.6, 0.9],
-               pred=["a", "a", "b", "b", "a", "oos"],
-               true=["a", "a", "b", "a", "a", "oos"], labels=labels)
+    s = scored(
+        conf=[0.95, 0.9, 0.8, 0.7, 0.6, 0.9],
+        pred=["a", "a", "b", "b", "a", "oos"],
+        true=["a", "a", "b", "a", "a", "oos"],
+        labels=labels,
+    )
     positive = {"a", "b"}
     mask = auto_mask(s, positive, {}, 0.75)
     assert mask.tolist() == [True, True, True, False, False, False]

@@ -13,10 +13,22 @@ from tests.conftest import make_event
 
 CLI = [sys.executable, "-m", "worker.cli"]
 
-SPAM = ["WIN a free iPhone now, click {}", "check out my channel {} and subscribe", "free gift card at {} claim today",
-        "follow me back {} 100% sub4sub", "you won a prize, dm {} to collect", "cheap followers {} buy now"]
-HAM = ["where is my order {}", "love this video {}", "when do you open {}", "the mug arrived broken {}",
-       "thanks for the quick reply {}", "can i return the blue one {}"]
+SPAM = [
+    "WIN a free iPhone now, click {}",
+    "check out my channel {} and subscribe",
+    "free gift card at {} claim today",
+    "follow me back {} 100% sub4sub",
+    "you won a prize, dm {} to collect",
+    "cheap followers {} buy now",
+]
+HAM = [
+    "where is my order {}",
+    "love this video {}",
+    "when do you open {}",
+    "the mug arrived broken {}",
+    "thanks for the quick reply {}",
+    "can i return the blue one {}",
+]
 
 
 def rows(n: int, *, flip: bool = False) -> list[dict]:
@@ -43,19 +55,49 @@ def test_candidates_are_checked_promoted_listed_and_rolled_back(tmp_path: Path) 
     models = tmp_path / "models"
     base = write(tmp_path / "base.jsonl", rows(6))
     held = tmp_path / "held.jsonl"
-    held.write_text("\n".join(json.dumps({**r, "split": ("val", "test")[k % 2]})
-                              for k, r in enumerate(rows(12)[len(SPAM + HAM) * 8:])) + "\n")
+    held.write_text(
+        "\n".join(
+            json.dumps({**r, "split": ("val", "test")[k % 2]}) for k, r in enumerate(rows(12)[len(SPAM + HAM) * 8 :])
+        )
+        + "\n"
+    )
     first = cli("train", "spam", "--data", str(base), "--name", "spam-mine", "--dir", str(models), "--version", "v1")
     assert first.returncode == 0, first.stderr
-    bad = cli("train", "spam", "--data", str(write(tmp_path / "bad.jsonl", rows(6, flip=True))), "--name", "spam-mine",
-              "--dir", str(models), "--candidate", "--version", "v2-bad")
+    bad = cli(
+        "train",
+        "spam",
+        "--data",
+        str(write(tmp_path / "bad.jsonl", rows(6, flip=True))),
+        "--name",
+        "spam-mine",
+        "--dir",
+        str(models),
+        "--candidate",
+        "--version",
+        "v2-bad",
+    )
     assert bad.returncode == 0 and "a candidate" in bad.stdout, bad.stderr
     refused = cli("models", "promote", "spam-mine", "--data", str(held), "--dir", str(models))
-    assert refused.returncode == 2 and "refused:" in refused.stdout and "not promoted: spam-mine stays at v1" in refused.stderr
+    assert (
+        refused.returncode == 2
+        and "refused:" in refused.stdout
+        and "not promoted: spam-mine stays at v1" in refused.stderr
+    )
     assert json.loads((models / "spam-mine" / "manifest.json").read_text())["version"] == "v1"
 
-    good = cli("train", "spam", "--data", str(write(tmp_path / "good.jsonl", rows(8))), "--name", "spam-mine",
-               "--dir", str(models), "--candidate", "--version", "v3")
+    good = cli(
+        "train",
+        "spam",
+        "--data",
+        str(write(tmp_path / "good.jsonl", rows(8))),
+        "--name",
+        "spam-mine",
+        "--dir",
+        str(models),
+        "--candidate",
+        "--version",
+        "v3",
+    )
     assert good.returncode == 0, good.stderr
     promoted = cli("models", "promote", "spam-mine", "--version", "v3", "--data", str(held), "--dir", str(models))
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
@@ -71,8 +113,9 @@ def test_candidates_are_checked_promoted_listed_and_rolled_back(tmp_path: Path) 
     assert again.returncode == 2 and "no earlier version to roll back to" in again.stderr
 
 
-def test_train_adds_reviewed_corrections_and_decisions_name_their_model_version(client, settings, brands, tmp_path,
-                                                                                redis_url) -> None:
+def test_train_adds_reviewed_corrections_and_decisions_name_their_model_version(
+    client, settings, brands, tmp_path, redis_url
+) -> None:
     from worker.ingest import ingest_events
     from worker.jobs import install
     from worker.pipeline import Pipeline
@@ -80,7 +123,9 @@ def test_train_adds_reviewed_corrections_and_decisions_name_their_model_version(
     from worker.store import Store
 
     texts = [f"totally real giveaway number {k}, dm me on telegram" for k in range(12)]
-    events = [make_event(id=f"c{k}", conversation_id=f"k{k}", author={"id": f"a{k}"}, text=t) for k, t in enumerate(texts)]
+    events = [
+        make_event(id=f"c{k}", conversation_id=f"k{k}", author={"id": f"a{k}"}, text=t) for k, t in enumerate(texts)
+    ]
     install(Pipeline(brands), settings)
     ingest_events(events, client, settings, batch_wait=0.01)
     make_worker(client, settings, simple=True).work(burst=True)
@@ -93,9 +138,23 @@ def test_train_adds_reviewed_corrections_and_decisions_name_their_model_version(
         fixed = cli("review", "resolve", f"c{k}", "--brand", "demo-shop", "--spam", "yes", "--by", "qa", env=env)
         assert fixed.returncode == 0, fixed.stderr
     data = write(tmp_path / "base.jsonl", rows(6))
-    result = cli("train", "spam", "--data", str(data), "--name", "spam-mine", "--dir", str(tmp_path / "m"),
-                 "--corrections", "demo-shop", "--candidate", env=env)
+    result = cli(
+        "train",
+        "spam",
+        "--data",
+        str(data),
+        "--name",
+        "spam-mine",
+        "--dir",
+        str(tmp_path / "m"),
+        "--corrections",
+        "demo-shop",
+        "--candidate",
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     assert "reviewed corrections of demo-shop to the training rows" in result.stdout
-    manifest = json.loads(next((tmp_path / "m" / ".candidates" / "spam-mine").iterdir()).joinpath("manifest.json").read_text())
+    manifest = json.loads(
+        next((tmp_path / "m" / ".candidates" / "spam-mine").iterdir()).joinpath("manifest.json").read_text()
+    )
     assert sum(manifest["training"][0]["counts"].get("train", {}).values()) > len(rows(6)) * 0.6

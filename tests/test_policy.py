@@ -63,8 +63,11 @@ def test_bad_regex_timezone_and_escalation_without_role(tmp_path: Path) -> None:
     for old, new, reason in [
         ("(?P<digits>\\d{6})", "(?P<digits>\\d{6}", "not a valid regular expression"),
         ("timezone: Asia/Tokyo", "timezone: Mars/Olympus", "unknown IANA time zone"),
-        ("human_agent: {action: escalate, role: tier1, priority: high}", "human_agent: {action: escalate}",
-         "role is required"),
+        (
+            "human_agent: {action: escalate, role: tier1, priority: high}",
+            "human_agent: {action: escalate}",
+            "role is required",
+        ),
         ('mon: ["09:00-18:00"]', 'mon: ["18:00-09:00"]', "ends before it starts"),
         ("format: 'KM-{digits}'", "format: 'KM-{digits.__class__}'", "placeholders are"),
     ]:
@@ -118,8 +121,9 @@ def test_worker_refuses_to_start_with_a_broken_policy(tmp_path: Path) -> None:
     policies.mkdir()
     broken(policies, "abuse: {hate: 0.6, offensive: 0.8}", "abuse: {hate: high, offensive: 0.8}")
     env = {**os.environ, "REPLYGUARD_POLICIES_DIR": str(policies), "REDIS_URL": "redis://127.0.0.1:1/0"}
-    result = subprocess.run([sys.executable, "-m", "worker.cli", "worker", "--burst"], env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "worker", "--burst"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2
     assert str(policies / "demo-shop.yaml") in result.stderr
     assert "thresholds.abuse.hate" in result.stderr

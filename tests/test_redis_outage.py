@@ -35,9 +35,24 @@ def test_workers_and_ingest_survive_a_redis_outage(server, tmp_path) -> None:
         events = traffic(600)
         path = tmp_path / "events.jsonl"
         path.write_text("".join(json.dumps(e) + "\n" for e in events))
-        ingest = subprocess.Popen([sys.executable, "-m", "worker.cli", "ingest", str(path), "--wait",
-                                   "--batch-size", "8", "--timeout", "180"], cwd=ROOT, env=workers.env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        ingest = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "worker.cli",
+                "ingest",
+                str(path),
+                "--wait",
+                "--batch-size",
+                "8",
+                "--timeout",
+                "180",
+            ],
+            cwd=ROOT,
+            env=workers.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         store = Store(client)
         deadline = time.monotonic() + 60
         while client.zcard(store.keys.decisions("demo-shop")) < 60 and time.monotonic() < deadline:

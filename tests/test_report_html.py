@@ -68,25 +68,51 @@ def small_report() -> dict[str, Any]:
         "task": "intent",
         "data": {"path": "data/<odd> & 'file'.jsonl", "sha256": "0123456789abcdef" * 4},
         "model": "trained on the train split",
-        "n_train": 800, "n_val": 100, "n_test": 200,
+        "n_train": 800,
+        "n_val": 100,
+        "n_test": 200,
         "labels": labels,
         "action_labels": labels,
         "oos_label": None,
-        "accuracy": 0.91, "macro_f1": 0.905, "ece": 0.031,
+        "accuracy": 0.91,
+        "macro_f1": 0.905,
+        "ece": 0.031,
         "target_precision": 0.95,
         "threshold": 0.87,
         "per_label_thresholds": {},
         "coverage": 0.615,
         "achieved_precision": 0.9593,
         "auto_errors": 5,
-        "train_seconds": 1.25, "predict_per_second": 5321.0,
+        "train_seconds": 1.25,
+        "predict_per_second": 5321.0,
         "per_label": {
-            "billing": {"precision": 0.93, "recall": 0.9, "f1": 0.915, "support": 70, "threshold": 0.87,
-                        "auto_precision": 0.97, "auto_recall": 0.6},
-            "shipping": {"precision": 0.9, "recall": 0.92, "f1": 0.91, "support": 70, "threshold": 0.87,
-                         "auto_precision": 0.95, "auto_recall": 0.62},
-            NASTY_LABEL: {"precision": 0.89, "recall": 0.9, "f1": 0.895, "support": 60, "threshold": 0.87,
-                          "auto_precision": 0.94, "auto_recall": 0.55},
+            "billing": {
+                "precision": 0.93,
+                "recall": 0.9,
+                "f1": 0.915,
+                "support": 70,
+                "threshold": 0.87,
+                "auto_precision": 0.97,
+                "auto_recall": 0.6,
+            },
+            "shipping": {
+                "precision": 0.9,
+                "recall": 0.92,
+                "f1": 0.91,
+                "support": 70,
+                "threshold": 0.87,
+                "auto_precision": 0.95,
+                "auto_recall": 0.62,
+            },
+            NASTY_LABEL: {
+                "precision": 0.89,
+                "recall": 0.9,
+                "f1": 0.895,
+                "support": 60,
+                "threshold": 0.87,
+                "auto_precision": 0.94,
+                "auto_recall": 0.55,
+            },
         },
         "curve": [
             {"threshold": 0.999, "coverage": 0.1, "precision": 1.0, "n_auto": 20},
@@ -101,17 +127,35 @@ def small_report() -> dict[str, Any]:
             {"threshold": 0.4, "coverage": 1.0, "precision": 0.92, "n_auto": 100},
         ],
         "reliability": [
-            {"lower": i / 15, "upper": (i + 1) / 15, "count": c, "confidence": (i + 0.5) / 15 if c else 0.0,
-             "accuracy": min(1.0, (i + 0.4) / 15) if c else 0.0}
+            {
+                "lower": i / 15,
+                "upper": (i + 1) / 15,
+                "count": c,
+                "confidence": (i + 0.5) / 15 if c else 0.0,
+                "accuracy": min(1.0, (i + 0.4) / 15) if c else 0.0,
+            }
             for i, c in enumerate([0] * 5 + [3, 4, 6, 8, 10, 14, 20, 30, 45, 60])
         ],
         "confusion": [[63, 4, 3], [3, 64, 3], [2, 3, 55]],
         "worst_errors": [
-            {"text": DANGER, "true": "billing", "predicted": NASTY_LABEL, "confidence": 0.93,
-             "top": [{"label": NASTY_LABEL, "p": 0.93}, {"label": "billing", "p": 0.05},
-                     {"label": "shipping", "p": 0.02}]},
-            {"text": "配送はいつですか？ 🚚📦 <b>not bold</b>", "true": "shipping", "predicted": "billing",
-             "confidence": 0.71, "top": [{"label": "billing", "p": 0.71}, {"label": "shipping", "p": 0.29}]},
+            {
+                "text": DANGER,
+                "true": "billing",
+                "predicted": NASTY_LABEL,
+                "confidence": 0.93,
+                "top": [
+                    {"label": NASTY_LABEL, "p": 0.93},
+                    {"label": "billing", "p": 0.05},
+                    {"label": "shipping", "p": 0.02},
+                ],
+            },
+            {
+                "text": "配送はいつですか？ 🚚📦 <b>not bold</b>",
+                "true": "shipping",
+                "predicted": "billing",
+                "confidence": 0.71,
+                "top": [{"label": "billing", "p": 0.71}, {"label": "shipping", "p": 0.29}],
+            },
         ],
         "policy_comparison": {
             "policy": "policies/<new>.yaml",
@@ -128,8 +172,10 @@ def small_report() -> dict[str, Any]:
 def synthetic_report(n_labels: int = 151, per_label: int = 30, seed: int = 7) -> dict[str, Any]:
     """A plausible report for ``n_labels`` labels (the last one out-of-scope), from simulated predictions."""
     rng = random.Random(seed)
-    labels = [f"intent_{i:03d}_{rng.choice(['balance', 'transfer', 'card', 'travel', 'meeting', 'timer'])}"
-              for i in range(n_labels - 1)] + ["oos"]
+    labels = [
+        f"intent_{i:03d}_{rng.choice(['balance', 'transfer', 'card', 'travel', 'meeting', 'timer'])}"
+        for i in range(n_labels - 1)
+    ] + ["oos"]
     rows = []  # (true, predicted, confidence, correct)
     for li, true in enumerate(labels):
         for _ in range(per_label):
@@ -163,42 +209,71 @@ def synthetic_report(n_labels: int = 151, per_label: int = 30, seed: int = 7) ->
         prec, rec = (tp / col if col else 0.0), (tp / row if row else 0.0)
         auto_rows = [r for r in auto if r[1] == label]
         table[label] = {
-            "precision": prec, "recall": rec, "f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0,
-            "support": row, "threshold": None if label == "oos" else threshold,
+            "precision": prec,
+            "recall": rec,
+            "f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0,
+            "support": row,
+            "threshold": None if label == "oos" else threshold,
             "auto_precision": sum(r[3] for r in auto_rows) / len(auto_rows) if auto_rows else None,
             "auto_recall": sum(1 for r in auto_rows if r[3]) / row if row else None,
         }
     bins = []
     for b in range(15):
         inside = [r for r in rows if min(int(r[2] * 15), 14) == b]
-        bins.append({"lower": b / 15, "upper": (b + 1) / 15, "count": len(inside),
-                     "confidence": sum(r[2] for r in inside) / len(inside) if inside else 0.0,
-                     "accuracy": sum(r[3] for r in inside) / len(inside) if inside else 0.0})
+        bins.append(
+            {
+                "lower": b / 15,
+                "upper": (b + 1) / 15,
+                "count": len(inside),
+                "confidence": sum(r[2] for r in inside) / len(inside) if inside else 0.0,
+                "accuracy": sum(r[3] for r in inside) / len(inside) if inside else 0.0,
+            }
+        )
     wrong = sorted((r for r in rows if not r[3]), key=lambda r: -r[2])[:25]
     accuracy = sum(r[3] for r in rows) / n
     return {
-        "task": "intent", "data": {"path": "synthetic", "sha256": "f" * 64}, "model": "synthetic",
-        "n_train": 15000, "n_val": 3000, "n_test": n, "labels": labels, "action_labels": labels[:-1],
-        "oos_label": "oos", "accuracy": accuracy, "per_label": table,
+        "task": "intent",
+        "data": {"path": "synthetic", "sha256": "f" * 64},
+        "model": "synthetic",
+        "n_train": 15000,
+        "n_val": 3000,
+        "n_test": n,
+        "labels": labels,
+        "action_labels": labels[:-1],
+        "oos_label": "oos",
+        "accuracy": accuracy,
+        "per_label": table,
         "macro_f1": sum(v["f1"] for v in table.values()) / n_labels,
         "ece": sum(b["count"] * abs(b["confidence"] - b["accuracy"]) for b in bins) / n,
-        "target_precision": target, "threshold": threshold, "per_label_thresholds": {},
+        "target_precision": target,
+        "threshold": threshold,
+        "per_label_thresholds": {},
         "coverage": len(auto) / n,
         "achieved_precision": sum(r[3] for r in auto) / len(auto) if auto else 1.0,
         "auto_errors": sum(1 for r in auto if not r[3]),
-        "train_seconds": 42.0, "predict_per_second": 2500.0,
+        "train_seconds": 42.0,
+        "predict_per_second": 2500.0,
         "in_scope_accuracy": sum(r[3] for r in rows if r[0] != "oos") / sum(1 for r in rows if r[0] != "oos"),
         "oos_recall": 0.8,
-        "curve": curve, "val_curve": [dict(p, precision=min(1.0, p["precision"] + 0.01)) for p in curve[::2]],
-        "reliability": bins, "confusion": matrix,
-        "worst_errors": [{"text": f"message {i} about {t} — 本当に？ <i>", "true": t, "predicted": p, "confidence": c,
-                          "top": [{"label": p, "p": c}, {"label": t, "p": (1 - c) * 0.7},
-                                  {"label": "oos", "p": (1 - c) * 0.3}]}
-                         for i, (t, p, c, _) in enumerate(wrong)],
+        "curve": curve,
+        "val_curve": [dict(p, precision=min(1.0, p["precision"] + 0.01)) for p in curve[::2]],
+        "reliability": bins,
+        "confusion": matrix,
+        "worst_errors": [
+            {
+                "text": f"message {i} about {t} — 本当に？ <i>",
+                "true": t,
+                "predicted": p,
+                "confidence": c,
+                "top": [{"label": p, "p": c}, {"label": t, "p": (1 - c) * 0.7}, {"label": "oos", "p": (1 - c) * 0.3}],
+            }
+            for i, (t, p, c, _) in enumerate(wrong)
+        ],
     }
 
 
 # --------------------------------------------------------------------------- tests
+
 
 def test_self_contained_no_external_resources() -> None:
     page = render_html(small_report())
@@ -267,9 +342,24 @@ def test_missed_target_is_said_plainly() -> None:
 
 def test_optional_fields_may_be_missing() -> None:
     report = small_report()
-    for key in ("data", "model", "n_train", "n_val", "n_test", "action_labels", "oos_label", "accuracy", "macro_f1",
-                "ece", "per_label_thresholds", "auto_errors", "train_seconds", "predict_per_second", "val_curve",
-                "policy_comparison"):
+    for key in (
+        "data",
+        "model",
+        "n_train",
+        "n_val",
+        "n_test",
+        "action_labels",
+        "oos_label",
+        "accuracy",
+        "macro_f1",
+        "ece",
+        "per_label_thresholds",
+        "auto_errors",
+        "train_seconds",
+        "predict_per_second",
+        "val_curve",
+        "policy_comparison",
+    ):
         report.pop(key)
     page = " ".join(render_html(report).split())
     assert "61.5 %" in page and "of the 200 test messages" in page  # n_test from the confusion matrix

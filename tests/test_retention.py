@@ -43,14 +43,17 @@ def brand_dir(tmp_path, retention):
     return directory
 
 
-@pytest.mark.parametrize("retention, problem", [
-    ({"active_days": 0}, "greater than 0"),
-    ({"active_days": "ninety"}, "valid number"),
-    ({"active_days": 0.000001}, "shorter than 1 second"),
-    ({"archive_days": 30}, "archive is off"),
-    ({"archive": True, "archive_days": -1}, "greater than 0"),
-    ({"keep": "forever"}, "unknown field"),
-])
+@pytest.mark.parametrize(
+    "retention, problem",
+    [
+        ({"active_days": 0}, "greater than 0"),
+        ({"active_days": "ninety"}, "valid number"),
+        ({"active_days": 0.000001}, "shorter than 1 second"),
+        ({"archive_days": 30}, "archive is off"),
+        ({"archive": True, "archive_days": -1}, "greater than 0"),
+        ({"keep": "forever"}, "unknown field"),
+    ],
+)
 def test_a_broken_retention_stops_start_up_loudly(tmp_path, retention, problem) -> None:
     with pytest.raises(PolicyError, match="retention") as err:
         load_policy(brand_dir(tmp_path, retention) / "demo-shop.yaml")
@@ -64,8 +67,9 @@ def decide(client, settings, events):
 
 
 def test_decisions_expire_with_the_brand_window(client, redis_url, tmp_path) -> None:
-    settings = Settings(redis_url=redis_url, home=tmp_path / "home",
-                        policies_dir=brand_dir(tmp_path, {"active_days": 3 / DAY}))
+    settings = Settings(
+        redis_url=redis_url, home=tmp_path / "home", policies_dir=brand_dir(tmp_path, {"active_days": 3 / DAY})
+    )
     decide(client, settings, [make_event(id="t1", conversation_id="c-t1")])
     store = Store(client, settings.key_prefix)
     key, person = store.keys.decision("demo-shop", "t1"), store.keys.person("demo-shop", "u-1")
@@ -77,16 +81,35 @@ def test_decisions_expire_with_the_brand_window(client, redis_url, tmp_path) -> 
 
 
 def test_sweep_archives_then_deletes_and_old_archives_go(client, redis_url, tmp_path) -> None:
-    settings = Settings(redis_url=redis_url, home=tmp_path / "home", archive_dir=tmp_path / "archive",
-                        policies_dir=brand_dir(tmp_path, {"active_days": 1, "archive": True, "archive_days": 2}))
-    decide(client, settings, [make_event(id="a1", conversation_id="c-a1"),
-                              make_event(id="a2", conversation_id="c-a2", author={"id": "u-2"})])
+    settings = Settings(
+        redis_url=redis_url,
+        home=tmp_path / "home",
+        archive_dir=tmp_path / "archive",
+        policies_dir=brand_dir(tmp_path, {"active_days": 1, "archive": True, "archive_days": 2}),
+    )
+    decide(
+        client,
+        settings,
+        [
+            make_event(id="a1", conversation_id="c-a1"),
+            make_event(id="a2", conversation_id="c-a2", author={"id": "u-2"}),
+        ],
+    )
     store = Store(client, settings.key_prefix)
     assert DAY < client.ttl(store.keys.decision("demo-shop", "a1")) <= DAY + 2 * DAY  # a grace period to archive
-    store.resolve(Correction(brand="demo-shop", message_id="a1", spam=True, by="t",
-                             at=store.decision("demo-shop", "a1").decided_at))
-    client.xadd(store.keys.audit("demo-shop"), {"entry": json.dumps({
-        "action": "note", "user": "t", "role": "moderator", "brand": "demo-shop", "message_id": "a1"})})
+    store.resolve(
+        Correction(
+            brand="demo-shop", message_id="a1", spam=True, by="t", at=store.decision("demo-shop", "a1").decided_at
+        )
+    )
+    client.xadd(
+        store.keys.audit("demo-shop"),
+        {
+            "entry": json.dumps(
+                {"action": "note", "user": "t", "role": "moderator", "brand": "demo-shop", "message_id": "a1"}
+            )
+        },
+    )
     retention = {b: brand.policy.retention for b, brand in load_brands(settings).items()}
     now = datetime.now(timezone.utc)
 
@@ -102,8 +125,12 @@ def test_sweep_archives_then_deletes_and_old_archives_go(client, redis_url, tmp_
     assert client.xlen(store.keys.audit("demo-shop")) == 0 and not store.corrections("demo-shop")
     files = sorted((settings.archive_path / "demo-shop").glob("*.jsonl.gz"))
     rows = [row for f in files for row in read_archive(f)]
-    assert {(r["kind"], r["message_id"]) for r in rows} == {("decision", "a1"), ("decision", "a2"),
-                                                            ("correction", "a1"), ("audit", "a1")}
+    assert {(r["kind"], r["message_id"]) for r in rows} == {
+        ("decision", "a1"),
+        ("decision", "a2"),
+        ("correction", "a1"),
+        ("audit", "a1"),
+    }
     assert {r["author_id"] for r in rows} == {"u-1", "u-2"}
     with gzip.open(files[0], "rt") as f:  # gzip JSONL
         assert json.loads(f.readline())["brand"] == "demo-shop"
@@ -132,11 +159,12 @@ def test_log_lines_are_redacted_in_a_cli_process(tmp_path) -> None:
         "log = logging.getLogger('rq.worker')\n"
         "event = {'id': 'm1', 'author': {'id': 'u-9', 'name': 'Hanako Tanabe'}, 'text': 'call me'}\n"
         "log.info('default: worker.jobs.process_batch(%r)', [event])\n"
-        "log.info('got %s', '{\"text\": \"my mail is hanako@example.org\", \"name\": \"Hanako Tanabe\"}')\n"
+        'log.info(\'got %s\', \'{"text": "my mail is hanako@example.org", "name": "Hanako Tanabe"}\')\n'
         "log.warning('customer wrote: reach me at hanako@example.org or +81 90 5123 4471')\n"
         "try:\n    raise ValueError('bad text: 090-5123-4471 hanako@example.org')\n"
         "except ValueError:\n    log.exception('deciding %s failed', 'm1')\n"
-        "log.info('decided 64 events in 0.52 s, job 1f0e9c2a, order KM-204815')\n")
+        "log.info('decided 64 events in 0.52 s, job 1f0e9c2a, order KM-204815')\n"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
     assert found(["Hanako", "Tanabe", "hanako@example.org", "5123", "call me"], {"log": done.stderr}) == []
@@ -145,5 +173,8 @@ def test_log_lines_are_redacted_in_a_cli_process(tmp_path) -> None:
 
 
 def test_redact_keeps_ordinary_numbers() -> None:
-    assert redact.redact("batch 20000 took 12.5 s; KM-204815; 2026-11-27") == "batch 20000 took 12.5 s; KM-204815; 2026-11-27"
+    assert (
+        redact.redact("batch 20000 took 12.5 s; KM-204815; 2026-11-27")
+        == "batch 20000 took 12.5 s; KM-204815; 2026-11-27"
+    )
     assert redact.redact('{"text": "hi \\"x\\"", "id": "m1"}') == '{"text": "[redacted]", "id": "m1"}'

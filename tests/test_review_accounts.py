@@ -16,13 +16,21 @@ from worker.settings import REPO_ROOT
 
 
 def cli(redis_url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "worker.cli", *args], cwd=REPO_ROOT, input=stdin,
-                          env={**os.environ, "REDIS_URL": redis_url}, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        cwd=REPO_ROOT,
+        input=stdin,
+        env={**os.environ, "REDIS_URL": redis_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_users_add_reads_the_password_from_stdin_and_stores_only_an_argon2_hash(client, redis_url) -> None:
-    added = cli(redis_url, "users", "add", "mia", "--brand", "demo-shop", "--role", "moderator",
-                stdin="s3cret-passphrase\n")
+    added = cli(
+        redis_url, "users", "add", "mia", "--brand", "demo-shop", "--role", "moderator", stdin="s3cret-passphrase\n"
+    )
     assert added.returncode == 0, added.stderr
     assert "added mia (moderator; brands demo-shop)" in added.stdout and "s3cret" not in added.stdout + added.stderr
     raw = client.get("rg:user:mia")

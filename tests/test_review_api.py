@@ -18,11 +18,11 @@ from tests.review_env import PASSWORD, ReviewEnv, review, review_env  # noqa: F4
 from worker.audit import AuditLog
 from worker.settings import REPO_ROOT
 
-HATE = "demo-shop/m29"       # x comment, hidden + escalated to moderator
+HATE = "demo-shop/m29"  # x comment, hidden + escalated to moderator
 OFFENSIVE = "demo-shop/m30"  # facebook comment, escalated (not hidden)
-VIP = "demo-shop/m24"        # instagram DM, VIP → vip_care
-AGENT = "demo-shop/m21"      # instagram DM asking for a person → tier1
-SPAM = "demo-shop/m25"       # youtube comment hidden as spam (auto-actioned)
+VIP = "demo-shop/m24"  # instagram DM, VIP → vip_care
+AGENT = "demo-shop/m21"  # instagram DM asking for a person → tier1
+SPAM = "demo-shop/m25"  # youtube comment hidden as spam (auto-actioned)
 
 
 def queue_keys(session, **filters) -> list[str]:
@@ -51,8 +51,9 @@ def test_login_sets_a_signed_httponly_samesite_cookie_and_logout_ends_the_sessio
     http = httpx.Client(base_url=review.base)
     form = http.get("/login")
     token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
-    answer = http.post("/login", data={"username": "mia", "password": PASSWORD, "csrf_token": token,
-                                       "next": "https://evil.example/"})
+    answer = http.post(
+        "/login", data={"username": "mia", "password": PASSWORD, "csrf_token": token, "next": "https://evil.example/"}
+    )
     assert answer.status_code == 303 and answer.headers["location"] == "/review"  # never off-site
     cookie = next(h for h in answer.headers.get_list("set-cookie") if h.startswith("rg_session="))
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie
@@ -125,8 +126,14 @@ def test_a_user_never_sees_another_brands_messages(review: ReviewEnv) -> None:
 def test_a_disabled_user_is_signed_out_at_once_and_cannot_sign_in(review: ReviewEnv) -> None:
     tom = review.login("tom")
     assert tom.get("/api/review/queue").status_code == 200
-    out = subprocess.run([sys.executable, "-m", "worker.cli", "users", "disable", "tom"], cwd=REPO_ROOT,
-                         env={**_env(review)}, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "users", "disable", "tom"],
+        cwd=REPO_ROOT,
+        env={**_env(review)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert tom.get("/api/review/queue").status_code == 401
     assert tom.act(AGENT, "claim").status_code == 401
@@ -229,8 +236,11 @@ def test_edit_and_send_is_recorded_as_human_written_and_refuses_placeholders(rev
     out = [p for p in review.outbox() if p["message_id"] == "m21" and p.get("by") == "tom"]
     assert len(out) == 1 and out[0]["text"] == text and out[0]["human_written"] is True and out[0]["templates"] == []
     assert AGENT in queue_keys(tom)  # resolve: false keeps it open
-    bad = tom.http.post(f"/api/review/items/{AGENT}/send", content=b"{not json",
-                        headers={"X-CSRF-Token": tom.csrf, "Content-Type": "application/json"})
+    bad = tom.http.post(
+        f"/api/review/items/{AGENT}/send",
+        content=b"{not json",
+        headers={"X-CSRF-Token": tom.csrf, "Content-Type": "application/json"},
+    )
     assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]
 
 
@@ -281,7 +291,10 @@ def test_label_corrections_are_stored_for_replay_and_validated(review: ReviewEnv
 def test_reroute_changes_role_and_priority_in_the_queue(review: ReviewEnv) -> None:
     tom = review.login("tom")
     assert tom.act(AGENT, "route", {"role": "tier2", "priority": "urgent"}).json() == {
-        "ok": True, "role": "tier2", "priority": "urgent"}
+        "ok": True,
+        "role": "tier2",
+        "priority": "urgent",
+    }
     items = tom.get("/api/review/queue").json()["items"]
     row = next(i for i in items if f"{i['brand']}/{i['message_id']}" == AGENT)
     assert (row["role"], row["priority"]) == ("tier2", "urgent")
@@ -298,7 +311,10 @@ def test_a_persons_reply_and_resolution_stop_the_sla_clocks(review: ReviewEnv) -
     item = "demo-shop/m22"  # a recent escalation: its clocks are still running
     before = {c["target"]: c["state"] for c in tom.get(f"/api/review/items/{item}").json()["sla"]["clocks"]}
     assert before["first_response"] in ("active", "warning")
-    assert tom.act(item, "send", {"text": "担当のトムです。ご用件をお聞かせください。", "resolve": False}).status_code == 200
+    assert (
+        tom.act(item, "send", {"text": "担当のトムです。ご用件をお聞かせください。", "resolve": False}).status_code
+        == 200
+    )
     after = {c["target"]: c["state"] for c in tom.get(f"/api/review/items/{item}").json()["sla"]["clocks"]}
     assert after["first_response"] == "met"
     assert tom.act(item, "resolve").status_code == 200
@@ -333,8 +349,9 @@ def test_tag_and_block_the_author(review: ReviewEnv) -> None:
 def test_bulk_actions_report_per_item(review: ReviewEnv) -> None:
     mia, max_ = review.login("mia"), review.login("max")
     assert max_.act("demo-shop/m36", "claim").status_code == 200
-    result = mia.post("/api/review/bulk", {"action": "resolve",
-                                           "items": ["demo-shop/m39", "demo-shop/m36", "demo-shop/nope"]}).json()
+    result = mia.post(
+        "/api/review/bulk", {"action": "resolve", "items": ["demo-shop/m39", "demo-shop/m36", "demo-shop/nope"]}
+    ).json()
     assert [(r["ok"], r.get("status")) for r in result["results"]] == [(True, None), (False, 409), (False, 404)]
     assert "demo-shop/m39" not in queue_keys(mia) and "demo-shop/m36" in queue_keys(mia)
     assert mia.post("/api/review/bulk", {"action": "explode", "items": [HATE]}).status_code == 422
@@ -375,18 +392,29 @@ def test_new_escalations_reach_the_rows_endpoint_the_page_polls(review: ReviewEn
     assert before.status_code == 200 and "fresh-vip-msg" not in before.text
     review.decide([{**review_env_event(), "id": "fresh-vip", "text": "fresh-vip-msg my parcel is late"}])
     after = mia.get("/review/rows")
-    assert "fresh-vip-msg" in after.text and int(after.headers["x-queue-total"]) == int(before.headers["x-queue-total"]) + 1
+    assert (
+        "fresh-vip-msg" in after.text
+        and int(after.headers["x-queue-total"]) == int(before.headers["x-queue-total"]) + 1
+    )
 
 
 def review_env_event() -> dict:
-    return {"id": "x", "brand": "demo-shop", "platform": "instagram", "kind": "dm", "conversation_id": "c-fresh",
-            "author": {"id": "u-fresh", "name": "Rin", "tags": ["vip"]}, "text": "hi",
-            "created_at": "2026-11-27T10:00:00+09:00"}
+    return {
+        "id": "x",
+        "brand": "demo-shop",
+        "platform": "instagram",
+        "kind": "dm",
+        "conversation_id": "c-fresh",
+        "author": {"id": "u-fresh", "name": "Rin", "tags": ["vip"]},
+        "text": "hi",
+        "created_at": "2026-11-27T10:00:00+09:00",
+    }
 
 
 def test_auto_actioned_and_rejected_views(review: ReviewEnv) -> None:
-    review.store.reject({"brand": "demo-shop", "id": "bad-1", "platform": "fax"}, "platform: Input should be …",
-                        "webhook meta")
+    review.store.reject(
+        {"brand": "demo-shop", "id": "bad-1", "platform": "fax"}, "platform: Input should be …", "webhook meta"
+    )
     review.store.reject({"brand": "other-shop", "id": "bad-2"}, "secret other brand reason", "webhook meta")
     mia = review.login("mia")
     auto = mia.get("/review/auto")
@@ -412,19 +440,35 @@ def test_every_action_is_in_the_append_only_audit_trail_and_the_export(review: R
     review.login("ola").act("other-shop/m30", "claim")
     assert len(list(AuditLog(review.client).export("other-shop"))) == 1
 
-    out = subprocess.run([sys.executable, "-m", "worker.cli", "audit", "export", "--brand", "demo-shop"],
-                         cwd=REPO_ROOT, env=_env(review), capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "audit", "export", "--brand", "demo-shop"],
+        cwd=REPO_ROOT,
+        env=_env(review),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert [r["action"] for r in rows] == ["claim", "hide", "correct_labels", "resolve"]
     assert rows[1]["before"] == {"hidden": False} and "platform_answer" in rows[1]
-    later = subprocess.run([sys.executable, "-m", "worker.cli", "audit", "export", "--brand", "demo-shop",
-                            "--since", "2999-01-01"], cwd=REPO_ROOT, env=_env(review), capture_output=True,
-                           text=True, timeout=60)
+    later = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "audit", "export", "--brand", "demo-shop", "--since", "2999-01-01"],
+        cwd=REPO_ROOT,
+        env=_env(review),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert later.returncode == 0 and later.stdout == ""
-    bad = subprocess.run([sys.executable, "-m", "worker.cli", "audit", "export", "--brand", "demo-shop",
-                          "--since", "yesterday"], cwd=REPO_ROOT, env=_env(review), capture_output=True,
-                         text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "audit", "export", "--brand", "demo-shop", "--since", "yesterday"],
+        cwd=REPO_ROOT,
+        env=_env(review),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "--since" in bad.stderr
 
 
@@ -457,9 +501,20 @@ def test_the_item_shows_scores_against_thresholds_rules_versions_author_and_repl
 
 def test_a_message_id_holding_slashes_opens_and_acts(review: ReviewEnv) -> None:
     wamid = "wamid.HBgL/MTY1+MDM=/claim"  # WhatsApp ids are base64: "/" and "+" occur; "/claim" too
-    review.decide([{"id": wamid, "brand": "demo-shop", "platform": "whatsapp", "kind": "dm",
-                    "conversation_id": "c-slash", "author": {"id": "u-slash", "name": "Sol"},
-                    "text": "agent", "created_at": "2026-11-24T14:05:00+09:00"}])
+    review.decide(
+        [
+            {
+                "id": wamid,
+                "brand": "demo-shop",
+                "platform": "whatsapp",
+                "kind": "dm",
+                "conversation_id": "c-slash",
+                "author": {"id": "u-slash", "name": "Sol"},
+                "text": "agent",
+                "created_at": "2026-11-24T14:05:00+09:00",
+            }
+        ]
+    )
     mia = review.login("mia")
     assert f"demo-shop/{wamid}" in queue_keys(mia)
     item = mia.get(f"/api/review/items/demo-shop/{wamid}")

@@ -21,8 +21,14 @@ from tests.review_env import PASSWORD, ReviewEnv, review, review_env  # noqa: F4
 from worker.settings import REPO_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists() and not os.environ.get("CI"),
@@ -77,9 +83,15 @@ def test_moderator_filters_claims_with_the_keyboard_hides_and_reads_the_audit_tr
     assert "Wrong user name or password" in page.inner_text(".error")
 
     # a moderator made with the command line (password on stdin) signs in
-    made = subprocess.run([sys.executable, "-m", "worker.cli", "users", "add", "nina", "--brand", "demo-shop",
-                           "--role", "moderator"], input=PASSWORD + "\n", cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "REDIS_URL": review.url, **review.env})
+    made = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "users", "add", "nina", "--brand", "demo-shop", "--role", "moderator"],
+        input=PASSWORD + "\n",
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "REDIS_URL": review.url, **review.env},
+    )
     assert made.returncode == 0, made.stderr
     sign_in(page, review, "nina")
     text = page.inner_text("#rows")
@@ -164,9 +176,20 @@ def test_agent_replies_with_a_template_after_a_preview(page, review: ReviewEnv) 
 def test_a_new_escalation_appears_in_the_open_queue_without_reloading(page, review: ReviewEnv) -> None:
     sign_in(page, review, "mia")
     page.evaluate("window.__marker = 'same page'")
-    review.decide([{"id": "live-1", "brand": "demo-shop", "platform": "instagram", "kind": "dm",
-                    "conversation_id": "c-live", "author": {"id": "u-live", "name": "Rin", "tags": ["vip"]},
-                    "text": "live update check: my parcel is late", "created_at": "2026-11-27T10:00:00+09:00"}])
+    review.decide(
+        [
+            {
+                "id": "live-1",
+                "brand": "demo-shop",
+                "platform": "instagram",
+                "kind": "dm",
+                "conversation_id": "c-live",
+                "author": {"id": "u-live", "name": "Rin", "tags": ["vip"]},
+                "text": "live update check: my parcel is late",
+                "created_at": "2026-11-27T10:00:00+09:00",
+            }
+        ]
+    )
     page.wait_for_selector('tr[data-key="demo-shop/live-1"]', timeout=20_000)
     assert page.evaluate("window.__marker") == "same page"  # no reload happened
     assert "live update check" in page.inner_text('tr[data-key="demo-shop/live-1"]')

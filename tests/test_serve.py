@@ -50,7 +50,9 @@ def test_a_webhook_while_redis_is_gone_gets_503_so_meta_retries_it(settings, bra
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
     body = s.dumps(s.whatsapp([s.wa_text("wamid.redis-gone", "hello")]))
     with TestClient(create_app(settings, connection=dead, brands=brands), raise_server_exceptions=False) as http:
-        answer = http.post("/webhooks/meta", content=body, headers={"x-hub-signature-256": s.signature(body, "app-secret")})
+        answer = http.post(
+            "/webhooks/meta", content=body, headers={"x-hub-signature-256": s.signature(body, "app-secret")}
+        )
         assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
         assert answer.json() == {"error": "storage unavailable, try again later"}  # no traceback, no detail
         unsigned = http.post("/webhooks/meta", content=body)

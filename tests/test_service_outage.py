@@ -27,8 +27,12 @@ CHANNEL = "UCkomorebi0000000000000a"  # the demo brand's YouTube channel
 
 def post(serve: ServeProcess, payload: dict) -> httpx.Response:
     body = s.dumps(payload)
-    return httpx.post(serve.url + "/webhooks/meta", content=body, timeout=30,
-                      headers={"content-type": "application/json", "x-hub-signature-256": s.signature(body, SECRET)})
+    return httpx.post(
+        serve.url + "/webhooks/meta",
+        content=body,
+        timeout=30,
+        headers={"content-type": "application/json", "x-hub-signature-256": s.signature(body, SECRET)},
+    )
 
 
 def message(mid: str, text: str) -> dict:
@@ -38,12 +42,29 @@ def message(mid: str, text: str) -> dict:
 def comment_thread(comment_id: str, text: str) -> dict:
     """A commentThread resource as the YouTube Data API lists it, published now."""
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    snippet = {"channelId": CHANNEL, "videoId": "vid-1", "authorDisplayName": "Ken", "textOriginal": text,
-               "textDisplay": text, "authorChannelId": {"value": "UCken"}, "moderationStatus": "published",
-               "publishedAt": now, "updatedAt": now}
-    return {"kind": "youtube#commentThread", "id": f"t-{comment_id}", "snippet": {
-        "channelId": CHANNEL, "videoId": "vid-1", "canReply": True, "isPublic": True, "totalReplyCount": 0,
-        "topLevelComment": {"kind": "youtube#comment", "id": comment_id, "snippet": snippet}}}
+    snippet = {
+        "channelId": CHANNEL,
+        "videoId": "vid-1",
+        "authorDisplayName": "Ken",
+        "textOriginal": text,
+        "textDisplay": text,
+        "authorChannelId": {"value": "UCken"},
+        "moderationStatus": "published",
+        "publishedAt": now,
+        "updatedAt": now,
+    }
+    return {
+        "kind": "youtube#commentThread",
+        "id": f"t-{comment_id}",
+        "snippet": {
+            "channelId": CHANNEL,
+            "videoId": "vid-1",
+            "canReply": True,
+            "isPublic": True,
+            "totalReplyCount": 0,
+            "topLevelComment": {"kind": "youtube#comment", "id": comment_id, "snippet": snippet},
+        },
+    }
 
 
 @pytest.mark.slow
@@ -52,10 +73,17 @@ def test_service_and_deliverer_wait_out_a_redis_outage(tmp_path) -> None:
     client = redis.Redis.from_url(server.url)
     with GraphStandIn(token=TOKEN) as graph, YouTubeStandIn(token=TOKEN) as youtube:
         youtube.threads[CHANNEL] = []
-        env = {"META_APP_SECRET": SECRET, "META_VERIFY_TOKEN": "verify", "WHATSAPP_TOKEN": TOKEN,
-               "META_PAGE_TOKEN": TOKEN, "YOUTUBE_TOKEN": TOKEN, "REPLYGUARD_META_API_BASE": graph.url,
-               "REPLYGUARD_YOUTUBE_API_BASE": youtube.url + "/youtube/v3", "REPLYGUARD_DELIVERY_MODE": "live",
-               "REPLYGUARD_HOME": str(tmp_path / "home")}
+        env = {
+            "META_APP_SECRET": SECRET,
+            "META_VERIFY_TOKEN": "verify",
+            "WHATSAPP_TOKEN": TOKEN,
+            "META_PAGE_TOKEN": TOKEN,
+            "YOUTUBE_TOKEN": TOKEN,
+            "REPLYGUARD_META_API_BASE": graph.url,
+            "REPLYGUARD_YOUTUBE_API_BASE": youtube.url + "/youtube/v3",
+            "REPLYGUARD_DELIVERY_MODE": "live",
+            "REPLYGUARD_HOME": str(tmp_path / "home"),
+        }
         serve = ServeProcess(server.url, env=env)
         worker = WorkerProcess(server.url, env=env)
         deliver = WorkerProcess(server.url, env=env, command="deliver")
@@ -94,8 +122,11 @@ def test_service_and_deliverer_wait_out_a_redis_outage(tmp_path) -> None:
             assert replied_to == ["wamid.before", "wamid.during"]  # each exactly once
             inserted = wait_for(lambda: youtube.received("/youtube/v3/comments"), 120, "the YouTube reply")
             time.sleep(1.0)
-            assert [r.json["snippet"]["parentId"] for r in youtube.received("/youtube/v3/comments")
-                    if r.path.endswith("/comments")] == ["yt-after"], inserted
+            assert [
+                r.json["snippet"]["parentId"]
+                for r in youtube.received("/youtube/v3/comments")
+                if r.path.endswith("/comments")
+            ] == ["yt-after"], inserted
 
             store = Store(redis.Redis.from_url(server.url))
             assert store.stats("demo-shop")["decisions"] == 3

@@ -20,8 +20,18 @@ from worker.settings import REPO_ROOT
 
 DATA = REPO_ROOT / "classifiers" / "data"
 CONFIGS = [(True, True, True, True), (True, True, True, False), (True, False, True, True), (False, True, False, True)]
-TRICKY = ["Call +44 7700 900123 now!!", "mail me: a.b@example.com or @aiko_t", "see www.example.com/x?y=1 &amp; more",
-          "ＷＩＮ　ｆｒｅｅ　ｓｔｕｆｆ", "注文番号 KM-204815 は？", "", "   ", "https://x", "@@@ 12345678901 ...", "tab\there"]
+TRICKY = [
+    "Call +44 7700 900123 now!!",
+    "mail me: a.b@example.com or @aiko_t",
+    "see www.example.com/x?y=1 &amp; more",
+    "ＷＩＮ　ｆｒｅｅ　ｓｔｕｆｆ",
+    "注文番号 KM-204815 は？",
+    "",
+    "   ",
+    "https://x",
+    "@@@ 12345678901 ...",
+    "tab\there",
+]
 
 
 def _texts(limit: int = 400) -> list[str]:
@@ -37,7 +47,8 @@ def test_normalize_all_equals_normalize_for_every_config() -> None:
         shared = normalize_all(text, CONFIGS)
         for urls, mentions, emails, phones in CONFIGS:
             assert shared[(urls, mentions, emails, phones)] == normalize(
-                text, urls=urls, mentions=mentions, emails=emails, phones=phones), text
+                text, urls=urls, mentions=mentions, emails=emails, phones=phones
+            ), text
 
 
 def test_shared_pass_gives_the_shipped_pipelines_probabilities() -> None:
@@ -58,8 +69,12 @@ def test_shared_pass_on_the_shared_datasets(shared: Path) -> None:
     registry = ModelRegistry()
     models = [registry.get(name) for name in ("spam-default", "abuse-default", "demo-shop-intent")]
     texts: list[str] = []
-    for name in ("clinc150.jsonl", "sms_spam_collection.jsonl", "davidson_hate_offensive.jsonl",
-                 "bitext_customer_support.jsonl"):
+    for name in (
+        "clinc150.jsonl",
+        "sms_spam_collection.jsonl",
+        "davidson_hate_offensive.jsonl",
+        "bitext_customer_support.jsonl",
+    ):
         rows = [json.loads(line) for line in (shared / name).read_text(encoding="utf-8").splitlines()]
         texts += [r["text"] for r in rows if r.get("split") == "test"][:1500]
     for model, proba in zip(models, SharedPass(models).predict_proba(texts), strict=True):
@@ -67,14 +82,29 @@ def test_shared_pass_on_the_shared_datasets(shared: Path) -> None:
 
 
 def _bilingual() -> Dataset:
-    rows = [("where is my order", "order_status"), ("my parcel has not arrived", "order_status"),
-            ("tracking number please", "order_status"), ("has my package shipped", "order_status"),
-            ("i want a refund", "returns"), ("how do i return this", "returns"), ("send it back for my money", "returns"),
-            ("this is broken, refund me", "returns"), ("hello there", "greeting"), ("hi!", "greeting"),
-            ("good morning", "greeting"), ("hey, how are you", "greeting")]
+    rows = [
+        ("where is my order", "order_status"),
+        ("my parcel has not arrived", "order_status"),
+        ("tracking number please", "order_status"),
+        ("has my package shipped", "order_status"),
+        ("i want a refund", "returns"),
+        ("how do i return this", "returns"),
+        ("send it back for my money", "returns"),
+        ("this is broken, refund me", "returns"),
+        ("hello there", "greeting"),
+        ("hi!", "greeting"),
+        ("good morning", "greeting"),
+        ("hey, how are you", "greeting"),
+    ]
     examples = [Example(text=f"{t}{'!' * k}", label=label, split="train") for t, label in rows for k in range(4)]
-    examples += [Example(text=t, label=label, split="test") for t, label in
-                 [("注文はどこですか", "order_status"), ("返品したいです", "returns"), ("こんにちは", "greeting")]]
+    examples += [
+        Example(text=t, label=label, split="test")
+        for t, label in [
+            ("注文はどこですか", "order_status"),
+            ("返品したいです", "returns"),
+            ("こんにちは", "greeting"),
+        ]
+    ]
     return Dataset(path="bilingual", sha256="0" * 64, examples=examples)
 
 
@@ -119,19 +149,25 @@ def test_the_table_is_the_network_on_each_token_alone() -> None:
 
 def _shingles(text: str, n: int = 5) -> set[str]:
     words = normalize(text).split()
-    return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
+    return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
 def test_generated_spam_training_set_does_not_share_phrasing_with_the_eval_set() -> None:
     from classifiers.data.generate_comment_spam import generate
 
     rows = generate()
-    assert rows == [json.loads(line) for line in (DATA / "comment_spam_generated.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert rows == [
+        json.loads(line) for line in (DATA / "comment_spam_generated.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     kinds = {r["kind"] for r in rows if r["label"] == "spam"}
     assert {"self_promo", "sub4sub", "link_drop", "giveaway", "impersonation"} <= kinds
     assert {r["lang"] for r in rows} == {"en", "ja"} and len(rows) > 3000
     train = set().union(*(_shingles(r["text"]) for r in rows))
-    evaluation = [json.loads(line)["text"] for line in
-                  (REPO_ROOT / "eval" / "data" / "social_comment_spam_dev.jsonl").read_text(encoding="utf-8").splitlines()]
+    evaluation = [
+        json.loads(line)["text"]
+        for line in (REPO_ROOT / "eval" / "data" / "social_comment_spam_dev.jsonl")
+        .read_text(encoding="utf-8")
+        .splitlines()
+    ]
     shared = [t for t in evaluation if _shingles(t) & train]
     assert len(shared) <= 0.02 * len(evaluation), shared[:5]  # written separately: no common 5-word runs

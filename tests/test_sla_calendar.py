@@ -69,8 +69,9 @@ def test_daylight_saving_day_counts_its_real_length() -> None:
 
 
 def test_add_and_elapsed_agree_everywhere() -> None:
-    cal = BusinessCalendar("Asia/Tokyo", {0: [(540, 720), (780, 1080)], 2: [(0, 1440)], 5: [(600, 660)]},
-                           holidays=[date(2026, 12, 2)])
+    cal = BusinessCalendar(
+        "Asia/Tokyo", {0: [(540, 720), (780, 1080)], 2: [(0, 1440)], 5: [(600, 660)]}, holidays=[date(2026, 12, 2)]
+    )
     rng = random.Random(7)
     base = tokyo(2026, 11, 1, 0, 0)
     for _ in range(300):
@@ -96,13 +97,30 @@ def test_always_open_and_bad_input() -> None:
 
 
 def rule(**fields) -> SlaPolicy:
-    return SlaPolicy.model_validate({"name": "t", "first_response": "1h", "next_response": "30m",
-                                     "resolution": "4h", "warn_before": "10m", **fields})
+    return SlaPolicy.model_validate(
+        {
+            "name": "t",
+            "first_response": "1h",
+            "next_response": "30m",
+            "resolution": "4h",
+            "warn_before": "10m",
+            **fields,
+        }
+    )
 
 
 def make_timer(calendar, started: datetime, **fields):
-    return new_timer(rule(**fields), clock="business_hours", brand="b", message_id="m", conversation_id="c",
-                     role="tier1", priority="normal", started_at=started, calendar=calendar)
+    return new_timer(
+        rule(**fields),
+        clock="business_hours",
+        brand="b",
+        message_id="m",
+        conversation_id="c",
+        role="tier1",
+        priority="normal",
+        started_at=started,
+        calendar=calendar,
+    )
 
 
 def test_timer_due_times_follow_business_hours(demo_calendar) -> None:
@@ -143,11 +161,17 @@ def test_paused_clock_while_waiting_for_the_customer(demo_calendar) -> None:
 
 def test_automated_reply_counts_only_when_the_policy_says_so(demo_calendar) -> None:
     at = tokyo(2026, 11, 24, 10, 1)
-    plain = record_response(make_timer(demo_calendar, tokyo(2026, 11, 24, 10)), at, "replyguard", demo_calendar,
-                            automated=True)
+    plain = record_response(
+        make_timer(demo_calendar, tokyo(2026, 11, 24, 10)), at, "replyguard", demo_calendar, automated=True
+    )
     assert plain.first_response_at is None and plain.clocks["first_response"].state(at) == "active"
-    counted = record_response(make_timer(demo_calendar, tokyo(2026, 11, 24, 10), automated_reply_counts=True),
-                              at, "replyguard", demo_calendar, automated=True)
+    counted = record_response(
+        make_timer(demo_calendar, tokyo(2026, 11, 24, 10), automated_reply_counts=True),
+        at,
+        "replyguard",
+        demo_calendar,
+        automated=True,
+    )
     assert counted.first_response_at == at and counted.clocks["first_response"].state(at) == "met"
     assert not counted.waiting_on_customer  # an acknowledgment does not stop the resolution clock
 
@@ -176,26 +200,45 @@ def broken(tmp_path: Path, sla: object, drop_hours: bool = False) -> str:
     return str(info.value)
 
 
-@pytest.mark.parametrize(("sla", "message"), [
-    ({"policies": [{"name": "a", "first_response": "15"}]}, "is not a duration"),
-    ({"policies": [{"name": "a", "first_response": "10m", "warn_before": "10m"}]}, "warn_before (10m) must be shorter"),
-    ({"policies": [{"name": "a", "match": {"kinds": ["dm"]}}]}, "sets none of first_response"),
-    ({"policies": [{"name": "a", "first_response": "2h", "resolution": "1h"}]}, "first_response is longer than"),
-    ({"policies": [{"name": "a", "first_response": "1h"}, {"name": "b", "first_response": "1h"}]},
-     "matches everything"),
-    ({"policies": [{"name": "a", "first_response": "1h", "match": {"tags": ["x"]}},
-                   {"name": "a", "first_response": "1h"}]}, "must be unique"),
-    ({"policies": [{"name": "a", "first_response": "1h", "on_breach": {}}]}, "on_breach must"),
-    ({"policies": [{"name": "a", "first_response": "1h", "match": {"platforms": ["fax"]}}]}, "sla.policies.0.match"),
-])
+@pytest.mark.parametrize(
+    ("sla", "message"),
+    [
+        ({"policies": [{"name": "a", "first_response": "15"}]}, "is not a duration"),
+        (
+            {"policies": [{"name": "a", "first_response": "10m", "warn_before": "10m"}]},
+            "warn_before (10m) must be shorter",
+        ),
+        ({"policies": [{"name": "a", "match": {"kinds": ["dm"]}}]}, "sets none of first_response"),
+        ({"policies": [{"name": "a", "first_response": "2h", "resolution": "1h"}]}, "first_response is longer than"),
+        (
+            {"policies": [{"name": "a", "first_response": "1h"}, {"name": "b", "first_response": "1h"}]},
+            "matches everything",
+        ),
+        (
+            {
+                "policies": [
+                    {"name": "a", "first_response": "1h", "match": {"tags": ["x"]}},
+                    {"name": "a", "first_response": "1h"},
+                ]
+            },
+            "must be unique",
+        ),
+        ({"policies": [{"name": "a", "first_response": "1h", "on_breach": {}}]}, "on_breach must"),
+        (
+            {"policies": [{"name": "a", "first_response": "1h", "match": {"platforms": ["fax"]}}]},
+            "sla.policies.0.match",
+        ),
+    ],
+)
 def test_broken_sla_sections_are_named(tmp_path, sla, message) -> None:
     text = broken(tmp_path, sla)
     assert message in text and "sla" in text
 
 
 def test_business_hours_clock_needs_business_hours(tmp_path) -> None:
-    text = broken(tmp_path, {"policies": [{"name": "a", "clock": "business_hours", "first_response": "1h"}]},
-                  drop_hours=True)
+    text = broken(
+        tmp_path, {"policies": [{"name": "a", "clock": "business_hours", "first_response": "1h"}]}, drop_hours=True
+    )
     assert "count business hours but the policy sets no business_hours" in text
 
 
@@ -204,5 +247,7 @@ def test_demo_policy_sends_unanswered_vips_to_a_manager() -> None:
     chosen = sla.select(platform="instagram", kind="dm", priority="high", tags=["vip"], role="vip_care")
     assert chosen.name == "vip" and chosen.first_response == timedelta(minutes=15)
     assert chosen.on_breach.reroute_to == "manager" and chosen.clock == "always"
-    assert sla.select(platform="youtube", kind="comment", priority="high", tags=[], role="moderator").name == "moderation"
+    assert (
+        sla.select(platform="youtube", kind="comment", priority="high", tags=[], role="moderator").name == "moderation"
+    )
     assert sla.select(platform="x", kind="dm", priority="low", tags=[], role="tier1").name == "standard"

@@ -43,10 +43,20 @@ def decide(client, brands, events) -> SlaTracker:
 
 def test_unanswered_vip_is_rerouted_to_a_manager_once(client, brands) -> None:
     created = datetime.now(timezone.utc).replace(microsecond=0)
-    vip = make_event(id="vip-1", conversation_id="c-vip", created_at=iso(created),
-                     author={"id": "u-vip", "tags": ["vip"]}, text="Hi, my order KM-555123 hasn't arrived yet")
-    other = make_event(id="agent-1", conversation_id="c-a", created_at=iso(created), author={"id": "u-a"},
-                       text="I'd like to speak to a real person please, not a bot")
+    vip = make_event(
+        id="vip-1",
+        conversation_id="c-vip",
+        created_at=iso(created),
+        author={"id": "u-vip", "tags": ["vip"]},
+        text="Hi, my order KM-555123 hasn't arrived yet",
+    )
+    other = make_event(
+        id="agent-1",
+        conversation_id="c-a",
+        created_at=iso(created),
+        author={"id": "u-a"},
+        text="I'd like to speak to a real person please, not a bot",
+    )
     tracker = decide(client, brands, [vip, other])
     store = tracker.store
     views = tracker.views("demo-shop", ["vip-1", "agent-1"], now=created + timedelta(minutes=1))
@@ -70,8 +80,10 @@ def test_unanswered_vip_is_rerouted_to_a_manager_once(client, brands) -> None:
     assert store.decision("demo-shop", "agent-1").escalation.role == "tier1"  # its 1 h business-time target is later
 
     assert tracker.fire_due(created + timedelta(minutes=17)) == []  # recorded once
-    events = [(f[b"type"].decode(), f[b"notify"].decode(), json.loads(f[b"payload"]))
-              for _, f in client.xrange(store.keys.sla_events("demo-shop"))]
+    events = [
+        (f[b"type"].decode(), f[b"notify"].decode(), json.loads(f[b"payload"]))
+        for _, f in client.xrange(store.keys.sla_events("demo-shop"))
+    ]
     breaches = [e for e in events if e[0] == "sla.breached"]
     assert len(breaches) == 1 and breaches[0][1] == "1"  # notify: for the outbound webhook
     assert breaches[0][2]["role"] == "manager" and breaches[0][2]["role_before"] == "vip_care"
@@ -82,8 +94,13 @@ def test_unanswered_vip_is_rerouted_to_a_manager_once(client, brands) -> None:
 
 def test_answered_vip_is_not_rerouted_and_resolution_pauses(client, brands) -> None:
     created = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=10)
-    vip = make_event(id="vip-2", conversation_id="c-vip2", created_at=iso(created),
-                     author={"id": "u-vip2", "tags": ["vip"]}, text="Hi, my order KM-555124 hasn't arrived yet")
+    vip = make_event(
+        id="vip-2",
+        conversation_id="c-vip2",
+        created_at=iso(created),
+        author={"id": "u-vip2", "tags": ["vip"]},
+        text="Hi, my order KM-555124 hasn't arrived yet",
+    )
     tracker = decide(client, brands, [vip])
     tracker.responded("demo-shop", "vip-2", created + timedelta(minutes=5), "agent-kim")
     assert tracker.fire_due(created + timedelta(hours=9)) == []  # resolution (8 h) paused while waiting
@@ -93,8 +110,13 @@ def test_answered_vip_is_not_rerouted_and_resolution_pauses(client, brands) -> N
     assert view["waiting_on_customer"]
 
     # the customer writes again in the same conversation: resolution resumes, next response is due in 30 m
-    again = make_event(id="vip-3", conversation_id="c-vip2", created_at=iso(created + timedelta(hours=9)),
-                       author={"id": "u-vip2", "tags": ["vip"]}, text="any news?")
+    again = make_event(
+        id="vip-3",
+        conversation_id="c-vip2",
+        created_at=iso(created + timedelta(hours=9)),
+        author={"id": "u-vip2", "tags": ["vip"]},
+        text="any news?",
+    )
     Pipeline(brands).process([again], tracker.store, sla=tracker)
     view = tracker.views("demo-shop", ["vip-2"], now=created + timedelta(hours=9, minutes=1))["vip-2"]
     states = {c["target"]: c["state"] for c in view["clocks"]}
@@ -118,15 +140,24 @@ def _race(redis_url: str, start_at: float, now_iso: str, out: multiprocessing.Qu
 
 def test_two_sweepers_racing_record_each_breach_once(client, brands, redis_url) -> None:
     created = datetime.now(timezone.utc).replace(microsecond=0)
-    events = [make_event(id=f"vip-r{i}", conversation_id=f"c-r{i}", created_at=iso(created),
-                         author={"id": f"u-r{i}", "tags": ["vip"]}, text="my order has not arrived")
-              for i in range(30)]
+    events = [
+        make_event(
+            id=f"vip-r{i}",
+            conversation_id=f"c-r{i}",
+            created_at=iso(created),
+            author={"id": f"u-r{i}", "tags": ["vip"]},
+            text="my order has not arrived",
+        )
+        for i in range(30)
+    ]
     tracker = decide(client, brands, events)
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     start_at = time.time() + 8
-    procs = [ctx.Process(target=_race, args=(redis_url, start_at, iso(created + timedelta(minutes=20)), out))
-             for _ in range(2)]
+    procs = [
+        ctx.Process(target=_race, args=(redis_url, start_at, iso(created + timedelta(minutes=20)), out))
+        for _ in range(2)
+    ]
     for p in procs:
         p.start()
     results = [out.get(timeout=120) for _ in procs]
@@ -156,8 +187,9 @@ def short_sla_policies(tmp_path: Path) -> Path:
 
 def _worker(env: dict[str, str]) -> subprocess.Popen:
     # its own process group, so RQ's forked scheduler process is stopped with it (see _stop)
-    return subprocess.Popen([*CLI, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [*CLI, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
 
 
 def _ready(client, proc: subprocess.Popen) -> None:
@@ -187,18 +219,34 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def test_real_workers_reroute_an_unanswered_vip_by_themselves_across_a_restart(
-        client, redis_url, short_sla_policies, tmp_path) -> None:
-    env = {**os.environ, "REDIS_URL": redis_url, "REPLYGUARD_HOME": str(tmp_path / "home"),
-           "REPLYGUARD_POLICIES_DIR": str(short_sla_policies)}
+    client, redis_url, short_sla_policies, tmp_path
+) -> None:
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "REPLYGUARD_HOME": str(tmp_path / "home"),
+        "REPLYGUARD_POLICIES_DIR": str(short_sla_policies),
+    }
     settings = Settings(redis_url=redis_url, home=tmp_path / "home", policies_dir=short_sla_policies)
     store = Store(client)
     first = _worker(env)
     try:
         _ready(client, first)
         created = datetime.now(timezone.utc)
-        ingest_events([make_event(id="vip-w", conversation_id="c-w", created_at=created.isoformat(),
-                                  author={"id": "u-w", "tags": ["vip"]}, text="Hi, my order KM-555125 is late")],
-                      client, settings, batch_wait=0.01)
+        ingest_events(
+            [
+                make_event(
+                    id="vip-w",
+                    conversation_id="c-w",
+                    created_at=created.isoformat(),
+                    author={"id": "u-w", "tags": ["vip"]},
+                    text="Hi, my order KM-555125 is late",
+                )
+            ],
+            client,
+            settings,
+            batch_wait=0.01,
+        )
         decided = wait_for(lambda: store.decision("demo-shop", "vip-w"), 90, "the VIP message to be decided")
         assert decided.escalation.role == "vip_care"
     finally:
@@ -208,8 +256,11 @@ def test_real_workers_reroute_an_unanswered_vip_by_themselves_across_a_restart(
         time.sleep(max(0.0, (created + timedelta(seconds=8) - datetime.now(timezone.utc)).total_seconds()))
     second = _worker(env)  # a new worker, no new messages: it records the breach by itself
     try:
-        rerouted = wait_for(lambda: (d := store.decision("demo-shop", "vip-w")).escalation.role == "manager" and d,
-                             90, "the VIP escalation to be re-routed to a manager")
+        rerouted = wait_for(
+            lambda: (d := store.decision("demo-shop", "vip-w")).escalation.role == "manager" and d,
+            90,
+            "the VIP escalation to be re-routed to a manager",
+        )
         assert rerouted.escalation.priority == "urgent"
         breaches = [f for _, f in client.xrange(store.keys.sla_events("demo-shop")) if f[b"type"] == b"sla.breached"]
         assert len(breaches) == 1
@@ -225,19 +276,37 @@ def test_real_workers_reroute_an_unanswered_vip_by_themselves_across_a_restart(
 
 def test_scheduled_step_fires_without_new_messages(client, redis_url, short_sla_policies, tmp_path) -> None:
     """One long-running worker: the breach comes from RQ's scheduler, not from a batch or a start-up sweep."""
-    env = {**os.environ, "REDIS_URL": redis_url, "REPLYGUARD_HOME": str(tmp_path / "home"),
-           "REPLYGUARD_POLICIES_DIR": str(short_sla_policies)}
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "REPLYGUARD_HOME": str(tmp_path / "home"),
+        "REPLYGUARD_POLICIES_DIR": str(short_sla_policies),
+    }
     settings = Settings(redis_url=redis_url, home=tmp_path / "home", policies_dir=short_sla_policies)
     store = Store(client)
     worker = _worker(env)
     try:
         _ready(client, worker)
-        ingest_events([make_event(id="vip-s", conversation_id="c-s", created_at=datetime.now(timezone.utc).isoformat(),
-                                  author={"id": "u-s", "tags": ["vip"]}, text="Hi, my order KM-555126 is late")],
-                      client, settings, batch_wait=0.01)
+        ingest_events(
+            [
+                make_event(
+                    id="vip-s",
+                    conversation_id="c-s",
+                    created_at=datetime.now(timezone.utc).isoformat(),
+                    author={"id": "u-s", "tags": ["vip"]},
+                    text="Hi, my order KM-555126 is late",
+                )
+            ],
+            client,
+            settings,
+            batch_wait=0.01,
+        )
         wait_for(lambda: store.decision("demo-shop", "vip-s"), 90, "the VIP message to be decided")
-        warned = wait_for(lambda: [f for _, f in client.xrange(store.keys.sla_events("demo-shop"))
-                                    if f[b"type"] == b"sla.warning"], 60, "the warning")
+        warned = wait_for(
+            lambda: [f for _, f in client.xrange(store.keys.sla_events("demo-shop")) if f[b"type"] == b"sla.warning"],
+            60,
+            "the warning",
+        )
         assert len(warned) == 1
         wait_for(lambda: store.decision("demo-shop", "vip-s").escalation.role == "manager", 60, "the re-route")
     finally:

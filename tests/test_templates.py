@@ -16,8 +16,16 @@ DEMO = REPO_ROOT / "prompts" / "templates" / "demo-shop.yaml"
 
 
 def template(**fields: object) -> Template:
-    base = {"id": "t.en", "intent": "order_status", "language": "en", "version": 1, "status": "approved",
-            "approved_by": "qa", "body": "Order {order_id} for {first_name}.", "fallback_body": "See {track_url}."}
+    base = {
+        "id": "t.en",
+        "intent": "order_status",
+        "language": "en",
+        "version": 1,
+        "status": "approved",
+        "approved_by": "qa",
+        "body": "Order {order_id} for {first_name}.",
+        "fallback_body": "See {track_url}.",
+    }
     return Template.model_validate({**base, **fields})
 
 
@@ -86,7 +94,9 @@ def test_unknown_variable_is_rejected_against_the_policy(tmp_path: Path) -> None
 
 
 def test_fallback_may_only_use_constants(tmp_path: Path) -> None:
-    path = _write(tmp_path, "Thanks for your message! You can follow your order", "Thanks {first_name}! You can follow your order")
+    path = _write(
+        tmp_path, "Thanks for your message! You can follow your order", "Thanks {first_name}! You can follow your order"
+    )
     problems = load_templates(path).check_policy(load_policy(REPO_ROOT / "policies" / "demo-shop.yaml").policy)
     assert any(p.where == "order_status.en.fallback_body" for p in problems)
 
@@ -100,7 +110,9 @@ def test_broken_template_file_names_file_template_and_line(tmp_path: Path) -> No
 
 
 def test_two_approved_templates_for_one_intent_and_language(tmp_path: Path) -> None:
-    path = _write(tmp_path, "    version: 4\n    status: draft\n", "    version: 4\n    status: approved\n    approved_by: x\n")
+    path = _write(
+        tmp_path, "    version: 4\n    status: draft\n", "    version: 4\n    status: approved\n    approved_by: x\n"
+    )
     with pytest.raises(TemplateError, match="second approved template for intent 'order_status' in 'en'"):
         load_templates(path)
 
@@ -108,8 +120,10 @@ def test_two_approved_templates_for_one_intent_and_language(tmp_path: Path) -> N
 def test_policy_needs_a_template_for_every_answerable_intent(tmp_path: Path) -> None:
     text = DEMO.read_text(encoding="utf-8")
     for lang in ("en", "ja"):
-        text = text.replace(f"  - id: pricing.{lang}\n    intent: pricing\n    language: {lang}\n    version: 1\n    status: approved",
-                            f"  - id: pricing.{lang}\n    intent: pricing\n    language: {lang}\n    version: 1\n    status: retired")
+        text = text.replace(
+            f"  - id: pricing.{lang}\n    intent: pricing\n    language: {lang}\n    version: 1\n    status: approved",
+            f"  - id: pricing.{lang}\n    intent: pricing\n    language: {lang}\n    version: 1\n    status: retired",
+        )
     path = tmp_path / "demo-shop.yaml"
     path.write_text(text, encoding="utf-8")
     problems = load_templates(path).check_policy(load_policy(REPO_ROOT / "policies" / "demo-shop.yaml").policy)

@@ -21,8 +21,12 @@ from tests.serve_process import ServeProcess, WorkerProcess
 from worker.store import Store
 
 SECRET = "test-app-secret"
-ENV = {"META_APP_SECRET": SECRET, "META_VERIFY_TOKEN": "verify-me", "DEMO_SHOP_API_TOKEN": "api-token-1",
-       "DEMO_SHOP_SIGNING_SECRET": "signing-secret-1"}
+ENV = {
+    "META_APP_SECRET": SECRET,
+    "META_VERIFY_TOKEN": "verify-me",
+    "DEMO_SHOP_API_TOKEN": "api-token-1",
+    "DEMO_SHOP_SIGNING_SECRET": "signing-secret-1",
+}
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +101,11 @@ def test_unsigned_or_wrongly_signed_webhooks_are_refused_with_nothing_stored(ser
     assert post_meta(service, payload, header="sha256=" + "0" * 64).status_code == 401
     assert post_meta(service, payload, header="md5=abc").status_code == 401
     body = s.dumps(payload)  # signed, then altered in transit
-    tampered = httpx.post(service.url + "/webhooks/meta", content=body.replace(b"KM-204815", b"KM-204816"),
-                          headers={"x-hub-signature-256": s.signature(body, SECRET)})
+    tampered = httpx.post(
+        service.url + "/webhooks/meta",
+        content=body.replace(b"KM-204815", b"KM-204816"),
+        headers={"x-hub-signature-256": s.signature(body, SECRET)},
+    )
     assert tampered.status_code == 401
     time.sleep(0.5)
     assert _our_keys(module_redis) == before and module_redis.xlen("rg:inbox") == 0
@@ -125,22 +132,45 @@ def test_signed_whatsapp_message_is_decided_once_even_when_meta_retries(service,
 
 def test_every_platform_shape_reaches_a_decision(service, store) -> None:
     for payload in (
-        s.whatsapp([s.wa_message("wamid.btn", "button", {"text": "Track my order", "payload": "TRACK"}),
-                    s.wa_message("wamid.cap", "image", {"id": "m1", "caption": "is this mug in stock?"})]),
-        s.messaging("page", s.PAGE_ID, [s.dm("m_fb1", "What are your opening hours?"),
-                                        s.dm("m_echo1", "echo of our reply", sender=s.PAGE_ID, is_echo=True)]),
-        s.messaging("instagram", s.IG_ID, [s.dm("ig_dm1", "注文した商品はいつ届きますか？", sender="1122334455",
-                                               account=s.IG_ID)]),
-        s.ig_comments([s.ig_comment("ig_c1", "how much is shipping to Canada?"),
-                       s.ig_comment("ig_c_own", "Thanks!", author_id=s.IG_ID)]),
-        s.page_feed([s.feed_comment("fb_c1", "Do you ship to Japan?"),
-                     s.feed_comment("fb_c_edit", "edited", verb="edited")]),
+        s.whatsapp(
+            [
+                s.wa_message("wamid.btn", "button", {"text": "Track my order", "payload": "TRACK"}),
+                s.wa_message("wamid.cap", "image", {"id": "m1", "caption": "is this mug in stock?"}),
+            ]
+        ),
+        s.messaging(
+            "page",
+            s.PAGE_ID,
+            [
+                s.dm("m_fb1", "What are your opening hours?"),
+                s.dm("m_echo1", "echo of our reply", sender=s.PAGE_ID, is_echo=True),
+            ],
+        ),
+        s.messaging(
+            "instagram",
+            s.IG_ID,
+            [s.dm("ig_dm1", "注文した商品はいつ届きますか？", sender="1122334455", account=s.IG_ID)],
+        ),
+        s.ig_comments(
+            [
+                s.ig_comment("ig_c1", "how much is shipping to Canada?"),
+                s.ig_comment("ig_c_own", "Thanks!", author_id=s.IG_ID),
+            ]
+        ),
+        s.page_feed(
+            [s.feed_comment("fb_c1", "Do you ship to Japan?"), s.feed_comment("fb_c_edit", "edited", verb="edited")]
+        ),
         {"object": "instagram", **s.ig_comment("ig_flat1", "flat form comment: price?")},
     ):
         assert post_meta(service, payload).status_code == 200
     got = wait_decided(store, ["wamid.btn", "wamid.cap", "m_fb1", "ig_dm1", "ig_c1", "fb_c1", "ig_flat1"])
     assert {(d.platform, d.kind) for d in got.values()} == {
-        ("whatsapp", "dm"), ("messenger", "dm"), ("instagram", "dm"), ("instagram", "comment"), ("facebook", "comment")}
+        ("whatsapp", "dm"),
+        ("messenger", "dm"),
+        ("instagram", "dm"),
+        ("instagram", "comment"),
+        ("facebook", "comment"),
+    }
     assert got["wamid.btn"].event["text"] == "Track my order"
     time.sleep(1.0)
     assert store.decisions([("demo-shop", i) for i in ("m_echo1", "ig_c_own", "fb_c_edit")]) == [None, None, None]
@@ -151,8 +181,12 @@ def test_every_platform_shape_reaches_a_decision(service, store) -> None:
 
 
 def test_unreadable_messages_escalate_by_a_named_rule(service, store) -> None:
-    payload = s.whatsapp([s.wa_message("wamid.sticker", "sticker", {"id": "st1", "mime_type": "image/webp"}),
-                          s.wa_message("wamid.loc", "location", {"latitude": 35.0, "longitude": 135.7})])
+    payload = s.whatsapp(
+        [
+            s.wa_message("wamid.sticker", "sticker", {"id": "st1", "mime_type": "image/webp"}),
+            s.wa_message("wamid.loc", "location", {"latitude": 35.0, "longitude": 135.7}),
+        ]
+    )
     assert post_meta(service, payload).status_code == 200
     got = wait_decided(store, ["wamid.sticker", "wamid.loc"])
     for decision in got.values():
@@ -162,15 +196,31 @@ def test_unreadable_messages_escalate_by_a_named_rule(service, store) -> None:
 
 
 def test_statuses_and_read_receipts_are_recorded_not_decided(service, store, module_redis) -> None:
-    payload = s.whatsapp(statuses=[s.wa_status("wamid.out-1", "delivered", "demo-shop/wamid.retry1/reply"),
-                                   s.wa_status("wamid.out-1", "read")])
+    payload = s.whatsapp(
+        statuses=[
+            s.wa_status("wamid.out-1", "delivered", "demo-shop/wamid.retry1/reply"),
+            s.wa_status("wamid.out-1", "read"),
+        ]
+    )
     assert post_meta(service, payload).status_code == 200
-    read = s.messaging("page", s.PAGE_ID, [{"sender": {"id": "6254412345678901"}, "recipient": {"id": s.PAGE_ID},
-                                            "timestamp": 1764144000000, "read": {"watermark": 1764144000000}}])
+    read = s.messaging(
+        "page",
+        s.PAGE_ID,
+        [
+            {
+                "sender": {"id": "6254412345678901"},
+                "recipient": {"id": s.PAGE_ID},
+                "timestamp": 1764144000000,
+                "read": {"watermark": 1764144000000},
+            }
+        ],
+    )
     assert post_meta(service, read).status_code == 200
     inbox_drained(module_redis)
     receipt = {k.decode(): v.decode() for k, v in module_redis.hgetall("rg:receipt:whatsapp:wamid.out-1").items()}
-    assert receipt["decision"] == "demo-shop/wamid.retry1" and "status:delivered" in receipt and "status:read" in receipt
+    assert (
+        receipt["decision"] == "demo-shop/wamid.retry1" and "status:delivered" in receipt and "status:read" in receipt
+    )
     assert module_redis.ttl("rg:receipt:whatsapp:wamid.out-1") > 0
     assert module_redis.hget(f"rg:watermark:messenger:{s.PAGE_ID}:6254412345678901", "read") == b"1764144000000"
     assert store.decision("demo-shop", "wamid.out-1") is None
@@ -178,15 +228,24 @@ def test_statuses_and_read_receipts_are_recorded_not_decided(service, store, mod
 
 def test_oversized_and_malformed_bodies(service, module_redis) -> None:
     huge = b"{" + b" " * (1024 * 1024 + 10) + b"}"
-    answer = httpx.post(service.url + "/webhooks/meta", content=huge,
-                        headers={"x-hub-signature-256": s.signature(huge, SECRET)})
+    answer = httpx.post(
+        service.url + "/webhooks/meta", content=huge, headers={"x-hub-signature-256": s.signature(huge, SECRET)}
+    )
     assert answer.status_code == 413
     deep = b"[" * 5000 + b"]" * 5000  # correctly signed, but not a webhook anyone should parse
-    assert httpx.post(service.url + "/webhooks/meta", content=deep,
-                      headers={"x-hub-signature-256": s.signature(deep, SECRET)}).status_code == 200
+    assert (
+        httpx.post(
+            service.url + "/webhooks/meta", content=deep, headers={"x-hub-signature-256": s.signature(deep, SECRET)}
+        ).status_code
+        == 200
+    )
     broken = b'{"object": "page", "entry": [\xff'
-    assert httpx.post(service.url + "/webhooks/meta", content=broken,
-                      headers={"x-hub-signature-256": s.signature(broken, SECRET)}).status_code == 200
+    assert (
+        httpx.post(
+            service.url + "/webhooks/meta", content=broken, headers={"x-hub-signature-256": s.signature(broken, SECRET)}
+        ).status_code
+        == 200
+    )
     inbox_drained(module_redis)
     reasons = [json.loads(r)["reason"] for r in module_redis.lrange("rg:rejected", 0, 5)]
     assert any("nested deeper" in r for r in reasons) and any("not valid JSON" in r for r in reasons)
@@ -199,8 +258,11 @@ def test_oversized_and_malformed_bodies(service, module_redis) -> None:
 def sign_events(body: bytes, secret: str = "signing-secret-1", stamp: int | None = None) -> dict[str, str]:
     stamp = int(time.time()) if stamp is None else stamp
     mac = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return {"x-replyguard-brand": "demo-shop", "x-replyguard-timestamp": str(stamp),
-            "x-replyguard-signature": f"sha256={mac}"}
+    return {
+        "x-replyguard-brand": "demo-shop",
+        "x-replyguard-timestamp": str(stamp),
+        "x-replyguard-signature": f"sha256={mac}",
+    }
 
 
 def test_v1_events_bearer_and_signature(service, store) -> None:
@@ -244,17 +306,29 @@ def test_v1_events_422_names_every_bad_field_and_enqueues_nothing(service, store
 def test_signed_whatsapp_webhook_reply_reaches_the_graph_stand_in_exactly_once(redis_url, client) -> None:
     """The issue's bar: serve + worker + deliverer as real processes, Graph API stand-in on loopback;
     Meta's retry of the same webhook still gives one reply; an unsigned one stores nothing."""
-    GraphStandIn = pytest.importorskip("worker.standins.platforms",  # noqa: N806
-                                       reason="needs the delivery workers and Graph stand-in (issue 8 part 4)").GraphStandIn
+    GraphStandIn = pytest.importorskip(
+        "worker.standins.platforms",  # noqa: N806
+        reason="needs the delivery workers and Graph stand-in (issue 8 part 4)",
+    ).GraphStandIn
 
     with GraphStandIn(token="graph-token") as graph:
-        env = {**ENV, "WHATSAPP_TOKEN": "graph-token", "META_PAGE_TOKEN": "graph-token",
-               "REPLYGUARD_META_API_BASE": graph.url, "REPLYGUARD_DELIVERY_MODE": "live"}
-        with ServeProcess(redis_url, env=env) as serve, WorkerProcess(redis_url, env=env), \
-                WorkerProcess(redis_url, env=env, command="deliver"):
+        env = {
+            **ENV,
+            "WHATSAPP_TOKEN": "graph-token",
+            "META_PAGE_TOKEN": "graph-token",
+            "REPLYGUARD_META_API_BASE": graph.url,
+            "REPLYGUARD_DELIVERY_MODE": "live",
+        }
+        with (
+            ServeProcess(redis_url, env=env) as serve,
+            WorkerProcess(redis_url, env=env),
+            WorkerProcess(redis_url, env=env, command="deliver"),
+        ):
             now = str(int(time.time()))
-            payload = s.whatsapp([s.wa_text("wamid.e2e-1", "Hi, where is my order KM-204815?", sender="819012345678",
-                                            ts=now)], wa_id="819012345678")
+            payload = s.whatsapp(
+                [s.wa_text("wamid.e2e-1", "Hi, where is my order KM-204815?", sender="819012345678", ts=now)],
+                wa_id="819012345678",
+            )
             assert post_meta(serve, payload).status_code == 200
             store = Store(client)
             wait_decided(store, ["wamid.e2e-1"])
@@ -268,13 +342,21 @@ def test_signed_whatsapp_webhook_reply_reaches_the_graph_stand_in_exactly_once(r
             sent = graph.received(f"/{s.WA_PHONE_ID}/messages")
             # the platform then reports delivery and reading of the reply: recorded against the decision
             reply_id = Store(client).decision("demo-shop", "wamid.e2e-1").deliveries[0].platform_message_id
-            statuses = s.whatsapp(statuses=[s.wa_status(reply_id, "delivered", "demo-shop/wamid.e2e-1/reply"),
-                                            s.wa_status(reply_id, "read")])
+            statuses = s.whatsapp(
+                statuses=[
+                    s.wa_status(reply_id, "delivered", "demo-shop/wamid.e2e-1/reply"),
+                    s.wa_status(reply_id, "read"),
+                ]
+            )
             assert post_meta(serve, statuses).status_code == 200
             inbox_drained(client)
-            shown = subprocess.run([sys.executable, "-m", "worker.cli", "show", "wamid.e2e-1", "--json"],
-                                   env={**os.environ, "REDIS_URL": redis_url}, capture_output=True, text=True,
-                                   timeout=60)
+            shown = subprocess.run(
+                [sys.executable, "-m", "worker.cli", "show", "wamid.e2e-1", "--json"],
+                env={**os.environ, "REDIS_URL": redis_url},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
     assert len(sent) == 1, [r.json for r in sent]
     body = sent[0].json
     assert body["to"] == "819012345678" and "KM-204815" in body["text"]["body"]
@@ -290,12 +372,19 @@ def test_signed_whatsapp_webhook_reply_reaches_the_graph_stand_in_exactly_once(r
 def test_secrets_never_reach_redis_or_the_log(service, module_redis, store) -> None:
     """Runs after the others in this module: everything stored is scanned for the secrets."""
     post_meta(service, s.whatsapp([s.wa_text("wamid.secret-scan", "hello")]))
-    httpx.post(service.url + "/v1/events", json=make_event(id="api-scan"), headers={"authorization": "Bearer api-token-1"})
+    httpx.post(
+        service.url + "/v1/events", json=make_event(id="api-scan"), headers={"authorization": "Bearer api-token-1"}
+    )
     wait_decided(store, ["wamid.secret-scan", "api-scan"])
     secrets = [v.encode() for v in ENV.values()]
-    readers = {b"string": lambda k: [module_redis.get(k)], b"hash": lambda k: list(module_redis.hgetall(k).items()),
-               b"list": lambda k: module_redis.lrange(k, 0, -1), b"set": lambda k: list(module_redis.smembers(k)),
-               b"zset": lambda k: module_redis.zrange(k, 0, -1), b"stream": lambda k: module_redis.xrange(k)}
+    readers = {
+        b"string": lambda k: [module_redis.get(k)],
+        b"hash": lambda k: list(module_redis.hgetall(k).items()),
+        b"list": lambda k: module_redis.lrange(k, 0, -1),
+        b"set": lambda k: list(module_redis.smembers(k)),
+        b"zset": lambda k: module_redis.zrange(k, 0, -1),
+        b"stream": lambda k: module_redis.xrange(k),
+    }
     scanned = 0
     for key in module_redis.scan_iter(count=1000):
         reader = readers.get(module_redis.type(key))

@@ -21,14 +21,32 @@ from worker.store import Store
 
 SAMPLE = [
     make_event(id="faq-en", conversation_id="c-en", text="Hi, where is my order KM-204815? It's been 4 days"),
-    make_event(id="faq-ja", conversation_id="c-ja", author={"id": "u-ja", "name": "佐藤 陽翔", "locale": "ja-JP"},
-               text="注文番号KM-318220の荷物はいつ届きますか？"),
-    make_event(id="spam", kind="comment", platform="youtube", conversation_id="c-yt", author={"id": "u-spam"},
-               text="CONGRATULATIONS you WON a FREE iPhone!!! claim now at http://prize-claims.example/win 💰💰"),
-    make_event(id="vip", conversation_id="c-vip", author={"id": "u-vip", "tags": ["vip"]},
-               text="Hi, my order KM-555123 hasn't arrived yet"),
-    make_event(id="agent", conversation_id="c-agent", author={"id": "u-agent"},
-               text="I'd like to speak to a real person please, not a bot"),
+    make_event(
+        id="faq-ja",
+        conversation_id="c-ja",
+        author={"id": "u-ja", "name": "佐藤 陽翔", "locale": "ja-JP"},
+        text="注文番号KM-318220の荷物はいつ届きますか？",
+    ),
+    make_event(
+        id="spam",
+        kind="comment",
+        platform="youtube",
+        conversation_id="c-yt",
+        author={"id": "u-spam"},
+        text="CONGRATULATIONS you WON a FREE iPhone!!! claim now at http://prize-claims.example/win 💰💰",
+    ),
+    make_event(
+        id="vip",
+        conversation_id="c-vip",
+        author={"id": "u-vip", "tags": ["vip"]},
+        text="Hi, my order KM-555123 hasn't arrived yet",
+    ),
+    make_event(
+        id="agent",
+        conversation_id="c-agent",
+        author={"id": "u-agent"},
+        text="I'd like to speak to a real person please, not a bot",
+    ),
 ]
 
 
@@ -62,7 +80,9 @@ def test_batch_decided_by_a_forking_rq_worker(client, settings, brands) -> None:
     # side effects: outbox for connectors, conversation history, stats
     outbox = [json.loads(fields[b"payload"]) for _, fields in client.xrange(store.keys.outbox("demo-shop"))]
     assert {(p["type"], p["message_id"]) for p in outbox if p["type"] != "decision"} == {
-        ("hide", "spam"), ("reply", "faq-en"), ("reply", "faq-ja"),
+        ("hide", "spam"),
+        ("reply", "faq-en"),
+        ("reply", "faq-ja"),
         ("reply", "agent"),  # first contact: a welcome line acknowledges the escalation
     }
     assert sorted(p["message_id"] for p in outbox if p["type"] == "decision") == sorted(got)
@@ -99,8 +119,10 @@ def test_two_workers_deciding_the_same_batch_at_once_write_one_decision(client, 
     finished = FinishedJobRegistry(queue=queue)
     assert finished.count == 2 and FailedJobRegistry(queue=queue).count == 0
     store = Store(client, settings.key_prefix)
-    results = [j.return_value() for j in queue.job_class.fetch_many(finished.get_job_ids(), connection=client,
-                                                                     serializer=queue.serializer)]
+    results = [
+        j.return_value()
+        for j in queue.job_class.fetch_many(finished.get_job_ids(), connection=client, serializer=queue.serializer)
+    ]
     decided = sorted(m for r in results for m in r["decided"])
     assert decided == sorted(e["id"] for e in SAMPLE)  # each message decided by exactly one of them
     outbox = [json.loads(f[b"payload"]) for _, f in client.xrange(store.keys.outbox("demo-shop"))]
@@ -153,14 +175,20 @@ def test_review_queue_is_ordered_by_priority_then_age(client, settings, brands) 
         return (now - timedelta(minutes=minutes)).isoformat()
 
     events = [
-        make_event(id="normal-new", conversation_id="c1", author={"id": "a1"}, text="asdfgh qwerty zxcvb",
-                   created_at=ago(3)),
-        make_event(id="high", conversation_id="c2", author={"id": "a2"}, text="I want to talk to a human now",
-                   created_at=ago(2)),
-        make_event(id="normal-old", conversation_id="c3", author={"id": "a3"}, text="asdfgh qwerty zxcvb",
-                   created_at=ago(7)),
-        make_event(id="vip-old", conversation_id="c4", author={"id": "a4", "tags": ["vip"]},
-                   created_at=ago(8)),
+        make_event(
+            id="normal-new", conversation_id="c1", author={"id": "a1"}, text="asdfgh qwerty zxcvb", created_at=ago(3)
+        ),
+        make_event(
+            id="high",
+            conversation_id="c2",
+            author={"id": "a2"},
+            text="I want to talk to a human now",
+            created_at=ago(2),
+        ),
+        make_event(
+            id="normal-old", conversation_id="c3", author={"id": "a3"}, text="asdfgh qwerty zxcvb", created_at=ago(7)
+        ),
+        make_event(id="vip-old", conversation_id="c4", author={"id": "a4", "tags": ["vip"]}, created_at=ago(8)),
     ]
     ingest_events(events, client, settings, batch_wait=0.01)
     run_worker(client, settings, brands, simple=True)
@@ -172,8 +200,13 @@ def test_review_queue_is_ordered_by_priority_then_age(client, settings, brands) 
 def test_later_messages_in_a_batch_see_earlier_ones(client, settings, brands) -> None:
     events = [
         make_event(id="stop", conversation_id="c-stop", author={"id": "u-stop"}, text="STOP"),
-        make_event(id="after", conversation_id="c-stop", author={"id": "u-stop"}, text="where is my order KM-300112?",
-                   created_at="2026-11-24T10:01:00+09:00"),
+        make_event(
+            id="after",
+            conversation_id="c-stop",
+            author={"id": "u-stop"},
+            text="where is my order KM-300112?",
+            created_at="2026-11-24T10:01:00+09:00",
+        ),
     ]
     ingest_events(events, client, settings, batch_size=10, batch_wait=0.01)
     run_worker(client, settings, brands, simple=True)

@@ -25,10 +25,34 @@ PACKAGES = ("worker", "eval", "classifiers")
 #: a decision's outcome: only worker/decide.py may set these
 OUTCOME_FIELDS = {"actions", "rule", "rules", "escalation", "reply", "template", "templates"}
 #: Keys methods naming a key whose writes are a decision's effects (only lua/apply_decision.lua writes them)
-EFFECT_KEYS = {"decision", "decisions", "message", "review", "outbox", "optout", "history", "conversation", "stats",
-               "llm_pending"}
-WRITES = {"set", "xadd", "zadd", "sadd", "srem", "rpush", "lpush", "ltrim", "hset", "hsetnx", "hincrby",
-          "hincrbyfloat", "expire", "delete"}
+EFFECT_KEYS = {
+    "decision",
+    "decisions",
+    "message",
+    "review",
+    "outbox",
+    "optout",
+    "history",
+    "conversation",
+    "stats",
+    "llm_pending",
+}
+WRITES = {
+    "set",
+    "xadd",
+    "zadd",
+    "sadd",
+    "srem",
+    "rpush",
+    "lpush",
+    "ltrim",
+    "hset",
+    "hsetnx",
+    "hincrby",
+    "hincrbyfloat",
+    "expire",
+    "delete",
+}
 
 
 def _sources():
@@ -42,7 +66,9 @@ def outcome_edits(relative: str, tree: ast.AST) -> list[str]:
     for node in ast.walk(tree):
         targets: list[ast.expr] = []
         if isinstance(node, ast.Assign):
-            targets = [t for target in node.targets for t in (target.elts if isinstance(target, ast.Tuple) else [target])]
+            targets = [
+                t for target in node.targets for t in (target.elts if isinstance(target, ast.Tuple) else [target])
+            ]
         elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
             targets = [node.target]
         for t in targets:
@@ -50,8 +76,11 @@ def outcome_edits(relative: str, tree: ast.AST) -> list[str]:
                 found.append(f"{relative}:{node.lineno}: sets .{t.attr}")
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             owner = node.func.value
-            if node.func.attr in ("append", "extend", "insert", "remove") and isinstance(owner, ast.Attribute) \
-                    and owner.attr in OUTCOME_FIELDS:
+            if (
+                node.func.attr in ("append", "extend", "insert", "remove")
+                and isinstance(owner, ast.Attribute)
+                and owner.attr in OUTCOME_FIELDS
+            ):
                 found.append(f"{relative}:{node.lineno}: {owner.attr}.{node.func.attr}()")
             if node.func.attr == "model_copy":
                 for kw in node.keywords:
@@ -63,7 +92,9 @@ def outcome_edits(relative: str, tree: ast.AST) -> list[str]:
 
 
 def test_only_decide_edits_a_decisions_outcome():
-    edits = [e for relative, tree in _sources() if relative != "worker/decide.py" for e in outcome_edits(relative, tree)]
+    edits = [
+        e for relative, tree in _sources() if relative != "worker/decide.py" for e in outcome_edits(relative, tree)
+    ]
     assert edits == []
 
 
@@ -103,8 +134,12 @@ def _effect_writes(relative: str, tree: ast.AST) -> list[str]:
                     if isinstance(target, ast.Name) and attr:
                         names[target.id] = attr
         for node in ast.walk(scope):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in WRITES
-                    and node.args):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in WRITES
+                and node.args
+            ):
                 continue
             attr = _key_named(node.args[0], names)
             if attr in EFFECT_KEYS:
@@ -113,8 +148,10 @@ def _effect_writes(relative: str, tree: ast.AST) -> list[str]:
 
 
 def test_the_write_check_sees_writes_through_a_local_name():
-    tree = ast.parse("def f(self, pipe, b, m):\n    key, other = self.keys.decision(b, m), 1\n    pipe.set(key, 1)\n"
-                     "    k = self.keys\n    pipe.zadd(k.review, {})\n    pipe.hset(self.keys.item(b, m), 'x', 1)\n")
+    tree = ast.parse(
+        "def f(self, pipe, b, m):\n    key, other = self.keys.decision(b, m), 1\n    pipe.set(key, 1)\n"
+        "    k = self.keys\n    pipe.zadd(k.review, {})\n    pipe.hset(self.keys.item(b, m), 'x', 1)\n"
+    )
     assert _effect_writes("x.py", tree) == ["x.py:3: set(decision)", "x.py:5: zadd(review)"]
 
 
@@ -126,10 +163,18 @@ NOT_DECISION_EFFECTS = {
     "worker/delivery/youtube.py: hincrby(stats)",  # YouTube API quota spent: youtube:quota_units, youtube:calls:*
     # a person's actions in the review app: their outbox entries (reply, hide, block) and their reply in the
     # conversation history, and putting an item back on (or moving it in) the review queue
-    "worker/store.py: xadd(outbox)", "worker/store.py: rpush(history)", "worker/store.py: ltrim(history)",
-    "worker/store.py: expire(history)", "worker/review_actions.py: zadd(review)",
+    "worker/store.py: xadd(outbox)",
+    "worker/store.py: rpush(history)",
+    "worker/store.py: ltrim(history)",
+    "worker/store.py: expire(history)",
+    "worker/review_actions.py: zadd(review)",
     # forgetting a person and the retention sweep delete a decision's effects (they never write one)
-    "worker/privacy/archive.py: srem(message)", "worker/privacy/forget.py: delete(conversation)", "worker/privacy/forget.py: delete(decision)", "worker/privacy/forget.py: delete(message)", "worker/privacy/forget.py: srem(message)", "worker/privacy/forget.py: srem(optout)",
+    "worker/privacy/archive.py: srem(message)",
+    "worker/privacy/forget.py: delete(conversation)",
+    "worker/privacy/forget.py: delete(decision)",
+    "worker/privacy/forget.py: delete(message)",
+    "worker/privacy/forget.py: srem(message)",
+    "worker/privacy/forget.py: srem(optout)",
 }
 
 
@@ -192,8 +237,9 @@ def _key_patterns(prefix: str) -> list[re.Pattern[str]]:
     patterns = []
     for row in rows:
         parts = re.split(r"(\{[^}]+\})", row)
-        regex = "".join(re.escape(prefix) if part == "{p}" else ".+" if part.startswith("{") else re.escape(part)
-                        for part in parts)
+        regex = "".join(
+            re.escape(prefix) if part == "{p}" else ".+" if part.startswith("{") else re.escape(part) for part in parts
+        )
         patterns.append(re.compile(regex + r"\Z"))
     return patterns
 
@@ -212,11 +258,18 @@ def test_every_key_replyguard_writes_is_in_the_key_table(client, llm_env, server
     assert len(report.invalid) == 1
     work(client, settings)
     store = Store(client, settings.key_prefix)
-    store.resolve(Correction(brand="demo-shop", message_id="s1", spam=True, by="t",
-                             at=store.decision("demo-shop", "s1").decided_at))
+    store.resolve(
+        Correction(
+            brand="demo-shop", message_id="s1", spam=True, by="t", at=store.decision("demo-shop", "s1").decided_at
+        )
+    )
     server.up = False  # a failing call opens the circuit (circuit keys)
-    ingest_events([make_event(id="o2", conversation_id="c-o2", text="where is my order KM-204816?")], client, settings,
-                  batch_wait=0.01)
+    ingest_events(
+        [make_event(id="o2", conversation_id="c-o2", text="where is my order KM-204816?")],
+        client,
+        settings,
+        batch_wait=0.01,
+    )
     work(client, settings)
     store.reject({"x": 1}, "test", "here")
     ours = sorted(k.decode() for k in client.scan_iter() if not k.startswith(b"rq:"))

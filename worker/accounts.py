@@ -111,15 +111,26 @@ class Accounts:
         if len(password) < defaults.PASSWORD_MIN_CHARS:
             raise AccountError(f"password: must be at least {defaults.PASSWORD_MIN_CHARS} characters")
         try:
-            user = User.model_validate({"name": name, "role": role, "brands": brands,  # role: checked here
-                                        "password_hash": _hasher.hash(password), "created_at": datetime.now(timezone.utc)})
+            user = User.model_validate(
+                {
+                    "name": name,
+                    "role": role,
+                    "brands": brands,  # role: checked here
+                    "password_hash": _hasher.hash(password),
+                    "created_at": datetime.now(timezone.utc),
+                }
+            )
         except ValidationError as exc:
-            reasons = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'user'}: {e['msg']}" for e in exc.errors(include_url=False))
+            reasons = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'user'}: {e['msg']}" for e in exc.errors(include_url=False)
+            )
             raise AccountError(f"user {name!r}: {reasons}") from exc
         try:
             created = self.client.set(self.keys.user(name), user.model_dump_json(), nx=not replace)
             if not created:
-                raise AccountError(f"user {name!r} already exists (use --replace to set a new password, role and brands)")
+                raise AccountError(
+                    f"user {name!r} already exists (use --replace to set a new password, role and brands)"
+                )
             self.client.sadd(self.keys.users, name)
         except redis.RedisError as exc:
             raise StoreError(f"Redis failed while saving user {name!r}: {exc}") from exc
@@ -167,8 +178,10 @@ class Accounts:
 
     def login_blocked(self, name: str, address: str) -> int:
         """Seconds until sign-in may be tried again for this name or address (0 = allowed)."""
-        checks = ((f"user:{name}", defaults.LOGIN_MAX_FAILURES_PER_USER),
-                  (f"addr:{address}", defaults.LOGIN_MAX_FAILURES_PER_ADDRESS))
+        checks = (
+            (f"user:{name}", defaults.LOGIN_MAX_FAILURES_PER_USER),
+            (f"addr:{address}", defaults.LOGIN_MAX_FAILURES_PER_ADDRESS),
+        )
         pipe = self.client.pipeline(transaction=False)
         for scope, _ in checks:
             pipe.get(self.keys.login_failures(scope))
@@ -195,7 +208,9 @@ class Accounts:
     def start_session(self, user: User) -> tuple[str, Session]:
         """A new session for ``user``: returns (token for the cookie, session)."""
         token = secrets.token_urlsafe(32)
-        session = Session(user=user.name, csrf=secrets.token_urlsafe(32), created_at=datetime.now(timezone.utc).timestamp())
+        session = Session(
+            user=user.name, csrf=secrets.token_urlsafe(32), created_at=datetime.now(timezone.utc).timestamp()
+        )
         self.client.set(self.keys.session(_sha(token)), json.dumps(session.__dict__), ex=defaults.SESSION_TTL_SECONDS)
         return token, session
 

@@ -59,8 +59,11 @@ def _model_problems(loaded: LoadedPolicy, intent: LoadedModel) -> list[Problem]:
     problems = []
     oos = policy.intents.out_of_scope_label
     if oos not in labels:
-        problems.append(Problem("intents.out_of_scope_label",
-                                f"{oos!r} is not a label of model {intent.ref} (labels: {sorted(labels)})"))
+        problems.append(
+            Problem(
+                "intents.out_of_scope_label", f"{oos!r} is not a label of model {intent.ref} (labels: {sorted(labels)})"
+            )
+        )
     routed = set(policy.intents.routes)
     for override in policy.overrides:
         routed |= set(override.routes or {})
@@ -76,7 +79,9 @@ def _model_problems(loaded: LoadedPolicy, intent: LoadedModel) -> list[Problem]:
 def load_brand(loaded: LoadedPolicy, settings: Settings, registry: ModelRegistry) -> Brand:
     template_path = settings.templates_dir / f"{loaded.brand}.yaml"
     if not template_path.exists():
-        raise TemplateError(str(template_path), Problem("(file)", f"missing: brand {loaded.brand!r} has no template file"))
+        raise TemplateError(
+            str(template_path), Problem("(file)", f"missing: brand {loaded.brand!r} has no template file")
+        )
     templates = load_templates(template_path)
     problems = templates.check_policy(loaded.policy)
     if problems:
@@ -90,7 +95,9 @@ def load_brand(loaded: LoadedPolicy, settings: Settings, registry: ModelRegistry
         raise PolicyError(str(loaded.path), Problem("models", str(exc))) from exc
     for model, needed in ((spam, {"spam"}), (abuse, {"hate", "offensive"})):
         if not needed <= set(model.labels):
-            raise PolicyError(str(loaded.path), Problem("models", f"{model.ref} lacks labels {sorted(needed - set(model.labels))}"))
+            raise PolicyError(
+                str(loaded.path), Problem("models", f"{model.ref} lacks labels {sorted(needed - set(model.labels))}")
+            )
     problems = _model_problems(loaded, intent)
     if problems:
         raise PolicyError(str(loaded.path), problems)
@@ -103,8 +110,14 @@ def load_brand(loaded: LoadedPolicy, settings: Settings, registry: ModelRegistry
         identifier()
         for term_list in loaded.policy.guardrails.lists():
             term_list.patterns  # noqa: B018 - compile the term patterns once, in the parent
-    return Brand(loaded=loaded, templates=templates, spam=spam, abuse=abuse, intent=intent,
-                 system_prompts=_system_prompts(loaded, settings))
+    return Brand(
+        loaded=loaded,
+        templates=templates,
+        spam=spam,
+        abuse=abuse,
+        intent=intent,
+        system_prompts=_system_prompts(loaded, settings),
+    )
 
 
 def _system_prompts(loaded: LoadedPolicy, settings: Settings) -> dict[str, SystemPrompt]:
@@ -123,20 +136,28 @@ def _system_prompts(loaded: LoadedPolicy, settings: Settings) -> dict[str, Syste
     prompts = {pid: load_system_prompt(settings.system_prompts_dir, pid, purpose) for pid, purpose in wanted.items()}
     for name, provider in llm.providers.items():
         if provider.api_key_env and not os.environ.get(provider.api_key_env):
-            log.warning("brand %s: LLM provider %r reads its API key from %s, which is not set; "
-                        "its replies will use plain templates (reason missing_api_key)",
-                        loaded.brand, name, provider.api_key_env)
+            log.warning(
+                "brand %s: LLM provider %r reads its API key from %s, which is not set; "
+                "its replies will use plain templates (reason missing_api_key)",
+                loaded.brand,
+                name,
+                provider.api_key_env,
+            )
     return prompts
 
 
 def load_brands(settings: Settings, registry: ModelRegistry | None = None) -> dict[str, Brand]:
     """Load and cross-check every brand under the policies directory."""
     registry = registry or ModelRegistry(settings.models_dirs)
-    return {brand: load_brand(loaded, settings, registry) for brand, loaded in load_policies(settings.policies_dir).items()}
+    return {
+        brand: load_brand(loaded, settings, registry) for brand, loaded in load_policies(settings.policies_dir).items()
+    }
 
 
-def load_one(path: Path, settings: Settings, registry: ModelRegistry | None = None, *,
-             name_must_match: bool = True) -> Brand:
+def load_one(
+    path: Path, settings: Settings, registry: ModelRegistry | None = None, *, name_must_match: bool = True
+) -> Brand:
     """Load a single policy file and its templates/models (used by ``replyguard validate``)."""
-    return load_brand(load_policy(path, name_must_match=name_must_match), settings,
-                      registry or ModelRegistry(settings.models_dirs))
+    return load_brand(
+        load_policy(path, name_must_match=name_must_match), settings, registry or ModelRegistry(settings.models_dirs)
+    )

@@ -76,20 +76,31 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     except StoreError as exc:
         report = ingestor.report
         print(f"error: {exc}", file=sys.stderr)
-        print(f"enqueued {len(report.accepted)} events before the failure; {len(report.not_enqueued)} read "
-              f"but not enqueued; {len(report.uncertain)} sent but not confirmed (maybe enqueued); "
-              f"stopped at {report.last_source or 'the start'}. Ingesting the same input again "
-              "is safe (events already enqueued or decided are not decided twice).", file=sys.stderr)
+        print(
+            f"enqueued {len(report.accepted)} events before the failure; {len(report.not_enqueued)} read "
+            f"but not enqueued; {len(report.uncertain)} sent but not confirmed (maybe enqueued); "
+            f"stopped at {report.last_source or 'the start'}. Ingesting the same input again "
+            "is safe (events already enqueued or decided are not decided twice).",
+            file=sys.stderr,
+        )
         for label, keys in (("not enqueued", report.not_enqueued), ("unconfirmed", report.uncertain)):
             for brand, message_id in keys:
                 print(f"{label}: {brand}/{message_id}", file=sys.stderr)
         return EXIT_REDIS
-    out = {"enqueued": len(report.accepted), "jobs": len(report.jobs), "skipped": len(report.skipped),
-           "invalid": len(report.invalid),
-           "invalid_events": [{"source": e.source, "reason": "; ".join(str(p) for p in e.problems)}
-                              for e in report.invalid]}
-    print(f"enqueued {out['enqueued']} events in {out['jobs']} jobs; {out['skipped']} already decided or repeated; "
-          f"{out['invalid']} rejected", file=sys.stderr if args.json else sys.stdout)
+    out = {
+        "enqueued": len(report.accepted),
+        "jobs": len(report.jobs),
+        "skipped": len(report.skipped),
+        "invalid": len(report.invalid),
+        "invalid_events": [
+            {"source": e.source, "reason": "; ".join(str(p) for p in e.problems)} for e in report.invalid
+        ],
+    }
+    print(
+        f"enqueued {out['enqueued']} events in {out['jobs']} jobs; {out['skipped']} already decided or repeated; "
+        f"{out['invalid']} rejected",
+        file=sys.stderr if args.json else sys.stdout,
+    )
     if not args.wait:
         if args.json:
             _print_json(out)
@@ -114,8 +125,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(summary)
     else:
-        print(f"decided {summary['decided']} in {summary['seconds']}s; missing {summary['missing']}; "
-              f"rejected by the worker {summary['rejected']}; failed jobs {len(summary['failed_jobs'])}")
+        print(
+            f"decided {summary['decided']} in {summary['seconds']}s; missing {summary['missing']}; "
+            f"rejected by the worker {summary['rejected']}; failed jobs {len(summary['failed_jobs'])}"
+        )
         for actions, n in summary["actions"].items():
             print(f"  {n:5d}  {actions}")
     if failure is not None or result.missing or result.failed_jobs or result.rejected or report.invalid:
@@ -130,8 +143,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.processes < 1:
         raise ConfigError("--processes must be at least 1")
-    return serve(settings, processes=0 if args.simple else args.processes, queues=args.queues, burst=args.burst,
-                 max_jobs=args.max_jobs, fork_per_job=args.fork_per_job)
+    return serve(
+        settings,
+        processes=0 if args.simple else args.processes,
+        queues=args.queues,
+        burst=args.burst,
+        max_jobs=args.max_jobs,
+        fork_per_job=args.fork_per_job,
+    )
 
 
 def _find_decision(store, message_id: str, brand: str | None):
@@ -175,12 +194,22 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"message   {d.message_id}  (brand {d.brand}, {d.platform} {d.kind}, language {d.language})")
     print(f"text      {_short(d.event.get('text'), 200)}")
     print(f"actions   {', '.join(a.value for a in d.actions)}")
-    threshold = f" (score {d.score:.3f} vs threshold {d.threshold:.2f})" if d.score is not None and d.threshold is not None else ""
+    threshold = (
+        f" (score {d.score:.3f} vs threshold {d.threshold:.2f})"
+        if d.score is not None and d.threshold is not None
+        else ""
+    )
     print(f"rule      {d.rule}{threshold}")
     for hit in d.rules:
-        extra = " ".join(x for x in [f"score={hit.score:.3f}" if hit.score is not None else "",
-                                     f"threshold={hit.threshold:.2f}" if hit.threshold is not None else "",
-                                     hit.detail or ""] if x)
+        extra = " ".join(
+            x
+            for x in [
+                f"score={hit.score:.3f}" if hit.score is not None else "",
+                f"threshold={hit.threshold:.2f}" if hit.threshold is not None else "",
+                hit.detail or "",
+            ]
+            if x
+        )
         print(f"          - {hit.name} {extra}".rstrip())
     if d.intent:
         print(f"intent    {d.intent.label} ({d.intent.score:.3f})")
@@ -188,7 +217,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         top = sorted(scores.items(), key=lambda kv: -kv[1])[:4]
         print(f"scores    {task}: " + ", ".join(f"{k} {v:.3f}" for k, v in top))
     if d.template:
-        print(f"template  {', '.join(f'{t.id}@{t.version}' + (' (fallback body)' if t.fallback else '') for t in d.templates)}")
+        print(
+            f"template  {', '.join(f'{t.id}@{t.version}' + (' (fallback body)' if t.fallback else '') for t in d.templates)}"
+        )
     if d.reply:
         print("reply     " + d.reply.replace("\n", "\n          "))
     if d.escalation:
@@ -233,13 +264,26 @@ def cmd_review_list(args: argparse.Namespace) -> int:
         views = tracker.views(brand, [i.message_id for i in items if i.brand == brand])
         sla.update({(brand, mid): v for mid, v in views.items()})
     if args.json:
-        _print_json({"total": total, "offset": args.offset, "remaining": remaining, "items": [
-            {"brand": i.brand, "message_id": i.message_id, "priority": i.priority,
-             "waiting_seconds": round(i.waiting_seconds, 1),
-             "role": i.decision.escalation.role if i.decision and i.decision.escalation else None,
-             "reason": i.decision.escalation.reason if i.decision and i.decision.escalation else None,
-             "text": i.decision.event.get("text") if i.decision else None,
-             "sla": sla.get((i.brand, i.message_id))} for i in items]})
+        _print_json(
+            {
+                "total": total,
+                "offset": args.offset,
+                "remaining": remaining,
+                "items": [
+                    {
+                        "brand": i.brand,
+                        "message_id": i.message_id,
+                        "priority": i.priority,
+                        "waiting_seconds": round(i.waiting_seconds, 1),
+                        "role": i.decision.escalation.role if i.decision and i.decision.escalation else None,
+                        "reason": i.decision.escalation.reason if i.decision and i.decision.escalation else None,
+                        "text": i.decision.event.get("text") if i.decision else None,
+                        "sla": sla.get((i.brand, i.message_id)),
+                    }
+                    for i in items
+                ],
+            }
+        )
         return 0
     if not items:
         print("review queue is empty" if not total else f"no items after the first {args.offset} (of {total})")
@@ -249,17 +293,23 @@ def cmd_review_list(args: argparse.Namespace) -> int:
         d = i.decision
         role = d.escalation.role if d and d.escalation else "?"
         reason = d.escalation.reason if d and d.escalation else "(decision missing)"
-        print(f"{i.priority:8} {_age(i.waiting_seconds):>7}  {_short(i.brand, 12):12} {_short(i.message_id, 22):22} "
-              f"{_short(role, 10):10} {_short(reason, 60)}")
+        print(
+            f"{i.priority:8} {_age(i.waiting_seconds):>7}  {_short(i.brand, 12):12} {_short(i.message_id, 22):22} "
+            f"{_short(role, 10):10} {_short(reason, 60)}"
+        )
         view = sla.get((i.brand, i.message_id))
         if view:
-            clocks = "; ".join(f"{c['target']} {c['state']}" + (f" due {c['due_at'][:16]}" if c["due_at"] else "")
-                               for c in view["clocks"])
+            clocks = "; ".join(
+                f"{c['target']} {c['state']}" + (f" due {c['due_at'][:16]}" if c["due_at"] else "")
+                for c in view["clocks"]
+            )
             print(f"{'':60}SLA {view['policy']}: {clocks}")
         if d:
             print(f"{'':60}“{_short(d.event.get('text'), 70)}”")
-    print(f"showing {args.offset + 1}–{args.offset + len(items)} of {total}"
-          + (f"; {remaining} more: replyguard review list --offset {args.offset + len(items)}" if remaining else ""))
+    print(
+        f"showing {args.offset + 1}–{args.offset + len(items)} of {total}"
+        + (f"; {remaining} more: replyguard review list --offset {args.offset + len(items)}" if remaining else "")
+    )
     return 0
 
 
@@ -282,16 +332,30 @@ def cmd_review_resolve(args: argparse.Namespace) -> int:
     for what, value, model in checks:
         known = [*model.labels, "neither"] if what == "abuse" else list(model.labels)
         if value is not None and value not in known:
-            print(f"{value!r} is not an {what} of {decision.brand} (model {model.ref}); known: {', '.join(known)}",
-                  file=sys.stderr)
+            print(
+                f"{value!r} is not an {what} of {decision.brand} (model {model.ref}); known: {', '.join(known)}",
+                file=sys.stderr,
+            )
             return EXIT_INPUT
     spam = None if args.spam is None else args.spam == "yes"
-    correction = Correction(brand=decision.brand, message_id=decision.message_id, intent=args.intent, spam=spam,
-                            abuse=args.abuse, note=args.note, by=args.by, at=datetime.now(timezone.utc))
+    correction = Correction(
+        brand=decision.brand,
+        message_id=decision.message_id,
+        intent=args.intent,
+        spam=spam,
+        abuse=args.abuse,
+        note=args.note,
+        by=args.by,
+        at=datetime.now(timezone.utc),
+    )
     if store.resolve(correction):
         _sla_tracker(settings, store.client).resolved(decision.brand, decision.message_id, correction.at, args.by)
-    print(f"resolved {decision.brand}/{decision.message_id}: "
-          + ", ".join(f"{k}={v}" for k, v in correction.model_dump(include={"intent", "spam", "abuse"}).items() if v is not None))
+    print(
+        f"resolved {decision.brand}/{decision.message_id}: "
+        + ", ".join(
+            f"{k}={v}" for k, v in correction.model_dump(include={"intent", "spam", "abuse"}).items() if v is not None
+        )
+    )
     return 0
 
 
@@ -345,9 +409,16 @@ def cmd_rejected(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     store = Store(_connect(settings), settings.key_prefix)
-    rows = [{"at": datetime.fromtimestamp(e.get("at", 0), timezone.utc).isoformat(timespec="seconds"),
-             "brand": e.get("brand"), "message_id": e.get("message_id"), "source": e.get("source"),
-             "reason": e.get("reason")} for e in store.rejected(limit=args.limit)]
+    rows = [
+        {
+            "at": datetime.fromtimestamp(e.get("at", 0), timezone.utc).isoformat(timespec="seconds"),
+            "brand": e.get("brand"),
+            "message_id": e.get("message_id"),
+            "source": e.get("source"),
+            "reason": e.get("reason"),
+        }
+        for e in store.rejected(limit=args.limit)
+    ]
     if args.json:
         _print_json(rows)
         return 0
@@ -384,33 +455,53 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if model is None and not args.train and policy_model is not None and data_labels <= set(policy_model.labels):
             # thresholds are proposed for the model the policy actually uses
             model = policy_model
-            print(f"evaluating the policy's {args.task} model {policy_model.ref} (--train trains one on the data instead)")
-    evaluation = evaluate(args.task, dataset, model=model, target_precision=args.target_precision,
-                          oos_label=args.oos_label, margin=args.margin, oos_share=args.assume_oos_share,
-                          models_dirs=settings.models_dirs)
-    written = write_report(evaluation, Path(args.report), policy_path=policy if policy.exists() else None,
-                           policy_model=policy_model)
+            print(
+                f"evaluating the policy's {args.task} model {policy_model.ref} (--train trains one on the data instead)"
+            )
+    evaluation = evaluate(
+        args.task,
+        dataset,
+        model=model,
+        target_precision=args.target_precision,
+        oos_label=args.oos_label,
+        margin=args.margin,
+        oos_share=args.assume_oos_share,
+        models_dirs=settings.models_dirs,
+    )
+    written = write_report(
+        evaluation, Path(args.report), policy_path=policy if policy.exists() else None, policy_model=policy_model
+    )
     r = evaluation.report
-    print(f"{r['task']} on {Path(r['data']['path']).name}: {r['n_train']} train / {r['n_val']} val / {r['n_test']} test ({r['model']})")
+    print(
+        f"{r['task']} on {Path(r['data']['path']).name}: {r['n_train']} train / {r['n_val']} val / {r['n_test']} test ({r['model']})"
+    )
     for note in r.get("notes") or []:
         print(f"  note: {note}")
     print(f"  accuracy {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}  ECE {r['ece']:.4f}")
     if r.get("in_scope_accuracy") is not None:
         recall = "-" if r.get("oos_recall") is None else f"{r['oos_recall']:.4f}"
-        print(f"  in-scope accuracy {r['in_scope_accuracy']:.4f}  out-of-scope recall {recall} "
-              f"(reject below {r['reject_threshold']:.3f}, chosen on val)")
+        print(
+            f"  in-scope accuracy {r['in_scope_accuracy']:.4f}  out-of-scope recall {recall} "
+            f"(reject below {r['reject_threshold']:.3f}, chosen on val)"
+        )
     if r.get("tuned"):
         t = r["tuned"]
-        print(f"  with class multipliers {t['class_multipliers']} chosen on val: accuracy {t['accuracy']:.4f}, "
-              f"macro-F1 {t['macro_f1']:.4f}")
-    print(f"  at threshold {r['threshold']:.4f} (chosen on val for precision {r['target_precision']}): "
-          f"coverage {r['coverage']:.4f}, precision {r['achieved_precision']:.4f} on test")
+        print(
+            f"  with class multipliers {t['class_multipliers']} chosen on val: accuracy {t['accuracy']:.4f}, "
+            f"macro-F1 {t['macro_f1']:.4f}"
+        )
+    print(
+        f"  at threshold {r['threshold']:.4f} (chosen on val for precision {r['target_precision']}): "
+        f"coverage {r['coverage']:.4f}, precision {r['achieved_precision']:.4f} on test"
+    )
     if r.get("train_seconds") is not None:
         print(f"  trained in {r['train_seconds']:.1f}s; {r['predict_per_second']:.0f} messages/s on one thread")
     pc = r.get("policy_comparison") or {}
     if pc.get("model_mismatch"):
-        print(f"  WARNING: the proposed thresholds are for {r.get('model_ref') or 'a model this eval trained (not saved)'}, not for the policy's model {pc['policy_model']}: "
-              "train and promote a model on this data before using them")
+        print(
+            f"  WARNING: the proposed thresholds are for {r.get('model_ref') or 'a model this eval trained (not saved)'}, not for the policy's model {pc['policy_model']}: "
+            "train and promote a model on this data before using them"
+        )
     for item in pc.get("unmapped") or []:
         print(f"  not proposed: {item}")
     for path in written.values():
@@ -485,10 +576,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         from eval.promotion import correction_examples
         from worker.store import Store
 
-        extra = correction_examples(Store(_connect(_settings(args)), _settings(args).key_prefix), args.corrections, args.task)
+        extra = correction_examples(
+            Store(_connect(_settings(args)), _settings(args).key_prefix), args.corrections, args.task
+        )
         used = sum(e.split == "train" for e in extra)
-        print(f"adding {used} reviewed corrections of {args.corrections} to the training rows "
-              f"({len(extra) - used} more are held out for promotion checks)")
+        print(
+            f"adding {used} reviewed corrections of {args.corrections} to the training rows "
+            f"({len(extra) - used} more are held out for promotion checks)"
+        )
         dataset = Dataset(path=dataset.path, sha256=dataset.sha256, examples=dataset.examples + extra)
     root = _models_root(args)
     if args.out:
@@ -498,8 +593,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         out = root / name
     started = time.perf_counter()
-    result = train(args.task, dataset, name=name, out=out, config=config, out_of_scope_label=args.oos_label,
-                   version=args.version)
+    result = train(
+        args.task, dataset, name=name, out=out, config=config, out_of_scope_label=args.oos_label, version=args.version
+    )
     manifest = result.manifest
     if args.candidate and not args.out and manifest is not None:
         final = out.with_name(manifest.version)
@@ -514,9 +610,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.candidate:
         print(f"a candidate: replyguard models promote {name} --data HELD_OUT checks it against the current model")
     if "accuracy" in m:
-        print(f"held-out ({m['n']} test rows): accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, ECE {m['ece']:.4f}")
+        print(
+            f"held-out ({m['n']} test rows): accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, ECE {m['ece']:.4f}"
+        )
         for label, row in m["per_label"].items():
-            print(f"  {label:24} P {row['precision']:.3f}  R {row['recall']:.3f}  F1 {row['f1']:.3f}  n={row['support']}")
+            print(
+                f"  {label:24} P {row['precision']:.3f}  R {row['recall']:.3f}  F1 {row['f1']:.3f}  n={row['support']}"
+            )
     return 0
 
 
@@ -552,19 +652,29 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
         from worker.store import Store
 
         settings = _settings(args)
-        corrections = correction_examples(Store(_connect(settings), settings.key_prefix), args.corrections, candidate.task)
+        corrections = correction_examples(
+            Store(_connect(settings), settings.key_prefix), args.corrections, candidate.task
+        )
     if versions.current() is not None:
         current = load_artifact(versions.current_dir)
-        check = check_promotion(candidate.task, current, candidate, read_dataset(args.data),
-                                target_precision=args.target_precision, corrections=corrections,
-                                oos_label=candidate.manifest.out_of_scope_label)
+        check = check_promotion(
+            candidate.task,
+            current,
+            candidate,
+            read_dataset(args.data),
+            target_precision=args.target_precision,
+            corrections=corrections,
+            oos_label=candidate.manifest.out_of_scope_label,
+        )
         print("\n".join(check.lines()))
         if not check.accepted:
             print(f"not promoted: {args.name} stays at {current.manifest.version}", file=sys.stderr)
             return EXIT_CONFIG
     promoted = versions.promote(candidate.manifest.version, note=f"checked on {args.data}")
-    print(f"promoted {args.name} to {promoted.version}; workers load it on restart "
-          f"(replyguard models rollback {args.name} restores the previous one)")
+    print(
+        f"promoted {args.name} to {promoted.version}; workers load it on restart "
+        f"(replyguard models rollback {args.name} restores the previous one)"
+    )
     return 0
 
 
@@ -586,8 +696,10 @@ def cmd_build_defaults(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else SHIPPED_DIR
     if not table_path().is_file():
         started = time.perf_counter()
-        print(f"sentence table: derived from the pinned package into {build_table()} "
-              f"in {time.perf_counter() - started:.0f}s")
+        print(
+            f"sentence table: derived from the pinned package into {build_table()} "
+            f"in {time.perf_counter() - started:.0f}s"
+        )
     names = args.only.split(",") if args.only else list(RECIPES)
     for name in names:
         if name not in RECIPES:
@@ -595,8 +707,10 @@ def cmd_build_defaults(args: argparse.Namespace) -> int:
             return EXIT_CONFIG
         result = build_default(name, shared, out)
         m = result.metrics
-        print(f"{name}: {result.manifest.ref if result.manifest else ''} trained in {result.train_seconds:.1f}s; "
-              f"test accuracy {m.get('accuracy', 0):.4f}, macro-F1 {m.get('macro_f1', 0):.4f}")
+        print(
+            f"{name}: {result.manifest.ref if result.manifest else ''} trained in {result.train_seconds:.1f}s; "
+            f"test accuracy {m.get('accuracy', 0):.4f}, macro-F1 {m.get('macro_f1', 0):.4f}"
+        )
     return 0
 
 
@@ -611,13 +725,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.policy:
         # inside the policies directory a file must be named <brand>.yaml; a candidate elsewhere
         # (e.g. an eval report's policy.proposed.yaml) is validated as it is
-        brands = {b.name: b for b in (load_one(Path(p), settings, name_must_match=_in_dir(Path(p), settings.policies_dir))
-                                      for p in args.policy)}
+        brands = {
+            b.name: b
+            for b in (
+                load_one(Path(p), settings, name_must_match=_in_dir(Path(p), settings.policies_dir))
+                for p in args.policy
+            )
+        }
     else:
         brands = load_brands(settings)
     for name, brand in sorted(brands.items()):
-        print(f"ok  {name}: policy {brand.policy_version} ({brand.loaded.path}), "
-              f"{len(brand.templates.versions())} approved templates, models {', '.join(brand.model_versions().values())}")
+        print(
+            f"ok  {name}: policy {brand.policy_version} ({brand.loaded.path}), "
+            f"{len(brand.templates.versions())} approved templates, models {', '.join(brand.model_versions().values())}"
+        )
     return 0
 
 
@@ -659,15 +780,17 @@ def cmd_stats(args: argparse.Namespace) -> int:
     for brand, counters in out.items():
         print(f"{brand}: {counters.get('decisions', 0)} decisions")
         for prefix, title in (("action:", "actions"), ("rule:", "rules")):
-            rows = {k[len(prefix):]: v for k, v in counters.items() if k.startswith(prefix)}
+            rows = {k[len(prefix) :]: v for k, v in counters.items() if k.startswith(prefix)}
             if rows:
                 print(f"  {title}: " + ", ".join(f"{k} {v}" for k, v in sorted(rows.items(), key=lambda kv: -kv[1])))
         calls = counters.get("llm:calls", 0)
         llm = {k[4:]: v for k, v in counters.items() if k.startswith("llm:") and ":" in k[4:]}
         if calls or llm:
             mean = counters.get("llm:latency_ms_sum", 0) / calls if calls else 0
-            print(f"  llm: {calls} calls ({counters.get('llm:attempts', 0)} attempts), tokens in "
-                  f"{counters.get('llm:tokens_in', 0)}, out {counters.get('llm:tokens_out', 0)}, mean latency {mean:.0f} ms")
+            print(
+                f"  llm: {calls} calls ({counters.get('llm:attempts', 0)} attempts), tokens in "
+                f"{counters.get('llm:tokens_in', 0)}, out {counters.get('llm:tokens_out', 0)}, mean latency {mean:.0f} ms"
+            )
             for key, value in sorted(llm.items()):
                 if not key.startswith("latency_le"):
                     print(f"    {key:40} {value}")
@@ -703,10 +826,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)  # a broken policy stops here (exit 2); Redis unreachable: exit 3
-    logging.getLogger("replyguard").info("serving brands %s on http://%s:%d (Redis %s)", sorted(app.state.deps.brands),
-                                         args.host, args.port, settings.redacted_redis_url())
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=settings.log_level.lower(),
-                            access_log=False, server_header=False, lifespan="on")
+    logging.getLogger("replyguard").info(
+        "serving brands %s on http://%s:%d (Redis %s)",
+        sorted(app.state.deps.brands),
+        args.host,
+        args.port,
+        settings.redacted_redis_url(),
+    )
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     server.run()
     return 0 if server.started else EXIT_INPUT
@@ -758,8 +893,10 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
         try:
             since = datetime.fromisoformat(args.since)
         except ValueError:
-            print(f"--since {args.since!r}: not an ISO date or time (e.g. 2026-11-24 or 2026-11-24T09:00:00+09:00)",
-                  file=sys.stderr)
+            print(
+                f"--since {args.since!r}: not an ISO date or time (e.g. 2026-11-24 or 2026-11-24T09:00:00+09:00)",
+                file=sys.stderr,
+            )
             return EXIT_CONFIG
         if since.tzinfo is None:
             since = since.replace(tzinfo=timezone.utc)
@@ -775,8 +912,9 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
             if entry.outbox and entry.message_id:
                 if entry.message_id not in deliveries:
                     decision = store.decision(args.brand, entry.message_id)
-                    deliveries[entry.message_id] = (decision.model_dump(mode="json").get("deliveries", [])
-                                                    if decision else [])
+                    deliveries[entry.message_id] = (
+                        decision.model_dump(mode="json").get("deliveries", []) if decision else []
+                    )
                 record["platform_answer"] = platform_answer(entry, deliveries[entry.message_id])
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
             count += 1
@@ -796,21 +934,27 @@ def cmd_forget(args: argparse.Namespace) -> int:
     policies = load_policies(settings.policies_dir)  # a broken policy: exit 2
     author = (args.author or "").strip()
     if args.brand not in policies or not author:
-        problem = (f"no policy for brand {args.brand!r} (known: {sorted(policies)})" if args.brand not in policies
-                   else "--author must be a non-empty author id")
+        problem = (
+            f"no policy for brand {args.brand!r} (known: {sorted(policies)})"
+            if args.brand not in policies
+            else "--author must be a non-empty author id"
+        )
         if args.json:
             _print_json({"error": problem})
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_INPUT
     client = _connect(settings)
-    report = forget_person(client, args.brand, author, prefix=settings.key_prefix,
-                           archive_dir=settings.archive_path, by=args.by)
+    report = forget_person(
+        client, args.brand, author, prefix=settings.key_prefix, archive_dir=settings.archive_path, by=args.by
+    )
     out = report.as_dict()
     if args.json:
         _print_json(out)
     else:
-        print(f"forgot one person of {args.brand}: {out['total']} items deleted or redacted "
-              f"(request {out['request_id']}, recorded in the audit trail)")
+        print(
+            f"forgot one person of {args.brand}: {out['total']} items deleted or redacted "
+            f"(request {out['request_id']}, recorded in the audit trail)"
+        )
         for what, n in out["counts"].items():
             print(f"  {n:6d}  {what}")
     return 0
@@ -860,10 +1004,12 @@ def cmd_poll(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from worker import defaults
 
-    counts = poll_youtube(_connect(settings), settings, once=args.once,
-                          interval=args.interval or defaults.YOUTUBE_POLL_INTERVAL_SECONDS)
-    print(f"polled {counts['channels']} channel(s): {counts['new']} new comment(s), "
-          f"{counts['quota_units']} quota unit(s)")
+    counts = poll_youtube(
+        _connect(settings), settings, once=args.once, interval=args.interval or defaults.YOUTUBE_POLL_INTERVAL_SECONDS
+    )
+    print(
+        f"polled {counts['channels']} channel(s): {counts['new']} new comment(s), {counts['quota_units']} quota unit(s)"
+    )
     return 0
 
 
@@ -881,16 +1027,24 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     for brand, entries in rows.items():
         print(f"{brand}: {len(entries)} dead letter(s)")
         for e in entries:
-            print(f"  {e['at'][:19]}  {e['connector']:<20} {e['message_id']:<24} {e['attempts']} attempt(s)  "
-                  f"{_short(e['error'], 60)}")
+            print(
+                f"  {e['at'][:19]}  {e['connector']:<20} {e['message_id']:<24} {e['attempts']} attempt(s)  "
+                f"{_short(e['error'], 60)}"
+            )
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from worker.demo import run_demo
 
-    return run_demo(workers=args.workers, check=args.check, llm=args.llm, llm_model=args.llm_model,
-                    llm_key_env=args.llm_key_env, webhooks=not args.no_webhooks)
+    return run_demo(
+        workers=args.workers,
+        check=args.check,
+        llm=args.llm,
+        llm_model=args.llm_model,
+        llm_key_env=args.llm_key_env,
+        webhooks=not args.no_webhooks,
+    )
 
 
 # -- parser -----------------------------------------------------------------------------
@@ -908,24 +1062,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report (and --wait summary) as JSON on stdout")
     p.set_defaults(func=cmd_ingest)
 
-    p = sub.add_parser("worker", help="run RQ workers that decide batches (forked once from a parent that loaded the models)")
+    p = sub.add_parser(
+        "worker", help="run RQ workers that decide batches (forked once from a parent that loaded the models)"
+    )
     p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
-    p.add_argument("--processes", type=int, default=defaults.WORKER_PROCESSES,
-                   help=f"worker processes to fork from the loaded parent (default {defaults.WORKER_PROCESSES}; "
-                        "one per core is usual)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=defaults.WORKER_PROCESSES,
+        help=f"worker processes to fork from the loaded parent (default {defaults.WORKER_PROCESSES}; "
+        "one per core is usual)",
+    )
     p.add_argument("--simple", action="store_true", help="one RQ worker in this process, no supervisor (tests)")
-    p.add_argument("--fork-per-job", action="store_true",
-                   help="RQ's forking worker in this process: a work-horse forked for every job (the old model, slower)")
+    p.add_argument(
+        "--fork-per-job",
+        action="store_true",
+        help="RQ's forking worker in this process: a work-horse forked for every job (the old model, slower)",
+    )
     p.add_argument("--max-jobs", type=int, default=None)
-    p.add_argument("--queues", choices=["all", "batches", "llm"], default="all",
-                   help="all: batches first, then LLM tasks (default); or only one of them")
+    p.add_argument(
+        "--queues",
+        choices=["all", "batches", "llm"],
+        default="all",
+        help="all: batches first, then LLM tasks (default); or only one of them",
+    )
     p.add_argument("--policies", default=None, help="policies directory (default: REPLYGUARD_POLICIES_DIR)")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("deliver", help="run a delivery worker over the outbox streams (Procfile: deliver)")
     p.add_argument("--burst", action="store_true", help="exit when nothing is left to deliver")
-    p.add_argument("--claim-idle-ms", type=int, default=None,
-                   help="take over entries another deliverer left pending this long (default: defaults.py)")
+    p.add_argument(
+        "--claim-idle-ms",
+        type=int,
+        default=None,
+        help="take over entries another deliverer left pending this long (default: defaults.py)",
+    )
     p.add_argument("--policies", default=None, help="policies directory (default: REPLYGUARD_POLICIES_DIR)")
     p.set_defaults(func=cmd_deliver)
 
@@ -991,15 +1162,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=["spam", "abuse", "intent"])
     p.add_argument("--data", help="labelled JSONL/CSV (text, label[, split])")
     p.add_argument("--report", help="output directory")
-    p.add_argument("--model", help="evaluate this artifact as is: a registry name (spam-default) or a directory "
-                                   "(default: the policy's model when it knows the data's labels, else train on the train split)")
-    p.add_argument("--train", action="store_true", help="train a model on the data even if the policy's model knows its labels")
+    p.add_argument(
+        "--model",
+        help="evaluate this artifact as is: a registry name (spam-default) or a directory "
+        "(default: the policy's model when it knows the data's labels, else train on the train split)",
+    )
+    p.add_argument(
+        "--train", action="store_true", help="train a model on the data even if the policy's model knows its labels"
+    )
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="show two eval report directories side by side")
     p.add_argument("--target-precision", type=float, default=0.98)
     p.add_argument("--oos-label", help="the out-of-scope label (intent)")
     p.add_argument("--margin", type=float, default=0.0, help="extra precision demanded on val (safety margin)")
-    p.add_argument("--assume-oos-share", type=float, default=None,
-                   help="out-of-scope share of real traffic to plan the threshold for (default 0.25 with --oos-label)")
+    p.add_argument(
+        "--assume-oos-share",
+        type=float,
+        default=None,
+        help="out-of-scope share of real traffic to plan the threshold for (default 0.25 with --oos-label)",
+    )
     p.add_argument("--policy", help="policy to compare with / replay (default: policies/demo-shop.yaml)")
     p.add_argument("--replay", action="store_true", help="re-decide stored decisions with --policy")
     p.add_argument("--brand", help="brand to replay (default demo-shop)")
@@ -1015,10 +1195,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--oos-label", help="the out-of-scope label (intent)")
     p.add_argument("--version", help="version string (default: a hash of the training data and config)")
     p.add_argument("--config", help="JSON file overriding model hyperparameters")
-    p.add_argument("--candidate", action="store_true",
-                   help="write a candidate version (promote it with replyguard models promote)")
+    p.add_argument(
+        "--candidate", action="store_true", help="write a candidate version (promote it with replyguard models promote)"
+    )
     p.add_argument("--corrections", metavar="BRAND", help="add BRAND's reviewed corrections to the training rows")
-    p.add_argument("--dir", help="models directory (default: the first REPLYGUARD_MODELS_DIRS entry, else classifiers/artifacts)")
+    p.add_argument(
+        "--dir", help="models directory (default: the first REPLYGUARD_MODELS_DIRS entry, else classifiers/artifacts)"
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("models", help="model versions: list, promote a candidate, roll back")
@@ -1079,8 +1262,12 @@ def build_parser() -> argparse.ArgumentParser:
     users = p.add_subparsers(dest="users_command", required=True)
     q = users.add_parser("add", help="add a user; the password is read from stdin (asked twice on a terminal)")
     q.add_argument("name")
-    q.add_argument("--brand", action="append", required=True,
-                   help="a brand the user may see (repeat for several; '*' for every brand)")
+    q.add_argument(
+        "--brand",
+        action="append",
+        required=True,
+        help="a brand the user may see (repeat for several; '*' for every brand)",
+    )
     q.add_argument("--role", required=True, choices=list(defaults.USER_ROLES))
     q.add_argument("--replace", action="store_true", help="replace an existing user's password, role and brands")
     q.set_defaults(func=cmd_users)
@@ -1109,22 +1296,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("retention", help="personal-data retention (policy retention)")
     retention = p.add_subparsers(dest="retention_command", required=True)
-    q = retention.add_parser("sweep", help="archive (if on) and delete data older than active_days; "
-                                           "delete archive files older than archive_days")
+    q = retention.add_parser(
+        "sweep",
+        help="archive (if on) and delete data older than active_days; delete archive files older than archive_days",
+    )
     q.add_argument("--brand", help="only this brand")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_retention_sweep)
 
     p = sub.add_parser("demo", help="run the demo brand end to end and print the decisions")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--llm", metavar="standin|URL",
-                   help="switch LLM drafting on: 'standin' (a scripted local server, not a real model) or the "
-                        "base URL of an OpenAI-compatible server (with --llm-model, --llm-key-env)")
+    p.add_argument(
+        "--llm",
+        metavar="standin|URL",
+        help="switch LLM drafting on: 'standin' (a scripted local server, not a real model) or the "
+        "base URL of an OpenAI-compatible server (with --llm-model, --llm-key-env)",
+    )
     p.add_argument("--llm-model", default="gpt-4o-mini")
     p.add_argument("--llm-key-env", default=None, help="environment variable holding the API key")
     p.add_argument("--check", action="store_true", help="exit 1 unless every decision matches the sample's expectation")
-    p.add_argument("--no-webhooks", action="store_true",
-                   help="skip the second part (platform webhooks through replyguard serve to a Graph API stand-in)")
+    p.add_argument(
+        "--no-webhooks",
+        action="store_true",
+        help="skip the second part (platform webhooks through replyguard serve to a Graph API stand-in)",
+    )
     p.set_defaults(func=cmd_demo)
     return parser
 
@@ -1159,8 +1354,11 @@ def main(argv: list[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        print(f"error: unexpected {type(exc).__name__}: {_short(str(exc), 300)} "
-              "(set REPLYGUARD_LOG_LEVEL=DEBUG for details)", file=sys.stderr)
+        print(
+            f"error: unexpected {type(exc).__name__}: {_short(str(exc), 300)} "
+            "(set REPLYGUARD_LOG_LEVEL=DEBUG for details)",
+            file=sys.stderr,
+        )
         return EXIT_INPUT
 
 

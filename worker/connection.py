@@ -99,28 +99,32 @@ class EmbeddedRedis:
             config = self.directory / "redis.conf"
             migrate = (self.directory / "dump.rdb").exists() and not (self.directory / "appendonly.aof").exists()
             config.write_text(
-                "\n".join([
-                    "port 0",
-                    f'unixsocket "{self.socket}"',
-                    "unixsocketperm 700",
-                    "daemonize yes",
-                    f'pidfile "{self.pidfile}"',
-                    f'logfile "{self.logfile}"',
-                    f'dir "{self.directory}"',
-                    'dbfilename "dump.rdb"',
-                    'save "60 1 300 10"' if self.persist else 'save ""',
-                    # an existing data set kept only in dump.rdb is migrated below (a server started
-                    # with appendonly yes and no AOF file would start empty)
-                    "appendonly yes" if self.persist and not migrate else "appendonly no",
-                    "appendfsync everysec",
-                    'appendfilename "appendonly.aof"',
-                    "",
-                ])
+                "\n".join(
+                    [
+                        "port 0",
+                        f'unixsocket "{self.socket}"',
+                        "unixsocketperm 700",
+                        "daemonize yes",
+                        f'pidfile "{self.pidfile}"',
+                        f'logfile "{self.logfile}"',
+                        f'dir "{self.directory}"',
+                        'dbfilename "dump.rdb"',
+                        'save "60 1 300 10"' if self.persist else 'save ""',
+                        # an existing data set kept only in dump.rdb is migrated below (a server started
+                        # with appendonly yes and no AOF file would start empty)
+                        "appendonly yes" if self.persist and not migrate else "appendonly no",
+                        "appendfsync everysec",
+                        'appendfilename "appendonly.aof"',
+                        "",
+                    ]
+                )
             )
             result = subprocess.run([redis_server_binary(), str(config)], capture_output=True, text=True)
             if result.returncode != 0:
-                raise StoreError(f"embedded redis-server failed to start: {result.stderr.strip() or result.stdout.strip()}"
-                                 f" (log: {self.logfile})")
+                raise StoreError(
+                    f"embedded redis-server failed to start: {result.stderr.strip() or result.stdout.strip()}"
+                    f" (log: {self.logfile})"
+                )
             deadline = time.monotonic() + defaults.EMBEDDED_REDIS_START_TIMEOUT
             while time.monotonic() < deadline:
                 if self.running():
@@ -179,10 +183,14 @@ def async_twin(client: redis.Redis) -> "aioredis.Redis | None":
     import redis.asyncio as aioredis
 
     pool = client.connection_pool
-    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k in ("host", "port", "path", "db", "username",
-                                                                          "password", "client_name")}
-    kwargs.update(socket_timeout=defaults.WEB_REDIS_TIMEOUT_SECONDS,
-                  socket_connect_timeout=defaults.WEB_REDIS_TIMEOUT_SECONDS)
+    kwargs = {
+        k: v
+        for k, v in pool.connection_kwargs.items()
+        if k in ("host", "port", "path", "db", "username", "password", "client_name")
+    }
+    kwargs.update(
+        socket_timeout=defaults.WEB_REDIS_TIMEOUT_SECONDS, socket_connect_timeout=defaults.WEB_REDIS_TIMEOUT_SECONDS
+    )
     if issubclass(pool.connection_class, redis.SSLConnection):
         return None
     if issubclass(pool.connection_class, redis.UnixDomainSocketConnection):
@@ -212,8 +220,9 @@ def is_connection_error(exc: BaseException | None) -> bool:
 class Backoff:
     """Exponential backoff with +/-25 % jitter: first, 2*first, ... up to ``cap`` seconds."""
 
-    def __init__(self, first: float = defaults.REDIS_BACKOFF_FIRST_SECONDS,
-                 cap: float = defaults.REDIS_BACKOFF_MAX_SECONDS):
+    def __init__(
+        self, first: float = defaults.REDIS_BACKOFF_FIRST_SECONDS, cap: float = defaults.REDIS_BACKOFF_MAX_SECONDS
+    ):
         self.first, self.cap = first, cap
         self.attempts = 0
 
@@ -226,8 +235,14 @@ class Backoff:
         self.attempts = 0
 
 
-def wait_for_redis(client: redis.Redis, *, timeout: float | None = None, what: str = "replyguard",
-                   backoff: Backoff | None = None, sleep: Callable[[float], None] = time.sleep) -> bool:
+def wait_for_redis(
+    client: redis.Redis,
+    *,
+    timeout: float | None = None,
+    what: str = "replyguard",
+    backoff: Backoff | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
     """Ping ``client`` until Redis answers (True) or ``timeout`` seconds pass (False).
 
     Logs one warning per failed attempt with the next wait; never raises a Redis error.
@@ -253,8 +268,14 @@ def wait_for_redis(client: redis.Redis, *, timeout: float | None = None, what: s
             sleep(delay)
 
 
-def keep_serving(client: redis.Redis, serve: Callable[[], bool], *, what: str,
-                 stop: Callable[[], bool] = lambda: False, healthy_after: float = 60.0) -> None:
+def keep_serving(
+    client: redis.Redis,
+    serve: Callable[[], bool],
+    *,
+    what: str,
+    stop: Callable[[], bool] = lambda: False,
+    healthy_after: float = 60.0,
+) -> None:
     """Run ``serve()`` until it returns True (finished on purpose) or ``stop()`` says so.
 
     When ``serve`` raises a connection error or returns False (it gave up, e.g. an RQ

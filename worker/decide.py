@@ -98,8 +98,16 @@ class _Builder:
         self.intent: IntentResult | None = None
         self.reply_intent: str | None = None  # the intent whose answer is the reply (for the greeting rule)
 
-    def hit(self, name: str, *, score: float | None = None, threshold: float | None = None,
-            detail: str | None = None, primary: bool = True, override: bool = False) -> RuleHit:
+    def hit(
+        self,
+        name: str,
+        *,
+        score: float | None = None,
+        threshold: float | None = None,
+        detail: str | None = None,
+        primary: bool = True,
+        override: bool = False,
+    ) -> RuleHit:
         """Record a rule. The first primary rule names the decision, unless a later one ``override``s it."""
         rule = RuleHit(name=name, score=score, threshold=threshold, detail=detail)
         self.rules.append(rule)
@@ -186,8 +194,9 @@ def decide(
     if scores.get("intent"):
         top_label, top_score = _scores_top(scores["intent"])
         oos = top_label == policy.intents.out_of_scope_label
-        b.intent = IntentResult(label=top_label, score=top_score,
-                                threshold=None if oos else view.intent_threshold(top_label))
+        b.intent = IntentResult(
+            label=top_label, score=top_score, threshold=None if oos else view.intent_threshold(top_label)
+        )
     optout_op: str | None = None
     opted_out = context.opted_out
     stop = False
@@ -221,8 +230,10 @@ def decide(
     # 3. moderation (of text: an attachment-only message goes straight to the fallback)
     if event.unreadable and not event.text.strip():
         b.hit("content.unreadable", detail=event.unreadable)
-        b.fallback(policy.unreadable or view.fallback,
-                   f"a {event.unreadable} message: replyguard cannot read it, a person should look")
+        b.fallback(
+            policy.unreadable or view.fallback,
+            f"a {event.unreadable} message: replyguard cannot read it, a person should look",
+        )
         return _finish(b, scores, context, entities, truncated, optout_op, away=True, greet=True)
     if not event.text.strip():
         b.hit("text.empty")
@@ -234,23 +245,35 @@ def decide(
     if spam_score >= spam_t:
         b.hit("moderation.spam", score=spam_score, threshold=spam_t)
         b.moderated = True
-        b.apply(threshold_actions(policy, "spam", "spam"), mod.spam.role, mod.spam.priority,
-                f"spam score {spam_score:.2f} ≥ {spam_t:.2f}")
+        b.apply(
+            threshold_actions(policy, "spam", "spam"),
+            mod.spam.role,
+            mod.spam.priority,
+            f"spam score {spam_score:.2f} ≥ {spam_t:.2f}",
+        )
         return _finish(b, scores, context, entities, truncated, optout_op, away=False, greet=False)
     hate_score = scores["abuse"].get("hate", 0.0)
     hate_t = view.thresholds.abuse["hate"]
     if hate_score >= hate_t:
         b.hit("moderation.hate", score=hate_score, threshold=hate_t)
         b.moderated = True
-        b.apply(threshold_actions(policy, "abuse", "hate"), mod.hate.role, mod.hate.priority,
-                f"hate score {hate_score:.2f} ≥ {hate_t:.2f}: hidden, please review")
+        b.apply(
+            threshold_actions(policy, "abuse", "hate"),
+            mod.hate.role,
+            mod.hate.priority,
+            f"hate score {hate_score:.2f} ≥ {hate_t:.2f}: hidden, please review",
+        )
         return _finish(b, scores, context, entities, truncated, optout_op, away=False, greet=False)
     off_score = scores["abuse"].get("offensive", 0.0)
     off_t = view.thresholds.abuse["offensive"]
     if off_score >= off_t:
         b.hit("moderation.offensive", score=off_score, threshold=off_t)
-        b.apply(threshold_actions(policy, "abuse", "offensive"), mod.offensive.role, mod.offensive.priority,
-                f"offensive score {off_score:.2f} ≥ {off_t:.2f}")
+        b.apply(
+            threshold_actions(policy, "abuse", "offensive"),
+            mod.offensive.role,
+            mod.offensive.priority,
+            f"offensive score {off_score:.2f} ≥ {off_t:.2f}",
+        )
         if mod.offensive.then == "stop":
             b.moderated = True
             return _finish(b, scores, context, entities, truncated, optout_op, away=False, greet=False)
@@ -258,8 +281,11 @@ def decide(
     # 4. too much to classify
     if truncated:
         b.hit("text.too_long", detail=f"only the first {defaults.CLASSIFY_MAX_CHARS} characters were classified")
-        b.escalate(view.fallback.role, view.fallback.priority,
-                   f"message longer than {defaults.CLASSIFY_MAX_CHARS} characters; not answered automatically")
+        b.escalate(
+            view.fallback.role,
+            view.fallback.priority,
+            f"message longer than {defaults.CLASSIFY_MAX_CHARS} characters; not answered automatically",
+        )
         stop = True
 
     # 5. keyword quick replies
@@ -267,8 +293,11 @@ def decide(
     if keyword is not None:
         b.hit(f"keyword.{keyword.name}")
         if keyword.action == "escalate":
-            b.escalate(keyword.role or view.fallback.role, keyword.priority or "normal",
-                       f"customer sent keyword {event.text.strip()!r}")
+            b.escalate(
+                keyword.role or view.fallback.role,
+                keyword.priority or "normal",
+                f"customer sent keyword {event.text.strip()!r}",
+            )
         else:
             _auto_reply(b, keyword.intent or "")
         stop = True
@@ -323,8 +352,11 @@ def decide(
             _auto_reply(b, route.template_intent or label)
         elif branch == "escalate":
             b.hit(f"{rule_prefix}.escalate", score=score, threshold=threshold, detail=tag)
-            b.escalate(route.role or view.fallback.role, route.priority or view.fallback.priority,
-                       f"intent {label} is routed to a person{note}")
+            b.escalate(
+                route.role or view.fallback.role,
+                route.priority or view.fallback.priority,
+                f"intent {label} is routed to a person{note}",
+            )
         else:
             b.hit(f"{rule_prefix}.ignore", score=score, threshold=threshold, detail=tag)
             b.act(Action.IGNORE)
@@ -381,9 +413,15 @@ def _finish(
     # greeting on the first message of a conversation
     greeting = policy.greeting
     main_intent = b.reply_intent
-    if (greet and can_message and greeting and context.first_contact and event.kind in greeting.kinds
-            and main_intent not in greeting.skip_for_intents
-            and (b.parts or Action.ESCALATE in b.actions)):
+    if (
+        greet
+        and can_message
+        and greeting
+        and context.first_contact
+        and event.kind in greeting.kinds
+        and main_intent not in greeting.skip_for_intents
+        and (b.parts or Action.ESCALATE in b.actions)
+    ):
         found = b.template_for(greeting.intent)
         if found is not None:
             try:
@@ -396,10 +434,17 @@ def _finish(
     # away message on escalations outside business hours
     away_sent = False
     hours = policy.business_hours
-    if (away and can_message and hours and Action.ESCALATE in b.actions and event.kind in hours.away_kinds
-            and not hours.is_open(event.created_at)):
+    if (
+        away
+        and can_message
+        and hours
+        and Action.ESCALATE in b.actions
+        and event.kind in hours.away_kinds
+        and not hours.is_open(event.created_at)
+    ):
         recent = context.away_sent_at is not None and event.created_at - context.away_sent_at < timedelta(
-            hours=hours.away_interval_hours)
+            hours=hours.away_interval_hours
+        )
         if not recent:
             found = b.template_for(hours.away_intent)
             if found is not None:
@@ -484,8 +529,9 @@ def sla_breach(escalation: Escalation, rule: SlaPolicy, target: str, due_at: dat
             moved += f", {priority}"
         note = f"SLA {rule.name}: {target.replace('_', ' ')} due {due_at.isoformat(timespec='minutes')} missed; {moved}"
         reason = f"{note} (was: {escalation.reason})"[:1000]
-    return SlaBreachOutcome(escalation=Escalation(role=role, priority=priority, reason=reason),
-                            notify=actions.notify, changed=changed)
+    return SlaBreachOutcome(
+        escalation=Escalation(role=role, priority=priority, reason=reason), notify=actions.notify, changed=changed
+    )
 
 
 def opted_out_meanwhile(decision: Decision, policy: Policy | None = None) -> Decision:
@@ -500,11 +546,25 @@ def opted_out_meanwhile(decision: Decision, policy: Policy | None = None) -> Dec
     if not {Action.ESCALATE, Action.IGNORE, Action.HIDE} & set(actions):
         actions.append(Action.ESCALATE)
         opt = policy.opt_out if policy is not None else None
-        escalation = Escalation(role=opt.role if opt else "tier1", priority=opt.priority if opt else "low",
-                                reason="author opted out of automated replies; answer personally if needed")
-    return decision.model_copy(update={"actions": actions, "rule": hit.name, "threshold": None, "score": None,
-                                       "rules": [*decision.rules, hit], "reply": None, "template": None,
-                                       "templates": [], "template_versions": {}, "escalation": escalation})
+        escalation = Escalation(
+            role=opt.role if opt else "tier1",
+            priority=opt.priority if opt else "low",
+            reason="author opted out of automated replies; answer personally if needed",
+        )
+    return decision.model_copy(
+        update={
+            "actions": actions,
+            "rule": hit.name,
+            "threshold": None,
+            "score": None,
+            "rules": [*decision.rules, hit],
+            "reply": None,
+            "template": None,
+            "templates": [],
+            "template_versions": {},
+            "escalation": escalation,
+        }
+    )
 
 
 def with_escalation(decision: Decision, escalation: Escalation) -> Decision:
@@ -569,17 +629,34 @@ def intent_actions(view: PolicyView, label: str, score: float | None, threshold:
 # worker.drafting calls the LLM and checks its answer, then asks one of these for the outcome.
 
 
-def error_outcome(event: InboundEvent, brand: Brand, scores: dict[str, dict[str, float]], error: str,
-                  now: datetime, context: DecisionContext | None = None) -> Outcome:
+def error_outcome(
+    event: InboundEvent,
+    brand: Brand,
+    scores: dict[str, dict[str, float]],
+    error: str,
+    now: datetime,
+    context: DecisionContext | None = None,
+) -> Outcome:
     """A message whose deciding failed unexpectedly: escalate it (rule ``error.internal``), high priority."""
     reason = f"internal error while deciding: {error}"[:500]
     decision = Decision(
-        message_id=event.id, brand=event.brand, platform=event.platform, kind=event.kind,
-        conversation_id=event.conversation_id, author_id=event.author.id, language="und",
-        actions=[Action.ESCALATE], rule="error.internal", rules=[RuleHit(name="error.internal", detail=reason)],
-        scores=scores, escalation=Escalation(role=brand.policy.intents.fallback.role, priority="high", reason=reason),
-        policy_version=brand.policy_version, model_versions=brand.model_versions(),
-        decided_at=now, event=event.model_dump(mode="json"), context=(context or DecisionContext()).model_copy(),
+        message_id=event.id,
+        brand=event.brand,
+        platform=event.platform,
+        kind=event.kind,
+        conversation_id=event.conversation_id,
+        author_id=event.author.id,
+        language="und",
+        actions=[Action.ESCALATE],
+        rule="error.internal",
+        rules=[RuleHit(name="error.internal", detail=reason)],
+        scores=scores,
+        escalation=Escalation(role=brand.policy.intents.fallback.role, priority="high", reason=reason),
+        policy_version=brand.policy_version,
+        model_versions=brand.model_versions(),
+        decided_at=now,
+        event=event.model_dump(mode="json"),
+        context=(context or DecisionContext()).model_copy(),
     )
     return Outcome(decision=decision)
 
@@ -611,8 +688,7 @@ def llm_personalised(decision: Decision, reply: str, prompt_ref: str, *, at: dat
     return final
 
 
-def llm_refused(decision: Decision, brand: Brand, reason: str, detail: str, *, at: datetime,
-                **record: Any) -> Decision:
+def llm_refused(decision: Decision, brand: Brand, reason: str, detail: str, *, at: datetime, **record: Any) -> Decision:
     """A draft failed a guardrail: the plain template goes out, or, if the policy says so, a person answers."""
     settings = brand.policy.llm.draft_settings(decision.intent.label) if brand.policy.llm and decision.intent else None
     final = llm_fallback(decision, reason, detail, at=at, **record)
@@ -625,14 +701,18 @@ def llm_refused(decision: Decision, brand: Brand, reason: str, detail: str, *, a
     final.reply = None
     final.templates = []
     final.template = None
-    final.escalation = Escalation(role=view.fallback.role, priority=view.fallback.priority,
-                                  reason=f"LLM draft refused ({reason}); policy says escalate")
+    final.escalation = Escalation(
+        role=view.fallback.role,
+        priority=view.fallback.priority,
+        reason=f"LLM draft refused ({reason}); policy says escalate",
+    )
     final.rules.append(RuleHit(name="llm.guardrail_escalate", detail=reason))
     return final
 
 
-def llm_cascade(decision: Decision, brand: Brand, intent: str, confidence: float, why: str, *, at: datetime,
-                **record: Any) -> Decision:
+def llm_cascade(
+    decision: Decision, brand: Brand, intent: str, confidence: float, why: str, *, at: datetime, **record: Any
+) -> Decision:
     """The LLM's choice among the candidate intents of an uncertain message.
 
     Below ``llm.cascade.min_llm_confidence`` it is ignored (``llm_unsure``). If the policy lets
@@ -641,17 +721,25 @@ def llm_cascade(decision: Decision, brand: Brand, intent: str, confidence: float
     """
     settings = brand.policy.llm.cascade
     if confidence < settings.min_llm_confidence:
-        return llm_fallback(decision, "llm_unsure", f"LLM confidence {confidence:.2f} < {settings.min_llm_confidence}",
-                            at=at, **record)
+        return llm_fallback(
+            decision, "llm_unsure", f"LLM confidence {confidence:.2f} < {settings.min_llm_confidence}", at=at, **record
+        )
     classifier = decision.intent
-    note = (f" (LLM cascade: {intent} {confidence:.2f}; classifier "
-            + (f"{classifier.label} {classifier.score:.2f})" if classifier else "none)"))
+    note = f" (LLM cascade: {intent} {confidence:.2f}; classifier " + (
+        f"{classifier.label} {classifier.score:.2f})" if classifier else "none)"
+    )
     route = brand.policy.view(decision.platform, decision.kind).routes.get(intent)
     answerable = route is not None and route.action == "auto_reply"
     llm = _finished(decision.llm, at, "used", **record)  # type: ignore[arg-type]
     if answerable and settings.may_auto_reply:
-        redone = decide(parse_event(decision.event), decision.scores, decision.context, brand,
-                        truncated=decision.truncated, cascade_choice=(intent, note)).decision
+        redone = decide(
+            parse_event(decision.event),
+            decision.scores,
+            decision.context,
+            brand,
+            truncated=decision.truncated,
+            cascade_choice=(intent, note),
+        ).decision
         redone.decided_at, redone.job_id, redone.timings = decision.decided_at, decision.job_id, decision.timings
         redone.llm = llm
         return redone
@@ -660,14 +748,16 @@ def llm_cascade(decision: Decision, brand: Brand, intent: str, confidence: float
     oos = brand.policy.intents.out_of_scope_label
     if final.escalation is not None and intent != oos:
         role = route.role if route is not None and route.action == "escalate" and route.role else final.escalation.role
-        final.escalation = final.escalation.model_copy(update={
-            "role": role, "reason": f"classifier unsure; LLM suggests {intent} ({confidence:.2f}): {why}"[:500]})
+        final.escalation = final.escalation.model_copy(
+            update={"role": role, "reason": f"classifier unsure; LLM suggests {intent} ({confidence:.2f}): {why}"[:500]}
+        )
     final.rules.append(RuleHit(name="llm.cascade_routed", detail=note.strip()))
     return final
 
 
-def llm_second_opinion(decision: Decision, brand: Brand, flagged: bool, hateful: Sequence[str], *, at: datetime,
-                       **record: Any) -> Decision:
+def llm_second_opinion(
+    decision: Decision, brand: Brand, flagged: bool, hateful: Sequence[str], *, at: datetime, **record: Any
+) -> Decision:
     """A moderation endpoint's verdict on a borderline hate score: hide and escalate only if it flags hate."""
     if not (flagged and hateful):
         final = decision.model_copy(deep=True)
@@ -679,12 +769,19 @@ def llm_second_opinion(decision: Decision, brand: Brand, flagged: bool, hateful:
     final.actions = [Action(a) for a in threshold_actions(brand.policy, "abuse", "hate")]
     final.reply, final.template, final.templates = None, None, []
     final.rule = "moderation.hate"
-    final.rules.append(RuleHit(name="moderation.hate", score=decision.scores.get("abuse", {}).get("hate"),
-                               detail=f"second opinion: moderation endpoint flagged {categories}"))
-    final.escalation = Escalation(role=mod.role, priority=mod.priority,
-                                  reason=f"borderline hate score; moderation endpoint flagged {categories}")
+    final.rules.append(
+        RuleHit(
+            name="moderation.hate",
+            score=decision.scores.get("abuse", {}).get("hate"),
+            detail=f"second opinion: moderation endpoint flagged {categories}",
+        )
+    )
+    final.escalation = Escalation(
+        role=mod.role, priority=mod.priority, reason=f"borderline hate score; moderation endpoint flagged {categories}"
+    )
     final.llm = _finished(decision.llm, at, "used", **record)  # type: ignore[arg-type]
     return final
+
 
 # -- delivery failures ------------------------------------------------------------------------
 

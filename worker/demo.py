@@ -90,11 +90,18 @@ def _print_sla(client: Any, settings: Any, sample: list[dict[str, Any]]) -> None
         views = tracker.views(brand, [e["id"] for e in sample if e["brand"] == brand])
         for mid, view in views.items():
             for b in view["breaches"]:
-                moved = (f"re-routed {b['role_before']} → {b['role_after']}, {b['priority_after']}"
-                         if b["role_before"] != b["role_after"] else
-                         (f"priority {b['priority_before']} → {b['priority_after']}"
-                          if b["priority_before"] != b["priority_after"] else "recorded"))
-                lines.append(f"  - {mid}: {b['target'].replace('_', ' ')} target missed (SLA {view['policy']}): {moved}")
+                moved = (
+                    f"re-routed {b['role_before']} → {b['role_after']}, {b['priority_after']}"
+                    if b["role_before"] != b["role_after"]
+                    else (
+                        f"priority {b['priority_before']} → {b['priority_after']}"
+                        if b["priority_before"] != b["priority_after"]
+                        else "recorded"
+                    )
+                )
+                lines.append(
+                    f"  - {mid}: {b['target'].replace('_', ' ')} target missed (SLA {view['policy']}): {moved}"
+                )
     if lines:
         print(f"SLA: the sample's messages are days old, so {len(lines)} targets are already missed:")
         print("\n".join(line for line in lines if "re-routed" in line) or lines[0])
@@ -117,8 +124,15 @@ def expectation_met(decision: Decision, expect: dict[str, Any]) -> bool:
 
 def _start_workers(n: int, env: dict[str, str]) -> list[subprocess.Popen]:
     """One ``replyguard worker`` that loads the models once and forks ``n`` worker processes."""
-    return [subprocess.Popen([sys.executable, "-m", "worker.cli", "worker", "--processes", str(n)], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)]
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "worker", "--processes", str(n)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    ]
 
 
 def _stop_workers(procs: list[subprocess.Popen]) -> None:
@@ -150,15 +164,24 @@ def llm_policy_dir(base: Path, target: Path, url: str, model: str, key_env: str 
     for path in base.glob("*.yaml"):
         data = read_yaml(path).data
         if data.get("brand") == "demo-shop":
-            provider = {"base_url": url, "model": model, "timeout_seconds": 15, "max_retries": 2,
-                        "concurrency": 4, "monthly_token_budget": 500_000}
+            provider = {
+                "base_url": url,
+                "model": model,
+                "timeout_seconds": 15,
+                "max_retries": 2,
+                "concurrency": 4,
+                "monthly_token_budget": 500_000,
+            }
             if key_env:
                 provider["api_key_env"] = key_env
             data["llm"] = {
                 "providers": {"main": provider},
                 "default_provider": "main",
-                "personalise": {"defaults": {"temperature": 0.3, "max_tokens": 300},
-                                "intents": {i: {} for i in PERSONALISED_INTENTS}, "deadline_seconds": 30},
+                "personalise": {
+                    "defaults": {"temperature": 0.3, "max_tokens": 300},
+                    "intents": {i: {} for i in PERSONALISED_INTENTS},
+                    "deadline_seconds": 30,
+                },
                 "cascade": {"band_low": 0.35, "top_k": 3, "may_auto_reply": False, "deadline_seconds": 30},
             }
         (target / path.name).write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
@@ -176,8 +199,14 @@ def _command() -> str:
     return shlex.quote(str(script)) if script.exists() else f"{shlex.quote(sys.executable)} -m worker.cli"
 
 
-def run_demo(workers: int = 2, check: bool = False, llm: str | None = None, llm_model: str = "gpt-4o-mini",
-             llm_key_env: str | None = None, webhooks: bool = True) -> int:
+def run_demo(
+    workers: int = 2,
+    check: bool = False,
+    llm: str | None = None,
+    llm_model: str = "gpt-4o-mini",
+    llm_key_env: str | None = None,
+    webhooks: bool = True,
+) -> int:
     settings = Settings.from_env().model_copy(update={"queue": DEMO_QUEUE, "key_prefix": DEMO_KEY_PREFIX})
     tty = sys.stdout.isatty()
     print("replyguard demo: Komorebi Store (brand demo-shop)\n")
@@ -188,8 +217,10 @@ def run_demo(workers: int = 2, check: bool = False, llm: str | None = None, llm_
         if llm == "standin":
             standin = StandInLLM().start()
             url, llm_model = standin.base_url, "replyguard-standin"
-            print(f"  llm        stand-in OpenAI-compatible server at {url} (rule-based, NOT a language model;\n"
-                  "             use --llm URL for a real one)")
+            print(
+                f"  llm        stand-in OpenAI-compatible server at {url} (rule-based, NOT a language model;\n"
+                "             use --llm URL for a real one)"
+            )
         else:
             url = llm
             print(f"  llm        {url} model {llm_model}")
@@ -211,14 +242,20 @@ def _run(settings: Settings, workers: int, check: bool, tty: bool, llm_on: bool,
     print(f"  templates  {len(brand.templates.versions())} approved ({brand.templates.path})")
     print(f"  models     {', '.join(brand.model_versions().values())}")
     client = connect(settings)
-    env = {**os.environ, "REPLYGUARD_QUEUE": settings.queue, "REPLYGUARD_KEY_PREFIX": settings.key_prefix,
-           "REPLYGUARD_POLICIES_DIR": str(settings.policies_dir)}
+    env = {
+        **os.environ,
+        "REPLYGUARD_QUEUE": settings.queue,
+        "REPLYGUARD_KEY_PREFIX": settings.key_prefix,
+        "REPLYGUARD_POLICIES_DIR": str(settings.policies_dir),
+    }
     if not settings.redis_url:
         server = embedded_for(settings)
         env["REDIS_URL"] = server.url
         stop = f"REPLYGUARD_HOME={shlex.quote(str(settings.home))} {_command()} redis stop"
-        print(f"  redis      embedded redis-server at {server.socket}\n"
-              f"             (it keeps running for `show` / `review`; stop it with: {stop})")
+        print(
+            f"  redis      embedded redis-server at {server.socket}\n"
+            f"             (it keeps running for `show` / `review`; stop it with: {stop})"
+        )
     else:
         print(f"  redis      {settings.redacted_redis_url()}")
 
@@ -229,14 +266,18 @@ def _run(settings: Settings, workers: int, check: bool, tty: bool, llm_on: bool,
         while len(Worker.all(queue=queue)) < workers:
             dead = [p for p in procs if p.poll() is not None]
             if dead:
-                print("\na worker failed to start:\n" + (dead[0].stderr.read() if dead[0].stderr else ""), file=sys.stderr)
+                print(
+                    "\na worker failed to start:\n" + (dead[0].stderr.read() if dead[0].stderr else ""), file=sys.stderr
+                )
                 return 2
             if time.monotonic() > deadline:
                 print("\nworkers did not start within 60s", file=sys.stderr)
                 return 2
             time.sleep(0.1)
-        print(f"  workers    {workers} RQ worker processes (replyguard worker --processes {workers}) on the demo's own queue {settings.queue!r}, "
-              f"key prefix {settings.key_prefix!r}\n")
+        print(
+            f"  workers    {workers} RQ worker processes (replyguard worker --processes {workers}) on the demo's own queue {settings.queue!r}, "
+            f"key prefix {settings.key_prefix!r}\n"
+        )
 
         run = uuid.uuid4().hex[:6]
         sample = [_prefixed(e, run) for e in load_sample()]
@@ -252,14 +293,23 @@ def _run(settings: Settings, workers: int, check: bool, tty: bool, llm_on: bool,
                 ingestor.submit(e, e["id"])
             report = ingestor.close()
             try:
-                result = wait_for(report, client, settings, timeout=120, until_final=True,
-                                  progress=lambda d, t: _progress(len(decisions) + d, total, tty, state))
+                result = wait_for(
+                    report,
+                    client,
+                    settings,
+                    timeout=120,
+                    until_final=True,
+                    progress=lambda d, t: _progress(len(decisions) + d, total, tty, state),
+                )
             except WaitTimeout as exc:
                 print(f"\n{exc}", file=sys.stderr)
                 result = exc.result
             decisions.update({d.message_id: d for d in result.decisions})
             if result.missing:
-                print(f"\n{len(result.missing)} messages were not decided (failed jobs: {result.failed_jobs})", file=sys.stderr)
+                print(
+                    f"\n{len(result.missing)} messages were not decided (failed jobs: {result.failed_jobs})",
+                    file=sys.stderr,
+                )
         if tty:
             print()
         elapsed = time.monotonic() - started
@@ -268,28 +318,38 @@ def _run(settings: Settings, workers: int, check: bool, tty: bool, llm_on: bool,
             from worker.demo_webhooks import run_webhooks
 
             columns = shutil.get_terminal_size((160, 40)).columns
-            ok -= run_webhooks(env.get("REDIS_URL") or settings.redis_url or "", run, _cell, columns,
-                               {k: env[k] for k in ("REPLYGUARD_QUEUE", "REPLYGUARD_KEY_PREFIX",
-                                                    "REPLYGUARD_POLICIES_DIR")}, settings.key_prefix)
+            ok -= run_webhooks(
+                env.get("REDIS_URL") or settings.redis_url or "",
+                run,
+                _cell,
+                columns,
+                {k: env[k] for k in ("REPLYGUARD_QUEUE", "REPLYGUARD_KEY_PREFIX", "REPLYGUARD_POLICIES_DIR")},
+                settings.key_prefix,
+            )
     finally:
         _stop_workers(procs)
     _print_sla(client, settings, sample)
     first = sample[0]["id"]
     cmd = f"REPLYGUARD_KEY_PREFIX={settings.key_prefix} {_command()}"
-    print(f"Look closer (the demo's decisions are under key prefix {settings.key_prefix!r}):\n"
-          f"  {cmd} show {first}\n  {cmd} review list\n  {cmd} stats")
+    print(
+        f"Look closer (the demo's decisions are under key prefix {settings.key_prefix!r}):\n"
+        f"  {cmd} show {first}\n  {cmd} review list\n  {cmd} stats"
+    )
     if check and ok != total:
         return 1
     return 0
 
 
-def _print_table(sample: list[dict[str, Any]], decisions: dict[str, Decision], llm_on: bool, total: int,
-                 elapsed: float) -> int:
+def _print_table(
+    sample: list[dict[str, Any]], decisions: dict[str, Decision], llm_on: bool, total: int, elapsed: float
+) -> int:
     columns = shutil.get_terminal_size((160, 40)).columns
     text_w = max(24, min(40, (columns - 92) // 2))
     out_w = max(24, columns - 92 - text_w)
-    header = (f"{'#':>3} {'channel':17} {'lang':4} {_cell('message', text_w)} {'actions':22} {'rule':24} "
-              f"{_cell('reply / escalation', out_w)} ok")
+    header = (
+        f"{'#':>3} {'channel':17} {'lang':4} {_cell('message', text_w)} {'actions':22} {'rule':24} "
+        f"{_cell('reply / escalation', out_w)} ok"
+    )
     print(header)
     print("-" * min(columns, _width(header)))
     ok = 0
@@ -311,20 +371,30 @@ def _print_table(sample: list[dict[str, Any]], decisions: dict[str, Decision], l
         if d.reply and d.escalation:
             outcome = f"→ {d.escalation.role} + “{d.reply}”"
         actions = "+".join(a.value for a in d.actions)
-        print(f"{n:3d} {_cell(channel, 17)} {d.language:4} {_cell(event['text'] or '(no text)', text_w)} "
-              f"{_cell(actions, 22)} {_cell(d.rule, 24)} {_cell(outcome, out_w)} {'✓' if met else '✗'}")
+        print(
+            f"{n:3d} {_cell(channel, 17)} {d.language:4} {_cell(event['text'] or '(no text)', text_w)} "
+            f"{_cell(actions, 22)} {_cell(d.rule, 24)} {_cell(outcome, out_w)} {'✓' if met else '✗'}"
+        )
         if llm_on and d.llm is not None:
-            what = {"used": "LLM result used", "fallback": "plain template kept", "escalated": "escalated instead",
-                    "unchanged": "unchanged"}.get(d.llm.outcome or "", d.llm.outcome or "pending")
+            what = {
+                "used": "LLM result used",
+                "fallback": "plain template kept",
+                "escalated": "escalated instead",
+                "unchanged": "unchanged",
+            }.get(d.llm.outcome or "", d.llm.outcome or "pending")
             why = f" (reason: {d.llm.reason}{': ' + d.llm.detail if d.llm.detail else ''})" if d.llm.reason else ""
             print(f"{'':4}↳ {d.llm.task}: {what}{why}")
             if d.llm.outcome == "used" and d.llm.task == "personalise":
                 print(f"{'':6}“{_cell(d.reply or '', max(40, columns - 10)).rstrip()}”")
             if d.llm.choice:
-                print(f"{'':6}LLM chose {d.llm.choice.get('intent')} ({d.llm.choice.get('confidence')}); "
-                      f"classifier said {d.llm.classifier}")
+                print(
+                    f"{'':6}LLM chose {d.llm.choice.get('intent')} ({d.llm.choice.get('confidence')}); "
+                    f"classifier said {d.llm.classifier}"
+                )
     print()
-    print(f"{len(decisions)}/{total} messages decided in {elapsed:.1f}s; {ok}/{total} match the sample's expected outcome.")
+    print(
+        f"{len(decisions)}/{total} messages decided in {elapsed:.1f}s; {ok}/{total} match the sample's expected outcome."
+    )
     if llm_on:
         results: dict[str, int] = {}
         for d in decisions.values():

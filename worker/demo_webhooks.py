@@ -28,35 +28,96 @@ TOKEN = "standin-token"
 
 
 def demo_env(graph_url: str) -> dict[str, str]:
-    return {"META_APP_SECRET": APP_SECRET, "META_VERIFY_TOKEN": "demo-verify-token", "WHATSAPP_TOKEN": TOKEN,
-            "META_PAGE_TOKEN": TOKEN, "REPLYGUARD_META_API_BASE": graph_url, "REPLYGUARD_DELIVERY_MODE": "live",
-            "REPLYGUARD_LOG_LEVEL": "WARNING"}
+    return {
+        "META_APP_SECRET": APP_SECRET,
+        "META_VERIFY_TOKEN": "demo-verify-token",
+        "WHATSAPP_TOKEN": TOKEN,
+        "META_PAGE_TOKEN": TOKEN,
+        "REPLYGUARD_META_API_BASE": graph_url,
+        "REPLYGUARD_DELIVERY_MODE": "live",
+        "REPLYGUARD_LOG_LEVEL": "WARNING",
+    }
 
 
 def webhooks(run: str) -> list[tuple[str, str, dict[str, Any]]]:
     """(label, message id, payload) of the demo's webhooks; ids and senders are unique per run."""
     now = int(time.time())
     ts, ms = str(now), now * 1000
-    wa = lambda mid, sender, text, name: s.whatsapp([s.wa_text(mid, text, sender=sender, ts=ts)],  # noqa: E731
-                                                   name=name, wa_id=sender)
+
+    def wa(mid: str, sender: str, text: str, name: str) -> Any:
+        return s.whatsapp([s.wa_text(mid, text, sender=sender, ts=ts)], name=name, wa_id=sender)
+
     return [
-        ("whatsapp text", f"wamid.{run}1", wa(f"wamid.{run}1", f"8190{run}1", "Hi! Where is my order KM-204815?",
-                                             "Kerry Fisher")),
-        ("whatsapp text", f"wamid.{run}2", wa(f"wamid.{run}2", f"8190{run}2", "注文KM-318220はいつ届きますか？",
-                                             "佐藤 陽翔")),
-        ("whatsapp sticker", f"wamid.{run}3", s.whatsapp([s.wa_message(
-            f"wamid.{run}3", "sticker", {"id": "st-1", "mime_type": "image/webp"}, sender=f"8190{run}3", ts=ts)],
-            name="Mia", wa_id=f"8190{run}3")),
-        ("messenger dm", f"m_{run}4", s.messaging("page", s.PAGE_ID, [
-            s.dm(f"m_{run}4", "What are your opening hours?", sender=f"62{run}4", ts_ms=ms)])),
-        ("instagram dm", f"ig_{run}5", s.messaging("instagram", s.IG_ID, [
-            s.dm(f"ig_{run}5", "Do you ship to Canada? How long does it take?", sender=f"11{run}5", account=s.IG_ID,
-                 ts_ms=ms)])),
-        ("instagram comment", f"17{run}6", s.ig_comments([s.ig_comment(
-            f"17{run}6", "CONGRATULATIONS you WON a FREE iPhone!!! claim now at http://prize-claims.example/win",
-            author_id=f"178{run}6", username="prize.bot")])),
-        ("facebook comment", f"{run}_7", s.page_feed([s.feed_comment(
-            f"{run}_7", "How much is shipping to Japan?", author_id=f"54{run}7", ts=now)])),
+        (
+            "whatsapp text",
+            f"wamid.{run}1",
+            wa(f"wamid.{run}1", f"8190{run}1", "Hi! Where is my order KM-204815?", "Kerry Fisher"),
+        ),
+        (
+            "whatsapp text",
+            f"wamid.{run}2",
+            wa(f"wamid.{run}2", f"8190{run}2", "注文KM-318220はいつ届きますか？", "佐藤 陽翔"),
+        ),
+        (
+            "whatsapp sticker",
+            f"wamid.{run}3",
+            s.whatsapp(
+                [
+                    s.wa_message(
+                        f"wamid.{run}3",
+                        "sticker",
+                        {"id": "st-1", "mime_type": "image/webp"},
+                        sender=f"8190{run}3",
+                        ts=ts,
+                    )
+                ],
+                name="Mia",
+                wa_id=f"8190{run}3",
+            ),
+        ),
+        (
+            "messenger dm",
+            f"m_{run}4",
+            s.messaging(
+                "page", s.PAGE_ID, [s.dm(f"m_{run}4", "What are your opening hours?", sender=f"62{run}4", ts_ms=ms)]
+            ),
+        ),
+        (
+            "instagram dm",
+            f"ig_{run}5",
+            s.messaging(
+                "instagram",
+                s.IG_ID,
+                [
+                    s.dm(
+                        f"ig_{run}5",
+                        "Do you ship to Canada? How long does it take?",
+                        sender=f"11{run}5",
+                        account=s.IG_ID,
+                        ts_ms=ms,
+                    )
+                ],
+            ),
+        ),
+        (
+            "instagram comment",
+            f"17{run}6",
+            s.ig_comments(
+                [
+                    s.ig_comment(
+                        f"17{run}6",
+                        "CONGRATULATIONS you WON a FREE iPhone!!! claim now at http://prize-claims.example/win",
+                        author_id=f"178{run}6",
+                        username="prize.bot",
+                    )
+                ]
+            ),
+        ),
+        (
+            "facebook comment",
+            f"{run}_7",
+            s.page_feed([s.feed_comment(f"{run}_7", "How much is shipping to Japan?", author_id=f"54{run}7", ts=now)]),
+        ),
     ]
 
 
@@ -94,8 +155,9 @@ def what_was_sent(recorded: list[Any], decision: Decision) -> list[str]:
     return out
 
 
-def run_webhooks(redis_url: str, run: str, cell: Any, columns: int, env: dict[str, str] | None = None,
-                 key_prefix: str = "rg") -> int:
+def run_webhooks(
+    redis_url: str, run: str, cell: Any, columns: int, env: dict[str, str] | None = None, key_prefix: str = "rg"
+) -> int:
     """Post the demo webhooks, wait for decisions (and deliveries), print the table. Returns problems found."""
     import redis
 
@@ -111,11 +173,15 @@ def run_webhooks(redis_url: str, run: str, cell: Any, columns: int, env: dict[st
         serve = stack.enter_context(ServeProcess(redis_url, env=child_env))
         if graph is not None:
             stack.enter_context(WorkerProcess(redis_url, env=child_env, command="deliver"))
-            print("\nPlatform webhooks through `replyguard serve` → decided → delivered to a loopback Graph API "
-                  f"stand-in\n\n  serve      {serve.url} (POST /webhooks/meta)   graph stand-in {graph.url}\n")
+            print(
+                "\nPlatform webhooks through `replyguard serve` → decided → delivered to a loopback Graph API "
+                f"stand-in\n\n  serve      {serve.url} (POST /webhooks/meta)   graph stand-in {graph.url}\n"
+            )
         else:
-            print("\nPlatform webhooks through `replyguard serve` → decided → the outbox (no deliverer installed)\n"
-                  f"\n  serve      {serve.url} (POST /webhooks/meta)\n")
+            print(
+                "\nPlatform webhooks through `replyguard serve` → decided → the outbox (no deliverer installed)\n"
+                f"\n  serve      {serve.url} (POST /webhooks/meta)\n"
+            )
         hooks = webhooks(run)
         statuses = [post(serve.url, payload) for _label, _mid, payload in hooks]
         retry = post(serve.url, hooks[0][2])  # Meta repeats a delivery it thinks failed
@@ -125,16 +191,20 @@ def run_webhooks(redis_url: str, run: str, cell: Any, columns: int, env: dict[st
         decisions: list[Decision | None] = []
         while time.monotonic() < deadline:
             decisions = store.decisions([("demo-shop", i) for i in ids])
-            if all(d is not None and (graph is None or len(getattr(d, "deliveries", [])) >= _expected(d))
-                   for d in decisions):
+            if all(
+                d is not None and (graph is None or len(getattr(d, "deliveries", [])) >= _expected(d))
+                for d in decisions
+            ):
                 break
             time.sleep(0.2)
         time.sleep(0.5)
         recorded = list(graph.requests) if graph is not None else []
         outbox = [json.loads(f[b"payload"]) for _i, f in store.client.xrange(store.keys.outbox("demo-shop"))]
     width = max(30, columns - 60)
-    print(f"{'webhook':18} {'HTTP':4} {cell('message', 34)} {'rule':22} "
-          f"{'what the platform received' if graph else 'what the outbox holds for the platform'}")
+    print(
+        f"{'webhook':18} {'HTTP':4} {cell('message', 34)} {'rule':22} "
+        f"{'what the platform received' if graph else 'what the outbox holds for the platform'}"
+    )
     print("-" * min(columns, 140))
     for (label, _mid, _payload), status, d in zip(hooks, statuses, decisions, strict=True):
         if d is None:
@@ -145,11 +215,16 @@ def run_webhooks(redis_url: str, run: str, cell: Any, columns: int, env: dict[st
         if graph is not None:
             sent = what_was_sent(recorded, d)
         else:
-            sent = [f"{p['type']}" + (f" “{' '.join(str(p.get('text')).split())}”" if p.get("text") else "")
-                    for p in outbox if p.get("message_id") == d.message_id and p.get("type") in ("reply", "hide")]
+            sent = [
+                f"{p['type']}" + (f" “{' '.join(str(p.get('text')).split())}”" if p.get("text") else "")
+                for p in outbox
+                if p.get("message_id") == d.message_id and p.get("type") in ("reply", "hide")
+            ]
         sent = sent or [f"nothing ({_why_nothing(d)})"]
-        print(f"{label:18} {status:<4} {cell(text or '(' + str(d.event.get('unreadable')) + ')', 34)} "
-              f"{cell(d.rule, 22)} {cell(sent[0], width)}")
+        print(
+            f"{label:18} {status:<4} {cell(text or '(' + str(d.event.get('unreadable')) + ')', 34)} "
+            f"{cell(d.rule, 22)} {cell(sent[0], width)}"
+        )
         for extra in sent[1:]:
             print(f"{'':81} {cell(extra, width)}")
     first = decisions[0] if decisions else None
@@ -157,7 +232,9 @@ def run_webhooks(redis_url: str, run: str, cell: Any, columns: int, env: dict[st
         answers = len(what_was_sent(recorded, first)) if first else 0
         where = f"{answers} call{'s' if answers != 1 else ''} to the Graph API"
     else:
-        answers = sum(1 for p in outbox if first and p.get("message_id") == first.message_id and p.get("type") == "reply")
+        answers = sum(
+            1 for p in outbox if first and p.get("message_id") == first.message_id and p.get("type") == "reply"
+        )
         where = f"{answers} reply in the outbox"
     print(f"\nMeta's retry of the first webhook: HTTP {retry}; it was decided and answered once ({where}).")
     print(f"An unsigned webhook: HTTP {unsigned}, nothing stored.")

@@ -37,8 +37,19 @@ from typing import Any
 from classifiers.errors import ArtifactError, ConfigError, DatasetError, ReplyguardError
 
 __all__ = [
-    "ArtifactError", "ConfigError", "DatasetError", "InputError", "InvalidEvent", "NoWorker", "PolicyError", "Problem",
-    "RenderError", "ReplyguardError", "StoreError", "TemplateError", "WaitTimeout",
+    "ArtifactError",
+    "ConfigError",
+    "DatasetError",
+    "InputError",
+    "InvalidEvent",
+    "NoWorker",
+    "PolicyError",
+    "Problem",
+    "RenderError",
+    "ReplyguardError",
+    "StoreError",
+    "TemplateError",
+    "WaitTimeout",
 ]
 
 
@@ -61,9 +72,7 @@ class _ProblemsError(ReplyguardError):
     def __init__(self, source: str, problems: Iterable[Problem] | Problem | str):
         listed: Iterable[Problem | str] = [problems] if isinstance(problems, (Problem, str)) else problems
         self.source = source
-        self.problems: list[Problem] = [
-            p if isinstance(p, Problem) else Problem("", str(p)) for p in listed
-        ]
+        self.problems: list[Problem] = [p if isinstance(p, Problem) else Problem("", str(p)) for p in listed]
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{self.subject} {source} is invalid:\n{lines}")
 
@@ -100,8 +109,7 @@ class RenderError(ReplyguardError):
         self.template_id = template_id
         self.missing = list(missing)
         super().__init__(
-            f"template {template_id}: no value for variable(s) "
-            + ", ".join("{" + m + "}" for m in self.missing)
+            f"template {template_id}: no value for variable(s) " + ", ".join("{" + m + "}" for m in self.missing)
         )
 
 
@@ -138,8 +146,7 @@ class DeliveryError(ReplyguardError):
     platform's own message (never the text sent); ``status`` the HTTP status, if any.
     """
 
-    def __init__(self, code: str, detail: str = "", *, status: int | None = None,
-                 retry_after: float | None = None):
+    def __init__(self, code: str, detail: str = "", *, status: int | None = None, retry_after: float | None = None):
         self.code = code
         self.detail = detail[:300]
         self.status = status

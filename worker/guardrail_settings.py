@@ -100,7 +100,8 @@ class GuardrailSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     allowed_domains: list[Domain] = Field(
-        default_factory=list, description="Link domains a draft may use besides those in its template (subdomains included)."
+        default_factory=list,
+        description="Link domains a draft may use besides those in its template (subdomains included).",
     )
     default_terms: bool = Field(default=True, description="Also use the shipped term lists.")
     term_lists: list[TermList] = Field(default_factory=list)
@@ -121,4 +122,9 @@ class GuardrailSettings(BaseModel):
     def missing_kinds(self, languages: list[str]) -> list[str]:
         """'offer/fr'-style pairs of a policy language without a list of that kind."""
         have = {(t.kind, t.language) for t in self.lists()}
-        return [f"{kind}/{lang}" for lang in languages for kind in ("offer", "promise", "insult") if (kind, lang) not in have]
+        return [
+            f"{kind}/{lang}"
+            for lang in languages
+            for kind in ("offer", "promise", "insult")
+            if (kind, lang) not in have
+        ]

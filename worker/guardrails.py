@@ -69,10 +69,14 @@ _DOMAIN = re.compile(
 )
 _IPV4 = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")
 _SCHEME = re.compile(r"(?i)\b(?:https?|ftp|javascript|data|mailto|tel|sms|file|intent|market|whatsapp|line|tg)\s*:")
-_MARKUP = re.compile(r"\[[^\]\n]{0,200}\]\s*\([^)\n]{0,500}\)|<\s*/?\s*[a-z][a-z0-9]*(?:\s[^<>]{0,500})?>|<(?:https?|www)[^>\s]*>",
-                     re.IGNORECASE)
+_MARKUP = re.compile(
+    r"\[[^\]\n]{0,200}\]\s*\([^)\n]{0,500}\)|<\s*/?\s*[a-z][a-z0-9]*(?:\s[^<>]{0,500})?>|<(?:https?|www)[^>\s]*>",
+    re.IGNORECASE,
+)
 #: Dots written out or bracketed to slip a domain past a filter: evil[.]com, evil(dot)com, evil dot com, evil . com.
-_OBFUSCATED_DOT = re.compile(r"\s*[\[({]\s*(?:\.|dot)\s*[\])}]\s*|\s+dot\s+|\s+\.\s*(?=[a-z]{2,6}\b)|(?<=[a-z0-9])\.\s+(?=(?:com|net|org|io|ly|me|co|jp|xyz|shop|store|app|link|click|top|site|online|info|biz|ru|cn)\b)")
+_OBFUSCATED_DOT = re.compile(
+    r"\s*[\[({]\s*(?:\.|dot)\s*[\])}]\s*|\s+dot\s+|\s+\.\s*(?=[a-z]{2,6}\b)|(?<=[a-z0-9])\.\s+(?=(?:com|net|org|io|ly|me|co|jp|xyz|shop|store|app|link|click|top|site|online|info|biz|ru|cn)\b)"
+)
 
 
 def _link_view(text: str) -> str:
@@ -83,8 +87,13 @@ def _link_view(text: str) -> str:
 def domains(text: str) -> set[str]:
     """Every domain or IP address written in ``text``, with or without a scheme."""
     view = _link_view(text)
-    found = {m.group(1).rstrip(".") for m in _DOMAIN.finditer(view) if m.group(1).rsplit(".", 1)[-1] in GENERIC_TLDS
-             or len(m.group(1).rsplit(".", 1)[-1]) == 2 or m.group(1).rsplit(".", 1)[-1].startswith("xn--")}
+    found = {
+        m.group(1).rstrip(".")
+        for m in _DOMAIN.finditer(view)
+        if m.group(1).rsplit(".", 1)[-1] in GENERIC_TLDS
+        or len(m.group(1).rsplit(".", 1)[-1]) == 2
+        or m.group(1).rsplit(".", 1)[-1].startswith("xn--")
+    }
     found |= set(_IPV4.findall(view))
     return found
 
@@ -103,9 +112,28 @@ _EN_COMMITMENT = re.compile(
     r"|\b(?:you|it|this|that|your [a-z]+|the [a-z]+|everything|they)(?:'ll|’ll|\s+will|\s+(?:is|are) going to)\s+"
     r"(?:(?:definitely|certainly|surely|also|then|now|soon|quickly)\s+)*([a-z]+)(?:\s+(?:an?|the|your|a full|full|by|on|in)?\s*([a-z]+))?"
 )
-_EN_HARMLESS = frozenset({"help", "assist", "answer", "reply", "respond", "find", "need", "want", "see", "like",
-                          "love", "enjoy", "know", "can", "may"})
-_JA_COMMITMENT = re.compile(r"([\u4e00-\u9fffァ-ヶー]{1,8})[ぁ-ゖ]{0,2}?(?:いたします|致します|させていただきます|させて頂きます|します|いたしました|できます)")
+_EN_HARMLESS = frozenset(
+    {
+        "help",
+        "assist",
+        "answer",
+        "reply",
+        "respond",
+        "find",
+        "need",
+        "want",
+        "see",
+        "like",
+        "love",
+        "enjoy",
+        "know",
+        "can",
+        "may",
+    }
+)
+_JA_COMMITMENT = re.compile(
+    r"([\u4e00-\u9fffァ-ヶー]{1,8})[ぁ-ゖ]{0,2}?(?:いたします|致します|させていただきます|させて頂きます|します|いたしました|できます)"
+)
 _JA_HARMLESS = frozenset({"案内", "説明", "紹介", "感謝", "失礼", "確認", "期待", "願", "お願", "祈"})
 
 
@@ -146,6 +174,7 @@ def commitments(draft: str, template: str) -> list[str]:
 
 
 # -- facts ----------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Check:
@@ -262,16 +291,24 @@ def check_draft(
     hidden = sorted(set(hidden_characters(draft)) - set(hidden_characters(template_text)))
     lookalike = sorted(set(mixed_script_words(draft)) - set(mixed_script_words(template_text)))
     plain = not hidden and not lookalike
-    checks.append(Check("plain_text", plain, "" if plain else
-                        f"invisible characters {hidden[:5]}; look-alike letters in {lookalike[:3]}"))
+    checks.append(
+        Check(
+            "plain_text",
+            plain,
+            "" if plain else f"invisible characters {hidden[:5]}; look-alike letters in {lookalike[:3]}",
+        )
+    )
 
     want, got, theirs = facts(template_text, policy), facts(draft, policy), facts(customer_text, policy)
     missing = {k: sorted(v - got.get(k, set())) for k, v in want.items() if v - got.get(k, set())}
     checks.append(Check("facts_kept", not missing, f"missing or changed: {missing}" if missing else ""))
     # only plain numbers may come from the customer's message; links, addresses and phones only from the template
     from_customer = {"number": theirs.get("number", set())}
-    new = {k: sorted(v - want.get(k, set()) - from_customer.get(k, set())) for k, v in got.items()
-           if v - want.get(k, set()) - from_customer.get(k, set())}
+    new = {
+        k: sorted(v - want.get(k, set()) - from_customer.get(k, set()))
+        for k, v in got.items()
+        if v - want.get(k, set()) - from_customer.get(k, set())
+    }
     checks.append(Check("no_new_facts", not new, f"not in the template: {new}" if new else ""))
 
     links = link_problems(draft, template_text, policy)
@@ -281,31 +318,49 @@ def check_draft(
     checks.append(Check("no_new_offers", not offers, f"added: {offers[:5]}" if offers else ""))
     promises = sorted(terms_found(draft, policy, "promise") - terms_found(template_text, policy, "promise"))
     committed = commitments(draft, template_text)
-    checks.append(Check("no_new_promises", not promises and not committed,
-                        f"promise terms {promises[:5]}; commitments the template does not make {committed[:3]}"
-                        if promises or committed else ""))
+    checks.append(
+        Check(
+            "no_new_promises",
+            not promises and not committed,
+            f"promise terms {promises[:5]}; commitments the template does not make {committed[:3]}"
+            if promises or committed
+            else "",
+        )
+    )
     codes = sorted(set(CODE.findall(_norm(draft))) - set(CODE.findall(_norm(template_text))))
     checks.append(Check("no_codes", not codes, f"code-like tokens: {codes[:5]}" if codes else ""))
 
     copied = max((_longest_copy(draft, text, template_text) for text in [customer_text, *earlier]), key=len, default="")
     too_long_copy = len(copied) >= COPY_CHARS
-    checks.append(Check("no_copied_customer_text", not too_long_copy,
-                        f"repeats {copied[:60]!r} from the conversation" if too_long_copy else ""))
+    checks.append(
+        Check(
+            "no_copied_customer_text",
+            not too_long_copy,
+            f"repeats {copied[:60]!r} from the conversation" if too_long_copy else "",
+        )
+    )
 
     wrong = language_problem(draft, template_text, language, policy, customer_name)
     checks.append(Check("same_language", not wrong, f"customer wrote {language!r}; {wrong}" if wrong else ""))
 
     low = int(0.4 * len(template_text))
     ok_length = low <= len(draft) <= max_chars
-    checks.append(Check("length", ok_length, "" if ok_length else f"{len(draft)} characters; allowed {low}–{max_chars}"))
+    checks.append(
+        Check("length", ok_length, "" if ok_length else f"{len(draft)} characters; allowed {low}–{max_chars}")
+    )
 
     insults = sorted(terms_found(draft, policy, "insult") - terms_found(template_text, policy, "insult"))
     over: dict[str, float] = {}
     if abuse is not None and abuse_thresholds:
         scores = abuse(canonical(draft, words=False))
         over = {k: round(scores.get(k, 0.0), 3) for k, t in abuse_thresholds.items() if scores.get(k, 0.0) >= t}
-    checks.append(Check("not_abusive", not over and not insults,
-                        f"abuse scores {over}; insult terms {insults[:5]}" if over or insults else ""))
+    checks.append(
+        Check(
+            "not_abusive",
+            not over and not insults,
+            f"abuse scores {over}; insult terms {insults[:5]}" if over or insults else "",
+        )
+    )
     return checks
 
 

@@ -67,9 +67,16 @@ class IngestReport:
 class Ingestor:
     """Validate and batch events onto the RQ queue. Use as a context manager."""
 
-    def __init__(self, connection: redis.Redis, settings: Settings, *, batch_size: int | None = None,
-                 batch_wait: float | None = None, known_brands: Iterable[str] | None = None,
-                 redis_wait: float = defaults.INGEST_REDIS_WAIT_SECONDS):
+    def __init__(
+        self,
+        connection: redis.Redis,
+        settings: Settings,
+        *,
+        batch_size: int | None = None,
+        batch_wait: float | None = None,
+        known_brands: Iterable[str] | None = None,
+        redis_wait: float = defaults.INGEST_REDIS_WAIT_SECONDS,
+    ):
         """``known_brands``: when given, an event for any other brand is rejected as invalid (no policy).
         ``redis_wait``: seconds a batch waits for Redis to come back before the ingest gives up."""
         self.settings = settings
@@ -101,8 +108,14 @@ class Ingestor:
         """
         event = data if isinstance(data, InboundEvent) else parse_event(data, source)
         if self.known_brands is not None and event.brand not in self.known_brands:
-            raise InvalidEvent(source, Problem("brand", f"no policy for brand {event.brand!r} in "
-                                                        f"{self.settings.policies_dir} (known: {sorted(self.known_brands)})"))
+            raise InvalidEvent(
+                source,
+                Problem(
+                    "brand",
+                    f"no policy for brand {event.brand!r} in "
+                    f"{self.settings.policies_dir} (known: {sorted(self.known_brands)})",
+                ),
+            )
         with self._cond:
             try:
                 self._raise_pending_error()
@@ -117,8 +130,11 @@ class Ingestor:
                 if len(self._pending) >= self.batch_size:
                     self._flush_locked()
             except StoreError as exc:
-                if event not in self._pending and event.key not in self.report.accepted \
-                        and event.key not in self.report.uncertain:
+                if (
+                    event not in self._pending
+                    and event.key not in self.report.accepted
+                    and event.key not in self.report.uncertain
+                ):
                     self.report.not_enqueued.append(event.key)
                 self._abandon_locked()
                 exc.report = self.report  # type: ignore[attr-defined]
@@ -196,8 +212,11 @@ class Ingestor:
                 break
             except (redis.RedisError, StoreError) as exc:
                 left = deadline - time.monotonic()
-                if not is_connection_error(exc) or left <= 0 or \
-                        not wait_for_redis(self.connection, timeout=left, what="ingest", backoff=backoff):
+                if (
+                    not is_connection_error(exc)
+                    or left <= 0
+                    or not wait_for_redis(self.connection, timeout=left, what="ingest", backoff=backoff)
+                ):
                     if sent:
                         self.report.uncertain.extend(e.key for e in batch)
                         self._pending = []
@@ -263,7 +282,9 @@ def read_lines(stream: IO[bytes], on_invalid: Callable[[InvalidEvent], None]) ->
         yield source, line
 
 
-def ingest_stream(ingestor: Ingestor, stream: IO[bytes], on_invalid: Callable[[InvalidEvent], None] | None = None) -> IngestReport:
+def ingest_stream(
+    ingestor: Ingestor, stream: IO[bytes], on_invalid: Callable[[InvalidEvent], None] | None = None
+) -> IngestReport:
     def invalid(exc: InvalidEvent) -> None:
         ingestor.report.invalid.append(exc)
         if on_invalid:
@@ -278,8 +299,9 @@ def ingest_stream(ingestor: Ingestor, stream: IO[bytes], on_invalid: Callable[[I
     return ingestor.close()
 
 
-def ingest_events(events: Iterable[object], connection: redis.Redis, settings: Settings | None = None,
-                  **kwargs: Any) -> IngestReport:
+def ingest_events(
+    events: Iterable[object], connection: redis.Redis, settings: Settings | None = None, **kwargs: Any
+) -> IngestReport:
     """Python API: validate and enqueue ``events`` (dicts, JSON strings or InboundEvents).
 
     Invalid events are collected in ``report.invalid``; valid ones are enqueued.
@@ -329,16 +351,28 @@ class WaitResult:
         for d in self.decisions:
             actions["+".join(a.value for a in d.actions)] += 1
             rules[d.rule] += 1
-        return {"decided": len(self.decisions), "missing": len(self.missing), "rejected": len(self.rejected),
-                "failed_jobs": self.failed_jobs, "actions": dict(actions.most_common()),
-                "rules": dict(rules.most_common()), "seconds": round(self.seconds, 2)}
+        return {
+            "decided": len(self.decisions),
+            "missing": len(self.missing),
+            "rejected": len(self.rejected),
+            "failed_jobs": self.failed_jobs,
+            "actions": dict(actions.most_common()),
+            "rules": dict(rules.most_common()),
+            "seconds": round(self.seconds, 2),
+        }
 
 
-def wait_for(report: IngestReport, connection: redis.Redis, settings: Settings | None = None, *,
-             timeout: float = defaults.WAIT_TIMEOUT_SECONDS,
-             progress: Callable[[int, int], None] | None = None, poll: float = 0.1,
-             until_final: bool = False,
-             no_worker_seconds: float | None = defaults.NO_WORKER_SECONDS) -> WaitResult:
+def wait_for(
+    report: IngestReport,
+    connection: redis.Redis,
+    settings: Settings | None = None,
+    *,
+    timeout: float = defaults.WAIT_TIMEOUT_SECONDS,
+    progress: Callable[[int, int], None] | None = None,
+    poll: float = 0.1,
+    until_final: bool = False,
+    no_worker_seconds: float | None = defaults.NO_WORKER_SECONDS,
+) -> WaitResult:
     """Block until every event in ``report`` is decided, rejected by the worker, or its job failed for good.
 
     With ``until_final``, also wait until no decision is pending an LLM task (bounded by the
@@ -362,8 +396,11 @@ def wait_for(report: IngestReport, connection: redis.Redis, settings: Settings |
                 return fn()
             except (StoreError, redis.RedisError) as exc:
                 left = timeout - (time.monotonic() - started)
-                if not is_connection_error(exc) or left <= 0 or \
-                        not wait_for_redis(connection, timeout=left, what="ingest --wait"):
+                if (
+                    not is_connection_error(exc)
+                    or left <= 0
+                    or not wait_for_redis(connection, timeout=left, what="ingest --wait")
+                ):
                     raise StoreError(f"Redis failed while waiting for decisions: {exc}") from exc
 
     def poll_once() -> tuple[int, list[str], bool, int | None]:
@@ -419,14 +456,28 @@ def wait_for(report: IngestReport, connection: redis.Redis, settings: Settings |
             key = (str(entry.get("brand")), str(entry.get("message_id")))
             if key in wanted:
                 wanted.discard(key)
-                rejected.append({"brand": key[0], "message_id": key[1], "source": entry.get("source"),
-                                 "reason": entry.get("reason")})
+                rejected.append(
+                    {
+                        "brand": key[0],
+                        "message_id": key[1],
+                        "source": entry.get("source"),
+                        "reason": entry.get("reason"),
+                    }
+                )
         undecided = [k for k in undecided if k in wanted]
-    result = WaitResult(decisions=decisions, missing=undecided, failed_jobs=failed,
-                        seconds=time.monotonic() - started, rejected=rejected)
+    result = WaitResult(
+        decisions=decisions,
+        missing=undecided,
+        failed_jobs=failed,
+        seconds=time.monotonic() - started,
+        rejected=rejected,
+    )
     if problem is NoWorker:
-        raise NoWorker(f"no worker is consuming queue {settings.queue!r} (none for {no_worker_seconds:g}s); "
-                       f"start one with: replyguard worker", result)
+        raise NoWorker(
+            f"no worker is consuming queue {settings.queue!r} (none for {no_worker_seconds:g}s); "
+            f"start one with: replyguard worker",
+            result,
+        )
     if problem is not None:
         raise WaitTimeout(f"{len(result.missing)} of {len(keys)} events not decided after {timeout:g}s", result)
     return result

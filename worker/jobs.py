@@ -86,8 +86,9 @@ def process_batch(messages: list[Any], enqueued_at: float | None = None) -> dict
     while True:
         try:
             sla = sla_tracker(job.connection, pipeline, settings)
-            report = pipeline.process(messages, store, job_id=job.id, enqueued_at=enqueued_at,
-                                      schedule_llm=schedule, sla=sla, order=order)
+            report = pipeline.process(
+                messages, store, job_id=job.id, enqueued_at=enqueued_at, schedule_llm=schedule, sla=sla, order=order
+            )
             report.swept = finish_overdue(store, sla)
             report.sla_fired = sla.fire_due()
             break
@@ -98,8 +99,9 @@ def process_batch(messages: list[Any], enqueued_at: float | None = None) -> dict
                 raise
             started = time.monotonic()
             log.warning("batch %s: %s; waiting for Redis", job.id, exc)
-            back = wait_for_redis(job.connection, timeout=defaults.JOB_REDIS_WAIT_SECONDS - waited,
-                                  what=f"batch {job.id}")
+            back = wait_for_redis(
+                job.connection, timeout=defaults.JOB_REDIS_WAIT_SECONDS - waited, what=f"batch {job.id}"
+            )
             waited += time.monotonic() - started
             if not back:
                 raise
@@ -110,9 +112,11 @@ def process_batch(messages: list[Any], enqueued_at: float | None = None) -> dict
 
 def sla_tracker(connection: Any, pipeline: Pipeline, settings: Settings) -> SlaTracker:
     """The SLA timers of the pipeline's brands; steps are scheduled on the batch queue."""
-    return SlaTracker(Store(connection, settings.key_prefix),
-                      {name: brand.policy for name, brand in pipeline.brands.items()},
-                      schedule_queue=batch_queue(connection, settings))
+    return SlaTracker(
+        Store(connection, settings.key_prefix),
+        {name: brand.policy for name, brand in pipeline.brands.items()},
+        schedule_queue=batch_queue(connection, settings),
+    )
 
 
 def finish_overdue(store: Store, sla: SlaTracker | None = None, limit: int = 100) -> list[str]:

@@ -93,8 +93,15 @@ def _ratio(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
-def daily(first: date, last: date, zone: ZoneInfo | timezone, decisions: Iterable[DecisionRow],
-          timers: Iterable[SlaTimer], replies: Iterable[ReplyRow], now: datetime) -> list[DayKpi]:
+def daily(
+    first: date,
+    last: date,
+    zone: ZoneInfo | timezone,
+    decisions: Iterable[DecisionRow],
+    timers: Iterable[SlaTimer],
+    replies: Iterable[ReplyRow],
+    now: datetime,
+) -> list[DayKpi]:
     """KPIs for each day from ``first`` to ``last`` (inclusive) in ``zone``. Pure."""
     days = {first + timedelta(days=i): DayKpi(first + timedelta(days=i)) for i in range((last - first).days + 1)}
 
@@ -140,8 +147,11 @@ def daily(first: date, last: date, zone: ZoneInfo | timezone, decisions: Iterabl
         k.messages_per_agent = k.agent_replies / k.agents if k.agents else None
         k.sla_compliance = _ratio(k.sla_met, k.sla_settled)
         end = min(datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone), now)
-        ages = [(end - t.started_at).total_seconds() for t in timers
-                if t.started_at <= end and (t.resolved_at is None or t.resolved_at > end)]
+        ages = [
+            (end - t.started_at).total_seconds()
+            for t in timers
+            if t.started_at <= end and (t.resolved_at is None or t.resolved_at > end)
+        ]
         k.backlog_open = len(ages)
         k.backlog_mean_age_seconds = sum(ages) / len(ages) if ages else None
         k.backlog_oldest_age_seconds = max(ages) if ages else None
@@ -162,8 +172,9 @@ def zone_of(policy: Any) -> ZoneInfo | timezone:
     return ZoneInfo(hours.timezone) if hours is not None else timezone.utc
 
 
-def load(store: Any, tracker: Any, brand: str, policy: Any, days: int = 14,
-         now: datetime | None = None) -> list[DayKpi]:
+def load(
+    store: Any, tracker: Any, brand: str, policy: Any, days: int = 14, now: datetime | None = None
+) -> list[DayKpi]:
     """The last ``days`` days of ``brand`` (today included), read from Redis."""
     now = now or datetime.now(timezone.utc)
     zone = zone_of(policy)
@@ -174,15 +185,21 @@ def load(store: Any, tracker: Any, brand: str, policy: Any, days: int = 14,
     timers = tracker.timers(brand, since=since - timedelta(days=90))
     try:
         decided_since = since - timedelta(days=defaults.KPI_DECIDED_LAG_DAYS)
-        ids = [m.decode() for m in store.client.zrangebyscore(store.keys.decisions(brand),
-                                                               int(decided_since.timestamp() * 1000), "+inf")]
+        ids = [
+            m.decode()
+            for m in store.client.zrangebyscore(
+                store.keys.decisions(brand), int(decided_since.timestamp() * 1000), "+inf"
+            )
+        ]
         decisions: list[DecisionRow] = []
         for start in range(0, len(ids), 500):
-            raws = store.client.mget([store.keys.decision(brand, m) for m in ids[start:start + 500]])
+            raws = store.client.mget([store.keys.decision(brand, m) for m in ids[start : start + 500]])
             for raw in raws:
                 if raw:
                     d = Decision.from_json(raw)
-                    created = datetime.fromisoformat(d.event["created_at"]) if d.event.get("created_at") else d.decided_at
+                    created = (
+                        datetime.fromisoformat(d.event["created_at"]) if d.event.get("created_at") else d.decided_at
+                    )
                     decisions.append(DecisionRow(at=created, escalated="escalate" in d.actions))
         replies = _audit_replies(store, brand, since)
     except redis.RedisError as exc:
@@ -218,7 +235,7 @@ def queue_depths(store: Any) -> tuple[Counter, dict[str, float]]:
         oldest: dict[str, float] = {}
         now_ms = datetime.now(timezone.utc).timestamp() * 1000
         for start in range(0, len(pairs), 500):
-            chunk = pairs[start:start + 500]
+            chunk = pairs[start : start + 500]
             decisions = store.decisions([(b, m) for b, m, _ in chunk])
             pipe = store.client.pipeline(transaction=False)
             for b, m, _ in chunk:

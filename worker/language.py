@@ -65,8 +65,26 @@ def detect_language(text: str, locale: str | None, languages: list[str], default
 
 #: Languages the identifier chooses among (besides the brand's own): restricting the set makes
 #: short texts far more reliable ("Happy to help!" is English at 0.97 instead of 0.69).
-IDENTIFIER_LANGUAGES = ("en", "ja", "zh", "ko", "fr", "de", "es", "pt", "it", "nl", "sv", "ru", "pl", "tr", "id",
-                        "vi", "th", "ar")
+IDENTIFIER_LANGUAGES = (
+    "en",
+    "ja",
+    "zh",
+    "ko",
+    "fr",
+    "de",
+    "es",
+    "pt",
+    "it",
+    "nl",
+    "sv",
+    "ru",
+    "pl",
+    "tr",
+    "id",
+    "vi",
+    "th",
+    "ar",
+)
 _identifiers: dict[tuple[str, ...], object] = {}
 
 

@@ -189,7 +189,9 @@ class ProviderGuard:
         deadline = time.monotonic() + wait
         while True:
             now = time.time()
-            if self._acquire(keys=[self.slots_key], args=[now, self.provider.concurrency, now + ttl, token, int(ttl) + 5]):
+            if self._acquire(
+                keys=[self.slots_key], args=[now, self.provider.concurrency, now + ttl, token, int(ttl) + 5]
+            ):
                 return token
             if time.monotonic() >= deadline:
                 raise LLMUnavailable("concurrency_limit", f"{self.provider.concurrency} calls already in flight")
@@ -207,8 +209,9 @@ def budget_key(prefix: str, brand: str, when: datetime | None = None) -> str:
 class LLMClient:
     """One provider, used on behalf of one brand."""
 
-    def __init__(self, connection: redis.Redis, prefix: str, brand: str, name: str, provider: LLMProvider,
-                 *, sleep=time.sleep):
+    def __init__(
+        self, connection: redis.Redis, prefix: str, brand: str, name: str, provider: LLMProvider, *, sleep=time.sleep
+    ):
         self.redis = connection
         self.prefix = prefix
         self.brand = brand
@@ -228,7 +231,9 @@ class LLMClient:
             if self.provider.api_key_env:
                 key = os.environ.get(self.provider.api_key_env)
                 if not key:
-                    raise LLMUnavailable("missing_api_key", f"environment variable {self.provider.api_key_env} is not set")
+                    raise LLMUnavailable(
+                        "missing_api_key", f"environment variable {self.provider.api_key_env} is not set"
+                    )
             headers = {}
             if self.provider.api_key_header and key:
                 headers[self.provider.api_key_header] = key
@@ -245,8 +250,9 @@ class LLMClient:
     def _budget_left(self) -> None:
         used = int(self.redis.get(budget_key(self.prefix, self.brand)) or 0)
         if used >= self.provider.monthly_token_budget:
-            raise LLMUnavailable("budget_exhausted",
-                                 f"{used} of {self.provider.monthly_token_budget} tokens used this month")
+            raise LLMUnavailable(
+                "budget_exhausted", f"{used} of {self.provider.monthly_token_budget} tokens used this month"
+            )
 
     def _spend(self, tokens: int) -> None:
         key = budget_key(self.prefix, self.brand)
@@ -290,8 +296,15 @@ class LLMClient:
         finally:
             self.guard.release(token)
 
-    def chat(self, messages: list[dict[str, str]], *, model: str | None = None, temperature: float | None = None,
-             max_tokens: int | None = None, response_format: dict[str, Any] | None = None) -> LLMResult:
+    def chat(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        model: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        response_format: dict[str, Any] | None = None,
+    ) -> LLMResult:
         model = model or self.provider.model
         kwargs: dict[str, Any] = {"model": model, "messages": messages}
         if temperature is not None:
@@ -309,8 +322,15 @@ class LLMClient:
         tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
         tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
         self._spend(tokens_in + tokens_out)
-        return LLMResult(text=text, tokens_in=tokens_in, tokens_out=tokens_out, latency_ms=ms, attempts=attempts,
-                         model=str(getattr(response, "model", None) or model), raw=response)
+        return LLMResult(
+            text=text,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            latency_ms=ms,
+            attempts=attempts,
+            model=str(getattr(response, "model", None) or model),
+            raw=response,
+        )
 
     def moderate(self, text: str, *, model: str | None = None) -> tuple[dict[str, float], bool, int, float]:
         """(category scores, flagged, attempts, ms) from the server's moderation endpoint."""

@@ -43,10 +43,16 @@ def run_llm_task(brand: str, message_id: str) -> dict[str, Any]:
     if final is not None:
         sla_tracker(connection, pipeline, settings).start(final, datetime.now(timezone.utc))
     if final is None:
-        return {"finalised": False, "why": "the deadline finalised it first",
-                "outcome": improved.llm.outcome if improved.llm else None}
-    return {"finalised": True, "outcome": final.llm.outcome if final.llm else None,
-            "reason": final.llm.reason if final.llm else None}
+        return {
+            "finalised": False,
+            "why": "the deadline finalised it first",
+            "outcome": improved.llm.outcome if improved.llm else None,
+        }
+    return {
+        "finalised": True,
+        "outcome": final.llm.outcome if final.llm else None,
+        "reason": final.llm.reason if final.llm else None,
+    }
 
 
 def finish_at_deadline(brand: str, message_id: str) -> dict[str, Any]:

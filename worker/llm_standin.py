@@ -137,10 +137,12 @@ def _completion(request: dict[str, Any], content: str) -> dict[str, Any]:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": request.get("model") or MODEL,
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": content}}],
-        "usage": {"prompt_tokens": prompt_chars // 4 + 1, "completion_tokens": len(content) // 4 + 1,
-                  "total_tokens": prompt_chars // 4 + len(content) // 4 + 2},
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+        "usage": {
+            "prompt_tokens": prompt_chars // 4 + 1,
+            "completion_tokens": len(content) // 4 + 1,
+            "total_tokens": prompt_chars // 4 + len(content) // 4 + 2,
+        },
     }
 
 
@@ -149,7 +151,7 @@ def _data(request: dict[str, Any]) -> dict[str, Any]:
         content = str(message.get("content", ""))
         if message.get("role") == "user" and "{" in content:
             try:
-                return json.loads(content[content.index("{"):])
+                return json.loads(content[content.index("{") :])
             except ValueError:
                 return {}
     return {}
@@ -169,7 +171,9 @@ def default_answer(request: dict[str, Any]) -> str:
             hits = sum(w in message for w in words)
             if hits > best_hits:
                 best, best_hits = candidate["intent"], hits
-        return json.dumps({"intent": best, "confidence": 0.9 if best_hits else 0.6, "reason": "keyword match (stand-in)"})
+        return json.dumps(
+            {"intent": best, "confidence": 0.9 if best_hits else 0.6, "reason": "keyword match (stand-in)"}
+        )
     reply = str(data.get("approved_reply", ""))
     name = str(data.get("customer_name") or "").split(" ")[0]
     message = str(data.get("customer_message", ""))
@@ -187,6 +191,10 @@ def _moderation(request: dict[str, Any]) -> dict[str, Any]:
     text = str(request.get("input", "")).lower()
     hateful = any(w in text for w in ("subhuman", "vermin", "go back to your", "filth"))
     scores = {"hate": 0.91 if hateful else 0.02, "harassment": 0.8 if hateful else 0.03, "violence": 0.01}
-    return {"id": "modr-standin", "model": "standin-moderation",
-            "results": [{"flagged": hateful, "categories": {k: v >= 0.5 for k, v in scores.items()},
-                         "category_scores": scores}]}
+    return {
+        "id": "modr-standin",
+        "model": "standin-moderation",
+        "results": [
+            {"flagged": hateful, "categories": {k: v >= 0.5 for k, v in scores.items()}, "category_scores": scores}
+        ],
+    }

@@ -59,13 +59,19 @@ class RedisStatsCollector(Collector):
     def collect(self):
         decisions = CounterMetricFamily("replyguard_decisions", "Messages decided", labels=["brand"])
         actions = CounterMetricFamily("replyguard_actions", "Actions taken", labels=["brand", "action"])
-        rules = CounterMetricFamily("replyguard_rules", "Decisions by the rule that named them", labels=["brand", "rule"])
-        results = CounterMetricFamily("replyguard_llm_results", "LLM tasks by outcome", labels=["brand", "task", "outcome"])
-        fallbacks = CounterMetricFamily("replyguard_llm_fallbacks", "Why an LLM result was not used",
-                                        labels=["brand", "reason"])
+        rules = CounterMetricFamily(
+            "replyguard_rules", "Decisions by the rule that named them", labels=["brand", "rule"]
+        )
+        results = CounterMetricFamily(
+            "replyguard_llm_results", "LLM tasks by outcome", labels=["brand", "task", "outcome"]
+        )
+        fallbacks = CounterMetricFamily(
+            "replyguard_llm_fallbacks", "Why an LLM result was not used", labels=["brand", "reason"]
+        )
         tokens = CounterMetricFamily("replyguard_llm_tokens", "LLM tokens", labels=["brand", "direction"])
-        latency = HistogramMetricFamily("replyguard_llm_latency_seconds", "LLM call latency (all attempts)",
-                                        labels=["brand"])
+        latency = HistogramMetricFamily(
+            "replyguard_llm_latency_seconds", "LLM call latency (all attempts)", labels=["brand"]
+        )
         for brand in self.brands:
             stats = self.store.stats(brand)
             decisions.add_metric([brand], stats.get("decisions", 0))
@@ -94,16 +100,20 @@ class RedisStatsCollector(Collector):
 
     def _queue_and_sla(self):
         depth, oldest = queue_depths(self.store)
-        by_role = GaugeMetricFamily("replyguard_review_queue_depth", "Escalations waiting, by brand and role",
-                                    labels=["brand", "role"])
+        by_role = GaugeMetricFamily(
+            "replyguard_review_queue_depth", "Escalations waiting, by brand and role", labels=["brand", "role"]
+        )
         for (brand, role), count in sorted(depth.items()):
             by_role.add_metric([brand, role], count)
-        age = GaugeMetricFamily("replyguard_review_oldest_age_seconds", "Age of the oldest waiting escalation",
-                                labels=["brand"])
+        age = GaugeMetricFamily(
+            "replyguard_review_oldest_age_seconds", "Age of the oldest waiting escalation", labels=["brand"]
+        )
         breaches = CounterMetricFamily("replyguard_sla_breaches", "SLA targets missed", labels=["brand", "target"])
         warnings = CounterMetricFamily("replyguard_sla_warnings", "SLA warnings", labels=["brand", "target"])
-        kpis = {name: GaugeMetricFamily(f"replyguard_kpi_{name}", help_, labels=["brand"])
-                for name, (_, help_) in KPI_GAUGES.items()}
+        kpis = {
+            name: GaugeMetricFamily(f"replyguard_kpi_{name}", help_, labels=["brand"])
+            for name, (_, help_) in KPI_GAUGES.items()
+        }
         tracker = SlaTracker(self.store, self.policies)
         for brand in self.brands:
             age.add_metric([brand], oldest.get(brand, 0.0))

@@ -50,9 +50,7 @@ def _check_unicode(value: str) -> str:
     """Reject text that cannot be stored or sent: unpaired surrogates, C0 and C1 controls."""
     match = _SURROGATE.search(value)
     if match:
-        raise ValueError(
-            f"contains an unpaired UTF-16 surrogate at character {match.start()} (not valid Unicode text)"
-        )
+        raise ValueError(f"contains an unpaired UTF-16 surrogate at character {match.start()} (not valid Unicode text)")
     match = _CONTROL.search(value)
     if match:
         raise ValueError(f"contains control character U+{ord(match.group()):04X} at character {match.start()}")
@@ -121,12 +119,16 @@ class InboundEvent(BaseModel):
         },
     )
 
-    id: Identifier = Field(description="Message id, unique per brand. Ingesting the same (brand, id) twice yields one decision.")
+    id: Identifier = Field(
+        description="Message id, unique per brand. Ingesting the same (brand, id) twice yields one decision."
+    )
     brand: BrandId = Field(description="Which brand's policy applies (policies/<brand>.yaml).")
     platform: Platform
     kind: Kind = Field(description="dm for a private message, comment for a public comment.")
     conversation_id: Identifier = Field(description="DM thread, or the comment thread, this message belongs to.")
-    post_id: Identifier | None = Field(default=None, description="The post or video commented on. Required for comments.")
+    post_id: Identifier | None = Field(
+        default=None, description="The post or video commented on. Required for comments."
+    )
     author: Author
     text: str = Field(max_length=defaults.MAX_TEXT_CHARS, description="Message text; may be empty (attachment only).")
     created_at: AwareDatetime = Field(description="When the customer sent it: ISO 8601 with a UTC offset.")
@@ -134,8 +136,9 @@ class InboundEvent(BaseModel):
     unreadable: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_:+-]{0,63}$")] | None = Field(
         default=None,
         description="The platform's type of a message replyguard cannot read (sticker, location, an image without "
-                    "caption...). Such an event is decided by rule content.unreadable (the policy's "
-                    "``unreadable`` action, else its fallback), never classified.")
+        "caption...). Such an event is decided by rule content.unreadable (the policy's "
+        "``unreadable`` action, else its fallback), never classified.",
+    )
 
     @field_validator("id", "conversation_id", "post_id")
     @classmethod
@@ -199,7 +202,9 @@ def parse_event(data: object, source: str = "(unnamed)") -> InboundEvent:
         try:
             data = bytes(data).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise InvalidEvent(source, Problem("(bytes)", f"not valid UTF-8: {exc.reason} at byte {exc.start}")) from exc
+            raise InvalidEvent(
+                source, Problem("(bytes)", f"not valid UTF-8: {exc.reason} at byte {exc.start}")
+            ) from exc
     if isinstance(data, str):
         too_deep = bounded_json.depth_problem(data)
         if too_deep:
@@ -249,22 +254,40 @@ def trusted_event(data: object) -> InboundEvent | None:
     author = data["author"]
     if type(author) is not dict or author.keys() != _AUTHOR_FIELDS:
         return None
-    text, name, tags, created, metadata = data["text"], author["name"], author["tags"], data["created_at"], data["metadata"]
-    if not (_identifier_ok(data["id"]) and _identifier_ok(data["conversation_id"]) and _identifier_ok(author["id"])
-            and (data["post_id"] is None or _identifier_ok(data["post_id"]))
-            and type(data["brand"]) is str and _BRAND.match(data["brand"])
-            and data["platform"] in PLATFORMS and data["kind"] in KINDS
-            and (data["kind"] != "comment" or data["post_id"])
-            and type(text) is str and len(text) <= defaults.MAX_TEXT_CHARS and not _NOT_CANONICAL.search(text)
-            and (name is None or (type(name) is str and len(name) <= 256 and not _NOT_CANONICAL.search(name)))
-            and (author["locale"] is None or (type(author["locale"]) is str and _LOCALE.match(author["locale"])))
-            and type(tags) is list and len(tags) <= 50
-            and all(_identifier_ok(t) and len(t) <= 64 for t in tags)
-            and (data["unreadable"] is None or (type(data["unreadable"]) is str and _UNREADABLE.match(data["unreadable"])))
-            and type(created) is str and type(metadata) is dict):
+    text, name, tags, created, metadata = (
+        data["text"],
+        author["name"],
+        author["tags"],
+        data["created_at"],
+        data["metadata"],
+    )
+    if not (
+        _identifier_ok(data["id"])
+        and _identifier_ok(data["conversation_id"])
+        and _identifier_ok(author["id"])
+        and (data["post_id"] is None or _identifier_ok(data["post_id"]))
+        and type(data["brand"]) is str
+        and _BRAND.match(data["brand"])
+        and data["platform"] in PLATFORMS
+        and data["kind"] in KINDS
+        and (data["kind"] != "comment" or data["post_id"])
+        and type(text) is str
+        and len(text) <= defaults.MAX_TEXT_CHARS
+        and not _NOT_CANONICAL.search(text)
+        and (name is None or (type(name) is str and len(name) <= 256 and not _NOT_CANONICAL.search(name)))
+        and (author["locale"] is None or (type(author["locale"]) is str and _LOCALE.match(author["locale"])))
+        and type(tags) is list
+        and len(tags) <= 50
+        and all(_identifier_ok(t) and len(t) <= 64 for t in tags)
+        and (data["unreadable"] is None or (type(data["unreadable"]) is str and _UNREADABLE.match(data["unreadable"])))
+        and type(created) is str
+        and type(metadata) is dict
+    ):
         return None
-    if metadata and (bounded_json.walk_problems(metadata, max_depth=defaults.MAX_JSON_DEPTH - 1) or
-                     len(json.dumps(metadata, ensure_ascii=False).encode("utf-8")) > defaults.MAX_METADATA_BYTES):
+    if metadata and (
+        bounded_json.walk_problems(metadata, max_depth=defaults.MAX_JSON_DEPTH - 1)
+        or len(json.dumps(metadata, ensure_ascii=False).encode("utf-8")) > defaults.MAX_METADATA_BYTES
+    ):
         return None
     try:
         at = datetime.fromisoformat(created)
@@ -273,10 +296,18 @@ def trusted_event(data: object) -> InboundEvent | None:
     if at.tzinfo is None or at.utcoffset() is None:
         return None
     return InboundEvent.model_construct(
-        id=data["id"], brand=data["brand"], platform=data["platform"], kind=data["kind"],
-        conversation_id=data["conversation_id"], post_id=data["post_id"],
+        id=data["id"],
+        brand=data["brand"],
+        platform=data["platform"],
+        kind=data["kind"],
+        conversation_id=data["conversation_id"],
+        post_id=data["post_id"],
         author=Author.model_construct(id=author["id"], name=name, locale=author["locale"], tags=list(tags)),
-        text=text, created_at=at, metadata=metadata, unreadable=data["unreadable"])
+        text=text,
+        created_at=at,
+        metadata=metadata,
+        unreadable=data["unreadable"],
+    )
 
 
 def event_json_schema() -> dict[str, Any]:
@@ -390,7 +421,9 @@ class DeliveryRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    action: str = Field(description="reply, template, private_reply, hide, webhook:<name>, chatwoot_note, chatwoot_open")
+    action: str = Field(
+        description="reply, template, private_reply, hide, webhook:<name>, chatwoot_note, chatwoot_open"
+    )
     target: str = Field(description="platform or connector that carried it out")
     status: Literal["sent", "failed", "skipped", "dry_run", "unknown"]
     platform_message_id: str | None = None
@@ -435,7 +468,9 @@ class Decision(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict, description="Milliseconds per stage.")
     decided_at: datetime
     job_id: str | None = None
-    deliveries: list[DeliveryRecord] = Field(default_factory=list, description="Outbound actions carried out, in order.")
+    deliveries: list[DeliveryRecord] = Field(
+        default_factory=list, description="Outbound actions carried out, in order."
+    )
     event: dict[str, Any] = Field(description="The inbound event as received.")
 
     @property

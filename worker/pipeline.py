@@ -49,10 +49,19 @@ class BatchReport:
     timings: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"decided": self.decided, "duplicates": self.duplicates, "rejected": self.rejected,
-                "errors": self.errors, "llm_pending": self.llm_pending, "parked": self.parked,
-                "rounds": self.rounds, "swept": self.swept,
-                "sla_started": self.sla_started, "sla_fired": self.sla_fired, "timings": self.timings}
+        return {
+            "decided": self.decided,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "errors": self.errors,
+            "llm_pending": self.llm_pending,
+            "parked": self.parked,
+            "rounds": self.rounds,
+            "swept": self.swept,
+            "sla_started": self.sla_started,
+            "sla_fired": self.sla_fired,
+            "timings": self.timings,
+        }
 
 
 @dataclass
@@ -96,7 +105,9 @@ def classify(tasks: dict[str, list[tuple[int, LoadedModel]]], texts: list[str]) 
     for (owner, wanted), proba in zip(users.values(), probabilities, strict=True):
         rounded = np.round(proba, 6)
         for task_name, row in wanted:
-            scores[row][task_name] = {label: float(p) for label, p in zip(owner.labels, rounded[position[row]], strict=True)}
+            scores[row][task_name] = {
+                label: float(p) for label, p in zip(owner.labels, rounded[position[row]], strict=True)
+            }
     return scores
 
 
@@ -106,8 +117,9 @@ class Pipeline:
     def __init__(self, brands: dict[str, Brand]):
         self.brands = brands
 
-    def _valid(self, messages: list[Any], store: Store, source: str, report: BatchReport,
-               order: Ordering | None = None) -> list[InboundEvent]:
+    def _valid(
+        self, messages: list[Any], store: Store, source: str, report: BatchReport, order: Ordering | None = None
+    ) -> list[InboundEvent]:
         events: list[InboundEvent] = []
         seen: set[tuple[str, str]] = set()
         for position, raw in enumerate(messages):
@@ -145,9 +157,16 @@ class Pipeline:
             tasks["intent"].append((i, brand.intent))
         return classify(tasks, texts) if events else []
 
-    def decide(self, events: list[InboundEvent], scores: list[dict[str, dict[str, float]]],
-               contexts: list[DecisionContext], *, now: datetime, plan_llm: bool = False,
-               carry_context: bool = True) -> tuple[list[Outcome], list[str]]:
+    def decide(
+        self,
+        events: list[InboundEvent],
+        scores: list[dict[str, dict[str, float]]],
+        contexts: list[DecisionContext],
+        *,
+        now: datetime,
+        plan_llm: bool = False,
+        carry_context: bool = True,
+    ) -> tuple[list[Outcome], list[str]]:
         """Decide ``events`` (in order) with their ``scores`` and conversation ``contexts``; no Redis.
 
         The one path from scores to outcomes: the worker decides every batch with it and
@@ -168,12 +187,14 @@ class Pipeline:
             if carry_context and author_key in opted:
                 context = context.model_copy(update={"opted_out": opted[author_key]})
             if carry_context and conv_key in away:
-                context = context.model_copy(update={"first_contact": False,
-                                                     "away_sent_at": away[conv_key] or context.away_sent_at})
+                context = context.model_copy(
+                    update={"first_contact": False, "away_sent_at": away[conv_key] or context.away_sent_at}
+                )
             one = time.perf_counter()
             try:
-                outcome = decide(event, event_scores, context, brand,
-                                 truncated=len(event.text) > defaults.CLASSIFY_MAX_CHARS)
+                outcome = decide(
+                    event, event_scores, context, brand, truncated=len(event.text) > defaults.CLASSIFY_MAX_CHARS
+                )
                 if plan_llm:
                     outcome.decision.llm = plan(outcome.decision, brand, now)
             except Exception as exc:  # noqa: BLE001 - one bad message must not sink the batch
@@ -188,10 +209,17 @@ class Pipeline:
             outcomes.append(outcome)
         return outcomes, errors
 
-    def process(self, messages: list[Any], store: Store, *, job_id: str | None = None,
-                enqueued_at: float | None = None,
-                schedule_llm: Callable[[list[tuple[str, str, float]]], None] | None = None,
-                sla: SlaTracker | None = None, order: Ordering | None = None) -> BatchReport:
+    def process(
+        self,
+        messages: list[Any],
+        store: Store,
+        *,
+        job_id: str | None = None,
+        enqueued_at: float | None = None,
+        schedule_llm: Callable[[list[tuple[str, str, float]]], None] | None = None,
+        sla: SlaTracker | None = None,
+        order: Ordering | None = None,
+    ) -> BatchReport:
         """Decide ``messages``. ``schedule_llm`` receives (brand, id, seconds to deadline) for each
         decision left pending for an LLM task; without it, no LLM task is planned. ``sla`` starts
         the SLA timers of new escalations (idempotently, so a retried batch starts them too).
@@ -251,8 +279,13 @@ class Pipeline:
             spent["classify"] += t2 - t1
 
             now = datetime.now(timezone.utc)
-            outcomes, errors = self.decide(batch, [scores[e.key] for e in batch], [c for _, c, _ in ready], now=now,
-                                           plan_llm=schedule_llm is not None)
+            outcomes, errors = self.decide(
+                batch,
+                [scores[e.key] for e in batch],
+                [c for _, c, _ in ready],
+                now=now,
+                plan_llm=schedule_llm is not None,
+            )
             report.errors.extend(errors)
             for outcome in outcomes:
                 d = outcome.decision
@@ -266,8 +299,11 @@ class Pipeline:
             t3 = time.perf_counter()
             spent["decide"] += t3 - t2
 
-            results = store.persist([(o.decision, e, o.optout_op, o.away_sent) for o, e in zip(outcomes, batch, strict=True)],
-                                    [seq for _, _, seq in ready], order.queue_key if order is not None else "")
+            results = store.persist(
+                [(o.decision, e, o.optout_op, o.away_sent) for o, e in zip(outcomes, batch, strict=True)],
+                [seq for _, _, seq in ready],
+                order.queue_key if order is not None else "",
+            )
             for outcome, event, result in zip(outcomes, batch, results, strict=True):
                 if result in (0, 1):
                     finished.append((outcome, event, result == 1))
@@ -276,8 +312,7 @@ class Pipeline:
                     held = False
                     contended += 1
             if contended > defaults.ORDER_MAX_ROUNDS * max(1, len(events)):
-                raise RuntimeError(f"job {job_id}: {len(retry)} message(s) still contended after "
-                                   f"{contended} attempts")
+                raise RuntimeError(f"job {job_id}: {len(retry)} message(s) still contended after {contended} attempts")
             spent["persist"] += time.perf_counter() - t3
             todo = retry
 
@@ -301,8 +336,9 @@ class Pipeline:
         return report
 
 
-def in_order(fresh: list[tuple[InboundEvent, DecisionContext, int | None, int]]
-             ) -> tuple[list[tuple[InboundEvent, DecisionContext, int | None]], list[tuple[InboundEvent, int]]]:
+def in_order(
+    fresh: list[tuple[InboundEvent, DecisionContext, int | None, int]],
+) -> tuple[list[tuple[InboundEvent, DecisionContext, int | None]], list[tuple[InboundEvent, int]]]:
     """Split (event, context, sequence number, conversation decided up to) into the events to decide
     now, each conversation's in sequence order (in the slots its events had), and those waiting for
     an earlier message of their conversation that is neither decided nor in this batch."""

@@ -412,7 +412,9 @@ class DraftSettings(_Model):
 
 class Personalise(_Model):
     defaults: DraftSettings = Field(default_factory=DraftSettings)
-    intents: dict[Name, DraftSettings] = Field(default_factory=dict, description="Intents whose replies are personalised.")
+    intents: dict[Name, DraftSettings] = Field(
+        default_factory=dict, description="Intents whose replies are personalised."
+    )
     deadline_seconds: float = Field(default=20.0, gt=0, le=600, description="After this, the plain template goes out.")
 
 
@@ -422,7 +424,9 @@ class Cascade(_Model):
     provider: Name | None = None
     model: str | None = None
     system_prompt: Name = "classify"
-    band_low: float = Field(ge=0.0, le=1.0, description="Top intent probability from here up to its threshold is 'uncertain'.")
+    band_low: float = Field(
+        ge=0.0, le=1.0, description="Top intent probability from here up to its threshold is 'uncertain'."
+    )
     top_k: int = Field(default=3, ge=2, le=10)
     min_llm_confidence: float = Field(default=0.7, ge=0, le=1)
     may_auto_reply: bool = Field(default=False, description="False: the LLM's choice only routes the escalation.")
@@ -501,7 +505,9 @@ class YouTubeModeration(_Model):
 
     hide_as: Literal["heldForReview", "rejected"] = "heldForReview"
     ban_author_rules: list[str] = Field(
-        default_factory=list, description="Rules (e.g. moderation.hate) whose hides reject the comment and ban its author.")
+        default_factory=list,
+        description="Rules (e.g. moderation.hate) whose hides reject the comment and ban its author.",
+    )
 
 
 class Delivery(_Model):
@@ -510,7 +516,8 @@ class Delivery(_Model):
     mode: Literal["dry_run", "live"] = "dry_run"
     rate_limit_per_second: Annotated[float, Field(gt=0, le=1000)] | None = None
     private_replies: bool = Field(
-        default=False, description="Answer private matters in Instagram/Facebook comments with one private reply.")
+        default=False, description="Answer private matters in Instagram/Facebook comments with one private reply."
+    )
     youtube: YouTubeModeration = Field(default_factory=YouTubeModeration)
 
 
@@ -553,6 +560,8 @@ class Connectors(_Model):
         if dupes:
             raise ValueError(f"webhook connector names must be unique: {dupes}")
         return self
+
+
 class Api(_Model):
     """Who may post this brand's events to ``POST /v1/events``: names of environment variables
     holding a bearer token and/or an HMAC signing secret (never the secrets themselves)."""
@@ -590,8 +599,10 @@ class Policy(_Model):
     llm: LLMSettings | None = None
     api: Api = Field(default_factory=Api)
     unreadable: Fallback | None = Field(
-        default=None, description="What to do with a message replyguard cannot read (rule content.unreadable); "
-                                  "default: the intents fallback.")
+        default=None,
+        description="What to do with a message replyguard cannot read (rule content.unreadable); "
+        "default: the intents fallback.",
+    )
     sla: Sla | None = None
     guardrails: GuardrailSettings = Field(default_factory=GuardrailSettings)
     channels: Channels = Field(default_factory=Channels)
@@ -640,13 +651,19 @@ class Policy(_Model):
             too_high = [k for k, v in self.thresholds.intent.items() if v < low]
             if too_high:
                 problems.append(f"llm.cascade.band_low {low} is above the intent threshold of {too_high}")
-        if self.llm and self.llm.moderation and self.llm.moderation.hate_band_low > self.thresholds.abuse.get("hate", 1):
+        if (
+            self.llm
+            and self.llm.moderation
+            and self.llm.moderation.hate_band_low > self.thresholds.abuse.get("hate", 1)
+        ):
             problems.append("llm.moderation.hate_band_low is above thresholds.abuse.hate")
         if self.llm and self.llm.personalise:
             missing = self.guardrails.missing_kinds(self.languages)
             if missing:
-                problems.append(f"guardrails: no term list for {missing} (kind/language); drafts in these "
-                                "languages could not be checked")
+                problems.append(
+                    f"guardrails: no term list for {missing} (kind/language); drafts in these "
+                    "languages could not be checked"
+                )
         foreign = sorted({t.language for t in self.guardrails.term_lists} - set(self.languages))
         if foreign:
             problems.append(f"guardrails.term_lists: languages {foreign} are not in languages {self.languages}")
@@ -737,8 +754,6 @@ class PolicyView:
         return self.thresholds.intent.get(label, self.thresholds.intent["default"])
 
 
-
-
 _KEYWORD_STRIP = re.compile(r"[\s\W_]+", re.UNICODE)
 
 
@@ -770,9 +785,13 @@ def load_policy(path: Path, *, name_must_match: bool = True) -> LoadedPolicy:
     source = str(path)
     expected = path.stem
     if name_must_match and policy.brand != expected:
-        raise PolicyError(source, Problem(f"brand (line {doc.line_of(('brand',))})",
-                                          f"is {policy.brand!r} but the file is named {path.name}; "
-                                          f"name it {policy.brand}.yaml"))
+        raise PolicyError(
+            source,
+            Problem(
+                f"brand (line {doc.line_of(('brand',))})",
+                f"is {policy.brand!r} but the file is named {path.name}; name it {policy.brand}.yaml",
+            ),
+        )
     return LoadedPolicy(policy, path, doc.raw)
 
 
@@ -801,10 +820,14 @@ def _account_ids_unique_across_brands(policies: dict[str, LoadedPolicy]) -> None
             for account in channel.account_ids if channel else []:
                 first = owner.setdefault((platform, account), brand)
                 if first != brand:
-                    raise PolicyError(str(loaded.path), Problem(
-                        f"channels.{platform}.account_ids",
-                        f"{account!r} is also an account of brand {first!r} "
-                        f"({policies[first].path.name}); an account routes to one brand only"))
+                    raise PolicyError(
+                        str(loaded.path),
+                        Problem(
+                            f"channels.{platform}.account_ids",
+                            f"{account!r} is also an account of brand {first!r} "
+                            f"({policies[first].path.name}); an account routes to one brand only",
+                        ),
+                    )
 
 
 def schema() -> dict[str, Any]:

@@ -108,8 +108,12 @@ class Supervisor:
             young = time.monotonic() - started < defaults.WORKER_RESPAWN_HEALTHY_SECONDS
             self.failures = self.failures + 1 if young else 0
             pause = min(defaults.WORKER_RESPAWN_MAX_PAUSE_SECONDS, 0.5 * (2 ** (self.failures - 1))) if young else 0.0
-            log.warning("worker process %d ended unexpectedly (exit %d); forking another%s", pid, code,
-                        f" in {pause:.1f} s" if pause else "")
+            log.warning(
+                "worker process %d ended unexpectedly (exit %d); forking another%s",
+                pid,
+                code,
+                f" in {pause:.1f} s" if pause else "",
+            )
             if pause:
                 self._sleep(pause)
             if not self.stopping:
@@ -124,6 +128,7 @@ class Supervisor:
 
 def _watch_parent(parent: int) -> None:
     """In a child: stop (warm shutdown) when the parent is gone, so no orphan keeps serving."""
+
     def watch() -> None:
         while True:
             time.sleep(defaults.WORKER_PARENT_CHECK_SECONDS)
@@ -160,8 +165,9 @@ def _connect_child(settings: Settings, connect: Callable[..., Any]) -> Any:
             time.sleep(delay)
 
 
-def serve(settings: Settings, *, processes: int, queues: str, burst: bool, max_jobs: int | None,
-          fork_per_job: bool = False) -> int:
+def serve(
+    settings: Settings, *, processes: int, queues: str, burst: bool, max_jobs: int | None, fork_per_job: bool = False
+) -> int:
     """Load everything, then run ``processes`` long-lived worker processes forked from this one.
 
     ``processes`` 0 runs one RQ worker in this process instead (``--simple``); ``fork_per_job``
@@ -179,8 +185,13 @@ def serve(settings: Settings, *, processes: int, queues: str, burst: bool, max_j
     install(pipeline, settings)
     warm(pipeline)
     client = connect(settings)
-    log.info("serving brands %s from queue %r on %s with %d process(es)", sorted(brands), settings.queue,
-             settings.redacted_redis_url(), processes)
+    log.info(
+        "serving brands %s from queue %r on %s with %d process(es)",
+        sorted(brands),
+        settings.queue,
+        settings.redacted_redis_url(),
+        processes,
+    )
     if queues != "llm":  # SLA steps missed while no worker ran are recorded now, and scheduled again
         sla_tracker(client, pipeline, settings).fire_due()
     client.connection_pool.disconnect()  # the children open their own connections
@@ -199,8 +210,7 @@ def serve(settings: Settings, *, processes: int, queues: str, burst: bool, max_j
             # a fresh RQ worker each time: one that lost Redis mid-job has quit its loop
             nonlocal stopped
             worker = make_worker(connection, settings, simple=not fork_per_job, queues=queues)
-            worker.work(burst=burst, with_scheduler=slot == 0, logging_level=settings.log_level,
-                        max_jobs=max_jobs)
+            worker.work(burst=burst, with_scheduler=slot == 0, logging_level=settings.log_level, max_jobs=max_jobs)
             # a SIGTERM while idle ends work() without setting _stop_requested, only the shutdown date
             stopped = bool(worker._stop_requested or worker._shutdown_requested_date)
             return stopped or burst or max_jobs is not None

@@ -69,14 +69,19 @@ class ReplyguardQueue(Queue):
 
 
 def batch_queue(connection: redis.Redis, settings: Settings) -> Queue:
-    return ReplyguardQueue(settings.queue, connection=connection, serializer=JSONSerializer,
-                 default_timeout=defaults.JOB_TIMEOUT_SECONDS)
+    return ReplyguardQueue(
+        settings.queue, connection=connection, serializer=JSONSerializer, default_timeout=defaults.JOB_TIMEOUT_SECONDS
+    )
 
 
 def llm_queue(connection: redis.Redis, settings: Settings) -> Queue:
     """LLM calls run on their own queue, so a slow provider never holds up classification."""
-    return ReplyguardQueue(f"{settings.queue}-llm", connection=connection, serializer=JSONSerializer,
-                 default_timeout=defaults.JOB_TIMEOUT_SECONDS)
+    return ReplyguardQueue(
+        f"{settings.queue}-llm",
+        connection=connection,
+        serializer=JSONSerializer,
+        default_timeout=defaults.JOB_TIMEOUT_SECONDS,
+    )
 
 
 def enqueue_llm_tasks(connection: redis.Redis, settings: Settings, pending: list[tuple[str, str, float]]) -> None:
@@ -85,12 +90,24 @@ def enqueue_llm_tasks(connection: redis.Redis, settings: Settings, pending: list
         return
     llm, main = llm_queue(connection, settings), batch_queue(connection, settings)
     for brand, message_id, seconds in pending:
-        llm.enqueue(LLM_FUNCTION, brand, message_id, job_timeout=max(30, int(seconds) + 30),
-                    result_ttl=defaults.JOB_RESULT_TTL_SECONDS, failure_ttl=defaults.JOB_FAILURE_TTL_SECONDS,
-                    description=f"replyguard LLM task {brand}/{message_id}")
-        main.enqueue_in(timedelta(seconds=seconds), DEADLINE_FUNCTION, brand, message_id,
-                        result_ttl=defaults.JOB_RESULT_TTL_SECONDS, failure_ttl=defaults.JOB_FAILURE_TTL_SECONDS,
-                        description=f"replyguard LLM deadline {brand}/{message_id}")
+        llm.enqueue(
+            LLM_FUNCTION,
+            brand,
+            message_id,
+            job_timeout=max(30, int(seconds) + 30),
+            result_ttl=defaults.JOB_RESULT_TTL_SECONDS,
+            failure_ttl=defaults.JOB_FAILURE_TTL_SECONDS,
+            description=f"replyguard LLM task {brand}/{message_id}",
+        )
+        main.enqueue_in(
+            timedelta(seconds=seconds),
+            DEADLINE_FUNCTION,
+            brand,
+            message_id,
+            result_ttl=defaults.JOB_RESULT_TTL_SECONDS,
+            failure_ttl=defaults.JOB_FAILURE_TTL_SECONDS,
+            description=f"replyguard LLM deadline {brand}/{message_id}",
+        )
 
 
 def enqueue_batch(queue: Queue, messages: list[dict[str, Any]], job_id: str | None = None) -> Job:
@@ -115,7 +132,8 @@ def parked_batch(queue: Queue, messages: list[dict[str, Any]]) -> Job:
     """A batch job saved but not queued: a message parked until its conversation's previous message
     is decided (the Lua script that decides that one pushes this job's id onto ``queue``)."""
     job = queue.create_job(
-        JOB_FUNCTION, args=[messages, time.time()],
+        JOB_FUNCTION,
+        args=[messages, time.time()],
         retry=Retry(max=defaults.JOB_RETRY_MAX, enqueue_at_front=True),
         timeout=defaults.JOB_TIMEOUT_SECONDS,
         result_ttl=defaults.JOB_RESULT_TTL_SECONDS,
@@ -176,9 +194,10 @@ class Recovering:
         if abandoned or swept:
             logging.getLogger("replyguard.recovery").warning(
                 "recovery: %d abandoned job(s) re-queued or failed, %d overdue LLM decision(s) finalised",
-                abandoned, len(swept))
+                abandoned,
+                len(swept),
+            )
         return {"abandoned": abandoned, "swept": len(swept)}
-
 
     def _recover_dequeued(self, queue: Queue, registry: StartedJobRegistry) -> int:
         """Jobs a worker took off the queue (RQ moves them to an intermediate list) but died
@@ -230,8 +249,9 @@ class ReplyguardSimpleWorker(Recovering, SimpleWorker):
     def execute_job(self, job: Job, queue: Queue) -> None:
         execution = self.prepare_execution(job)
         done = threading.Event()
-        beat = threading.Thread(target=self._beat_while_running, args=(job, execution, done), daemon=True,
-                                name="replyguard-job-heartbeat")
+        beat = threading.Thread(
+            target=self._beat_while_running, args=(job, execution, done), daemon=True, name="replyguard-job-heartbeat"
+        )
         beat.start()
         try:
             self.perform_job(job, queue, execution)
@@ -248,16 +268,26 @@ class ReplyguardSimpleWorker(Recovering, SimpleWorker):
                 continue
 
 
-def make_worker(connection: redis.Redis, settings: Settings, *, simple: bool = False,
-                queues: str = "all") -> ReplyguardWorker | ReplyguardSimpleWorker:
+def make_worker(
+    connection: redis.Redis, settings: Settings, *, simple: bool = False, queues: str = "all"
+) -> ReplyguardWorker | ReplyguardSimpleWorker:
     """A replyguard RQ worker. ``queues``: all (batches first, then LLM tasks), batches, or llm.
     ``simple`` runs jobs in-process (no fork)."""
-    chosen = {"all": [batch_queue(connection, settings), llm_queue(connection, settings)],
-              "batches": [batch_queue(connection, settings)],
-              "llm": [llm_queue(connection, settings)]}[queues]
+    chosen = {
+        "all": [batch_queue(connection, settings), llm_queue(connection, settings)],
+        "batches": [batch_queue(connection, settings)],
+        "llm": [llm_queue(connection, settings)],
+    }[queues]
     cls = ReplyguardSimpleWorker if simple else ReplyguardWorker
     name = f"replyguard.{socket.gethostname()}.{os.getpid()}.{queues}.{uuid.uuid4().hex[:6]}"
-    worker = cls(chosen, connection=connection, serializer=JSONSerializer, name=name, queue_class=ReplyguardQueue,
-                 worker_ttl=defaults.WORKER_TTL_SECONDS, job_monitoring_interval=defaults.JOB_HEARTBEAT_SECONDS)
+    worker = cls(
+        chosen,
+        connection=connection,
+        serializer=JSONSerializer,
+        name=name,
+        queue_class=ReplyguardQueue,
+        worker_ttl=defaults.WORKER_TTL_SECONDS,
+        job_monitoring_interval=defaults.JOB_HEARTBEAT_SECONDS,
+    )
     worker.settings = settings
     return worker

@@ -56,8 +56,14 @@ class QueueFilters:
     @classmethod
     def from_query(cls, params: Mapping[str, str]) -> "QueueFilters":
         values = {name: (params.get(name) or "").strip() or None for name in cls.NAMES}
-        allowed = {"platform": PLATFORMS, "kind": KINDS, "priority": defaults.PRIORITIES, "band": tuple(SCORE_BANDS),
-                   "age": tuple(AGES), "claimed": ("me", "none", "others")}
+        allowed = {
+            "platform": PLATFORMS,
+            "kind": KINDS,
+            "priority": defaults.PRIORITIES,
+            "band": tuple(SCORE_BANDS),
+            "age": tuple(AGES),
+            "claimed": ("me", "none", "others"),
+        }
         for name, choices in allowed.items():
             if values[name] is not None and values[name] not in choices:
                 raise FilterError(f"filter {name}: {values[name]!r} is not one of {', '.join(choices)}")
@@ -100,12 +106,21 @@ class QueueItem:
     def as_dict(self) -> dict[str, Any]:
         d = self.decision
         return {
-            "brand": self.brand, "message_id": self.message_id, "priority": self.priority, "role": self.role,
-            "reason": self.reason, "created_at": self.created_at.isoformat(),
-            "waiting_seconds": round(self.waiting_seconds, 1), "claimed_by": self.claimed_by,
-            "labels": self.labels, "score": self.score, "rule": d.rule if d else None,
-            "platform": d.platform if d else None, "kind": d.kind if d else None,
-            "text": self.event.get("text"), "author": (self.event.get("author") or {}).get("name"),
+            "brand": self.brand,
+            "message_id": self.message_id,
+            "priority": self.priority,
+            "role": self.role,
+            "reason": self.reason,
+            "created_at": self.created_at.isoformat(),
+            "waiting_seconds": round(self.waiting_seconds, 1),
+            "claimed_by": self.claimed_by,
+            "labels": self.labels,
+            "score": self.score,
+            "rule": d.rule if d else None,
+            "platform": d.platform if d else None,
+            "kind": d.kind if d else None,
+            "text": self.event.get("text"),
+            "author": (self.event.get("author") or {}).get("name"),
             "sla": self.sla,
         }
 
@@ -146,8 +161,14 @@ class ReviewReader:
 
     # -- the queue ----------------------------------------------------------------------
 
-    def queue(self, brands: list[str], filters: QueueFilters, user: str, now: float | None = None,
-              limit: int = defaults.QUEUE_PAGE_ITEMS) -> QueueView:
+    def queue(
+        self,
+        brands: list[str],
+        filters: QueueFilters,
+        user: str,
+        now: float | None = None,
+        limit: int = defaults.QUEUE_PAGE_ITEMS,
+    ) -> QueueView:
         """Open escalations of ``brands`` matching ``filters``, most urgent first, with counts per queue."""
         now = time.time() if now is None else now
         allowed = set(brands)
@@ -189,15 +210,22 @@ class ReviewReader:
             rank = min(int(score // 1e13), len(defaults.PRIORITIES) - 1)
             created = datetime.fromtimestamp((score - rank * 1e13) / 1000, tz=timezone.utc)
             escalation = decision.escalation if decision else None
-            items.append(QueueItem(
-                brand=brand, message_id=mid, priority=defaults.PRIORITIES[rank],
-                role=state.get("role") or (escalation.role if escalation else "?"),
-                reason=state.get("reason") or (escalation.reason if escalation else "(decision missing)"),
-                created_at=created, waiting_seconds=max(0.0, now - created.timestamp()), decision=decision,
-                claimed_by=claim.decode() if claim else None,
-                labels=labels_of(decision) if decision else [], score=main_score(decision) if decision else None,
-                sla=slas[i],
-            ))
+            items.append(
+                QueueItem(
+                    brand=brand,
+                    message_id=mid,
+                    priority=defaults.PRIORITIES[rank],
+                    role=state.get("role") or (escalation.role if escalation else "?"),
+                    reason=state.get("reason") or (escalation.reason if escalation else "(decision missing)"),
+                    created_at=created,
+                    waiting_seconds=max(0.0, now - created.timestamp()),
+                    decision=decision,
+                    claimed_by=claim.decode() if claim else None,
+                    labels=labels_of(decision) if decision else [],
+                    score=main_score(decision) if decision else None,
+                    sla=slas[i],
+                )
+            )
         return items
 
     @staticmethod
@@ -241,9 +269,16 @@ class ReviewReader:
                 rules.add(item.decision.rule)
                 rules.update(h.name for h in item.decision.rules)
             labels.update(item.labels)
-        return {"platform": list(PLATFORMS), "kind": list(KINDS), "priority": list(defaults.PRIORITIES),
-                "rule": sorted(rules), "label": sorted(labels), "band": list(SCORE_BANDS), "age": list(AGES),
-                "role": sorted(view.counts.get("role", {}))}
+        return {
+            "platform": list(PLATFORMS),
+            "kind": list(KINDS),
+            "priority": list(defaults.PRIORITIES),
+            "rule": sorted(rules),
+            "label": sorted(labels),
+            "band": list(SCORE_BANDS),
+            "age": list(AGES),
+            "role": sorted(view.counts.get("role", {})),
+        }
 
     # -- one item -----------------------------------------------------------------------
 
@@ -258,7 +293,9 @@ class ReviewReader:
             return state["hidden"] == "1"
         return "hide" in [a.value for a in decision.actions]
 
-    def item(self, brand: str, message_id: str, brand_config: Any = None, now: float | None = None) -> dict[str, Any] | None:
+    def item(
+        self, brand: str, message_id: str, brand_config: Any = None, now: float | None = None
+    ) -> dict[str, Any] | None:
         """Everything the item page shows, as plain data (also the JSON of GET /api/review/items/…)."""
         now = time.time() if now is None else now
         decision = self.store.decision(brand, message_id)
@@ -285,22 +322,34 @@ class ReviewReader:
         window = None
         if window_hours:
             closes = datetime.fromtimestamp(last_customer / 1000, tz=timezone.utc) + timedelta(hours=window_hours)
-            window = {"hours": window_hours, "closes_at": closes.isoformat(),
-                      "seconds_left": round(closes.timestamp() - now)}
+            window = {
+                "hours": window_hours,
+                "closes_at": closes.isoformat(),
+                "seconds_left": round(closes.timestamp() - now),
+            }
         return {
-            "brand": brand, "message_id": message_id,
+            "brand": brand,
+            "message_id": message_id,
             "status": "open" if score is not None else state.get("status", "resolved" if escalation else "auto"),
             "escalated": escalation is not None,
-            "priority": priority, "role": state.get("role") or (escalation.role if escalation else None),
+            "priority": priority,
+            "role": state.get("role") or (escalation.role if escalation else None),
             "reason": state.get("reason") or (escalation.reason if escalation else None),
             "claimed_by": claim.decode() if claim else None,
             "hidden": self.hidden(decision, state),
-            "resolved_by": state.get("resolved_by"), "resolution": state.get("resolution"),
+            "resolved_by": state.get("resolved_by"),
+            "resolution": state.get("resolution"),
             "event": event,
             "thread": thread,
-            "author": {"id": decision.author_id, "name": author.get("name"), "tags": list(author.get("tags") or []),
-                       "added_tags": added_tags, "blocked": "blocked" in added_tags, "opted_out": opted_out,
-                       "earlier": self.author_history(brand, decision.author_id, exclude=message_id)},
+            "author": {
+                "id": decision.author_id,
+                "name": author.get("name"),
+                "tags": list(author.get("tags") or []),
+                "added_tags": added_tags,
+                "blocked": "blocked" in added_tags,
+                "opted_out": opted_out,
+                "earlier": self.author_history(brand, decision.author_id, exclude=message_id),
+            },
             "scores": self.scores(decision, brand_config),
             "decision": decision.model_dump(mode="json", exclude={"event"}),
             "labels": labels_of(decision),
@@ -322,20 +371,40 @@ class ReviewReader:
                         threshold = view.intent_threshold(label)
                     else:
                         threshold = getattr(view.thresholds, task, {}).get(label)
-                rows.append({"task": task, "label": label, "score": value, "threshold": threshold,
-                             "over": threshold is not None and value >= threshold})
+                rows.append(
+                    {
+                        "task": task,
+                        "label": label,
+                        "score": value,
+                        "threshold": threshold,
+                        "over": threshold is not None and value >= threshold,
+                    }
+                )
         return rows
 
-    def author_history(self, brand: str, author_id: str, exclude: str | None = None,
-                       scan: int = defaults.AUTHOR_HISTORY_SCAN, limit: int = 20) -> list[dict[str, Any]]:
+    def author_history(
+        self,
+        brand: str,
+        author_id: str,
+        exclude: str | None = None,
+        scan: int = defaults.AUTHOR_HISTORY_SCAN,
+        limit: int = 20,
+    ) -> list[dict[str, Any]]:
         """The author's earlier decisions among the brand's latest ``scan`` decisions, newest first."""
         ids = [m for m in self.store.recent(brand, scan) if m != exclude]
         found = []
         for i in range(0, len(ids), 500):
-            for d in self.store.decisions([(brand, m) for m in ids[i:i + 500]]):
+            for d in self.store.decisions([(brand, m) for m in ids[i : i + 500]]):
                 if d is not None and d.author_id == author_id:
-                    found.append({"message_id": d.message_id, "actions": [a.value for a in d.actions], "rule": d.rule,
-                                  "decided_at": d.decided_at.isoformat(), "text": (d.event.get("text") or "")[:200]})
+                    found.append(
+                        {
+                            "message_id": d.message_id,
+                            "actions": [a.value for a in d.actions],
+                            "rule": d.rule,
+                            "decided_at": d.decided_at.isoformat(),
+                            "text": (d.event.get("text") or "")[:200],
+                        }
+                    )
                     if len(found) >= limit:
                         return found
         return found
@@ -354,11 +423,22 @@ class ReviewReader:
                 pipe.hgetall(self.keys.item(brand, d.message_id))
             for d, state in zip(kept, pipe.execute(), strict=True):
                 state = _decode(state)
-                rows.append({"brand": brand, "message_id": d.message_id, "platform": d.platform, "kind": d.kind,
-                             "actions": [a.value for a in d.actions], "rule": d.rule, "reply": d.reply,
-                             "text": d.event.get("text"), "decided_at": d.decided_at.isoformat(),
-                             "hidden": self.hidden(d, state), "reopened": state.get("reopened_by"),
-                             "escalated": d.escalation is not None})
+                rows.append(
+                    {
+                        "brand": brand,
+                        "message_id": d.message_id,
+                        "platform": d.platform,
+                        "kind": d.kind,
+                        "actions": [a.value for a in d.actions],
+                        "rule": d.rule,
+                        "reply": d.reply,
+                        "text": d.event.get("text"),
+                        "decided_at": d.decided_at.isoformat(),
+                        "hidden": self.hidden(d, state),
+                        "reopened": state.get("reopened_by"),
+                        "escalated": d.escalation is not None,
+                    }
+                )
         rows.sort(key=lambda r: str(r["decided_at"]), reverse=True)
         return rows
 
@@ -369,8 +449,13 @@ class ReviewReader:
             event = entry.get("event")
             brand = event.get("brand") if isinstance(event, dict) else None
             if (isinstance(brand, str) and brand in brands) or everything:
-                rows.append({**entry, "brand": brand if isinstance(brand, str) else None,
-                             "at_iso": datetime.fromtimestamp(entry.get("at", 0), tz=timezone.utc).isoformat()})
+                rows.append(
+                    {
+                        **entry,
+                        "brand": brand if isinstance(brand, str) else None,
+                        "at_iso": datetime.fromtimestamp(entry.get("at", 0), tz=timezone.utc).isoformat(),
+                    }
+                )
             if len(rows) >= limit:
                 break
         return rows

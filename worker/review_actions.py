@@ -79,8 +79,11 @@ class ReviewActions:
 
     def _moderator(self, user: User, action: str) -> None:
         if not user.moderates:
-            raise ActionError(403, f"{action}: role {user.role} may not take moderation actions "
-                                   f"(allowed: {', '.join(defaults.MODERATION_ROLES)})")
+            raise ActionError(
+                403,
+                f"{action}: role {user.role} may not take moderation actions "
+                f"(allowed: {', '.join(defaults.MODERATION_ROLES)})",
+            )
 
     def _state(self, brand: str, message_id: str) -> dict[str, str]:
         return {k.decode(): v.decode() for k, v in self.client.hgetall(self.keys.item(brand, message_id)).items()}
@@ -90,8 +93,16 @@ class ReviewActions:
             return state["hidden"] == "1"
         return "hide" in [a.value for a in decision.actions]
 
-    def _commit(self, user: User, decision: Decision, action: str, before: dict[str, Any], after: dict[str, Any],
-                write: Callable[[Any, AuditEntry], list[dict[str, Any]]], note: str | None = None) -> AuditEntry:
+    def _commit(
+        self,
+        user: User,
+        decision: Decision,
+        action: str,
+        before: dict[str, Any],
+        after: dict[str, Any],
+        write: Callable[[Any, AuditEntry], list[dict[str, Any]]],
+        note: str | None = None,
+    ) -> AuditEntry:
         """Run ``write(pipe, entry)`` (returns the outbox payloads it queued) and the audit entry atomically,
         unless someone else holds the item's claim."""
         brand, mid = decision.brand, decision.message_id
@@ -103,10 +114,19 @@ class ReviewActions:
                     holder = pipe.get(claim_key)
                     if holder is not None and holder.decode() != user.name:
                         pipe.unwatch()
-                        raise ActionError(409, f"{brand}/{mid} is claimed by {holder.decode()}",
-                                          claimed_by=holder.decode())
-                    entry = AuditEntry(action=action, user=user.name, role=user.role, brand=brand, message_id=mid,
-                                       before=before, after=after, note=note)
+                        raise ActionError(
+                            409, f"{brand}/{mid} is claimed by {holder.decode()}", claimed_by=holder.decode()
+                        )
+                    entry = AuditEntry(
+                        action=action,
+                        user=user.name,
+                        role=user.role,
+                        brand=brand,
+                        message_id=mid,
+                        before=before,
+                        after=after,
+                        note=note,
+                    )
                     pipe.multi()
                     payloads = write(pipe, entry)
                     for payload in payloads:
@@ -126,9 +146,15 @@ class ReviewActions:
     def _resolve_ops(self, pipe: Any, user: User, decision: Decision, resolution: str) -> None:
         brand, mid = decision.brand, decision.message_id
         pipe.zrem(self.keys.review, review_member(brand, mid))
-        pipe.hset(self.keys.item(brand, mid), mapping={
-            "status": "resolved", "resolved_by": user.name, "resolution": resolution,
-            "resolved_at": datetime.now(timezone.utc).isoformat()})
+        pipe.hset(
+            self.keys.item(brand, mid),
+            mapping={
+                "status": "resolved",
+                "resolved_by": user.name,
+                "resolution": resolution,
+                "resolved_at": datetime.now(timezone.utc).isoformat(),
+            },
+        )
         pipe.delete(self.keys.claim(brand, mid))
 
     def _sla_after(self, decision: Decision, user: User, responded: bool = False, resolved: bool = False) -> None:
@@ -148,8 +174,9 @@ class ReviewActions:
 
     def claim(self, user: User, brand: str, message_id: str) -> dict[str, Any]:
         decision = self.decision(user, brand, message_id)
-        holder = self._claim(keys=[self.keys.claim(brand, message_id)],
-                             args=[user.name, defaults.CLAIM_TTL_SECONDS]).decode()
+        holder = self._claim(
+            keys=[self.keys.claim(brand, message_id)], args=[user.name, defaults.CLAIM_TTL_SECONDS]
+        ).decode()
         if holder != user.name:
             raise ActionError(409, f"{brand}/{message_id} is claimed by {holder}", claimed_by=holder)
         self._commit(user, decision, "claim", {}, {"claimed_by": user.name}, lambda pipe, entry: [])
@@ -171,8 +198,15 @@ class ReviewActions:
 
         if holder_name != user.name:  # a manager taking a claim away: bypass the claim check
             with self.client.pipeline(transaction=True) as pipe:
-                entry = AuditEntry(action="release", user=user.name, role=user.role, brand=brand, message_id=message_id,
-                                   before={"claimed_by": holder_name}, after={"claimed_by": None})
+                entry = AuditEntry(
+                    action="release",
+                    user=user.name,
+                    role=user.role,
+                    brand=brand,
+                    message_id=message_id,
+                    before={"claimed_by": holder_name},
+                    after={"claimed_by": None},
+                )
                 pipe.delete(key)
                 self.audit.append(pipe, entry)
                 pipe.execute()
@@ -192,12 +226,21 @@ class ReviewActions:
             if t.status != "approved":
                 continue
             names = [s.name for s in parse_text(t.body) if not isinstance(s, str)]
-            rows.append({"id": t.id, "intent": t.intent, "language": t.language, "version": t.version,
-                         "body": t.body, "variables": list(dict.fromkeys(names))})
+            rows.append(
+                {
+                    "id": t.id,
+                    "intent": t.intent,
+                    "language": t.language,
+                    "version": t.version,
+                    "body": t.body,
+                    "variables": list(dict.fromkeys(names)),
+                }
+            )
         return sorted(rows, key=lambda r: (r["intent"], r["language"]))
 
-    def preview(self, user: User, brand: str, message_id: str, template_id: str,
-                variables: dict[str, str] | None = None) -> dict[str, Any]:
+    def preview(
+        self, user: User, brand: str, message_id: str, template_id: str, variables: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         """The template filled for this item: ``text`` or the ``missing`` variables (never a fallback body:
         a person chose this template and sees exactly what goes out)."""
         decision = self.decision(user, brand, message_id)
@@ -219,16 +262,31 @@ class ReviewActions:
         text = None
         if not missing:
             from worker.placeholders import fill
-            text, _ = fill(parse_text(template.body), values)
-        return {"template": {"id": template.id, "version": template.version}, "text": text, "missing": missing,
-                "values": {n: values.get(n, "") for n in dict.fromkeys(needed)}}
 
-    def reply_template(self, user: User, brand: str, message_id: str, template_id: str,
-                       variables: dict[str, str] | None = None, resolve: bool = True) -> dict[str, Any]:
+            text, _ = fill(parse_text(template.body), values)
+        return {
+            "template": {"id": template.id, "version": template.version},
+            "text": text,
+            "missing": missing,
+            "values": {n: values.get(n, "") for n in dict.fromkeys(needed)},
+        }
+
+    def reply_template(
+        self,
+        user: User,
+        brand: str,
+        message_id: str,
+        template_id: str,
+        variables: dict[str, str] | None = None,
+        resolve: bool = True,
+    ) -> dict[str, Any]:
         preview = self.preview(user, brand, message_id, template_id, variables)
         if preview["missing"]:
-            raise ActionError(422, "fill every variable before sending: " + ", ".join("{" + m + "}" for m in preview["missing"]),
-                              missing=preview["missing"])
+            raise ActionError(
+                422,
+                "fill every variable before sending: " + ", ".join("{" + m + "}" for m in preview["missing"]),
+                missing=preview["missing"],
+            )
         ref = f"{preview['template']['id']}@{preview['template']['version']}"
         return self._reply(user, brand, message_id, preview["text"], [ref], human_written=False, resolve=resolve)
 
@@ -240,8 +298,11 @@ class ReviewActions:
             raise ActionError(422, f"text: {len(text)} characters; at most {MAX_REPLY_CHARS}")
         left = UNFILLED.findall(text)
         if left:
-            raise ActionError(422, f"text still contains unfilled placeholder(s) {', '.join(dict.fromkeys(left))}",
-                              placeholders=list(dict.fromkeys(left)))
+            raise ActionError(
+                422,
+                f"text still contains unfilled placeholder(s) {', '.join(dict.fromkeys(left))}",
+                placeholders=list(dict.fromkeys(left)),
+            )
         from worker.models import _check_unicode
 
         try:
@@ -250,28 +311,55 @@ class ReviewActions:
             raise ActionError(422, f"text: {exc}") from exc
         return self._reply(user, brand, message_id, text.strip(), [], human_written=True, resolve=resolve)
 
-    def _reply(self, user: User, brand: str, message_id: str, text: str, templates: list[str],
-               human_written: bool, resolve: bool) -> dict[str, Any]:
+    def _reply(
+        self,
+        user: User,
+        brand: str,
+        message_id: str,
+        text: str,
+        templates: list[str],
+        human_written: bool,
+        resolve: bool,
+    ) -> dict[str, Any]:
         decision = self.decision(user, brand, message_id)
         event = self._event(decision)
         was_open = self._open(decision)
         resolve = resolve and was_open
 
         def write(pipe: Any, entry: AuditEntry) -> list[dict[str, Any]]:
-            self.store.queue_brand_message(pipe, brand, event.conversation_id, message_id, text, datetime.now(timezone.utc))
+            self.store.queue_brand_message(
+                pipe, brand, event.conversation_id, message_id, text, datetime.now(timezone.utc)
+            )
             pipe.hset(self.keys.item(brand, message_id), mapping={"replied_by": user.name})
             if resolve:
                 self._resolve_ops(pipe, user, decision, "replied")
-            return [outbox_payload(event, "reply", text=text, templates=templates, llm=False,
-                                   human_written=human_written)]
+            return [
+                outbox_payload(event, "reply", text=text, templates=templates, llm=False, human_written=human_written)
+            ]
 
         action = "reply_template" if templates else "send_text"
-        entry = self._commit(user, decision, action, {"status": "open" if was_open else "closed"},
-                             {"reply": text, "templates": templates, "human_written": human_written,
-                              "status": "resolved" if resolve else ("open" if was_open else "closed")}, write)
+        entry = self._commit(
+            user,
+            decision,
+            action,
+            {"status": "open" if was_open else "closed"},
+            {
+                "reply": text,
+                "templates": templates,
+                "human_written": human_written,
+                "status": "resolved" if resolve else ("open" if was_open else "closed"),
+            },
+            write,
+        )
         self._sla_after(decision, user, responded=True, resolved=resolve)
-        return {"sent": True, "text": text, "templates": templates, "human_written": human_written,
-                "resolved": resolve, "audit_id": entry.id}
+        return {
+            "sent": True,
+            "text": text,
+            "templates": templates,
+            "human_written": human_written,
+            "resolved": resolve,
+            "audit_id": entry.id,
+        }
 
     # -- moderation -------------------------------------------------------------------------
 
@@ -314,31 +402,60 @@ class ReviewActions:
                 self._resolve_ops(pipe, user, decision, which)
             return payloads
 
-        self._commit(user, decision, which, {"correction": previous, "hidden": was_hidden, "open": was_open},
-                     {"correction": merged.model_dump(mode="json"), "hidden": False if decision.kind == "comment" else was_hidden,
-                      "open": False}, write)
+        self._commit(
+            user,
+            decision,
+            which,
+            {"correction": previous, "hidden": was_hidden, "open": was_open},
+            {
+                "correction": merged.model_dump(mode="json"),
+                "hidden": False if decision.kind == "comment" else was_hidden,
+                "open": False,
+            },
+            write,
+        )
         self._sla_after(decision, user, resolved=was_open)
-        return {"correction": merged.model_dump(mode="json"), "unhidden": was_hidden and decision.kind == "comment",
-                "resolved": was_open}
+        return {
+            "correction": merged.model_dump(mode="json"),
+            "unhidden": was_hidden and decision.kind == "comment",
+            "resolved": was_open,
+        }
 
-    def _merged_correction(self, user: User, decision: Decision, change: dict[str, Any]) -> tuple[dict | None, Correction]:
+    def _merged_correction(
+        self, user: User, decision: Decision, change: dict[str, Any]
+    ) -> tuple[dict | None, Correction]:
         raw = self.client.get(self.keys.correction(decision.brand, decision.message_id))
         previous = json.loads(raw) if raw else None
         base = {k: v for k, v in (previous or {}).items() if k in ("intent", "spam", "abuse", "note")}
         base.update({k: v for k, v in change.items()})
         try:
-            merged = Correction(brand=decision.brand, message_id=decision.message_id, by=user.name,
-                                at=datetime.now(timezone.utc), **base)
+            merged = Correction(
+                brand=decision.brand,
+                message_id=decision.message_id,
+                by=user.name,
+                at=datetime.now(timezone.utc),
+                **base,
+            )
         except ValueError as exc:
             raise ActionError(422, f"labels: {exc}") from exc
         return previous, merged
 
     def _correction_ops(self, pipe: Any, correction: Correction) -> None:
         pipe.set(self.keys.correction(correction.brand, correction.message_id), correction.model_dump_json())
-        pipe.zadd(self.keys.corrections(correction.brand), {correction.message_id: int(correction.at.timestamp() * 1000)})
+        pipe.zadd(
+            self.keys.corrections(correction.brand), {correction.message_id: int(correction.at.timestamp() * 1000)}
+        )
 
-    def correct_labels(self, user: User, brand: str, message_id: str, intent: str | None = None,
-                       spam: bool | None = None, abuse: str | None = None, note: str | None = None) -> dict[str, Any]:
+    def correct_labels(
+        self,
+        user: User,
+        brand: str,
+        message_id: str,
+        intent: str | None = None,
+        spam: bool | None = None,
+        abuse: str | None = None,
+        note: str | None = None,
+    ) -> dict[str, Any]:
         """Record the right labels (what ``eval --replay`` and retraining read). The item stays where it is."""
         decision = self.decision(user, brand, message_id)
         config = self.brands.get(brand)
@@ -348,7 +465,9 @@ class ReviewActions:
             raise ActionError(422, "abuse: must be hate, offensive or neither")
         if spam is not None and not isinstance(spam, bool):
             raise ActionError(422, "spam: must be true or false")
-        change = {k: v for k, v in {"intent": intent, "spam": spam, "abuse": abuse, "note": note}.items() if v is not None}
+        change = {
+            k: v for k, v in {"intent": intent, "spam": spam, "abuse": abuse, "note": note}.items() if v is not None
+        }
         if not change:
             raise ActionError(422, "labels: give at least one of intent, spam, abuse, note")
         previous, merged = self._merged_correction(user, decision, change)
@@ -357,14 +476,21 @@ class ReviewActions:
             self._correction_ops(pipe, merged)
             return []
 
-        self._commit(user, decision, "correct_labels", {"correction": previous},
-                     {"correction": merged.model_dump(mode="json")}, write)
+        self._commit(
+            user,
+            decision,
+            "correct_labels",
+            {"correction": previous},
+            {"correction": merged.model_dump(mode="json")},
+            write,
+        )
         return {"correction": merged.model_dump(mode="json")}
 
     # -- routing and resolving ----------------------------------------------------------------
 
-    def reroute(self, user: User, brand: str, message_id: str, role: str | None = None,
-                priority: str | None = None) -> dict[str, Any]:
+    def reroute(
+        self, user: User, brand: str, message_id: str, role: str | None = None, priority: str | None = None
+    ) -> dict[str, Any]:
         """Move the item to another role and/or priority (re-opens it if it was resolved)."""
         decision = self.decision(user, brand, message_id)
         if role is None and priority is None:
@@ -376,8 +502,11 @@ class ReviewActions:
         state = self._state(brand, message_id)
         score = self.client.zscore(self.keys.review, review_member(brand, message_id))
         escalation = decision.escalation
-        old_priority = (defaults.PRIORITIES[min(int(score // 1e13), len(defaults.PRIORITIES) - 1)] if score is not None
-                        else state.get("priority") or (escalation.priority if escalation else "normal"))
+        old_priority = (
+            defaults.PRIORITIES[min(int(score // 1e13), len(defaults.PRIORITIES) - 1)]
+            if score is not None
+            else state.get("priority") or (escalation.priority if escalation else "normal")
+        )
         old_role = state.get("role") or (escalation.role if escalation else None)
         new_priority, new_role = priority or old_priority, role or old_role or "tier1"
         created = datetime.fromisoformat(decision.event["created_at"])
@@ -387,16 +516,27 @@ class ReviewActions:
             if escalation is not None and "role" not in state:
                 # the escalation itself changes, through the store's one path for escalation changes
                 reason = f"re-routed by {user.name} (was {escalation.role}, {escalation.priority}): {escalation.reason}"
-                self.store.queue_escalation_change(pipe, decision, Escalation(
-                    role=new_role, priority=new_priority, reason=reason[:1000]))  # type: ignore[arg-type]
+                self.store.queue_escalation_change(
+                    pipe,
+                    decision,
+                    Escalation(role=new_role, priority=new_priority, reason=reason[:1000]),  # type: ignore[arg-type]
+                )
                 pipe.hset(self.keys.item(brand, message_id), "status", "open")
             else:  # a reopened automated outcome: the person's routing lives with the item
-                pipe.hset(self.keys.item(brand, message_id), mapping={"role": new_role, "priority": new_priority,
-                                                                      "status": "open"})
+                pipe.hset(
+                    self.keys.item(brand, message_id),
+                    mapping={"role": new_role, "priority": new_priority, "status": "open"},
+                )
             return []
 
-        self._commit(user, decision, "reroute", {"role": old_role, "priority": old_priority, "open": score is not None},
-                     {"role": new_role, "priority": new_priority, "open": True}, write)
+        self._commit(
+            user,
+            decision,
+            "reroute",
+            {"role": old_role, "priority": old_priority, "open": score is not None},
+            {"role": new_role, "priority": new_priority, "open": True},
+            write,
+        )
         return {"role": new_role, "priority": new_priority}
 
     def reopen(self, user: User, brand: str, message_id: str, note: str | None = None) -> dict[str, Any]:
@@ -411,13 +551,27 @@ class ReviewActions:
 
         def write(pipe: Any, entry: AuditEntry) -> list[dict[str, Any]]:
             pipe.zadd(self.keys.review, {review_member(brand, message_id): review_score("normal", created)})
-            pipe.hset(self.keys.item(brand, message_id), mapping={
-                "status": "open", "role": role, "priority": "normal", "reopened_by": user.name,
-                "reason": f"reopened by {user.name}: {note or 'automated outcome under review'}"[:300]})
+            pipe.hset(
+                self.keys.item(brand, message_id),
+                mapping={
+                    "status": "open",
+                    "role": role,
+                    "priority": "normal",
+                    "reopened_by": user.name,
+                    "reason": f"reopened by {user.name}: {note or 'automated outcome under review'}"[:300],
+                },
+            )
             return []
 
-        self._commit(user, decision, "reopen", {"open": False, "actions": [a.value for a in decision.actions]},
-                     {"open": True, "role": role, "priority": "normal"}, write, note=note)
+        self._commit(
+            user,
+            decision,
+            "reopen",
+            {"open": False, "actions": [a.value for a in decision.actions]},
+            {"open": True, "role": role, "priority": "normal"},
+            write,
+            note=note,
+        )
         return {"open": True, "role": role, "priority": "normal"}
 
     def resolve(self, user: User, brand: str, message_id: str, note: str | None = None) -> dict[str, Any]:
@@ -430,8 +584,15 @@ class ReviewActions:
             self._resolve_ops(pipe, user, decision, "no_reply")
             return []
 
-        self._commit(user, decision, "resolve", {"open": True}, {"open": False, "resolution": "no_reply"}, write,
-                     note=(note or None) and str(note)[:500])
+        self._commit(
+            user,
+            decision,
+            "resolve",
+            {"open": True},
+            {"open": False, "resolution": "no_reply"},
+            write,
+            note=(note or None) and str(note)[:500],
+        )
         self._sla_after(decision, user, resolved=True)
         return {"resolved": True}
 
@@ -440,8 +601,9 @@ class ReviewActions:
     def tag_author(self, user: User, brand: str, message_id: str, tag: str, remove: bool = False) -> dict[str, Any]:
         decision = self.decision(user, brand, message_id)
         if not isinstance(tag, str) or not TAG_PATTERN.match(tag) or tag == "blocked":
-            raise ActionError(422, f"tag: {tag!r} is not a tag (1–64 letters, digits, space . : - _; "
-                                   "use block for 'blocked')")
+            raise ActionError(
+                422, f"tag: {tag!r} is not a tag (1–64 letters, digits, space . : - _; use block for 'blocked')"
+            )
         key = self.keys.author(brand, decision.author_id)
         had = bool(self.client.sismember(key, tag))
 
@@ -449,9 +611,14 @@ class ReviewActions:
             (pipe.srem if remove else pipe.sadd)(key, tag)
             return []
 
-        self._commit(user, decision, "untag_author" if remove else "tag_author",
-                     {"author": decision.author_id, "tag": tag, "present": had},
-                     {"author": decision.author_id, "tag": tag, "present": not remove}, write)
+        self._commit(
+            user,
+            decision,
+            "untag_author" if remove else "tag_author",
+            {"author": decision.author_id, "tag": tag, "present": had},
+            {"author": decision.author_id, "tag": tag, "present": not remove},
+            write,
+        )
         return {"author": decision.author_id, "tags": sorted(t.decode() for t in self.client.smembers(key))}
 
     def block_author(self, user: User, brand: str, message_id: str, blocked: bool = True) -> dict[str, Any]:
@@ -475,7 +642,9 @@ class ReviewActions:
 
     BULK = ("claim", "release", "hide", "unhide", "not_spam", "not_abusive", "resolve", "reroute")
 
-    def bulk(self, user: User, action: str, items: object, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def bulk(
+        self, user: User, action: str, items: object, params: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         """Run ``action`` on each ``brand/message_id``; one result per item (ok or the error), in order."""
         if action not in self.BULK:
             raise ActionError(422, f"bulk action {action!r}: one of {', '.join(self.BULK)}")

@@ -59,7 +59,6 @@ _ENV = {
     "log_level": "REPLYGUARD_LOG_LEVEL",
     "session_secret": "REPLYGUARD_SESSION_SECRET",
     "archive_dir": "REPLYGUARD_ARCHIVE_DIR",
-
     "meta_api_base": "REPLYGUARD_META_API_BASE",
     "youtube_api_base": "REPLYGUARD_YOUTUBE_API_BASE",
     "delivery_mode": "REPLYGUARD_DELIVERY_MODE",
@@ -133,8 +132,9 @@ class Settings(BaseModel):
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
         """Settings from ``environ`` (default ``os.environ``); ``overrides`` that are not None win."""
-        return cls(_environ=os.environ if environ is None else environ,
-                   **{k: v for k, v in overrides.items() if v is not None})
+        return cls(
+            _environ=os.environ if environ is None else environ, **{k: v for k, v in overrides.items() if v is not None}
+        )
 
     @classmethod
     def defaults(cls) -> "Settings":

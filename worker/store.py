@@ -204,6 +204,7 @@ class Keys:
 
     def sla_events(self, brand: str) -> str:
         return f"{self.prefix}:sla:events:{brand}"
+
     def delivery(self, brand: str, message_id: str, action: str) -> str:
         return f"{self.prefix}:delivery:{brand}:{message_id}:{action}"
 
@@ -313,9 +314,16 @@ def outbox_payload(event: InboundEvent, kind: str, **fields: Any) -> dict[str, A
     unique per action: one message may get several human replies or hide/unhide cycles, so
     deliverers must key idempotency on it when present, not on the message id alone).
     """
-    payload: dict[str, Any] = {"brand": event.brand, "message_id": event.id, "platform": event.platform,
-                               "kind": event.kind, "conversation_id": event.conversation_id,
-                               "post_id": event.post_id, "author_id": event.author.id, "type": kind}
+    payload: dict[str, Any] = {
+        "brand": event.brand,
+        "message_id": event.id,
+        "platform": event.platform,
+        "kind": event.kind,
+        "conversation_id": event.conversation_id,
+        "post_id": event.post_id,
+        "author_id": event.author.id,
+        "type": kind,
+    }
     if kind == "reply":
         payload["visibility"] = "public" if event.kind == "comment" else "private"
     payload.update(fields)
@@ -400,11 +408,13 @@ class Store:
             exists, opted, meta = replies[3 * i : 3 * i + 3]
             meta = {k.decode(): v.decode() for k, v in meta.items()}
             away = meta.get("away_sent_at")
-            contexts.append(DecisionContext(
-                opted_out=bool(opted),
-                first_contact=not meta,
-                away_sent_at=datetime.fromtimestamp(int(away) / 1000, tz=timezone.utc) if away else None,
-            ))
+            contexts.append(
+                DecisionContext(
+                    opted_out=bool(opted),
+                    first_contact=not meta,
+                    away_sent_at=datetime.fromtimestamp(int(away) / 1000, tz=timezone.utc) if away else None,
+                )
+            )
             decided.append(bool(exists))
         return decided, contexts
 
@@ -416,8 +426,11 @@ class Store:
         repeat of a message id gets the number it got before)."""
         pipe = self.client.pipeline(transaction=False)
         for e in events:
-            self._order(keys=[self.keys.order(e.brand, e.conversation_id)],
-                        args=["assign", e.id, defaults.CONVERSATION_TTL_SECONDS], client=pipe)
+            self._order(
+                keys=[self.keys.order(e.brand, e.conversation_id)],
+                args=["assign", e.id, defaults.CONVERSATION_TTL_SECONDS],
+                client=pipe,
+            )
         return [int(n) for n in pipe.execute()]
 
     @_guard("reading conversation order")
@@ -436,7 +449,8 @@ class Store:
         k = self.keys
         parked, previous = self._order(
             keys=[k.order(event.brand, event.conversation_id), k.order_parked, ""],
-            args=["park", seq, job_id, int(time.time() * 1000), defaults.CONVERSATION_TTL_SECONDS])
+            args=["park", seq, job_id, int(time.time() * 1000), defaults.CONVERSATION_TTL_SECONDS],
+        )
         return bool(parked), (previous.decode() or None) if parked else None
 
     @_guard("releasing parked messages")
@@ -453,14 +467,28 @@ class Store:
     @_guard("skipping a message in its conversation's order")
     def skip_order(self, event: InboundEvent, queue_key: str) -> bool:
         """``event`` will never be decided (the worker rejected it): let its successor go."""
-        return bool(self._order(keys=[self.keys.order(event.brand, event.conversation_id), self.keys.order_parked,
-                                      queue_key], args=["skip", event.id]))
+        return bool(
+            self._order(
+                keys=[self.keys.order(event.brand, event.conversation_id), self.keys.order_parked, queue_key],
+                args=["skip", event.id],
+            )
+        )
 
     # -- writing decisions ------------------------------------------------------------
 
-    def _apply_args(self, decision: Decision, event: InboundEvent, *, first: bool, optout_op: str | None = None,
-                    away_sent: bool = False, expected: bytes | None = None, seq: int | None = None,
-                    queue_key: str = "", opted_out: bool | None = None) -> tuple[list[str], list[Any]]:
+    def _apply_args(
+        self,
+        decision: Decision,
+        event: InboundEvent,
+        *,
+        first: bool,
+        optout_op: str | None = None,
+        away_sent: bool = False,
+        expected: bytes | None = None,
+        seq: int | None = None,
+        queue_key: str = "",
+        opted_out: bool | None = None,
+    ) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of ``lua/apply_decision.lua`` for ``decision``: every effect it implies.
 
         ``first``: the message's first decision (the customer's message joins the history, the
@@ -475,17 +503,38 @@ class Store:
         """
         k = self.keys
         b, mid, conv = event.brand, event.id, event.conversation_id
-        keys = [k.decision(b, mid), k.decisions(b), k.message(mid), k.review, k.outbox(b), k.optout(b),
-                k.history(b, conv), k.conversation(b, conv), k.stats(b), k.llm_pending,
-                k.order(b, conv), k.order_parked, queue_key or k.order_parked,
-                k.person(b, event.author.id)]
+        keys = [
+            k.decision(b, mid),
+            k.decisions(b),
+            k.message(mid),
+            k.review,
+            k.outbox(b),
+            k.optout(b),
+            k.history(b, conv),
+            k.conversation(b, conv),
+            k.stats(b),
+            k.llm_pending,
+            k.order(b, conv),
+            k.order_parked,
+            queue_key or k.order_parked,
+            k.person(b, event.author.id),
+        ]
         retention = self.retention_for(b)
         history: list[str] = []
         counters: dict[str, int] = {}
         floats: dict[str, float] = {}
         if first:
-            history.append(json.dumps({"role": "customer", "message_id": mid, "at": _ms(event.created_at),
-                                       "text": event.text[: defaults.HISTORY_MAX_CHARS]}, ensure_ascii=False))
+            history.append(
+                json.dumps(
+                    {
+                        "role": "customer",
+                        "message_id": mid,
+                        "at": _ms(event.created_at),
+                        "text": event.text[: defaults.HISTORY_MAX_CHARS],
+                    },
+                    ensure_ascii=False,
+                )
+            )
             counters["decisions"] = 1
         outbox: list[str] = []
         score = ""
@@ -495,14 +544,36 @@ class Store:
             if Action.HIDE in decision.actions:
                 outbox.append(json.dumps(outbox_payload(event, "hide"), ensure_ascii=False))
             if Action.AUTO_REPLY in decision.actions and decision.reply:
-                outbox.append(json.dumps(outbox_payload(
-                    event, "reply", text=decision.reply, templates=[f"{t.id}@{t.version}" for t in decision.templates],
-                    llm=bool(decision.llm and decision.llm.outcome == "used")), ensure_ascii=False))
-                history.append(json.dumps({"role": "brand", "message_id": mid, "at": _ms(decision.decided_at),
-                                           "text": decision.reply[: defaults.HISTORY_MAX_CHARS]}, ensure_ascii=False))
+                outbox.append(
+                    json.dumps(
+                        outbox_payload(
+                            event,
+                            "reply",
+                            text=decision.reply,
+                            templates=[f"{t.id}@{t.version}" for t in decision.templates],
+                            llm=bool(decision.llm and decision.llm.outcome == "used"),
+                        ),
+                        ensure_ascii=False,
+                    )
+                )
+                history.append(
+                    json.dumps(
+                        {
+                            "role": "brand",
+                            "message_id": mid,
+                            "at": _ms(decision.decided_at),
+                            "text": decision.reply[: defaults.HISTORY_MAX_CHARS],
+                        },
+                        ensure_ascii=False,
+                    )
+                )
             # every final decision, for outbound connectors (CRM webhooks, Chatwoot hand-off)
-            outbox.append(json.dumps(outbox_payload(event, "decision", actions=[a.value for a in decision.actions],
-                                                    rule=decision.rule), ensure_ascii=False))
+            outbox.append(
+                json.dumps(
+                    outbox_payload(event, "decision", actions=[a.value for a in decision.actions], rule=decision.rule),
+                    ensure_ascii=False,
+                )
+            )
             if Action.ESCALATE in decision.actions and decision.escalation is not None:
                 score = repr(review_score(decision.escalation.priority, event.created_at))
             for name in [f"rule:{decision.rule}"] + [f"action:{a.value}" for a in decision.actions]:
@@ -515,29 +586,43 @@ class Store:
                         counters[name] = counters.get(name, 0) + amount
         args = [
             "" if first else hashlib.sha1(expected or b"").hexdigest(),
-            decision.to_json(), review_member(b, mid), b, mid, _ms(decision.decided_at), score,
-            json.dumps(outbox), (optout_op or "") if first else "", event.author.id, json.dumps(history),
-            defaults.HISTORY_MAX_MESSAGES, retention.history_ttl(defaults.CONVERSATION_TTL_SECONDS),
+            decision.to_json(),
+            review_member(b, mid),
+            b,
+            mid,
+            _ms(decision.decided_at),
+            score,
+            json.dumps(outbox),
+            (optout_op or "") if first else "",
+            event.author.id,
+            json.dumps(history),
+            defaults.HISTORY_MAX_MESSAGES,
+            retention.history_ttl(defaults.CONVERSATION_TTL_SECONDS),
             _ms(event.created_at) if first and away_sent else "",
             json.dumps({name: str(n) for name, n in counters.items()}),
             json.dumps({name: repr(x) for name, x in floats.items()}),
-            defaults.OUTBOX_MAX_ENTRIES, _ms(event.created_at) if first else "",
+            defaults.OUTBOX_MAX_ENTRIES,
+            _ms(event.created_at) if first else "",
             _ms(decision.llm.deadline) if first and decision.pending else "",  # type: ignore[union-attr]
             seq if first and seq is not None and queue_key else "",
         ]
         context = decision.context
         if first and context is not None:
             away = context.away_sent_at
-            args += ["1" if context.opted_out else "0", "1" if context.first_contact else "0",
-                     str(_ms(away)) if away is not None else "none"]
+            args += [
+                "1" if context.opted_out else "0",
+                "1" if context.first_contact else "0",
+                str(_ms(away)) if away is not None else "none",
+            ]
         else:
             args += ["" if opted_out is None else "1" if opted_out else "0", "", ""]
         args.append("")  # ARGV[24]: the review queue entry is added or moved
         args += [conv, retention.decision_ttl, retention.person_index_ttl]  # ARGV 25-27: personal data
         return keys, args
 
-    def queue_amendment(self, pipe: Any, decision: Decision, *, review: str = "",
-                        counters: dict[str, int] | None = None) -> None:
+    def queue_amendment(
+        self, pipe: Any, decision: Decision, *, review: str = "", counters: dict[str, int] | None = None
+    ) -> None:
         """Inside the caller's MULTI (the caller WATCHes the decision key): store ``decision`` again, changed
         after the fact, through ``lua/apply_decision.lua`` in its ``amend`` mode.
 
@@ -550,22 +635,57 @@ class Store:
         b, mid = decision.brand, decision.message_id
         conv = decision.conversation_id
         k = self.keys
-        keys = [k.decision(b, mid), k.decisions(b), k.message(mid), k.review, k.outbox(b), k.optout(b),
-                k.history(b, conv), k.conversation(b, conv), k.stats(b), k.llm_pending,
-                k.order(b, conv), k.order_parked, k.order_parked]
+        keys = [
+            k.decision(b, mid),
+            k.decisions(b),
+            k.message(mid),
+            k.review,
+            k.outbox(b),
+            k.optout(b),
+            k.history(b, conv),
+            k.conversation(b, conv),
+            k.stats(b),
+            k.llm_pending,
+            k.order(b, conv),
+            k.order_parked,
+            k.order_parked,
+        ]
         score = ""
         if review and decision.escalation is not None:
             created = datetime.fromisoformat(decision.event["created_at"])
             score = repr(review_score(decision.escalation.priority, created))
-        args: list[Any] = ["amend", decision.to_json(), review_member(b, mid), b, mid, "", score, "[]", "", decision.author_id,
-                "[]", defaults.HISTORY_MAX_MESSAGES, defaults.CONVERSATION_TTL_SECONDS, "",
-                json.dumps({name: str(n) for name, n in (counters or {}).items()}), "{}",
-                defaults.OUTBOX_MAX_ENTRIES, "", "", "", "", "", "", "XX" if review == "move" else ""]
+        args: list[Any] = [
+            "amend",
+            decision.to_json(),
+            review_member(b, mid),
+            b,
+            mid,
+            "",
+            score,
+            "[]",
+            "",
+            decision.author_id,
+            "[]",
+            defaults.HISTORY_MAX_MESSAGES,
+            defaults.CONVERSATION_TTL_SECONDS,
+            "",
+            json.dumps({name: str(n) for name, n in (counters or {}).items()}),
+            "{}",
+            defaults.OUTBOX_MAX_ENTRIES,
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "XX" if review == "move" else "",
+        ]
         self._apply(keys=keys, args=args, client=pipe)
 
     @_guard("finalising a decision")
-    def finalize(self, brand: str, message_id: str, final: Callable[[Decision], Decision],
-                 policy: Any = None) -> Decision | None:
+    def finalize(
+        self, brand: str, message_id: str, final: Callable[[Decision], Decision], policy: Any = None
+    ) -> Decision | None:
         """Replace a pending decision by ``final(pending)`` and carry out its side effects, once.
 
         If the author opted out since the message was decided, the final decision sends nothing
@@ -618,8 +738,12 @@ class Store:
         return [json.loads(h) for h in self.client.lrange(self.keys.history(brand, conversation_id), 0, -1)]
 
     @_guard("saving decisions")
-    def persist(self, items: list[tuple[Decision, InboundEvent, str | None, bool]],
-                seqs: list[int | None] | None = None, queue_key: str = "") -> list[int]:
+    def persist(
+        self,
+        items: list[tuple[Decision, InboundEvent, str | None, bool]],
+        seqs: list[int | None] | None = None,
+        queue_key: str = "",
+    ) -> list[int]:
         """Write each (decision, event, opt-out op, away sent), in order. For each: 1 written, 0
         already decided, -1 its context changed since it was read (decide it again), -2 an earlier
         message of its conversation is not decided yet (``seqs``: the sequence numbers, enforced
@@ -629,8 +753,9 @@ class Store:
         seqs = seqs if seqs is not None else [None] * len(items)
         pipe = self.client.pipeline(transaction=False)
         for (decision, event, optout_op, away_sent), seq in zip(items, seqs, strict=True):
-            keys, args = self._apply_args(decision, event, first=True, optout_op=optout_op, away_sent=away_sent,
-                                          seq=seq, queue_key=queue_key)
+            keys, args = self._apply_args(
+                decision, event, first=True, optout_op=optout_op, away_sent=away_sent, seq=seq, queue_key=queue_key
+            )
             self._apply(keys=keys, args=args, client=pipe)
         return [int(r) for r in pipe.execute()]
 
@@ -638,16 +763,25 @@ class Store:
 
     def queue_outbox(self, pipe: Any, payload: dict[str, Any]) -> None:
         """Append an outbox entry exactly as the automated path does (same stream, cap and fields)."""
-        pipe.xadd(self.keys.outbox(payload["brand"]),
-                  {"message_id": payload["message_id"], "payload": json.dumps(payload, ensure_ascii=False)},
-                  maxlen=defaults.OUTBOX_MAX_ENTRIES, approximate=True)
+        pipe.xadd(
+            self.keys.outbox(payload["brand"]),
+            {"message_id": payload["message_id"], "payload": json.dumps(payload, ensure_ascii=False)},
+            maxlen=defaults.OUTBOX_MAX_ENTRIES,
+            approximate=True,
+        )
 
-    def queue_brand_message(self, pipe: Any, brand: str, conversation_id: str, message_id: str, text: str,
-                            at: datetime) -> None:
+    def queue_brand_message(
+        self, pipe: Any, brand: str, conversation_id: str, message_id: str, text: str, at: datetime
+    ) -> None:
         """Record the brand's reply in the conversation history (context for later decisions)."""
         hkey = self.keys.history(brand, conversation_id)
-        pipe.rpush(hkey, json.dumps({"role": "brand", "message_id": message_id, "at": _ms(at),
-                                     "text": text[: defaults.HISTORY_MAX_CHARS]}, ensure_ascii=False))
+        pipe.rpush(
+            hkey,
+            json.dumps(
+                {"role": "brand", "message_id": message_id, "at": _ms(at), "text": text[: defaults.HISTORY_MAX_CHARS]},
+                ensure_ascii=False,
+            ),
+        )
         pipe.ltrim(hkey, -defaults.HISTORY_MAX_MESSAGES, -1)
         pipe.expire(hkey, defaults.CONVERSATION_TTL_SECONDS)
 
@@ -656,10 +790,18 @@ class Store:
         """Record an event the worker could not decide (``replyguard rejected`` lists them)."""
         brand = raw.get("brand") if isinstance(raw, dict) else None
         message_id = raw.get("id") if isinstance(raw, dict) else None
-        entry = json.dumps({"at": time.time(), "source": source, "reason": reason,
-                            "brand": brand if isinstance(brand, str) else None,
-                            "message_id": message_id if isinstance(message_id, str) else None, "event": raw},
-                           ensure_ascii=False, default=str)
+        entry = json.dumps(
+            {
+                "at": time.time(),
+                "source": source,
+                "reason": reason,
+                "brand": brand if isinstance(brand, str) else None,
+                "message_id": message_id if isinstance(message_id, str) else None,
+                "event": raw,
+            },
+            ensure_ascii=False,
+            default=str,
+        )
         author = raw.get("author") if isinstance(raw, dict) else None
         author_id = author.get("id") if isinstance(author, dict) else None
         pipe = self.client.pipeline(transaction=True)
@@ -675,13 +817,15 @@ class Store:
     # -- delivery -----------------------------------------------------------------------
 
     @_guard("claiming an outbound action")
-    def begin_delivery(self, brand: str, message_id: str, action: str, consumer: str, *,
-                       take_over: bool = False) -> tuple[str, str]:
+    def begin_delivery(
+        self, brand: str, message_id: str, action: str, consumer: str, *, take_over: bool = False
+    ) -> tuple[str, str]:
         """The idempotency check before sending (see lua/delivery_begin.lua): ('go', attempts),
         ('in_doubt', previous owner) or ('done', state)."""
         verdict, info = self._delivery_begin(
             keys=[self.keys.delivery(brand, message_id, action)],
-            args=[consumer, int(time.time() * 1000), defaults.DELIVERY_STATE_TTL_SECONDS, "1" if take_over else ""])
+            args=[consumer, int(time.time() * 1000), defaults.DELIVERY_STATE_TTL_SECONDS, "1" if take_over else ""],
+        )
         return verdict.decode(), info.decode()
 
     @_guard("recording a retry")
@@ -690,9 +834,16 @@ class Store:
         self.client.hset(self.keys.delivery(brand, message_id, action), mapping={"state": "retrying", "error": error})
 
     @_guard("recording a delivery")
-    def record_delivery(self, brand: str, message_id: str, step: str, record: DeliveryRecord, *,
-                        escalate: Callable[[Decision], Decision] | None = None,
-                        ack: tuple[str, str, str] | None = None) -> Decision | None:
+    def record_delivery(
+        self,
+        brand: str,
+        message_id: str,
+        step: str,
+        record: DeliveryRecord,
+        *,
+        escalate: Callable[[Decision], Decision] | None = None,
+        ack: tuple[str, str, str] | None = None,
+    ) -> Decision | None:
         """Write what became of one outbound action, in one transaction: the action's idempotency
         record (its final state), the decision's ``deliveries``, ``escalate(decision)`` when the
         failure needs a person (with its review-queue entry), delivery counters, and the XACK of
@@ -714,9 +865,15 @@ class Store:
                             decision = escalate(decision)
                             escalated = not was_escalated and decision.escalation is not None
                     pipe.multi()
-                    pipe.hset(state_key, mapping={"state": record.status, "attempts": record.attempts,
-                                                  "platform_message_id": record.platform_message_id or "",
-                                                  "error": record.error or ""})
+                    pipe.hset(
+                        state_key,
+                        mapping={
+                            "state": record.status,
+                            "attempts": record.attempts,
+                            "platform_message_id": record.platform_message_id or "",
+                            "error": record.error or "",
+                        },
+                    )
                     pipe.expire(state_key, defaults.DELIVERY_STATE_TTL_SECONDS)
                     if decision is not None:
                         counters = {f"delivery:{record.status}": 1, f"delivery:{record.target}:{record.status}": 1}
@@ -781,14 +938,27 @@ class Store:
         return [m.decode() for m in self.client.zrevrange(self.keys.decisions(brand), 0, limit - 1)]
 
     @_guard("reading the review queue")
-    def review(self, limit: int = 50, brand: str | None = None, role: str | None = None,
-               now: float | None = None, offset: int = 0) -> list[ReviewItem]:
+    def review(
+        self,
+        limit: int = 50,
+        brand: str | None = None,
+        role: str | None = None,
+        now: float | None = None,
+        offset: int = 0,
+    ) -> list[ReviewItem]:
         """Escalations by priority, then age: ``limit`` items after the first ``offset`` that match."""
         return self.review_page(limit, brand=brand, role=role, now=now, offset=offset)[0]
 
     @_guard("reading the review queue")
-    def review_page(self, limit: int = 50, *, brand: str | None = None, role: str | None = None,
-                    now: float | None = None, offset: int = 0) -> tuple[list[ReviewItem], int]:
+    def review_page(
+        self,
+        limit: int = 50,
+        *,
+        brand: str | None = None,
+        role: str | None = None,
+        now: float | None = None,
+        offset: int = 0,
+    ) -> tuple[list[ReviewItem], int]:
         """(``limit`` items after the first ``offset`` that match, how many match in all)."""
         now = time.time() if now is None else now
         items: list[ReviewItem] = []

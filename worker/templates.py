@@ -131,19 +131,23 @@ class TemplateBook:
         for t in self.by_id.values():
             unknown = sorted(set(variables_of(t.body)) - known)
             if unknown:
-                problems.append(Problem(f"{t.id}.body", f"unknown template variable(s) {unknown}; known: {sorted(known)}"))
+                problems.append(
+                    Problem(f"{t.id}.body", f"unknown template variable(s) {unknown}; known: {sorted(known)}")
+                )
             if t.fallback_body:
                 unknown = sorted(set(variables_of(t.fallback_body)) - constants)
                 if unknown:
-                    problems.append(Problem(
-                        f"{t.id}.fallback_body",
-                        f"may only use policy variables {sorted(constants)} (always available), not {unknown}",
-                    ))
+                    problems.append(
+                        Problem(
+                            f"{t.id}.fallback_body",
+                            f"may only use policy variables {sorted(constants)} (always available), not {unknown}",
+                        )
+                    )
         for intent in sorted(policy.template_intents()):
             if not self.approved_languages(intent):
-                problems.append(Problem(
-                    f"intent {intent}", "the policy can answer it but no approved template exists for it"
-                ))
+                problems.append(
+                    Problem(f"intent {intent}", "the policy can answer it but no approved template exists for it")
+                )
         return problems
 
 
@@ -172,11 +176,13 @@ def load_templates(path: Path) -> TemplateBook:
             continue
         key = (t.intent, t.language)
         if key in approved:
-            problems.append(Problem(
-                f"template id {t.id!r}",
-                f"a second approved template for intent {t.intent!r} in {t.language!r} (also {approved[key]!r}); "
-                "retire one",
-            ))
+            problems.append(
+                Problem(
+                    f"template id {t.id!r}",
+                    f"a second approved template for intent {t.intent!r} in {t.language!r} (also {approved[key]!r}); "
+                    "retire one",
+                )
+            )
         approved.setdefault(key, t.id)
     if problems:
         raise TemplateError(source, problems)

@@ -136,8 +136,12 @@ def _expanded_size(root: Node) -> int:
 M = TypeVar("M", bound=BaseModel)
 
 
-def load_validated(path: Path, model: type[M], error: Callable[[str, list[Any]], Exception],
-                   describe: Callable[[tuple[Any, ...], Any], str | None] | None = None) -> tuple[M, YamlDocument]:
+def load_validated(
+    path: Path,
+    model: type[M],
+    error: Callable[[str, list[Any]], Exception],
+    describe: Callable[[tuple[Any, ...], Any], str | None] | None = None,
+) -> tuple[M, YamlDocument]:
     """Read ``path`` and validate it as ``model``; raise ``error(file, problems)`` naming each field and line.
 
     ``describe(loc, data)`` may add context to a field path (e.g. which template it belongs to).

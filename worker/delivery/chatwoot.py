@@ -24,13 +24,22 @@ from worker.models import Decision
 
 #: Chatwoot channel types → replyguard platforms (anything else is "other").
 CHANNEL_PLATFORMS = {
-    "Channel::Whatsapp": "whatsapp", "Channel::FacebookPage": "messenger", "Channel::Instagram": "instagram",
+    "Channel::Whatsapp": "whatsapp",
+    "Channel::FacebookPage": "messenger",
+    "Channel::Instagram": "instagram",
     "Channel::TwitterProfile": "x",
 }
 
 
-def verify_signature(secret: str, timestamp: str | None, body: bytes, signature: str | None, *,
-                     tolerance: float, now: float | None = None) -> bool:
+def verify_signature(
+    secret: str,
+    timestamp: str | None,
+    body: bytes,
+    signature: str | None,
+    *,
+    tolerance: float,
+    now: float | None = None,
+) -> bool:
     """True when ``signature`` is Chatwoot's HMAC of ``timestamp.body`` and the timestamp is fresh."""
     if not secret or not timestamp or not signature:
         return False
@@ -72,13 +81,20 @@ def event_from_payload(brand: str, data: dict[str, Any], account_id: int) -> dic
         "platform": CHANNEL_PLATFORMS.get(str(channel), "other"),
         "kind": "dm",
         "conversation_id": f"cw-{account_id}-{conv_id}",
-        "author": {"id": f"cw-contact-{sender.get('id')}" if isinstance(sender, dict) else "cw-contact-?",
-                   "name": (sender.get("name") or None) if isinstance(sender, dict) else None},
+        "author": {
+            "id": f"cw-contact-{sender.get('id')}" if isinstance(sender, dict) else "cw-contact-?",
+            "name": (sender.get("name") or None) if isinstance(sender, dict) else None,
+        },
         "text": data.get("content") or "",
         "created_at": _created_at(data.get("created_at")),
-        "metadata": {"chatwoot": {"account_id": account_id, "conversation_id": conv_id,
-                                  "inbox_id": inbox.get("id") if isinstance(inbox, dict) else None,
-                                  "message_id": data.get("id")}},
+        "metadata": {
+            "chatwoot": {
+                "account_id": account_id,
+                "conversation_id": conv_id,
+                "inbox_id": inbox.get("id") if isinstance(inbox, dict) else None,
+                "message_id": data.get("id"),
+            }
+        },
     }
 
 
@@ -106,12 +122,21 @@ class ChatwootClient:
         self.http = http
 
     def message(self, conversation_id: int | str, content: str, *, private: bool = False) -> str:
-        response = call(self.http, "POST", f"{self.base}/conversations/{conversation_id}/messages",
-                        headers=self._headers,
-                        json={"content": content, "message_type": "outgoing", "private": private})
+        response = call(
+            self.http,
+            "POST",
+            f"{self.base}/conversations/{conversation_id}/messages",
+            headers=self._headers,
+            json={"content": content, "message_type": "outgoing", "private": private},
+        )
         return str(json_body(response).get("id") or "")
 
     def open(self, conversation_id: int | str) -> str:
-        call(self.http, "POST", f"{self.base}/conversations/{conversation_id}/toggle_status",
-             headers=self._headers, json={"status": "open"})
+        call(
+            self.http,
+            "POST",
+            f"{self.base}/conversations/{conversation_id}/toggle_status",
+            headers=self._headers,
+            json={"status": "open"},
+        )
         return ""

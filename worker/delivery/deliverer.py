@@ -69,11 +69,20 @@ def consumer_name() -> str:
 
 
 class Deliverer:
-    def __init__(self, client: redis.Redis, settings: Settings, policies: Mapping[str, Policy],
-                 books: Mapping[str, TemplateBook], *, consumer: str | None = None,
-                 http: httpx.Client | None = None, claim_idle_ms: int = defaults.DELIVERY_CLAIM_IDLE_MS,
-                 environ: Mapping[str, str] | None = None, sleep: Callable[[float], None] = time.sleep,
-                 max_attempts: int = defaults.DELIVERY_MAX_ATTEMPTS):
+    def __init__(
+        self,
+        client: redis.Redis,
+        settings: Settings,
+        policies: Mapping[str, Policy],
+        books: Mapping[str, TemplateBook],
+        *,
+        consumer: str | None = None,
+        http: httpx.Client | None = None,
+        claim_idle_ms: int = defaults.DELIVERY_CLAIM_IDLE_MS,
+        environ: Mapping[str, str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        max_attempts: int = defaults.DELIVERY_MAX_ATTEMPTS,
+    ):
         self.client = client
         self.settings = settings
         self.store = Store(client, settings.key_prefix)
@@ -87,8 +96,11 @@ class Deliverer:
         self.max_attempts = max_attempts
         self.streams = {self.store.keys.outbox(b): b for b in sorted(policies)}
         # SLA events (worker/sla): those marked notify=1 go to the brand's webhook connectors
-        self.sla_streams = {self.store.keys.sla_events(b): b for b, p in sorted(policies.items())
-                            if any(h.sla_events for h in p.connectors.webhooks)}
+        self.sla_streams = {
+            self.store.keys.sla_events(b): b
+            for b, p in sorted(policies.items())
+            if any(h.sla_events for h in p.connectors.webhooks)
+        }
         self.streams.update(self.sla_streams)
         self._cursors = {s: "0-0" for s in self.streams}
         self.sla = SlaTracker(self.store, policies, schedule_queue=batch_queue(client, settings))
@@ -147,8 +159,14 @@ class Deliverer:
     def step(self, block_ms: int = 0) -> int:
         handled = 0
         for stream in self.streams:  # entries dead deliverers left behind
-            claimed: Any = self.client.xautoclaim(stream, self.group, self.consumer, self.claim_idle_ms,
-                                                  start_id=self._cursors[stream], count=defaults.DELIVERY_READ_COUNT)
+            claimed: Any = self.client.xautoclaim(
+                stream,
+                self.group,
+                self.consumer,
+                self.claim_idle_ms,
+                start_id=self._cursors[stream],
+                count=defaults.DELIVERY_READ_COUNT,
+            )
             cursor, entries = claimed[0], claimed[1]
             self._cursors[stream] = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
             for entry_id, fields in entries:
@@ -156,8 +174,13 @@ class Deliverer:
                     log.info("deliverer %s took over outbox entry %s of %s", self.consumer, _s(entry_id), stream)
                     self.handle(stream, _s(entry_id), fields)
                     handled += 1
-        replies: Any = self.client.xreadgroup(self.group, self.consumer, {s: ">" for s in self.streams},
-                                         count=defaults.DELIVERY_READ_COUNT, block=block_ms or None)
+        replies: Any = self.client.xreadgroup(
+            self.group,
+            self.consumer,
+            {s: ">" for s in self.streams},
+            count=defaults.DELIVERY_READ_COUNT,
+            block=block_ms or None,
+        )
         for stream, entries in replies or []:
             for entry_id, fields in entries:
                 self.handle(_s(stream), _s(entry_id), fields)
@@ -200,16 +223,34 @@ class Deliverer:
                     self._carry_out(stream, entry_id, brand, message_id, step)
         self.store.ack(stream, self.group, entry_id)
 
-    def _record(self, brand: str, message_id: str, step: Step, status: str, *, attempts: int,
-                platform_id: str | None = None, error: DeliveryError | None = None, escalate: bool = False) -> None:
-        record = DeliveryRecord(action=step.action, target=step.target, status=status,  # type: ignore[arg-type]
-                                platform_message_id=platform_id or None, attempts=attempts,
-                                error=str(error) if error else None, at=datetime.now(timezone.utc))
+    def _record(
+        self,
+        brand: str,
+        message_id: str,
+        step: Step,
+        status: str,
+        *,
+        attempts: int,
+        platform_id: str | None = None,
+        error: DeliveryError | None = None,
+        escalate: bool = False,
+    ) -> None:
+        record = DeliveryRecord(
+            action=step.action,
+            target=step.target,
+            status=status,  # type: ignore[arg-type]
+            platform_message_id=platform_id or None,
+            attempts=attempts,
+            error=str(error) if error else None,
+            at=datetime.now(timezone.utc),
+        )
         policy = self.policies[brand]
         how = None
         if escalate and error is not None:
+
             def how(d, code=error.code, detail=error.detail):  # noqa: ANN001
                 return escalate_after_delivery(d, policy, step.action, code, detail)
+
         stored = self.store.record_delivery(brand, message_id, step.key, record, escalate=how)
         if how is not None and stored is not None:
             self.sla.start(stored, datetime.now(timezone.utc))  # the new escalation's response-time clock
@@ -219,10 +260,22 @@ class Deliverer:
         if verdict == "done":
             return
         if verdict == "in_doubt" and not step.dedupable:
-            log.warning("%s/%s %s: in doubt (deliverer %s stopped mid-send); not sent again, escalated",
-                        brand, message_id, step.action, info)
-            self._record(brand, message_id, step, "unknown", attempts=0, escalate=True,
-                         error=AmbiguousDeliveryError("unknown", f"deliverer {info} stopped while sending"))
+            log.warning(
+                "%s/%s %s: in doubt (deliverer %s stopped mid-send); not sent again, escalated",
+                brand,
+                message_id,
+                step.action,
+                info,
+            )
+            self._record(
+                brand,
+                message_id,
+                step,
+                "unknown",
+                attempts=0,
+                escalate=True,
+                error=AmbiguousDeliveryError("unknown", f"deliverer {info} stopped while sending"),
+            )
             return
         if verdict == "in_doubt":  # the receiver deduplicates by our delivery id: send again
             verdict, info = self.store.begin_delivery(brand, message_id, step.key, self.consumer, take_over=True)
@@ -230,12 +283,26 @@ class Deliverer:
         if step.skip is not None:
             code, detail = step.skip
             log.info("%s/%s %s on %s skipped: %s", brand, message_id, step.action, step.target, code)
-            self._record(brand, message_id, step, "skipped", attempts=0, escalate=step.escalate_skip,
-                         error=PermanentDeliveryError(code, detail))
+            self._record(
+                brand,
+                message_id,
+                step,
+                "skipped",
+                attempts=0,
+                escalate=step.escalate_skip,
+                error=PermanentDeliveryError(code, detail),
+            )
             return
         if self.planner.mode(brand) == "dry_run":
-            log.info("dry_run: would %s on %s (account %s, %d characters) for %s/%s",
-                     step.action, step.target, step.account, step.chars, brand, message_id)
+            log.info(
+                "dry_run: would %s on %s (account %s, %d characters) for %s/%s",
+                step.action,
+                step.target,
+                step.account,
+                step.chars,
+                brand,
+                message_id,
+            )
             self._record(brand, message_id, step, "dry_run", attempts=0)
             return
         while True:
@@ -252,8 +319,16 @@ class Deliverer:
                     return
                 self.store.delivery_retrying(brand, message_id, step.key, str(exc))
                 wait = self._backoff(attempts, exc.retry_after)
-                log.info("%s/%s %s on %s: %s; attempt %d again in %.2fs", brand, message_id, step.action,
-                         step.target, exc.code, attempts + 1, wait)
+                log.info(
+                    "%s/%s %s on %s: %s; attempt %d again in %.2fs",
+                    brand,
+                    message_id,
+                    step.action,
+                    step.target,
+                    exc.code,
+                    attempts + 1,
+                    wait,
+                )
                 self._wait(stream, entry_id, wait)
                 verdict, info = self.store.begin_delivery(brand, message_id, step.key, self.consumer)
                 if verdict != "go":
@@ -269,8 +344,14 @@ class Deliverer:
                         return
                     attempts = int(info)
                     continue
-                log.warning("%s/%s %s on %s: %s; not repeated (the platform may have it)", brand, message_id,
-                            step.action, step.target, exc.code)
+                log.warning(
+                    "%s/%s %s on %s: %s; not repeated (the platform may have it)",
+                    brand,
+                    message_id,
+                    step.action,
+                    step.target,
+                    exc.code,
+                )
                 self._record(brand, message_id, step, "unknown", attempts=attempts, error=exc, escalate=True)
                 return
             except DeliveryError as exc:
@@ -281,12 +362,27 @@ class Deliverer:
             return
 
     def _fail(self, brand: str, message_id: str, step: Step, attempts: int, error: DeliveryError) -> None:
-        log.warning("%s/%s %s on %s failed after %d attempt(s): %s", brand, message_id, step.action, step.target,
-                    attempts, error.code)
+        log.warning(
+            "%s/%s %s on %s failed after %d attempt(s): %s",
+            brand,
+            message_id,
+            step.action,
+            step.target,
+            attempts,
+            error.code,
+        )
         if step.on_failure == "dead_letter":
             self._record(brand, message_id, step, "failed", attempts=attempts, error=error)
-            self.store.dead_letter(brand, {"at": datetime.now(timezone.utc).isoformat(), "connector": step.target,
-                                           "message_id": message_id, "attempts": attempts, "error": str(error)})
+            self.store.dead_letter(
+                brand,
+                {
+                    "at": datetime.now(timezone.utc).isoformat(),
+                    "connector": step.target,
+                    "message_id": message_id,
+                    "attempts": attempts,
+                    "error": str(error),
+                },
+            )
         else:
             self._record(brand, message_id, step, "failed", attempts=attempts, error=error, escalate=True)
 

@@ -67,27 +67,48 @@ class GraphClient:
         self._headers = {"Authorization": f"Bearer {token}"}
         self.http = http
 
-    def _post(self, path: str, payload: dict[str, Any] | None = None, params: dict[str, str] | None = None) -> dict[str, Any]:
-        response = call(self.http, "POST", f"{self.base}/{path.lstrip('/')}", classify=classify,
-                        headers=self._headers, json=payload, params=params)
+    def _post(
+        self, path: str, payload: dict[str, Any] | None = None, params: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        response = call(
+            self.http,
+            "POST",
+            f"{self.base}/{path.lstrip('/')}",
+            classify=classify,
+            headers=self._headers,
+            json=payload,
+            params=params,
+        )
         return json_body(response)
 
     # -- WhatsApp Cloud API ------------------------------------------------------------
 
-    def whatsapp_text(self, phone_number_id: str, to: str, body: str, *, reply_to: str | None = None,
-                      callback_data: str | None = None) -> str:
-        payload: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to,
-                                   "type": "text", "text": {"preview_url": False, "body": body}}
+    def whatsapp_text(
+        self, phone_number_id: str, to: str, body: str, *, reply_to: str | None = None, callback_data: str | None = None
+    ) -> str:
+        payload: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to,
+            "type": "text",
+            "text": {"preview_url": False, "body": body},
+        }
         if reply_to:
             payload["context"] = {"message_id": reply_to}
         if callback_data:
             payload["biz_opaque_callback_data"] = callback_data  # echoed back in status webhooks
         return _whatsapp_id(self._post(f"{phone_number_id}/messages", payload))
 
-    def whatsapp_template(self, phone_number_id: str, to: str, name: str, language: str, *,
-                          callback_data: str | None = None) -> str:
-        payload: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to,
-                                   "type": "template", "template": {"name": name, "language": {"code": language}}}
+    def whatsapp_template(
+        self, phone_number_id: str, to: str, name: str, language: str, *, callback_data: str | None = None
+    ) -> str:
+        payload: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to,
+            "type": "template",
+            "template": {"name": name, "language": {"code": language}},
+        }
         if callback_data:
             payload["biz_opaque_callback_data"] = callback_data
         return _whatsapp_id(self._post(f"{phone_number_id}/messages", payload))
@@ -95,16 +116,20 @@ class GraphClient:
     # -- Messenger and Instagram messaging -----------------------------------------------
 
     def send_message(self, recipient_id: str, text: str, *, tag: str | None = None) -> str:
-        payload: dict[str, Any] = {"recipient": {"id": recipient_id}, "messaging_type": "RESPONSE",
-                                   "message": {"text": text}}
+        payload: dict[str, Any] = {
+            "recipient": {"id": recipient_id},
+            "messaging_type": "RESPONSE",
+            "message": {"text": text},
+        }
         if tag:  # e.g. HUMAN_AGENT: a person answering after the 24-hour window (up to 7 days)
             payload.update(messaging_type="MESSAGE_TAG", tag=tag)
         data = self._post("me/messages", payload)
         return str(data.get("message_id") or "")
 
     def private_reply(self, account_id: str, comment_id: str, text: str) -> str:
-        data = self._post(f"{account_id}/messages", {"recipient": {"comment_id": comment_id},
-                                                     "message": {"text": text}})
+        data = self._post(
+            f"{account_id}/messages", {"recipient": {"comment_id": comment_id}, "message": {"text": text}}
+        )
         return str(data.get("message_id") or "")
 
     # -- comments ----------------------------------------------------------------------

@@ -51,8 +51,14 @@ def generic_error(response: httpx.Response) -> DeliveryError:
     return PermanentDeliveryError("rejected", detail, status=status)
 
 
-def call(http: httpx.Client, method: str, url: str, *,
-         classify: Callable[[httpx.Response], DeliveryError] = generic_error, **kwargs: Any) -> httpx.Response:
+def call(
+    http: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    classify: Callable[[httpx.Response], DeliveryError] = generic_error,
+    **kwargs: Any,
+) -> httpx.Response:
     """Make one request; return the 2xx response or raise a DeliveryError."""
     try:
         response = http.request(method, url, **kwargs)

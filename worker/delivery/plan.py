@@ -62,9 +62,15 @@ class MissingToken(Exception):
 class Planner:
     """Builds steps; holds the HTTP client shared by the platform clients."""
 
-    def __init__(self, settings: Settings, store: Any, policies: Mapping[str, Policy],
-                 books: Mapping[str, TemplateBook], http: httpx.Client,
-                 environ: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        store: Any,
+        policies: Mapping[str, Policy],
+        books: Mapping[str, TemplateBook],
+        http: httpx.Client,
+        environ: Mapping[str, str] | None = None,
+    ):
         self.settings = settings
         self.store = store
         self.policies = policies
@@ -85,13 +91,15 @@ class Planner:
 
     def _graph(self, policy: Policy, platform: str) -> GraphClient:
         channel = policy.channels.get(platform)
-        return GraphClient(self.settings.meta_api_base, self._secret(channel.access_token_env if channel else None),
-                           self.http)
+        return GraphClient(
+            self.settings.meta_api_base, self._secret(channel.access_token_env if channel else None), self.http
+        )
 
     def _youtube(self, policy: Policy) -> YouTubeClient:
         channel = policy.channels.youtube
-        return YouTubeClient(self.settings.youtube_api_base,
-                             self._secret(channel.access_token_env if channel else None), self.http)
+        return YouTubeClient(
+            self.settings.youtube_api_base, self._secret(channel.access_token_env if channel else None), self.http
+        )
 
     def _chatwoot(self, policy: Policy) -> ChatwootClient:
         cw = policy.connectors.chatwoot
@@ -120,11 +128,25 @@ class Planner:
         elif kind == "decision":
             return self._connectors(decision)
         elif kind in ("block", "unblock"):
-            steps = [Step(str(kind), str(kind), decision.platform, escalate_skip=False, skip=(
-                "unsupported", f"replyguard does not {kind} authors on {decision.platform} through its API"))]
+            steps = [
+                Step(
+                    str(kind),
+                    str(kind),
+                    decision.platform,
+                    escalate_skip=False,
+                    skip=("unsupported", f"replyguard does not {kind} authors on {decision.platform} through its API"),
+                )
+            ]
         else:
-            steps = [Step(f"unknown:{kind}", str(kind), "none", escalate_skip=False,
-                          skip=("unknown_entry", f"outbox entry type {kind!r} is not known"))]
+            steps = [
+                Step(
+                    f"unknown:{kind}",
+                    str(kind),
+                    "none",
+                    escalate_skip=False,
+                    skip=("unknown_entry", f"outbox entry type {kind!r} is not known"),
+                )
+            ]
         if payload.get("action_id"):  # a person's action: its own idempotency record, apart from the automated one
             for step in steps:
                 step.key = f"{step.key}:{payload['action_id']}"
@@ -136,8 +158,14 @@ class Planner:
         platform, chars = d.platform, len(text)
         if isinstance(meta.get("chatwoot"), dict) and policy.connectors.chatwoot:
             conv = meta["chatwoot"].get("conversation_id")
-            return Step("reply", "reply", "chatwoot", account=str(policy.connectors.chatwoot.account_id),
-                        send=lambda: self._chatwoot(policy).message(conv, text), chars=chars)
+            return Step(
+                "reply",
+                "reply",
+                "chatwoot",
+                account=str(policy.connectors.chatwoot.account_id),
+                send=lambda: self._chatwoot(policy).message(conv, text),
+                chars=chars,
+            )
         account = self._account(policy, d)
         created = datetime.fromisoformat(d.event["created_at"])
         if d.kind == "dm" and platform in WINDOW_PLATFORMS:
@@ -146,48 +174,128 @@ class Planner:
             closed = now - last > timedelta(seconds=defaults.CUSTOMER_SERVICE_WINDOW_SECONDS)
             if platform == "whatsapp":
                 if account is None:
-                    return Step("reply", "reply", platform, chars=chars, skip=(
-                        "no_account", "no WhatsApp phone_number_id in the event or the brand's channels.whatsapp"))
+                    return Step(
+                        "reply",
+                        "reply",
+                        platform,
+                        chars=chars,
+                        skip=(
+                            "no_account",
+                            "no WhatsApp phone_number_id in the event or the brand's channels.whatsapp",
+                        ),
+                    )
                 if closed:
                     wa = self._whatsapp_template(d)
                     if wa is None:
-                        return Step("reply", "reply", platform, account=account, chars=chars, skip=(
-                            "window_closed", f"customer's last message {_hours(now - last)} ago; "
-                            f"template {d.template.id if d.template else '?'} declares no whatsapp_template"))
+                        return Step(
+                            "reply",
+                            "reply",
+                            platform,
+                            account=account,
+                            chars=chars,
+                            skip=(
+                                "window_closed",
+                                f"customer's last message {_hours(now - last)} ago; "
+                                f"template {d.template.id if d.template else '?'} declares no whatsapp_template",
+                            ),
+                        )
                     name, language = wa
-                    return Step("reply", "template", platform, account=account, chars=0, send=lambda: self._graph(
-                        policy, platform).whatsapp_template(account, d.author_id, name, language,
-                                                            callback_data=f"{d.brand}/{d.message_id}/reply"))
-                return Step("reply", "reply", platform, account=account, chars=chars, send=lambda: self._graph(
-                    policy, platform).whatsapp_text(account, d.author_id, text, reply_to=d.message_id,
-                                                    callback_data=f"{d.brand}/{d.message_id}/reply"))
+                    return Step(
+                        "reply",
+                        "template",
+                        platform,
+                        account=account,
+                        chars=0,
+                        send=lambda: self._graph(policy, platform).whatsapp_template(
+                            account, d.author_id, name, language, callback_data=f"{d.brand}/{d.message_id}/reply"
+                        ),
+                    )
+                return Step(
+                    "reply",
+                    "reply",
+                    platform,
+                    account=account,
+                    chars=chars,
+                    send=lambda: self._graph(policy, platform).whatsapp_text(
+                        account,
+                        d.author_id,
+                        text,
+                        reply_to=d.message_id,
+                        callback_data=f"{d.brand}/{d.message_id}/reply",
+                    ),
+                )
             if closed and human and now - last <= timedelta(seconds=defaults.HUMAN_AGENT_WINDOW_SECONDS):
                 # a person's answer may go out up to 7 days later with the HUMAN_AGENT tag
-                return Step("reply", "reply", platform, account=account, chars=chars, send=lambda: self._graph(
-                    policy, platform).send_message(d.author_id, text, tag="HUMAN_AGENT"))
+                return Step(
+                    "reply",
+                    "reply",
+                    platform,
+                    account=account,
+                    chars=chars,
+                    send=lambda: self._graph(policy, platform).send_message(d.author_id, text, tag="HUMAN_AGENT"),
+                )
             if closed:
-                return Step("reply", "reply", platform, account=account, chars=chars, skip=(
-                    "window_closed", f"customer's last message {_hours(now - last)} ago"))
-            return Step("reply", "reply", platform, account=account, chars=chars,
-                        send=lambda: self._graph(policy, platform).send_message(d.author_id, text))
+                return Step(
+                    "reply",
+                    "reply",
+                    platform,
+                    account=account,
+                    chars=chars,
+                    skip=("window_closed", f"customer's last message {_hours(now - last)} ago"),
+                )
+            return Step(
+                "reply",
+                "reply",
+                platform,
+                account=account,
+                chars=chars,
+                send=lambda: self._graph(policy, platform).send_message(d.author_id, text),
+            )
         comment_id = str(meta.get("comment_id") or d.message_id)
         if d.kind == "comment" and platform in ("instagram", "facebook"):
             if policy.delivery.private_replies and d.rule.startswith("private_matter"):
                 if now - created > timedelta(seconds=defaults.PRIVATE_REPLY_WINDOW_SECONDS):
-                    return Step("reply", "private_reply", platform, account=account, chars=chars, skip=(
-                        "private_reply_window_closed", f"comment written {_hours(now - created)} ago"))
-                return Step("reply", "private_reply", platform, account=account, chars=chars,
-                            send=lambda: self._graph(policy, platform).private_reply(account or "me", comment_id, text))
-            return Step("reply", "reply", platform, account=account, chars=chars,
-                        send=lambda: self._graph(policy, platform).comment_reply(platform, comment_id, text))
+                    return Step(
+                        "reply",
+                        "private_reply",
+                        platform,
+                        account=account,
+                        chars=chars,
+                        skip=("private_reply_window_closed", f"comment written {_hours(now - created)} ago"),
+                    )
+                return Step(
+                    "reply",
+                    "private_reply",
+                    platform,
+                    account=account,
+                    chars=chars,
+                    send=lambda: self._graph(policy, platform).private_reply(account or "me", comment_id, text),
+                )
+            return Step(
+                "reply",
+                "reply",
+                platform,
+                account=account,
+                chars=chars,
+                send=lambda: self._graph(policy, platform).comment_reply(platform, comment_id, text),
+            )
         if d.kind == "comment" and platform == "youtube":
+
             def insert() -> str:
                 answer = self._youtube(policy).reply(comment_id, text)
                 count_quota(self.store.client, self.store.keys, d.brand, "comments.insert")
                 return answer
+
             return Step("reply", "reply", platform, account=account, chars=chars, send=insert)
-        return Step("reply", "reply", platform, account=account, chars=chars, escalate_skip=False,
-                    skip=("unsupported", f"replyguard cannot send {d.kind} replies on {platform}"))
+        return Step(
+            "reply",
+            "reply",
+            platform,
+            account=account,
+            chars=chars,
+            escalate_skip=False,
+            skip=("unsupported", f"replyguard cannot send {d.kind} replies on {platform}"),
+        )
 
     def _whatsapp_template(self, d: Decision) -> tuple[str, str] | None:
         book = self.books.get(d.brand)
@@ -202,8 +310,13 @@ class Planner:
         account = self._account(policy, d)
         comment_id = str((d.event.get("metadata") or {}).get("comment_id") or d.message_id)
         if d.kind == "comment" and d.platform in ("instagram", "facebook"):
-            return Step(name, name, d.platform, account=account, send=lambda: self._graph(
-                policy, d.platform).hide_comment(d.platform, comment_id, hidden=not unhide))
+            return Step(
+                name,
+                name,
+                d.platform,
+                account=account,
+                send=lambda: self._graph(policy, d.platform).hide_comment(d.platform, comment_id, hidden=not unhide),
+            )
         if d.kind == "comment" and d.platform == "youtube":
             yt = policy.delivery.youtube
             ban = d.rule in yt.ban_author_rules and not unhide
@@ -213,9 +326,16 @@ class Planner:
                 answer = self._youtube(policy).set_moderation_status(comment_id, status, ban_author=ban)
                 count_quota(self.store.client, self.store.keys, d.brand, "comments.setModerationStatus")
                 return answer
+
             return Step(name, f"{name}:{status}{'+ban' if ban else ''}", "youtube", account=account, send=moderate)
-        return Step(name, name, d.platform, account=account, escalate_skip=False,
-                    skip=("unsupported", f"replyguard cannot hide a {d.kind} on {d.platform}"))
+        return Step(
+            name,
+            name,
+            d.platform,
+            account=account,
+            escalate_skip=False,
+            skip=("unsupported", f"replyguard cannot hide a {d.kind} on {d.platform}"),
+        )
 
     def sla_steps(self, brand: str, entry_id: str, payload: dict[str, Any]) -> list[Step]:
         """An SLA event marked for notification (``sla.breached`` …) → each webhook connector with
@@ -227,16 +347,27 @@ class Planner:
             if not hook.sla_events:
                 continue
             delivery_id = f"{brand}/{payload.get('message_id')}/{kind}/{entry_id}/webhook:{hook.name}"
-            steps.append(Step(f"{kind}:{entry_id}:webhook:{hook.name}", f"webhook:{hook.name}:{kind}",
-                              f"webhook:{hook.name}", account=hook.name, dedupable=True, on_failure="dead_letter",
-                              send=self._webhook_sender(hook, delivery_id, {"event": kind, "sla": payload}, kind)))
+            steps.append(
+                Step(
+                    f"{kind}:{entry_id}:webhook:{hook.name}",
+                    f"webhook:{hook.name}:{kind}",
+                    f"webhook:{hook.name}",
+                    account=hook.name,
+                    dedupable=True,
+                    on_failure="dead_letter",
+                    send=self._webhook_sender(hook, delivery_id, {"event": kind, "sla": payload}, kind),
+                )
+            )
         return steps
 
-    def _webhook_sender(self, hook: Any, delivery_id: str, body: dict[str, Any],
-                        event: str = "decision") -> Callable[[], str]:
+    def _webhook_sender(
+        self, hook: Any, delivery_id: str, body: dict[str, Any], event: str = "decision"
+    ) -> Callable[[], str]:
         """Posts ``body`` to ``hook`` when called (the secret is read then, not at planning)."""
+
         def send() -> str:
             return webhooks.post(self.http, hook.url, self._secret(hook.secret_env), delivery_id, body, event=event)
+
         return send
 
     def _connectors(self, d: Decision) -> list[Step]:
@@ -247,18 +378,41 @@ class Planner:
             if not hook.wants(actions, d.rule):
                 continue
             delivery_id = f"{d.brand}/{d.message_id}/webhook:{hook.name}"
-            steps.append(Step(f"webhook:{hook.name}", f"webhook:{hook.name}", f"webhook:{hook.name}",
-                              account=hook.name, dedupable=True, on_failure="dead_letter",
-                              send=self._webhook_sender(hook, delivery_id, webhooks.payload(d))))
+            steps.append(
+                Step(
+                    f"webhook:{hook.name}",
+                    f"webhook:{hook.name}",
+                    f"webhook:{hook.name}",
+                    account=hook.name,
+                    dedupable=True,
+                    on_failure="dead_letter",
+                    send=self._webhook_sender(hook, delivery_id, webhooks.payload(d)),
+                )
+            )
         meta = d.event.get("metadata") or {}
         cw = policy.connectors.chatwoot
         if cw and isinstance(meta.get("chatwoot"), dict) and Action.ESCALATE in d.actions:
             conv = meta["chatwoot"].get("conversation_id")
             note = handoff_note(d)
-            steps.append(Step("chatwoot_note", "chatwoot_note", "chatwoot", account=str(cw.account_id),
-                              send=lambda: self._chatwoot(policy).message(conv, note, private=True), escalate_skip=False))
-            steps.append(Step("chatwoot_open", "chatwoot_open", "chatwoot", account=str(cw.account_id),
-                              send=lambda: self._chatwoot(policy).open(conv)))
+            steps.append(
+                Step(
+                    "chatwoot_note",
+                    "chatwoot_note",
+                    "chatwoot",
+                    account=str(cw.account_id),
+                    send=lambda: self._chatwoot(policy).message(conv, note, private=True),
+                    escalate_skip=False,
+                )
+            )
+            steps.append(
+                Step(
+                    "chatwoot_open",
+                    "chatwoot_open",
+                    "chatwoot",
+                    account=str(cw.account_id),
+                    send=lambda: self._chatwoot(policy).open(conv),
+                )
+            )
         return steps
 
 

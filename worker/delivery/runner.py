@@ -42,6 +42,7 @@ def build_deliverer(client: redis.Redis, settings: Settings, **kwargs: Any) -> D
 
 def stop_on_signals(deliverer: Deliverer) -> None:
     """SIGTERM / SIGINT: finish the entry in hand, then stop (an entry cut short is claimed by another)."""
+
     def stop(signum: int, _frame: Any) -> None:
         log.info("deliverer %s stopping (signal %d)", deliverer.consumer, signum)
         deliverer.stopping.set()
@@ -50,8 +51,9 @@ def stop_on_signals(deliverer: Deliverer) -> None:
     signal.signal(signal.SIGINT, stop)
 
 
-def poll_youtube(client: redis.Redis, settings: Settings, *, once: bool, interval: float,
-                 environ: Mapping[str, str] | None = None) -> dict[str, int]:
+def poll_youtube(
+    client: redis.Redis, settings: Settings, *, once: bool, interval: float, environ: Mapping[str, str] | None = None
+) -> dict[str, int]:
     """Poll every brand's YouTube channels; ingest new comments. Returns counts of the last round.
 
     Polling on (not ``once``), Redis going away is waited out with backoff (:func:`keep_serving`):
@@ -77,8 +79,14 @@ def poll_youtube(client: redis.Redis, settings: Settings, *, once: bool, interva
     return counts
 
 
-def _poll_round(client: redis.Redis, settings: Settings, store: Store, policies: Mapping[str, Policy],
-                http: httpx.Client, environ: Mapping[str, str]) -> dict[str, int]:
+def _poll_round(
+    client: redis.Redis,
+    settings: Settings,
+    store: Store,
+    policies: Mapping[str, Policy],
+    http: httpx.Client,
+    environ: Mapping[str, str],
+) -> dict[str, int]:
     from worker.ingest import Ingestor
 
     counts = {"channels": 0, "new": 0, "quota_units": 0}
@@ -88,8 +96,11 @@ def _poll_round(client: redis.Redis, settings: Settings, store: Store, policies:
             continue
         token = environ.get(channel.access_token_env or "")
         if not token:
-            log.error("brand %s: YouTube access token variable %s is not set; channel skipped",
-                      brand, channel.access_token_env)
+            log.error(
+                "brand %s: YouTube access token variable %s is not set; channel skipped",
+                brand,
+                channel.access_token_env,
+            )
             continue
         poller = YouTubePoller(client, store.keys, YouTubeClient(settings.youtube_api_base, token, http))
         for channel_id in channel.account_ids:
@@ -109,6 +120,12 @@ def _poll_round(client: redis.Redis, settings: Settings, store: Store, policies:
             counts["channels"] += 1
             counts["new"] += len(result.new)
             counts["quota_units"] += result.quota_units
-            log.info("youtube %s/%s: %d new comment(s), %d page(s), %d quota unit(s)", brand, channel_id,
-                     len(result.new), result.pages, result.quota_units)
+            log.info(
+                "youtube %s/%s: %d new comment(s), %d page(s), %d quota unit(s)",
+                brand,
+                channel_id,
+                len(result.new),
+                result.pages,
+                result.quota_units,
+            )
     return counts

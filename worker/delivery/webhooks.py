@@ -39,8 +39,9 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-def verify(secret: str, timestamp: str, body: bytes, signature: str, *, tolerance: float = 300.0,
-           now: float | None = None) -> bool:
+def verify(
+    secret: str, timestamp: str, body: bytes, signature: str, *, tolerance: float = 300.0, now: float | None = None
+) -> bool:
     """Check a signature made by :func:`sign` (what a receiver does), in constant time."""
     try:
         age = abs((time.time() if now is None else now) - int(timestamp))
@@ -54,12 +55,17 @@ def payload(decision: Decision) -> dict[str, Any]:
     return {"event": "decision", "decision": decision.model_dump(mode="json")}
 
 
-def post(http: httpx.Client, url: str, secret: str, delivery_id: str, data: dict[str, Any],
-         event: str = "decision") -> str:
+def post(
+    http: httpx.Client, url: str, secret: str, delivery_id: str, data: dict[str, Any], event: str = "decision"
+) -> str:
     body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
     timestamp = str(int(time.time()))
-    headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: timestamp,
-               SIGNATURE_HEADER: sign(secret, timestamp, body), DELIVERY_HEADER: delivery_id,
-               "X-Replyguard-Event": event}
+    headers = {
+        "Content-Type": "application/json",
+        TIMESTAMP_HEADER: timestamp,
+        SIGNATURE_HEADER: sign(secret, timestamp, body),
+        DELIVERY_HEADER: delivery_id,
+        "X-Replyguard-Event": event,
+    }
     call(http, "POST", url, content=body, headers=headers)
     return delivery_id

@@ -35,8 +35,9 @@ def classify(response: httpx.Response) -> DeliveryError:
     status = response.status_code
     detail = f"YouTube {status} {','.join(sorted(r for r in reasons if r))}: {str(error.get('message', ''))[:200]}"
     if status == 429 or reasons & {"rateLimitExceeded", "userRateLimitExceeded"} or status >= 500:
-        return TransientDeliveryError("rate_limited" if status < 500 else "server_error", detail, status=status,
-                                      retry_after=retry_after(response))
+        return TransientDeliveryError(
+            "rate_limited" if status < 500 else "server_error", detail, status=status, retry_after=retry_after(response)
+        )
     if status == 401 or reasons & {"authError", "invalidCredentials"}:
         return PermanentDeliveryError("token_expired", detail, status=status)
     if reasons & {"quotaExceeded", "dailyLimitExceeded"}:
@@ -66,25 +67,47 @@ class YouTubeClient:
         self.http = http
 
     def comment_threads(self, channel_id: str, page_token: str | None = None) -> dict[str, Any]:
-        params = {"part": "snippet", "allThreadsRelatedToChannelId": channel_id, "order": "time",
-                  "maxResults": "100", "textFormat": "plainText"}
+        params = {
+            "part": "snippet",
+            "allThreadsRelatedToChannelId": channel_id,
+            "order": "time",
+            "maxResults": "100",
+            "textFormat": "plainText",
+        }
         if page_token:
             params["pageToken"] = page_token
-        return json_body(call(self.http, "GET", f"{self.base}/commentThreads", classify=classify,
-                              headers=self._headers, params=params))
+        return json_body(
+            call(
+                self.http, "GET", f"{self.base}/commentThreads", classify=classify, headers=self._headers, params=params
+            )
+        )
 
     def reply(self, parent_id: str, text: str) -> str:
-        data = json_body(call(self.http, "POST", f"{self.base}/comments", classify=classify,
-                              headers=self._headers, params={"part": "snippet"},
-                              json={"snippet": {"parentId": parent_id, "textOriginal": text}}))
+        data = json_body(
+            call(
+                self.http,
+                "POST",
+                f"{self.base}/comments",
+                classify=classify,
+                headers=self._headers,
+                params={"part": "snippet"},
+                json={"snippet": {"parentId": parent_id, "textOriginal": text}},
+            )
+        )
         return str(data.get("id") or "")
 
     def set_moderation_status(self, comment_id: str, status: str, ban_author: bool = False) -> str:
         params = {"id": comment_id, "moderationStatus": status}
         if ban_author and status == "rejected":
             params["banAuthor"] = "true"
-        call(self.http, "POST", f"{self.base}/comments/setModerationStatus", classify=classify,
-             headers=self._headers, params=params)
+        call(
+            self.http,
+            "POST",
+            f"{self.base}/comments/setModerationStatus",
+            classify=classify,
+            headers=self._headers,
+            params=params,
+        )
         return ""
 
 
@@ -109,8 +132,13 @@ def thread_event(brand: str, channel_id: str, item: dict[str, Any]) -> dict[str,
         "author": {"id": author, "name": comment.get("authorDisplayName") or None},
         "text": comment.get("textOriginal") or comment.get("textDisplay") or "",
         "created_at": comment.get("publishedAt"),
-        "metadata": {"youtube": {"channel_id": channel_id, "can_reply": snippet.get("canReply"),
-                                 "moderation_status": comment.get("moderationStatus")}},
+        "metadata": {
+            "youtube": {
+                "channel_id": channel_id,
+                "can_reply": snippet.get("canReply"),
+                "moderation_status": comment.get("moderationStatus"),
+            }
+        },
     }
 
 
@@ -125,8 +153,15 @@ class PollResult:
 class YouTubePoller:
     """Reads each configured channel's new comment threads since its cursor."""
 
-    def __init__(self, client: Any, keys: Any, youtube: YouTubeClient, *, first_window: timedelta = timedelta(hours=24),
-                 max_pages: int = defaults.YOUTUBE_MAX_PAGES):
+    def __init__(
+        self,
+        client: Any,
+        keys: Any,
+        youtube: YouTubeClient,
+        *,
+        first_window: timedelta = timedelta(hours=24),
+        max_pages: int = defaults.YOUTUBE_MAX_PAGES,
+    ):
         self.client = client
         self.keys = keys
         self.youtube = youtube
@@ -138,8 +173,11 @@ class YouTubePoller:
         the caller has ingested them (:meth:`commit`)."""
         result = PollResult(channel_id)
         cursor = self.client.hgetall(self.keys.youtube_cursor(brand, channel_id))
-        since = (datetime.fromisoformat(cursor[b"published"].decode()) if cursor
-                 else datetime.now(timezone.utc) - self.first_window)
+        since = (
+            datetime.fromisoformat(cursor[b"published"].decode())
+            if cursor
+            else datetime.now(timezone.utc) - self.first_window
+        )
         seen = set(json.loads(cursor[b"ids"])) if cursor else set()
         token = None
         done = False
@@ -173,8 +211,7 @@ class YouTubePoller:
         newest = max(datetime.fromisoformat(e["created_at"].replace("Z", "+00:00")) for e in result.new)
         key = self.keys.youtube_cursor(brand, channel_id)
         old = self.client.hgetall(key)
-        ids = {e["id"] for e in result.new
-               if datetime.fromisoformat(e["created_at"].replace("Z", "+00:00")) == newest}
+        ids = {e["id"] for e in result.new if datetime.fromisoformat(e["created_at"].replace("Z", "+00:00")) == newest}
         if old and datetime.fromisoformat(old[b"published"].decode()) == newest:
             ids |= set(json.loads(old[b"ids"]))
         self.client.hset(key, mapping={"published": newest.isoformat(), "ids": json.dumps(sorted(ids))})

@@ -85,8 +85,9 @@ class InboundAuth:
     api: ApiKeys
 
 
-def inbound_auth(brands: Mapping[str, Any], environ: Mapping[str, str] | None = None, *,
-                 read_secrets: bool = True) -> InboundAuth:
+def inbound_auth(
+    brands: Mapping[str, Any], environ: Mapping[str, str] | None = None, *, read_secrets: bool = True
+) -> InboundAuth:
     """Routing and secrets from every brand's policy (``brands``: name -> Brand or LoadedPolicy).
 
     With ``read_secrets=False`` only the routing and the *names* of the variables are kept.

@@ -78,8 +78,13 @@ async def append_async(connection: "aioredis.Redis", keys: Keys, kind: str, body
 class InboxConsumer:
     """Background thread: inbox entries -> Ingestor (batched RQ jobs) and receipts."""
 
-    def __init__(self, connection: redis.Redis, settings: Settings, routing: meta.Routing,
-                 secret_env_of: Callable[[str, str], str | None]):
+    def __init__(
+        self,
+        connection: redis.Redis,
+        settings: Settings,
+        routing: meta.Routing,
+        secret_env_of: Callable[[str, str], str | None],
+    ):
         """``secret_env_of(brand, platform)`` names the app-secret variable of that brand's channel."""
         self.connection = connection
         self.settings = settings
@@ -168,13 +173,19 @@ class InboxConsumer:
         now = time.monotonic()
         if now - self._last_claim > defaults.INBOX_CLAIM_IDLE_MS / 2000:
             self._last_claim = now
-            claimed: Any = self.connection.xautoclaim(self.keys.inbox, GROUP, self.name,
-                                                 min_idle_time=defaults.INBOX_CLAIM_IDLE_MS, start_id="0-0",
-                                                 count=defaults.INBOX_READ_COUNT)
+            claimed: Any = self.connection.xautoclaim(
+                self.keys.inbox,
+                GROUP,
+                self.name,
+                min_idle_time=defaults.INBOX_CLAIM_IDLE_MS,
+                start_id="0-0",
+                count=defaults.INBOX_READ_COUNT,
+            )
             entries.extend(e for e in claimed[1] if e[1])
         if not entries:
-            answer: Any = self.connection.xreadgroup(GROUP, self.name, {self.keys.inbox: ">"},
-                                                count=defaults.INBOX_READ_COUNT, block=block_ms or None)
+            answer: Any = self.connection.xreadgroup(
+                GROUP, self.name, {self.keys.inbox: ">"}, count=defaults.INBOX_READ_COUNT, block=block_ms or None
+            )
             for _stream, items in answer or []:
                 entries.extend(items)
         if entries:
@@ -215,8 +226,7 @@ class InboxConsumer:
     def _count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
 
-    def _events(self, fields: dict[bytes, bytes], source: str,
-                receipts: list[meta.Receipt]) -> list[tuple[Any, str]]:
+    def _events(self, fields: dict[bytes, bytes], source: str, receipts: list[meta.Receipt]) -> list[tuple[Any, str]]:
         kind = fields.get(b"kind", b"").decode()
         body = fields.get(b"body", b"")
         if kind == "events":
@@ -226,8 +236,9 @@ class InboxConsumer:
         self.store.reject(None, f"unknown inbox entry kind {kind!r}", source)
         return []
 
-    def _meta(self, body: bytes, fields: dict[bytes, bytes], source: str,
-              receipts: list[meta.Receipt]) -> list[tuple[Any, str]]:
+    def _meta(
+        self, body: bytes, fields: dict[bytes, bytes], source: str, receipts: list[meta.Receipt]
+    ) -> list[tuple[Any, str]]:
         """A verified Meta body: parse (bounded), adapt, keep only what the signing app may speak for."""
         secret_env = fields.get(b"secret_env", b"").decode()
         received = datetime.fromtimestamp(int(fields.get(b"received_ms", b"0")) / 1000, tz=timezone.utc)
@@ -249,8 +260,12 @@ class InboxConsumer:
         for i, event in enumerate(adapted.events):
             if self.secret_env_of(event["brand"], event["platform"]) != secret_env:
                 self._count("dropped:wrong_app")
-                self.store.reject(None, f"signed by the app of {secret_env}, which brand {event['brand']!r} "
-                                        f"does not use for {event['platform']}", source)
+                self.store.reject(
+                    None,
+                    f"signed by the app of {secret_env}, which brand {event['brand']!r} "
+                    f"does not use for {event['platform']}",
+                    source,
+                )
                 continue
             events.append((event, f"{source} meta event {i}"))
         receipts.extend(r for r in adapted.receipts if self.secret_env_of(r.brand, r.platform) == secret_env)
@@ -300,8 +315,12 @@ class InboxProcess:
         self._stopping = threading.Event()
 
     def _spawn(self) -> None:
-        self._process = self._context.Process(target=_consume, name="replyguard-inbox", daemon=True,
-                                              args=(self.settings.model_dump_json(), self._stop, os.getpid()))
+        self._process = self._context.Process(
+            target=_consume,
+            name="replyguard-inbox",
+            daemon=True,
+            args=(self.settings.model_dump_json(), self._stop, os.getpid()),
+        )
         self._process.start()
 
     def start(self) -> None:
@@ -348,8 +367,9 @@ class InboxCollector:
         backlog, stats = pipe.execute()
         gauge = GaugeMetricFamily("replyguard_inbox_backlog", "Accepted requests not yet enqueued for deciding")
         gauge.add_metric([], backlog)
-        counter = CounterMetricFamily("replyguard_inbox", "What the inbox consumer did with accepted requests",
-                                      labels=["what"])
+        counter = CounterMetricFamily(
+            "replyguard_inbox", "What the inbox consumer did with accepted requests", labels=["what"]
+        )
         for name, value in sorted(stats.items()):
             counter.add_metric([name.decode()], int(value))
         yield from (gauge, counter)

@@ -168,8 +168,9 @@ def adapt(payload: Any, routing: Routing, received_at: datetime) -> Adapted:
 # -- entry[].changes[] ------------------------------------------------------------------
 
 
-def _change(out: Adapted, kind: Any, account: str | None, change: dict[str, Any], routing: Routing,
-            received_at: datetime) -> None:
+def _change(
+    out: Adapted, kind: Any, account: str | None, change: dict[str, Any], routing: Routing, received_at: datetime
+) -> None:
     name = change.get("field")
     value = change.get("value")
     if not isinstance(value, dict):
@@ -208,18 +209,39 @@ def _whatsapp(out: Adapted, value: dict[str, Any], routing: Routing, received_at
         context = _obj(message.get("context"))
         if _ident(context.get("id")):
             metadata["in_reply_to"] = str(context["id"])
-        out.events.append(_event(route.brand, "whatsapp", "dm", mid, f"wa:{phone_id}:{sender}", sender,
-                                 names.get(sender), text, unreadable, _time(message.get("timestamp"), received_at),
-                                 metadata))
+        out.events.append(
+            _event(
+                route.brand,
+                "whatsapp",
+                "dm",
+                mid,
+                f"wa:{phone_id}:{sender}",
+                sender,
+                names.get(sender),
+                text,
+                unreadable,
+                _time(message.get("timestamp"), received_at),
+                metadata,
+            )
+        )
     for status in _dicts(value.get("statuses")):
         errors = _dicts(status.get("errors"))
         callback = status.get("biz_opaque_callback_data")
-        out.receipts.append(Receipt(
-            brand=route.brand, platform="whatsapp", account_id=phone_id or "", status=str(status.get("status"))[:20],
-            at_ms=_ms(_time(status.get("timestamp"), received_at)), platform_message_id=_ident(status.get("id")),
-            recipient_id=_ident(status.get("recipient_id")),
-            decision="/".join(callback.split("/")[:2])[:300] if isinstance(callback, str) and callback.count("/") >= 1 else None,
-            error="; ".join(f"{e.get('code')}: {e.get('title')}" for e in errors)[:300] or None))
+        out.receipts.append(
+            Receipt(
+                brand=route.brand,
+                platform="whatsapp",
+                account_id=phone_id or "",
+                status=str(status.get("status"))[:20],
+                at_ms=_ms(_time(status.get("timestamp"), received_at)),
+                platform_message_id=_ident(status.get("id")),
+                recipient_id=_ident(status.get("recipient_id")),
+                decision="/".join(callback.split("/")[:2])[:300]
+                if isinstance(callback, str) and callback.count("/") >= 1
+                else None,
+                error="; ".join(f"{e.get('code')}: {e.get('title')}" for e in errors)[:300] or None,
+            )
+        )
     if not value.get("messages") and not value.get("statuses"):
         out.drop("nothing_to_do", "whatsapp change without messages or statuses")
 
@@ -244,8 +266,9 @@ def _whatsapp_text(message: dict[str, Any], mtype: str) -> tuple[str, str | None
 # -- entry[].messaging[] ------------------------------------------------------------------
 
 
-def _messaging(out: Adapted, kind: Any, account: str | None, item: dict[str, Any], routing: Routing,
-               received_at: datetime) -> None:
+def _messaging(
+    out: Adapted, kind: Any, account: str | None, item: dict[str, Any], routing: Routing, received_at: datetime
+) -> None:
     platform = OBJECTS.get(kind, "messenger")
     sender = _ident((item.get("sender") or {}).get("id")) if isinstance(item.get("sender"), dict) else None
     recipient = _ident((item.get("recipient") or {}).get("id")) if isinstance(item.get("recipient"), dict) else None
@@ -261,18 +284,41 @@ def _messaging(out: Adapted, kind: Any, account: str | None, item: dict[str, Any
             if _ident(mid):
                 out.receipts.append(Receipt(route.brand, platform, account, "delivered", _ms(at), str(mid), sender))
         if not delivery.get("mids") and delivery.get("watermark"):
-            out.receipts.append(Receipt(route.brand, platform, account, "delivered", _ms(at), None, sender,
-                                        watermark_ms=_ms(_time(delivery.get("watermark"), at))))
+            out.receipts.append(
+                Receipt(
+                    route.brand,
+                    platform,
+                    account,
+                    "delivered",
+                    _ms(at),
+                    None,
+                    sender,
+                    watermark_ms=_ms(_time(delivery.get("watermark"), at)),
+                )
+            )
         return
     if isinstance(item.get("read"), dict):
         read = item["read"]
-        out.receipts.append(Receipt(route.brand, platform, account, "read", _ms(at), _ident(read.get("mid")), sender,
-                                    watermark_ms=_ms(_time(read["watermark"], at)) if read.get("watermark") else None))
+        out.receipts.append(
+            Receipt(
+                route.brand,
+                platform,
+                account,
+                "read",
+                _ms(at),
+                _ident(read.get("mid")),
+                sender,
+                watermark_ms=_ms(_time(read["watermark"], at)) if read.get("watermark") else None,
+            )
+        )
         return
     message = item.get("message") if isinstance(item.get("message"), dict) else None
     postback = item.get("postback") if isinstance(item.get("postback"), dict) else None
     if message is None and postback is None:
-        out.drop("unhandled_messaging", ", ".join(sorted(k for k in item if k not in ("sender", "recipient", "timestamp")))[:80])
+        out.drop(
+            "unhandled_messaging",
+            ", ".join(sorted(k for k in item if k not in ("sender", "recipient", "timestamp")))[:80],
+        )
         return
     if message is not None and message.get("is_echo"):
         out.drop("echo", f"{platform} {message.get('mid')}")
@@ -301,28 +347,51 @@ def _messaging(out: Adapted, kind: Any, account: str | None, item: dict[str, Any
         text = _text(_obj(postback).get("title")) or _text(_obj(postback).get("payload"))
         unreadable = None if text.strip() else "postback"
     metadata = {"source": "meta_webhook", "account_id": account, "message_type": mtype}
-    out.events.append(_event(route.brand, platform, "dm", mid, f"{platform[:2]}:{account}:{sender}", sender, None,
-                             text, unreadable, at, metadata))
+    out.events.append(
+        _event(
+            route.brand,
+            platform,
+            "dm",
+            mid,
+            f"{platform[:2]}:{account}:{sender}",
+            sender,
+            None,
+            text,
+            unreadable,
+            at,
+            metadata,
+        )
+    )
 
 
 # -- comments -------------------------------------------------------------------------------
 
 
-def _instagram_comment(out: Adapted, account: str | None, value: dict[str, Any], routing: Routing,
-                       received_at: datetime) -> None:
+def _instagram_comment(
+    out: Adapted, account: str | None, value: dict[str, Any], routing: Routing, received_at: datetime
+) -> None:
     route = routing.route("instagram", account)
     if route is None:
         out.drop("unknown_account", f"instagram account {account}")
         return
     author, media = _obj(value.get("from")), _obj(value.get("media"))
     text = _text(value.get("text"))
-    _comment(out, "instagram", route, account, comment_id=_ident(value.get("id")), author_id=_ident(author.get("id")),
-             post_id=_ident(media.get("id")), parent=_ident(value.get("parent_id")),
-             name=_text(author.get("username"), 256) or None, text=text,
-             unreadable=None if text.strip() else "comment",
-             at=_time(value.get("timestamp") or value.get("created_time"), received_at),
-             metadata={"media_type": str(media.get("media_product_type") or "")[:40] or None},
-             incomplete="instagram comment without id, from.id or media.id")
+    _comment(
+        out,
+        "instagram",
+        route,
+        account,
+        comment_id=_ident(value.get("id")),
+        author_id=_ident(author.get("id")),
+        post_id=_ident(media.get("id")),
+        parent=_ident(value.get("parent_id")),
+        name=_text(author.get("username"), 256) or None,
+        text=text,
+        unreadable=None if text.strip() else "comment",
+        at=_time(value.get("timestamp") or value.get("created_time"), received_at),
+        metadata={"media_type": str(media.get("media_product_type") or "")[:40] or None},
+        incomplete="instagram comment without id, from.id or media.id",
+    )
 
 
 def _feed(out: Adapted, account: str | None, value: dict[str, Any], routing: Routing, received_at: datetime) -> None:
@@ -340,20 +409,45 @@ def _feed(out: Adapted, account: str | None, value: dict[str, Any], routing: Rou
     unreadable = None
     if not text.strip():
         unreadable = "photo" if value.get("photo") else ("video" if value.get("video") else "comment")
-    _comment(out, "facebook", route, account, comment_id=_ident(value.get("comment_id")),
-             author_id=_ident(author.get("id")), post_id=post_id, parent=parent if parent != post_id else None,
-             name=_text(author.get("name"), 256) or None, text=text, unreadable=unreadable,
-             at=_time(value.get("created_time"), received_at), metadata={},
-             incomplete="feed comment without comment_id, from.id or post_id")
+    _comment(
+        out,
+        "facebook",
+        route,
+        account,
+        comment_id=_ident(value.get("comment_id")),
+        author_id=_ident(author.get("id")),
+        post_id=post_id,
+        parent=parent if parent != post_id else None,
+        name=_text(author.get("name"), 256) or None,
+        text=text,
+        unreadable=unreadable,
+        at=_time(value.get("created_time"), received_at),
+        metadata={},
+        incomplete="feed comment without comment_id, from.id or post_id",
+    )
 
 
 #: Conversation id prefixes of comment threads, by platform.
 THREAD_PREFIX = {"instagram": "ig", "facebook": "fb"}
 
 
-def _comment(out: Adapted, platform: str, route: Route, account: str | None, *, comment_id: str | None,
-             author_id: str | None, post_id: str | None, parent: str | None, name: str | None, text: str,
-             unreadable: str | None, at: datetime, metadata: dict[str, Any], incomplete: str) -> None:
+def _comment(
+    out: Adapted,
+    platform: str,
+    route: Route,
+    account: str | None,
+    *,
+    comment_id: str | None,
+    author_id: str | None,
+    post_id: str | None,
+    parent: str | None,
+    name: str | None,
+    text: str,
+    unreadable: str | None,
+    at: datetime,
+    metadata: dict[str, Any],
+    incomplete: str,
+) -> None:
     """A comment on a post or media (Instagram ``comments``, Facebook ``feed``) as an event: incomplete
     ones and the brand's own are dropped; a reply's thread is its parent comment."""
     if not comment_id or not author_id or not post_id:
@@ -362,21 +456,56 @@ def _comment(out: Adapted, platform: str, route: Route, account: str | None, *, 
     if author_id in route.own_ids:
         out.drop("own_comment", f"{platform} {comment_id}")
         return
-    metadata = {"source": "meta_webhook", "account_id": account or sorted(route.own_ids)[0],
-                "comment_id": comment_id, **metadata}
+    metadata = {
+        "source": "meta_webhook",
+        "account_id": account or sorted(route.own_ids)[0],
+        "comment_id": comment_id,
+        **metadata,
+    }
     if parent:
         metadata["parent_id"] = parent
-    out.events.append(_event(route.brand, platform, "comment", comment_id,
-                             f"{THREAD_PREFIX[platform]}:{post_id}:{parent or comment_id}", author_id, name, text,
-                             unreadable, at, metadata, post_id=post_id))
+    out.events.append(
+        _event(
+            route.brand,
+            platform,
+            "comment",
+            comment_id,
+            f"{THREAD_PREFIX[platform]}:{post_id}:{parent or comment_id}",
+            author_id,
+            name,
+            text,
+            unreadable,
+            at,
+            metadata,
+            post_id=post_id,
+        )
+    )
 
 
-def _event(brand: str, platform: str, kind: str, mid: str, conversation: str, author_id: str, name: str | None,
-           text: str, unreadable: str | None, at: datetime, metadata: dict[str, Any], *,
-           post_id: str | None = None) -> dict[str, Any]:
+def _event(
+    brand: str,
+    platform: str,
+    kind: str,
+    mid: str,
+    conversation: str,
+    author_id: str,
+    name: str | None,
+    text: str,
+    unreadable: str | None,
+    at: datetime,
+    metadata: dict[str, Any],
+    *,
+    post_id: str | None = None,
+) -> dict[str, Any]:
     event: dict[str, Any] = {
-        "id": mid, "brand": brand, "platform": platform, "kind": kind, "conversation_id": conversation[:256],
-        "author": {"id": author_id, "name": name}, "text": text, "created_at": at.isoformat(),
+        "id": mid,
+        "brand": brand,
+        "platform": platform,
+        "kind": kind,
+        "conversation_id": conversation[:256],
+        "author": {"id": author_id, "name": name},
+        "text": text,
+        "created_at": at.isoformat(),
         "metadata": {k: v for k, v in metadata.items() if v is not None},
     }
     if post_id:

@@ -55,8 +55,9 @@ def record_receipts(connection: redis.Redis, keys: Keys, receipts: Iterable[Rece
     return len(receipts)
 
 
-def receipts_for(connection: redis.Redis, keys: Keys, platform: str,
-                 platform_message_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+def receipts_for(
+    connection: redis.Redis, keys: Keys, platform: str, platform_message_ids: Iterable[str]
+) -> dict[str, dict[str, str]]:
     """platform message id -> its receipt fields (only ids that have any)."""
     ids = [i for i in platform_message_ids if i]
     if not ids:
@@ -68,4 +69,6 @@ def receipts_for(connection: redis.Redis, keys: Keys, platform: str,
         answers = pipe.execute()
     except redis.RedisError as exc:
         raise StoreError(f"cannot read receipts: {exc}") from exc
-    return {pmid: {k.decode(): v.decode() for k, v in raw.items()} for pmid, raw in zip(ids, answers, strict=True) if raw}
+    return {
+        pmid: {k.decode(): v.decode() for k, v in raw.items()} for pmid, raw in zip(ids, answers, strict=True) if raw
+    }

@@ -124,8 +124,10 @@ class Sweeper:
 
     def _older(self, zset: str, cutoff_ms: int) -> Iterator[list[str]]:
         while True:
-            ids = [m.decode() for m in self.client.zrangebyscore(zset, "-inf", cutoff_ms, start=0,
-                                                                 num=defaults.PRIVACY_SCAN_PAGE)]
+            ids = [
+                m.decode()
+                for m in self.client.zrangebyscore(zset, "-inf", cutoff_ms, start=0, num=defaults.PRIVACY_SCAN_PAGE)
+            ]
             if not ids:
                 return
             yield ids
@@ -146,8 +148,17 @@ class Sweeper:
             raws = self.client.mget([k.correction(brand, m) for m in ids])
             if retention.archive:
                 authors = self._authors(brand, ids)
-                rows = [{"kind": "correction", "brand": brand, "message_id": m, "author_id": authors.get(m),
-                         "record": json.loads(r)} for m, r in zip(ids, raws, strict=True) if r]
+                rows = [
+                    {
+                        "kind": "correction",
+                        "brand": brand,
+                        "message_id": m,
+                        "author_id": authors.get(m),
+                        "record": json.loads(r),
+                    }
+                    for m, r in zip(ids, raws, strict=True)
+                    if r
+                ]
                 self.counts["archived_corrections"] += len(rows)
                 write_archive(self.archive_dir, brand, "corrections", rows, self.now)
             pipe = self.client.pipeline(transaction=True)
@@ -166,9 +177,16 @@ class Sweeper:
                     if raw:
                         record = json.loads(raw)
                         author = record.get("event", {}).get("author", {})
-                        rows.append({"kind": "decision", "brand": brand, "message_id": mid,
-                                     "author_id": author.get("id") if isinstance(author, dict) else None,
-                                     "at": record.get("decided_at"), "record": record})
+                        rows.append(
+                            {
+                                "kind": "decision",
+                                "brand": brand,
+                                "message_id": mid,
+                                "author_id": author.get("id") if isinstance(author, dict) else None,
+                                "at": record.get("decided_at"),
+                                "record": record,
+                            }
+                        )
                 self.counts["archived_decisions"] += len(rows)
                 write_archive(self.archive_dir, brand, "decisions", rows, self.now)
             pipe = self.client.pipeline(transaction=True)
@@ -189,8 +207,16 @@ class Sweeper:
                 page = self.client.xrange(stream, start, f"({cutoff_ms}-0", count=defaults.PRIVACY_SCAN_PAGE)
                 for entry_id, fields in page:
                     record = json.loads(fields.get(b"entry", b"{}"))
-                    rows.append({"kind": "audit", "brand": brand, "message_id": record.get("message_id"),
-                                 "id": entry_id.decode(), "at": record.get("at"), "record": record})
+                    rows.append(
+                        {
+                            "kind": "audit",
+                            "brand": brand,
+                            "message_id": record.get("message_id"),
+                            "id": entry_id.decode(),
+                            "at": record.get("at"),
+                            "record": record,
+                        }
+                    )
                 if len(page) < defaults.PRIVACY_SCAN_PAGE:
                     break
                 start = "(" + page[-1][0].decode()
@@ -206,12 +232,19 @@ class Sweeper:
         self.corrections(brand, retention, cutoff_ms)  # first: they look up the author in the decision
         self.audit(brand, retention, cutoff_ms)
         self.decisions(brand, retention, cutoff_ms)
-        self.counts["deleted_archive_files"] += expire_files(self.archive_dir, brand, retention.archive_seconds,
-                                                             self.now)
+        self.counts["deleted_archive_files"] += expire_files(
+            self.archive_dir, brand, retention.archive_seconds, self.now
+        )
 
 
-def sweep(client: redis.Redis, retention: Mapping[str, Retention], *, prefix: str = defaults.KEY_PREFIX,
-          archive_dir: Path, now: datetime | None = None) -> dict[str, int]:
+def sweep(
+    client: redis.Redis,
+    retention: Mapping[str, Retention],
+    *,
+    prefix: str = defaults.KEY_PREFIX,
+    archive_dir: Path,
+    now: datetime | None = None,
+) -> dict[str, int]:
     """Archive (when on) and delete each brand's data older than its ``active_days``; delete archive files
     older than ``archive_days``. ``now`` is for tests. Returns counts. Raises StoreError."""
     sweeper = Sweeper(client, prefix, archive_dir, now or datetime.now(timezone.utc))

@@ -21,17 +21,26 @@ class Retention(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    active_days: float = Field(default=defaults.RETENTION_ACTIVE_DAYS, gt=0, le=3650,
-                               description="Days decisions, corrections and audit entries are kept in Redis.")
+    active_days: float = Field(
+        default=defaults.RETENTION_ACTIVE_DAYS,
+        gt=0,
+        le=3650,
+        description="Days decisions, corrections and audit entries are kept in Redis.",
+    )
     archive: bool = Field(default=False, description="Archive what expires to gzip JSONL files before deleting it.")
-    archive_days: float = Field(default=defaults.RETENTION_ARCHIVE_DAYS, gt=0, le=36500,
-                                description="Days an archive file is kept after it was written.")
+    archive_days: float = Field(
+        default=defaults.RETENTION_ARCHIVE_DAYS,
+        gt=0,
+        le=36500,
+        description="Days an archive file is kept after it was written.",
+    )
 
     @model_validator(mode="after")
     def _active_window_is_a_second_or_more(self) -> "Retention":
         if self.active_days * DAY_SECONDS < defaults.RETENTION_MIN_ACTIVE_SECONDS:
-            raise ValueError(f"active_days {self.active_days} is shorter than "
-                             f"{defaults.RETENTION_MIN_ACTIVE_SECONDS:g} second")
+            raise ValueError(
+                f"active_days {self.active_days} is shorter than {defaults.RETENTION_MIN_ACTIVE_SECONDS:g} second"
+            )
         return self
 
     @model_validator(mode="after")

@@ -49,8 +49,12 @@ class ForgetReport:
     counts: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"brand": self.brand, "request_id": self.request_id, "counts": dict(sorted(self.counts.items())),
-                "total": sum(self.counts.values())}
+        return {
+            "brand": self.brand,
+            "request_id": self.request_id,
+            "counts": dict(sorted(self.counts.items())),
+            "total": sum(self.counts.values()),
+        }
 
 
 def decoded(raw: bytes | str) -> str:
@@ -81,7 +85,9 @@ class Person:
         if not isinstance(event, dict) or event.get("brand") != self.brand:
             return False
         author = event.get("author")
-        return (isinstance(author, dict) and author.get("id") == self.author_id) or event.get("author_id") == self.author_id
+        return (isinstance(author, dict) and author.get("id") == self.author_id) or event.get(
+            "author_id"
+        ) == self.author_id
 
     def learn(self, event: dict[str, Any]) -> None:
         if isinstance(event.get("id"), str):
@@ -145,8 +151,10 @@ class Forgetter:
             self.count("outbox_entries", self.client.xdel(stream, *doomed))
 
     def rejected(self) -> None:
-        for key, what in ((self.keys.rejected, "rejected_entries"), (self.keys.deadletter(self.person.brand),
-                                                                     "dead_letter_entries")):
+        for key, what in (
+            (self.keys.rejected, "rejected_entries"),
+            (self.keys.deadletter(self.person.brand), "dead_letter_entries"),
+        ):
             for raw in self.client.lrange(key, 0, -1):
                 text = raw.decode("utf-8", errors="replace")
                 try:
@@ -177,8 +185,11 @@ class Forgetter:
                     self.client.hset(key, name, zlib.compress(b"[forgotten]") if name == "exc_info" else "[forgotten]")
                     self.count("rq_job_fields")
         for key in self.client.scan_iter(match="rq:results:*", count=defaults.PRIVACY_SCAN_PAGE, _type="stream"):
-            doomed = [entry_id for entry_id, fields in self._stream_entries(key.decode())
-                      if any(self.person.mentioned_in(decoded(v)) for v in fields.values())]
+            doomed = [
+                entry_id
+                for entry_id, fields in self._stream_entries(key.decode())
+                if any(self.person.mentioned_in(decoded(v)) for v in fields.values())
+            ]
             if doomed:
                 self.count("rq_results", self.client.xdel(key, *doomed))
 
@@ -211,8 +222,11 @@ class Forgetter:
             self.count("rq_job_payloads")
 
     def inbox(self) -> None:
-        doomed = [entry_id for entry_id, fields in self._stream_entries(self.keys.inbox)
-                  if self.person.mentioned_in(decoded(fields.get(b"body", b"")))]
+        doomed = [
+            entry_id
+            for entry_id, fields in self._stream_entries(self.keys.inbox)
+            if self.person.mentioned_in(decoded(fields.get(b"body", b"")))
+        ]
         if doomed:
             self.count("inbox_entries", self.client.xdel(self.keys.inbox, *doomed))
 
@@ -250,14 +264,18 @@ class Forgetter:
             self.count("sla_timers", timers)
             if not self.client.scard(k.message(mid)):
                 self.client.delete(k.message(mid))
-            deliveries = list(self.client.scan_iter(match=glob_escape(k.delivery(b, mid, "")) + "*",
-                                                    count=defaults.PRIVACY_SCAN_PAGE))
+            deliveries = list(
+                self.client.scan_iter(match=glob_escape(k.delivery(b, mid, "")) + "*", count=defaults.PRIVACY_SCAN_PAGE)
+            )
             if deliveries:
                 self.count("delivery_records", self.client.delete(*deliveries))
         events_key = k.sla_events(b)
-        doomed = [i for i, f in self._stream_entries(events_key)
-                  if f.get(b"message_id", b"").decode() in self.person.messages
-                  or self.person.mentioned_in(decoded(f.get(b"payload", b"")))]
+        doomed = [
+            i
+            for i, f in self._stream_entries(events_key)
+            if f.get(b"message_id", b"").decode() in self.person.messages
+            or self.person.mentioned_in(decoded(f.get(b"payload", b"")))
+        ]
         if doomed:
             self.count("sla_events", self.client.xdel(events_key, *doomed))
 
@@ -276,10 +294,14 @@ class Forgetter:
                 self.client.srem(k.sla_open(b, conv), *self.person.messages)
                 self.client.hdel(k.order(b, conv), *[f"m:{m}" for m in self.person.messages])
             if not self.client.exists(hkey):  # nobody else's messages left: the conversation state goes too
-                self.count("conversations", self.client.delete(k.conversation(b, conv), k.sla_open(b, conv),
-                                                               k.order(b, conv)))
-                parked = [m for m in self.client.zrange(k.order_parked, 0, -1)
-                          if m.decode().startswith(k.order(b, conv) + "#")]
+                self.count(
+                    "conversations", self.client.delete(k.conversation(b, conv), k.sla_open(b, conv), k.order(b, conv))
+                )
+                parked = [
+                    m
+                    for m in self.client.zrange(k.order_parked, 0, -1)
+                    if m.decode().startswith(k.order(b, conv) + "#")
+                ]
                 if parked:
                     self.client.zrem(k.order_parked, *parked)
 
@@ -287,8 +309,9 @@ class Forgetter:
         k, b, a = self.keys, self.person.brand, self.person.author_id
         self.count("author_tags", self.client.delete(k.author(b, a)))
         self.count("opt_out", self.client.srem(k.optout(b), a))
-        for key in self.client.scan_iter(match=f"{k.prefix}:watermark:*:*:{glob_escape(a)}",
-                                         count=defaults.PRIVACY_SCAN_PAGE):
+        for key in self.client.scan_iter(
+            match=f"{k.prefix}:watermark:*:*:{glob_escape(a)}", count=defaults.PRIVACY_SCAN_PAGE
+        ):
             self.count("watermarks", self.client.delete(key))
         for key in self.client.scan_iter(match=f"{k.prefix}:receipt:*", count=defaults.PRIVACY_SCAN_PAGE):
             fields = self.client.hgetall(key)
@@ -306,7 +329,11 @@ class Forgetter:
                 entry = AuditEntry.from_stream(entry_id, fields)
             except (ValueError, TypeError, KeyError):
                 entry = None
-            if entry is not None and entry.message_id not in self.person.messages and not self.person.mentioned_in(text):
+            if (
+                entry is not None
+                and entry.message_id not in self.person.messages
+                and not self.person.mentioned_in(text)
+            ):
                 continue
             if entry is None and not self.person.mentioned_in(text):
                 continue
@@ -319,8 +346,9 @@ class Forgetter:
     def archives(self) -> None:
         if self.archive_dir is None:
             return
-        lines, files = archive_files.drop_person(self.archive_dir, self.person.brand, self.person.author_id,
-                                                 self.person.messages)
+        lines, files = archive_files.drop_person(
+            self.archive_dir, self.person.brand, self.person.author_id, self.person.messages
+        )
         self.count("archive_lines", lines)
         self.count("archive_files_rewritten", files)
 
@@ -338,15 +366,30 @@ class Forgetter:
         self.archives()
         self.count("person_index", self.client.delete(self.keys.person(self.person.brand, self.person.author_id)))
         pipe = self.client.pipeline(transaction=True)
-        AuditLog(self.client, self.keys.prefix).append(pipe, AuditEntry(
-            action="forget", user=by, role="operator", brand=self.person.brand, message_id=None,
-            after={"request_id": self.report.request_id, "counts": dict(sorted(self.report.counts.items()))}))
+        AuditLog(self.client, self.keys.prefix).append(
+            pipe,
+            AuditEntry(
+                action="forget",
+                user=by,
+                role="operator",
+                brand=self.person.brand,
+                message_id=None,
+                after={"request_id": self.report.request_id, "counts": dict(sorted(self.report.counts.items()))},
+            ),
+        )
         pipe.execute()
         return self.report
 
 
-def forget_person(client: redis.Redis, brand: str, author_id: str, *, prefix: str = defaults.KEY_PREFIX,
-                  archive_dir: Path | None = None, by: str = "operator") -> ForgetReport:
+def forget_person(
+    client: redis.Redis,
+    brand: str,
+    author_id: str,
+    *,
+    prefix: str = defaults.KEY_PREFIX,
+    archive_dir: Path | None = None,
+    by: str = "operator",
+) -> ForgetReport:
     """Delete every copy of (``brand``, ``author_id``)'s data in Redis and under ``archive_dir``; returns the
     counts (also recorded as an audit entry ``forget``, without personal data). Raises StoreError."""
     try:

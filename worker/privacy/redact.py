@@ -18,8 +18,21 @@ from typing import Any
 
 from worker import defaults
 
-CUSTOMER_FIELDS = ("text", "name", "first_name", "last_name", "display_name", "email", "phone", "body",
-                   "message", "author", "customer_message", "reply", "note")
+CUSTOMER_FIELDS = (
+    "text",
+    "name",
+    "first_name",
+    "last_name",
+    "display_name",
+    "email",
+    "phone",
+    "body",
+    "message",
+    "author",
+    "customer_message",
+    "reply",
+    "note",
+)
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
 #: 9 or more digits, optionally with + ( ) . - or spaces between them (not inside a longer word or number)

@@ -60,8 +60,11 @@ def format_duration(value: timedelta) -> str:
     return "".join(parts) or "0s"
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration),
-                     WithJsonSchema({"type": "string", "pattern": _DURATION.pattern, "examples": ["15m", "1h30m"]})]
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    WithJsonSchema({"type": "string", "pattern": _DURATION.pattern, "examples": ["15m", "1h30m"]}),
+]
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 Role = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -81,11 +84,13 @@ class SlaMatch(_Model):
     roles: list[Role] | None = Field(default=None, description="The role the escalation was routed to.")
 
     def fits(self, *, platform: str, kind: str, priority: str, tags: list[str], role: str) -> bool:
-        return ((self.platforms is None or platform in self.platforms)
-                and (self.kinds is None or kind in self.kinds)
-                and (self.priorities is None or priority in self.priorities)
-                and (self.tags is None or bool(set(self.tags) & set(tags)))
-                and (self.roles is None or role in self.roles))
+        return (
+            (self.platforms is None or platform in self.platforms)
+            and (self.kinds is None or kind in self.kinds)
+            and (self.priorities is None or priority in self.priorities)
+            and (self.tags is None or bool(set(self.tags) & set(tags)))
+            and (self.roles is None or role in self.roles)
+        )
 
     @property
     def catch_all(self) -> bool:
@@ -110,15 +115,18 @@ class SlaPolicy(_Model):
     name: Name
     match: SlaMatch = Field(default_factory=SlaMatch)
     clock: Literal["business_hours", "always"] | None = Field(
-        default=None, description="business_hours: count only opening hours (default when the brand sets them).")
+        default=None, description="business_hours: count only opening hours (default when the brand sets them)."
+    )
     first_response: Duration | None = None
     next_response: Duration | None = None
     resolution: Duration | None = None
     warn_before: Duration | None = None
     automated_reply_counts: bool = Field(
-        default=False, description="An automated reply (greeting, away message) satisfies the first response.")
+        default=False, description="An automated reply (greeting, away message) satisfies the first response."
+    )
     pause_while_waiting: bool = Field(
-        default=True, description="The resolution clock stops while the brand waits for the customer.")
+        default=True, description="The resolution clock stops while the brand waits for the customer."
+    )
     on_breach: BreachActions | None = None
 
     @model_validator(mode="after")
@@ -132,8 +140,10 @@ class SlaPolicy(_Model):
         if self.warn_before is not None:
             short = [t for t in TARGETS if (d := self.target(t)) is not None and d <= self.warn_before]
             if short:
-                raise ValueError(f"warn_before ({format_duration(self.warn_before)}) must be shorter than "
-                                 f"the {', '.join(short)} target")
+                raise ValueError(
+                    f"warn_before ({format_duration(self.warn_before)}) must be shorter than "
+                    f"the {', '.join(short)} target"
+                )
         return self
 
     @model_validator(mode="after")
@@ -161,8 +171,10 @@ class Sla(_Model):
     def _nothing_after_catch_all(self) -> "Sla":
         for i, p in enumerate(self.policies[:-1]):
             if p.match.catch_all:
-                raise ValueError(f"SLA policy {p.name!r} matches everything, so "
-                                 f"{[q.name for q in self.policies[i + 1:]]} after it can never apply")
+                raise ValueError(
+                    f"SLA policy {p.name!r} matches everything, so "
+                    f"{[q.name for q in self.policies[i + 1 :]]} after it can never apply"
+                )
         return self
 
     def select(self, *, platform: str, kind: str, priority: str, tags: list[str], role: str) -> SlaPolicy | None:

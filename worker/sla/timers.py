@@ -141,8 +141,18 @@ class SlaTimer(_Model):
 # -- transitions ------------------------------------------------------------------------------
 
 
-def new_timer(rule: SlaPolicy, *, clock: Literal["business_hours", "always"], brand: str, message_id: str,
-              conversation_id: str, role: str, priority: str, started_at: datetime, calendar: Calendar) -> SlaTimer:
+def new_timer(
+    rule: SlaPolicy,
+    *,
+    clock: Literal["business_hours", "always"],
+    brand: str,
+    message_id: str,
+    conversation_id: str,
+    role: str,
+    priority: str,
+    started_at: datetime,
+    calendar: Calendar,
+) -> SlaTimer:
     """A timer for a new escalation: first-response and resolution clocks run from ``started_at``."""
     warn = rule.warn_before.total_seconds() if rule.warn_before else None
     clocks: dict[str, Clock] = {}
@@ -150,18 +160,30 @@ def new_timer(rule: SlaPolicy, *, clock: Literal["business_hours", "always"], br
         target = rule.target(name)
         if target is not None:
             clocks[name] = Clock(target=name, seconds=target.total_seconds(), warn_seconds=warn)
-    timer = SlaTimer(brand=brand, message_id=message_id, conversation_id=conversation_id, policy=rule.name,
-                     clock=clock, started_at=started_at, role=role, priority=priority, original_role=role,
-                     original_priority=priority, automated_reply_counts=rule.automated_reply_counts,
-                     pause_while_waiting=rule.pause_while_waiting, clocks=clocks)
+    timer = SlaTimer(
+        brand=brand,
+        message_id=message_id,
+        conversation_id=conversation_id,
+        policy=rule.name,
+        clock=clock,
+        started_at=started_at,
+        role=role,
+        priority=priority,
+        original_role=role,
+        original_priority=priority,
+        automated_reply_counts=rule.automated_reply_counts,
+        pause_while_waiting=rule.pause_while_waiting,
+        clocks=clocks,
+    )
     for name in ("first_response", "resolution"):
         if name in timer.clocks:
             _start(timer.clocks[name], started_at, calendar)
     return timer
 
 
-def record_response(timer: SlaTimer, at: datetime, by: str, calendar: Calendar, *, automated: bool = False,
-                    waiting: bool = True) -> SlaTimer:
+def record_response(
+    timer: SlaTimer, at: datetime, by: str, calendar: Calendar, *, automated: bool = False, waiting: bool = True
+) -> SlaTimer:
     """The brand replied. Meets the first (or next) response; then waits for the customer."""
     t = timer.model_copy(deep=True)
     if not t.open:
@@ -280,10 +302,16 @@ def clock_views(timer: SlaTimer, now: datetime) -> list[dict[str, object]]:
         c = timer.clocks.get(name)
         if c is None or c.started_at is None:
             continue
-        out.append({"target": name, "state": c.state(now),
-                    "due_at": c.due_at.isoformat() if c.due_at else None,
-                    "warn_at": c.warn_at.isoformat() if c.warn_at else None,
-                    "met_at": c.met_at.isoformat() if c.met_at else None,
-                    "breached_at": c.breached_at.isoformat() if c.breached_at else None,
-                    "target_seconds": c.seconds, "used_seconds": round(c.used_seconds, 3)})
+        out.append(
+            {
+                "target": name,
+                "state": c.state(now),
+                "due_at": c.due_at.isoformat() if c.due_at else None,
+                "warn_at": c.warn_at.isoformat() if c.warn_at else None,
+                "met_at": c.met_at.isoformat() if c.met_at else None,
+                "breached_at": c.breached_at.isoformat() if c.breached_at else None,
+                "target_seconds": c.seconds,
+                "used_seconds": round(c.used_seconds, 3),
+            }
+        )
     return out

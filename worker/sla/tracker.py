@@ -71,8 +71,7 @@ def overall_state(clocks: list[dict[str, Any]]) -> str | None:
 class SlaTracker:
     """SLA timers of the brands in ``policies`` (brand -> Policy)."""
 
-    def __init__(self, store: Store, policies: Mapping[str, Any], *,
-                 schedule_queue: Any | None = None):
+    def __init__(self, store: Store, policies: Mapping[str, Any], *, schedule_queue: Any | None = None):
         self.store = store
         self.client: Any = store.client  # redis-py types replies as sync-or-async unions; ours are sync bytes
         self.keys = store.keys
@@ -97,16 +96,22 @@ class SlaTracker:
         if self.queue is None:
             return
         job_id = "rg-sla-" + hashlib.sha1(f"{self.keys.prefix}:{_ms(at)}".encode()).hexdigest()[:20]
-        self.queue.enqueue_at(at, FIRE_FUNCTION, job_id=job_id, pipeline=pipe,
-                              result_ttl=defaults.SLA_JOB_RESULT_TTL_SECONDS,
-                              failure_ttl=defaults.JOB_FAILURE_TTL_SECONDS,
-                              description=f"replyguard SLA steps due {at.isoformat()}")
+        self.queue.enqueue_at(
+            at,
+            FIRE_FUNCTION,
+            job_id=job_id,
+            pipeline=pipe,
+            result_ttl=defaults.SLA_JOB_RESULT_TTL_SECONDS,
+            failure_ttl=defaults.JOB_FAILURE_TTL_SECONDS,
+            description=f"replyguard SLA steps due {at.isoformat()}",
+        )
 
     def _queue_timer(self, pipe: Any, timer: SlaTimer) -> None:
         """Inside MULTI: write ``timer`` and keep the due index, open set and schedule in step."""
         k, member = self.keys, review_member(timer.brand, timer.message_id)
-        pipe.set(k.sla_timer(timer.brand, timer.message_id), timer.model_dump_json(),
-                 ex=defaults.SLA_RECORD_TTL_SECONDS)
+        pipe.set(
+            k.sla_timer(timer.brand, timer.message_id), timer.model_dump_json(), ex=defaults.SLA_RECORD_TTL_SECONDS
+        )
         due = timer.next_due() if timer.open else None
         if due is None:
             pipe.zrem(k.sla_due, member)
@@ -116,14 +121,24 @@ class SlaTracker:
         if not timer.open:
             pipe.srem(k.sla_open(timer.brand, timer.conversation_id), timer.message_id)
 
-    def _event(self, pipe: Any, timer: SlaTimer, kind: str, at: datetime, notify: bool = False,
-               **fields: Any) -> None:
-        body = {"type": kind, "brand": timer.brand, "message_id": timer.message_id,
-                "conversation_id": timer.conversation_id, "policy": timer.policy, "role": timer.role,
-                "priority": timer.priority, "at": at.isoformat(), **fields}
-        pipe.xadd(self.keys.sla_events(timer.brand),
-                  {"type": kind, "notify": "1" if notify else "0", "payload": json.dumps(body, default=str)},
-                  maxlen=defaults.SLA_EVENTS_MAX_ENTRIES, approximate=True)
+    def _event(self, pipe: Any, timer: SlaTimer, kind: str, at: datetime, notify: bool = False, **fields: Any) -> None:
+        body = {
+            "type": kind,
+            "brand": timer.brand,
+            "message_id": timer.message_id,
+            "conversation_id": timer.conversation_id,
+            "policy": timer.policy,
+            "role": timer.role,
+            "priority": timer.priority,
+            "at": at.isoformat(),
+            **fields,
+        }
+        pipe.xadd(
+            self.keys.sla_events(timer.brand),
+            {"type": kind, "notify": "1" if notify else "0", "payload": json.dumps(body, default=str)},
+            maxlen=defaults.SLA_EVENTS_MAX_ENTRIES,
+            approximate=True,
+        )
 
     def timer(self, brand: str, message_id: str) -> SlaTimer | None:
         try:
@@ -132,8 +147,7 @@ class SlaTracker:
             raise StoreError(f"Redis failed while reading an SLA timer: {exc}") from exc
         return SlaTimer.model_validate_json(raw) if raw else None
 
-    def _transact(self, brand: str, message_id: str,
-                  change: Callable[[Any, SlaTimer | None, Decision | None], T]) -> T:
+    def _transact(self, brand: str, message_id: str, change: Callable[[Any, SlaTimer | None, Decision | None], T]) -> T:
         """WATCH timer + decision, let ``change(pipe, timer, decision)`` queue writes after MULTI."""
         tkey, dkey = self.keys.sla_timer(brand, message_id), self.keys.decision(brand, message_id)
         try:
@@ -167,27 +181,40 @@ class SlaTracker:
             return None
         event = InboundEvent.model_validate(decision.event)
         esc = decision.escalation
-        rule = policy.sla.select(platform=event.platform, kind=event.kind, priority=esc.priority,
-                                 tags=list(event.author.tags), role=esc.role)
+        rule = policy.sla.select(
+            platform=event.platform, kind=event.kind, priority=esc.priority, tags=list(event.author.tags), role=esc.role
+        )
         if rule is None:
             return None
-        clock: Literal["business_hours", "always"] = rule.clock or ("business_hours" if policy.business_hours else "always")
+        clock: Literal["business_hours", "always"] = rule.clock or (
+            "business_hours" if policy.business_hours else "always"
+        )
         calendar = self.calendar(decision.brand, clock)
         started = min(event.created_at, now).astimezone(timezone.utc)
 
         def create(pipe: Any, existing: SlaTimer | None, _: Decision | None) -> SlaTimer | None:
             if existing is not None:
                 return None
-            timer = new_timer(rule, clock=clock, brand=event.brand, message_id=event.id,
-                              conversation_id=event.conversation_id, role=esc.role, priority=esc.priority,
-                              started_at=started, calendar=calendar)
+            timer = new_timer(
+                rule,
+                clock=clock,
+                brand=event.brand,
+                message_id=event.id,
+                conversation_id=event.conversation_id,
+                role=esc.role,
+                priority=esc.priority,
+                started_at=started,
+                calendar=calendar,
+            )
             if Action.AUTO_REPLY in decision.actions and decision.reply:
                 timer = record_response(timer, decision.decided_at, "replyguard", calendar, automated=True)
             self._queue_timer(pipe, timer)
             pipe.zadd(self.keys.sla_timers(event.brand), {event.id: _ms(started)})
             if timer.open:
                 pipe.sadd(self.keys.sla_open(event.brand, event.conversation_id), event.id)
-            self._event(pipe, timer, "sla.started", now, due={c["target"]: c["due_at"] for c in clock_views(timer, now)})
+            self._event(
+                pipe, timer, "sla.started", now, due={c["target"]: c["due_at"] for c in clock_views(timer, now)}
+            )
             return timer
 
         return self._transact(decision.brand, decision.message_id, create)
@@ -216,8 +243,9 @@ class SlaTracker:
 
     # -- what people (and the customer) do ------------------------------------------------------
 
-    def _apply(self, brand: str, message_id: str, kind: str, at: datetime,
-               fn: Callable[[SlaTimer], SlaTimer], **fields: Any) -> SlaTimer | None:
+    def _apply(
+        self, brand: str, message_id: str, kind: str, at: datetime, fn: Callable[[SlaTimer], SlaTimer], **fields: Any
+    ) -> SlaTimer | None:
         def change(pipe: Any, timer: SlaTimer | None, _: Decision | None) -> SlaTimer | None:
             if timer is None:
                 return None
@@ -225,33 +253,60 @@ class SlaTracker:
             if after == timer:
                 return timer
             self._queue_timer(pipe, after)
-            met = [c["target"] for c in clock_views(after, at) if c["state"] == "met"
-                   and c["target"] not in {x["target"] for x in clock_views(timer, at) if x["state"] == "met"}]
+            met = [
+                c["target"]
+                for c in clock_views(after, at)
+                if c["state"] == "met"
+                and c["target"] not in {x["target"] for x in clock_views(timer, at) if x["state"] == "met"}
+            ]
             self._event(pipe, after, kind, at, met=met, **fields)
             return after
 
         return self._transact(brand, message_id, change)
 
-    def responded(self, brand: str, message_id: str, at: datetime, by: str, *, automated: bool = False,
-                  waiting: bool = True) -> SlaTimer | None:
+    def responded(
+        self, brand: str, message_id: str, at: datetime, by: str, *, automated: bool = False, waiting: bool = True
+    ) -> SlaTimer | None:
         """The brand replied (a person, or an automation). Meets the first/next response target."""
-        return self._apply(brand, message_id, "sla.responded", at, lambda t: record_response(
-            t, at, by, self.calendar(brand, t.clock), automated=automated, waiting=waiting), by=by,
-            automated=automated)
+        return self._apply(
+            brand,
+            message_id,
+            "sla.responded",
+            at,
+            lambda t: record_response(t, at, by, self.calendar(brand, t.clock), automated=automated, waiting=waiting),
+            by=by,
+            automated=automated,
+        )
 
     def resolved(self, brand: str, message_id: str, at: datetime, by: str) -> SlaTimer | None:
         """The escalation was resolved (with or without a reply): every clock stops."""
-        return self._apply(brand, message_id, "sla.resolved", at,
-                           lambda t: record_resolution(t, at, by, self.calendar(brand, t.clock)), by=by)
+        return self._apply(
+            brand,
+            message_id,
+            "sla.resolved",
+            at,
+            lambda t: record_resolution(t, at, by, self.calendar(brand, t.clock)),
+            by=by,
+        )
 
     def waiting(self, brand: str, message_id: str, waiting: bool, at: datetime) -> SlaTimer | None:
         """Waiting (or no longer) for the customer: pauses (resumes) the resolution clock."""
-        return self._apply(brand, message_id, "sla.waiting" if waiting else "sla.resumed", at,
-                           lambda t: set_waiting(t, waiting, at, self.calendar(brand, t.clock)))
+        return self._apply(
+            brand,
+            message_id,
+            "sla.waiting" if waiting else "sla.resumed",
+            at,
+            lambda t: set_waiting(t, waiting, at, self.calendar(brand, t.clock)),
+        )
 
     def customer_wrote(self, brand: str, message_id: str, at: datetime) -> SlaTimer | None:
-        return self._apply(brand, message_id, "sla.customer_wrote", at,
-                           lambda t: record_customer_message(t, at, self.calendar(brand, t.clock)))
+        return self._apply(
+            brand,
+            message_id,
+            "sla.customer_wrote",
+            at,
+            lambda t: record_customer_message(t, at, self.calendar(brand, t.clock)),
+        )
 
     # -- the sweep ------------------------------------------------------------------------------
 
@@ -272,26 +327,50 @@ class SlaTracker:
                 clock = timer.clocks[target]
                 timer = record_step(timer, step, target, now)
                 if step == "warning":
-                    self._event(pipe, timer, "sla.warning", now, target=target,
-                                due_at=clock.due_at.isoformat() if clock.due_at else None)
+                    self._event(
+                        pipe,
+                        timer,
+                        "sla.warning",
+                        now,
+                        target=target,
+                        due_at=clock.due_at.isoformat() if clock.due_at else None,
+                    )
                     self._count(pipe, brand, f"sla:warning:{target}")
                     done.append(f"warning:{target}")
                     continue
-                before = Escalation(role=timer.role, priority=timer.priority,  # type: ignore[arg-type]
-                                    reason=decision.escalation.reason if decision and decision.escalation else "")
-                outcome = (sla_breach(before, rule, target, clock.due_at) if rule is not None and clock.due_at
-                           else None)
+                before = Escalation(
+                    role=timer.role,
+                    priority=timer.priority,  # type: ignore[arg-type]
+                    reason=decision.escalation.reason if decision and decision.escalation else "",
+                )
+                outcome = sla_breach(before, rule, target, clock.due_at) if rule is not None and clock.due_at else None
                 after = outcome.escalation if outcome else before
                 if outcome is not None and outcome.changed and decision is not None:
                     decision = self.store.queue_escalation_change(pipe, decision, after)
-                timer.breaches.append(BreachRecord(
-                    target=target, at=now, due_at=clock.due_at or now, role_before=before.role,
-                    role_after=after.role, priority_before=before.priority, priority_after=after.priority,
-                    notified=bool(outcome and outcome.notify)))
+                timer.breaches.append(
+                    BreachRecord(
+                        target=target,
+                        at=now,
+                        due_at=clock.due_at or now,
+                        role_before=before.role,
+                        role_after=after.role,
+                        priority_before=before.priority,
+                        priority_after=after.priority,
+                        notified=bool(outcome and outcome.notify),
+                    )
+                )
                 timer.role, timer.priority = after.role, after.priority
-                self._event(pipe, timer, "sla.breached", now, notify=bool(outcome and outcome.notify),
-                            target=target, due_at=clock.due_at.isoformat() if clock.due_at else None,
-                            role_before=before.role, priority_before=before.priority)
+                self._event(
+                    pipe,
+                    timer,
+                    "sla.breached",
+                    now,
+                    notify=bool(outcome and outcome.notify),
+                    target=target,
+                    due_at=clock.due_at.isoformat() if clock.due_at else None,
+                    role_before=before.role,
+                    priority_before=before.priority,
+                )
                 self._count(pipe, brand, f"sla:breached:{target}")
                 done.append(f"breach:{target}")
             self._queue_timer(pipe, timer)
@@ -347,9 +426,16 @@ class SlaTracker:
                 continue
             t = SlaTimer.model_validate_json(raw)
             clocks = clock_views(t, now)
-            out[mid] = {"policy": t.policy, "clock": t.clock, "state": overall_state(clocks), "clocks": clocks,
-                        "waiting_on_customer": t.waiting_on_customer, "role": t.role, "priority": t.priority,
-                        "breaches": [b.model_dump(mode="json") for b in t.breaches]}
+            out[mid] = {
+                "policy": t.policy,
+                "clock": t.clock,
+                "state": overall_state(clocks),
+                "clocks": clocks,
+                "waiting_on_customer": t.waiting_on_customer,
+                "role": t.role,
+                "priority": t.priority,
+                "breaches": [b.model_dump(mode="json") for b in t.breaches],
+            }
         return out
 
     def timers(self, brand: str, since: datetime | None = None, until: datetime | None = None) -> list[SlaTimer]:
@@ -360,7 +446,7 @@ class SlaTracker:
             ids = [m.decode() for m in self.client.zrangebyscore(self.keys.sla_timers(brand), lo, hi)]
             out = []
             for start in range(0, len(ids), 500):
-                chunk = ids[start:start + 500]
+                chunk = ids[start : start + 500]
                 raws = self.client.mget([self.keys.sla_timer(brand, m) for m in chunk])
                 out += [SlaTimer.model_validate_json(r) for r in raws if r]
         except redis.RedisError as exc:

@@ -62,8 +62,15 @@ class StandIn:
                     parsed = json.loads(raw) if raw else None
                 except ValueError:
                     parsed = None
-                request = Recorded(self.command, split.path, {k: v[-1] for k, v in parse_qs(split.query).items()},
-                                   {k.lower(): v for k, v in self.headers.items()}, raw, parsed, time.time())
+                request = Recorded(
+                    self.command,
+                    split.path,
+                    {k: v[-1] for k, v in parse_qs(split.query).items()},
+                    {k.lower(): v for k, v in self.headers.items()},
+                    raw,
+                    parsed,
+                    time.time(),
+                )
                 scripted = standin._next(split.path)
                 delay = scripted.delay if scripted else standin.delay
                 if delay:

@@ -10,8 +10,12 @@ from worker.standins.base import Recorded, StandIn
 
 
 def _graph_error(status: int, code: int, message: str, subcode: int | None = None) -> tuple[int, Any]:
-    error: dict[str, Any] = {"message": message, "type": "OAuthException" if code == 190 else "GraphMethodException",
-                             "code": code, "fbtrace_id": "standin"}
+    error: dict[str, Any] = {
+        "message": message,
+        "type": "OAuthException" if code == 190 else "GraphMethodException",
+        "code": code,
+        "fbtrace_id": "standin",
+    }
     if subcode:
         error["error_subcode"] = subcode
     return status, {"error": error}
@@ -37,12 +41,17 @@ class GraphStandIn(StandIn):
         body = r.json if isinstance(r.json, dict) else {}
         if len(parts) == 2 and parts[1] == "messages" and body.get("messaging_product") == "whatsapp":
             kind = body.get("type")
-            ok = body.get("to") and ((kind == "text" and (body.get("text") or {}).get("body"))
-                                     or (kind == "template" and (body.get("template") or {}).get("name")))
+            ok = body.get("to") and (
+                (kind == "text" and (body.get("text") or {}).get("body"))
+                or (kind == "template" and (body.get("template") or {}).get("name"))
+            )
             if not ok:
                 return _graph_error(400, 100, "(#100) Invalid parameter")
-            return 200, {"messaging_product": "whatsapp", "contacts": [{"input": body["to"], "wa_id": body["to"]}],
-                         "messages": [{"id": self.new_id("wamid.SI")}]}
+            return 200, {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": body["to"], "wa_id": body["to"]}],
+                "messages": [{"id": self.new_id("wamid.SI")}],
+            }
         if len(parts) == 2 and parts[1] == "messages":
             recipient = body.get("recipient") or {}
             if not (recipient.get("id") or recipient.get("comment_id")) or not (body.get("message") or {}).get("text"):
@@ -52,7 +61,9 @@ class GraphStandIn(StandIn):
             if not body.get("message"):
                 return _graph_error(400, 100, "(#100) message is required")
             return 200, {"id": self.new_id(f"{parts[0]}_reply")}
-        if len(parts) == 1 and (r.query.get("hide") in ("true", "false") or r.query.get("is_hidden") in ("true", "false")):
+        if len(parts) == 1 and (
+            r.query.get("hide") in ("true", "false") or r.query.get("is_hidden") in ("true", "false")
+        ):
             return 200, {"success": True}
         return _graph_error(400, 100, f"Unknown path components: /{'/'.join(parts)}")
 
@@ -70,29 +81,51 @@ class YouTubeStandIn(StandIn):
 
     def answer(self, r: Recorded) -> tuple[int, Any]:
         if r.headers.get("authorization") != f"Bearer {self.token}":
-            return 401, {"error": {"code": 401, "message": "Invalid Credentials",
-                                   "errors": [{"reason": "authError", "domain": "global"}]}}
+            return 401, {
+                "error": {
+                    "code": 401,
+                    "message": "Invalid Credentials",
+                    "errors": [{"reason": "authError", "domain": "global"}],
+                }
+            }
         if r.method == "GET" and r.path.endswith("/commentThreads"):
             items = self.threads.get(r.query.get("allThreadsRelatedToChannelId", ""), [])
             start = int(r.query.get("pageToken") or 0)
-            page = items[start:start + self.page_size]
-            out: dict[str, Any] = {"kind": "youtube#commentThreadListResponse", "items": page,
-                                   "pageInfo": {"totalResults": len(items), "resultsPerPage": self.page_size}}
+            page = items[start : start + self.page_size]
+            out: dict[str, Any] = {
+                "kind": "youtube#commentThreadListResponse",
+                "items": page,
+                "pageInfo": {"totalResults": len(items), "resultsPerPage": self.page_size},
+            }
             if start + self.page_size < len(items):
                 out["nextPageToken"] = str(start + self.page_size)
             return 200, out
         if r.method == "POST" and r.path.endswith("/comments/setModerationStatus"):
-            if r.query.get("moderationStatus") not in ("heldForReview", "published", "rejected") or not r.query.get("id"):
-                return 400, {"error": {"code": 400, "message": "bad request", "errors": [{"reason": "invalidModerationStatus"}]}}
+            if r.query.get("moderationStatus") not in ("heldForReview", "published", "rejected") or not r.query.get(
+                "id"
+            ):
+                return 400, {
+                    "error": {"code": 400, "message": "bad request", "errors": [{"reason": "invalidModerationStatus"}]}
+                }
             if r.query.get("banAuthor") == "true" and r.query.get("moderationStatus") != "rejected":
-                return 400, {"error": {"code": 400, "message": "banAuthor needs rejected",
-                                       "errors": [{"reason": "banWithoutReject"}]}}
+                return 400, {
+                    "error": {
+                        "code": 400,
+                        "message": "banAuthor needs rejected",
+                        "errors": [{"reason": "banWithoutReject"}],
+                    }
+                }
             return 204, None
         if r.method == "POST" and r.path.endswith("/comments"):
             snippet = (r.json or {}).get("snippet") or {}
             if not snippet.get("parentId") or not snippet.get("textOriginal"):
-                return 400, {"error": {"code": 400, "message": "parentId and textOriginal required",
-                                       "errors": [{"reason": "invalidValue"}]}}
+                return 400, {
+                    "error": {
+                        "code": 400,
+                        "message": "parentId and textOriginal required",
+                        "errors": [{"reason": "invalidValue"}],
+                    }
+                }
             return 200, {"kind": "youtube#comment", "id": self.new_id("Ug"), "snippet": snippet}
         return 404, {"error": {"code": 404, "message": "not found", "errors": [{"reason": "notFound"}]}}
 
@@ -110,16 +143,32 @@ class ChatwootStandIn(StandIn):
         if r.headers.get("api_access_token") != self.token:
             return 401, {"error": "You need to sign in or sign up before continuing."}
         parts = [p for p in r.path.split("/") if p]
-        if r.method == "POST" and len(parts) == 7 and parts[:3] == ["api", "v1", "accounts"] and parts[4] == "conversations":
+        if (
+            r.method == "POST"
+            and len(parts) == 7
+            and parts[:3] == ["api", "v1", "accounts"]
+            and parts[4] == "conversations"
+        ):
             body = r.json or {}
             if parts[6] == "messages":
                 if not body.get("content"):
                     return 422, {"message": "content is required"}
-                return 200, {"id": int(self.new_id("")), "content": body["content"], "message_type": 1,
-                             "private": bool(body.get("private")), "conversation_id": int(parts[5])}
+                return 200, {
+                    "id": int(self.new_id("")),
+                    "content": body["content"],
+                    "message_type": 1,
+                    "private": bool(body.get("private")),
+                    "conversation_id": int(parts[5]),
+                }
             if parts[6] == "toggle_status":
-                return 200, {"meta": {}, "payload": {"success": True, "conversation_id": int(parts[5]),
-                                                     "current_status": body.get("status", "open")}}
+                return 200, {
+                    "meta": {},
+                    "payload": {
+                        "success": True,
+                        "conversation_id": int(parts[5]),
+                        "current_status": body.get("status", "open"),
+                    },
+                }
         return 404, {"error": "not found"}
 
 
@@ -135,8 +184,9 @@ class WebhookReceiver(StandIn):
 
     def answer(self, r: Recorded) -> tuple[int, Any]:
         timestamp = r.headers.get("x-replyguard-timestamp", "")
-        expected = "sha256=" + hmac.new(self.secret.encode(), timestamp.encode() + b"." + r.body,
-                                        hashlib.sha256).hexdigest()
+        expected = (
+            "sha256=" + hmac.new(self.secret.encode(), timestamp.encode() + b"." + r.body, hashlib.sha256).hexdigest()
+        )
         if not hmac.compare_digest(expected, r.headers.get("x-replyguard-signature", "")):
             return 401, {"error": "bad signature"}
         delivery = r.headers.get("x-replyguard-delivery", "")

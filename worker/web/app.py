@@ -45,15 +45,15 @@ log = logging.getLogger("replyguard.web")
 #: Route modules, in order; each exposes ``routes(deps) -> list[BaseRoute]``.
 #: The webhook routes come first: routes are matched in order, and they carry the traffic.
 ROUTERS: tuple[str, ...] = (
-    "worker.web.meta",           # GET/POST /webhooks/meta
-    "worker.web.chatwoot",       # /webhooks/chatwoot/{brand} (Agent Bot)
-    "worker.web.events",         # POST /v1/events
+    "worker.web.meta",  # GET/POST /webhooks/meta
+    "worker.web.chatwoot",  # /webhooks/chatwoot/{brand} (Agent Bot)
+    "worker.web.events",  # POST /v1/events
     "worker.web.health",
-    "worker.web.pages",          # /, /static, the shared page layout and nav
-    "worker.web.auth",           # /login, /logout; the page()/api() guards
-    "worker.web.review_api",     # /api/review/...
-    "worker.web.review_pages",   # /review, /review/items/..., /review/auto, /review/rejected
-    "worker.web.dashboard",      # /dashboard/{brand}: KPIs per day, CSV export
+    "worker.web.pages",  # /, /static, the shared page layout and nav
+    "worker.web.auth",  # /login, /logout; the page()/api() guards
+    "worker.web.review_api",  # /api/review/...
+    "worker.web.review_pages",  # /review, /review/items/..., /review/auto, /review/rejected
+    "worker.web.dashboard",  # /dashboard/{brand}: KPIs per day, CSV export
 )
 
 
@@ -69,15 +69,21 @@ def build_deps(settings: Settings, *, connection: redis.Redis | None = None, bra
         brands = load_brands(settings)
     if connection is None:
         connection = connect(settings)
-    deps = Deps(settings=settings, connection=connection, brands=brands,
-                store=Store(connection, settings.key_prefix), registry=CollectorRegistry(),
-                inbound=inbound_auth(brands))
+    deps = Deps(
+        settings=settings,
+        connection=connection,
+        brands=brands,
+        store=Store(connection, settings.key_prefix),
+        registry=CollectorRegistry(),
+        inbound=inbound_auth(brands),
+    )
     deps.services["inbox"] = InboxProcess(settings)
     return deps
 
 
-def create_app(settings: Settings, *, connection: redis.Redis | None = None, brands=None,
-               routers: tuple[str, ...] = ROUTERS) -> Starlette:
+def create_app(
+    settings: Settings, *, connection: redis.Redis | None = None, brands=None, routers: tuple[str, ...] = ROUTERS
+) -> Starlette:
     """Build the service. ``connection``/``brands`` default to ``connect(settings)``/``load_brands(settings)``."""
     deps = build_deps(settings, connection=connection, brands=brands)
     routes: list[BaseRoute] = []
@@ -97,8 +103,11 @@ def create_app(settings: Settings, *, connection: redis.Redis | None = None, bra
             for service in reversed(started):
                 service.stop()
 
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={HTTPException: _http_error, StoreError: _store_error, Exception: _crash})
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, StoreError: _store_error, Exception: _crash},
+    )
     app.state.deps = deps
     app.add_middleware(RequestMetrics, registry=deps.registry)
     return app
@@ -106,14 +115,16 @@ def create_app(settings: Settings, *, connection: redis.Redis | None = None, bra
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     status = getattr(exc, "status_code", 500)
-    return JSONResponse({"error": getattr(exc, "detail", "error")}, status_code=status,
-                        headers=getattr(exc, "headers", None))
+    return JSONResponse(
+        {"error": getattr(exc, "detail", "error")}, status_code=status, headers=getattr(exc, "headers", None)
+    )
 
 
 async def _store_error(request: Request, exc: Exception) -> JSONResponse:
     log.error("%s %s: %s", request.method, request.url.path, exc)
-    return JSONResponse({"error": "storage unavailable, try again later"}, status_code=503,
-                        headers={"Retry-After": "5"})
+    return JSONResponse(
+        {"error": "storage unavailable, try again later"}, status_code=503, headers={"Retry-After": "5"}
+    )
 
 
 async def _crash(request: Request, exc: Exception) -> JSONResponse:

@@ -73,8 +73,10 @@ def auth_of(deps: Deps) -> Auth:
     if auth is None:
         secret = deps.settings.session_secret
         if secret is None:
-            log.warning("REPLYGUARD_SESSION_SECRET is not set: session cookies are signed with a random key, so "
-                        "sign-ins end when this process restarts and are not shared with other serve processes")
+            log.warning(
+                "REPLYGUARD_SESSION_SECRET is not set: session cookies are signed with a random key, so "
+                "sign-ins end when this process restarts and are not shared with other serve processes"
+            )
             key = secrets.token_bytes(32)
         else:
             key = secret.get_secret_value().encode()
@@ -102,8 +104,9 @@ def _csrf_ok(session: Session, supplied: str | None) -> bool:
 Handler = Callable[[Request, User, Session], Awaitable[Response]]
 
 
-def _guard(deps: Deps, handler: Handler, refuse: Callable[[Request, Session | None], Awaitable[Response | None]]
-           ) -> Callable[[Request], Awaitable[Response]]:
+def _guard(
+    deps: Deps, handler: Handler, refuse: Callable[[Request, Session | None], Awaitable[Response | None]]
+) -> Callable[[Request], Awaitable[Response]]:
     """The endpoint of a signed-in route: ``refuse(request, session)`` (session None: signed out)
     answers instead of ``handler`` when it returns a response; a Redis failure becomes StoreError (503)."""
     auth = auth_of(deps)
@@ -123,6 +126,7 @@ def _guard(deps: Deps, handler: Handler, refuse: Callable[[Request, Session | No
 
 def page(deps: Deps, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a page: signed out → 303 to /login?next=…; a POST needs the form's csrf_token."""
+
     async def refuse(request: Request, session: Session | None) -> Response | None:
         if session is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -130,8 +134,11 @@ def page(deps: Deps, handler: Handler) -> Callable[[Request], Awaitable[Response
         if request.method not in SAFE_METHODS:
             supplied = request.headers.get("x-csrf-token") or (await read_form(request)).get("csrf_token")
             if not _csrf_ok(session, supplied):
-                return Response("CSRF token missing or wrong: reload the page and try again", status_code=403,
-                                media_type="text/plain")
+                return Response(
+                    "CSRF token missing or wrong: reload the page and try again",
+                    status_code=403,
+                    media_type="text/plain",
+                )
         return None
 
     return _guard(deps, handler, refuse)
@@ -139,12 +146,14 @@ def page(deps: Deps, handler: Handler) -> Callable[[Request], Awaitable[Response
 
 def api(deps: Deps, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a JSON API route: signed out → 401; a state change needs header X-CSRF-Token → else 403."""
+
     async def refuse(request: Request, session: Session | None) -> Response | None:
         if session is None:
             return JSONResponse({"error": "not signed in (or the session ended): sign in at /login"}, status_code=401)
         if request.method not in SAFE_METHODS and not _csrf_ok(session, request.headers.get("x-csrf-token")):
-            return JSONResponse({"error": "CSRF token missing or wrong (send the X-CSRF-Token header)"},
-                                status_code=403)
+            return JSONResponse(
+                {"error": "CSRF token missing or wrong (send the X-CSRF-Token header)"}, status_code=403
+            )
         return None
 
     return _guard(deps, handler, refuse)
@@ -178,14 +187,27 @@ def routes(deps: Deps) -> list[BaseRoute]:
 
     auth = auth_of(deps)
 
-    def login_form(request: Request, error: str | None = None, status: int = 200,
-                   headers: dict[str, str] | None = None) -> Response:
+    def login_form(
+        request: Request, error: str | None = None, status: int = 200, headers: dict[str, str] | None = None
+    ) -> Response:
         token = secrets.token_urlsafe(24)
-        response = render(deps, request, "login.html", {"error": error, "csrf": token,
-                                                          "next": _safe_next(request.query_params.get("next"))},
-                          status=status, headers=headers)
-        response.set_cookie(LOGIN_COOKIE, sign(auth.secret, token), httponly=True, samesite="lax",
-                            secure=request.url.scheme == "https", path="/login", max_age=3600)
+        response = render(
+            deps,
+            request,
+            "login.html",
+            {"error": error, "csrf": token, "next": _safe_next(request.query_params.get("next"))},
+            status=status,
+            headers=headers,
+        )
+        response.set_cookie(
+            LOGIN_COOKIE,
+            sign(auth.secret, token),
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+            path="/login",
+            max_age=3600,
+        )
         return response
 
     async def login_page(request: Request) -> Response:
@@ -210,8 +232,12 @@ def routes(deps: Deps) -> list[BaseRoute]:
         address = request.client.host if request.client else "unknown"
         wait = await run_in_threadpool(auth.accounts.login_blocked, name, address)
         if wait:
-            return login_form(request, f"Too many failed sign-ins. Try again in {max(1, wait // 60)} minute(s).",
-                              status=429, headers={"Retry-After": str(wait)})
+            return login_form(
+                request,
+                f"Too many failed sign-ins. Try again in {max(1, wait // 60)} minute(s).",
+                status=429,
+                headers={"Retry-After": str(wait)},
+            )
         user = await run_in_threadpool(auth.accounts.authenticate, name, password)
         if user is None:
             await run_in_threadpool(auth.accounts.login_failed, name, address)
@@ -220,8 +246,15 @@ def routes(deps: Deps) -> list[BaseRoute]:
         await run_in_threadpool(auth.accounts.login_succeeded, name)
         token, _ = await run_in_threadpool(auth.accounts.start_session, user)
         response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
-        response.set_cookie(defaults.SESSION_COOKIE, sign(auth.secret, token), httponly=True, samesite="lax",
-                            secure=request.url.scheme == "https", path="/", max_age=defaults.SESSION_TTL_SECONDS)
+        response.set_cookie(
+            defaults.SESSION_COOKIE,
+            sign(auth.secret, token),
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+            path="/",
+            max_age=defaults.SESSION_TTL_SECONDS,
+        )
         response.delete_cookie(LOGIN_COOKIE, path="/login")
         log.info("%s signed in from %s", user.name, address)
         return response

@@ -38,8 +38,9 @@ log = logging.getLogger("replyguard.web.chatwoot")
 
 
 def routes(deps: Deps) -> list[BaseRoute]:
-    webhooks = Counter("replyguard_chatwoot_webhooks", "Chatwoot webhook requests by outcome", ["outcome"],
-                       registry=deps.registry)
+    webhooks = Counter(
+        "replyguard_chatwoot_webhooks", "Chatwoot webhook requests by outcome", ["outcome"], registry=deps.registry
+    )
 
     def answer(outcome: str, body: dict, status: int = 200) -> JSONResponse:
         webhooks.labels(outcome).inc()
@@ -59,9 +60,13 @@ def routes(deps: Deps) -> list[BaseRoute]:
         if isinstance(body, Response):
             webhooks.labels("too_large").inc()
             return body
-        if not chatwoot.verify_signature(secret, request.headers.get("x-chatwoot-timestamp"), body,
-                                         request.headers.get("x-chatwoot-signature"),
-                                         tolerance=defaults.CHATWOOT_SIGNATURE_TOLERANCE_SECONDS):
+        if not chatwoot.verify_signature(
+            secret,
+            request.headers.get("x-chatwoot-timestamp"),
+            body,
+            request.headers.get("x-chatwoot-signature"),
+            tolerance=defaults.CHATWOOT_SIGNATURE_TOLERANCE_SECONDS,
+        ):
             return answer("bad_signature", {"error": "missing or invalid X-Chatwoot-Signature"}, 401)
         try:
             text = body.decode("utf-8")

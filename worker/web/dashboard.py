@@ -38,29 +38,89 @@ def _charts(rows: list[kpi.DayKpi]) -> list[dict[str, str]]:
         return [getattr(r, name) for r in rows]
 
     return [
-        {"title": "Average first response", "svg": charts.chart(
-            "Average first-response time per day", labels, series("avg_first_response_seconds"),
-            fmt=charts.duration, color="#2f5bd3", steps=charts.DURATION_STEPS)},
-        {"title": "Resolution rate", "svg": charts.chart(
-            "Share of the day's escalations resolved", labels, series("resolution_rate"), fmt=charts.percent,
-            top=1.0, color="#1f7a3d")},
-        {"title": "Automation rate", "svg": charts.chart(
-            "Share of messages decided without a person", labels, series("automation_rate"), fmt=charts.percent,
-            top=1.0, color="#7c3aed")},
-        {"title": "Messages per agent", "svg": charts.chart(
-            "Replies per agent who replied", labels, series("messages_per_agent"), kind="bar", fmt=charts.number,
-            color="#0e7490")},
-        {"title": "Oldest open escalation (end of day)", "svg": charts.chart(
-            "Age of the oldest open escalation at the end of each day", labels, series("backlog_oldest_age_seconds"),
-            fmt=charts.duration, color="#c65d00", steps=charts.DURATION_STEPS)},
-        {"title": "SLA compliance", "svg": charts.chart(
-            "Settled escalations that missed no SLA target", labels, series("sla_compliance"), fmt=charts.percent,
-            top=1.0, color="#b3261e")},
-        {"title": "Messages", "svg": charts.chart(
-            "Messages decided per day", labels, series("messages"), kind="bar", fmt=charts.number, color="#37607f")},
-        {"title": "SLA breaches", "svg": charts.chart(
-            "SLA targets missed per day", labels, series("sla_breaches"), kind="bar", fmt=charts.number,
-            color="#b3261e")},
+        {
+            "title": "Average first response",
+            "svg": charts.chart(
+                "Average first-response time per day",
+                labels,
+                series("avg_first_response_seconds"),
+                fmt=charts.duration,
+                color="#2f5bd3",
+                steps=charts.DURATION_STEPS,
+            ),
+        },
+        {
+            "title": "Resolution rate",
+            "svg": charts.chart(
+                "Share of the day's escalations resolved",
+                labels,
+                series("resolution_rate"),
+                fmt=charts.percent,
+                top=1.0,
+                color="#1f7a3d",
+            ),
+        },
+        {
+            "title": "Automation rate",
+            "svg": charts.chart(
+                "Share of messages decided without a person",
+                labels,
+                series("automation_rate"),
+                fmt=charts.percent,
+                top=1.0,
+                color="#7c3aed",
+            ),
+        },
+        {
+            "title": "Messages per agent",
+            "svg": charts.chart(
+                "Replies per agent who replied",
+                labels,
+                series("messages_per_agent"),
+                kind="bar",
+                fmt=charts.number,
+                color="#0e7490",
+            ),
+        },
+        {
+            "title": "Oldest open escalation (end of day)",
+            "svg": charts.chart(
+                "Age of the oldest open escalation at the end of each day",
+                labels,
+                series("backlog_oldest_age_seconds"),
+                fmt=charts.duration,
+                color="#c65d00",
+                steps=charts.DURATION_STEPS,
+            ),
+        },
+        {
+            "title": "SLA compliance",
+            "svg": charts.chart(
+                "Settled escalations that missed no SLA target",
+                labels,
+                series("sla_compliance"),
+                fmt=charts.percent,
+                top=1.0,
+                color="#b3261e",
+            ),
+        },
+        {
+            "title": "Messages",
+            "svg": charts.chart(
+                "Messages decided per day", labels, series("messages"), kind="bar", fmt=charts.number, color="#37607f"
+            ),
+        },
+        {
+            "title": "SLA breaches",
+            "svg": charts.chart(
+                "SLA targets missed per day",
+                labels,
+                series("sla_breaches"),
+                kind="bar",
+                fmt=charts.number,
+                color="#b3261e",
+            ),
+        },
     ]
 
 
@@ -73,24 +133,47 @@ def _summary(rows: list[kpi.DayKpi]) -> list[dict[str, str]]:
     def share(part: float, whole: float) -> str:
         return charts.percent(part / whole) if whole else "–"
 
-    fr = [(r.avg_first_response_seconds, r.first_responses) for r in rows
-          if r.first_responses and r.avg_first_response_seconds is not None]
+    fr = [
+        (r.avg_first_response_seconds, r.first_responses)
+        for r in rows
+        if r.first_responses and r.avg_first_response_seconds is not None
+    ]
     fr_mean = sum(v * n for v, n in fr) / sum(n for _, n in fr) if fr else None
     agent_days = total("agents")
     last = rows[-1] if rows else None
     return [
-        {"label": "Avg first response", "value": charts.duration(fr_mean) if fr_mean is not None else "–",
-         "note": f"{int(total('first_responses'))} answered"},
-        {"label": "Resolution rate", "value": share(total("resolved"), total("escalations")),
-         "note": f"{int(total('resolved'))} of {int(total('escalations'))} escalations"},
-        {"label": "Automation rate", "value": share(total("auto_resolved"), total("messages")),
-         "note": f"{int(total('messages'))} messages"},
-        {"label": "Messages per agent", "value": charts.number(total("agent_replies") / agent_days) if agent_days else "–",
-         "note": f"{int(total('agent_replies'))} {'reply' if total('agent_replies') == 1 else 'replies'} by people"},
-        {"label": "Backlog now", "value": str(last.backlog_open) if last else "–",
-         "note": ("oldest " + charts.duration(last.backlog_oldest_age_seconds)) if last and last.backlog_oldest_age_seconds else "none open"},
-        {"label": "SLA compliance", "value": share(total("sla_met"), total("sla_settled")),
-         "note": f"{int(total('sla_breaches'))} breaches"},
+        {
+            "label": "Avg first response",
+            "value": charts.duration(fr_mean) if fr_mean is not None else "–",
+            "note": f"{int(total('first_responses'))} answered",
+        },
+        {
+            "label": "Resolution rate",
+            "value": share(total("resolved"), total("escalations")),
+            "note": f"{int(total('resolved'))} of {int(total('escalations'))} escalations",
+        },
+        {
+            "label": "Automation rate",
+            "value": share(total("auto_resolved"), total("messages")),
+            "note": f"{int(total('messages'))} messages",
+        },
+        {
+            "label": "Messages per agent",
+            "value": charts.number(total("agent_replies") / agent_days) if agent_days else "–",
+            "note": f"{int(total('agent_replies'))} {'reply' if total('agent_replies') == 1 else 'replies'} by people",
+        },
+        {
+            "label": "Backlog now",
+            "value": str(last.backlog_open) if last else "–",
+            "note": ("oldest " + charts.duration(last.backlog_oldest_age_seconds))
+            if last and last.backlog_oldest_age_seconds
+            else "none open",
+        },
+        {
+            "label": "SLA compliance",
+            "value": share(total("sla_met"), total("sla_settled")),
+            "note": f"{int(total('sla_breaches'))} breaches",
+        },
     ]
 
 
@@ -119,9 +202,19 @@ def routes(deps: Deps) -> list[BaseRoute]:
             return not_found(request, user, session, f"days: choose one of {', '.join(map(str, PERIODS))}", 400)
         policy = deps.policy(brand)
         rows = await run_in_threadpool(kpi.load, deps.store, tracker, brand, policy, days)
-        context = {"brand": brand, "display_name": policy.display_name, "brands": visible(user), "days": days,
-                   "periods": PERIODS, "rows": rows, "charts": _charts(rows), "summary": _summary(rows),
-                   "zone": str(kpi.zone_of(policy)), "duration": charts.duration, "percent": charts.percent}
+        context = {
+            "brand": brand,
+            "display_name": policy.display_name,
+            "brands": visible(user),
+            "days": days,
+            "periods": PERIODS,
+            "rows": rows,
+            "charts": _charts(rows),
+            "summary": _summary(rows),
+            "zone": str(kpi.zone_of(policy)),
+            "duration": charts.duration,
+            "percent": charts.percent,
+        }
         return render(deps, request, "dashboard.html", context, user=user, session=session)
 
     async def export(request: Request, user: User, session: Session) -> Response:
@@ -130,11 +223,15 @@ def routes(deps: Deps) -> list[BaseRoute]:
             return Response(f"no dashboard for {brand!r}\n", status_code=404, media_type="text/plain")
         days = _days(request)
         if days is None:
-            return Response(f"days: choose one of {', '.join(map(str, PERIODS))}\n", status_code=400,
-                            media_type="text/plain")
+            return Response(
+                f"days: choose one of {', '.join(map(str, PERIODS))}\n", status_code=400, media_type="text/plain"
+            )
         rows = await run_in_threadpool(kpi.load, deps.store, tracker, brand, deps.policy(brand), days)
-        return Response(kpi.to_csv(rows), media_type="text/csv; charset=utf-8", headers={
-            "Content-Disposition": f'attachment; filename="replyguard-kpis-{brand}-{days}d.csv"'})
+        return Response(
+            kpi.to_csv(rows),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="replyguard-kpis-{brand}-{days}d.csv"'},
+        )
 
     return [
         Route("/dashboard", page(deps, index), methods=["GET"]),

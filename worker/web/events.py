@@ -33,9 +33,16 @@ from worker.web.deps import Deps
 
 
 def _invalid(problems: Sequence[tuple[int | None, list[Problem]]]) -> JSONResponse:
-    return JSONResponse({"error": "invalid events; nothing was enqueued",
-                         "invalid": [{"index": index, "problems": [{"field": p.where, "reason": p.reason} for p in ps]}
-                                     for index, ps in problems]}, status_code=422)
+    return JSONResponse(
+        {
+            "error": "invalid events; nothing was enqueued",
+            "invalid": [
+                {"index": index, "problems": [{"field": p.where, "reason": p.reason} for p in ps]}
+                for index, ps in problems
+            ],
+        },
+        status_code=422,
+    )
 
 
 def routes(deps: Deps) -> list[BaseRoute]:
@@ -62,9 +69,11 @@ def routes(deps: Deps) -> list[BaseRoute]:
             return body
         brand = authenticate(request, body)
         if brand is None:
-            return JSONResponse({"error": "authentication required: a brand's bearer token or a valid "
-                                          "X-Replyguard-Signature"}, status_code=401,
-                                headers={"WWW-Authenticate": 'Bearer realm="replyguard"'})
+            return JSONResponse(
+                {"error": "authentication required: a brand's bearer token or a valid X-Replyguard-Signature"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="replyguard"'},
+            )
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -75,14 +84,25 @@ def routes(deps: Deps) -> list[BaseRoute]:
         try:
             data = bounded_json.loads(text)
         except json.JSONDecodeError as exc:
-            return _invalid([(None, [Problem("(json)", f"not valid JSON: {exc.msg} at line {exc.lineno} "
-                                                       f"column {exc.colno}")])])
+            return _invalid(
+                [(None, [Problem("(json)", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")])]
+            )
         items = data if isinstance(data, list) else [data]
         if not items:
             return _invalid([(None, [Problem("(body)", "an empty list: send one event or a list of events")])])
         if len(items) > defaults.MAX_EVENTS_PER_REQUEST:
-            return _invalid([(None, [Problem("(body)", f"{len(items)} events; at most "
-                                                       f"{defaults.MAX_EVENTS_PER_REQUEST} per request")])])
+            return _invalid(
+                [
+                    (
+                        None,
+                        [
+                            Problem(
+                                "(body)", f"{len(items)} events; at most {defaults.MAX_EVENTS_PER_REQUEST} per request"
+                            )
+                        ],
+                    )
+                ]
+            )
         events, bad = [], []
         for index, item in enumerate(items):
             try:
@@ -93,8 +113,9 @@ def routes(deps: Deps) -> list[BaseRoute]:
             return _invalid(bad)
         foreign = [i for i, e in enumerate(events) if e.brand != brand]
         if foreign:
-            return JSONResponse({"error": f"authenticated as brand {brand!r}; events {foreign} name another brand"},
-                                status_code=403)
+            return JSONResponse(
+                {"error": f"authenticated as brand {brand!r}; events {foreign} name another brand"}, status_code=403
+            )
         payload = json.dumps([e.model_dump(mode="json") for e in events], ensure_ascii=False).encode()
         await deps.to_inbox("events", payload)
         return JSONResponse({"accepted": len(events), "ids": [e.id for e in events]}, status_code=202)

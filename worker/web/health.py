@@ -23,8 +23,9 @@ from worker.web.deps import Deps
 
 def routes(deps: Deps) -> list[BaseRoute]:
     redis_metrics = CollectorRegistry()
-    redis_metrics.register(RedisStatsCollector(deps.store, sorted(deps.brands),
-                                               {b: brand.policy for b, brand in deps.brands.items()}))
+    redis_metrics.register(
+        RedisStatsCollector(deps.store, sorted(deps.brands), {b: brand.policy for b, brand in deps.brands.items()})
+    )
     redis_metrics.register(InboxCollector(deps.connection, deps.store.keys))
 
     async def healthz(request: Request) -> Response:
@@ -50,6 +51,7 @@ def routes(deps: Deps) -> list[BaseRoute]:
                 return own + generate_latest(redis_metrics)
             except (redis.RedisError, StoreError):
                 return own  # the service's own metrics still help when Redis is gone
+
         return Response(await asyncio.to_thread(render), media_type=CONTENT_TYPE_LATEST)
 
     return [

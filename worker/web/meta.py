@@ -34,19 +34,25 @@ def routes(deps: Deps) -> list[BaseRoute]:
     if deps.inbound is None:
         raise ValueError("worker.web.meta needs deps.inbound (built by create_app)")
     secrets = deps.inbound.meta
-    webhooks = Counter("replyguard_webhooks", "Webhook requests by outcome", ["source", "outcome"],
-                       registry=deps.registry)
+    webhooks = Counter(
+        "replyguard_webhooks", "Webhook requests by outcome", ["source", "outcome"], registry=deps.registry
+    )
 
     async def handshake(request: Request) -> Response:
         params = request.query_params
         challenge = params.get("hub.challenge", "")
-        if (params.get("hub.mode") == "subscribe" and secrets.verify_token_ok(params.get("hub.verify_token"))
-                and 0 < len(challenge) <= MAX_CHALLENGE_CHARS and challenge.isprintable()):
+        if (
+            params.get("hub.mode") == "subscribe"
+            and secrets.verify_token_ok(params.get("hub.verify_token"))
+            and 0 < len(challenge) <= MAX_CHALLENGE_CHARS
+            and challenge.isprintable()
+        ):
             webhooks.labels("meta", "handshake").inc()
             return PlainTextResponse(challenge)
         webhooks.labels("meta", "handshake_refused").inc()
-        return JSONResponse({"error": "verification failed: wrong hub.mode, hub.verify_token or hub.challenge"},
-                            status_code=403)
+        return JSONResponse(
+            {"error": "verification failed: wrong hub.mode, hub.verify_token or hub.challenge"}, status_code=403
+        )
 
     async def receive(request: Request) -> Response:
         body = await read_limited(request)
@@ -65,5 +71,4 @@ def routes(deps: Deps) -> list[BaseRoute]:
         webhooks.labels("meta", "accepted").inc()
         return PlainTextResponse("EVENT_RECEIVED")
 
-    return [Route("/webhooks/meta", handshake, methods=["GET"]),
-            Route("/webhooks/meta", receive, methods=["POST"])]
+    return [Route("/webhooks/meta", handshake, methods=["GET"]), Route("/webhooks/meta", receive, methods=["POST"])]

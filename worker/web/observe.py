@@ -19,10 +19,16 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 class RequestMetrics:
     def __init__(self, app: ASGIApp, registry: CollectorRegistry):
         self.app = app
-        self.requests = Counter("replyguard_http_requests", "HTTP requests served",
-                                ["route", "method", "status"], registry=registry)
-        self.latency = Histogram("replyguard_http_request_seconds", "Time to answer an HTTP request",
-                                 ["route"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.requests = Counter(
+            "replyguard_http_requests", "HTTP requests served", ["route", "method", "status"], registry=registry
+        )
+        self.latency = Histogram(
+            "replyguard_http_request_seconds",
+            "Time to answer an HTTP request",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

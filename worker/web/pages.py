@@ -52,8 +52,12 @@ def _when(value: Any) -> str:
 
 
 def environment() -> Environment:
-    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
-                      trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["age"] = _age
     env.filters["when"] = _when
     return env
@@ -75,16 +79,27 @@ def nav(deps: Deps) -> list[tuple[str, str]]:
     return [(label, href) for _, label, href in sorted(deps.extras.get(NAV_KEY, []))]
 
 
-def render(deps: Deps, request: Request, template: str, context: dict[str, Any], *, user: Any = None,
-           session: Any = None, status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
+def render(
+    deps: Deps,
+    request: Request,
+    template: str,
+    context: dict[str, Any],
+    *,
+    user: Any = None,
+    session: Any = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
     values = {"request": request, "user": user, "nav": nav(deps), "path": request.url.path, **context}
     if session is not None:
         values["csrf"] = session.csrf
     html = _env(deps).get_template(template).render(**values)
     response = HTMLResponse(html, status_code=status, headers=headers)
-    response.headers.setdefault("Content-Security-Policy",
-                                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-                                "frame-ancestors 'none'; form-action 'self'")
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; form-action 'self'",
+    )
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     return response

@@ -34,8 +34,15 @@ class CliProcess:
     """A long-running ``replyguard <command>`` as a real process, stopped with SIGTERM (then SIGKILL
     after ``stop_timeout``); its output goes to ``log_path``."""
 
-    def __init__(self, redis_url: str, *, env: dict[str, str] | None = None, args: list[str] | None = None,
-                 command: str = "worker", stop_timeout: float = 20.0):
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        command: str = "worker",
+        stop_timeout: float = 20.0,
+    ):
         self.redis_url = redis_url
         self.env = dict(env or {})
         self.args = list(args or [])
@@ -50,8 +57,13 @@ class CliProcess:
     def _launch(self, extra: list[str]) -> subprocess.Popen[bytes]:
         env = {**os.environ, "REDIS_URL": self.redis_url, "PYTHONUNBUFFERED": "1", **self.env}
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "worker.cli", self.command, *extra, *self.args],
-                                            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "worker.cli", self.command, *extra, *self.args],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         return self.process
 
     def start(self) -> "CliProcess":
@@ -81,8 +93,14 @@ class CliProcess:
 class ServeProcess(CliProcess):
     """``replyguard serve`` on a free loopback port; ``start()`` returns once ``/readyz`` answers 200."""
 
-    def __init__(self, redis_url: str, *, env: dict[str, str] | None = None, args: list[str] | None = None,
-                 startup_timeout: float = 60.0):
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        startup_timeout: float = 60.0,
+    ):
         super().__init__(redis_url, env=env, args=args, command="serve", stop_timeout=15.0)
         self.startup_timeout = startup_timeout
         self.port = 0

@@ -61,8 +61,10 @@ class Review:
         data = self.reader.item(brand, message_id, deps.brands.get(brand))
         if data is None:
             return None
-        data["audit"] = [{**entry.as_dict(), "platform_answer": platform_answer(entry, data["deliveries"])}
-                         for entry in self.audit.for_item(brand, message_id)]
+        data["audit"] = [
+            {**entry.as_dict(), "platform_answer": platform_answer(entry, data["deliveries"])}
+            for entry in self.audit.for_item(brand, message_id)
+        ]
         return data
 
 
@@ -94,8 +96,9 @@ def review_of(deps: Deps) -> Review:
         audit = AuditLog(deps.connection, deps.settings.key_prefix)
         tracker = sla_tracker(deps)
         sla = deps.extras.get(SLA_PROVIDER_KEY) or sla_views(tracker)
-        review = Review(ReviewReader(deps.store, sla=sla),
-                        ReviewActions(deps.store, deps.brands, audit, sla=tracker), audit)
+        review = Review(
+            ReviewReader(deps.store, sla=sla), ReviewActions(deps.store, deps.brands, audit, sla=tracker), audit
+        )
         deps.extras[__name__] = review
     return review
 
@@ -119,8 +122,13 @@ def routes(deps: Deps) -> list[BaseRoute]:
             return _error(400, str(exc))
         brands = review.brands_of(deps, user)
         view = await run_in_threadpool(review.reader.queue, brands, filters, user.name)
-        return JSONResponse({"total": view.total, "items": [i.as_dict() for i in view.items],
-                             "counts": {k: dict(v) for k, v in view.counts.items()}})
+        return JSONResponse(
+            {
+                "total": view.total,
+                "items": [i.as_dict() for i in view.items],
+                "counts": {k: dict(v) for k, v in view.counts.items()},
+            }
+        )
 
     async def item(request: Request, user: User, session: Session) -> Response:
         brand, mid = request.path_params["brand"], request.path_params["message_id"]
@@ -140,19 +148,28 @@ def routes(deps: Deps) -> list[BaseRoute]:
         "claim": lambda u, b, m, body: acts.claim(u, b, m),
         "release": lambda u, b, m, body: acts.release(u, b, m),
         "preview": lambda u, b, m, body: acts.preview(u, b, m, str(body.get("template", "")), _variables(body)),
-        "reply": lambda u, b, m, body: acts.reply_template(u, b, m, str(body.get("template", "")), _variables(body),
-                                                           resolve=body.get("resolve", True) is not False),
-        "send": lambda u, b, m, body: acts.send_text(u, b, m, body.get("text"),
-                                                     resolve=body.get("resolve", True) is not False),
+        "reply": lambda u, b, m, body: acts.reply_template(
+            u, b, m, str(body.get("template", "")), _variables(body), resolve=body.get("resolve", True) is not False
+        ),
+        "send": lambda u, b, m, body: acts.send_text(
+            u, b, m, body.get("text"), resolve=body.get("resolve", True) is not False
+        ),
         "hide": lambda u, b, m, body: acts.hide(u, b, m, True),
         "unhide": lambda u, b, m, body: acts.hide(u, b, m, False),
         "not-spam": lambda u, b, m, body: acts.not_label(u, b, m, "not_spam"),
         "not-abusive": lambda u, b, m, body: acts.not_label(u, b, m, "not_abusive"),
-        "labels": lambda u, b, m, body: acts.correct_labels(u, b, m, intent=_text(body.get("intent")) or None,
-                                                            spam=body.get("spam"), abuse=_text(body.get("abuse")) or None,
-                                                            note=_text(body.get("note")) or None),
-        "route": lambda u, b, m, body: acts.reroute(u, b, m, _text(body.get("role")) or None,
-                                                    _text(body.get("priority")) or None),
+        "labels": lambda u, b, m, body: acts.correct_labels(
+            u,
+            b,
+            m,
+            intent=_text(body.get("intent")) or None,
+            spam=body.get("spam"),
+            abuse=_text(body.get("abuse")) or None,
+            note=_text(body.get("note")) or None,
+        ),
+        "route": lambda u, b, m, body: acts.reroute(
+            u, b, m, _text(body.get("role")) or None, _text(body.get("priority")) or None
+        ),
         "resolve": lambda u, b, m, body: acts.resolve(u, b, m, _text(body.get("note"))),
         "reopen": lambda u, b, m, body: acts.reopen(u, b, m, _text(body.get("note"))),
         "tag": lambda u, b, m, body: acts.tag_author(u, b, m, body.get("tag")),

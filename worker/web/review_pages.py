@@ -33,9 +33,16 @@ def routes(deps: Deps) -> list[BaseRoute]:
     def _queue_context(request: Request, user: User) -> dict:
         filters = QueueFilters.from_query(request.query_params)
         view = review.reader.queue(review.brands_of(deps, user), filters, user.name)
-        return {"filters": filters, "view": view, "choices": review.reader.choices(view),
-                "brands": review.brands_of(deps, user), "bands": BAND_NAMES, "ages": list(AGES),
-                "poll_seconds": defaults.QUEUE_POLL_SECONDS, "sla_enabled": review.reader.sla is not None}
+        return {
+            "filters": filters,
+            "view": view,
+            "choices": review.reader.choices(view),
+            "brands": review.brands_of(deps, user),
+            "bands": BAND_NAMES,
+            "ages": list(AGES),
+            "poll_seconds": defaults.QUEUE_POLL_SECONDS,
+            "sla_enabled": review.reader.sla is not None,
+        }
 
     async def queue(request: Request, user: User, session: Session) -> Response:
         try:
@@ -57,18 +64,30 @@ def routes(deps: Deps) -> list[BaseRoute]:
         brand, mid = request.path_params["brand"], request.path_params["message_id"]
         data = await run_in_threadpool(review.item, deps, user, brand, mid)
         if data is None:
-            return render(deps, request, "error.html", {"message": f"No item {brand}/{mid}."}, user=user,
-                          session=session, status=404)
+            return render(
+                deps,
+                request,
+                "error.html",
+                {"message": f"No item {brand}/{mid}."},
+                user=user,
+                session=session,
+                status=404,
+            )
         config = deps.brands.get(brand)
-        context = {"item": data, "templates": review.actions.templates(brand),
-                   "intents": list(config.intent.labels) if config else [],
-                   "priorities": defaults.PRIORITIES, "moderates": user.moderates}
+        context = {
+            "item": data,
+            "templates": review.actions.templates(brand),
+            "intents": list(config.intent.labels) if config else [],
+            "priorities": defaults.PRIORITIES,
+            "moderates": user.moderates,
+        }
         return render(deps, request, "item.html", context, user=user, session=session)
 
     async def auto(request: Request, user: User, session: Session) -> Response:
         rows_ = await run_in_threadpool(review.reader.auto_actioned, review.brands_of(deps, user))
-        return render(deps, request, "auto.html", {"rows": rows_, "moderates": user.moderates},
-                      user=user, session=session)
+        return render(
+            deps, request, "auto.html", {"rows": rows_, "moderates": user.moderates}, user=user, session=session
+        )
 
     async def rejected(request: Request, user: User, session: Session) -> Response:
         rows_ = await run_in_threadpool(review.reader.rejected, review.brands_of(deps, user), user.role == "admin")
