@@ -94,7 +94,11 @@ def test_every_json_option_prints_only_json_on_stdout(client, redis_url, monkeyp
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("REPLYGUARD_HOME", str(tmp_path / "home"))
     empty = _file(tmp_path, [])
-    positional = {("ingest",): [str(empty)], ("show",): ["no-such-id"]}
+    positional = {
+        ("ingest",): [str(empty)],
+        ("show",): ["no-such-id"],
+        ("forget",): ["--brand", "demo-shop", "--author", "nobody"],
+    }
     commands: list[tuple[str, ...]] = []
 
     def walk(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> None:
