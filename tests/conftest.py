@@ -136,6 +136,12 @@ SLOW_TESTS = {
     "tests/test_sla_timers.py::test_two_sweepers_racing_record_each_breach_once",
     "tests/test_worker_e2e.py::test_batch_decided_by_a_forking_rq_worker",
     "tests/test_worker_e2e.py::test_two_workers_deciding_the_same_batch_at_once_write_one_decision",
+    # waits out a park timeout / a key's TTL, or runs the whole pipeline and the CLI in subprocesses
+    "tests/test_conversation_order.py::test_a_message_whose_predecessor_never_comes_is_parked_then_released",
+    "tests/test_conversation_order.py::test_a_predecessor_decided_meanwhile_wakes_its_parked_successor",
+    "tests/test_retention.py::test_decisions_expire_with_the_brand_window",
+    "tests/test_forget.py::test_forget_removes_a_person_everywhere_and_logs_never_held_them",
+    "tests/test_forget.py::test_forget_refuses_bad_input_with_the_documented_codes",
 }
 
 #: Whole modules of such tests.
