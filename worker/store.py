@@ -476,6 +476,25 @@ class Store:
 
     # -- writing decisions ------------------------------------------------------------
 
+    def _script_keys(self, b: str, mid: str, conv: str, queue_key: str | None) -> list[str]:
+        """KEYS 1-13 of apply_decision.lua, in its order (the person index, KEYS 14, is the first write's)."""
+        k = self.keys
+        return [
+            k.decision(b, mid),
+            k.decisions(b),
+            k.message(mid),
+            k.review,
+            k.outbox(b),
+            k.optout(b),
+            k.history(b, conv),
+            k.conversation(b, conv),
+            k.stats(b),
+            k.llm_pending,
+            k.order(b, conv),
+            k.order_parked,
+            queue_key or k.order_parked,
+        ]
+
     def _apply_args(
         self,
         decision: Decision,
@@ -503,22 +522,7 @@ class Store:
         """
         k = self.keys
         b, mid, conv = event.brand, event.id, event.conversation_id
-        keys = [
-            k.decision(b, mid),
-            k.decisions(b),
-            k.message(mid),
-            k.review,
-            k.outbox(b),
-            k.optout(b),
-            k.history(b, conv),
-            k.conversation(b, conv),
-            k.stats(b),
-            k.llm_pending,
-            k.order(b, conv),
-            k.order_parked,
-            queue_key or k.order_parked,
-            k.person(b, event.author.id),
-        ]
+        keys = [*self._script_keys(b, mid, conv, queue_key), k.person(b, event.author.id)]
         retention = self.retention_for(b)
         history: list[str] = []
         counters: dict[str, int] = {}
@@ -634,22 +638,7 @@ class Store:
             raise ValueError(f"review must be '', 'add' or 'move', not {review!r}")
         b, mid = decision.brand, decision.message_id
         conv = decision.conversation_id
-        k = self.keys
-        keys = [
-            k.decision(b, mid),
-            k.decisions(b),
-            k.message(mid),
-            k.review,
-            k.outbox(b),
-            k.optout(b),
-            k.history(b, conv),
-            k.conversation(b, conv),
-            k.stats(b),
-            k.llm_pending,
-            k.order(b, conv),
-            k.order_parked,
-            k.order_parked,
-        ]
+        keys = self._script_keys(b, mid, conv, None)
         score = ""
         if review and decision.escalation is not None:
             created = datetime.fromisoformat(decision.event["created_at"])
