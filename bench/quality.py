@@ -1,10 +1,13 @@
 """Classifier quality on every shipped dataset, next to the goals and published anchors.
 
     python bench/quality.py [--shared ../shared/datasets] [--out bench/results] [--update-readme]
+                            [--spam-only] [--spam-before OLD_ARTIFACT_DIR]
 
 Runs ``replyguard eval`` (the same code) on each dataset: trains on its train split,
 chooses thresholds on val, reports on test; plus the shipped default spam model,
-without retraining, on the team's independent social-comment dev set. Writes
+without retraining, on the team's independent social-comment dev set and on the comment-spam
+eval set written separately from the training text (eval/data/comment_spam_eval.jsonl; accuracy
+overall and per language, before → after when an earlier artifact is given). Writes
 bench/results/quality.json and, with --update-readme, the README table between
 the ``bench:quality`` markers. Full reports (report.html etc.) go to reports/.
 """
@@ -117,6 +120,41 @@ def run_crosslingual(reports: Path) -> dict:
     return out
 
 
+COMMENT_EVAL = ROOT / "eval" / "data" / "comment_spam_eval.jsonl"
+
+
+def run_comment_eval(model_dir: Path, path: Path = COMMENT_EVAL, split: str | None = None) -> dict:
+    """A spam artifact, as it is (argmax, no retraining), on a labelled file (optionally one split of it):
+    overall and per language (rows without ``lang`` count as ``en``)."""
+    from classifiers.persistence import load_artifact
+
+    model = load_artifact(model_dir, expected_task="spam")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if split:
+        rows = [r for r in rows if r.get("split") == split]
+    proba = model.predict_proba([r["text"] for r in rows])
+    predicted = [model.labels[i] for i in proba.argmax(axis=1)]
+
+    def figures(keep: list[int]) -> dict:
+        tp = sum(predicted[i] == "spam" and rows[i]["label"] == "spam" for i in keep)
+        fp = sum(predicted[i] == "spam" and rows[i]["label"] == "ham" for i in keep)
+        fn = sum(predicted[i] == "ham" and rows[i]["label"] == "spam" for i in keep)
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        return {
+            "n": len(keep),
+            "accuracy": sum(predicted[i] == rows[i]["label"] for i in keep) / len(keep),
+            "spam_precision": precision,
+            "spam_recall": recall,
+            "spam_f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        }
+
+    out = {"model_version": model.manifest.version, "file": path.name, **figures(list(range(len(rows))))}
+    langs = [r.get("lang", "en") for r in rows]
+    out["by_lang"] = {lang: figures([i for i, x in enumerate(langs) if x == lang]) for lang in sorted(set(langs))}
+    return out
+
+
 def run_speed(shared: Path) -> dict:
     """The three shipped models on one core: one shared text pass vs three scikit-learn pipelines, side by side."""
     from threadpoolctl import threadpool_limits
@@ -166,6 +204,30 @@ def run_speed(shared: Path) -> dict:
     return out
 
 
+def run_shipped_spam(reports: Path, shared: Path) -> dict:
+    """The shipped spam model, without retraining, on the dev comment set and on the separately written eval set."""
+    ev = evaluate("spam", ROOT / "eval" / "data" / "social_comment_spam_dev.jsonl", model=SHIPPED_DIR / "spam-default")
+    write_report(ev, reports / "social_spam_shipped")
+    r = ev.report
+    out = {
+        "social_spam_shipped": {
+            "n_test": r["n_test"],
+            "accuracy": r["accuracy"],
+            "spam_f1": r["per_label"]["spam"]["f1"],
+            "predict_per_second": r["predict_per_second"],
+        },
+        "comment_spam_eval": run_comment_eval(SHIPPED_DIR / "spam-default"),
+    }
+    out["comment_spam_eval"]["measured"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if (shared / "sms_spam_collection.jsonl").is_file():  # the comment text must not cost SMS spam
+        out["sms_spam_shipped"] = run_comment_eval(
+            SHIPPED_DIR / "spam-default", shared / "sms_spam_collection.jsonl", "test"
+        )
+    for name, row in out.items():
+        print(f"{name}:", row, flush=True)
+    return out
+
+
 def run(shared: Path, reports: Path) -> dict:
     results: dict = {
         "machine": f"{platform.machine()} {platform.python_version()}",
@@ -203,19 +265,53 @@ def run(shared: Path, reports: Path) -> dict:
         row["wall_seconds"] = round(time.perf_counter() - started, 1)
         results["runs"][name] = row
         print(f"{name}: {json.dumps({k: v for k, v in row.items() if k != 'per_label_f1'}, default=str)}", flush=True)
-    ev = evaluate("spam", ROOT / "eval" / "data" / "social_comment_spam_dev.jsonl", model=SHIPPED_DIR / "spam-default")
-    write_report(ev, reports / "social_spam_shipped")
-    r = ev.report
-    results["runs"]["social_spam_shipped"] = {
-        "n_test": r["n_test"],
-        "accuracy": r["accuracy"],
-        "spam_f1": r["per_label"]["spam"]["f1"],
-        "predict_per_second": r["predict_per_second"],
-    }
-    print("social_spam_shipped:", results["runs"]["social_spam_shipped"], flush=True)
+    results["runs"].update(run_shipped_spam(reports, shared))
     results["runs"]["crosslingual"] = run_crosslingual(reports)
     results["runs"]["speed"] = run_speed(shared)
     return results
+
+
+def comment_eval_rows(runs: dict) -> list[tuple[str, str, str, str, str, str]]:
+    """Rows for the separately written comment-spam eval set: accuracy before → after, overall and per language."""
+    after, before = runs.get("comment_spam_eval"), runs.get("comment_spam_eval_before")
+    if not after:
+        return []
+
+    def change(key: str, lang: str | None) -> str:
+        now = after if lang is None else after["by_lang"][lang]
+        if not before:
+            return pct(now[key])
+        was = before if lang is None else before["by_lang"][lang]
+        return f"{pct(was[key])} → {pct(now[key])}"
+
+    rows = []
+    for lang in (None, *sorted(after["by_lang"])):
+        now = after if lang is None else after["by_lang"][lang]
+        what = "all" if lang is None else lang.upper()
+        rows.append(
+            (
+                f"Comment-spam eval set written separately, {what} (n={now['n']}; shipped spam model, no retraining)",
+                "accuracy" + (f" (before: @{before['model_version']} → now)" if before and lang is None else ""),
+                "≥ 90 %",
+                change("accuracy", lang),
+                "✅" if now["accuracy"] >= 0.90 else "❌",
+                f"spam precision {change('spam_precision', lang)}, recall {change('spam_recall', lang)}",
+            )
+        )
+    sms, sms_before = runs.get("sms_spam_shipped"), runs.get("sms_spam_shipped_before")
+    if sms:
+        was = f"{sms_before['spam_f1']:.3f} → " if sms_before else ""
+        rows.append(
+            (
+                "SMS spam test split (shipped spam model, no retraining)",
+                "spam F1 (argmax)",
+                "–",
+                f"{was}{sms['spam_f1']:.3f}",
+                "",
+                "the SMS-only row above trains on SMS alone",
+            )
+        )
+    return rows
 
 
 def table(results: dict) -> str:
@@ -294,6 +390,7 @@ def table(results: dict) -> str:
             "SMS-only model ≈ chance",
         ),
     ]
+    rows += comment_eval_rows(runs)
     x = runs.get("crosslingual")
     if x:
 
@@ -359,6 +456,9 @@ def table(results: dict) -> str:
             f"{r['ece']:.3f} | {r['threshold']:.3f} |"
         )
     lines += ["", f"Measured {results['date']} on this project's CI-class machine (2 cores; {results['machine']})."]
+    measured = (runs.get("comment_spam_eval") or {}).get("measured")
+    if measured and measured > results["date"]:
+        lines[-1] += f" The shipped spam model's comment rows: {measured} (`--spam-only`)."
     return "\n".join(lines)
 
 
@@ -369,16 +469,39 @@ def main() -> None:
     parser.add_argument("--reports", default=str(ROOT / "reports"))
     parser.add_argument("--update-readme", action="store_true")
     parser.add_argument("--embeddings", action="store_true", help="also CLINC150 with the optional embeddings extra")
+    parser.add_argument(
+        "--spam-only",
+        action="store_true",
+        help="re-measure only the shipped spam model's comment rows; keep every other figure from the last run",
+    )
+    parser.add_argument(
+        "--spam-before",
+        metavar="DIR",
+        help="an earlier spam artifact directory, measured on the comment eval set as the 'before' figures",
+    )
     args = parser.parse_args()
-    results = run(Path(args.shared), Path(args.reports))
+    previous = Path(args.out) / "quality.json"
+    last = json.loads(previous.read_text()) if previous.exists() else {"runs": {}}
+    if args.spam_only:
+        if not {"clinc150", "sms_spam", "davidson", "bitext"} <= set(last["runs"]):
+            parser.error(f"--spam-only needs a complete earlier run in {previous}; run without it first")
+        results = last
+        results["runs"].update(run_shipped_spam(Path(args.reports), Path(args.shared)))
+    else:
+        results = run(Path(args.shared), Path(args.reports))
+    if args.spam_before:
+        results["runs"]["comment_spam_eval_before"] = run_comment_eval(Path(args.spam_before))
+        sms = Path(args.shared) / "sms_spam_collection.jsonl"
+        if sms.is_file():
+            results["runs"]["sms_spam_shipped_before"] = run_comment_eval(Path(args.spam_before), sms, "test")
+    else:  # keep the recorded 'before' figures
+        for key in ("comment_spam_eval_before", "sms_spam_shipped_before"):
+            if last["runs"].get(key):
+                results["runs"][key] = last["runs"][key]
     if args.embeddings:
         results["runs"]["clinc150_embeddings"] = run_embeddings(Path(args.shared), Path(args.reports))
-    else:
-        previous = Path(args.out) / "quality.json"
-        if previous.exists():  # keep the last measured embeddings row (it needs the optional extra)
-            old = json.loads(previous.read_text()).get("runs", {}).get("clinc150_embeddings")
-            if old:
-                results["runs"]["clinc150_embeddings"] = old
+    elif last["runs"].get("clinc150_embeddings"):  # keep the last measured embeddings row (it needs the extra)
+        results["runs"]["clinc150_embeddings"] = last["runs"]["clinc150_embeddings"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "quality.json").write_text(json.dumps(results, indent=2, default=str) + "\n")

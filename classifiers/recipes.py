@@ -5,7 +5,7 @@
 
 ``spam-default``
     SMS Spam Collection (its train/test split) + our social-comment spam/ham
-    (EN/JA, two writers and a generated set of ~3,500 templated comments covering self-promotion,
+    (EN/JA, two writers and a generated set of ~10,000 templated and composed comments covering self-promotion,
     sub4sub, link drops, giveaways, impersonation, crypto "mentors", bait and follower sales in many
     styles; 20 % of each carved out as test) + customer messages as ham (our demo-shop
     utterances and the Bitext customer-support train split), so that a message

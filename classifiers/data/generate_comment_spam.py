@@ -20,9 +20,15 @@ from __future__ import annotations
 import json
 import random
 import unicodedata
+import sys
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from classifiers.data.comment_spam_compose import compose  # noqa: E402
+
 SEED = 20261127
+COMPOSE_SEED = 20261128
 OUT = Path(__file__).resolve().parent / "comment_spam_generated.jsonl"
 
 HANDLES = [
@@ -430,6 +436,8 @@ def generate() -> list[dict[str, str]]:
         for template in templates:
             for _ in range(per):
                 add(style(_fill(template, rng), rng), "ham", lang, "ham")
+    for row in compose(COMPOSE_SEED):
+        add(row["text"], row["label"], row["lang"], row["kind"])
     rng.shuffle(rows)
     return rows
 
