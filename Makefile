@@ -24,9 +24,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# The inner loop: everything but the tests marked slow (see README, Development).
+# The inner loop: everything but the tests marked slow, on TEST_WORKERS xdist workers; each uses its
+# own Redis database, REDIS_URL's + its index, and flushes it (see README, Development).
+TEST_WORKERS ?= 2
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS)
 
 # ruff (lint rules and format, in pyproject.toml) and mypy. `ruff format .` fixes the layout.
 lint: $(STAMP)

@@ -2,12 +2,21 @@
 
 The test database is flushed before each test that uses Redis, so point
 REDIS_URL at a scratch database (CI uses redis://127.0.0.1:6379/15).
+
+Parallel runs (pytest-xdist, ``-n N``): xdist worker ``gwK`` uses database *base + K*, where *base*
+is REDIS_URL's database, so ``REDIS_URL=redis://127.0.0.1:6379/1 pytest -n 2`` FLUSHES databases 1
+and 2. ``pytest_configure`` below rewrites REDIS_URL in each worker's environment to its own
+database (so subprocesses and ``Settings()`` see it too) and stops with a clear message when
+*base + N - 1* is past the server's last database (16 databases, 0-15, by default). Without
+REDIS_URL each worker starts its own embedded redis-server under its own temporary directory.
+Nothing else is shared between workers: ports are the kernel's free ones, files go to ``tmp_path``.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +32,45 @@ if TYPE_CHECKING:
     from tests.serve_process import ServeProcess
 
 SHARED = Path(os.environ.get("REPLYGUARD_SHARED", REPO_ROOT.parent / "shared" / "datasets"))
+
+
+def worker_redis_url(url: str, worker: str, workers: int) -> str:
+    """REDIS_URL for xdist worker ``worker`` (``gw0``, ``gw1``, ...): the same server, database
+    REDIS_URL's database + the worker's index. Raises UsageError when that database does not exist."""
+    index = int(worker.removeprefix("gw"))
+    base = int(redis.ConnectionPool.from_url(url).connection_kwargs.get("db") or 0)
+    last = base + workers - 1
+    try:
+        databases = int(redis.Redis.from_url(url, socket_connect_timeout=5).config_get("databases")["databases"])
+    except (redis.RedisError, KeyError, ValueError):  # CONFIG may be disabled: Redis's default
+        databases = 16
+    if last >= databases:
+        raise pytest.UsageError(
+            f"{workers} xdist workers on REDIS_URL {url} would use databases {base}-{last}, but the server "
+            f"has {databases} (0-{databases - 1}): set REDIS_URL to database {databases - workers} or lower"
+        )
+    db = base + index
+    if url.startswith("unix://"):  # the database is a query parameter
+        rest = re.sub(r"([?&])db=\d+&?", r"\1", url).rstrip("?&")
+        return f"{rest}{'&' if '?' in rest else '?'}db={db}"
+    match = re.match(r"^(rediss?://[^/?#]*)(/\d*)?(.*)$", url)
+    if match is None:
+        raise pytest.UsageError(f"REDIS_URL {url} is not a redis://, rediss:// or unix:// URL")
+    return f"{match.group(1)}/{db}{match.group(3)}"
+
+
+#: REDIS_URL as the run was started with (before an xdist worker moved it to its own database).
+BASE_REDIS_URL = os.environ.get("REDIS_URL")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    url = BASE_REDIS_URL
+    if worker and url:
+        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        os.environ["REDIS_URL"] = worker_redis_url(url, worker, workers)
+    elif url and getattr(config.option, "dist", "no") != "no" and getattr(config.option, "tx", None):
+        worker_redis_url(url, "gw0", len(config.option.tx))  # the controller: stop before any worker starts
 
 
 @pytest.fixture(scope="session")

@@ -229,6 +229,20 @@ class Recovering:
             requeued += never_started
         return requeued
 
+    def unsubscribe(self) -> None:
+        """Leave RQ's command channel without a 1-second stall. RQ unsubscribes first and then stops
+        its pub/sub thread, which, no longer subscribed, sleeps in a 60-second wait, so RQ gives up
+        joining it after 1 s: every worker stop (and every ``work(burst=True)``) took a second longer.
+        Stopping the thread first lets the unsubscribe reply wake it, and it exits at once."""
+        pubsub = getattr(self, "pubsub", None)
+        thread = getattr(self, "pubsub_thread", None)
+        if pubsub is None or thread is None:
+            return
+        thread.stop()
+        pubsub.unsubscribe()
+        thread.join(timeout=1)
+        pubsub.close()
+
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
         # every dequeue goes through the intermediate list (ReplyguardQueue), so always leave it
         super().prepare_job_execution(job, True)  # type: ignore[misc]
