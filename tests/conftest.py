@@ -84,6 +84,37 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.stop()
 
 
+def _artifact_fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...]:
+    return tuple(sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in directory.iterdir() if f.is_file()))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def models_loaded_once_per_process() -> Iterator[None]:
+    """Each model artifact is read, verified and unpickled once per test process, not once per test.
+
+    Every ``load_brands`` builds a new ``ModelRegistry``, so without this each test that loads the
+    brands loaded the three shipped models again (~0.3 s of CPU), and built their shared text pass
+    again (``worker.pipeline`` keeps one per set of loaded models). The cache key holds the directory,
+    the task asked for, and every file's size and modification time: a test that copies, edits or
+    corrupts an artifact gets it loaded and verified again, and a failed load is never cached.
+    ``load_artifact`` itself (``tests/test_artifacts.py``) is not cached."""
+    import classifiers.registry
+
+    load = classifiers.registry.load_artifact
+    loaded: dict[tuple[Any, ...], Any] = {}
+
+    def load_once(directory: Path, expected_task: str | None = None) -> Any:
+        directory = Path(directory)
+        key = (directory.resolve(), expected_task, _artifact_fingerprint(directory))
+        if key not in loaded:
+            loaded[key] = load(directory, expected_task=expected_task)
+        return loaded[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(classifiers.registry, "load_artifact", load_once)
+        yield
+
+
 @pytest.fixture()
 def client(redis_url: str) -> redis.Redis:
     connection = redis.Redis.from_url(redis_url)

@@ -13,6 +13,8 @@ import ast
 import tomllib
 from pathlib import Path
 
+from tests.source_trees import parsed
+
 ROOT = Path(__file__).resolve().parent.parent
 
 #: package -> rank; a module may import packages of its own rank or lower.
@@ -28,7 +30,7 @@ def _module_name(path: Path, root: Path) -> list[str]:
 
 def imported_names(path: Path, root: Path) -> list[tuple[int, str]]:
     """(line, absolute module name) of every import in the file at ``path``."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    tree = parsed(path)
     here = _module_name(path, root)
     package = here if path.name == "__init__.py" else here[:-1]
     out: list[tuple[int, str]] = []
@@ -134,7 +136,7 @@ def test_the_slow_lists_name_tests_that_exist():
     for nodeid in SLOW_TESTS:
         module, _, name = nodeid.partition("::")
         path = root / module
-        tree = ast.parse(path.read_text(encoding="utf-8")) if path.is_file() else ast.Module(body=[])
+        tree = parsed(path) if path.is_file() else ast.Module(body=[])
         if not any(isinstance(n, ast.FunctionDef) and n.name == name for n in tree.body):
             missing.append(nodeid)
     assert missing == []

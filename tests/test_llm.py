@@ -4,6 +4,7 @@ deadlines, the cascade and the moderation second opinion."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -41,8 +42,18 @@ def server():
         yield s
 
 
+@functools.cache
+def _demo_policy() -> str:
+    return (REPO_ROOT / "policies" / "demo-shop.yaml").read_text(encoding="utf-8")
+
+
+def demo_policy() -> dict:
+    """The demo brand's policy as data (parsed with libyaml: PyYAML's pure-Python parser costs ~0.1 s each time)."""
+    return yaml.load(_demo_policy(), Loader=yaml.CSafeLoader)
+
+
 def llm_policies(tmp_path: Path, server: StandInLLM, **changes) -> Path:
-    data = yaml.safe_load((REPO_ROOT / "policies" / "demo-shop.yaml").read_text(encoding="utf-8"))
+    data = demo_policy()
     provider = {
         "base_url": server.base_url,
         "model": "test-model",
@@ -69,7 +80,8 @@ def llm_policies(tmp_path: Path, server: StandInLLM, **changes) -> Path:
         data[key] = value
     directory = tmp_path / "policies"
     directory.mkdir(exist_ok=True)
-    (directory / "demo-shop.yaml").write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    text = yaml.dump(data, Dumper=yaml.CSafeDumper, allow_unicode=True, sort_keys=False)
+    (directory / "demo-shop.yaml").write_text(text, encoding="utf-8")
     return directory
 
 
@@ -278,8 +290,8 @@ def test_5xx_exhausting_retries_falls_back(client, llm_env, server) -> None:
 
 
 def test_timeout_falls_back_to_the_template(client, llm_env, server) -> None:
-    settings, _ = llm_env(provider={"timeout_seconds": 0.5, "max_retries": 1})
-    server.script.extend([Scripted(content="late", delay=1.5), Scripted(content="late", delay=1.5)])
+    settings, _ = llm_env(provider={"timeout_seconds": 0.2, "max_retries": 1})
+    server.script.extend([Scripted(content="late", delay=0.6), Scripted(content="late", delay=0.6)])
     ingest_events([ORDER], client, settings, batch_wait=0.01)
     work(client, settings)
     d = decided(client, settings, "o1")
@@ -316,7 +328,7 @@ UNSURE = make_event(id="u1", conversation_id="c-u1", text="hmm the thing i bough
 
 def cascade_env(llm_env, **extra):
     # an impossible intent threshold makes every message "uncertain", so the cascade always runs
-    thresholds = yaml.safe_load((REPO_ROOT / "policies" / "demo-shop.yaml").read_text())["thresholds"]
+    thresholds = demo_policy()["thresholds"]
     thresholds["intent"] = {"default": 0.999}
     return llm_env(llm={"cascade": {**CASCADE["cascade"], **extra}}, thresholds=thresholds)
 
@@ -395,13 +407,13 @@ def test_cascade_refuses_malformed_answers(client, llm_env, server, content, rea
 
 
 def test_deadline_sends_the_plain_template_when_no_llm_worker_runs(client, llm_env, server) -> None:
-    settings, _ = llm_env(llm={"personalise": {"intents": {"order_status": {}}, "deadline_seconds": 1}})
+    settings, _ = llm_env(llm={"personalise": {"intents": {"order_status": {}}, "deadline_seconds": 0.5}})
     ingest_events([ORDER], client, settings, batch_wait=0.01)
     work(client, settings, queues="batches")  # no LLM worker
     d = decided(client, settings, "o1")
     assert d.pending and outbox_replies(client, settings) == {}  # held back ...
     assert llm_queue(client, settings).count == 1
-    time.sleep(1.3)
+    time.sleep(0.6)
     work(client, settings, queues="batches", scheduler=True)  # ... until the deadline
     d = decided(client, settings, "o1")
     assert (d.llm.outcome, d.llm.reason) == ("fallback", "deadline")
@@ -412,12 +424,12 @@ def test_deadline_sends_the_plain_template_when_no_llm_worker_runs(client, llm_e
 
 
 def test_a_pending_decision_whose_jobs_were_lost_is_finished_by_the_next_batch(client, llm_env, server) -> None:
-    settings, brands = llm_env(llm={"personalise": {"intents": {"order_status": {}}, "deadline_seconds": 1}})
+    settings, brands = llm_env(llm={"personalise": {"intents": {"order_status": {}}, "deadline_seconds": 0.5}})
     store = Store(client, settings.key_prefix)
     # the worker "dies" right after saving: nothing is enqueued for the pending decision
     Pipeline(brands).process([ORDER], store, schedule_llm=lambda pending: None)
     assert decided(client, settings, "o1").pending and llm_queue(client, settings).count == 0
-    time.sleep(1.2)
+    time.sleep(0.6)
     ingest_events([make_event(id="later", conversation_id="c-l", text="hi")], client, settings, batch_wait=0.01)
     work(client, settings, queues="batches")
     d = decided(client, settings, "o1")

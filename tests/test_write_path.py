@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from tests.conftest import make_event
+from tests.source_trees import parsed
 from tests.test_llm import KEY_ENV, ORDER, SECRET, Scripted, llm_env, server, work  # noqa: F401 - fixtures
 from worker import drafting, store as store_module
 from worker.ingest import ingest_events
@@ -58,7 +59,7 @@ WRITES = {
 def _sources():
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
-            yield path.relative_to(ROOT).as_posix(), ast.parse(path.read_text(encoding="utf-8"))
+            yield path.relative_to(ROOT).as_posix(), parsed(path)
 
 
 def outcome_edits(relative: str, tree: ast.AST) -> list[str]:

@@ -25,6 +25,7 @@ import email.utils
 import hashlib
 import os
 import random
+import ssl
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import openai
 import redis
 
@@ -206,6 +208,18 @@ def budget_key(prefix: str, brand: str, when: datetime | None = None) -> str:
     return Keys(prefix).llm_tokens(brand, f"{when:%Y-%m}")
 
 
+_TLS: list[ssl.SSLContext] = []
+
+
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context per process for every LLM client (httpx's default: certifi's CA bundle, or
+    SSL_CERT_FILE / SSL_CERT_DIR). A client is made for every LLM task, and building a context reads
+    the whole CA bundle: ~0.1 s of CPU each time."""
+    if not _TLS:
+        _TLS.append(httpx.create_ssl_context())
+    return _TLS[0]
+
+
 class LLMClient:
     """One provider, used on behalf of one brand."""
 
@@ -244,6 +258,7 @@ class LLMClient:
                 max_retries=0,  # retries are ours: counted, bounded, circuit-aware
                 default_headers=headers or None,
                 default_query=self.provider.default_query or None,
+                http_client=openai.DefaultHttpxClient(verify=_tls_context()),
             )
         return self._client
 

@@ -115,7 +115,10 @@ class StandInLLM:
         return f"http://{host if isinstance(host, str) else host.decode()}:{port}/v1"
 
     def start(self) -> "StandInLLM":
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="standin-llm", daemon=True)
+        # a short poll: shutdown() waits for the serving loop to look (the default 0.5 s made every stop slow)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="standin-llm", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -94,9 +94,11 @@ def read_yaml(path: Path) -> YamlDocument:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise YamlProblem(f"byte {exc.start}", f"not valid UTF-8 ({exc.reason})") from exc
-    try:
-        root = yaml.compose(text, Loader=_StrictLoader)
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - _StrictLoader is a SafeLoader
+    loader: _StrictLoader | None = None
+    try:  # one parse: the nodes (for line numbers) and the data built from them
+        loader = _StrictLoader(text)  # (reading a non-printable character raises here)
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
     except YamlProblem:
         raise
     except yaml.MarkedYAMLError as exc:
@@ -109,6 +111,9 @@ def read_yaml(path: Path) -> YamlDocument:
         raise YamlProblem("(file)", "nested too deeply") from exc
     except (ValueError, OverflowError, TypeError) as exc:  # e.g. a 5,000-digit integer
         raise YamlProblem("(file)", f"unreadable value: {str(exc)[:200]}") from exc
+    finally:
+        if loader is not None:
+            loader.dispose()
     if root is not None and _expanded_size(root) > MAX_YAML_VALUES:
         raise YamlProblem("(file)", f"expands to more than {MAX_YAML_VALUES:,} values (aliases of aliases?)")
     return YamlDocument(path=path, raw=raw, data=data, root=root)

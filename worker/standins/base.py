@@ -95,7 +95,10 @@ class StandIn:
 
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name=self.name, daemon=True)
+        # a short poll: shutdown() waits for the serving loop to look (the default 0.5 s made every stop slow)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=self.name, daemon=True
+        )
 
     @property
     def url(self) -> str:
