@@ -397,7 +397,11 @@ def table(results: dict) -> str:
         def direction(key: str) -> str:
             pair, kind = key.split(" ")
             source, target = pair.split("->")
-            how = "intent default (sentence head at 0.2)" if kind == "default" else "sentence head alone"
+            how = (
+                "intent default (sentence head at 0.2, n-gram head weighed by token coverage)"
+                if kind == "default"
+                else "sentence head alone"
+            )
             return f"Starter pack, train {source.upper()} → test {target.upper()}, {how}"
 
         rows += [

@@ -66,29 +66,49 @@ class FusedLinear(ClassifierMixin, BaseEstimator):
     the rest (the n-gram TF-IDF) feed ``ngram_head``; ``predict_proba`` is
     ``p_ngram^(1-alpha) · p_sentence^alpha``, renormalised. ``alpha`` is chosen on
     validation data per task (README "Classifier quality").
+
+    With ``coverage_floor`` set, the column just before the sentence vectors is the text's
+    token coverage (:class:`classifiers.features.TokenCoverage`) and the n-gram head's weight is
+    ``(1-alpha) · min(1, coverage / coverage_floor)``: a text whose words the n-gram features
+    have never seen (a Japanese message to a model trained on English) is judged by the
+    multilingual sentence head, and a text covered at least ``coverage_floor`` as usual.
     """
 
+    coverage_floor: float | None = None  # models saved before the parameter existed fuse as before
+
     def __init__(
-        self, ngram_head: Any = None, sentence_head: Any = None, sentence_columns: int = 512, alpha: float = 0.5
+        self,
+        ngram_head: Any = None,
+        sentence_head: Any = None,
+        sentence_columns: int = 512,
+        alpha: float = 0.5,
+        coverage_floor: float | None = None,
     ):
         self.ngram_head = ngram_head
         self.sentence_head = sentence_head
         self.sentence_columns = sentence_columns
         self.alpha = alpha
+        self.coverage_floor = coverage_floor
 
-    def _split(self, X: Any) -> tuple[Any, np.ndarray]:
+    def _split(self, X: Any) -> tuple[Any, np.ndarray, np.ndarray | None]:
         X = sp.csr_matrix(X) if not sp.issparse(X) else X.tocsr()
         cut = X.shape[1] - self.sentence_columns
         # float64 for the sentence head: its fit (X^T X) and scores then do not depend on how many BLAS
         # threads run them (float32 sums differ by thread count; a rebuilt model must predict the same)
-        return X[:, :cut], np.asarray(X[:, cut:].toarray(), dtype=np.float64)
+        sentences = np.asarray(X[:, cut:].toarray(), dtype=np.float64)
+        if self.coverage_floor is None:
+            return X[:, :cut], sentences, None
+        coverage = np.asarray(X[:, cut - 1].toarray(), dtype=np.float64).ravel()
+        return X[:, : cut - 1], sentences, coverage
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "FusedLinear":
         if self.ngram_head is None or self.sentence_head is None:
             raise ValueError("FusedLinear needs an ngram_head and a sentence_head")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
-        ngrams, sentences = self._split(X)
+        if self.coverage_floor is not None and not 0.0 < self.coverage_floor <= 1.0:
+            raise ValueError(f"coverage_floor must be in (0, 1], got {self.coverage_floor}")
+        ngrams, sentences, _ = self._split(X)
         extra = {} if sample_weight is None else {"sample_weight": sample_weight}
         self.ngram_head_ = clone(self.ngram_head).fit(ngrams, y, **extra)
         self.sentence_head_ = clone(self.sentence_head).fit(sentences, y, **extra)
@@ -100,9 +120,20 @@ class FusedLinear(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "classes_")
-        ngrams, sentences = self._split(X)
-        low = np.log(np.clip(self.ngram_head_.predict_proba(ngrams), 1e-12, 1.0)) * (1.0 - self.alpha)
-        low += np.log(np.clip(self.sentence_head_.predict_proba(sentences), 1e-12, 1.0)) * self.alpha
+        ngrams, sentences, coverage = self._split(X)
+        return self.fuse(self.ngram_head_.predict_proba(ngrams), self.sentence_head_.predict_proba(sentences), coverage)
+
+    def fuse(
+        self, ngram_proba: np.ndarray, sentence_proba: np.ndarray, coverage: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The two heads' probabilities (and the texts' token coverage) -> the fused probabilities."""
+        if coverage is None or self.coverage_floor is None:
+            low = np.log(np.clip(ngram_proba, 1e-12, 1.0)) * (1.0 - self.alpha)
+            low += np.log(np.clip(sentence_proba, 1e-12, 1.0)) * self.alpha
+        else:
+            ngram_weight = (1.0 - self.alpha) * np.clip(coverage / self.coverage_floor, 0.0, 1.0)[:, None]
+            low = np.log(np.clip(ngram_proba, 1e-12, 1.0)) * ngram_weight
+            low += np.log(np.clip(sentence_proba, 1e-12, 1.0)) * (1.0 - ngram_weight)
         low -= low.max(axis=1, keepdims=True)
         proba = np.exp(low)
         return proba / proba.sum(axis=1, keepdims=True)

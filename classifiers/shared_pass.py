@@ -13,10 +13,14 @@ dictionaries. :class:`SharedPass` does, per batch:
    exactly the matrix the model's CountVectorizer builds);
 4. the sentence vector once per distinct normalised text;
 
-and then hands each model's feature blocks to *that model's own* fitted
-``TfidfTransformer``, ``FeatureUnion`` stacking and classifier, so the
-probabilities are the ones the artifact's pipeline gives (tests compare them on
-the shared datasets). A model whose pipeline has another shape is run as is.
+and then applies each model's own fitted weights: its TF-IDF weighting (the
+arithmetic of ``TfidfTransformer.transform``), the stacking of its blocks and its
+calibrated heads (the arithmetic of ``CalibratedClassifierCV`` with temperature
+scaling over ``PrunedLinear`` / ``RidgeClassifier``, and ``FusedLinear.fuse``),
+without scikit-learn's per-call input validation, which cost more than the
+arithmetic at batches of 64. The probabilities are the ones the artifact's
+pipeline gives (tests compare them on the shared datasets). A model whose
+pipeline has another shape, or a head of another kind, is run by scikit-learn as is.
 """
 
 from __future__ import annotations
@@ -27,14 +31,23 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import RidgeClassifier
 from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.preprocessing import normalize
+from sklearn.utils.extmath import softmax
+from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
+from classifiers.estimators import FusedLinear, PrunedLinear
+from classifiers.features import TokenCoverage
 from classifiers.sentence import SentenceVectors
 from classifiers.text import TextNormalizer, normalize_all
 
 #: Words whose n-gram ids are remembered per char_wb analyser (cleared when full).
 WORD_CACHE = 50_000
+#: A linear head's weights are kept dense (float32) up to this many entries (16 MB), e.g. 9 intents x 400k n-grams.
+DENSE_WEIGHTS = 4_000_000
 _ANALYSER_PARAMS = (
     "analyzer",
     "ngram_range",
@@ -88,13 +101,38 @@ class _Head:
                 blocks.append(("ngrams", part))
             elif isinstance(part, SentenceVectors):
                 blocks.append(("sentence", part))
+            elif isinstance(part, TokenCoverage):
+                blocks.append(("coverage", part))
             else:
                 return
         self.norm_key = _normaliser_key(norm)
         self.union, self.head, self.blocks = union, head, blocks
+        self.fused = isinstance(head, FusedLinear) and blocks[-1][0] == "sentence"
+        if self.fused:
+            self.weights = [_linear_weights(head.ngram_head_), _linear_weights(head.sentence_head_)]
+        else:
+            self.weights = [_linear_weights(head)]
         self.columns: list[np.ndarray | None] = []
         self.keys: list[tuple | None] = []
         self.shared = True
+
+    def proba(self, blocks: list[Any]) -> np.ndarray:
+        """Probabilities from the feature blocks (sparse n-gram TF-IDF blocks; the sentence block last, dense)."""
+        if self.fused:
+            # what FusedLinear._split hands its heads: n-gram blocks, [coverage column,] sentence vectors
+            sentences = np.asarray(blocks[-1], dtype=np.float64)
+            coverage = None
+            if self.head.coverage_floor is not None:
+                coverage = np.asarray(blocks[-2], dtype=np.float64)
+                blocks = blocks[:-1]
+            ngrams = sp.hstack(blocks[:-1], format="csr")
+            return self.head.fuse(
+                _calibrated(self.head.ngram_head_, ngrams, self.weights[0]),
+                _calibrated(self.head.sentence_head_, sentences, self.weights[1]),
+                coverage,
+            )
+        blocks = [sp.csr_matrix(b if b.ndim == 2 else b[:, None]) if isinstance(b, np.ndarray) else b for b in blocks]
+        return _calibrated(self.head, self.union._hstack(blocks), self.weights[0])
 
 
 class SharedPass:
@@ -176,10 +214,12 @@ class SharedPass:
                     ids.extend(self._lookup(key, doc))
                     indptr[row + 1] = len(ids)
             # unknown n-grams land in the extra last column, which no model selects
+            columns = np.asarray(ids, dtype=np.int64)
+            columns[columns < 0] = len(union)
             matrix = sp.csr_matrix(
-                (np.ones(len(ids), dtype=np.float32), np.asarray(ids, dtype=np.int64), indptr),
-                shape=(len(unique), len(union) + 1),
+                (np.ones(len(ids), dtype=np.float32), columns, indptr), shape=(len(unique), len(union) + 1)
             )
+            matrix.sum_duplicates()  # integer counts, once for every model reading this analyser
             counts[key] = (matrix, unique)
         sentences = self._sentences(normalised)
         out = []
@@ -187,25 +227,31 @@ class SharedPass:
             if not head.shared:
                 out.append(np.asarray(head.model.predict_proba(texts), dtype=np.float64))
                 continue
-            blocks = []
+            blocks: list[Any] = []
             for (kind, part), selection, analyser in zip(head.blocks, head.columns, head.keys, strict=True):
-                if kind == "sentence" or selection is None or analyser is None:
-                    blocks.append(part.scale(sentences[head.norm_key]))
+                if kind == "sentence":
+                    blocks.append(sentences[head.norm_key] * np.float32(part.weight))
                     continue
+                if kind == "coverage":
+                    blocks.append(part.coverage(normalised[head.norm_key]))
+                    continue
+                if selection is None or analyser is None:  # every n-gram block has both
+                    raise RuntimeError(f"n-gram block without a vocabulary selection in {type(part).__name__}")
                 matrix, unique = counts[analyser]
-                rows = matrix[[unique[doc] for doc in normalised[head.norm_key]]]
+                order = [unique[doc] for doc in normalised[head.norm_key]]
+                rows = matrix if order == list(range(matrix.shape[0])) else matrix[order]
                 cols = selection[rows.indices]
                 keep = cols >= 0
-                row_of = np.repeat(np.arange(len(texts)), np.diff(rows.indptr))[keep]
+                row_of = np.repeat(np.arange(len(texts)), np.diff(rows.indptr))
+                indptr = np.zeros(len(texts) + 1, dtype=np.int64)
+                np.cumsum(np.bincount(row_of[keep], minlength=len(texts)), out=indptr[1:])
                 local = sp.csr_matrix(
-                    (rows.data[keep].astype(part.dtype), (row_of, cols[keep])),
+                    (rows.data[keep].astype(part.dtype), cols[keep], indptr),
                     shape=(len(texts), len(part.vocabulary_)),
-                )  # integer counts, duplicates summed
-                local.sum_duplicates()
+                )  # this model's columns of the counts (distinct union terms are distinct columns)
                 local.sort_indices()
-                blocks.append(part._tfidf.transform(local, copy=False))
-            features = head.union._hstack(blocks)
-            out.append(np.asarray(head.head.predict_proba(features), dtype=np.float64))
+                blocks.append(_tfidf(part, local))
+            out.append(np.asarray(head.proba(blocks), dtype=np.float64))
         return out
 
     def _sentences(self, normalised: dict[tuple, list[str]]) -> dict[tuple, np.ndarray]:
@@ -222,3 +268,59 @@ class SharedPass:
                 index.setdefault(doc, len(index))
         vectors = table.encode(list(index))
         return {key: vectors[[index[t] for t in normalised[key]]] for key in wanted}
+
+
+def _tfidf(part: TfidfVectorizer, counts: sp.csr_matrix) -> sp.csr_matrix:
+    """``part._tfidf.transform(counts, copy=False)`` without its input validation (same arithmetic, in place)."""
+    weighting = part._tfidf
+    if weighting.sublinear_tf:
+        np.log(counts.data, counts.data)
+        counts.data += 1.0
+    if hasattr(weighting, "idf_"):
+        counts.data *= weighting.idf_[counts.indices]
+    if weighting.norm == "l2":
+        inplace_csr_row_normalize_l2(counts)
+    elif weighting.norm is not None:
+        counts = normalize(counts, norm=weighting.norm, copy=False)
+    return counts
+
+
+def _calibrated(head: Any, X: Any, weights: tuple[Any, np.ndarray] | None) -> np.ndarray:
+    """``head.predict_proba(X)``: for one temperature-scaled linear head (``weights``: its coefficients,
+    transposed, and intercepts), the same arithmetic without scikit-learn's input validation."""
+    if weights is None:
+        return head.predict_proba(X)
+    calibrated = head.calibrated_classifiers_[0]
+    coef_t, intercept = weights
+    scores = X @ coef_t
+    scores = (scores.toarray() if sp.issparse(scores) else np.asarray(scores)) + intercept
+    if scores.ndim == 1 or scores.shape[1] == 1:  # binary: logits (-d, d)
+        scores = scores.reshape(-1, 1)
+        logits = np.concatenate([-scores, scores], axis=1)
+    elif ((scores >= 0) & (scores <= 1)).all() and np.isclose(scores.sum(axis=1), 1.0).all():
+        logits = np.log(scores + 1e-12)  # scikit-learn reads such scores as probabilities
+    else:
+        logits = scores
+    proba = softmax(calibrated.calibrators[0].beta_ * logits)
+    proba[(1.0 < proba) & (proba <= 1.0 + 1e-5)] = 1.0
+    return proba.astype(np.float64)  # CalibratedClassifierCV averages into a float64 array
+
+
+def _linear_weights(head: Any) -> tuple[Any, np.ndarray] | None:
+    """A calibrated head's transposed coefficients and intercepts, when :func:`_calibrated` can run it."""
+    if not isinstance(head, CalibratedClassifierCV) or len(head.calibrated_classifiers_) != 1:
+        return None
+    calibrated = head.calibrated_classifiers_[0]
+    estimator = calibrated.estimator
+    if calibrated.method != "temperature":
+        return None
+    if isinstance(estimator, PrunedLinear):  # decision_function: (X @ coef_.T).toarray() + intercept_
+        coef_t = sp.csr_matrix(estimator.coef_.T)
+        if coef_t.shape[0] * coef_t.shape[1] <= DENSE_WEIGHTS:
+            # sparse X times dense weights adds the same products in the same order (a pruned weight
+            # adds an exact zero), several times faster than a sparse-times-sparse product
+            return np.ascontiguousarray(coef_t.toarray()), estimator.intercept_
+        return coef_t, estimator.intercept_
+    if type(estimator) is RidgeClassifier:  # decision_function: X @ coef_.T + intercept_ (dense X)
+        return np.ascontiguousarray(estimator.coef_.T), estimator.intercept_
+    return None

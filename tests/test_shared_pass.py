@@ -111,7 +111,7 @@ def _bilingual() -> Dataset:
 def test_fused_model_saves_verifies_and_matches_in_the_shared_pass(tmp_path: Path) -> None:
     config = ModelConfig(calibration_folds=3, sentence_weight=0.7, char_min_df=1, word_min_df=1)
     result = train("intent", _bilingual(), name="fused", out=tmp_path / "fused", config=config)
-    assert result.manifest is not None and result.manifest.representation.startswith("usem3-static-v1:")
+    assert result.manifest is not None and result.manifest.representation.startswith("usem3-static-v2:")
     model = load_artifact(tmp_path / "fused")
     assert "classifiers.estimators.FusedLinear" in model.manifest.trusted_types
     texts = _texts(50) + ["注文はどこですか", "返品したいです"]
@@ -171,3 +171,42 @@ def test_generated_spam_training_set_does_not_share_phrasing_with_the_eval_set()
     ]
     shared = [t for t in evaluation if _shingles(t) & train]
     assert len(shared) <= 0.02 * len(evaluation), shared[:5]  # written separately: no common 5-word runs
+
+
+def test_coverage_weighted_fusion_hands_unseen_languages_to_the_sentence_head(tmp_path: Path) -> None:
+    from classifiers.estimators import FusedLinear
+    from classifiers.features import TokenCoverage
+
+    english = [e.text for e in _bilingual().examples if e.split == "train"]
+    coverage = TokenCoverage().fit([normalize(t) for t in english])
+    japanese, known, empty = coverage.coverage(["注文はどこですか", "where is my order", ""])
+    assert japanese == 0.0 and known == 1.0 and empty == 1.0
+
+    config = ModelConfig(calibration_folds=3, sentence_weight=0.2, coverage_floor=0.5, char_min_df=1, word_min_df=1)
+    result = train("intent", _bilingual(), name="covered", out=tmp_path / "covered", config=config)
+    model = load_artifact(tmp_path / "covered")
+    assert "classifiers.features.TokenCoverage" in model.manifest.trusted_types
+    assert model.manifest.config["coverage_floor"] == 0.5
+    fused = result.estimator.named_steps["classify"]
+    assert isinstance(fused, FusedLinear) and fused.coverage_floor == 0.5
+    ngram = np.array([[0.9, 0.05, 0.05]])
+    sentence = np.array([[0.1, 0.8, 0.1]])
+    np.testing.assert_allclose(fused.fuse(ngram, sentence, np.array([0.0])), sentence)  # no evidence: sentence head
+    np.testing.assert_allclose(fused.fuse(ngram, sentence, np.array([0.7])), fused.fuse(ngram, sentence))
+    # the English-trained model answers the Japanese test messages by meaning (the n-gram head alone cannot)
+    test = [e for e in _bilingual().examples if e.split == "test"]
+    predicted = np.array(model.labels)[model.predict_proba([e.text for e in test]).argmax(axis=1)]
+    assert list(predicted) == [e.label for e in test]
+    texts = _texts(50) + [e.text for e in test]
+    other = ModelRegistry().get("spam-default")
+    covered, spam = SharedPass([model, other]).predict_proba(texts)
+    np.testing.assert_allclose(covered, model.predict_proba(texts), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(spam, other.predict_proba(texts), atol=1e-6, rtol=0)
+
+
+def test_a_config_without_coverage_keeps_its_version() -> None:
+    from classifiers.build import model_version
+
+    assert "coverage_floor" not in ModelConfig().to_dict()
+    assert ModelConfig(coverage_floor=0.5).to_dict()["coverage_floor"] == 0.5
+    assert model_version(ModelConfig(), []) != model_version(ModelConfig(coverage_floor=0.5), [])
