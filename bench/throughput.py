@@ -94,6 +94,9 @@ def _acceptable(text: str) -> bool:
 
 
 def messages(n: int, tag: str, pool: list[str]) -> list[dict[str, Any]]:
+    """``n`` demo-shop DMs and comments, each its own conversation, written now (as live traffic is:
+    an escalation's SLA timer then starts with its steps ahead, not already breached)."""
+    created_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     out = []
     for i in range(n):
         comment = i % 3 == 0
@@ -107,7 +110,7 @@ def messages(n: int, tag: str, pool: list[str]) -> list[dict[str, Any]]:
                 "post_id": f"{tag}-p{i % 50}" if comment else None,
                 "author": {"id": f"{tag}-a{i}", "name": "Aiko Tanaka", "locale": None, "tags": []},
                 "text": pool[i % len(pool)][:2000],
-                "created_at": "2026-11-24T10:00:00+09:00",
+                "created_at": created_at,
                 "metadata": {},
             }
         )
@@ -361,20 +364,34 @@ def paced(
 
 
 def stages(settings: Settings, msgs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pipeline.process in this process on batches of 256: wall ms per message by stage."""
+    """Pipeline.process in this process on batches of 256, SLA timers included as a worker's job
+    does (worker.jobs.process_batch, without RQ): wall ms per message by stage."""
+    from threadpoolctl import threadpool_limits
+
     from worker.brands import load_brands
+    from worker.jobs import sla_tracker
     from worker.pipeline import Pipeline
     from worker.store import Store
 
+    threadpool_limits(1)  # as in a worker process
     client = redis.Redis.from_url(settings.redis_url)
     pipeline = Pipeline(load_brands(settings))
     store = Store(client, settings.key_prefix)
-    pipeline.process(msgs[:256], store)  # warm
+
+    def job(batch: list[dict[str, Any]]) -> dict[str, float]:
+        sla = sla_tracker(client, pipeline, settings)
+        timings = pipeline.process(batch, store, sla=sla).timings
+        t0 = time.perf_counter()
+        sla.fire_due()
+        timings["sla_ms"] = timings.get("sla_ms", 0.0) + (time.perf_counter() - t0) * 1000
+        return timings
+
+    job(msgs[:256])  # warm
     totals: dict[str, float] = {}
     cpu0 = time.process_time()
     rest = msgs[256:]
     for i in range(0, len(rest), 256):
-        for name, ms in pipeline.process(rest[i : i + 256], store).timings.items():
+        for name, ms in job(rest[i : i + 256]).items():
             totals[name] = totals.get(name, 0.0) + ms
     cpu = time.process_time() - cpu0
     row = {

@@ -636,7 +636,7 @@ class Store:
         """
         if review not in ("", "add", "move"):
             raise ValueError(f"review must be '', 'add' or 'move', not {review!r}")
-        b, mid = decision.brand, decision.message_id
+        k, b, mid = self.keys, decision.brand, decision.message_id
         conv = decision.conversation_id
         keys = self._script_keys(b, mid, conv, None)
         score = ""
@@ -668,8 +668,11 @@ class Store:
             "",
             "",
             "XX" if review == "move" else "",
+            conv,
+            "",  # ARGV 26-27 and KEYS 14 (the person index) are not used in amend mode
+            "",
         ]
-        self._apply(keys=keys, args=args, client=pipe)
+        self._apply(keys=[*keys, k.person(b, decision.author_id)], args=args, client=pipe)
 
     @_guard("finalising a decision")
     def finalize(
@@ -702,7 +705,7 @@ class Store:
                 decision = opted_out_meanwhile(decision, policy)
             event = InboundEvent.model_validate(decision.event)
             keys, args = self._apply_args(decision, event, first=False, expected=raw, opted_out=opted)
-            if self._apply(keys=keys, args=args) == 1:
+            if self._apply(keys=keys, args=args)[0] == 1:
                 return decision
             # the stored decision changed since it was read: read it again
 
@@ -741,12 +744,18 @@ class Store:
             return []
         seqs = seqs if seqs is not None else [None] * len(items)
         pipe = self.client.pipeline(transaction=False)
-        for (decision, event, optout_op, away_sent), seq in zip(items, seqs, strict=True):
-            keys, args = self._apply_args(
+        keys: list[str] = []
+        args: list[Any] = []
+        for n, ((decision, event, optout_op, away_sent), seq) in enumerate(zip(items, seqs, strict=True), 1):
+            one_keys, one_args = self._apply_args(
                 decision, event, first=True, optout_op=optout_op, away_sent=away_sent, seq=seq, queue_key=queue_key
             )
-            self._apply(keys=keys, args=args, client=pipe)
-        return [int(r) for r in pipe.execute()]
+            keys += one_keys
+            args += one_args
+            if n % defaults.PERSIST_CHUNK == 0 or n == len(items):  # several decisions per script call
+                self._apply(keys=keys, args=args, client=pipe)
+                keys, args = [], []
+        return [int(r) for chunk in pipe.execute() for r in chunk]
 
     # -- human actions (review app): queued on the caller's MULTI pipeline -----------------
 

@@ -1,6 +1,12 @@
--- Apply one decision and everything it implies, atomically: the only code that writes a
+-- Apply decisions and everything each implies, atomically: the only code that writes a
 -- decision's effects. Used for a message's first decision and for the finalisation of a
 -- decision that waited for an LLM task.
+--
+-- One call applies one or more decisions, in order, each exactly as if it were applied by a
+-- call of its own (a later one sees what an earlier one wrote): 14 KEYS and 27 ARGV per
+-- decision, below numbered as for the first (the decision i of a call uses KEYS[14*(i-1)+k]
+-- and ARGV[27*(i-1)+k]). The stats counters of the whole call are added at its end, one
+-- HINCRBY per distinct field (nothing can read them in between: a script runs alone).
 --
 -- Redis runs a script without interleaving other commands, so either all of the writes
 -- below happen or none do. ARGV[1] says what must hold first:
@@ -40,124 +46,167 @@
 --      23 away_sent_at ms when decided: ms | 'none' ('' = no check)
 --      24 review queue entry: '' = add or move it, 'XX' = move it only if still queued
 --      25 conversation id     26 decision TTL (s)        27 person index TTL (s)
---      14 (KEYS) person index; ARGV 25-27 and KEYS 14 are absent in 'amend' mode (the TTL is kept)
+--      KEYS 14 and ARGV 26-27 are not used in 'amend' mode (the TTL is kept)
 --
--- Returns 1 written, 0 already decided / no longer the expected pending decision,
+-- The conversation meta hash (KEYS 8) holds only first_seen, last_seen and away_sent_at (this
+-- script is its only writer): it exists when one of them is set.
+--
+-- Returns, for each decision, 1 written, 0 already decided / no longer the expected pending decision,
 -- -1 the context the decision was made in (ARGV 21-23) no longer holds: read it again
 -- and decide again, -2 (first decision, ordered) an earlier message of the conversation
 -- is not decided yet. So a conversation's messages are decided in order, one at a time,
 -- each on the state its predecessors left, and opt-outs are checked atomically.
-local function holds(opted, first, away)
-  if opted ~= '' and tostring(redis.call('SISMEMBER', KEYS[6], ARGV[10])) ~= opted then
-    return false
+local NKEYS, NARGS = 14, 27
+
+local function apply(K, A, counts)
+  local meta = nil -- HMGET of the conversation meta: first_seen, last_seen, away_sent_at
+  local function holds(opted, first, away)
+    if opted ~= '' and tostring(redis.call('SISMEMBER', K[6], A[10])) ~= opted then
+      return false
+    end
+    if first ~= '' or away ~= '' then
+      meta = redis.call('HMGET', K[8], 'first_seen', 'last_seen', 'away_sent_at')
+      local exists = (meta[1] or meta[2] or meta[3]) and '1' or '0'
+      if first ~= '' and exists ~= (first == '1' and '0' or '1') then
+        return false
+      end
+      if away ~= '' and (meta[3] or 'none') ~= away then
+        return false
+      end
+    end
+    return true
   end
-  if first ~= '' and tostring(redis.call('EXISTS', KEYS[8])) ~= (first == '1' and '0' or '1') then
-    return false
+
+  local seq = tonumber(A[20])
+  local done, successor = 0, false
+  if A[1] == '' then
+    if redis.call('EXISTS', K[1]) == 1 then
+      return 0
+    end
+    if not holds(A[21], A[22], A[23]) then
+      return -1
+    end
+    if seq then
+      local order = redis.call('HMGET', K[11], 'done', 'p:' .. (seq + 1))
+      done, successor = tonumber(order[1] or '0'), order[2]
+      if seq > done + 1 then
+        return -2
+      end
+    end
+    redis.call('ZADD', K[2], A[6], A[5])
+    redis.call('SADD', K[3], A[4])
+  elseif A[1] == 'amend' then
+    if redis.call('EXISTS', K[1]) == 0 then
+      return 0
+    end
+  else
+    local current = redis.call('GET', K[1])
+    if not current or redis.sha1hex(current) ~= A[1] then
+      return 0
+    end
+    if not holds(A[21], '', '') then
+      return -1
+    end
+    redis.call('ZREM', K[10], A[3])
   end
-  if away ~= '' and (redis.call('HGET', KEYS[8], 'away_sent_at') or 'none') ~= away then
-    return false
+  if A[1] == 'amend' then
+    redis.call('SET', K[1], A[2], 'KEEPTTL')
+  else
+    -- personal data (worker/privacy): the decision expires with the brand's retention
+    redis.call('SET', K[1], A[2], 'EX', A[26])
   end
-  return true
+  if A[7] ~= '' then
+    if A[24] == 'XX' then
+      redis.call('ZADD', K[4], 'XX', A[7], A[3])
+    else
+      redis.call('ZADD', K[4], A[7], A[3])
+    end
+  end
+  for _, payload in ipairs(cjson.decode(A[8])) do
+    redis.call('XADD', K[5], 'MAXLEN', '~', A[17], '*', 'message_id', A[5], 'payload', payload)
+  end
+  if A[9] == 'add' then
+    redis.call('SADD', K[6], A[10])
+  elseif A[9] == 'remove' then
+    redis.call('SREM', K[6], A[10])
+  end
+  local history = cjson.decode(A[11])
+  if #history > 0 then
+    redis.call('RPUSH', K[7], unpack(history))
+    redis.call('LTRIM', K[7], -tonumber(A[12]), -1)
+    redis.call('EXPIRE', K[7], A[13])
+  end
+  if A[18] ~= '' or A[14] ~= '' then
+    local fields = {}
+    if A[18] ~= '' then
+      if meta == nil then -- not read above: keep a first_seen that is there
+        redis.call('HSETNX', K[8], 'first_seen', A[18])
+      elseif not meta[1] then
+        fields[#fields + 1], fields[#fields + 2] = 'first_seen', A[18]
+      end
+      fields[#fields + 1], fields[#fields + 2] = 'last_seen', A[18]
+    end
+    if A[14] ~= '' then
+      fields[#fields + 1], fields[#fields + 2] = 'away_sent_at', A[14]
+    end
+    redis.call('HSET', K[8], unpack(fields))
+    redis.call('EXPIRE', K[8], A[13])
+  end
+  local stats = counts[K[9]]
+  if stats == nil then
+    stats = {}
+    counts[K[9]] = stats
+  end
+  for field, amount in pairs(cjson.decode(A[15])) do
+    stats[field] = (stats[field] or 0) + tonumber(amount)
+  end
+  for field, amount in pairs(cjson.decode(A[16])) do
+    redis.call('HINCRBYFLOAT', K[9], field, amount)
+  end
+  if A[19] ~= '' then
+    redis.call('ZADD', K[10], A[19], A[3])
+  end
+  if seq and A[1] == '' then
+    if seq > done then
+      redis.call('HSET', K[11], 'done', seq)
+      if successor then -- wake the parked successor (the same as order.lua's wake)
+        redis.call('HDEL', K[11], 'p:' .. (seq + 1))
+        redis.call('ZREM', K[12], K[11] .. '#' .. (seq + 1))
+        redis.call('LPUSH', K[13], successor)
+      end
+    end
+    redis.call('EXPIRE', K[11], A[13])
+  end
+  -- personal data (worker/privacy): the person index names the message and conversation for
+  -- `replyguard forget`, living at least as long as the data it points to (never shortened here)
+  if A[1] ~= 'amend' then
+    redis.call('SADD', K[14], 'm:' .. A[5], 'c:' .. A[25])
+    if redis.call('TTL', K[14]) < tonumber(A[27]) then
+      redis.call('EXPIRE', K[14], A[27])
+    end
+  end
+  return 1
 end
 
-local seq = tonumber(ARGV[20])
-local done = 0
-if ARGV[1] == '' then
-  if redis.call('EXISTS', KEYS[1]) == 1 then
-    return 0
-  end
-  if not holds(ARGV[21], ARGV[22], ARGV[23]) then
-    return -1
-  end
-  if seq then
-    done = tonumber(redis.call('HGET', KEYS[11], 'done') or '0')
-    if seq > done + 1 then
-      return -2
-    end
-  end
-  redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])
-  redis.call('SADD', KEYS[3], ARGV[4])
-elseif ARGV[1] == 'amend' then
-  if redis.call('EXISTS', KEYS[1]) == 0 then
-    return 0
-  end
-else
-  local current = redis.call('GET', KEYS[1])
-  if not current or redis.sha1hex(current) ~= ARGV[1] then
-    return 0
-  end
-  if not holds(ARGV[21], '', '') then
-    return -1
-  end
-  redis.call('ZREM', KEYS[10], ARGV[3])
+local n = #KEYS / NKEYS
+if n < 1 or n ~= math.floor(n) or #ARGV ~= n * NARGS then
+  return redis.error_reply('apply_decision: ' .. NKEYS .. ' KEYS and ' .. NARGS .. ' ARGV per decision')
 end
-if ARGV[1] == 'amend' then
-  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
-else
-  redis.call('SET', KEYS[1], ARGV[2])
+local counts = {} -- stats key -> field -> amount, added once at the end
+local results = {}
+for i = 0, n - 1 do
+  local K, A = {}, {}
+  for k = 1, NKEYS do
+    K[k] = KEYS[i * NKEYS + k]
+  end
+  for k = 1, NARGS do
+    A[k] = ARGV[i * NARGS + k]
+  end
+  results[i + 1] = apply(K, A, counts)
 end
-if ARGV[7] ~= '' then
-  if ARGV[24] == 'XX' then
-    redis.call('ZADD', KEYS[4], 'XX', ARGV[7], ARGV[3])
-  else
-    redis.call('ZADD', KEYS[4], ARGV[7], ARGV[3])
+for key, fields in pairs(counts) do
+  for field, amount in pairs(fields) do
+    redis.call('HINCRBY', key, field, string.format('%d', amount))
   end
 end
-for _, payload in ipairs(cjson.decode(ARGV[8])) do
-  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[17], '*', 'message_id', ARGV[5], 'payload', payload)
-end
-if ARGV[9] == 'add' then
-  redis.call('SADD', KEYS[6], ARGV[10])
-elseif ARGV[9] == 'remove' then
-  redis.call('SREM', KEYS[6], ARGV[10])
-end
-local history = cjson.decode(ARGV[11])
-if #history > 0 then
-  for _, entry in ipairs(history) do
-    redis.call('RPUSH', KEYS[7], entry)
-  end
-  redis.call('LTRIM', KEYS[7], -tonumber(ARGV[12]), -1)
-  redis.call('EXPIRE', KEYS[7], ARGV[13])
-end
-if ARGV[18] ~= '' then
-  redis.call('HSETNX', KEYS[8], 'first_seen', ARGV[18])
-  redis.call('HSET', KEYS[8], 'last_seen', ARGV[18])
-end
-if ARGV[14] ~= '' then
-  redis.call('HSET', KEYS[8], 'away_sent_at', ARGV[14])
-end
-if ARGV[18] ~= '' or ARGV[14] ~= '' then
-  redis.call('EXPIRE', KEYS[8], ARGV[13])
-end
-for field, amount in pairs(cjson.decode(ARGV[15])) do
-  redis.call('HINCRBY', KEYS[9], field, amount)
-end
-for field, amount in pairs(cjson.decode(ARGV[16])) do
-  redis.call('HINCRBYFLOAT', KEYS[9], field, amount)
-end
-if ARGV[19] ~= '' then
-  redis.call('ZADD', KEYS[10], ARGV[19], ARGV[3])
-end
-if seq and ARGV[1] == '' then
-  if seq > done then
-    redis.call('HSET', KEYS[11], 'done', seq)
-    local job = redis.call('HGET', KEYS[11], 'p:' .. (seq + 1))
-    if job then  -- wake the parked successor (the same as order.lua's wake)
-      redis.call('HDEL', KEYS[11], 'p:' .. (seq + 1))
-      redis.call('ZREM', KEYS[12], KEYS[11] .. '#' .. (seq + 1))
-      redis.call('LPUSH', KEYS[13], job)
-    end
-  end
-  redis.call('EXPIRE', KEYS[11], ARGV[13])
-end
--- personal data (worker/privacy): the decision expires with the brand's retention, and the
--- person index names the message and conversation for `replyguard forget`, living at least
--- as long as the data it points to (never shortened here)
-if ARGV[1] ~= 'amend' then
-  redis.call('EXPIRE', KEYS[1], ARGV[26])
-  redis.call('SADD', KEYS[14], 'm:' .. ARGV[5], 'c:' .. ARGV[25])
-  if redis.call('TTL', KEYS[14]) < tonumber(ARGV[27]) then
-    redis.call('EXPIRE', KEYS[14], ARGV[27])
-  end
-end
-return 1
+return results

@@ -27,9 +27,11 @@ local function wake(seq)  -- queue the parked message with this sequence number,
   end
 end
 
-local done = tonumber(redis.call('HGET', KEYS[1], 'done') or '0')
+local function decided_upto()
+  return tonumber(redis.call('HGET', KEYS[1], 'done') or '0')
+end
 
-if op == 'assign' then
+if op == 'assign' then  -- once per message ingested: reads only what it needs
   local seq = redis.call('HGET', KEYS[1], 'm:' .. ARGV[2])
   if not seq then
     seq = redis.call('HINCRBY', KEYS[1], 'next', 1)
@@ -39,6 +41,7 @@ if op == 'assign' then
   return tonumber(seq)
 elseif op == 'park' then
   local seq = tonumber(ARGV[2])
+  local done = decided_upto()
   if seq <= done + 1 then
     return {0, ''}
   end
@@ -49,6 +52,7 @@ elseif op == 'park' then
   return {1, previous}
 elseif op == 'release' then
   local seq = tonumber(ARGV[2])
+  local done = decided_upto()
   local job = redis.call('HGET', KEYS[1], 'p:' .. seq)
   if not job then
     redis.call('ZREM', KEYS[2], KEYS[1] .. '#' .. seq)
@@ -66,6 +70,7 @@ elseif op == 'release' then
   return 1
 elseif op == 'skip' then
   local seq = tonumber(redis.call('HGET', KEYS[1], 'm:' .. ARGV[2]) or '0')
+  local done = decided_upto()
   if seq ~= done + 1 then
     return 0
   end

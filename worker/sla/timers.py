@@ -185,7 +185,13 @@ def record_response(
     timer: SlaTimer, at: datetime, by: str, calendar: Calendar, *, automated: bool = False, waiting: bool = True
 ) -> SlaTimer:
     """The brand replied. Meets the first (or next) response; then waits for the customer."""
-    t = timer.model_copy(deep=True)
+    return respond(timer.model_copy(deep=True), at, by, calendar, automated=automated, waiting=waiting)
+
+
+def respond(
+    t: SlaTimer, at: datetime, by: str, calendar: Calendar, *, automated: bool = False, waiting: bool = True
+) -> SlaTimer:
+    """:func:`record_response` on ``t`` itself (a timer nobody else holds, such as a new one)."""
     if not t.open:
         return t
     counts = not automated or t.automated_reply_counts

@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal, TypeVar
 
@@ -36,6 +37,7 @@ from worker import defaults
 from worker.decide import sla_breach
 from worker.exceptions import StoreError
 from worker.models import Action, Decision, Escalation, InboundEvent
+from worker.sla.config import SlaPolicy
 from worker.sla.hours import ALWAYS_OPEN, BusinessCalendar
 from worker.sla.timers import (
     BreachRecord,
@@ -46,6 +48,7 @@ from worker.sla.timers import (
     record_resolution,
     record_response,
     record_step,
+    respond,
     set_waiting,
 )
 from worker.store import Store, review_member
@@ -60,6 +63,18 @@ STATE_ORDER = ("breached", "warning", "active", "paused", "met")
 
 def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
+
+
+@dataclass(frozen=True)
+class _Start:
+    """A timer to start: the escalated decision, its event, the SLA rule that matched and its calendar."""
+
+    decision: Decision
+    event: InboundEvent
+    escalation: Escalation
+    rule: SlaPolicy
+    clock: Literal["business_hours", "always"]
+    calendar: Any
 
 
 def overall_state(clocks: list[dict[str, Any]]) -> str | None:
@@ -92,10 +107,19 @@ class SlaTracker:
             return None
         return next((p for p in policy.sla.policies if p.name == timer.policy), None)
 
-    def _schedule(self, pipe: Any, at: datetime) -> None:
+    def _schedule(self, pipe: Any, at: datetime, scheduled: set[str] | None = None) -> None:
+        """Schedule the sweep job for ``at``, rounded up to a whole second: timers due within the same
+        second share one RQ job (a job costs RQ a few ms of CPU when it runs; a burst of escalations
+        would otherwise schedule one each). ``scheduled``: job ids already queued on ``pipe``."""
         if self.queue is None:
             return
-        job_id = "rg-sla-" + hashlib.sha1(f"{self.keys.prefix}:{_ms(at)}".encode()).hexdigest()[:20]
+        second = -(-_ms(at) // 1000)
+        job_id = "rg-sla-" + hashlib.sha1(f"{self.keys.prefix}:{second * 1000}".encode()).hexdigest()[:20]
+        if scheduled is not None:
+            if job_id in scheduled:
+                return
+            scheduled.add(job_id)
+        at = datetime.fromtimestamp(second, tz=timezone.utc)
         self.queue.enqueue_at(
             at,
             FIRE_FUNCTION,
@@ -106,7 +130,7 @@ class SlaTracker:
             description=f"replyguard SLA steps due {at.isoformat()}",
         )
 
-    def _queue_timer(self, pipe: Any, timer: SlaTimer) -> None:
+    def _queue_timer(self, pipe: Any, timer: SlaTimer, scheduled: set[str] | None = None) -> None:
         """Inside MULTI: write ``timer`` and keep the due index, open set and schedule in step."""
         k, member = self.keys, review_member(timer.brand, timer.message_id)
         pipe.set(
@@ -117,7 +141,7 @@ class SlaTracker:
             pipe.zrem(k.sla_due, member)
         else:
             pipe.zadd(k.sla_due, {member: _ms(due)})
-            self._schedule(pipe, due)
+            self._schedule(pipe, due, scheduled)
         if not timer.open:
             pipe.srem(k.sla_open(timer.brand, timer.conversation_id), timer.message_id)
 
@@ -172,14 +196,15 @@ class SlaTracker:
 
     # -- starting -------------------------------------------------------------------------------
 
-    def start(self, decision: Decision, now: datetime) -> SlaTimer | None:
-        """Start the timer of an escalated decision (idempotent; None when no SLA policy applies)."""
+    def _plan(self, decision: Decision, now: datetime, event: InboundEvent | None = None) -> _Start | None:
+        """What starting the timer of ``decision`` needs (no Redis), or None when no SLA policy applies."""
         if Action.ESCALATE not in decision.actions or decision.escalation is None or decision.pending:
             return None
         policy = self.policies.get(decision.brand)
         if policy is None or policy.sla is None:
             return None
-        event = InboundEvent.model_validate(decision.event)
+        if event is None:
+            event = InboundEvent.model_validate(decision.event)
         esc = decision.escalation
         rule = policy.sla.select(
             platform=event.platform, kind=event.kind, priority=esc.priority, tags=list(event.author.tags), role=esc.role
@@ -189,40 +214,76 @@ class SlaTracker:
         clock: Literal["business_hours", "always"] = rule.clock or (
             "business_hours" if policy.business_hours else "always"
         )
-        calendar = self.calendar(decision.brand, clock)
-        started = min(event.created_at, now).astimezone(timezone.utc)
+        return _Start(decision, event, esc, rule, clock, self.calendar(decision.brand, clock))
 
-        def create(pipe: Any, existing: SlaTimer | None, _: Decision | None) -> SlaTimer | None:
-            if existing is not None:
-                return None
-            timer = new_timer(
-                rule,
-                clock=clock,
-                brand=event.brand,
-                message_id=event.id,
-                conversation_id=event.conversation_id,
-                role=esc.role,
-                priority=esc.priority,
-                started_at=started,
-                calendar=calendar,
-            )
-            if Action.AUTO_REPLY in decision.actions and decision.reply:
-                timer = record_response(timer, decision.decided_at, "replyguard", calendar, automated=True)
-            self._queue_timer(pipe, timer)
-            pipe.zadd(self.keys.sla_timers(event.brand), {event.id: _ms(started)})
-            if timer.open:
-                pipe.sadd(self.keys.sla_open(event.brand, event.conversation_id), event.id)
-            self._event(
-                pipe, timer, "sla.started", now, due={c["target"]: c["due_at"] for c in clock_views(timer, now)}
-            )
-            return timer
+    def _create(self, pipe: Any, plan: _Start, now: datetime, scheduled: set[str]) -> SlaTimer:
+        """Inside MULTI: write the new timer of ``plan``, its indexes, schedule and ``sla.started`` event."""
+        decision, event, calendar = plan.decision, plan.event, plan.calendar
+        esc = plan.escalation
+        timer = new_timer(
+            plan.rule,
+            clock=plan.clock,
+            brand=event.brand,
+            message_id=event.id,
+            conversation_id=event.conversation_id,
+            role=esc.role,
+            priority=esc.priority,
+            started_at=min(event.created_at, now).astimezone(timezone.utc),
+            calendar=calendar,
+        )
+        if Action.AUTO_REPLY in decision.actions and decision.reply:
+            respond(timer, decision.decided_at, "replyguard", calendar, automated=True)  # a fresh timer: no copy
+        self._queue_timer(pipe, timer, scheduled)
+        pipe.zadd(self.keys.sla_timers(event.brand), {event.id: _ms(timer.started_at)})
+        if timer.open:
+            pipe.sadd(self.keys.sla_open(event.brand, event.conversation_id), event.id)
+        self._event(pipe, timer, "sla.started", now, due={c["target"]: c["due_at"] for c in clock_views(timer, now)})
+        return timer
 
-        return self._transact(decision.brand, decision.message_id, create)
+    def start(self, decision: Decision, now: datetime) -> SlaTimer | None:
+        """Start the timer of an escalated decision (idempotent; None when no SLA policy applies)."""
+        return self.start_many([(decision, None)], now)[0]
+
+    def start_many(self, items: list[tuple[Decision, InboundEvent | None]], now: datetime) -> list[SlaTimer | None]:
+        """Start the timers of many escalated decisions (each at most once, however many workers try)
+        in one optimistic transaction: WATCH their timer keys, read them in one MGET, and create in one
+        MULTI/EXEC those that do not exist yet. Returns each item's new timer (None: no SLA policy
+        applies, or it had one already)."""
+        plans = [self._plan(decision, now, event) for decision, event in items]
+        wanted = [(i, plan) for i, plan in enumerate(plans) if plan is not None]
+        out: list[SlaTimer | None] = [None] * len(items)
+        if not wanted:
+            return out
+        tkeys = list(dict.fromkeys(self.keys.sla_timer(p.decision.brand, p.decision.message_id) for _, p in wanted))
+        try:
+            with self.client.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        pipe.watch(*tkeys)
+                        existing = {key for key, raw in zip(tkeys, pipe.mget(tkeys), strict=True) if raw}
+                        pipe.multi()
+                        out = [None] * len(items)
+                        scheduled: set[str] = set()
+                        for i, plan in wanted:
+                            key = self.keys.sla_timer(plan.decision.brand, plan.decision.message_id)
+                            if key in existing:
+                                continue
+                            existing.add(key)  # the same message twice in one call: started once
+                            out[i] = self._create(pipe, plan, now, scheduled)
+                        if len(pipe.command_stack) == 0:
+                            pipe.reset()
+                            return out
+                        pipe.execute()
+                        return out
+                    except redis.WatchError:
+                        continue
+        except redis.RedisError as exc:
+            raise StoreError(f"Redis failed while starting {len(tkeys)} SLA timer(s): {exc}") from exc
 
     def on_decided(self, items: Iterable[tuple[Decision, InboundEvent]], now: datetime) -> int:
-        """After a batch is persisted: start timers of escalations, and tell open timers of the
-        same conversations that the customer wrote again. Returns how many timers started."""
-        started = 0
+        """After a batch is persisted: tell open timers of the same conversations that the customer
+        wrote again, then start the timers of the escalations (one transaction for the batch).
+        Returns how many timers started."""
         items = list(items)
         pipe = self.client.pipeline(transaction=False)
         for _, event in items:
@@ -231,15 +292,14 @@ class SlaTracker:
             open_sets = pipe.execute()
         except redis.RedisError as exc:
             raise StoreError(f"Redis failed while reading open SLA timers: {exc}") from exc
-        for (decision, event), members in zip(items, open_sets, strict=True):
+        for (_, event), members in zip(items, open_sets, strict=True):
             at = min(event.created_at, now)
             for raw in members:
                 other = raw.decode()
                 if other != event.id:
                     self.customer_wrote(event.brand, other, at)
-            if self.start(decision, now) is not None:
-                started += 1
-        return started
+        started = self.start_many([(decision, event) for decision, event in items], now)
+        return sum(1 for timer in started if timer is not None)
 
     # -- what people (and the customer) do ------------------------------------------------------
 
