@@ -156,7 +156,12 @@ def memory(pid: int) -> dict[str, int]:
 
 def redis_calls(client: redis.Redis) -> int:
     """Commands Redis has run (INFO commandstats; a script's own commands count too)."""
-    return sum(int(v["calls"]) for v in client.info("commandstats").values())
+    return sum(redis_mix(client).values())
+
+
+def redis_mix(client: redis.Redis) -> dict[str, int]:
+    """Commands Redis has run, by command."""
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in client.info("commandstats").items()}
 
 
 def redis_cpu(client: redis.Redis) -> float:
@@ -283,7 +288,7 @@ def drain(
 ) -> dict[str, Any]:
     """Ingest ``msgs`` at once and wait until every one is decided and stored."""
     before = decided(client)
-    cpu0, rcpu0, calls0 = fleet.cpu(), redis_cpu(client), redis_calls(client)
+    cpu0, rcpu0, mix0 = fleet.cpu(), redis_cpu(client), redis_mix(client)
     started = time.perf_counter()
     own0 = time.process_time()
     with Ingestor(client, settings) as ingestor:
@@ -296,6 +301,7 @@ def drain(
             raise SystemExit(f"{name}: only {decided(client) - before} of {len(msgs)} decided")
         time.sleep(0.02)
     seconds = time.perf_counter() - started
+    mix = {name: (n - mix0.get(name, 0)) / len(msgs) for name, n in redis_mix(client).items()}
     return _row(
         name,
         len(msgs),
@@ -304,7 +310,8 @@ def drain(
         redis_cpu(client) - rcpu0,
         own,
         processes=processes,
-        redis_commands=round((redis_calls(client) - calls0) / len(msgs), 1),
+        redis_commands=round(sum(mix.values()), 1),
+        redis_command_mix={name: round(n, 2) for name, n in sorted(mix.items(), key=lambda kv: -kv[1]) if n >= 0.01},
     )
 
 
@@ -403,6 +410,25 @@ def stages(settings: Settings, msgs: list[dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
+def quick(
+    client: redis.Redis, settings: Settings, env: dict[str, str], msgs: list[dict[str, Any]], workers: int
+) -> dict[str, Any]:
+    """End to end with ``workers`` processes, then the in-process stages: CPU and Redis commands a message."""
+    fleet = Fleet([worker_argv("--processes", str(workers))], env, client, workers)
+    try:
+        drain(client, settings, messages(512, "warm", [m["text"] for m in msgs]), fleet, "warm-up", workers)
+        end_to_end = drain(client, settings, msgs, fleet, "end-to-end", workers)
+    finally:
+        fleet.stop()
+    clean(client)
+    texts_ = [m["text"] for m in msgs]
+    return {
+        "end_to_end": end_to_end,
+        "stages": stages(settings, messages(min(len(msgs), 2560) + 256, "stages", texts_)),
+        "load": load_note(),
+    }
+
+
 # -- the table -------------------------------------------------------------------------------
 
 
@@ -472,10 +498,18 @@ def main() -> None:
     parser.add_argument("--skip-before", action="store_true", help="leave out the --fork-per-job run")
     parser.add_argument("--redis-url", default=None, help="use this server (its database is FLUSHED)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes of the end-to-end and paced runs")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="only the end-to-end run and the in-process stages (to compare two checkouts side by side; "
+        "never written to the README)",
+    )
     parser.add_argument("--update-readme", action="store_true")
     parser.add_argument("--results", default=str(ROOT / "bench" / "results"), help="where throughput.json goes")
     args = parser.parse_args()
     args.scaling_messages = min(args.scaling_messages, args.messages)
+    if args.quick and args.update_readme:
+        parser.error("--quick measures only part of the table: it is never written to the README")
 
     server = None
     url = args.redis_url
@@ -496,6 +530,9 @@ def main() -> None:
     }
     try:
         msgs = messages(args.messages, "e2e", pool)
+        if args.quick:
+            print(json.dumps(quick(client, settings, env, msgs, args.workers), indent=1))
+            return
         results["naive"] = naive(client, url, messages(args.messages, "naive", pool), env)
         if not args.skip_before:
             clean(client)

@@ -185,10 +185,13 @@ def test_no_python_code_writes_a_decisions_effects():
     assert {re.sub(r":\d+:", ":", w) for w in writes} <= NOT_DECISION_EFFECTS, writes
     lua = sorted(p.name for p in (ROOT / "worker" / "lua").glob("*.lua"))
     # delivery_begin.lua writes only an outbound action's idempotency record ({p}:delivery:…), no decision effect;
-    # order.lua only a conversation's order hash and the parked index (and queues a parked job)
-    assert lua == ["apply_decision.lua", "delivery_begin.lua", "order.lua"]
+    # order.lua only a conversation's order hash and the parked index (and queues a parked job);
+    # sla_start.lua only SLA timers, their indexes and events
+    assert lua == ["apply_decision.lua", "delivery_begin.lua", "order.lua", "sla_start.lua"]
     order_lua = (ROOT / "worker" / "lua" / "order.lua").read_text()
     assert "KEYS[4]" not in order_lua and not re.search(r"'(SET|SADD|XADD|RPUSH|HINCRBYFLOAT)'", order_lua)
+    sla_lua = (ROOT / "worker" / "lua" / "sla_start.lua").read_text()
+    assert not re.search(r"'(RPUSH|HSET|HINCRBY|HINCRBYFLOAT|LPUSH)'", sla_lua)
 
 
 def _pending_order(client, settings, brands) -> Store:

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import regex
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from worker import defaults
 from worker.exceptions import PolicyError, Problem
@@ -610,8 +610,6 @@ class Policy(_Model):
     connectors: Connectors = Field(default_factory=Connectors)
     retention: Retention = Field(default_factory=Retention)
 
-    _views: dict[tuple[str, str], "PolicyView"] = PrivateAttr(default_factory=dict)
-
     @model_validator(mode="after")
     def _cross_checks(self) -> "Policy":
         problems: list[str] = []
@@ -687,10 +685,16 @@ class Policy(_Model):
 
     def view(self, platform: str, kind: str) -> "PolicyView":
         """The policy with the overrides for (platform, kind) merged in (computed once)."""
-        key = (platform, kind)
-        if key not in self._views:
-            self._views[key] = PolicyView(self, platform, kind)
-        return self._views[key]
+        views = self.view_table  # one attribute read: every decision asks (a private attribute costs ~4 µs)
+        found = views.get((platform, kind))
+        if found is None:
+            found = views[(platform, kind)] = PolicyView(self, platform, kind)
+        return found
+
+    @cached_property
+    def view_table(self) -> dict[tuple[str, str], "PolicyView"]:
+        """(platform, kind) -> its view, filled by :meth:`view`."""
+        return {}
 
     @cached_property
     def opt_out_words(self) -> frozenset[str]:

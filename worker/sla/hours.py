@@ -24,6 +24,8 @@ from worker.exceptions import ConfigError
 
 #: How far ahead the calendar looks for opening hours before giving up (days).
 SEARCH_DAYS = 800
+#: Opening and closing instants a calendar remembers (about a year of a few spans a day).
+INSTANT_CACHE = 4096
 
 Span = tuple[int, int]  # (start minute, end minute) of a day, end up to 1440
 
@@ -35,6 +37,7 @@ class BusinessCalendar:
         self.zone = ZoneInfo(zone)
         self.weekly = {day: _merge(spans) for day, spans in weekly.items()}
         self.holidays = frozenset(holidays)
+        self._instants: dict[tuple[date, int], datetime] = {}  # _instant's results (a pure function)
         if not any(self.weekly.values()):
             raise ConfigError("business hours have no opening span on any weekday")
 
@@ -59,10 +62,16 @@ class BusinessCalendar:
         raise ConfigError(f"no opening hours within {SEARCH_DAYS} days after {start.isoformat()} (all holidays?)")
 
     def _instant(self, day: date, minute: int) -> datetime:
-        if minute >= 1440:
-            day, minute = day + timedelta(days=1), minute - 1440
-        local = datetime.combine(day, time(minute // 60, minute % 60), tzinfo=self.zone)
-        return local.astimezone(timezone.utc)
+        """The UTC instant of ``minute`` past midnight of ``day`` in the zone (remembered: a burst of
+        escalations asks for the same few days' opening times over and over)."""
+        found = self._instants.get((day, minute))
+        if found is None:
+            if len(self._instants) >= INSTANT_CACHE:
+                self._instants.clear()
+            when, at = (day + timedelta(days=1), minute - 1440) if minute >= 1440 else (day, minute)
+            local = datetime.combine(when, time(at // 60, at % 60), tzinfo=self.zone)
+            found = self._instants[(day, minute)] = local.astimezone(timezone.utc)
+        return found
 
     def add(self, start: datetime, duration: timedelta) -> datetime:
         """The instant at which ``duration`` of open time has passed since ``start`` (UTC)."""

@@ -23,12 +23,14 @@ The outbound webhook is told through the events stream: entries with ``notify=1`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from importlib import resources
 from typing import Any, Literal, TypeVar
 
 import redis
@@ -65,6 +67,11 @@ def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
+@functools.cache
+def _start_script() -> str:
+    return resources.files("worker").joinpath("lua/sla_start.lua").read_text()
+
+
 @dataclass(frozen=True)
 class _Start:
     """A timer to start: the escalated decision, its event, the SLA rule that matched and its calendar."""
@@ -92,13 +99,18 @@ class SlaTracker:
         self.keys = store.keys
         self.policies = policies
         self.queue = schedule_queue  # an rq.Queue: steps are scheduled on it with RQ's scheduler
+        self._start_script = self.client.register_script(_start_script())
+        self._calendars: dict[str, Any] = {}
 
     # -- helpers ------------------------------------------------------------------------------
 
     def calendar(self, brand: str, clock: str):
         policy = self.policies.get(brand)
         if clock == "business_hours" and policy is not None and policy.business_hours is not None:
-            return BusinessCalendar.of(policy.business_hours)
+            found = self._calendars.get(brand)
+            if found is None:  # built once per tracker (a tracker serves one batch or one job)
+                found = self._calendars[brand] = BusinessCalendar.of(policy.business_hours)
+            return found
         return ALWAYS_OPEN
 
     def _rule(self, timer: SlaTimer):
@@ -145,8 +157,8 @@ class SlaTracker:
         if not timer.open:
             pipe.srem(k.sla_open(timer.brand, timer.conversation_id), timer.message_id)
 
-    def _event(self, pipe: Any, timer: SlaTimer, kind: str, at: datetime, notify: bool = False, **fields: Any) -> None:
-        body = {
+    def _event_body(self, timer: SlaTimer, kind: str, at: datetime, **fields: Any) -> dict[str, Any]:
+        return {
             "type": kind,
             "brand": timer.brand,
             "message_id": timer.message_id,
@@ -157,9 +169,15 @@ class SlaTracker:
             "at": at.isoformat(),
             **fields,
         }
+
+    def _event(self, pipe: Any, timer: SlaTimer, kind: str, at: datetime, notify: bool = False, **fields: Any) -> None:
         pipe.xadd(
             self.keys.sla_events(timer.brand),
-            {"type": kind, "notify": "1" if notify else "0", "payload": json.dumps(body, default=str)},
+            {
+                "type": kind,
+                "notify": "1" if notify else "0",
+                "payload": json.dumps(self._event_body(timer, kind, at, **fields), default=str),
+            },
             maxlen=defaults.SLA_EVENTS_MAX_ENTRIES,
             approximate=True,
         )
@@ -216,10 +234,9 @@ class SlaTracker:
         )
         return _Start(decision, event, esc, rule, clock, self.calendar(decision.brand, clock))
 
-    def _create(self, pipe: Any, plan: _Start, now: datetime, scheduled: set[str]) -> SlaTimer:
-        """Inside MULTI: write the new timer of ``plan``, its indexes, schedule and ``sla.started`` event."""
-        decision, event, calendar = plan.decision, plan.event, plan.calendar
-        esc = plan.escalation
+    def _new_timer(self, plan: _Start, now: datetime) -> SlaTimer:
+        """The timer ``plan`` starts (no Redis)."""
+        decision, event, esc, calendar = plan.decision, plan.event, plan.escalation, plan.calendar
         timer = new_timer(
             plan.rule,
             clock=plan.clock,
@@ -233,11 +250,6 @@ class SlaTracker:
         )
         if Action.AUTO_REPLY in decision.actions and decision.reply:
             respond(timer, decision.decided_at, "replyguard", calendar, automated=True)  # a fresh timer: no copy
-        self._queue_timer(pipe, timer, scheduled)
-        pipe.zadd(self.keys.sla_timers(event.brand), {event.id: _ms(timer.started_at)})
-        if timer.open:
-            pipe.sadd(self.keys.sla_open(event.brand, event.conversation_id), event.id)
-        self._event(pipe, timer, "sla.started", now, due={c["target"]: c["due_at"] for c in clock_views(timer, now)})
         return timer
 
     def start(self, decision: Decision, now: datetime) -> SlaTimer | None:
@@ -245,40 +257,60 @@ class SlaTracker:
         return self.start_many([(decision, None)], now)[0]
 
     def start_many(self, items: list[tuple[Decision, InboundEvent | None]], now: datetime) -> list[SlaTimer | None]:
-        """Start the timers of many escalated decisions (each at most once, however many workers try)
-        in one optimistic transaction: WATCH their timer keys, read them in one MGET, and create in one
-        MULTI/EXEC those that do not exist yet. Returns each item's new timer (None: no SLA policy
-        applies, or it had one already)."""
-        plans = [self._plan(decision, now, event) for decision, event in items]
-        wanted = [(i, plan) for i, plan in enumerate(plans) if plan is not None]
+        """Start the timers of many escalated decisions, each at most once however many workers try:
+        one call of ``lua/sla_start.lua`` writes each timer that does not exist yet with its indexes
+        and ``sla.started`` event; then the sweep jobs of their steps are scheduled (one per second
+        they fall in). Returns each item's new timer (None: no SLA policy applies, or it had one).
+
+        Should the worker die between the two, the steps are not lost: every batch and the recovery
+        sweep run :meth:`fire_due`, which schedules the job of the earliest pending step again."""
         out: list[SlaTimer | None] = [None] * len(items)
-        if not wanted:
+        planned = [(i, self._plan(decision, now, event)) for i, (decision, event) in enumerate(items)]
+        timers = [(i, self._new_timer(plan, now)) for i, plan in planned if plan is not None]
+        if not timers:
             return out
-        tkeys = list(dict.fromkeys(self.keys.sla_timer(p.decision.brand, p.decision.message_id) for _, p in wanted))
+        k = self.keys
+        keys: list[str] = []
+        args: list[Any] = []
+        for _, timer in timers:
+            due = timer.next_due() if timer.open else None
+            keys += [
+                k.sla_timer(timer.brand, timer.message_id),
+                k.sla_due,
+                k.sla_timers(timer.brand),
+                k.sla_open(timer.brand, timer.conversation_id),
+                k.sla_events(timer.brand),
+            ]
+            body = self._event_body(
+                timer, "sla.started", now, due={c["target"]: c["due_at"] for c in clock_views(timer, now)}
+            )
+            args += [
+                timer.model_dump_json(),
+                defaults.SLA_RECORD_TTL_SECONDS,
+                review_member(timer.brand, timer.message_id),
+                _ms(due) if due is not None else "",
+                timer.message_id,
+                _ms(timer.started_at),
+                "1" if timer.open else "",
+                json.dumps(body, default=str),
+                defaults.SLA_EVENTS_MAX_ENTRIES,
+            ]
         try:
-            with self.client.pipeline(transaction=True) as pipe:
-                while True:
-                    try:
-                        pipe.watch(*tkeys)
-                        existing = {key for key, raw in zip(tkeys, pipe.mget(tkeys), strict=True) if raw}
-                        pipe.multi()
-                        out = [None] * len(items)
-                        scheduled: set[str] = set()
-                        for i, plan in wanted:
-                            key = self.keys.sla_timer(plan.decision.brand, plan.decision.message_id)
-                            if key in existing:
-                                continue
-                            existing.add(key)  # the same message twice in one call: started once
-                            out[i] = self._create(pipe, plan, now, scheduled)
-                        if len(pipe.command_stack) == 0:
-                            pipe.reset()
-                            return out
-                        pipe.execute()
-                        return out
-                    except redis.WatchError:
-                        continue
+            started = self._start_script(keys=keys, args=args)
+            created = [(i, timer) for (i, timer), done in zip(timers, started, strict=True) if int(done) == 1]
+            if self.queue is not None and created:
+                with self.client.pipeline(transaction=True) as pipe:
+                    scheduled: set[str] = set()
+                    for _, timer in created:
+                        due = timer.next_due() if timer.open else None
+                        if due is not None:
+                            self._schedule(pipe, due, scheduled)
+                    pipe.execute()
         except redis.RedisError as exc:
-            raise StoreError(f"Redis failed while starting {len(tkeys)} SLA timer(s): {exc}") from exc
+            raise StoreError(f"Redis failed while starting {len(timers)} SLA timer(s): {exc}") from exc
+        for i, timer in created:
+            out[i] = timer
+        return out
 
     def on_decided(self, items: Iterable[tuple[Decision, InboundEvent]], now: datetime) -> int:
         """After a batch is persisted: tell open timers of the same conversations that the customer
