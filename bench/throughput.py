@@ -485,7 +485,7 @@ def table(r: dict[str, Any]) -> str:
         f"{mem['total_pss_mb']} MB**. In process, batches of 256: {s['cpu_us_per_message']} µs CPU a message "
         f"(wall µs: " + ", ".join(f"{k} {v}" for k, v in s["wall_us_per_message"].items()) + "). "
         f"Messages: {r['traffic']}. Measured {r['date']} ({r['machine']}; {r['load']} at the start, "
-        f"{r['load_end']} at the end: the cores were shared with other engineers' work).",
+        f"{r['load_end']} at the end; above 2 means other work shared the cores).",
     ]
     return "\n".join(lines)
 
