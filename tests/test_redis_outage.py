@@ -74,7 +74,10 @@ def test_workers_and_ingest_survive_a_redis_outage(server, tmp_path) -> None:
         assert len(replies) == len(set(replies)) > 0
         assert len(workers.alive()) == 2, workers.logs()[-3000:]  # still serving ...
         logs = workers.logs()
-        assert "Redis unreachable" in logs or "reconnecting" in logs
+        # The outage was seen: by replyguard's reconnect loop (a worker mid-job) or by RQ's own
+        # dequeue retry (a worker idle on an empty queue, as fast workers often are at batch size 8).
+        noticed = ("Redis unreachable", "reconnecting", "could not connect to Redis instance")
+        assert any(text in logs for text in noticed), logs[-3000:]
         # ... and still working: a message ingested now is decided
         more = traffic(3, prefix="after")
         from worker.ingest import ingest_events, wait_for
