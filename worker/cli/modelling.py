@@ -1,0 +1,426 @@
+"""Commands for models and configuration: eval (and --compare, --replay), train, models
+list / promote / rollback, build-defaults, validate, schema."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from worker.cli.console import EXIT_CONFIG, connect_redis, print_json, settings_for
+from worker.exceptions import ReplyguardError
+
+
+def _policy_model(policy_path: Path, task: str, settings):
+    """The model ``policy_path`` names for ``task``, or None (with the reason) when it cannot be loaded."""
+    from classifiers.registry import ModelRegistry
+    from worker.policy import load_policy
+
+    policy = load_policy(policy_path, name_must_match=False).policy
+    name = getattr(policy.models, task)
+    try:
+        return ModelRegistry(settings.models_dirs).get(name, task), None
+    except ReplyguardError as exc:
+        return None, f"the policy's {task} model {name!r} cannot be loaded ({exc}); thresholds are proposed without it"
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    if args.replay:
+        return _eval_replay(args)
+    if args.compare:
+        return _eval_compare(args)
+    from classifiers.datasets import read_dataset
+    from eval.evaluate import evaluate
+    from eval.report import write_report
+
+    if not args.task or not args.data or not args.report:
+        print("eval needs --task, --data and --report (or --replay, or --compare A B)", file=sys.stderr)
+        return EXIT_CONFIG
+    settings = settings_for(args)
+    policy = Path(args.policy) if args.policy else settings.policies_dir / "demo-shop.yaml"
+    dataset = read_dataset(args.data)
+    policy_model, model = None, args.model
+    if policy.exists():
+        policy_model, why = _policy_model(policy, args.task, settings)
+        if why:
+            print(f"note: {why}", file=sys.stderr)
+        data_labels = set(dataset.label_set)
+        if model is None and not args.train and policy_model is not None and data_labels <= set(policy_model.labels):
+            # thresholds are proposed for the model the policy actually uses
+            model = policy_model
+            print(
+                f"evaluating the policy's {args.task} model {policy_model.ref} (--train trains one on the data instead)"
+            )
+    evaluation = evaluate(
+        args.task,
+        dataset,
+        model=model,
+        target_precision=args.target_precision,
+        oos_label=args.oos_label,
+        margin=args.margin,
+        oos_share=args.assume_oos_share,
+        models_dirs=settings.models_dirs,
+    )
+    written = write_report(
+        evaluation, Path(args.report), policy_path=policy if policy.exists() else None, policy_model=policy_model
+    )
+    r = evaluation.report
+    print(
+        f"{r['task']} on {Path(r['data']['path']).name}: {r['n_train']} train / {r['n_val']} val / {r['n_test']} test ({r['model']})"
+    )
+    for note in r.get("notes") or []:
+        print(f"  note: {note}")
+    print(f"  accuracy {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}  ECE {r['ece']:.4f}")
+    if r.get("in_scope_accuracy") is not None:
+        recall = "-" if r.get("oos_recall") is None else f"{r['oos_recall']:.4f}"
+        print(
+            f"  in-scope accuracy {r['in_scope_accuracy']:.4f}  out-of-scope recall {recall} "
+            f"(reject below {r['reject_threshold']:.3f}, chosen on val)"
+        )
+    if r.get("tuned"):
+        t = r["tuned"]
+        print(
+            f"  with class multipliers {t['class_multipliers']} chosen on val: accuracy {t['accuracy']:.4f}, "
+            f"macro-F1 {t['macro_f1']:.4f}"
+        )
+    print(
+        f"  at threshold {r['threshold']:.4f} (chosen on val for precision {r['target_precision']}): "
+        f"coverage {r['coverage']:.4f}, precision {r['achieved_precision']:.4f} on test"
+    )
+    if r.get("train_seconds") is not None:
+        print(f"  trained in {r['train_seconds']:.1f}s; {r['predict_per_second']:.0f} messages/s on one thread")
+    pc = r.get("policy_comparison") or {}
+    if pc.get("model_mismatch"):
+        print(
+            f"  WARNING: the proposed thresholds are for {r.get('model_ref') or 'a model this eval trained (not saved)'}, not for the policy's model {pc['policy_model']}: "
+            "train and promote a model on this data before using them"
+        )
+    for item in pc.get("unmapped") or []:
+        print(f"  not proposed: {item}")
+    for path in written.values():
+        print(f"  wrote {path}")
+    return 0
+
+
+def _eval_compare(args: argparse.Namespace) -> int:
+    from eval.compare import compare_reports, write_compare_html
+
+    first, second = (Path(p) for p in args.compare)
+    table = compare_reports(first, second)
+    print("\n".join(table.lines()))
+    if args.report:
+        out = Path(args.report)
+        out.mkdir(parents=True, exist_ok=True)
+        write_compare_html(table, out / "compare.html")
+        print(f"wrote {out / 'compare.html'}")
+    return 0
+
+
+def _eval_replay(args: argparse.Namespace) -> int:
+    from classifiers.registry import ModelRegistry
+    from eval.replay import replay
+    from worker.brands import load_brand
+    from worker.policy import load_policy
+    from worker.store import Store
+
+    settings = settings_for(args)
+    brand_name = args.brand or "demo-shop"
+    path = Path(args.policy) if args.policy else settings.policies_dir / f"{brand_name}.yaml"
+    loaded = load_policy(path, name_must_match=False)
+    if loaded.brand != brand_name:
+        print(f"{path} is a policy for brand {loaded.brand!r}, not {brand_name!r}", file=sys.stderr)
+        return EXIT_CONFIG
+    brand = load_brand(loaded, settings, ModelRegistry(settings.models_dirs))
+    store = Store(connect_redis(settings), settings.key_prefix)
+    report = replay(store, brand, limit=args.limit, reclassify=args.reclassify)
+    print("\n".join(report.lines()))
+    if args.report:
+        out = Path(args.report)
+        out.mkdir(parents=True, exist_ok=True)
+        from eval.replay import write_replay_html
+
+        (out / "replay.json").write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n")
+        write_replay_html(report, out / "replay.html")
+        print(f"wrote {out / 'replay.json'}")
+        print(f"wrote {out / 'replay.html'}")
+    return 0
+
+
+def _models_root(args: argparse.Namespace) -> Path:
+    from classifiers.registry import SHIPPED_DIR
+
+    if getattr(args, "dir", None):
+        return Path(args.dir)
+    settings = settings_for(args)
+    return settings.models_dirs[0] if settings.models_dirs else SHIPPED_DIR
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from classifiers.build import DEFAULT_CONFIGS, ModelConfig, train
+    from classifiers.datasets import Dataset, read_dataset
+    from classifiers.versions import ModelVersions
+
+    dataset = read_dataset(args.data)
+    config = DEFAULT_CONFIGS[args.task]
+    if args.config:
+        config = ModelConfig.from_dict({**config.to_dict(), **json.loads(Path(args.config).read_text())})
+    name = args.name or f"{args.task}-{Path(args.data).stem.replace('_', '-').lower()}"
+    if args.corrections:
+        from eval.promotion import correction_examples
+        from worker.store import Store
+
+        extra = correction_examples(
+            Store(connect_redis(settings_for(args)), settings_for(args).key_prefix), args.corrections, args.task
+        )
+        used = sum(e.split == "train" for e in extra)
+        print(
+            f"adding {used} reviewed corrections of {args.corrections} to the training rows "
+            f"({len(extra) - used} more are held out for promotion checks)"
+        )
+        dataset = Dataset(path=dataset.path, sha256=dataset.sha256, examples=dataset.examples + extra)
+    root = _models_root(args)
+    if args.out:
+        out = Path(args.out)
+    elif args.candidate:
+        out = ModelVersions(root, name).candidates_dir / "pending"
+    else:
+        out = root / name
+    started = time.perf_counter()
+    result = train(
+        args.task, dataset, name=name, out=out, config=config, out_of_scope_label=args.oos_label, version=args.version
+    )
+    manifest = result.manifest
+    if args.candidate and not args.out and manifest is not None:
+        final = out.with_name(manifest.version)
+        if final.exists():
+            import shutil
+
+            shutil.rmtree(final)
+        out.rename(final)
+        out = final
+    m = result.metrics
+    print(f"wrote {out} ({manifest.ref if manifest else name}) in {time.perf_counter() - started:.1f}s")
+    if args.candidate:
+        print(f"a candidate: replyguard models promote {name} --data HELD_OUT checks it against the current model")
+    if "accuracy" in m:
+        print(
+            f"held-out ({m['n']} test rows): accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, ECE {m['ece']:.4f}"
+        )
+        for label, row in m["per_label"].items():
+            print(
+                f"  {label:24} P {row['precision']:.3f}  R {row['recall']:.3f}  F1 {row['f1']:.3f}  n={row['support']}"
+            )
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from classifiers.versions import ModelVersions, names
+
+    root = _models_root(args)
+    for name in [args.name] if args.name else names(root):
+        versions = ModelVersions(root, name)
+        current = versions.current()
+        print(f"{name}  ({root})")
+        print(f"  current    {current.version if current else '-'}")
+        for m in versions.candidates():
+            print(f"  candidate  {m.version}  trained {m.created_at:%Y-%m-%d %H:%M}")
+        stack = versions.log()["stack"]
+        for m in versions.history():
+            tag = "  (rollback restores this)" if stack and m.version == stack[-1] else ""
+            print(f"  earlier    {m.version}  trained {m.created_at:%Y-%m-%d %H:%M}{tag}")
+    return 0
+
+
+def cmd_models_promote(args: argparse.Namespace) -> int:
+    from classifiers.datasets import read_dataset
+    from classifiers.persistence import load_artifact
+    from classifiers.versions import ModelVersions
+    from eval.promotion import check_promotion, correction_examples
+
+    versions = ModelVersions(_models_root(args), args.name)
+    source = versions.candidate_dir(args.version)
+    candidate = load_artifact(source)
+    corrections = []
+    if args.corrections:
+        from worker.store import Store
+
+        settings = settings_for(args)
+        corrections = correction_examples(
+            Store(connect_redis(settings), settings.key_prefix), args.corrections, candidate.task
+        )
+    if versions.current() is not None:
+        current = load_artifact(versions.current_dir)
+        check = check_promotion(
+            candidate.task,
+            current,
+            candidate,
+            read_dataset(args.data),
+            target_precision=args.target_precision,
+            corrections=corrections,
+            oos_label=candidate.manifest.out_of_scope_label,
+        )
+        print("\n".join(check.lines()))
+        if not check.accepted:
+            print(f"not promoted: {args.name} stays at {current.manifest.version}", file=sys.stderr)
+            return EXIT_CONFIG
+    promoted = versions.promote(candidate.manifest.version, note=f"checked on {args.data}")
+    print(
+        f"promoted {args.name} to {promoted.version}; workers load it on restart "
+        f"(replyguard models rollback {args.name} restores the previous one)"
+    )
+    return 0
+
+
+def cmd_models_rollback(args: argparse.Namespace) -> int:
+    from classifiers.versions import ModelVersions
+
+    restored = ModelVersions(_models_root(args), args.name).rollback()
+    print(f"rolled {args.name} back to {restored.version}; workers load it on restart")
+    return 0
+
+
+def cmd_build_defaults(args: argparse.Namespace) -> int:
+    from classifiers.recipes import DEFAULT_SHARED, RECIPES, build_default
+    from classifiers.registry import SHIPPED_DIR
+
+    from classifiers.sentence import build_table, table_path
+
+    shared = Path(args.shared) if args.shared else DEFAULT_SHARED
+    out = Path(args.out) if args.out else SHIPPED_DIR
+    if not table_path().is_file():
+        started = time.perf_counter()
+        print(
+            f"sentence table: derived from the pinned package into {build_table()} "
+            f"in {time.perf_counter() - started:.0f}s"
+        )
+    names = args.only.split(",") if args.only else list(RECIPES)
+    for name in names:
+        if name not in RECIPES:
+            print(f"unknown model {name!r}; known: {', '.join(RECIPES)}", file=sys.stderr)
+            return EXIT_CONFIG
+        result = build_default(name, shared, out)
+        m = result.metrics
+        print(
+            f"{name}: {result.manifest.ref if result.manifest else ''} trained in {result.train_seconds:.1f}s; "
+            f"test accuracy {m.get('accuracy', 0):.4f}, macro-F1 {m.get('macro_f1', 0):.4f}"
+        )
+    return 0
+
+
+def _in_dir(path: Path, directory: Path) -> bool:
+    return path.resolve().parent == directory.resolve()
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from worker.brands import load_brands, load_one
+
+    settings = settings_for(args)
+    if args.policy:
+        # inside the policies directory a file must be named <brand>.yaml; a candidate elsewhere
+        # (e.g. an eval report's policy.proposed.yaml) is validated as it is
+        brands = {
+            b.name: b
+            for b in (
+                load_one(Path(p), settings, name_must_match=_in_dir(Path(p), settings.policies_dir))
+                for p in args.policy
+            )
+        }
+    else:
+        brands = load_brands(settings)
+    for name, brand in sorted(brands.items()):
+        print(
+            f"ok  {name}: policy {brand.policy_version} ({brand.loaded.path}), "
+            f"{len(brand.templates.versions())} approved templates, models {', '.join(brand.model_versions().values())}"
+        )
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from worker import models, policy
+
+    print_json(models.event_json_schema() if args.what == "event" else policy.schema())
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this module's commands to the ``replyguard`` parser."""
+    p = sub.add_parser("eval", help="evaluate a classifier and propose thresholds, or replay past decisions")
+    p.add_argument("--task", choices=["spam", "abuse", "intent"])
+    p.add_argument("--data", help="labelled JSONL/CSV (text, label[, split])")
+    p.add_argument("--report", help="output directory")
+    p.add_argument(
+        "--model",
+        help="evaluate this artifact as is: a registry name (spam-default) or a directory "
+        "(default: the policy's model when it knows the data's labels, else train on the train split)",
+    )
+    p.add_argument(
+        "--train", action="store_true", help="train a model on the data even if the policy's model knows its labels"
+    )
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="show two eval report directories side by side")
+    p.add_argument("--target-precision", type=float, default=0.98)
+    p.add_argument("--oos-label", help="the out-of-scope label (intent)")
+    p.add_argument("--margin", type=float, default=0.0, help="extra precision demanded on val (safety margin)")
+    p.add_argument(
+        "--assume-oos-share",
+        type=float,
+        default=None,
+        help="out-of-scope share of real traffic to plan the threshold for (default 0.25 with --oos-label)",
+    )
+    p.add_argument("--policy", help="policy to compare with / replay (default: policies/demo-shop.yaml)")
+    p.add_argument("--replay", action="store_true", help="re-decide stored decisions with --policy")
+    p.add_argument("--brand", help="brand to replay (default demo-shop)")
+    p.add_argument("--limit", type=int, help="replay at most this many decisions")
+    p.add_argument("--reclassify", action="store_true", help="replay: re-run the policy's models on the stored text")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train", help="train a classifier artifact from labelled JSONL/CSV")
+    p.add_argument("task", choices=["spam", "abuse", "intent"])
+    p.add_argument("--data", required=True, help="JSONL (text, label[, split]) or CSV with a header")
+    p.add_argument("--name", help="artifact name (default: TASK-<file stem>)")
+    p.add_argument("--out", help="artifact directory (default: classifiers/artifacts/NAME)")
+    p.add_argument("--oos-label", help="the out-of-scope label (intent)")
+    p.add_argument("--version", help="version string (default: a hash of the training data and config)")
+    p.add_argument("--config", help="JSON file overriding model hyperparameters")
+    p.add_argument(
+        "--candidate", action="store_true", help="write a candidate version (promote it with replyguard models promote)"
+    )
+    p.add_argument("--corrections", metavar="BRAND", help="add BRAND's reviewed corrections to the training rows")
+    p.add_argument(
+        "--dir", help="models directory (default: the first REPLYGUARD_MODELS_DIRS entry, else classifiers/artifacts)"
+    )
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("models", help="model versions: list, promote a candidate, roll back")
+    models = p.add_subparsers(dest="models_command", required=True)
+    q = models.add_parser("list", help="current, candidate and earlier versions")
+    q.add_argument("name", nargs="?")
+    q.add_argument("--dir")
+    q.set_defaults(func=cmd_models_list)
+    q = models.add_parser("promote", help="check a candidate against the current model on the same held-out data")
+    q.add_argument("name")
+    q.add_argument("--data", required=True, help="held-out labelled data (val rows choose thresholds, test rows judge)")
+    q.add_argument("--version", help="candidate version (default: the newest)")
+    q.add_argument("--corrections", metavar="BRAND", help="also judge on BRAND's held-out corrections")
+    q.add_argument("--target-precision", type=float, default=0.98)
+    q.add_argument("--dir")
+    q.set_defaults(func=cmd_models_promote)
+    q = models.add_parser("rollback", help="restore the version the last promotion replaced")
+    q.add_argument("name")
+    q.add_argument("--dir")
+    q.set_defaults(func=cmd_models_rollback)
+
+    p = sub.add_parser("build-defaults", help="rebuild the shipped default models from ../shared/datasets")
+    p.add_argument("--shared", help="datasets directory (default: ../shared/datasets beside the checkout)")
+    p.add_argument("--out", help="output directory (default: classifiers/artifacts)")
+    p.add_argument("--only", help="comma-separated model names")
+    p.set_defaults(func=cmd_build_defaults)
+
+    p = sub.add_parser("validate", help="load and cross-check policies, templates and models")
+    p.add_argument("policy", nargs="*", help="policy files (default: every policy)")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", help="print a JSON Schema")
+    p.add_argument("what", choices=["event", "policy"])
+    p.set_defaults(func=cmd_schema)
