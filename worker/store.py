@@ -74,7 +74,7 @@ entries older than ``active_days``; ``replyguard forget`` deletes one person's d
 
 A decision and all its side effects (outbox, review queue, history, counters,
 opt-out, conversation state, conversation order, LLM-pending index) are written by one Lua script,
-``lua/apply_decision.lua``, through :meth:`Store._apply_args`, for a message's
+``lua/apply_decision.lua``, through :meth:`Store._entry`, for a message's
 first decision and for an LLM task's finalisation alike: they appear together or
 not at all, and only once per (brand, message id). A change to a stored decision
 after the fact goes through the same script (its ``amend`` mode, see
@@ -343,6 +343,16 @@ def review_score(priority: str, created_at: datetime) -> float:
 
 
 @dataclass
+class _Entry:
+    """One decision of an apply_decision.lua call: its brand, its own 6 keys, its JSON and its spec."""
+
+    brand: str
+    keys: list[str]
+    json: str
+    spec: list[Any]
+
+
+@dataclass
 class ReviewItem:
     brand: str
     message_id: str
@@ -476,26 +486,36 @@ class Store:
 
     # -- writing decisions ------------------------------------------------------------
 
-    def _script_keys(self, b: str, mid: str, conv: str, queue_key: str | None) -> list[str]:
-        """KEYS 1-13 of apply_decision.lua, in its order (the person index, KEYS 14, is the first write's)."""
+    def _decision_keys(self, b: str, mid: str, conv: str, author_id: str) -> list[str]:
+        """A decision's own 6 KEYS of apply_decision.lua, in its order."""
         k = self.keys
         return [
             k.decision(b, mid),
-            k.decisions(b),
             k.message(mid),
-            k.review,
-            k.outbox(b),
-            k.optout(b),
             k.history(b, conv),
             k.conversation(b, conv),
-            k.stats(b),
-            k.llm_pending,
             k.order(b, conv),
-            k.order_parked,
-            queue_key or k.order_parked,
+            k.person(b, author_id),
         ]
 
-    def _apply_args(
+    def _apply_call(self, entries: list[_Entry], queue_key: str = "") -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of one ``lua/apply_decision.lua`` call writing ``entries`` in order: the
+        global keys once, each brand's keys once, then each decision's keys, JSON and spec."""
+        k = self.keys
+        brands: dict[str, int] = {}
+        for entry in entries:
+            brands.setdefault(entry.brand, len(brands) + 1)
+        keys = [k.review, k.llm_pending, k.order_parked, queue_key or k.order_parked]
+        for b in brands:
+            keys += [k.decisions(b), k.outbox(b), k.optout(b), k.stats(b)]
+        args: list[Any] = [len(brands), defaults.HISTORY_MAX_MESSAGES, defaults.OUTBOX_MAX_ENTRIES, *brands]
+        for entry in entries:
+            keys += entry.keys
+            entry.spec[1] = str(brands[entry.brand])
+            args += [entry.json, json.dumps(entry.spec)]
+        return keys, args
+
+    def _entry(
         self,
         decision: Decision,
         event: InboundEvent,
@@ -507,8 +527,8 @@ class Store:
         seq: int | None = None,
         queue_key: str = "",
         opted_out: bool | None = None,
-    ) -> tuple[list[str], list[Any]]:
-        """KEYS and ARGV of ``lua/apply_decision.lua`` for ``decision``: every effect it implies.
+    ) -> _Entry:
+        """One decision of a ``lua/apply_decision.lua`` call: every effect ``decision`` implies.
 
         ``first``: the message's first decision (the customer's message joins the history, the
         conversation is touched, opt-outs apply; a pending decision defers its reply, review
@@ -520,20 +540,19 @@ class Store:
         decided (then its parked successor is queued on ``queue_key``). A finalisation is written
         only if the author's opt-out is still ``opted_out`` (when given).
         """
-        k = self.keys
         b, mid, conv = event.brand, event.id, event.conversation_id
-        keys = [*self._script_keys(b, mid, conv, queue_key), k.person(b, event.author.id)]
         retention = self.retention_for(b)
         history: list[str] = []
         counters: dict[str, int] = {}
         floats: dict[str, float] = {}
+        created_ms = str(_ms(event.created_at))
         if first:
             history.append(
                 json.dumps(
                     {
                         "role": "customer",
                         "message_id": mid,
-                        "at": _ms(event.created_at),
+                        "at": int(created_ms),
                         "text": event.text[: defaults.HISTORY_MAX_CHARS],
                     },
                     ensure_ascii=False,
@@ -588,41 +607,40 @@ class Store:
                         floats[name] = floats.get(name, 0.0) + amount
                     else:
                         counters[name] = counters.get(name, 0) + amount
-        args = [
-            "" if first else hashlib.sha1(expected or b"").hexdigest(),
-            decision.to_json(),
-            review_member(b, mid),
-            b,
-            mid,
-            _ms(decision.decided_at),
-            score,
-            json.dumps(outbox),
-            (optout_op or "") if first else "",
-            event.author.id,
-            json.dumps(history),
-            defaults.HISTORY_MAX_MESSAGES,
-            retention.history_ttl(defaults.CONVERSATION_TTL_SECONDS),
-            _ms(event.created_at) if first and away_sent else "",
-            json.dumps({name: str(n) for name, n in counters.items()}),
-            json.dumps({name: repr(x) for name, x in floats.items()}),
-            defaults.OUTBOX_MAX_ENTRIES,
-            _ms(event.created_at) if first else "",
-            _ms(decision.llm.deadline) if first and decision.pending else "",  # type: ignore[union-attr]
-            seq if first and seq is not None and queue_key else "",
-        ]
         context = decision.context
         if first and context is not None:
             away = context.away_sent_at
-            args += [
+            checks = [
                 "1" if context.opted_out else "0",
                 "1" if context.first_contact else "0",
                 str(_ms(away)) if away is not None else "none",
             ]
         else:
-            args += ["" if opted_out is None else "1" if opted_out else "0", "", ""]
-        args.append("")  # ARGV[24]: the review queue entry is added or moved
-        args += [conv, retention.decision_ttl, retention.person_index_ttl]  # ARGV 25-27: personal data
-        return keys, args
+            checks = ["" if opted_out is None else "1" if opted_out else "0", "", ""]
+        spec: list[Any] = [
+            "" if first else hashlib.sha1(expected or b"").hexdigest(),
+            "",  # the brand's number in its call (_apply_call)
+            mid,
+            str(_ms(decision.decided_at)),
+            score,
+            outbox,
+            (optout_op or "") if first else "",
+            event.author.id,
+            history,
+            str(retention.history_ttl(defaults.CONVERSATION_TTL_SECONDS)),
+            created_ms if first and away_sent else "",
+            {name: str(n) for name, n in counters.items()},
+            {name: repr(x) for name, x in floats.items()},
+            created_ms if first else "",
+            str(_ms(decision.llm.deadline)) if first and decision.pending else "",  # type: ignore[union-attr]
+            str(seq) if first and seq is not None and queue_key else "",
+            *checks,
+            "",  # the review queue entry is added or moved
+            conv,
+            str(retention.decision_ttl),  # personal data
+            str(retention.person_index_ttl),
+        ]
+        return _Entry(b, self._decision_keys(b, mid, conv, event.author.id), decision.to_json(), spec)
 
     def queue_amendment(
         self, pipe: Any, decision: Decision, *, review: str = "", counters: dict[str, int] | None = None
@@ -636,31 +654,26 @@ class Store:
         """
         if review not in ("", "add", "move"):
             raise ValueError(f"review must be '', 'add' or 'move', not {review!r}")
-        k, b, mid = self.keys, decision.brand, decision.message_id
+        b, mid = decision.brand, decision.message_id
         conv = decision.conversation_id
-        keys = self._script_keys(b, mid, conv, None)
         score = ""
         if review and decision.escalation is not None:
             created = datetime.fromisoformat(decision.event["created_at"])
             score = repr(review_score(decision.escalation.priority, created))
-        args: list[Any] = [
+        spec: list[Any] = [
             "amend",
-            decision.to_json(),
-            review_member(b, mid),
-            b,
+            "",
             mid,
             "",
             score,
-            "[]",
+            [],
             "",
             decision.author_id,
-            "[]",
-            defaults.HISTORY_MAX_MESSAGES,
-            defaults.CONVERSATION_TTL_SECONDS,
+            [],
+            str(defaults.CONVERSATION_TTL_SECONDS),
             "",
-            json.dumps({name: str(n) for name, n in (counters or {}).items()}),
-            "{}",
-            defaults.OUTBOX_MAX_ENTRIES,
+            {name: str(n) for name, n in (counters or {}).items()},
+            {},
             "",
             "",
             "",
@@ -669,10 +682,12 @@ class Store:
             "",
             "XX" if review == "move" else "",
             conv,
-            "",  # ARGV 26-27 and KEYS 14 (the person index) are not used in amend mode
+            "",  # 22-23 and the person index are not used in amend mode
             "",
         ]
-        self._apply(keys=[*keys, k.person(b, decision.author_id)], args=args, client=pipe)
+        entry = _Entry(b, self._decision_keys(b, mid, conv, decision.author_id), decision.to_json(), spec)
+        keys, args = self._apply_call([entry])
+        self._apply(keys=keys, args=args, client=pipe)
 
     @_guard("finalising a decision")
     def finalize(
@@ -704,7 +719,8 @@ class Store:
                 # the author opted out after this message (a STOP decided while the LLM worked)
                 decision = opted_out_meanwhile(decision, policy)
             event = InboundEvent.model_validate(decision.event)
-            keys, args = self._apply_args(decision, event, first=False, expected=raw, opted_out=opted)
+            entry = self._entry(decision, event, first=False, expected=raw, opted_out=opted)
+            keys, args = self._apply_call([entry])
             if self._apply(keys=keys, args=args)[0] == 1:
                 return decision
             # the stored decision changed since it was read: read it again
@@ -744,17 +760,13 @@ class Store:
             return []
         seqs = seqs if seqs is not None else [None] * len(items)
         pipe = self.client.pipeline(transaction=False)
-        keys: list[str] = []
-        args: list[Any] = []
-        for n, ((decision, event, optout_op, away_sent), seq) in enumerate(zip(items, seqs, strict=True), 1):
-            one_keys, one_args = self._apply_args(
-                decision, event, first=True, optout_op=optout_op, away_sent=away_sent, seq=seq, queue_key=queue_key
-            )
-            keys += one_keys
-            args += one_args
-            if n % defaults.PERSIST_CHUNK == 0 or n == len(items):  # several decisions per script call
-                self._apply(keys=keys, args=args, client=pipe)
-                keys, args = [], []
+        entries = [
+            self._entry(decision, event, first=True, optout_op=optout_op, away_sent=away_sent, seq=seq, queue_key=queue_key)
+            for (decision, event, optout_op, away_sent), seq in zip(items, seqs, strict=True)
+        ]
+        for start in range(0, len(entries), defaults.PERSIST_CHUNK):  # several decisions per script call
+            keys, args = self._apply_call(entries[start : start + defaults.PERSIST_CHUNK], queue_key)
+            self._apply(keys=keys, args=args, client=pipe)
         return [int(r) for chunk in pipe.execute() for r in chunk]
 
     # -- human actions (review app): queued on the caller's MULTI pipeline -----------------

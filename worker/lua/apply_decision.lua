@@ -3,13 +3,43 @@
 -- decision that waited for an LLM task.
 --
 -- One call applies one or more decisions, in order, each exactly as if it were applied by a
--- call of its own (a later one sees what an earlier one wrote): 14 KEYS and 27 ARGV per
--- decision, below numbered as for the first (the decision i of a call uses KEYS[14*(i-1)+k]
--- and ARGV[27*(i-1)+k]). The stats counters of the whole call are added at its end, one
--- HINCRBY per distinct field (nothing can read them in between: a script runs alone).
+-- call of its own (a later one sees what an earlier one wrote). The keys shared by the
+-- decisions of a call are passed once: the global ones, then 4 per brand, then 6 per decision.
+-- Each decision is two arguments: its JSON as stored, and its spec (one JSON array, below).
+-- The stats counters of the whole call are added at its end, one HINCRBY per distinct field
+-- (nothing can read them in between: a script runs alone).
 --
--- Redis runs a script without interleaving other commands, so either all of the writes
--- below happen or none do. ARGV[1] says what must hold first:
+-- KEYS  1 review queue (zset)   2 LLM-pending index (zset)   3 parked index (zset)
+--       4 RQ queue list (a woken successor goes to its front)
+--       then per brand b (b = 1..B):   4+4(b-1)+ 1 decisions index (zset)  2 outbox (stream)
+--                                                3 opted-out authors (set)  4 stats (hash)
+--       then per decision i (i = 1..n): 4+4B+6(i-1)+ 1 decision  2 message -> brands (set)
+--            3 conversation history (list)  4 conversation meta (hash)
+--            5 conversation order (hash, see lua/order.lua)
+--            6 person index (set: 'm:<message id>', 'c:<conversation id>')
+-- ARGV  1 B (brands in this call)  2 history max length  3 outbox max length
+--       4 .. 3+B the brands' names
+--       then per decision i: 3+B+2i-1 the decision JSON, 3+B+2i its spec:
+-- spec  1 condition ('' first decision | SHA-1 of the expected stored decision | 'amend')
+--       2 brand number (1..B)           3 message id            4 decided_at ms
+--       5 review score ('' = not escalated)
+--       6 outbox payloads (array of strings)   7 opt-out op ('add' | 'remove' | '')
+--       8 author id                     9 history entries (array of strings)
+--      10 conversation ttl (s)         11 away_sent_at ms ('' = unchanged)
+--      12 integer counters (object: field -> amount as a string)
+--      13 float counters (object: field -> amount as a string)
+--      14 message created_at ms ('' = leave the conversation's first/last seen alone)
+--      15 LLM deadline ms ('' = not pending)
+--      16 the message's sequence number in its conversation ('' = unordered)
+--      17 opted out when decided: '1' | '0' ('' = no check)
+--      18 first contact when decided: '1' | '0' ('' = no check)
+--      19 away_sent_at ms when decided: ms | 'none' ('' = no check)
+--      20 review queue entry: '' = add or move it, 'XX' = move it only if still queued
+--      21 conversation id              22 decision TTL (s)       23 person index TTL (s)
+--      (the person index and 22-23 are not used in 'amend' mode: the TTL is kept)
+--      Numbers are passed as strings (a Lua number would lose digits of a review score).
+--
+-- The condition says what must hold first:
 --   ''      first decision: the decision key must not exist (a second call for the same
 --           (brand, message id) is a no-op returning 0)
 --   sha1    finalisation: the stored decision must still be the one (pending) that the
@@ -20,52 +50,28 @@
 --           (the caller's own records, such as the SLA timer or the delivery's idempotency
 --           record, are written in the same transaction).
 --
--- KEYS  1 decision            2 decisions index (zset)   3 message -> brands (set)
---       4 review queue (zset)  5 outbox (stream)          6 opted-out authors (set)
---       7 conversation history (list)                     8 conversation meta (hash)
---       9 stats (hash)         10 LLM-pending index (zset)
---      11 conversation order (hash, see lua/order.lua)       12 parked index (zset)
---      13 RQ queue list (a woken successor goes to its front)
---      14 person index (set: 'm:<message id>', 'c:<conversation id>')
--- ARGV  1 condition ('' or the SHA-1 of the expected stored decision)
---       2 decision JSON        3 review member ('brand/message id')
---       4 brand                5 message id               6 decided_at (ms)
---       7 review score ('' = not escalated)
---       8 outbox payloads (JSON array of strings)         9 opt-out op ('add' | 'remove' | '')
---      10 author id           11 history entries (JSON array of strings)
---      12 history max length  13 conversation ttl (s)
---      14 away_sent_at ms ('' = unchanged)
---      15 integer counters (JSON object: field -> amount as a string)
---      16 float counters (JSON object: field -> amount as a string)
---      17 outbox max length
---      18 message created_at ms ('' = leave the conversation's first/last seen alone)
---      19 LLM deadline ms ('' = not pending)
---      20 the message's sequence number in its conversation ('' = unordered)
---      21 opted out when decided: '1' | '0' ('' = no check)
---      22 first contact when decided: '1' | '0' ('' = no check)
---      23 away_sent_at ms when decided: ms | 'none' ('' = no check)
---      24 review queue entry: '' = add or move it, 'XX' = move it only if still queued
---      25 conversation id     26 decision TTL (s)        27 person index TTL (s)
---      KEYS 14 and ARGV 26-27 are not used in 'amend' mode (the TTL is kept)
---
--- The conversation meta hash (KEYS 8) holds only first_seen, last_seen and away_sent_at (this
--- script is its only writer): it exists when one of them is set.
+-- The conversation meta hash holds only first_seen, last_seen and away_sent_at (this script
+-- is its only writer): it exists when one of them is set.
 --
 -- Returns, for each decision, 1 written, 0 already decided / no longer the expected pending decision,
--- -1 the context the decision was made in (ARGV 21-23) no longer holds: read it again
+-- -1 the context the decision was made in (spec 17-19) no longer holds: read it again
 -- and decide again, -2 (first decision, ordered) an earlier message of the conversation
 -- is not decided yet. So a conversation's messages are decided in order, one at a time,
 -- each on the state its predecessors left, and opt-outs are checked atomically.
-local NKEYS, NARGS = 14, 27
+local NGLOBAL, NBRAND, NDECISION, SPEC = 4, 4, 6, 23
+local REVIEW, PENDING, PARKED, QUEUE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 
-local function apply(K, A, counts)
+local function apply(K, B, json, A, brand, history_max, outbox_max, counts)
+  -- K: the decision's 6 keys; B: its brand's 4 keys; A: its spec
+  local mid = A[3]
+  local member = brand .. '/' .. mid
   local meta = nil -- HMGET of the conversation meta: first_seen, last_seen, away_sent_at
   local function holds(opted, first, away)
-    if opted ~= '' and tostring(redis.call('SISMEMBER', K[6], A[10])) ~= opted then
+    if opted ~= '' and tostring(redis.call('SISMEMBER', B[3], A[8])) ~= opted then
       return false
     end
     if first ~= '' or away ~= '' then
-      meta = redis.call('HMGET', K[8], 'first_seen', 'last_seen', 'away_sent_at')
+      meta = redis.call('HMGET', K[4], 'first_seen', 'last_seen', 'away_sent_at')
       local exists = (meta[1] or meta[2] or meta[3]) and '1' or '0'
       if first ~= '' and exists ~= (first == '1' and '0' or '1') then
         return false
@@ -77,132 +83,157 @@ local function apply(K, A, counts)
     return true
   end
 
-  local seq = tonumber(A[20])
+  local condition = A[1]
+  local seq = tonumber(A[16])
   local done, successor = 0, false
-  if A[1] == '' then
+  if condition == '' then
     if redis.call('EXISTS', K[1]) == 1 then
       return 0
     end
-    if not holds(A[21], A[22], A[23]) then
+    if not holds(A[17], A[18], A[19]) then
       return -1
     end
     if seq then
-      local order = redis.call('HMGET', K[11], 'done', 'p:' .. (seq + 1))
+      local order = redis.call('HMGET', K[5], 'done', 'p:' .. (seq + 1))
       done, successor = tonumber(order[1] or '0'), order[2]
       if seq > done + 1 then
         return -2
       end
     end
-    redis.call('ZADD', K[2], A[6], A[5])
-    redis.call('SADD', K[3], A[4])
-  elseif A[1] == 'amend' then
+    redis.call('ZADD', B[1], A[4], mid)
+    redis.call('SADD', K[2], brand)
+  elseif condition == 'amend' then
     if redis.call('EXISTS', K[1]) == 0 then
       return 0
     end
   else
     local current = redis.call('GET', K[1])
-    if not current or redis.sha1hex(current) ~= A[1] then
+    if not current or redis.sha1hex(current) ~= condition then
       return 0
     end
-    if not holds(A[21], '', '') then
+    if not holds(A[17], '', '') then
       return -1
     end
-    redis.call('ZREM', K[10], A[3])
+    redis.call('ZREM', PENDING, member)
   end
-  if A[1] == 'amend' then
-    redis.call('SET', K[1], A[2], 'KEEPTTL')
+  if condition == 'amend' then
+    redis.call('SET', K[1], json, 'KEEPTTL')
   else
     -- personal data (worker/privacy): the decision expires with the brand's retention
-    redis.call('SET', K[1], A[2], 'EX', A[26])
+    redis.call('SET', K[1], json, 'EX', A[22])
   end
-  if A[7] ~= '' then
-    if A[24] == 'XX' then
-      redis.call('ZADD', K[4], 'XX', A[7], A[3])
+  if A[5] ~= '' then
+    if A[20] == 'XX' then
+      redis.call('ZADD', REVIEW, 'XX', A[5], member)
     else
-      redis.call('ZADD', K[4], A[7], A[3])
+      redis.call('ZADD', REVIEW, A[5], member)
     end
   end
-  for _, payload in ipairs(cjson.decode(A[8])) do
-    redis.call('XADD', K[5], 'MAXLEN', '~', A[17], '*', 'message_id', A[5], 'payload', payload)
+  for _, payload in ipairs(A[6]) do
+    redis.call('XADD', B[2], 'MAXLEN', '~', outbox_max, '*', 'message_id', mid, 'payload', payload)
   end
-  if A[9] == 'add' then
-    redis.call('SADD', K[6], A[10])
-  elseif A[9] == 'remove' then
-    redis.call('SREM', K[6], A[10])
+  if A[7] == 'add' then
+    redis.call('SADD', B[3], A[8])
+  elseif A[7] == 'remove' then
+    redis.call('SREM', B[3], A[8])
   end
-  local history = cjson.decode(A[11])
-  if #history > 0 then
-    redis.call('RPUSH', K[7], unpack(history))
-    redis.call('LTRIM', K[7], -tonumber(A[12]), -1)
-    redis.call('EXPIRE', K[7], A[13])
+  if #A[9] > 0 then
+    if redis.call('RPUSH', K[3], unpack(A[9])) > history_max then
+      redis.call('LTRIM', K[3], -history_max, -1)
+    end
+    redis.call('EXPIRE', K[3], A[10])
   end
-  if A[18] ~= '' or A[14] ~= '' then
+  if A[14] ~= '' or A[11] ~= '' then
     local fields = {}
-    if A[18] ~= '' then
-      if meta == nil then -- not read above: keep a first_seen that is there
-        redis.call('HSETNX', K[8], 'first_seen', A[18])
-      elseif not meta[1] then
-        fields[#fields + 1], fields[#fields + 2] = 'first_seen', A[18]
-      end
-      fields[#fields + 1], fields[#fields + 2] = 'last_seen', A[18]
-    end
     if A[14] ~= '' then
-      fields[#fields + 1], fields[#fields + 2] = 'away_sent_at', A[14]
+      if meta == nil then -- not read above: keep a first_seen that is there
+        redis.call('HSETNX', K[4], 'first_seen', A[14])
+      elseif not meta[1] then
+        fields[#fields + 1], fields[#fields + 2] = 'first_seen', A[14]
+      end
+      fields[#fields + 1], fields[#fields + 2] = 'last_seen', A[14]
     end
-    redis.call('HSET', K[8], unpack(fields))
-    redis.call('EXPIRE', K[8], A[13])
+    if A[11] ~= '' then
+      fields[#fields + 1], fields[#fields + 2] = 'away_sent_at', A[11]
+    end
+    redis.call('HSET', K[4], unpack(fields))
+    redis.call('EXPIRE', K[4], A[10])
   end
-  local stats = counts[K[9]]
+  local stats = counts[B[4]]
   if stats == nil then
     stats = {}
-    counts[K[9]] = stats
+    counts[B[4]] = stats
   end
-  for field, amount in pairs(cjson.decode(A[15])) do
+  for field, amount in pairs(A[12]) do
     stats[field] = (stats[field] or 0) + tonumber(amount)
   end
-  for field, amount in pairs(cjson.decode(A[16])) do
-    redis.call('HINCRBYFLOAT', K[9], field, amount)
+  for field, amount in pairs(A[13]) do
+    redis.call('HINCRBYFLOAT', B[4], field, amount)
   end
-  if A[19] ~= '' then
-    redis.call('ZADD', K[10], A[19], A[3])
+  if A[15] ~= '' then
+    redis.call('ZADD', PENDING, A[15], member)
   end
-  if seq and A[1] == '' then
+  if seq and condition == '' then
     if seq > done then
-      redis.call('HSET', K[11], 'done', seq)
+      redis.call('HSET', K[5], 'done', seq)
       if successor then -- wake the parked successor (the same as order.lua's wake)
-        redis.call('HDEL', K[11], 'p:' .. (seq + 1))
-        redis.call('ZREM', K[12], K[11] .. '#' .. (seq + 1))
-        redis.call('LPUSH', K[13], successor)
+        redis.call('HDEL', K[5], 'p:' .. (seq + 1))
+        redis.call('ZREM', PARKED, K[5] .. '#' .. (seq + 1))
+        redis.call('LPUSH', QUEUE, successor)
       end
     end
-    redis.call('EXPIRE', K[11], A[13])
+    redis.call('EXPIRE', K[5], A[10])
   end
   -- personal data (worker/privacy): the person index names the message and conversation for
-  -- `replyguard forget`, living at least as long as the data it points to (never shortened here)
-  if A[1] ~= 'amend' then
-    redis.call('SADD', K[14], 'm:' .. A[5], 'c:' .. A[25])
-    if redis.call('TTL', K[14]) < tonumber(A[27]) then
-      redis.call('EXPIRE', K[14], A[27])
+  -- `replyguard forget`, living at least as long as the data it points to (never shortened;
+  -- EXPIRE's NX and GT would need Redis 7, the embedded server is 6.2)
+  if condition ~= 'amend' then
+    redis.call('SADD', K[6], 'm:' .. mid, 'c:' .. A[21])
+    if redis.call('TTL', K[6]) < tonumber(A[23]) then
+      redis.call('EXPIRE', K[6], A[23])
     end
   end
   return 1
 end
 
-local n = #KEYS / NKEYS
-if n < 1 or n ~= math.floor(n) or #ARGV ~= n * NARGS then
-  return redis.error_reply('apply_decision: ' .. NKEYS .. ' KEYS and ' .. NARGS .. ' ARGV per decision')
+local function fail(message)
+  return redis.error_reply('apply_decision: ' .. message)
+end
+
+local nbrands, history_max, outbox_max = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+if not nbrands or nbrands < 1 or not history_max or not tonumber(outbox_max) then
+  return fail('ARGV 1-3 must be the number of brands, the history and the outbox lengths')
+end
+local first_key, first_arg = NGLOBAL + NBRAND * nbrands, 3 + nbrands
+local n = (#ARGV - first_arg) / 2
+if n < 1 or n ~= math.floor(n) or #KEYS ~= first_key + NDECISION * n then
+  return fail(NGLOBAL .. ' + ' .. NBRAND .. ' per brand + ' .. NDECISION .. ' per decision KEYS, and '
+    .. '3 + 1 per brand + 2 per decision ARGV (got ' .. #KEYS .. ' KEYS, ' .. #ARGV .. ' ARGV, '
+    .. nbrands .. ' brands)')
+end
+local brands = {}
+for b = 1, nbrands do
+  brands[b] = {KEYS[NGLOBAL + NBRAND * (b - 1) + 1], KEYS[NGLOBAL + NBRAND * (b - 1) + 2],
+    KEYS[NGLOBAL + NBRAND * (b - 1) + 3], KEYS[NGLOBAL + NBRAND * (b - 1) + 4]}
+end
+local specs = {}
+for i = 1, n do -- every spec is checked before anything is written
+  local ok, A = pcall(cjson.decode, ARGV[first_arg + 2 * i])
+  if not ok or type(A) ~= 'table' or #A ~= SPEC or not brands[tonumber(A[2])]
+      or type(A[6]) ~= 'table' or type(A[9]) ~= 'table' or type(A[12]) ~= 'table' or type(A[13]) ~= 'table' then
+    return fail('decision ' .. i .. ': the spec must be a JSON array of ' .. SPEC
+      .. ' fields naming one of the ' .. nbrands .. ' brands')
+  end
+  specs[i] = A
 end
 local counts = {} -- stats key -> field -> amount, added once at the end
 local results = {}
-for i = 0, n - 1 do
-  local K, A = {}, {}
-  for k = 1, NKEYS do
-    K[k] = KEYS[i * NKEYS + k]
-  end
-  for k = 1, NARGS do
-    A[k] = ARGV[i * NARGS + k]
-  end
-  results[i + 1] = apply(K, A, counts)
+for i = 1, n do
+  local at = first_key + NDECISION * (i - 1)
+  local K = {KEYS[at + 1], KEYS[at + 2], KEYS[at + 3], KEYS[at + 4], KEYS[at + 5], KEYS[at + 6]}
+  local A = specs[i]
+  local b = tonumber(A[2])
+  results[i] = apply(K, brands[b], ARGV[first_arg + 2 * i - 1], A, ARGV[3 + b], history_max, outbox_max, counts)
 end
 for key, fields in pairs(counts) do
   for field, amount in pairs(fields) do

@@ -1,0 +1,130 @@
+"""lua/apply_decision.lua as Store.persist calls it: several decisions per call (shared keys passed
+once, one spec argument a decision), across chunk boundaries and brands, and bad arguments refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+
+from tests.conftest import make_event
+from worker import defaults
+from worker.pipeline import Ordering, Pipeline
+from worker.store import Store
+
+
+def _texts(n: int) -> list[str]:
+    base = ["hi there", "where is my order KM-204815?", "how long does shipping take?", "thanks!", "ok"]
+    return [base[i % len(base)] for i in range(n)]
+
+
+def test_one_conversation_across_chunk_boundaries_is_written_in_order(client, settings, brands, monkeypatch):
+    """Five messages of one conversation in one batch, two decisions per script call: each decision
+    sees what the earlier ones (in its call and in the calls before) wrote."""
+    monkeypatch.setattr(defaults, "PERSIST_CHUNK", 2)
+    store = Store(client, settings.key_prefix)
+    from worker.models import parse_event
+
+    raws = [
+        make_event(id=f"k{i}", conversation_id="c-k", created_at=f"2026-11-24T10:0{i}:00+09:00", text=text)
+        for i, text in enumerate(_texts(5), 1)
+    ]
+    assert store.assign_order([parse_event(r) for r in raws]) == [1, 2, 3, 4, 5]
+    report = Pipeline(brands).process(raws, store, order=Ordering("rg-test-queue", lambda event, seq: False))
+    assert sorted(report.decided) == [f"k{i}" for i in range(1, 6)] and not report.errors
+    decisions = [store.decision("demo-shop", f"k{i}") for i in range(1, 6)]
+    assert [d.context.first_contact for d in decisions] == [True, False, False, False, False]
+    customer = [json.loads(h)["message_id"] for h in client.lrange(store.keys.history("demo-shop", "c-k"), 0, -1)]
+    customer = [m for m in customer if m.startswith("k")]
+    assert [m for i, m in enumerate(customer) if m not in customer[:i]] == [f"k{i}" for i in range(1, 6)]
+    assert client.llen(store.keys.history("demo-shop", "c-k")) <= defaults.HISTORY_MAX_MESSAGES
+    assert client.hget(store.keys.order("demo-shop", "c-k"), "done") == b"5"
+    assert store.stats("demo-shop")["decisions"] == 5
+    for key in (
+        store.keys.history("demo-shop", "c-k"),
+        store.keys.conversation("demo-shop", "c-k"),
+        store.keys.order("demo-shop", "c-k"),
+        store.keys.person("demo-shop", "u-1"),
+        store.keys.decision("demo-shop", "k3"),
+    ):
+        assert client.ttl(key) > 0, key  # personal data expires
+    again = Pipeline(brands).process(raws, store, order=Ordering("rg-test-queue", lambda event, seq: False))
+    assert not again.decided and sorted(again.duplicates) == sorted(f"k{i}" for i in range(1, 6))
+    assert store.stats("demo-shop")["decisions"] == 5  # exactly once
+
+
+def test_two_brands_in_one_call_keep_their_own_keys(client, settings, brands):
+    store = Store(client, settings.key_prefix)
+    pipeline = Pipeline({"demo-shop": brands["demo-shop"], "other-shop": brands["demo-shop"]})
+    raws = [
+        make_event(id="b1", brand="demo-shop", conversation_id="c-b"),
+        make_event(id="b1", brand="other-shop", conversation_id="c-b"),
+        make_event(id="b2", brand="other-shop", conversation_id="c-b2", text="STOP"),
+    ]
+    report = pipeline.process(raws, store)
+    assert sorted(report.decided) == ["b1", "b1", "b2"]
+    assert store.stats("demo-shop")["decisions"] == 1 and store.stats("other-shop")["decisions"] == 2
+    assert store.brands_for("b1") == ["demo-shop", "other-shop"]
+    assert client.sismember(store.keys.optout("other-shop"), "u-1")
+    assert not client.exists(store.keys.optout("demo-shop"))
+    assert client.zcard(store.keys.decisions("other-shop")) == 2 and client.zcard(store.keys.decisions("demo-shop")) == 1
+    assert client.xlen(store.keys.outbox("other-shop")) >= 2 and client.xlen(store.keys.outbox("demo-shop")) >= 1
+
+
+def _call(store: Store, brands, raws):
+    """KEYS and ARGV of one script call for ``raws`` (decided, not written)."""
+    pipeline = Pipeline(brands)
+    from worker.models import parse_event
+
+    events = [parse_event(r) for r in raws]
+    decided, contexts = store.contexts(events)
+    from datetime import datetime, timezone
+
+    outcomes, _ = pipeline.decide(events, pipeline.classify(events), contexts, now=datetime.now(timezone.utc))
+    entries = [store._entry(o.decision, e, first=True) for o, e in zip(outcomes, events, strict=True)]
+    return store._apply_call(entries)
+
+
+def test_a_bad_spec_is_refused_before_anything_is_written(client, settings, brands):
+    store = Store(client, settings.key_prefix)
+    keys, args = _call(store, brands, [make_event(id="x1"), make_event(id="x2", conversation_id="c-x2")])
+    broken = [*args[:-1], json.dumps(["", "1", "x2"])]  # the second decision's spec is short
+    with pytest.raises(redis.ResponseError, match=r"apply_decision: decision 2: the spec must be a JSON array of 23"):
+        store._apply(keys=keys, args=broken)
+    not_json = [*args[:-1], "{not json"]
+    with pytest.raises(redis.ResponseError, match="apply_decision: decision 2"):
+        store._apply(keys=keys, args=not_json)
+    unknown_brand = json.loads(args[-1])
+    unknown_brand[1] = "7"
+    with pytest.raises(redis.ResponseError, match="naming one of the 1 brands"):
+        store._apply(keys=keys, args=[*args[:-1], json.dumps(unknown_brand)])
+    assert client.dbsize() == 0  # the first decision was not written either
+
+
+def test_a_call_with_the_wrong_number_of_keys_or_arguments_is_refused(client, settings, brands):
+    store = Store(client, settings.key_prefix)
+    keys, args = _call(store, brands, [make_event(id="y1")])
+    with pytest.raises(redis.ResponseError, match=r"apply_decision: 4 \+ 4 per brand \+ 6 per decision KEYS"):
+        store._apply(keys=keys[:-1], args=args)
+    with pytest.raises(redis.ResponseError, match="got 10 KEYS, 7 ARGV"):
+        store._apply(keys=keys[:-4], args=[*args, "extra"])
+    with pytest.raises(redis.ResponseError, match="ARGV 1-3 must be"):
+        store._apply(keys=keys, args=["x", *args[1:]])
+    assert client.dbsize() == 0
+    assert store._apply(keys=keys, args=args) == [1]
+
+
+def test_the_person_index_is_never_shortened(client, settings, brands):
+    store = Store(client, settings.key_prefix)
+    person = store.keys.person("demo-shop", "u-1")
+    Pipeline(brands).process([make_event(id="t1")], store)
+    first = client.ttl(person)
+    assert first > 0
+    client.expire(person, first * 3)
+    Pipeline(brands).process([make_event(id="t2")], store)
+    assert client.ttl(person) > first * 2  # kept, not shortened
+    client.expire(person, 60)
+    Pipeline(brands).process([make_event(id="t3")], store)
+    assert client.ttl(person) >= first - 5  # lengthened again
+    assert client.smembers(person) == {b"m:t1", b"m:t2", b"m:t3", b"c:c-1"}
