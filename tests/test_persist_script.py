@@ -68,7 +68,9 @@ def test_two_brands_in_one_call_keep_their_own_keys(client, settings, brands):
     assert store.brands_for("b1") == ["demo-shop", "other-shop"]
     assert client.sismember(store.keys.optout("other-shop"), "u-1")
     assert not client.exists(store.keys.optout("demo-shop"))
-    assert client.zcard(store.keys.decisions("other-shop")) == 2 and client.zcard(store.keys.decisions("demo-shop")) == 1
+    assert (
+        client.zcard(store.keys.decisions("other-shop")) == 2 and client.zcard(store.keys.decisions("demo-shop")) == 1
+    )
     assert client.xlen(store.keys.outbox("other-shop")) >= 2 and client.xlen(store.keys.outbox("demo-shop")) >= 1
 
 

@@ -761,7 +761,9 @@ class Store:
         seqs = seqs if seqs is not None else [None] * len(items)
         pipe = self.client.pipeline(transaction=False)
         entries = [
-            self._entry(decision, event, first=True, optout_op=optout_op, away_sent=away_sent, seq=seq, queue_key=queue_key)
+            self._entry(
+                decision, event, first=True, optout_op=optout_op, away_sent=away_sent, seq=seq, queue_key=queue_key
+            )
             for (decision, event, optout_op, away_sent), seq in zip(items, seqs, strict=True)
         ]
         for start in range(0, len(entries), defaults.PERSIST_CHUNK):  # several decisions per script call
