@@ -72,9 +72,19 @@ class FusedLinear(ClassifierMixin, BaseEstimator):
     ``(1-alpha) · min(1, coverage / coverage_floor)``: a text whose words the n-gram features
     have never seen (a Japanese message to a model trained on English) is judged by the
     multilingual sentence head, and a text covered at least ``coverage_floor`` as usual.
+
+    With ``context_columns`` set (and a ``context_head`` and ``context_floor`` ≤ ``coverage_floor``), the
+    columns just before the sentence vectors are the full network's vectors of the texts whose coverage is
+    below ``context_floor`` (:class:`classifiers.contextual.ContextVectors`, after the coverage column), and
+    for those texts ``context_head``'s probabilities stand in for the static sentence head's: they are the
+    texts decided by meaning (a language the model was not trained in), and the full network reads word order.
     """
 
-    coverage_floor: float | None = None  # models saved before the parameter existed fuse as before
+    # models saved before these parameters existed fuse as before
+    coverage_floor: float | None = None
+    context_head: Any = None
+    context_columns: int = 0
+    context_floor: float | None = None
 
     def __init__(
         self,
@@ -83,23 +93,34 @@ class FusedLinear(ClassifierMixin, BaseEstimator):
         sentence_columns: int = 512,
         alpha: float = 0.5,
         coverage_floor: float | None = None,
+        context_head: Any = None,
+        context_columns: int = 0,
+        context_floor: float | None = None,
     ):
         self.ngram_head = ngram_head
         self.sentence_head = sentence_head
         self.sentence_columns = sentence_columns
         self.alpha = alpha
         self.coverage_floor = coverage_floor
+        self.context_head = context_head
+        self.context_columns = context_columns
+        self.context_floor = context_floor
 
-    def _split(self, X: Any) -> tuple[Any, np.ndarray, np.ndarray | None]:
+    def _split(self, X: Any) -> tuple[Any, np.ndarray, np.ndarray | None, Any]:
+        """X -> n-gram block, sentence vectors, coverage (or None), full-network vectors (sparse, or None)."""
         X = sp.csr_matrix(X) if not sp.issparse(X) else X.tocsr()
         cut = X.shape[1] - self.sentence_columns
         # float64 for the sentence head: its fit (X^T X) and scores then do not depend on how many BLAS
         # threads run them (float32 sums differ by thread count; a rebuilt model must predict the same)
         sentences = np.asarray(X[:, cut:].toarray(), dtype=np.float64)
         if self.coverage_floor is None:
-            return X[:, :cut], sentences, None
+            return X[:, :cut], sentences, None, None
+        context = None
+        if self.context_columns:
+            context = X[:, cut - self.context_columns : cut]
+            cut -= self.context_columns
         coverage = np.asarray(X[:, cut - 1].toarray(), dtype=np.float64).ravel()
-        return X[:, : cut - 1], sentences, coverage
+        return X[:, : cut - 1], sentences, coverage, context
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "FusedLinear":
         if self.ngram_head is None or self.sentence_head is None:
@@ -108,20 +129,40 @@ class FusedLinear(ClassifierMixin, BaseEstimator):
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
         if self.coverage_floor is not None and not 0.0 < self.coverage_floor <= 1.0:
             raise ValueError(f"coverage_floor must be in (0, 1], got {self.coverage_floor}")
-        ngrams, sentences, _ = self._split(X)
+        if self.context_columns and (
+            self.context_head is None or self.coverage_floor is None or not self.context_floor
+        ):
+            raise ValueError("context_columns needs a context_head, a coverage_floor and a context_floor")
+        ngrams, sentences, _, context = self._split(X)
         extra = {} if sample_weight is None else {"sample_weight": sample_weight}
         self.ngram_head_ = clone(self.ngram_head).fit(ngrams, y, **extra)
         self.sentence_head_ = clone(self.sentence_head).fit(sentences, y, **extra)
         if list(self.ngram_head_.classes_) != list(self.sentence_head_.classes_):
             raise ValueError("the two heads learned different classes")
+        if context is not None:  # every training text has its full-network vector (ContextVectors.fit_transform)
+            self.context_head_ = clone(self.context_head).fit(np.asarray(context.toarray(), np.float64), y, **extra)
+            if list(self.context_head_.classes_) != list(self.ngram_head_.classes_):
+                raise ValueError("the context head learned different classes")
         self.classes_ = self.ngram_head_.classes_
         self.n_features_in_ = X.shape[1]
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "classes_")
-        ngrams, sentences, coverage = self._split(X)
-        return self.fuse(self.ngram_head_.predict_proba(ngrams), self.sentence_head_.predict_proba(sentences), coverage)
+        ngrams, sentences, coverage, context = self._split(X)
+        sentence_proba = self.sentence_head_.predict_proba(sentences)
+        if context is not None and coverage is not None:
+            low = self.below_floor(coverage)
+            if len(low):
+                vectors = np.asarray(context[low].toarray(), dtype=np.float64)
+                sentence_proba[low] = self.context_head_.predict_proba(vectors)
+        return self.fuse(self.ngram_head_.predict_proba(ngrams), sentence_proba, coverage)
+
+    def below_floor(self, coverage: np.ndarray) -> np.ndarray:
+        """The rows the full network's head answers for (coverage below the floor), when there is one."""
+        if not self.context_columns or self.context_floor is None:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(np.asarray(coverage, dtype=np.float64) < self.context_floor)
 
     def fuse(
         self, ngram_proba: np.ndarray, sentence_proba: np.ndarray, coverage: np.ndarray | None = None

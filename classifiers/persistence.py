@@ -53,6 +53,7 @@ TRUSTED_TYPES = (
     "classifiers.estimators.FusedLinear",
     "classifiers.embeddings.SentenceEmbeddings",
     "classifiers.sentence.SentenceVectors",
+    "classifiers.contextual.ContextVectors",
     "scipy.sparse._csr.csr_matrix",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
@@ -98,6 +99,13 @@ class Manifest(BaseModel):
         description=(
             "Fingerprint of the sentence representation the model reads (classifiers.sentence.fingerprint()): "
             "representation, package version and weights hash. Loading refuses another one."
+        ),
+    )
+    context_representation: str | None = Field(
+        default=None,
+        description=(
+            "Fingerprint of the full network the model runs below its coverage floor "
+            "(classifiers.contextual.fingerprint()). Loading refuses another one."
         ),
     )
 
@@ -151,12 +159,12 @@ class LoadedModel:
         return np.asarray(self.estimator.predict_proba(list(texts)), dtype=np.float64)
 
 
-def _representation(estimator: Any) -> str | None:
-    """The sentence-representation fingerprint a fitted pipeline's SentenceVectors step was fitted with."""
+def _representation(estimator: Any, kind: str = "SentenceVectors") -> str | None:
+    """The fingerprint a fitted pipeline's ``kind`` step (SentenceVectors, ContextVectors) was fitted with."""
     steps = getattr(estimator, "steps", None) or []
     for _, step in steps:
         for _, part in getattr(step, "transformer_list", None) or []:
-            if hasattr(part, "representation_"):
+            if type(part).__name__ == kind and hasattr(part, "representation_"):
                 return str(part.representation_)
     return None
 
@@ -183,6 +191,7 @@ def save_artifact(directory: Path, estimator: Any, manifest_fields: dict[str, An
             trusted_types=untrusted,
             libraries=library_versions(),
             representation=_representation(estimator),
+            context_representation=_representation(estimator, "ContextVectors"),
             **manifest_fields,
         )
         (tmp / MANIFEST).write_text(json.dumps(manifest.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
@@ -256,6 +265,16 @@ def load_artifact(directory: Path, expected_task: str | None = None) -> LoadedMo
             raise ArtifactError(
                 directory / MANIFEST,
                 f"needs sentence representation {manifest.representation!r} but "
+                f"{current!r} is installed; install the package version it names or rebuild it (make models)",
+            )
+    if manifest.context_representation is not None:
+        from classifiers.contextual import fingerprint as network_fingerprint
+
+        current = network_fingerprint()
+        if current != manifest.context_representation:
+            raise ArtifactError(
+                directory / MANIFEST,
+                f"needs the full network {manifest.context_representation!r} but "
                 f"{current!r} is installed; install the package version it names or rebuild it (make models)",
             )
     installed = package_version("scikit-learn")

@@ -260,7 +260,9 @@ RECIPES: dict[str, tuple[str, Callable[[Path], list[Part]], str | None]] = {
 #: 0.7 threshold, and the static table's cross-lingual gain is too small to pay for that (README
 #: "Classifier quality"). Its training data has both languages, so it needs no cross-lingual transfer; a
 #: brand that trains one language only gets the intent default (sentence head, coverage-weighted).
-CONFIG_OVERRIDES: dict[str, dict] = {"demo-shop-intent": {"sentence_weight": None, "coverage_floor": None}}
+CONFIG_OVERRIDES: dict[str, dict] = {
+    "demo-shop-intent": {"sentence_weight": None, "coverage_floor": None, "context_floor": None}
+}
 
 
 def recipe_config(name: str) -> ModelConfig:

@@ -39,6 +39,7 @@ from sklearn.preprocessing import normalize
 from sklearn.utils.extmath import softmax
 from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
+from classifiers.contextual import ContextVectors
 from classifiers.estimators import FusedLinear, PrunedLinear
 from classifiers.features import TokenCoverage
 from classifiers.sentence import SentenceVectors
@@ -103,6 +104,8 @@ class _Head:
                 blocks.append(("sentence", part))
             elif isinstance(part, TokenCoverage):
                 blocks.append(("coverage", part))
+            elif isinstance(part, ContextVectors):
+                blocks.append(("context", part))
             else:
                 return
         self.norm_key = _normaliser_key(norm)
@@ -110,6 +113,8 @@ class _Head:
         self.fused = isinstance(head, FusedLinear) and blocks[-1][0] == "sentence"
         if self.fused:
             self.weights = [_linear_weights(head.ngram_head_), _linear_weights(head.sentence_head_)]
+            if head.context_columns:
+                self.weights.append(_linear_weights(head.context_head_))
         else:
             self.weights = [_linear_weights(head)]
         self.columns: list[np.ndarray | None] = []
@@ -121,16 +126,19 @@ class _Head:
         if self.fused:
             # what FusedLinear._split hands its heads: n-gram blocks, [coverage column,] sentence vectors
             sentences = np.asarray(blocks[-1], dtype=np.float64)
-            coverage = None
+            coverage, context = None, None
+            if self.head.coverage_floor is not None and self.head.context_columns:
+                context = blocks[-2]  # (rows below the floor, their full-network vectors)
+                blocks = blocks[:-1]
             if self.head.coverage_floor is not None:
                 coverage = np.asarray(blocks[-2], dtype=np.float64)
                 blocks = blocks[:-1]
             ngrams = sp.hstack(blocks[:-1], format="csr")
-            return self.head.fuse(
-                _calibrated(self.head.ngram_head_, ngrams, self.weights[0]),
-                _calibrated(self.head.sentence_head_, sentences, self.weights[1]),
-                coverage,
-            )
+            sentence_proba = _calibrated(self.head.sentence_head_, sentences, self.weights[1])
+            if context is not None and len(context[0]):
+                low, vectors = context
+                sentence_proba[low] = _calibrated(self.head.context_head_, vectors, self.weights[2])
+            return self.head.fuse(_calibrated(self.head.ngram_head_, ngrams, self.weights[0]), sentence_proba, coverage)
         blocks = [sp.csr_matrix(b if b.ndim == 2 else b[:, None]) if isinstance(b, np.ndarray) else b for b in blocks]
         return _calibrated(self.head, self.union._hstack(blocks), self.weights[0])
 
@@ -234,6 +242,12 @@ class SharedPass:
                     continue
                 if kind == "coverage":
                     blocks.append(part.coverage(normalised[head.norm_key]))
+                    continue
+                if kind == "context":  # the full network, only for the texts below the coverage floor
+                    low = head.head.below_floor(blocks[-1])
+                    docs = normalised[head.norm_key]
+                    vectors = part.network().encode([docs[i] for i in low]) if len(low) else None
+                    blocks.append((low, None if vectors is None else np.asarray(vectors, dtype=np.float64)))
                     continue
                 if selection is None or analyser is None:  # every n-gram block has both
                     raise RuntimeError(f"n-gram block without a vocabulary selection in {type(part).__name__}")

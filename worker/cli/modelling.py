@@ -285,6 +285,7 @@ def cmd_build_defaults(args: argparse.Namespace) -> int:
     from classifiers.recipes import DEFAULT_SHARED, RECIPES, build_default
     from classifiers.registry import SHIPPED_DIR
 
+    from classifiers.contextual import build_embedding, embedding_path
     from classifiers.sentence import build_table, table_path
 
     shared = Path(args.shared) if args.shared else DEFAULT_SHARED
@@ -295,6 +296,8 @@ def cmd_build_defaults(args: argparse.Namespace) -> int:
             f"sentence table: derived from the pinned package into {build_table()} "
             f"in {time.perf_counter() - started:.0f}s"
         )
+    if not embedding_path().is_file():  # the full network's token embeddings, for intents below the coverage floor
+        print(f"full-network embedding table: written from the pinned package into {build_embedding()}")
     names = args.only.split(",") if args.only else list(RECIPES)
     for name in names:
         if name not in RECIPES:
