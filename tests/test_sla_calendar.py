@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import random
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -80,6 +81,48 @@ def test_add_and_elapsed_agree_everywhere() -> None:
         due = cal.add(start, length)
         assert cal.elapsed(start, due) == length
         assert due > start and (cal.is_open(due - timedelta(seconds=1)))
+
+
+def _walked(cal: BusinessCalendar, start: datetime, count: int) -> list[tuple[datetime, datetime]]:
+    """The first ``count`` opening intervals after ``start``, found by walking the days one by one
+    (what BusinessCalendar.intervals did before it kept a window of intervals ready)."""
+    out: list[tuple[datetime, datetime]] = []
+    day = start.astimezone(cal.zone).date() - timedelta(days=1)
+    while len(out) < count:
+        if day not in cal.holidays:
+            for a, b in cal.weekly.get(day.weekday(), []):
+                when, at = (day + timedelta(days=1), a - 1440) if a >= 1440 else (day, a)
+                opens = datetime.combine(when, time(at // 60, at % 60), tzinfo=cal.zone).astimezone(timezone.utc)
+                when, at = (day + timedelta(days=1), b - 1440) if b >= 1440 else (day, b)
+                closes = datetime.combine(when, time(at // 60, at % 60), tzinfo=cal.zone).astimezone(timezone.utc)
+                if closes > start and closes > opens:
+                    out.append((opens, closes))
+        day += timedelta(days=1)
+    return out[:count]
+
+
+@pytest.mark.parametrize(
+    "zone, weekly, holidays",
+    [
+        ("Asia/Tokyo", {0: [(540, 720), (780, 1080)], 2: [(0, 1440)], 5: [(600, 660)]}, [date(2026, 12, 2)]),
+        ("Europe/London", {d: [(0, 1440)] for d in range(7)}, []),  # daylight-saving days
+        ("America/New_York", {d: [(60, 150), (1380, 1440)] for d in range(6)}, [date(2027, 3, 14)]),
+        ("Pacific/Auckland", {4: [(1200, 1440)], 5: [(0, 120)]}, [date(2027, 1, 1)]),
+    ],
+)
+def test_kept_intervals_are_the_walked_ones(zone: str, weekly: dict, holidays: list) -> None:
+    """Starts spread over 400 days (the kept window moves, back and forth) give the intervals of
+    the day-by-day walk, in order, and add() / elapsed() agree with them."""
+    cal = BusinessCalendar(zone, weekly, holidays)
+    rng = random.Random(11)
+    base = datetime(2026, 9, 1, tzinfo=timezone.utc)
+    for _ in range(400):
+        start = base + timedelta(seconds=rng.randrange(400 * 86400), microseconds=rng.choice([0, 123456]))
+        count = rng.choice([1, 3, 40])
+        kept = list(itertools.islice(cal.intervals(start), count))
+        assert kept == _walked(cal, start, count), (zone, start)
+        length = timedelta(minutes=rng.randrange(1, 60 * 24 * 20))
+        assert cal.elapsed(start, cal.add(start, length)) == length
 
 
 def test_always_open_and_bad_input() -> None:

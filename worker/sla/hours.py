@@ -16,6 +16,8 @@ starts at the instant the gap ends).
 
 from __future__ import annotations
 
+import itertools
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -26,6 +28,9 @@ from worker.exceptions import ConfigError
 SEARCH_DAYS = 800
 #: Opening and closing instants a calendar remembers (about a year of a few spans a day).
 INSTANT_CACHE = 4096
+#: Days of opening intervals a calendar keeps ready as one sorted list (the window moves when a
+#: start falls outside it).
+WINDOW_DAYS = 60
 
 Span = tuple[int, int]  # (start minute, end minute) of a day, end up to 1440
 
@@ -38,6 +43,8 @@ class BusinessCalendar:
         self.weekly = {day: _merge(spans) for day, spans in weekly.items()}
         self.holidays = frozenset(holidays)
         self._instants: dict[tuple[date, int], datetime] = {}  # _instant's results (a pure function)
+        # (first day, day after the last, intervals of those days in order, their closing instants)
+        self._window: tuple[date, date, list[tuple[datetime, datetime]], list[datetime]] | None = None
         if not any(self.weekly.values()):
             raise ConfigError("business hours have no opening span on any weekday")
 
@@ -51,15 +58,45 @@ class BusinessCalendar:
     def intervals(self, start: datetime) -> Iterator[tuple[datetime, datetime]]:
         """Opening intervals (UTC, start < end) that end after ``start``, in order."""
         _aware(start)
-        day = start.astimezone(self.zone).date() - timedelta(days=1)  # a span may straddle midnight in UTC
-        for _ in range(SEARCH_DAYS):
-            if day not in self.holidays:
-                for a, b in self.weekly.get(day.weekday(), []):
-                    opens, closes = self._instant(day, a), self._instant(day, b)
-                    if closes > start and closes > opens:
-                        yield opens, closes
+        first = start.astimezone(self.zone).date() - timedelta(days=1)  # a span may straddle midnight in UTC
+        day = first
+        window = self._window_from(first)
+        if window is not None:  # the same intervals, from a list kept ready: no walk over the days
+            _, day, spans, closing = window
+            yield from spans[bisect_right(closing, start) :]
+        for _ in range(SEARCH_DAYS - (day - first).days):
+            yield from self._day_intervals(day, start)
             day += timedelta(days=1)
         raise ConfigError(f"no opening hours within {SEARCH_DAYS} days after {start.isoformat()} (all holidays?)")
+
+    def _day_intervals(self, day: date, start: datetime) -> list[tuple[datetime, datetime]]:
+        """The opening intervals of ``day`` (local) that end after ``start``."""
+        out = []
+        if day not in self.holidays:
+            for a, b in self.weekly.get(day.weekday(), []):
+                opens, closes = self._instant(day, a), self._instant(day, b)
+                if closes > start and closes > opens:
+                    out.append((opens, closes))
+        return out
+
+    def _window_from(self, first: date) -> tuple[date, date, list[tuple[datetime, datetime]], list[datetime]] | None:
+        """The kept intervals of the days from ``first`` on (None when they are not in closing order,
+        which a daylight-saving oddity could cause: then the days are walked as before).
+
+        Exact: the days before ``first`` (the day before a start's own) all close before the start,
+        so the intervals that close after the start, in order, are those :meth:`intervals` walks to."""
+        window = self._window
+        if window is None or not window[0] <= first < window[1]:
+            spans: list[tuple[datetime, datetime]] = []
+            lowest = datetime.min.replace(tzinfo=timezone.utc)
+            for k in range(WINDOW_DAYS):
+                spans += self._day_intervals(first + timedelta(days=k), lowest)
+            closing = [closes for _, closes in spans]
+            ordered = all(a <= b for a, b in itertools.pairwise(closing))
+            window = self._window = (first, first + timedelta(days=WINDOW_DAYS), spans, closing) if ordered else None
+            if window is None:
+                return None
+        return window
 
     def _instant(self, day: date, minute: int) -> datetime:
         """The UTC instant of ``minute`` past midnight of ``day`` in the zone (remembered: a burst of

@@ -1,0 +1,172 @@
+"""Decisions built without validation (worker.unvalidated.built) are the validated ones, exactly.
+
+decide() builds a decision's pydantic objects from values it made itself (``built``); given
+scores that are not plain floats it validates them as before (``validated``). Both ways must give
+equal objects: same fields in the same order, same ``model_fields_set``, same nested model types
+and the same JSON, on the demo traffic, a shared-dataset sample and the edge cases (opt-outs,
+VIPs, unreadable and empty messages, moderation, long texts, greetings and away messages).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+import worker.decide as decide_module
+from tests.conftest import BASE_EVENT, make_event
+from worker.decide import decide, event_json
+from worker.demo import load_sample
+from worker.exceptions import InvalidEvent
+from worker.models import Decision, DecisionContext, RuleHit, parse_event
+from worker.pipeline import Pipeline
+from worker.unvalidated import built, shallow_copy
+
+
+def _same(a: Any, b: Any, where: str) -> None:
+    """Equal, with the same types, field order and fields set all the way down."""
+    assert type(a) is type(b), where
+    if isinstance(a, BaseModel):
+        assert list(a.__dict__) == list(b.__dict__), where
+        assert a.model_fields_set == b.model_fields_set, where
+        for name in a.__dict__:
+            _same(a.__dict__[name], b.__dict__[name], f"{where}.{name}")
+    elif isinstance(a, dict):
+        assert list(a) == list(b), where
+        for key in a:
+            _same(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def _both(events: list[Any], scores: list[Any], contexts: list[DecisionContext], brands: dict[str, Any], **kw: Any):
+    out = []
+    for event, s, context in zip(events, scores, contexts, strict=True):
+        brand = brands[event.brand]
+        fast = decide(event, s, context, brand, **kw)
+        plain_scores = {task: {label: p for label, p in labels.items()} for task, labels in s.items()}
+        decide_module_plain = decide_module._plain_scores
+        try:
+            decide_module._plain_scores = lambda _: False  # type: ignore[assignment]
+            plain = decide(event, plain_scores, context, brand, **kw)
+        finally:
+            decide_module._plain_scores = decide_module_plain  # type: ignore[assignment]
+        out.append((fast, plain))
+    return out
+
+
+def _check(brands: dict[str, Any], raw: list[dict[str, Any]], contexts: list[DecisionContext] | None = None) -> int:
+    pipeline = Pipeline(brands)
+    events = [parse_event(e) for e in raw]
+    scores = pipeline.classify(events)
+    contexts = contexts or [DecisionContext() for _ in events]
+    built_ones = 0
+    for fast, plain in _both(events, scores, contexts, brands):
+        d = fast.decision
+        _same(d, plain.decision, d.message_id)
+        assert d.to_json() == plain.decision.to_json()
+        assert Decision.from_json(d.to_json()) == d
+        assert (fast.optout_op, fast.away_sent) == (plain.optout_op, plain.away_sent)
+        assert d.scores is not scores and d.context is not contexts  # nothing shared with the caller
+        built_ones += 1
+    return built_ones
+
+
+def test_built_decisions_equal_validated_ones_on_the_demo_traffic(brands) -> None:
+    sample = load_sample()
+    assert _check(brands, sample) == len(sample)
+    contexts = [
+        DecisionContext(opted_out=i % 5 == 0, first_contact=i % 2 == 0, away_sent_at=None if i % 3 else None)
+        for i in range(len(sample))
+    ]
+    _check(brands, sample, contexts)
+
+
+def test_built_decisions_equal_validated_ones_on_edge_cases(brands) -> None:
+    night = "2026-11-24T23:30:00+09:00"  # closed: away messages
+    raw = [
+        make_event(id="e1", text="STOP"),
+        make_event(id="e2", text="START"),
+        make_event(id="e3", text="where is my order", author={"tags": ["vip"]}),
+        make_event(id="e4", text="", unreadable="sticker"),
+        make_event(id="e5", text="   "),
+        make_event(id="e6", text="BUY CHEAP VIAGRA NOW!!! click http://spam.example win $$$ free free free"),
+        make_event(id="e7", text="you are all idiots and I hate you"),
+        make_event(id="e8", text="x" * 4100 + " where is my order"),
+        make_event(id="e9", text="my email is aiko@example.com and phone +81 90 1234 5678", kind="comment"),
+        make_event(id="e10", text="where is my order KM-204815?", created_at=night),
+        make_event(id="e11", text="I want to speak to a manager about a refund", created_at=night),
+        make_event(id="e12", text="hello", metadata={"order": {"id": 7, "tags": ["a", "é"]}, "x": 1.5}),
+        make_event(id="e13", text="こんにちは、注文はどこですか", author={"locale": "ja-JP", "name": "田中"}),
+    ]
+    for event in raw:
+        if event["kind"] == "comment" and not event.get("post_id"):
+            event["post_id"] = "post-1"
+    contexts = [DecisionContext(), DecisionContext(opted_out=True)] * 6 + [DecisionContext(first_contact=False)]
+    _check(brands, raw, contexts)
+    away = datetime(2026, 11, 24, 13, tzinfo=timezone.utc)
+    _check(brands, raw, [DecisionContext(first_contact=False, away_sent_at=away)] * len(raw))
+
+
+@pytest.mark.shared_data
+def test_built_decisions_equal_validated_ones_on_a_shared_dataset_sample(brands, shared: Path) -> None:
+    raw = []
+    for name in ("clinc150.jsonl", "sms_spam_collection.jsonl", "davidson_hate_offensive.jsonl"):
+        rows = [json.loads(line) for line in (shared / name).read_text(encoding="utf-8").splitlines()]
+        for k, row in enumerate([r for r in rows if r.get("split") == "test"][:100]):
+            event = {
+                **copy.deepcopy(BASE_EVENT),
+                "id": f"{name}-{k}",
+                "conversation_id": f"c-{name}-{k}",
+                "text": row["text"],
+                "kind": "comment" if k % 2 else "dm",
+                "post_id": "p-1" if k % 2 else None,
+            }
+            try:
+                parse_event(event)
+            except InvalidEvent:
+                continue
+            raw.append(event)
+    assert _check(brands, raw) > 250
+
+
+def test_scores_that_are_not_plain_floats_are_validated_as_before(brands) -> None:
+    event = parse_event(make_event(text="where is my order KM-204815?"))
+    scores = {"spam": {"spam": 0, "ham": 1}, "abuse": {"hate": 0, "offensive": 0, "neither": 1}, "intent": {}}
+    decision = decide(event, scores, DecisionContext(), brands["demo-shop"]).decision
+    assert decision.scores["spam"]["ham"] == 1.0 and type(decision.scores["spam"]["ham"]) is float
+
+
+def test_event_json_is_model_dump() -> None:
+    cases = [
+        make_event(),
+        make_event(created_at="2026-11-24T10:00:00.123456+00:00"),
+        make_event(created_at="2026-11-24T10:00:00Z", metadata={"a": [1, 2.5, None, True, {"b": "ü"}]}),
+        make_event(kind="comment", post_id="p-9", unreadable="sticker", text=""),
+        make_event(created_at=(datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=-3, minutes=-30)))).isoformat()),
+    ]
+    for raw in cases:
+        event = parse_event(raw)
+        assert json.dumps(event_json(event)) == json.dumps(event.model_dump(mode="json"))
+        assert event_json(event) == event.model_dump(mode="json")
+
+
+def test_built_refuses_unknown_and_missing_fields_and_copies_like_model_copy() -> None:
+    with pytest.raises(TypeError, match="unknown field.*nme"):
+        built(RuleHit, {"name": "x", "nme": "y"})
+    with pytest.raises(TypeError, match="missing .*name"):
+        built(RuleHit, {"score": 0.5})
+    _same(built(RuleHit, {"name": "x"}), RuleHit(name="x"), "rule")
+    context = DecisionContext(opted_out=True)
+    copied = shallow_copy(context)
+    _same(copied, context.model_copy(), "context")
+    assert copied is not context
