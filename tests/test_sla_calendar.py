@@ -16,7 +16,14 @@ from worker.policy import load_policy
 from worker.settings import REPO_ROOT
 from worker.sla.config import SlaPolicy, parse_duration
 from worker.sla.hours import ALWAYS_OPEN, BusinessCalendar
-from worker.sla.timers import new_timer, record_customer_message, record_resolution, record_response, record_step
+from worker.sla.timers import (
+    clock_views,
+    new_timer,
+    record_customer_message,
+    record_resolution,
+    record_response,
+    record_step,
+)
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 WEEKDAYS_9_TO_18 = {d: [(9 * 60, 18 * 60)] for d in range(5)}
@@ -294,3 +301,16 @@ def test_demo_policy_sends_unanswered_vips_to_a_manager() -> None:
         sla.select(platform="youtube", kind="comment", priority="high", tags=[], role="moderator").name == "moderation"
     )
     assert sla.select(platform="x", kind="dm", priority="low", tags=[], role="tier1").name == "standard"
+
+
+def test_started_event_due_times_are_the_clock_views(demo_calendar) -> None:
+    """The ``sla.started`` event's due times (tracker._due_times) say what clock_views says."""
+    from worker.sla.tracker import _due_times
+
+    t = make_timer(demo_calendar, tokyo(2026, 11, 27, 17, 30))
+    answered = record_response(t, tokyo(2026, 11, 30, 9, 5), "agent", demo_calendar)
+    again = record_customer_message(answered, tokyo(2026, 11, 30, 9, 40), demo_calendar)
+    done = record_resolution(again, tokyo(2026, 11, 30, 11, 0), "agent", demo_calendar)
+    for timer in (t, answered, again, done):
+        views = clock_views(timer, tokyo(2026, 11, 30, 10, 0))
+        assert _due_times(timer) == {c["target"]: c["due_at"] for c in views}

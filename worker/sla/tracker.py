@@ -39,7 +39,7 @@ from worker import defaults
 from worker.decide import sla_breach
 from worker.exceptions import StoreError
 from worker.models import Action, Decision, Escalation, InboundEvent
-from worker.sla.config import SlaPolicy
+from worker.sla.config import TARGETS, SlaPolicy
 from worker.sla.hours import ALWAYS_OPEN, BusinessCalendar
 from worker.sla.timers import (
     BreachRecord,
@@ -82,6 +82,17 @@ class _Start:
     rule: SlaPolicy
     clock: Literal["business_hours", "always"]
     calendar: Any
+
+
+def _due_times(timer: SlaTimer) -> dict[str, str | None]:
+    """target -> due time of each started clock: what :func:`clock_views` says of them, without
+    the rest of the view (the ``sla.started`` event of every escalation carries it)."""
+    out: dict[str, str | None] = {}
+    for name in TARGETS:
+        c = timer.clocks.get(name)
+        if c is not None and c.started_at is not None:
+            out[name] = c.due_at.isoformat() if c.due_at else None
+    return out
 
 
 def overall_state(clocks: list[dict[str, Any]]) -> str | None:
@@ -281,9 +292,7 @@ class SlaTracker:
                 k.sla_open(timer.brand, timer.conversation_id),
                 k.sla_events(timer.brand),
             ]
-            body = self._event_body(
-                timer, "sla.started", now, due={c["target"]: c["due_at"] for c in clock_views(timer, now)}
-            )
+            body = self._event_body(timer, "sla.started", now, due=_due_times(timer))
             args += [
                 timer.model_dump_json(),
                 defaults.SLA_RECORD_TTL_SECONDS,
