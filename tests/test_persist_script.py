@@ -130,3 +130,32 @@ def test_the_person_index_is_never_shortened(client, settings, brands):
     Pipeline(brands).process([make_event(id="t3")], store)
     assert client.ttl(person) >= first - 5  # lengthened again
     assert client.smembers(person) == {b"m:t1", b"m:t2", b"m:t3", b"c:c-1"}
+
+
+def test_the_context_of_a_batch_is_read_in_one_call(client, settings, brands):
+    """lua/context.lua: decided, opted out, first contact, away message and order, brand by brand."""
+    from worker.models import parse_event
+
+    store = Store(client, settings.key_prefix)
+    pipeline = Pipeline({"demo-shop": brands["demo-shop"], "other-shop": brands["demo-shop"]})
+    pipeline.process([make_event(id="r1", text="STOP"), make_event(id="r1", brand="other-shop")], store)
+    events = [
+        parse_event(make_event(id="r1")),  # decided
+        parse_event(make_event(id="r2")),  # opted out (STOP), conversation known
+        parse_event(make_event(id="r3", brand="other-shop", conversation_id="c-new")),
+        parse_event(make_event(id="r4", brand="other-shop")),  # not opted out for this brand
+    ]
+    assert store.number(events) == [None, 1, 1, 1]
+    assert store.number(events[1:2]) == [1]  # a repeat keeps its number
+    assert 0 < client.ttl(store.keys.order("other-shop", "c-new"))  # a new order hash expires
+    decided, contexts, state = store.read_context(events, ordered=True)
+    assert decided == [True, False, False, False]
+    assert [c.opted_out for c in contexts] == [True, True, False, False]
+    assert [c.first_contact for c in contexts] == [False, False, True, False]
+    assert state == [(None, 0), (1, 0), (1, 0), (1, 0)]
+    assert store.read_context(events)[2] == [(None, 0)] * 4  # unordered: no order read
+    assert store.read_context([]) == ([], [], [])
+    with pytest.raises(redis.ResponseError, match="context.lua: message 1 names no brand of the call"):
+        store._context(keys=["k1", "k2", "k3"], args=[1, "", 2, "u", "m"])
+    with pytest.raises(redis.ResponseError, match=r"context.lua: B \+ 2 KEYS and 3 ARGV per message"):
+        store._context(keys=["k1", "k2"], args=[1, "", 1, "u", "m"])

@@ -195,12 +195,12 @@ class Ingestor:
         backoff = Backoff()
         while True:
             try:
-                done = self.store.decided([e.key for e in batch])
+                # one script call: each message's place in its conversation (the same for a repeat
+                # of an id; workers decide a conversation's messages in this order), None if decided
+                numbers = self.store.number(batch)
+                done = [n is None for n in numbers]
                 fresh = [e for e, d in zip(batch, done, strict=True) if not d]
                 if fresh:
-                    # each message's place in its conversation (the same for a repeat of an id):
-                    # workers decide a conversation's messages in this order
-                    self.store.assign_order(fresh)
                     sent = True
                     try:
                         enqueue_batch(self.queue, [e.model_dump(mode="json") for e in fresh], job_id=job_id)

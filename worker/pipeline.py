@@ -249,8 +249,7 @@ class Pipeline:
             if held:  # only messages waiting for a predecessor another worker is deciding: give it a moment
                 time.sleep(defaults.ORDER_POLL_SECONDS)
             t0 = time.perf_counter()
-            decided, contexts = store.contexts(todo)
-            state = store.order_state(todo) if order is not None else [(None, 0)] * len(todo)
+            decided, contexts, state = store.read_context(todo, ordered=order is not None)  # one script call
             fresh = []
             for event, context, done, (seq, upto) in zip(todo, contexts, decided, state, strict=True):
                 if not done:

@@ -132,6 +132,27 @@ def _order_script() -> str:
 
 
 @functools.cache
+def _context_script() -> str:
+    return resources.files("worker").joinpath("lua/context.lua").read_text()
+
+
+#: the conversation contexts without an away message, shared (a DecisionContext is never changed in place)
+_PLAIN_CONTEXTS: dict[tuple[bool, bool], DecisionContext] = {}
+
+
+def _context(opted_out: bool, first_contact: bool, away_ms: int | None) -> DecisionContext:
+    if away_ms is not None:
+        away = datetime.fromtimestamp(away_ms / 1000, tz=timezone.utc)
+        return DecisionContext(opted_out=opted_out, first_contact=first_contact, away_sent_at=away)
+    found = _PLAIN_CONTEXTS.get((opted_out, first_contact))
+    if found is None:
+        found = _PLAIN_CONTEXTS[(opted_out, first_contact)] = DecisionContext(
+            opted_out=opted_out, first_contact=first_contact
+        )
+    return found
+
+
+@functools.cache
 def _delivery_begin_script() -> str:
     return resources.files("worker").joinpath("lua/delivery_begin.lua").read_text()
 
@@ -390,6 +411,7 @@ class Store:
         self._apply = client.register_script(_apply_script())
         self._delivery_begin = client.register_script(_delivery_begin_script())
         self._order = client.register_script(_order_script())
+        self._context = client.register_script(_context_script())
         #: brand -> its policy's retention (worker.privacy.config.Retention); unknown brands get the defaults
         self.retention: dict[str, Any] = {}
 
@@ -407,26 +429,36 @@ class Store:
     @_guard("reading conversation context")
     def contexts(self, events: list[InboundEvent]) -> tuple[list[bool], list[DecisionContext]]:
         """For each event: whether it is already decided, and its conversation context."""
-        pipe = self.client.pipeline(transaction=False)
-        for e in events:
-            pipe.exists(self.keys.decision(e.brand, e.id))
-            pipe.sismember(self.keys.optout(e.brand), e.author.id)
-            pipe.hgetall(self.keys.conversation(e.brand, e.conversation_id))
-        replies = pipe.execute()
-        decided, contexts = [], []
-        for i in range(len(events)):
-            exists, opted, meta = replies[3 * i : 3 * i + 3]
-            meta = {k.decode(): v.decode() for k, v in meta.items()}
-            away = meta.get("away_sent_at")
-            contexts.append(
-                DecisionContext(
-                    opted_out=bool(opted),
-                    first_contact=not meta,
-                    away_sent_at=datetime.fromtimestamp(int(away) / 1000, tz=timezone.utc) if away else None,
-                )
-            )
-            decided.append(bool(exists))
+        decided, contexts, _ = self.read_context(events)
         return decided, contexts
+
+    @_guard("reading conversation context")
+    def read_context(
+        self, events: list[InboundEvent], *, ordered: bool = False
+    ) -> tuple[list[bool], list[DecisionContext], list[tuple[int | None, int]]]:
+        """For each event, in one script call (lua/context.lua): whether it is already decided, its
+        conversation context and, when ``ordered``, (its sequence number or None, its conversation's
+        "decided up to"); else (None, 0)."""
+        if not events:
+            return [], [], []
+        k = self.keys
+        brands: dict[str, int] = {}
+        for e in events:
+            brands.setdefault(e.brand, len(brands) + 1)
+        keys = [k.optout(b) for b in brands]
+        args: list[Any] = [len(brands), "1" if ordered else ""]
+        for e in events:
+            keys += [k.decision(e.brand, e.id), k.conversation(e.brand, e.conversation_id)]
+            if ordered:
+                keys.append(k.order(e.brand, e.conversation_id))
+            args += [brands[e.brand], e.author.id, e.id]
+        decided, contexts, state = [], [], []
+        for line in self._context(keys=keys, args=args).decode().split("\n"):
+            done, opted, first, away, seq, upto = line.split(" ")
+            decided.append(done == "1")
+            contexts.append(_context(opted == "1", first == "1", None if away == "-" else int(away)))
+            state.append((None if seq == "-" else int(seq), int(upto)))
+        return decided, contexts, state
 
     # -- conversation order (lua/order.lua) ---------------------------------------------
 
@@ -442,6 +474,18 @@ class Store:
                 client=pipe,
             )
         return [int(n) for n in pipe.execute()]
+
+    @_guard("numbering messages in their conversations")
+    def number(self, events: list[InboundEvent]) -> list[int | None]:
+        """Ingest, one script call: None for an event already decided, else its sequence number in its
+        conversation (given out now in this order; a repeat of a message id gets the number it got before)."""
+        if not events:
+            return []
+        keys: list[str] = []
+        for e in events:
+            keys += [self.keys.decision(e.brand, e.id), self.keys.order(e.brand, e.conversation_id)]
+        numbers = self._order(keys=keys, args=["number", defaults.CONVERSATION_TTL_SECONDS, *(e.id for e in events)])
+        return [int(n) or None for n in numbers]
 
     @_guard("reading conversation order")
     def order_state(self, events: list[InboundEvent]) -> list[tuple[int | None, int]]:

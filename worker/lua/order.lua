@@ -9,6 +9,8 @@
 -- ARGV 1 operation, then per operation:
 --   assign  2 message id  3 ttl (s)        -> the message's sequence number (the same one
 --                                             for a repeat of the same message id)
+--   number  (ingest, a whole batch: other KEYS, below) -> per message 0 (already decided) or
+--                                             its sequence number, as assign
 --   park    2 seq  3 job id  4 now (ms)  5 ttl (s)
 --                                          -> {0, ''} the predecessor is decided: decide now
 --                                             {1, previous job id or ''} parked
@@ -39,6 +41,26 @@ if op == 'assign' then  -- once per message ingested: reads only what it needs
   end
   redis.call('EXPIRE', KEYS[1], ARGV[3])
   return tonumber(seq)
+elseif op == 'number' then  -- ingest, once per batch: 0 for a message already decided, else its number
+  -- KEYS 2i-1 the message's decision, 2i its conversation's order hash; ARGV 2 ttl (s), 2+i its id.
+  -- The TTL is set when the order hash is created; after that each decision renews it.
+  local numbers = {}
+  for i = 1, #ARGV - 2 do
+    if redis.call('EXISTS', KEYS[2 * i - 1]) == 1 then
+      numbers[i] = 0
+    else
+      local seq = redis.call('HGET', KEYS[2 * i], 'm:' .. ARGV[2 + i])
+      if not seq then
+        seq = redis.call('HINCRBY', KEYS[2 * i], 'next', 1)
+        redis.call('HSET', KEYS[2 * i], 'm:' .. ARGV[2 + i], seq)
+        if seq == 1 then
+          redis.call('EXPIRE', KEYS[2 * i], ARGV[2])
+        end
+      end
+      numbers[i] = tonumber(seq)
+    end
+  end
+  return numbers
 elseif op == 'park' then
   local seq = tonumber(ARGV[2])
   local done = decided_upto()

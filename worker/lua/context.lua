@@ -1,0 +1,34 @@
+-- Read what deciding a batch of messages needs, in one call (worker/store.py, Store.read_context).
+-- Read only: lua/apply_decision.lua checks the context again as it writes a decision.
+--
+-- KEYS  1 .. B the brands' opted-out authors (sets), then per message: its decision, its
+--       conversation meta (hash) and, when ordered, its conversation order (hash)
+-- ARGV  1 B   2 ordered ('1' | '')   then per message 3: its brand's number (1..B), author id, message id
+-- Returns one string, a line per message: 'decided opted first away seq done', space-separated:
+-- decided, opted out, first contact '1' | '0'; away_sent_at ms or '-'; its sequence number in
+-- its conversation or '-'; the conversation decided up to ('0' when not ordered).
+local nbrands, ordered = tonumber(ARGV[1]), ARGV[2] == '1'
+local per = ordered and 3 or 2
+local n = (#ARGV - 2) / 3
+if not nbrands or n ~= math.floor(n) or #KEYS ~= nbrands + per * n then
+  return redis.error_reply('context.lua: B + ' .. per .. ' KEYS and 3 ARGV per message')
+end
+local lines = {}
+for i = 1, n do
+  local at, arg = nbrands + per * (i - 1), 2 + 3 * (i - 1)
+  local b = tonumber(ARGV[arg + 1])
+  if not b or b < 1 or b > nbrands then
+    return redis.error_reply('context.lua: message ' .. i .. ' names no brand of the call')
+  end
+  local decided = redis.call('EXISTS', KEYS[at + 1])
+  local opted = redis.call('SISMEMBER', KEYS[b], ARGV[arg + 2])
+  local meta = redis.call('HMGET', KEYS[at + 2], 'first_seen', 'last_seen', 'away_sent_at')
+  local seq, done = '-', '0'
+  if ordered then
+    local order = redis.call('HMGET', KEYS[at + 3], 'm:' .. ARGV[arg + 3], 'done')
+    seq, done = order[1] or '-', order[2] or '0'
+  end
+  lines[i] = decided .. ' ' .. opted .. ' ' .. ((meta[1] or meta[2] or meta[3]) and '0' or '1') .. ' '
+    .. (meta[3] or '-') .. ' ' .. seq .. ' ' .. done
+end
+return table.concat(lines, '\n')
