@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -37,6 +38,10 @@ from classifiers import metrics
 from classifiers.errors import ConfigError
 
 SEED = 42
+#: Worker processes for calibration folds when training (REPLYGUARD_TRAINING_PROCESSES; default: up to 2 cores).
+TRAINING_PROCESSES = int(os.environ.get("REPLYGUARD_TRAINING_PROCESSES") or min(2, os.cpu_count() or 1))
+#: Training data smaller than this fits in one process.
+PARALLEL_ROWS = 5_000
 #: Below this token coverage an intent model runs the full network (classifiers.contextual). On a dev half of
 #: the starter pack's cross-lingual split 0.3 and 0.5 tie (86.4 / 88.2 % EN->JA / JA->EN; 0.2: 86.4 / 87.3 %),
 #: and 0.3 sends 3-5 % of English test traffic to the network instead of 5-17 % (README "Classifier quality").
@@ -110,8 +115,8 @@ DEFAULT_CONFIGS: dict[str, ModelConfig] = {
 }
 
 
-def make_pipeline(config: ModelConfig) -> Pipeline:
-    """The unfitted pipeline for ``config``."""
+def make_pipeline(config: ModelConfig, processes: int = 1) -> Pipeline:
+    """The unfitted pipeline for ``config``; ``processes``: worker processes for the linear SVMs' calibration folds."""
     char = CompactTfidfVectorizer(
         analyzer="char_wb",
         ngram_range=config.char_ngrams,
@@ -146,7 +151,7 @@ def make_pipeline(config: ModelConfig) -> Pipeline:
         features.append(("embeddings", embedding_features(config.embeddings, config.embedding_weight)))
     folds = StratifiedKFold(n_splits=config.calibration_folds, shuffle=True, random_state=SEED)
     head: Any = CalibratedClassifierCV(
-        PrunedLinear(base, keep=config.keep), method=config.calibration, cv=folds, ensemble=False
+        PrunedLinear(base, keep=config.keep), method=config.calibration, cv=folds, ensemble=False, n_jobs=processes
     )
     if config.sentence_weight:
         from classifiers.sentence import DIM, SentenceVectors
@@ -175,7 +180,7 @@ def make_pipeline(config: ModelConfig) -> Pipeline:
             sentence_columns=DIM,
             alpha=config.sentence_weight,
             coverage_floor=config.coverage_floor,
-            context_head=_context_head(config, folds) if context else None,
+            context_head=_context_head(config, folds, processes) if context else None,
             context_floor=context_floor,
             context_columns=DIM if context else 0,
         )
@@ -196,11 +201,13 @@ def make_pipeline(config: ModelConfig) -> Pipeline:
     )
 
 
-def _context_head(config: ModelConfig, folds: Any) -> CalibratedClassifierCV:
+def _context_head(config: ModelConfig, folds: Any, processes: int) -> CalibratedClassifierCV:
     """The head on the full network's vectors: a linear SVM (chosen on a dev half of the starter pack's
     cross-lingual split: 86.4 / 88.2 % EN->JA / JA->EN against ridge's 82.5 / 86.2 %), calibrated like the others."""
     svm = LinearSVC(C=config.C, class_weight=config.class_weight, dual=True, random_state=SEED)
-    return CalibratedClassifierCV(PrunedLinear(svm, keep=None), method=config.calibration, cv=folds, ensemble=False)
+    return CalibratedClassifierCV(
+        PrunedLinear(svm, keep=None), method=config.calibration, cv=folds, ensemble=False, n_jobs=processes
+    )
 
 
 @dataclass
@@ -246,9 +253,21 @@ def fitted_config(config: ModelConfig, labels: list[str]) -> tuple[ModelConfig, 
     return replace(config, calibration_folds=rarest), note
 
 
-def fit(config: ModelConfig, texts: list[str], labels: list[str], weights: list[float] | None = None) -> Pipeline:
+def fit(
+    config: ModelConfig,
+    texts: list[str],
+    labels: list[str],
+    weights: list[float] | None = None,
+    processes: int | None = None,
+) -> Pipeline:
+    """Fit ``config`` on the texts; the SVMs' calibration folds run in ``processes`` worker processes
+    (default :data:`TRAINING_PROCESSES` from :data:`PARALLEL_ROWS` texts, else 1): the same model as one process (liblinear seeds its process-global
+    random generator at every fit, so each fold's result does not depend on where it runs; threads would
+    share that generator and race)."""
     config, _ = fitted_config(config, labels)
-    pipeline = make_pipeline(config)
+    if processes is None:  # starting worker processes costs ~1-2 s: only worth it for larger data
+        processes = TRAINING_PROCESSES if len(texts) >= PARALLEL_ROWS else 1
+    pipeline = make_pipeline(config, processes)
     if weights is not None and any(w != 1.0 for w in weights):
         pipeline.fit(texts, labels, classify__sample_weight=np.asarray(weights))
     else:
