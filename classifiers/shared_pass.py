@@ -37,6 +37,7 @@ from sklearn.linear_model import RidgeClassifier
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import normalize
 from sklearn.utils.extmath import softmax
+from scipy.sparse._sparsetools import csr_matvec, csr_matvecs
 from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
 from classifiers.contextual import ContextVectors
@@ -71,6 +72,19 @@ def _normaliser_key(step: TextNormalizer) -> tuple[bool, bool, bool, bool]:
 def _analyser_key(vec: TfidfVectorizer) -> tuple:
     params = vec.get_params(deep=False)
     return tuple((name, repr(params[name])) for name in _ANALYSER_PARAMS)
+
+
+def _plain_words(vec: TfidfVectorizer) -> bool:
+    """word n-grams of the vectorizer's own tokens, with nothing else done to them (see :meth:`SharedPass._words`)."""
+    return (
+        vec.analyzer == "word"
+        and not vec.lowercase
+        and vec.strip_accents is None
+        and vec.preprocessor is None
+        and vec.tokenizer is None
+        and vec.stop_words is None
+        and vec.input == "content"
+    )
 
 
 def _words_are_units(vec: TfidfVectorizer) -> bool:
@@ -119,7 +133,45 @@ class _Head:
             self.weights = [_linear_weights(head)]
         self.columns: list[np.ndarray | None] = []
         self.keys: list[tuple | None] = []
+        self.direct = self._direct_weights()
         self.shared = True
+
+    def _direct_weights(self) -> dict[str, Any] | None:
+        """What :func:`_direct_scores` needs, when the n-gram head reads n-gram blocks only, all weighted
+        alike (sublinear tf, idf, l2 norm), through dense float32 weights; else None (the matrix path)."""
+        weights = self.weights[0]
+        ngram_blocks = [part for _, part in (self.blocks[:-1] if self.fused else self.blocks)]
+        if weights is None or not isinstance(weights[0], np.ndarray) or weights[0].dtype != np.float32:
+            return None
+        if any(kind != "ngrams" for kind, _ in (self.blocks[:-1] if self.fused else self.blocks)):
+            return None
+        weightings = [part._tfidf for part in ngram_blocks]
+        if any(
+            not (w.sublinear_tf and w.norm == "l2" and hasattr(w, "idf_") and part.dtype == np.float32)
+            for w, part in zip(weightings, ngram_blocks, strict=True)
+        ):
+            return None
+        sizes = [len(part.vocabulary_) for part in ngram_blocks]
+        if sum(sizes) != weights[0].shape[0]:
+            return None
+        return {
+            "offsets": np.cumsum([0, *sizes])[:-1],
+            "idf": np.concatenate([np.asarray(w.idf_, dtype=np.float32) for w in weightings]),
+            "block_of": np.repeat(np.arange(len(sizes)), sizes),
+            "weights": np.ascontiguousarray(weights[0]),
+        }
+
+    def proba_from_scores(self, scores: np.ndarray, sentences: np.ndarray | None) -> np.ndarray:
+        """Probabilities from the n-gram head's decision scores (before its intercept) [and the sentence block]."""
+        ngram_head = self.head.ngram_head_ if self.fused else self.head
+        linear = self.weights[0]
+        if linear is None:  # a head scored directly has linear weights (_direct_weights)
+            raise RuntimeError("decision scores for a head without linear weights")
+        ngram = _temperature(ngram_head, scores + linear[1])
+        if not self.fused:
+            return ngram
+        sentence = _calibrated(self.head.sentence_head_, np.asarray(sentences, dtype=np.float64), self.weights[1])
+        return self.head.fuse(ngram, sentence, None)
 
     def proba(self, blocks: list[Any]) -> np.ndarray:
         """Probabilities from the feature blocks (sparse n-gram TF-IDF blocks; the sentence block last, dense)."""
@@ -153,6 +205,7 @@ class SharedPass:
         self.analysers: dict[tuple, Any] = {}
         self.inputs: dict[tuple, set[tuple]] = {}  # analyser -> the normalisers whose text it reads
         self.word_cache: dict[tuple, dict[str, list[int]]] = {}  # char_wb analyser -> word -> its n-grams' ids
+        self.tokenizers: dict[tuple, tuple[Any, tuple[int, int]]] = {}  # plain word analyser -> tokenizer, n range
         for head in self.heads:
             if not head.shared:
                 continue
@@ -167,6 +220,8 @@ class SharedPass:
                         self.analysers[key] = part.build_analyzer()
                         if _words_are_units(part):
                             self.word_cache[key] = {}
+                        elif _plain_words(part):
+                            self.tokenizers[key] = (part.build_tokenizer(), part.ngram_range)
                     self.inputs.setdefault(key, set()).add(head.norm_key)
                     for term in part.vocabulary_:
                         union.setdefault(term, len(union))
@@ -180,6 +235,17 @@ class SharedPass:
 
     def _lookup(self, key: tuple, doc: str) -> list[int]:
         return list(map(self.vocab[key].get, self.analysers[key](doc), repeat(-1)))
+
+    def _words(self, key: tuple, doc: str) -> list[int]:
+        """The ids of ``doc``'s word n-grams: the analyser's n-grams (``_word_ngrams``), in another order
+        (counts do not see the order), without building the analyser's list of strings first."""
+        tokenize, (low, high) = self.tokenizers[key]
+        get = self.vocab[key].get
+        tokens = tokenize(doc)
+        ids = list(map(get, tokens, repeat(-1))) if low == 1 else []
+        for n in range(max(low, 2), min(high, len(tokens)) + 1):
+            ids += [get(" ".join(tokens[i : i + n]), -1) for i in range(len(tokens) - n + 1)]
+        return ids
 
     def _selection(self, key: tuple, part: TfidfVectorizer) -> np.ndarray:
         """Union column -> this model's column (-1: not in its vocabulary; the last is the unknown column)."""
@@ -197,7 +263,7 @@ class SharedPass:
         for text in texts:
             for key, value in normalize_all(text, configs).items():
                 normalised[key].append(value)
-        counts: dict[tuple, tuple[sp.csr_matrix, dict[str, int]]] = {}
+        counts: dict[tuple, tuple[np.ndarray, np.ndarray, dict[str, int]]] = {}
         for key, union in self.vocab.items():
             # each distinct normalised string is analysed once, whichever normalisers produced it
             unique: dict[str, int] = {}
@@ -218,22 +284,25 @@ class SharedPass:
                         ids.extend(found)
                     indptr[row + 1] = len(ids)
             else:
+                lookup = self._words if key in self.tokenizers else self._lookup
                 for row, doc in enumerate(unique):
-                    ids.extend(self._lookup(key, doc))
+                    ids.extend(lookup(key, doc))
                     indptr[row + 1] = len(ids)
-            # unknown n-grams land in the extra last column, which no model selects
+            # unknown n-grams (-1) land in the extra last column, which no model selects
             columns = np.asarray(ids, dtype=np.int64)
             columns[columns < 0] = len(union)
-            matrix = sp.csr_matrix(
-                (np.ones(len(ids), dtype=np.float32), columns, indptr), shape=(len(unique), len(union) + 1)
-            )
-            matrix.sum_duplicates()  # integer counts, once for every model reading this analyser
-            counts[key] = (matrix, unique)
+            rows = np.repeat(np.arange(len(unique), dtype=np.int64), np.diff(indptr))
+            counts[key] = (rows, columns, unique)  # one entry per n-gram occurrence
         sentences = self._sentences(normalised)
         out = []
         for head in self.heads:
             if not head.shared:
                 out.append(np.asarray(head.model.predict_proba(texts), dtype=np.float64))
+                continue
+            if head.direct is not None:
+                scores = _direct_scores(head, head.direct, counts, normalised[head.norm_key])
+                sentence = sentences[head.norm_key] * np.float32(head.blocks[-1][1].weight) if head.fused else None
+                out.append(head.proba_from_scores(scores, sentence))
                 continue
             blocks: list[Any] = []
             for (kind, part), selection, analyser in zip(head.blocks, head.columns, head.keys, strict=True):
@@ -251,7 +320,12 @@ class SharedPass:
                     continue
                 if selection is None or analyser is None:  # every n-gram block has both
                     raise RuntimeError(f"n-gram block without a vocabulary selection in {type(part).__name__}")
-                matrix, unique = counts[analyser]
+                union_rows, union_columns, unique = counts[analyser]
+                matrix = sp.csr_matrix(  # duplicates summed: integer counts
+                    (np.ones(len(union_rows), dtype=np.float32), (union_rows, union_columns)),
+                    shape=(len(unique), len(selection)),
+                )
+                matrix.sort_indices()
                 order = [unique[doc] for doc in normalised[head.norm_key]]
                 rows = matrix if order == list(range(matrix.shape[0])) else matrix[order]
                 cols = selection[rows.indices]
@@ -299,15 +373,54 @@ def _tfidf(part: TfidfVectorizer, counts: sp.csr_matrix) -> sp.csr_matrix:
     return counts
 
 
-def _calibrated(head: Any, X: Any, weights: tuple[Any, np.ndarray] | None) -> np.ndarray:
-    """``head.predict_proba(X)``: for one temperature-scaled linear head (``weights``: its coefficients,
-    transposed, and intercepts), the same arithmetic without scikit-learn's input validation."""
-    if weights is None:
-        return head.predict_proba(X)
+def _direct_scores(head: _Head, direct: dict[str, Any], counts: dict[tuple, Any], docs: list[str]) -> np.ndarray:
+    """``hstack(tfidf blocks) @ weights`` of one head, built from the n-gram occurrences with numpy.
+
+    The same float32 arithmetic as the matrix path (CountVectorizer counts, ``_tfidf``, scipy's
+    sparse-times-dense product) on the same entries in the same order: one sort of the head's
+    (text, column) keys gives the counts and scikit-learn's sorted column order, each block's
+    row norm is summed in float64 in that order as ``inplace_csr_row_normalize_l2`` does, and
+    scipy's own ``csr_matvec(s)`` kernel sums the products in float32 in that order.
+    """
+    mine: dict[str, int] = {}  # this head's distinct texts -> its rows
+    for doc in docs:
+        mine.setdefault(doc, len(mine))
+    n_rows = len(mine)
+    keys = []
+    for selection, analyser, offset in zip(head.columns, head.keys, direct["offsets"], strict=False):
+        if selection is None or analyser is None:  # every n-gram block has both
+            raise RuntimeError("n-gram block without a vocabulary selection")
+        rows, columns, unique = counts[analyser]  # rows: the analyser's distinct texts (of every normaliser)
+        row_of = np.full(len(unique), -1, dtype=np.int64)
+        for doc, row in mine.items():
+            row_of[unique[doc]] = row
+        rows = row_of[rows]
+        local = selection[columns]
+        keep = (local >= 0) & (rows >= 0)
+        keys.append(rows[keep] * len(direct["block_of"]) + (local[keep] + offset))
+    entries, found = np.unique(np.concatenate(keys), return_counts=True)
+    rows, columns = np.divmod(entries, len(direct["block_of"]))
+    values = np.log(found.astype(np.float32))
+    values += np.float32(1.0)
+    values *= direct["idf"][columns]
+    segment = rows * len(direct["offsets"]) + direct["block_of"][columns]  # (text, block): one l2 norm each
+    norms = np.sqrt(np.bincount(segment, weights=(values * values).astype(np.float64)))
+    values = (values / norms[segment]).astype(np.float32)
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+    weights = direct["weights"]
+    n_labels = weights.shape[1]
+    scores = np.zeros((n_rows, n_labels), dtype=np.float32)
+    if n_labels == 1:  # scipy multiplies by a one-column matrix as by a vector
+        csr_matvec(n_rows, weights.shape[0], indptr, columns, values, weights.ravel(), scores.ravel())
+    else:
+        csr_matvecs(n_rows, weights.shape[0], n_labels, indptr, columns, values, weights.ravel(), scores.ravel())
+    return scores[[mine[doc] for doc in docs]]
+
+
+def _temperature(head: Any, scores: np.ndarray) -> np.ndarray:
+    """A temperature-scaled calibrated head's probabilities from its decision scores."""
     calibrated = head.calibrated_classifiers_[0]
-    coef_t, intercept = weights
-    scores = X @ coef_t
-    scores = (scores.toarray() if sp.issparse(scores) else np.asarray(scores)) + intercept
     if scores.ndim == 1 or scores.shape[1] == 1:  # binary: logits (-d, d)
         scores = scores.reshape(-1, 1)
         logits = np.concatenate([-scores, scores], axis=1)
@@ -318,6 +431,16 @@ def _calibrated(head: Any, X: Any, weights: tuple[Any, np.ndarray] | None) -> np
     proba = softmax(calibrated.calibrators[0].beta_ * logits)
     proba[(1.0 < proba) & (proba <= 1.0 + 1e-5)] = 1.0
     return proba.astype(np.float64)  # CalibratedClassifierCV averages into a float64 array
+
+
+def _calibrated(head: Any, X: Any, weights: tuple[Any, np.ndarray] | None) -> np.ndarray:
+    """``head.predict_proba(X)``: for one temperature-scaled linear head (``weights``: its coefficients,
+    transposed, and intercepts), the same arithmetic without scikit-learn's input validation."""
+    if weights is None:
+        return head.predict_proba(X)
+    coef_t, intercept = weights
+    scores = X @ coef_t
+    return _temperature(head, (scores.toarray() if sp.issparse(scores) else np.asarray(scores)) + intercept)
 
 
 def _linear_weights(head: Any) -> tuple[Any, np.ndarray] | None:

@@ -210,3 +210,21 @@ def test_a_config_without_coverage_keeps_its_version() -> None:
     assert "coverage_floor" not in ModelConfig().to_dict()
     assert ModelConfig(coverage_floor=0.5).to_dict()["coverage_floor"] == 0.5
     assert model_version(ModelConfig(), []) != model_version(ModelConfig(coverage_floor=0.5), [])
+
+
+def test_a_messages_scores_do_not_depend_on_its_batch() -> None:
+    """Batch-invariance: the same scores for a text alone, in one batch, and shuffled among other neighbours.
+
+    The n-gram heads and the sentence vectors are bit-identical; the sentence head's float64 product may
+    differ in the last bit by batch shape (1e-16, far below the 1e-6 the scores are rounded to)."""
+    registry = ModelRegistry()
+    models = [registry.get(name) for name in ("spam-default", "abuse-default", "demo-shop-intent")]
+    texts = _texts(60)
+    together = SharedPass(models).predict_proba(texts)
+    alone = [SharedPass(models).predict_proba([t]) for t in texts[:25]]
+    order = np.random.default_rng(1).permutation(len(texts))
+    passes = SharedPass(models)
+    shuffled = [passes.predict_proba([texts[i] for i in order[s : s + 23]]) for s in range(0, len(texts), 23)]
+    for k, scores in enumerate(together):
+        np.testing.assert_allclose(np.concatenate([a[k] for a in alone]), scores[:25], atol=1e-12, rtol=0)
+        np.testing.assert_allclose(np.concatenate([b[k] for b in shuffled]), scores[order], atol=1e-12, rtol=0)
