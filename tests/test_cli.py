@@ -171,7 +171,7 @@ def test_redis_going_away_while_submitting_reports_what_was_not_enqueued(tmp_pat
     server = EmbeddedRedis(tmp_path / "r", persist=False).start()
     try:
         local = Settings(redis_url=server.url, home=tmp_path / "home")
-        ingestor = Ingestor(server.client(), local, batch_size=2, batch_wait=60)
+        ingestor = Ingestor(server.client(), local, batch_size=2, batch_wait=60, redis_wait=1.0)
         ingestor.submit(make_event(id="a"))
         server.stop()
         with pytest.raises(StoreError) as info:
@@ -181,7 +181,9 @@ def test_redis_going_away_while_submitting_reports_what_was_not_enqueued(tmp_pat
         ingestor._timer.join(timeout=5)
         assert not ingestor._timer.is_alive()  # the batcher thread stops
         with pytest.raises(StoreError) as info:
-            ingest_events([make_event(id=f"x{i}") for i in range(5)], server.client(), local, batch_size=2)
+            ingest_events(
+                [make_event(id=f"x{i}") for i in range(5)], server.client(), local, batch_size=2, redis_wait=1.0
+            )
         assert info.value.report.last_source is not None
     finally:
         server.stop()
