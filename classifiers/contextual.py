@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,15 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from classifiers.errors import ArtifactError
 from classifiers.features import TokenCoverage
-from classifiers.sentence import DIM, PACKAGE, _resources, cache_dir, fingerprint as static_fingerprint, load_table
+from classifiers.sentence import (
+    DIM,
+    _resources,
+    cache_dir,
+    fingerprint as static_fingerprint,
+    load_cached,
+    load_table,
+    output_layers,
+)
 
 #: The representation's name; bump the suffix when the forward pass or its tokens change.
 REPRESENTATION = "usem3-full-v1"
@@ -56,7 +63,6 @@ _CHUNKS, _VOCAB_ROWS, _CNN = 17, 7530, 256
 _ORDERS = ((2, 0), (3, 1), (5, 2))  # (window width, left context) of the three CNN branches, as in usem3
 #: Tokens run together (their texts' work shares the distinct tokens' products and stays cache-sized).
 TOKEN_BUDGET = 512
-_lock = threading.Lock()
 
 
 def fingerprint() -> str:
@@ -87,16 +93,6 @@ def build_embedding(path: Path | None = None) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
-
-
-def _build_once(path: Path) -> None:
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / f".{path.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a second worker starting at the same time waits here
-        if not path.is_file():
-            build_embedding(path)
 
 
 def _layernorm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:
@@ -202,12 +198,7 @@ class FullNetwork:
         # summed in order, so its vector does not depend on the other texts of its group
         summed = np.add.reduceat(feats, starts, axis=0) @ self.cnn_w + lens[:, None] * self.cnn_b
         mean = summed / np.sqrt(lens.astype(np.float64))[:, None]
-        y0 = np.maximum(mean @ self.d0, 0)
-        y1 = np.maximum(mean @ self.p1 + y0 @ self.d1, 0)
-        y2 = np.maximum(y1 @ self.d2, 0)
-        z = np.tanh(y1 @ self.p3 + y2 @ self.d3)
-        z /= np.sqrt(np.clip(np.einsum("ij,ij->i", z, z), self.eps, None))[:, None]
-        return z.astype(np.float32)
+        return output_layers(mean, self)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         return self.encode_tokens(load_table().tokens(texts))
@@ -218,21 +209,7 @@ _loaded: dict[str, FullNetwork] = {}
 
 def load_network(expected: str | None = None) -> FullNetwork:
     """The process-wide network (its embedding table written to the cache on first use)."""
-    current = fingerprint()
-    if expected is not None and expected != current:
-        raise ArtifactError(
-            embedding_path(),
-            f"the model needs sentence representation {expected!r} but {current!r} is "
-            f"installed; install the {PACKAGE} version it names or rebuild the model (make models)",
-        )
-    with _lock:
-        network = _loaded.get(current)
-        if network is None:
-            path = embedding_path()
-            if not path.is_file():
-                _build_once(path)
-            network = _loaded[current] = FullNetwork(path)
-    return network
+    return load_cached(_loaded, fingerprint(), expected, embedding_path(), build_embedding, FullNetwork)
 
 
 class ContextVectors(TransformerMixin, BaseEstimator):

