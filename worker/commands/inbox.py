@@ -10,7 +10,7 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from worker.cli.console import EXIT_CONFIG, EXIT_INPUT, age, connect_redis, print_json, settings_for, short
+from worker.commands.console import EXIT_CONFIG, EXIT_INPUT, age, connect_redis, print_json, settings_for, short
 
 
 def _find_decision(store, message_id: str, brand: str | None):

@@ -9,7 +9,7 @@ import sys
 import time
 
 from worker import defaults
-from worker.cli.console import EXIT_INPUT, EXIT_REDIS, connect_redis, print_json, settings_for, short
+from worker.commands.console import EXIT_INPUT, EXIT_REDIS, connect_redis, print_json, settings_for, short
 from worker.exceptions import ConfigError, StoreError, WaitTimeout
 
 

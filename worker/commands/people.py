@@ -9,7 +9,7 @@ import sys
 from datetime import datetime, timezone
 
 from worker import defaults
-from worker.cli.console import EXIT_CONFIG, EXIT_INPUT, connect_redis, print_json, settings_for
+from worker.commands.console import EXIT_CONFIG, EXIT_INPUT, connect_redis, print_json, settings_for
 from worker.exceptions import ReplyguardError
 
 

@@ -1,16 +1,80 @@
-"""Commands for models and configuration: eval (and --compare, --replay), train, models
-list / promote / rollback, build-defaults, validate, schema."""
+"""``replyguard`` command line.
+
+Exit codes: 0 done; 1 some input was rejected (or missing, unreadable, or not
+decided: no worker, a failed job, a timeout); 2 usage or configuration error
+(broken policy, template, model, settings); 3 Redis unreachable. No command
+prints a traceback. With ``--json`` stdout holds only JSON; progress and
+messages go to stderr.
+
+This module, the entry point, is the only one that sees every layer (``tests/test_layers.py``): the models and
+configuration commands (eval and its --compare / --replay, train, models list / promote /
+rollback, build-defaults, validate, schema) live here because eval, train and promote use
+``eval/``; every other command group is a module of ``worker.commands``, which does not.
+``python -m worker.cli`` runs it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-from worker.cli.console import EXIT_CONFIG, connect_redis, print_json, settings_for
-from worker.exceptions import ReplyguardError
+from worker.commands import inbox, people, run
+from worker.commands.console import EXIT_CONFIG, EXIT_INPUT, EXIT_REDIS, connect_redis, print_json, settings_for, short
+from worker.exceptions import ArtifactError, ConfigError, ReplyguardError, StoreError
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="replyguard", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for group in (run, inbox):
+        group.register(sub)
+    register_models(sub)
+    people.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from worker.privacy import redact
+
+    redact.install()  # customer text, names, e-mails and phones never reach a log line
+    args = build_parser().parse_args(argv)
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # the reader went away (`replyguard show ID | head`): not an error of ours; stay quiet
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REDIS
+    except (ConfigError, ArtifactError) as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ReplyguardError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - no traceback ever reaches a user
+        if os.environ.get("REPLYGUARD_LOG_LEVEL", "").upper() == "DEBUG":
+            import traceback
+
+            traceback.print_exc()
+        print(
+            f"error: unexpected {type(exc).__name__}: {short(str(exc), 300)} "
+            "(set REPLYGUARD_LOG_LEVEL=DEBUG for details)",
+            file=sys.stderr,
+        )
+        return EXIT_INPUT
 
 
 def _policy_model(policy_path: Path, task: str, settings):
@@ -347,8 +411,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add this module's commands to the ``replyguard`` parser."""
+def register_models(sub: argparse._SubParsersAction) -> None:
+    """Add the models and configuration commands to the ``replyguard`` parser."""
     p = sub.add_parser("eval", help="evaluate a classifier and propose thresholds, or replay past decisions")
     p.add_argument("--task", choices=["spam", "abuse", "intent"])
     p.add_argument("--data", help="labelled JSONL/CSV (text, label[, split])")
@@ -427,3 +491,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("schema", help="print a JSON Schema")
     p.add_argument("what", choices=["event", "policy"])
     p.set_defaults(func=cmd_schema)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
