@@ -53,6 +53,8 @@ TABLE = "usem3-static-v1"
 DIM = 512
 _UNK, _BOS, _EOS = 0, 1, 2
 _BUILD_CHUNK = 4096
+#: Words whose unknown-character runs are remembered (cleared when full).
+WORD_CACHE = 50_000
 _lock = threading.RLock()  # load_cached: one object per fingerprint and process
 T = TypeVar("T")
 
@@ -190,22 +192,58 @@ def output_layers(mean: np.ndarray, net: Any) -> np.ndarray:
     return z.astype(np.float32)
 
 
-def _expand_unknowns(ids: list[int], pieces: list[str]) -> list[int]:
+#: The static table's dense layers run on blocks of rows padded to a multiple of this (see :func:`output_layers32`).
+ROW_BLOCK = 16
+
+
+def output_layers32(mean: np.ndarray, net: Any) -> np.ndarray:
+    """:func:`output_layers` in float32 on the rows padded with zero rows to a multiple of :data:`ROW_BLOCK`.
+
+    float32 products are ~2.2x faster than float64 ones here (measured: 1 M multiply-adds a row). A
+    row's float32 result must not depend on the other rows of its batch: OpenBLAS's sgemm kernel adds
+    each output's products in the same order whatever the row's position and the number of rows, except
+    for products of at most 1e6 multiply-adds (M x N x K), which it sends to another ("small matrix")
+    kernel that rounds differently, and single rows (a matrix-vector product). At least 16 rows keep
+    every one of these layers (N x K >= 320 x 320) on the one kernel (``tests/test_sentence_tokens.py``
+    checks that a text's vector is the same alone and in any batch). Against the float64 layers the
+    vectors differ by a few float32 ulps (~1e-7), far inside the 1e-6 the models' probabilities are
+    compared to (README "Classifier quality" has the measured differences)."""
+    n = len(mean)
+    rows = max(ROW_BLOCK, -(-n // ROW_BLOCK) * ROW_BLOCK)
+    x = np.zeros((rows, mean.shape[1]), dtype=np.float32)
+    x[:n] = mean
+    y0 = x @ net.d0_32
+    np.maximum(y0, 0, out=y0)
+    y1 = x @ net.p1_32
+    y1 += y0 @ net.d1_32
+    np.maximum(y1, 0, out=y1)
+    y2 = y1 @ net.d2_32
+    np.maximum(y2, 0, out=y2)
+    z = y1 @ net.p3_32
+    z += y2 @ net.d3_32
+    z = np.tanh(z[:n], dtype=np.float64)
+    z /= np.sqrt(np.clip(np.einsum("ij,ij->i", z, z), net.eps, None))[:, None]
+    return z.astype(np.float32)
+
+
+def _expand_unknowns(ids: list[int], runs: list[int]) -> list[int]:
     """One ``<unk>`` per unknown character, as the table's models were trained with.
 
     C++ sentencepiece merges a run of unknown characters (emoji, rare symbols) into one
     ``<unk>``; the package's pure-Python port, which v1 used, emits one per character.
-    ``pieces`` are the same tokens as text (an unknown run as its characters). Keeping one
-    ``<unk>`` per character keeps v1's sentence vectors: measured on every text of the shared
-    datasets, the team's data and the eval set (raw and normalised, 106,696 distinct texts),
-    the two tokenisers then give the same tokens for all but one SMS (a Viterbi near-tie,
-    "tomorw"), up to the order of equal-scoring pieces, which a sum does not see
-    (``tests/test_sentence_tokens.py``).
+    ``runs`` are the lengths (in characters) of the text's unknown runs, in order, one per
+    ``<unk>`` of ``ids``. Keeping one ``<unk>`` per character keeps v1's sentence vectors:
+    measured on every text of the shared datasets, the team's data and the eval set (raw and
+    normalised, 106,696 distinct texts), the two tokenisers then give the same tokens for all
+    but one SMS (a Viterbi near-tie, "tomorw"), up to the order of equal-scoring pieces, which
+    a sum does not see (``tests/test_sentence_tokens.py``).
     """
     out = [_BOS]
-    for token, piece in zip(ids, pieces, strict=True):
+    k = 0
+    for token in ids:
         if token == _UNK:
-            out.extend([_UNK] * len(piece))
+            out.extend([_UNK] * runs[k])
+            k += 1
         else:
             out.append(token)
     out.append(_EOS)
@@ -225,6 +263,7 @@ class StaticTable:
         self.processor = sentencepiece.SentencePieceProcessor(model_file=str(resources / "sp.model"), num_threads=1)
         backend = NumpyBackend(str(resources / "weights.npz"), None, threads=1)
         self.fingerprint = fingerprint()
+        self.unknown_runs: dict[str, list[int]] = {}  # word -> the lengths of its unknown runs (_unknown_runs)
         try:
             self.rows = np.load(path, mmap_mode="r")
         except (OSError, ValueError) as exc:
@@ -240,19 +279,48 @@ class StaticTable:
             np.asarray(m, dtype=np.float64) for m in (backend.d0, backend.d1, backend.d2, backend.d3)
         )
         self.p1, self.p3 = np.asarray(backend.p1, dtype=np.float64), np.asarray(backend.p3, dtype=np.float64)
+        self.d0_32, self.d1_32, self.d2_32, self.d3_32, self.p1_32, self.p3_32 = (
+            np.ascontiguousarray(m, dtype=np.float32) for m in (self.d0, self.d1, self.d2, self.d3, self.p1, self.p3)
+        )
         self.eps = float(backend.eps)
         del backend  # the 65 MB quantised embedding is not needed
+
+    def _unknown_runs(self, text: str, count: int) -> list[int] | None:
+        """The lengths of ``text``'s ``count`` unknown runs, in order, from its words' own pieces (remembered
+        per word): a run of unknown characters never spans a space (the space is the known piece "▁"),
+        and a word's unknown runs do not depend on its neighbours. None when the words' runs are not
+        ``count`` (then the text's own pieces are used)."""
+        cache = self.unknown_runs
+        if len(cache) > WORD_CACHE:
+            cache.clear()
+        runs: list[int] = []
+        for word in text.split(" "):
+            found = cache.get(word)
+            if found is None:
+                pieces = self.processor.encode(word, out_type=str)
+                ids = self.processor.encode(word, out_type=int)
+                found = cache[word] = [len(piece) for piece, i in zip(pieces, ids, strict=True) if i == _UNK]
+            runs += found
+        return runs if len(runs) == count else None
 
     def tokens(self, texts: list[str]) -> list[list[int]]:
         """Sentencepiece ids with BOS/EOS, one ``<unk>`` per unknown character (see :func:`_expand_unknowns`)."""
         encoded = self.processor.encode(texts, out_type=int)
-        unknown = [i for i, ids in enumerate(encoded) if _UNK in ids]
-        pieces = dict(zip(unknown, self.processor.encode([texts[i] for i in unknown], out_type=str), strict=True))
-        # an empty (or all-space) text is one <unk> to the port, nothing to C++ sentencepiece: keep the port's
-        return [
-            _expand_unknowns(ids, pieces[i]) if i in pieces else [_BOS, *(ids or [_UNK]), _EOS]
-            for i, ids in enumerate(encoded)
-        ]
+        out = []
+        for text, ids in zip(texts, encoded, strict=True):
+            if not ids:  # an empty (or all-space) text is one <unk> to the port, nothing to C++ sentencepiece
+                out.append([_BOS, _UNK, _EOS])
+                continue
+            count = ids.count(_UNK)
+            if not count:
+                out.append([_BOS, *ids, _EOS])
+                continue
+            runs = self._unknown_runs(text, count)
+            if runs is None:
+                pieces = self.processor.encode(text, out_type=str)
+                runs = [len(piece) for piece, i in zip(pieces, ids, strict=True) if i == _UNK]
+            out.append(_expand_unknowns(ids, runs))
+        return out
 
     def encode_tokens(self, token_lists: list[list[int]]) -> np.ndarray:
         """Token id lists -> (n, 512) float32 L2-normalised sentence vectors."""
@@ -271,7 +339,7 @@ class StaticTable:
         )
         summed = counts @ np.asarray(self.rows[distinct], dtype=np.float64)
         mean = summed / np.sqrt(lens.astype(np.float64))[:, None]
-        return output_layers(mean, self)
+        return output_layers32(mean, self)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         return self.encode_tokens(self.tokens(texts))

@@ -31,6 +31,9 @@ TRICKY = [
     "https://x",
     "@@@ 12345678901 ...",
     "tab\there",
+    "\u2003em\u00a0space\u3000x\x1c \x85end\u2028",  # whitespace that \\s and str.split both know
+    "WWW.EXAMPLE.COM/Y and ＨＴＴＰＳ：／／Ｘ.ＩＯ",
+    "ıt.com İo.io no.domain 3.14",
 ]
 
 
