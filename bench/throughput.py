@@ -1,6 +1,7 @@
 """Throughput, CPU per message, latency and memory of the whole path, measured in one run.
 
     python bench/throughput.py [--messages 10000] [--update-readme]
+    python bench/throughput.py --paced-only [--rates 1000] [--paced-seconds 8]   # latency only
 
 Everything runs against a private redis-server on loopback (append-only file, ``appendfsync
 everysec``, as production should), so its CPU time (``INFO cpu``) is this benchmark's alone;
@@ -295,6 +296,7 @@ def drain(
         for m in msgs:
             ingestor.submit(m)
     own = time.process_time() - own0
+    jobs = len(ingestor.report.jobs)
     deadline = time.monotonic() + 1200
     while decided(client) < before + len(msgs):
         if time.monotonic() > deadline:
@@ -311,6 +313,7 @@ def drain(
         own,
         processes=processes,
         redis_commands=round(sum(mix.values()), 1),
+        batch_mean=round(len(msgs) / max(1, jobs), 1),
         redis_command_mix={name: round(n, 2) for name, n in sorted(mix.items(), key=lambda kv: -kv[1]) if n >= 0.01},
     )
 
@@ -319,13 +322,20 @@ def paced(
     client: redis.Redis, settings: Settings, pool: list[str], fleet: Fleet, rate: int, seconds: float, most: int
 ) -> dict[str, Any]:
     """Offer ``rate`` messages/s for ``seconds`` (at most ``most`` messages); latency = the decision's
-    outbox entry time (Redis clock, when it was stored) - the submit time."""
+    outbox entry time (Redis clock, when it was stored) - the submit time.
+
+    Each message's latency is split by stage from its batch job (RQ's job record): *hold*, submit →
+    the batch enqueued (ingest's batching, the numbering script, the enqueue); *queue*, enqueued →
+    a worker started the job (RQ's ``started_at``); *processing*, started → this decision stored.
+    ``from_schedule`` measures from when the message was due to be offered instead of when the load
+    generator got to submit it (it differs only when the generator falls behind its pace)."""
     n = max(1, min(int(rate * seconds), most))
     msgs = messages(n, f"paced{rate}", pool)
     outbox = Keys(settings.key_prefix).outbox(BRAND)
     before = decided(client)
     start_id = f"{int(time.time() * 1000)}-0"
     submitted: dict[str, float] = {}
+    due: dict[str, float] = {}
     cpu0, rcpu0 = fleet.cpu(), redis_cpu(client)
     behind = 0.0
     with Ingestor(client, settings) as ingestor:
@@ -339,35 +349,79 @@ def paced(
             else:
                 behind = max(behind, now - target)
             submitted[m["id"]] = wall0 + (time.perf_counter() - t0)
+            due[m["id"]] = wall0 + (target - t0)
             ingestor.submit(m)
     while decided(client) < before + n:
         time.sleep(0.02)
     worker_cpu, redis_s = fleet.cpu() - cpu0, redis_cpu(client) - rcpu0
-    latencies = []
-    for _, fields in client.xrange(outbox, min=start_id):
+    stored: dict[str, float] = {}
+    for entry_id, fields in client.xrange(outbox, min=start_id):
         payload = json.loads(fields[b"payload"])
         if payload.get("type") == "decision" and payload["message_id"] in submitted:
-            entry_ms = int(_.split(b"-")[0])
-            latencies.append(entry_ms - submitted[payload["message_id"]] * 1000)
-    latencies.sort()
-
-    def pct(q: float) -> float:
-        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1)
-
+            stored[payload["message_id"]] = int(entry_id.split(b"-")[0]) / 1000
+    breakdown = stage_breakdown(client, ingestor.report.jobs, submitted, stored)
+    latencies = sorted((stored[k] - submitted[k]) * 1000 for k in stored)
+    scheduled = sorted((stored[k] - due[k]) * 1000 for k in stored)
     row = {
         "offered_per_s": rate,
         "messages": n,
         "measured": len(latencies),
-        "p50_ms": pct(0.50),
-        "p95_ms": pct(0.95),
-        "p99_ms": pct(0.99),
+        "p50_ms": percentile(latencies, 0.50),
+        "p95_ms": percentile(latencies, 0.95),
+        "p99_ms": percentile(latencies, 0.99),
         "max_ms": round(latencies[-1], 1),
+        "from_schedule_p99_ms": percentile(scheduled, 0.99),
         "pacing_behind_ms": round(behind * 1000, 1),
         "cpu_us_worker": round(worker_cpu / n * 1e6),
         "cpu_us_redis": round(redis_s / n * 1e6),
+        **breakdown,
     }
     print("paced", row, flush=True)
     return row
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile of sorted ``values`` (nearest rank), 0.1 ms precision."""
+    return round(values[min(len(values) - 1, int(q * len(values)))], 1) if values else 0.0
+
+
+def stage_breakdown(
+    client: redis.Redis, job_ids: list[str], submitted: dict[str, float], stored: dict[str, float]
+) -> dict[str, Any]:
+    """Per stage (hold, queue, processing; ms): p50 and p99 over the messages, the mean of each over
+    the slowest 1 % of messages (what their latency is made of), and the batches' sizes."""
+    from rq.job import Job
+
+    parts: dict[str, list[float]] = {"hold": [], "queue": [], "processing": []}
+    per_message: list[tuple[float, float, float, float]] = []
+    sizes = []
+    for job in Job.fetch_many(job_ids, connection=client, serializer=JSONSerializer):
+        if job is None or job.started_at is None:
+            continue
+        batch, enqueued = job.args[0], float(job.args[1])
+        started = job.started_at.timestamp()
+        sizes.append(len(batch))
+        for m in batch:
+            key = m["id"]
+            if key not in stored or key not in submitted:
+                continue
+            hold, queue, work = enqueued - submitted[key], started - enqueued, stored[key] - started
+            per_message.append((stored[key] - submitted[key], hold, queue, work))
+            for name, value in zip(parts, (hold, queue, work), strict=True):
+                parts[name].append(value * 1000)
+    out: dict[str, Any] = {}
+    for name, values in parts.items():
+        values.sort()
+        out[f"{name}_p50_ms"] = percentile(values, 0.50)
+        out[f"{name}_p99_ms"] = percentile(values, 0.99)
+    per_message.sort()
+    slowest = per_message[-max(1, len(per_message) // 100) :] if per_message else []
+    for k, name in enumerate(parts, start=1):
+        out[f"slowest_1pc_{name}_ms"] = round(sum(p[k] for p in slowest) * 1000 / max(1, len(slowest)), 1)
+    out["jobs"] = len(sizes)
+    out["batch_mean"] = round(sum(sizes) / max(1, len(sizes)), 1)
+    out["batch_max"] = max(sizes, default=0)
+    return out
 
 
 def stages(settings: Settings, msgs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -429,6 +483,18 @@ def quick(
     }
 
 
+def paced_only(
+    client: redis.Redis, settings: Settings, env: dict[str, str], pool: list[str], args: Any, rates: list[int]
+) -> list[dict[str, Any]]:
+    """The paced runs alone, on a warmed-up ``replyguard worker --processes N`` (as in the full run)."""
+    fleet = Fleet([worker_argv("--processes", str(args.workers))], env, client, args.workers)
+    try:
+        drain(client, settings, messages(512, "warm", pool), fleet, "warm-up", args.workers)
+        return [paced(client, settings, pool, fleet, rate, args.paced_seconds, args.messages) for rate in rates]
+    finally:
+        fleet.stop()
+
+
 # -- the table -------------------------------------------------------------------------------
 
 
@@ -473,6 +539,19 @@ def table(r: dict[str, Any]) -> str:
             f"| {row['offered_per_s']:,}/s | {row['messages']:,} | {row['p50_ms']} / {row['p95_ms']} / "
             f"**{row['p99_ms']}** ms ({row['max_ms']}) | {row['cpu_us_worker']}, {row['cpu_us_redis']} |"
         )
+    top = r["paced"][-1] if r["paced"] else {}
+    if "hold_p99_ms" in top:
+        lines += [
+            "",
+            f"Where the {top['offered_per_s']:,}/s latency goes (ms, p50 / p99 of each stage; mean over the "
+            f"slowest 1 %): ingest hold {top['hold_p50_ms']} / {top['hold_p99_ms']} "
+            f"({top['slowest_1pc_hold_ms']}), queue wait {top['queue_p50_ms']} / {top['queue_p99_ms']} "
+            f"({top['slowest_1pc_queue_ms']}), processing {top['processing_p50_ms']} / "
+            f"{top['processing_p99_ms']} ({top['slowest_1pc_processing_ms']}); {top['jobs']:,} batches of "
+            f"{top['batch_mean']} messages on average (largest {top['batch_max']}); p99 from each message's "
+            f"scheduled time {top['from_schedule_p99_ms']} ms (the load generator fell up to "
+            f"{top['pacing_behind_ms']} ms behind its pace).",
+        ]
     mem = r["memory"]
     procs = "; ".join(
         f"{m['role']} RSS {m['rss_mb']} / PSS {m['pss_mb']} / USS {m['uss_mb']}" for m in mem["processes"]
@@ -504,12 +583,19 @@ def main() -> None:
         help="only the end-to-end run and the in-process stages (to compare two checkouts side by side; "
         "never written to the README)",
     )
+    parser.add_argument(
+        "--paced-only",
+        action="store_true",
+        help="only the paced latency runs, with their stage breakdown (never written to the README)",
+    )
+    parser.add_argument("--rates", default="200,500,1000", help="offered messages/s of the paced runs, comma-separated")
     parser.add_argument("--update-readme", action="store_true")
     parser.add_argument("--results", default=str(ROOT / "bench" / "results"), help="where throughput.json goes")
     args = parser.parse_args()
     args.scaling_messages = min(args.scaling_messages, args.messages)
-    if args.quick and args.update_readme:
-        parser.error("--quick measures only part of the table: it is never written to the README")
+    if (args.quick or args.paced_only) and args.update_readme:
+        parser.error("--quick and --paced-only measure only part of the table: they are never written to the README")
+    rates = [int(r) for r in args.rates.split(",") if r.strip()]
 
     server = None
     url = args.redis_url
@@ -532,6 +618,13 @@ def main() -> None:
         msgs = messages(args.messages, "e2e", pool)
         if args.quick:
             print(json.dumps(quick(client, settings, env, msgs, args.workers), indent=1))
+            return
+        if args.paced_only:
+            results["paced"] = paced_only(client, settings, env, pool, args, rates)
+            results["load_end"] = load_note()
+            print(json.dumps(results, indent=1))
+            if args.results.endswith(".json"):
+                Path(args.results).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
             return
         results["naive"] = naive(client, url, messages(args.messages, "naive", pool), env)
         if not args.skip_before:
@@ -561,8 +654,7 @@ def main() -> None:
                 "total_pss_mb": sum(memory(pid)["pss_mb"] for pid in everything if Path(f"/proc/{pid}").exists()),
             }
             results["paced"] = [
-                paced(client, settings, pool, fleet, rate, args.paced_seconds, args.messages)
-                for rate in (200, 500, 1000)
+                paced(client, settings, pool, fleet, rate, args.paced_seconds, args.messages) for rate in rates
             ]
         finally:
             fleet.stop()

@@ -55,12 +55,16 @@ PERSIST_CHUNK = 32
 #: traffic is light (the batch is not full): a fifth of the 100 ms latency budget.
 BATCH_WAIT_SECONDS = 0.015
 
-#: Under backlog the hold grows: when at least BATCH_BACKLOG_JOBS jobs already wait on the
-#: queue (the workers are behind, so a new job would wait anyway), a partial batch is held
-#: until it is full or its oldest message is BATCH_BACKLOG_WAIT_SECONDS old, so the workers
-#: catch up on fewer, fuller jobs.
-BATCH_BACKLOG_JOBS = 4
-BATCH_BACKLOG_WAIT_SECONDS = 0.1
+#: When every worker already has a batch (running, or waiting on the queue for it), a batch
+#: enqueued now would only wait behind those: ingestion holds it instead, until a worker is free
+#: (re-checked every BATCH_BUSY_POLL_SECONDS with one round trip), it is full, or its oldest
+#: message is BATCH_BUSY_WAIT_SECONDS old. Its messages lose nothing, the batch fills, and the
+#: workers catch up on fewer, fuller jobs instead of a queue of small ones, each paying RQ's
+#: per-job cost (the queue of small jobs was the tail at 1,000 msg/s: README "Throughput").
+#: The longest hold only matters when a worker died unseen (its batch still counts as running
+#: until the recovery sweep).
+BATCH_BUSY_WAIT_SECONDS = 0.1
+BATCH_BUSY_POLL_SECONDS = 0.002
 
 #: Worker processes ``replyguard worker`` forks from the parent that loaded the models
 #: (``--processes``; one per core is the usual choice, see README "Throughput").

@@ -3,10 +3,11 @@
 :class:`Ingestor` groups valid events into batches of at most ``batch_size``
 and, when traffic is light, never holds an event longer than ``batch_wait`` seconds:
 a background timer flushes a partial batch when its oldest event reaches that age,
-so a slow stream (stdin, a webhook) still flows. Under backlog (at least
-``BATCH_BACKLOG_JOBS`` jobs already waiting on the queue) the hold grows to
-``BATCH_BACKLOG_WAIT_SECONDS`` so that batches fill up and the workers catch up on
-fewer, fuller jobs. Invalid events are reported with every
+so a slow stream (stdin, a webhook) still flows. When every worker already has a
+batch (running, or waiting on the queue for it), the hold grows until a worker is free
+(at most ``BATCH_BUSY_WAIT_SECONDS``): the batch would only have waited on the queue,
+and it fills up meanwhile, so under backlog the workers catch up on fewer, fuller jobs
+instead of queueing many small ones. Invalid events are reported with every
 bad field and never enqueued. Events already decided, or seen earlier in the
 same session, are skipped (persisting is idempotent anyway, so a duplicate that
 slips through still yields one decision).
@@ -38,6 +39,7 @@ import redis
 from rq import Worker
 from rq.exceptions import DuplicateJobError
 from rq.job import Job, JobStatus
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from worker import defaults
 from worker.connection import Backoff, is_connection_error, wait_for_redis
@@ -76,9 +78,11 @@ class Ingestor:
         batch_wait: float | None = None,
         known_brands: Iterable[str] | None = None,
         redis_wait: float = defaults.INGEST_REDIS_WAIT_SECONDS,
+        busy_wait: float = defaults.BATCH_BUSY_WAIT_SECONDS,
     ):
         """``known_brands``: when given, an event for any other brand is rejected as invalid (no policy).
-        ``redis_wait``: seconds a batch waits for Redis to come back before the ingest gives up."""
+        ``redis_wait``: seconds a batch waits for Redis to come back before the ingest gives up.
+        ``busy_wait``: longest hold (seconds) of a batch while every worker is busy."""
         self.settings = settings
         self.known_brands = None if known_brands is None else frozenset(known_brands)
         self.connection = connection
@@ -87,7 +91,8 @@ class Ingestor:
         self.store = Store(connection, settings.key_prefix)
         self.batch_size = batch_size or settings.batch_size
         self.batch_wait = settings.batch_wait_seconds if batch_wait is None else batch_wait
-        self.backlog_wait = max(self.batch_wait, defaults.BATCH_BACKLOG_WAIT_SECONDS)
+        self.backlog_wait = max(self.batch_wait, busy_wait)
+        self._workers_key = WORKERS_BY_QUEUE_KEY % self.queue.name
         self.report = IngestReport()
         self._pending: list[InboundEvent] = []
         self._oldest = 0.0
@@ -224,13 +229,24 @@ class Ingestor:
                 self.report.redis_waits += 1
         self._pending = []
 
-    def _backlogged(self) -> bool:
-        """True when enough jobs already wait on the queue that holding this batch longer costs
-        its messages nothing (one LLEN; False if Redis does not answer)."""
+    def _workers_busy(self) -> bool:
+        """True when every worker of the queue has a batch: one running or taken (RQ's started registry
+        and intermediate list) or already waiting on the queue for it. A batch enqueued now would only
+        wait behind those, so holding it costs its messages nothing and lets it grow; it is enqueued as
+        soon as a worker is free. One round trip of three counts; False (enqueue now) when no worker is
+        registered or Redis does not answer. A worker that died unseen still counts as a worker until
+        RQ's registry drops it (a batch is then enqueued early), and its batch as running until the
+        recovery sweep re-queues it (a batch is then held up to ``backlog_wait``)."""
         try:
-            return int(self.connection.llen(self.queue.key)) >= defaults.BATCH_BACKLOG_JOBS
+            with self.connection.pipeline(transaction=False) as pipe:
+                pipe.scard(self._workers_key)
+                pipe.zcard(self.queue.started_job_registry.key)
+                pipe.llen(self.queue.intermediate_queue_key)
+                pipe.llen(self.queue.key)
+                workers, running, taken, waiting = (int(n) for n in pipe.execute())
         except redis.RedisError:
             return False
+        return workers > 0 and running + taken + waiting >= workers
 
     def _run_timer(self) -> None:
         with self._cond:
@@ -243,8 +259,9 @@ class Ingestor:
                     self._cond.wait(timeout=remaining)
                     continue
                 longest = self._oldest + self.backlog_wait - time.monotonic()
-                if longest > 0 and self._backlogged():
-                    self._cond.wait(timeout=min(longest, max(self.batch_wait, 0.005)))
+                if longest > 0 and self._workers_busy():
+                    # re-checked often: the batch goes as soon as a worker is free to take it
+                    self._cond.wait(timeout=min(longest, defaults.BATCH_BUSY_POLL_SECONDS))
                     continue
                 try:
                     self._flush_locked()

@@ -14,7 +14,7 @@ REPLYGUARD_QUEUE               RQ queue name                                    
 REPLYGUARD_KEY_PREFIX          prefix of replyguard's Redis keys                    rg
 REPLYGUARD_BATCH_SIZE          most messages per job                                256
 REPLYGUARD_BATCH_WAIT_MS       longest a message waits for its batch to fill        15
-                               (longer under backlog: defaults.BATCH_BACKLOG_*)
+                               (longer while every worker is busy: defaults.BATCH_BUSY_*)
 REPLYGUARD_LOG_LEVEL           logging level                                        INFO
 REPLYGUARD_SESSION_SECRET      key that signs review-app session cookies            random per process
 REPLYGUARD_ARCHIVE_DIR         retention archive files (policy ``retention``)        $REPLYGUARD_HOME/archive
