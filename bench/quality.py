@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.readme_table import update_readme  # noqa: E402
-from classifiers.build import CONTEXT_FLOOR  # noqa: E402
+from classifiers.build import CONTEXT_FLOOR, DEFAULT_CONFIGS  # noqa: E402
 from classifiers.registry import SHIPPED_DIR  # noqa: E402
 from eval.evaluate import evaluate  # noqa: E402
 from eval.report import write_report  # noqa: E402
@@ -46,7 +46,6 @@ def pct(x: float | None) -> str:
 
 def run_embeddings(shared: Path, reports: Path) -> dict:
     """CLINC150 with the optional sentence-embedding features (needs the 'embeddings' extra)."""
-    from classifiers.build import DEFAULT_CONFIGS
 
     config = DEFAULT_CONFIGS["intent"].__class__(
         **{
@@ -84,7 +83,6 @@ def run_crosslingual(reports: Path) -> dict:
     default, side by side), and with the sentence heads alone."""
     from dataclasses import replace
 
-    from classifiers.build import DEFAULT_CONFIGS
     from classifiers.datasets import Dataset, Example
 
     path = ROOT / "classifiers" / "data" / "demo_shop_intents.jsonl"
@@ -397,7 +395,8 @@ def table(results: dict) -> str:
     x = runs.get("crosslingual")
     if x:
         hows = {
-            "default": "intent default (n-gram head weighed by token coverage, sentence head at 0.2, "
+            "default": "intent default (n-gram head weighed by token coverage, sentence head "
+            f"({DEFAULT_CONFIGS['intent'].sentence_head or 'ridge'}) at {DEFAULT_CONFIGS['intent'].sentence_weight}, "
             f"the full network's head below coverage {CONTEXT_FLOOR})",
             "static": "static table only (the previous default: no full network)",
             "sentence": "sentence heads alone (the full network's below the floor)",

@@ -72,6 +72,10 @@ class ModelConfig:
     embedding_weight: float = 2.0
     sentence_weight: float | None = None  # fuse a head on the multilingual sentence vectors with this weight (0-1)
     sentence_ridge: float = 1.0  # ridge regularisation of the sentence head
+    # the sentence head: None (ridge, temperature calibrated) | "logreg" (multinomial logistic regression with
+    # C = sentence_C, its own probabilities; the fusion weight is its temperature, chosen on val)
+    sentence_head: str | None = None
+    sentence_C: float | None = None
     # the n-gram head's fused weight scales down below this token coverage (FusedLinear); None: fixed weight
     coverage_floor: float | None = None
     # below this token coverage a head on the full network's vectors answers instead of the static sentence head
@@ -80,7 +84,7 @@ class ModelConfig:
 
     #: Keys added after models were shipped: left out of ``to_dict`` (and so of the version hash) while unset,
     #: so that a model that does not use them keeps its version.
-    LATER_KEYS: ClassVar[tuple[str, ...]] = ("coverage_floor", "context_floor")
+    LATER_KEYS: ClassVar[tuple[str, ...]] = ("coverage_floor", "context_floor", "sentence_head", "sentence_C")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
@@ -110,7 +114,14 @@ DEFAULT_CONFIGS: dict[str, ModelConfig] = {
     "spam": ModelConfig(C=1.0, replace_phones=False, sentence_weight=0.15),  # SMS spam's numbers are evidence
     "abuse": ModelConfig(C=0.3, keep=20_000),
     "intent": ModelConfig(
-        C=1.0, keep=3_000, replace_mentions=False, sentence_weight=0.2, coverage_floor=0.5, context_floor=CONTEXT_FLOOR
+        C=1.0,
+        keep=3_000,
+        replace_mentions=False,
+        sentence_weight=0.5,
+        sentence_head="logreg",
+        sentence_C=3.0,
+        coverage_floor=0.5,
+        context_floor=CONTEXT_FLOOR,
     ),
 }
 
@@ -167,13 +178,7 @@ def make_pipeline(config: ModelConfig, processes: int = 1) -> Pipeline:
 
             features.append(("context", ContextVectors(coverage_floor=context_floor, min_df=config.word_min_df)))
         features.append(("sentence", SentenceVectors(weight=1.0)))
-        # ridge on 512 dense dimensions: a closed-form solve, seconds even for 151 intents
-        sentence_head = CalibratedClassifierCV(
-            RidgeClassifier(alpha=config.sentence_ridge, class_weight=config.class_weight),
-            method=config.calibration,
-            cv=folds,
-            ensemble=False,
-        )
+        sentence_head = _sentence_head(config, folds)
         head = FusedLinear(
             head,
             sentence_head,
@@ -199,6 +204,29 @@ def make_pipeline(config: ModelConfig, processes: int = 1) -> Pipeline:
             ("classify", head),
         ]
     )
+
+
+def _sentence_head(config: ModelConfig, folds: Any) -> Any:
+    """The head on the static sentence vectors.
+
+    Ridge (the default): a closed-form solve, seconds even for 151 intents, temperature calibrated over the
+    folds. ``"logreg"``: multinomial logistic regression (lbfgs, float64), uncalibrated: it is fitted on
+    log-loss, so its probabilities are already a model of the labels, and in the geometric-mean fusion a
+    temperature on them is the fusion weight itself (chosen on val), so calibration folds would only cost
+    5 more fits. On CLINC150 it reads the static vectors far better than one-vs-rest ridge (val accuracy
+    alone 89.8 % at C 3 vs 83.5 %; README "Classifier quality")."""
+    if config.sentence_head is None:
+        return CalibratedClassifierCV(
+            RidgeClassifier(alpha=config.sentence_ridge, class_weight=config.class_weight),
+            method=config.calibration,
+            cv=folds,
+            ensemble=False,
+        )
+    if config.sentence_head == "logreg":
+        if not config.sentence_C or config.sentence_C <= 0:
+            raise ConfigError(f"sentence_head 'logreg' needs a positive sentence_C, got {config.sentence_C}")
+        return LogisticRegression(C=config.sentence_C, max_iter=1000, class_weight=config.class_weight)
+    raise ConfigError(f"unknown sentence_head {config.sentence_head!r} (None for ridge | logreg)")
 
 
 def _context_head(config: ModelConfig, folds: Any, processes: int) -> CalibratedClassifierCV:

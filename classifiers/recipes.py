@@ -261,7 +261,13 @@ RECIPES: dict[str, tuple[str, Callable[[Path], list[Part]], str | None]] = {
 #: "Classifier quality"). Its training data has both languages, so it needs no cross-lingual transfer; a
 #: brand that trains one language only gets the intent default (sentence head, coverage-weighted).
 CONFIG_OVERRIDES: dict[str, dict] = {
-    "demo-shop-intent": {"sentence_weight": None, "coverage_floor": None, "context_floor": None}
+    "demo-shop-intent": {
+        "sentence_weight": None,
+        "sentence_head": None,
+        "sentence_C": None,
+        "coverage_floor": None,
+        "context_floor": None,
+    }
 }
 
 

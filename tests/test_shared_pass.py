@@ -111,9 +111,15 @@ def _bilingual() -> Dataset:
     return Dataset(path="bilingual", sha256="0" * 64, examples=examples)
 
 
-def test_fused_model_saves_verifies_and_matches_in_the_shared_pass(tmp_path: Path) -> None:
-    config = ModelConfig(calibration_folds=3, sentence_weight=0.7, char_min_df=1, word_min_df=1)
+@pytest.mark.parametrize("head", [{}, {"sentence_head": "logreg", "sentence_C": 3.0}], ids=["ridge", "logreg"])
+def test_fused_model_saves_verifies_and_matches_in_the_shared_pass(tmp_path: Path, head: dict) -> None:
+    config = ModelConfig(calibration_folds=3, sentence_weight=0.7, char_min_df=1, word_min_df=1, **head)
     result = train("intent", _bilingual(), name="fused", out=tmp_path / "fused", config=config)
+    if head:  # the head is scikit-learn's logistic regression, saved and verified like the others
+        from sklearn.linear_model import LogisticRegression
+
+        assert isinstance(result.estimator.named_steps["classify"].sentence_head_, LogisticRegression)
+        assert result.manifest is not None and result.manifest.config["sentence_head"] == "logreg"
     assert result.manifest is not None and result.manifest.representation.startswith("usem3-static-v2:")
     model = load_artifact(tmp_path / "fused")
     assert "classifiers.estimators.FusedLinear" in model.manifest.trusted_types
@@ -122,6 +128,19 @@ def test_fused_model_saves_verifies_and_matches_in_the_shared_pass(tmp_path: Pat
     fused, spam = SharedPass([model, other]).predict_proba(texts)
     np.testing.assert_allclose(fused, model.predict_proba(texts), atol=1e-6, rtol=0)
     np.testing.assert_allclose(spam, other.predict_proba(texts), atol=1e-6, rtol=0)
+    passes = SharedPass([model, other])  # a message's scores do not depend on its batch
+    alone = np.concatenate([passes.predict_proba([t])[0] for t in texts[:20]])
+    np.testing.assert_allclose(alone, fused[:20], atol=1e-12, rtol=0)
+
+
+def test_an_unknown_sentence_head_is_refused() -> None:
+    from classifiers.build import make_pipeline
+    from classifiers.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown sentence_head 'mlp'"):
+        make_pipeline(ModelConfig(sentence_weight=0.5, sentence_head="mlp"))
+    with pytest.raises(ConfigError, match="needs a positive sentence_C"):
+        make_pipeline(ModelConfig(sentence_weight=0.5, sentence_head="logreg"))
 
 
 def test_an_artifact_for_another_representation_is_refused(tmp_path: Path) -> None:
@@ -211,6 +230,7 @@ def test_a_config_without_coverage_keeps_its_version() -> None:
     from classifiers.build import model_version
 
     assert "coverage_floor" not in ModelConfig().to_dict()
+    assert not {"sentence_head", "sentence_C"} & set(ModelConfig().to_dict())  # ridge models keep their versions
     assert ModelConfig(coverage_floor=0.5).to_dict()["coverage_floor"] == 0.5
     assert model_version(ModelConfig(), []) != model_version(ModelConfig(coverage_floor=0.5), [])
 
