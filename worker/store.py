@@ -108,6 +108,7 @@ from importlib import resources
 from typing import Any, TypeVar
 
 import redis
+from pydantic_core import to_json
 
 from worker import defaults
 from worker.exceptions import StoreError
@@ -119,6 +120,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _ms(dt: datetime) -> int:
     return int(dt.timestamp() * 1000)
+
+
+def entry_json(value: Any) -> str:
+    """The JSON text of an outbox or history entry: compact, non-ASCII characters as they are
+    (pydantic-core's encoder: ~6x cheaper than ``json.dumps``, and a decision writes up to five).
+    Readers parse entries as JSON; none depends on the spacing."""
+    return to_json(value).decode()
 
 
 @functools.cache
@@ -556,7 +564,7 @@ class Store:
         for entry in entries:
             keys += entry.keys
             entry.spec[1] = str(brands[entry.brand])
-            args += [entry.json, json.dumps(entry.spec)]
+            args += [entry.json, to_json(entry.spec)]  # cjson reads UTF-8 as is
         return keys, args
 
     def _entry(
@@ -592,14 +600,13 @@ class Store:
         created_ms = str(_ms(event.created_at))
         if first:
             history.append(
-                json.dumps(
+                entry_json(
                     {
                         "role": "customer",
                         "message_id": mid,
                         "at": int(created_ms),
                         "text": event.text[: defaults.HISTORY_MAX_CHARS],
-                    },
-                    ensure_ascii=False,
+                    }
                 )
             )
             counters["decisions"] = 1
@@ -609,36 +616,33 @@ class Store:
             counters[f"llm:{decision.llm.task}:pending"] = 1  # type: ignore[union-attr]
         else:
             if Action.HIDE in decision.actions:
-                outbox.append(json.dumps(outbox_payload(event, "hide"), ensure_ascii=False))
+                outbox.append(entry_json(outbox_payload(event, "hide")))
             if Action.AUTO_REPLY in decision.actions and decision.reply:
                 outbox.append(
-                    json.dumps(
+                    entry_json(
                         outbox_payload(
                             event,
                             "reply",
                             text=decision.reply,
                             templates=[f"{t.id}@{t.version}" for t in decision.templates],
                             llm=bool(decision.llm and decision.llm.outcome == "used"),
-                        ),
-                        ensure_ascii=False,
+                        )
                     )
                 )
                 history.append(
-                    json.dumps(
+                    entry_json(
                         {
                             "role": "brand",
                             "message_id": mid,
                             "at": _ms(decision.decided_at),
                             "text": decision.reply[: defaults.HISTORY_MAX_CHARS],
-                        },
-                        ensure_ascii=False,
+                        }
                     )
                 )
             # every final decision, for outbound connectors (CRM webhooks, Chatwoot hand-off)
             outbox.append(
-                json.dumps(
-                    outbox_payload(event, "decision", actions=[a.value for a in decision.actions], rule=decision.rule),
-                    ensure_ascii=False,
+                entry_json(
+                    outbox_payload(event, "decision", actions=[a.value for a in decision.actions], rule=decision.rule)
                 )
             )
             if Action.ESCALATE in decision.actions and decision.escalation is not None:
@@ -821,7 +825,7 @@ class Store:
         """Append an outbox entry exactly as the automated path does (same stream, cap and fields)."""
         pipe.xadd(
             self.keys.outbox(payload["brand"]),
-            {"message_id": payload["message_id"], "payload": json.dumps(payload, ensure_ascii=False)},
+            {"message_id": payload["message_id"], "payload": entry_json(payload)},
             maxlen=defaults.OUTBOX_MAX_ENTRIES,
             approximate=True,
         )
@@ -833,9 +837,8 @@ class Store:
         hkey = self.keys.history(brand, conversation_id)
         pipe.rpush(
             hkey,
-            json.dumps(
-                {"role": "brand", "message_id": message_id, "at": _ms(at), "text": text[: defaults.HISTORY_MAX_CHARS]},
-                ensure_ascii=False,
+            entry_json(
+                {"role": "brand", "message_id": message_id, "at": _ms(at), "text": text[: defaults.HISTORY_MAX_CHARS]}
             ),
         )
         pipe.ltrim(hkey, -defaults.HISTORY_MAX_MESSAGES, -1)

@@ -3,36 +3,58 @@
 -- in the same atomic step, its entries in the due index, the brand's timer index and the
 -- conversation's open set, and its `sla.started` event. No decision effect is written here.
 --
--- Per timer, 5 KEYS and 9 ARGV (timer i of a call uses KEYS[5*(i-1)+k], ARGV[9*(i-1)+k]):
--- KEYS  1 the timer (string)   2 due index (zset)   3 the brand's timers (zset)
---       4 the conversation's open timers (set)        5 the brand's SLA events (stream)
--- ARGV  1 timer JSON           2 its TTL (s)        3 due member ('brand/message id')
---       4 next step (ms; '' = none)                  5 message id
---       6 started (ms)         7 open ('1' | '')    8 event payload (JSON)
---       9 events stream max length (approximate)
+-- The keys and values shared by the timers of a call are passed once: the due index, then 2
+-- keys per brand, then 2 keys per timer; 3 + B arguments, then 7 per timer.
+-- KEYS  1 due index (zset)
+--       then per brand b (b = 1..B): 1+2(b-1)+ 1 the brand's timers (zset)
+--                                             2 the brand's SLA events (stream)
+--       then per timer i (i = 1..n): 1+2B+2(i-1)+ 1 the timer (string)
+--                                                 2 the conversation's open timers (set)
+-- ARGV  1 B (brands in this call)  2 timers' TTL (s)  3 events stream max length (approximate)
+--       4 .. 3+B the brands' names
+--       then per timer i: 3+B+7(i-1)+ 1 brand number (1..B)   2 timer JSON
+--            3 next step (ms; '' = none)   4 message id   5 started (ms)   6 open ('1' | '')
+--            7 event payload (JSON)
+-- The due index member is '<brand>/<message id>'.
 -- Returns, for each timer, 1 started or 0 it had one already.
-local NKEYS, NARGS = 5, 9
-local n = #KEYS / NKEYS
-if n < 1 or n ~= math.floor(n) or #ARGV ~= n * NARGS then
-  return redis.error_reply('sla_start: ' .. NKEYS .. ' KEYS and ' .. NARGS .. ' ARGV per timer')
+local NTIMERKEYS, NTIMERARGS = 2, 7
+local nbrands = tonumber(ARGV[1])
+if not nbrands or nbrands < 1 or not tonumber(ARGV[2]) or not tonumber(ARGV[3]) then
+  return redis.error_reply('sla_start: ARGV 1-3 must be the number of brands, the TTL and the events length')
 end
+local first_key, first_arg = 1 + 2 * nbrands, 3 + nbrands
+local n = (#KEYS - first_key) / NTIMERKEYS
+if n < 1 or n ~= math.floor(n) or #ARGV ~= first_arg + n * NTIMERARGS then
+  return redis.error_reply('sla_start: 1 + 2 per brand + ' .. NTIMERKEYS .. ' per timer KEYS and 3 + 1 per brand + '
+    .. NTIMERARGS .. ' per timer ARGV')
+end
+for i = 0, n - 1 do -- every brand number is checked before anything is written
+  local b = tonumber(ARGV[first_arg + i * NTIMERARGS + 1])
+  if not b or b < 1 or b > nbrands or b ~= math.floor(b) then
+    return redis.error_reply('sla_start: timer ' .. (i + 1) .. ' names no brand of the call')
+  end
+end
+local ttl, maxlen = ARGV[2], ARGV[3]
 local results = {}
 for i = 0, n - 1 do
-  local k, a = i * NKEYS, i * NARGS
-  if redis.call('SET', KEYS[k + 1], ARGV[a + 1], 'NX', 'EX', ARGV[a + 2]) then
-    if ARGV[a + 4] ~= '' then
-      redis.call('ZADD', KEYS[k + 2], ARGV[a + 4], ARGV[a + 3])
+  local k, a = first_key + i * NTIMERKEYS, first_arg + i * NTIMERARGS
+  local b = tonumber(ARGV[a + 1])
+  local timers, events = KEYS[2 * b], KEYS[2 * b + 1]
+  local mid = ARGV[a + 4]
+  if redis.call('SET', KEYS[k + 1], ARGV[a + 2], 'NX', 'EX', ttl) then
+    local member = ARGV[3 + b] .. '/' .. mid
+    if ARGV[a + 3] ~= '' then
+      redis.call('ZADD', KEYS[1], ARGV[a + 3], member)
     else
-      redis.call('ZREM', KEYS[k + 2], ARGV[a + 3])
+      redis.call('ZREM', KEYS[1], member)
     end
-    redis.call('ZADD', KEYS[k + 3], ARGV[a + 6], ARGV[a + 5])
-    if ARGV[a + 7] == '1' then
-      redis.call('SADD', KEYS[k + 4], ARGV[a + 5])
+    redis.call('ZADD', timers, ARGV[a + 5], mid)
+    if ARGV[a + 6] == '1' then
+      redis.call('SADD', KEYS[k + 2], mid)
     else
-      redis.call('SREM', KEYS[k + 4], ARGV[a + 5])
+      redis.call('SREM', KEYS[k + 2], mid)
     end
-    redis.call('XADD', KEYS[k + 5], 'MAXLEN', '~', ARGV[a + 9], '*',
-      'type', 'sla.started', 'notify', '0', 'payload', ARGV[a + 8])
+    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'sla.started', 'notify', '0', 'payload', ARGV[a + 7])
     results[i + 1] = 1
   else
     results[i + 1] = 0

@@ -27,6 +27,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from worker.sla.config import TARGETS, SlaPolicy, Target
+from worker.unvalidated import built
 
 State = Literal["active", "warning", "breached", "met", "paused"]
 Step = Literal["warning", "breach"]
@@ -181,6 +182,69 @@ def new_timer(
     return timer
 
 
+def started_timer(
+    rule: SlaPolicy,
+    *,
+    clock: Literal["business_hours", "always"],
+    brand: str,
+    message_id: str,
+    conversation_id: str,
+    role: str,
+    priority: str,
+    started_at: datetime,
+    calendar: Calendar,
+    automated_reply_at: datetime | None = None,
+) -> SlaTimer:
+    """:func:`new_timer`, then :func:`respond` with ``automated=True`` by ``"replyguard"`` at
+    ``automated_reply_at`` when given: the same timer, built without validation and without
+    pydantic's ``__setattr__`` (the clocks are computed first, with the same arithmetic: the new
+    timer of every escalation is on the hot path). Every value is one this process made from a
+    validated policy, so there is nothing to validate; ``tests/test_sla_fast_timer.py`` compares
+    the two, field by field, fields set and JSON included."""
+    warn = rule.warn_before.total_seconds() if rule.warn_before else None
+    reply = automated_reply_at if rule.automated_reply_counts else None
+    clocks: dict[str, Clock] = {}
+    for name in TARGETS:
+        target = rule.target(name)
+        if target is None:
+            continue
+        seconds = target.total_seconds()
+        if name == "next_response":  # not started until the customer writes again
+            clocks[name] = built(Clock, {"target": name, "seconds": seconds, "warn_seconds": warn})
+            continue
+        fields: dict[str, object] = {"target": name, "seconds": seconds, "warn_seconds": warn}
+        fields["started_at"] = started_at
+        fields["used_seconds"] = 0.0
+        fields["running_since"] = started_at
+        fields["due_at"], fields["warn_at"] = _due_and_warning(seconds, 0.0, warn, started_at, calendar)
+        if reply is not None and name == "first_response":  # _meet
+            fields["used_seconds"] = 0.0 + calendar.elapsed(started_at, reply).total_seconds()
+            fields["running_since"] = None
+            fields["met_at"] = reply
+        clocks[name] = built(Clock, fields)
+    values: dict[str, object] = {
+        "brand": brand,
+        "message_id": message_id,
+        "conversation_id": conversation_id,
+        "policy": rule.name,
+        "clock": clock,
+        "started_at": started_at,
+        "role": role,
+        "priority": priority,
+        "original_role": role,
+        "original_priority": priority,
+        "automated_reply_counts": rule.automated_reply_counts,
+        "pause_while_waiting": rule.pause_while_waiting,
+        "clocks": clocks,
+    }
+    if reply is not None:
+        values["first_response_at"], values["first_response_by"] = reply, "replyguard"
+    timer = built(SlaTimer, values)
+    if automated_reply_at is not None:  # recorded whether or not it counts
+        timer.responses.append(built(Response, {"at": automated_reply_at, "by": "replyguard", "automated": True}))
+    return timer
+
+
 def record_response(
     timer: SlaTimer, at: datetime, by: str, calendar: Calendar, *, automated: bool = False, waiting: bool = True
 ) -> SlaTimer:
@@ -261,15 +325,21 @@ def _start(c: Clock, at: datetime, calendar: Calendar) -> None:
     _run_from(c, at, calendar)
 
 
+def _due_and_warning(
+    seconds: float, used_seconds: float, warn_seconds: float | None, at: datetime, calendar: Calendar
+) -> tuple[datetime, datetime | None]:
+    """(due, warning) instants of a clock that runs from ``at`` with ``used_seconds`` already used."""
+    left = max(0.0, seconds - used_seconds)
+    due = calendar.add(at, timedelta(seconds=left))
+    if warn_seconds is None:
+        return due, None
+    before = left - warn_seconds
+    return due, calendar.add(at, timedelta(seconds=before)) if before > 0 else at
+
+
 def _run_from(c: Clock, at: datetime, calendar: Calendar) -> None:
     c.running_since = at
-    left = max(0.0, c.seconds - c.used_seconds)
-    c.due_at = calendar.add(at, timedelta(seconds=left))
-    if c.warn_seconds is not None:
-        before = left - c.warn_seconds
-        c.warn_at = calendar.add(at, timedelta(seconds=before)) if before > 0 else at
-    else:
-        c.warn_at = None
+    c.due_at, c.warn_at = _due_and_warning(c.seconds, c.used_seconds, c.warn_seconds, at, calendar)
 
 
 def _pause(c: Clock, at: datetime, calendar: Calendar) -> None:

@@ -45,13 +45,12 @@ from worker.sla.timers import (
     BreachRecord,
     SlaTimer,
     clock_views,
-    new_timer,
     record_customer_message,
     record_resolution,
     record_response,
     record_step,
-    respond,
     set_waiting,
+    started_timer,
 )
 from worker.store import Store, review_member
 
@@ -82,6 +81,11 @@ class _Start:
     rule: SlaPolicy
     clock: Literal["business_hours", "always"]
     calendar: Any
+
+
+#: ``json.dumps(body, default=str)`` with one encoder for every call (the same text; ``json.dumps``
+#: with an argument builds a new encoder each time)
+_event_json = json.JSONEncoder(default=str).encode
 
 
 def _due_times(timer: SlaTimer) -> dict[str, str | None]:
@@ -187,7 +191,7 @@ class SlaTracker:
             {
                 "type": kind,
                 "notify": "1" if notify else "0",
-                "payload": json.dumps(self._event_body(timer, kind, at, **fields), default=str),
+                "payload": _event_json(self._event_body(timer, kind, at, **fields)),
             },
             maxlen=defaults.SLA_EVENTS_MAX_ENTRIES,
             approximate=True,
@@ -247,8 +251,11 @@ class SlaTracker:
 
     def _new_timer(self, plan: _Start, now: datetime) -> SlaTimer:
         """The timer ``plan`` starts (no Redis)."""
-        decision, event, esc, calendar = plan.decision, plan.event, plan.escalation, plan.calendar
-        timer = new_timer(
+        decision, event, esc = plan.decision, plan.event, plan.escalation
+        replied = Action.AUTO_REPLY in decision.actions and bool(decision.reply)
+        # new_timer, then respond(automated=True) when the decision replied: the same timer, built
+        # without validation (tests/test_sla_fast_timer.py)
+        return started_timer(
             plan.rule,
             clock=plan.clock,
             brand=event.brand,
@@ -257,11 +264,9 @@ class SlaTracker:
             role=esc.role,
             priority=esc.priority,
             started_at=min(event.created_at, now).astimezone(timezone.utc),
-            calendar=calendar,
+            calendar=plan.calendar,
+            automated_reply_at=decision.decided_at if replied else None,
         )
-        if Action.AUTO_REPLY in decision.actions and decision.reply:
-            respond(timer, decision.decided_at, "replyguard", calendar, automated=True)  # a fresh timer: no copy
-        return timer
 
     def start(self, decision: Decision, now: datetime) -> SlaTimer | None:
         """Start the timer of an escalated decision (idempotent; None when no SLA policy applies)."""
@@ -281,28 +286,25 @@ class SlaTracker:
         if not timers:
             return out
         k = self.keys
-        keys: list[str] = []
-        args: list[Any] = []
+        brands: dict[str, int] = {}
+        for _, timer in timers:
+            brands.setdefault(timer.brand, len(brands) + 1)
+        keys: list[str] = [k.sla_due]
+        for brand in brands:
+            keys += [k.sla_timers(brand), k.sla_events(brand)]
+        args: list[Any] = [len(brands), defaults.SLA_RECORD_TTL_SECONDS, defaults.SLA_EVENTS_MAX_ENTRIES, *brands]
         for _, timer in timers:
             due = timer.next_due() if timer.open else None
-            keys += [
-                k.sla_timer(timer.brand, timer.message_id),
-                k.sla_due,
-                k.sla_timers(timer.brand),
-                k.sla_open(timer.brand, timer.conversation_id),
-                k.sla_events(timer.brand),
-            ]
+            keys += [k.sla_timer(timer.brand, timer.message_id), k.sla_open(timer.brand, timer.conversation_id)]
             body = self._event_body(timer, "sla.started", now, due=_due_times(timer))
             args += [
+                brands[timer.brand],
                 timer.model_dump_json(),
-                defaults.SLA_RECORD_TTL_SECONDS,
-                review_member(timer.brand, timer.message_id),
                 _ms(due) if due is not None else "",
                 timer.message_id,
                 _ms(timer.started_at),
                 "1" if timer.open else "",
-                json.dumps(body, default=str),
-                defaults.SLA_EVENTS_MAX_ENTRIES,
+                _event_json(body),
             ]
         try:
             started = self._start_script(keys=keys, args=args)

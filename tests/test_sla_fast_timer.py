@@ -1,0 +1,117 @@
+"""The SLA timer of a new escalation, built without validation (worker.sla.timers.started_timer),
+is the validated one exactly: ``new_timer`` then ``respond(automated=True)`` when the decision
+replied. Same fields in the same order, same ``model_fields_set`` all the way down (a clock set
+through pydantic's ``__setattr__`` records each field it was given), same JSON, and the stored
+JSON reads back equal; on the demo traffic through the pipeline and on a grid of SLA policies,
+calendars and start instants (warnings or none, automated replies that count or not, a reply
+before, at and after the start, the next-response clock, a closed business calendar)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from tests.conftest import make_event
+from tests.test_unvalidated import _same
+from worker.demo import load_sample
+from worker.models import DecisionContext, parse_event
+from worker.pipeline import Pipeline
+from worker.sla.config import SlaPolicy
+from worker.sla.hours import ALWAYS_OPEN, BusinessCalendar
+from worker.sla.timers import SlaTimer, new_timer, respond, started_timer
+from worker.sla.tracker import SlaTracker
+from worker.store import Store
+
+
+def _reference(rule: SlaPolicy, calendar: Any, reply_at: datetime | None, **kw: Any) -> SlaTimer:
+    timer = new_timer(rule, calendar=calendar, **kw)
+    if reply_at is not None:
+        respond(timer, reply_at, "replyguard", calendar, automated=True)
+    return timer
+
+
+def _compare(fast: SlaTimer, slow: SlaTimer, where: str) -> None:
+    _same(fast, slow, where)
+    assert fast == slow, where
+    assert fast.model_dump_json() == slow.model_dump_json(), where
+    assert SlaTimer.model_validate_json(fast.model_dump_json()) == fast, where
+    assert fast.next_due() == slow.next_due(), where
+
+
+def test_fast_timers_equal_validated_ones_on_the_demo_traffic(client, brands) -> None:
+    night = "2026-11-24T23:30:00+09:00"  # closed: away messages, which are automated replies
+    raw = [*load_sample()]
+    raw += [
+        make_event(id="vip-day", text="where is my order KM-204815?", author={"id": "u-v", "tags": ["vip"]}),
+        make_event(id="vip-night", text="I want a refund", created_at=night, author={"id": "u-w", "tags": ["vip"]}),
+        make_event(id="agent-night", text="I'd like to speak to a real person please", created_at=night),
+        make_event(id="hate", text="you are all idiots and I hate you"),
+    ]
+    events = [parse_event(e) for e in raw]
+    pipeline = Pipeline(brands)
+    now = datetime.now(timezone.utc)
+    outcomes, errors = pipeline.decide(events, pipeline.classify(events), [DecisionContext() for _ in events], now=now)
+    assert not errors
+    tracker = SlaTracker(Store(client), {b: brand.policy for b, brand in brands.items()})
+    compared = replied = 0
+    for outcome, event in zip(outcomes, events, strict=True):
+        d = outcome.decision
+        plan = tracker._plan(d, now, event)
+        if plan is None:
+            continue
+        slow = _reference(
+            plan.rule,
+            plan.calendar,
+            d.decided_at if "auto_reply" in d.actions and d.reply else None,
+            clock=plan.clock,
+            brand=event.brand,
+            message_id=event.id,
+            conversation_id=event.conversation_id,
+            role=plan.escalation.role,
+            priority=plan.escalation.priority,
+            started_at=min(event.created_at, now).astimezone(timezone.utc),
+        )
+        _compare(tracker._new_timer(plan, now), slow, event.id)
+        compared += 1
+        replied += bool(slow.responses)
+    assert compared >= 10 and replied >= 2  # escalations with and without an automated reply
+
+
+@pytest.mark.parametrize("counts", [False, True])
+@pytest.mark.parametrize("warn", [None, timedelta(minutes=5)])
+@pytest.mark.parametrize("next_response", [None, timedelta(minutes=30)])
+def test_fast_timers_equal_validated_ones_on_a_grid(brands, counts: bool, warn, next_response) -> None:
+    policy = brands["demo-shop"].policy
+    calendars = {"always": ALWAYS_OPEN, "business_hours": BusinessCalendar.of(policy.business_hours)}
+    rule = SlaPolicy(
+        name="grid",
+        first_response=timedelta(minutes=15),
+        next_response=next_response,
+        resolution=timedelta(hours=8),
+        warn_before=warn,
+        automated_reply_counts=counts,
+        pause_while_waiting=not counts,
+    )
+    only_resolution = SlaPolicy(name="resolution_only", resolution=timedelta(hours=2), automated_reply_counts=counts)
+    starts = [
+        datetime(2026, 11, 24, 1, 0, tzinfo=timezone.utc),  # Tuesday, open in Tokyo
+        datetime(2026, 11, 24, 14, 30, 15, 123000, tzinfo=timezone.utc),  # Tuesday night in Tokyo: closed
+        datetime(2026, 11, 28, 3, 0, tzinfo=timezone.utc),  # Saturday
+    ]
+    for r in (rule, only_resolution):
+        for clock, calendar in calendars.items():
+            for start in starts:
+                for reply in (None, start, start + timedelta(seconds=1.5), start + timedelta(hours=20)):
+                    kw: dict[str, Any] = {
+                        "clock": clock,
+                        "brand": "demo-shop",
+                        "message_id": "m-1",
+                        "conversation_id": "c-1",
+                        "role": "tier1",
+                        "priority": "normal",
+                        "started_at": start,
+                    }
+                    fast = started_timer(r, calendar=calendar, automated_reply_at=reply, **kw)
+                    _compare(fast, _reference(r, calendar, reply, **kw), f"{r.name} {clock} {start} {reply}")
