@@ -21,6 +21,20 @@ PHONE = re.compile(r"(?<![\w+])\+?\d(?:[\s().-]?\d){7,14}(?!\d)")
 
 BUILTIN = {"email": EMAIL, "url": URL, "phone": PHONE}
 
+_DIGIT = re.compile(r"\d")
+
+
+def _may_match(name: str, text: str) -> bool:
+    """False only when the built-in ``name`` cannot match ``text``: an e-mail address needs an '@',
+    a URL '://' or 'www.' (in any case: no other character folds to 'w'), a phone number digits.
+    Most messages have none of them, and the three searches were most of the entity pass."""
+    if name == "email":
+        return "@" in text
+    if name == "url":
+        return "://" in text or ("." in text and "www." in text.lower())
+    return _DIGIT.search(text) is not None
+
+
 _NAME_OK = re.compile(r"^[^\W\d_]+(?:[ '’.-][^\W\d_]+)*\.?$")
 
 
@@ -51,6 +65,8 @@ def extract(text: str, policy: Policy) -> dict[str, list[str]]:
         if values:
             found[name] = values
     for name, regex in BUILTIN.items():
+        if not _may_match(name, normalized):
+            continue
         values = []
         for m in regex.finditer(normalized):
             value = m.group(0).rstrip(".,!?)")
