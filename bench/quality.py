@@ -488,11 +488,22 @@ def main() -> None:
         help="re-measure only the shipped spam model's comment rows; keep every other figure from the last run",
     )
     parser.add_argument(
+        "--speed-only",
+        action="store_true",
+        help="only the one-core speed of the three shipped models (shared pass vs pipelines), printed; "
+        "nothing is written (to compare two checkouts side by side)",
+    )
+    parser.add_argument(
         "--spam-before",
         metavar="DIR",
         help="an earlier spam artifact directory, measured on the comment eval set as the 'before' figures",
     )
     args = parser.parse_args()
+    if args.speed_only:
+        if args.update_readme or args.spam_only:
+            parser.error("--speed-only measures one row and writes nothing: not with --update-readme or --spam-only")
+        run_speed(Path(args.shared))
+        return
     previous = Path(args.out) / "quality.json"
     last = json.loads(previous.read_text()) if previous.exists() else {"runs": {}}
     if args.spam_only:

@@ -25,6 +25,7 @@ pipeline has another shape, or a head of another kind, is run by scikit-learn as
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from itertools import repeat
 from typing import Any
@@ -48,6 +49,7 @@ from classifiers.text import TextNormalizer, normalize_all
 
 #: Words whose n-gram ids are remembered per char_wb analyser (cleared when full).
 WORD_CACHE = 50_000
+_INT_SIZE = array("i").itemsize
 #: A linear head's weights are kept dense (float32) up to this many entries (16 MB), e.g. 9 intents x 400k n-grams.
 DENSE_WEIGHTS = 4_000_000
 _ANALYSER_PARAMS = (
@@ -204,7 +206,8 @@ class SharedPass:
         self.vocab: dict[tuple, dict[str, int]] = {}  # analyser -> union vocabulary of every model using it
         self.analysers: dict[tuple, Any] = {}
         self.inputs: dict[tuple, set[tuple]] = {}  # analyser -> the normalisers whose text it reads
-        self.word_cache: dict[tuple, dict[str, list[int]]] = {}  # char_wb analyser -> word -> its n-grams' ids
+        self.word_cache: dict[tuple, dict[str, bytes]] = {}  # char_wb analyser -> word -> its n-grams' ids (C ints)
+        self.char_ranges: dict[tuple, tuple[int, int]] = {}  # char_wb analyser -> its n range
         self.tokenizers: dict[tuple, tuple[Any, tuple[int, int]]] = {}  # plain word analyser -> tokenizer, n range
         for head in self.heads:
             if not head.shared:
@@ -220,6 +223,7 @@ class SharedPass:
                         self.analysers[key] = part.build_analyzer()
                         if _words_are_units(part):
                             self.word_cache[key] = {}
+                            self.char_ranges[key] = part.ngram_range
                         elif _plain_words(part):
                             self.tokenizers[key] = (part.build_tokenizer(), part.ngram_range)
                     self.inputs.setdefault(key, set()).add(head.norm_key)
@@ -236,6 +240,21 @@ class SharedPass:
     def _lookup(self, key: tuple, doc: str) -> list[int]:
         return list(map(self.vocab[key].get, self.analysers[key](doc), repeat(-1)))
 
+    def _word_lookup(self, key: tuple, word: str) -> list[int]:
+        """The ids of one word's char_wb n-grams: ``_char_wb_ngrams`` of a text without whitespace (the word
+        padded with a space each side; a padded word no longer than n counts once, for the shortest such
+        n), in the same order, without scikit-learn's per-call preprocessing and decoding chain."""
+        low, high = self.char_ranges[key]
+        padded = f" {word} "
+        size = len(padded)
+        if size <= low:
+            grams = [padded]
+        else:
+            grams = [padded[i : i + n] for n in range(low, min(high, size - 1) + 1) for i in range(size - n + 1)]
+            if high >= size:
+                grams.append(padded)
+        return list(map(self.vocab[key].get, grams, repeat(-1)))
+
     def _words(self, key: tuple, doc: str) -> list[int]:
         """The ids of ``doc``'s word n-grams: the analyser's n-grams (``_word_ngrams``), in another order
         (counts do not see the order), without building the analyser's list of strings first."""
@@ -244,7 +263,7 @@ class SharedPass:
         tokens = tokenize(doc)
         ids = list(map(get, tokens, repeat(-1))) if low == 1 else []
         if low <= 2 <= high:  # bigrams: the pairs joined by a space, as " ".join(tokens[i : i + 2])
-            ids += [get(f"{first} {second}", -1) for first, second in zip(tokens, tokens[1:])]
+            ids += [get(f"{first} {second}", -1) for first, second in zip(tokens, tokens[1:], strict=False)]
         for n in range(max(low, 3), min(high, len(tokens)) + 1):
             ids += [get(" ".join(tokens[i : i + n]), -1) for i in range(len(tokens) - n + 1)]
         return ids
@@ -272,26 +291,30 @@ class SharedPass:
             for norm in self.inputs[key]:
                 for doc in normalised[norm]:
                     unique.setdefault(doc, len(unique))
-            ids: list[int] = []
             indptr = np.zeros(len(unique) + 1, dtype=np.int64)
             words = self.word_cache.get(key)
             if words is not None:  # char_wb n-grams never cross a space: look each word up once
                 if len(words) > WORD_CACHE:
                     words.clear()
+                chunks: list[bytes] = []  # each word's ids as C ints, joined once per batch
+                size = 0
                 for row, doc in enumerate(unique):
                     for word in doc.split():
                         found = words.get(word)
                         if found is None:
-                            found = words[word] = self._lookup(key, word)
-                        ids.extend(found)
-                    indptr[row + 1] = len(ids)
+                            found = words[word] = array("i", self._word_lookup(key, word)).tobytes()
+                        chunks.append(found)
+                        size += len(found)
+                    indptr[row + 1] = size // _INT_SIZE
+                columns = np.frombuffer(b"".join(chunks), dtype=np.intc).copy()
             else:
+                ids: list[int] = []
                 lookup = self._words if key in self.tokenizers else self._lookup
                 for row, doc in enumerate(unique):
                     ids.extend(lookup(key, doc))
                     indptr[row + 1] = len(ids)
+                columns = np.asarray(ids, dtype=np.intc)
             # unknown n-grams (-1) land in the extra last column, which no model selects
-            columns = np.asarray(ids, dtype=np.int64)
             columns[columns < 0] = len(union)
             rows = np.repeat(np.arange(len(unique), dtype=np.int64), np.diff(indptr))
             counts[key] = (rows, columns, unique)  # one entry per n-gram occurrence

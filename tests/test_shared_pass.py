@@ -251,3 +251,15 @@ def test_a_messages_scores_do_not_depend_on_its_batch() -> None:
     for k, scores in enumerate(together):
         np.testing.assert_allclose(np.concatenate([a[k] for a in alone]), scores[:25], atol=1e-12, rtol=0)
         np.testing.assert_allclose(np.concatenate([b[k] for b in shuffled]), scores[order], atol=1e-12, rtol=0)
+
+
+def test_a_words_char_ngrams_are_the_analysers() -> None:
+    """The per-word char_wb n-grams (SharedPass._word_lookup) are scikit-learn's, in its order."""
+    models = [ModelRegistry().get(name) for name in ("spam-default", "abuse-default")]
+    passes = SharedPass(models)
+    assert passes.char_ranges  # the shipped models have char_wb blocks
+    words = {w for text in _texts() for w in normalize(text).split()} | {"a", "ab", "abc", "🔥", "x🔥y", "ｘ"}
+    for key in passes.char_ranges:
+        analyser, vocab = passes.analysers[key], passes.vocab[key]
+        for word in words:
+            assert passes._word_lookup(key, word) == [vocab.get(g, -1) for g in analyser(word)], word
