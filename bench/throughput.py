@@ -336,7 +336,7 @@ def paced(
     start_id = f"{int(time.time() * 1000)}-0"
     submitted: dict[str, float] = {}
     due: dict[str, float] = {}
-    cpu0, rcpu0 = fleet.cpu(), redis_cpu(client)
+    cpu0, rcpu0, own0 = fleet.cpu(), redis_cpu(client), time.process_time()
     behind = 0.0
     with Ingestor(client, settings) as ingestor:
         t0 = time.perf_counter()
@@ -351,6 +351,7 @@ def paced(
             submitted[m["id"]] = wall0 + (time.perf_counter() - t0)
             due[m["id"]] = wall0 + (target - t0)
             ingestor.submit(m)
+    own = time.process_time() - own0
     while decided(client) < before + n:
         time.sleep(0.02)
     worker_cpu, redis_s = fleet.cpu() - cpu0, redis_cpu(client) - rcpu0
@@ -374,6 +375,7 @@ def paced(
         "pacing_behind_ms": round(behind * 1000, 1),
         "cpu_us_worker": round(worker_cpu / n * 1e6),
         "cpu_us_redis": round(redis_s / n * 1e6),
+        "cpu_us_ingest": round(own / n * 1e6),
         **breakdown,
     }
     print("paced", row, flush=True)

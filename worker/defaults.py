@@ -58,13 +58,16 @@ BATCH_WAIT_SECONDS = 0.015
 #: When every worker already has a batch (running, or waiting on the queue for it), a batch
 #: enqueued now would only wait behind those: ingestion holds it instead, until a worker is free
 #: (re-checked every BATCH_BUSY_POLL_SECONDS with one round trip), it is full, or its oldest
-#: message is BATCH_BUSY_WAIT_SECONDS old. Its messages lose nothing, the batch fills, and the
+#: message is BATCH_BUSY_WAIT_SECONDS old; while batches already wait on the queue (they go to the
+#: next free worker first) it is re-checked every BATCH_QUEUED_POLL_SECONDS instead. The counts are
+#: read without blocking submit(). Its messages lose nothing, the batch fills, and the
 #: workers catch up on fewer, fuller jobs instead of a queue of small ones, each paying RQ's
 #: per-job cost (the queue of small jobs was the tail at 1,000 msg/s: README "Throughput").
-#: The longest hold only matters when a worker died unseen (its batch still counts as running
-#: until the recovery sweep).
+#: The longest hold bounds it when the workers stay busy longer (overload, or a worker that died
+#: unseen: its batch counts as running until the recovery sweep).
 BATCH_BUSY_WAIT_SECONDS = 0.1
 BATCH_BUSY_POLL_SECONDS = 0.002
+BATCH_QUEUED_POLL_SECONDS = 0.01
 
 #: Worker processes ``replyguard worker`` forks from the parent that loaded the models
 #: (``--processes``; one per core is the usual choice, see README "Throughput").

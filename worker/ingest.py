@@ -229,11 +229,12 @@ class Ingestor:
                 self.report.redis_waits += 1
         self._pending = []
 
-    def _workers_busy(self) -> bool:
-        """True when every worker of the queue has a batch: one running or taken (RQ's started registry
-        and intermediate list) or already waiting on the queue for it. A batch enqueued now would only
-        wait behind those, so holding it costs its messages nothing and lets it grow; it is enqueued as
-        soon as a worker is free. One round trip of three counts; False (enqueue now) when no worker is
+    def _busy_workers(self) -> tuple[bool, bool]:
+        """(busy, queued): busy when every worker of the queue has a batch, one running or taken (RQ's
+        started registry and intermediate list) or already waiting on the queue for it; queued when
+        batches wait on the queue. A batch enqueued while the workers are busy would only wait behind
+        those, so holding it costs its messages nothing and lets it grow; it is enqueued as soon as a
+        worker is free. One round trip of four counts; not busy (enqueue now) when no worker is
         registered or Redis does not answer. A worker that died unseen still counts as a worker until
         RQ's registry drops it (a batch is then enqueued early), and its batch as running until the
         recovery sweep re-queues it (a batch is then held up to ``backlog_wait``)."""
@@ -245,8 +246,8 @@ class Ingestor:
                 pipe.llen(self.queue.key)
                 workers, running, taken, waiting = (int(n) for n in pipe.execute())
         except redis.RedisError:
-            return False
-        return workers > 0 and running + taken + waiting >= workers
+            return False, False
+        return workers > 0 and running + taken + waiting >= workers, waiting > 0
 
     def _run_timer(self) -> None:
         with self._cond:
@@ -259,10 +260,21 @@ class Ingestor:
                     self._cond.wait(timeout=remaining)
                     continue
                 longest = self._oldest + self.backlog_wait - time.monotonic()
-                if longest > 0 and self._workers_busy():
-                    # re-checked often: the batch goes as soon as a worker is free to take it
-                    self._cond.wait(timeout=min(longest, defaults.BATCH_BUSY_POLL_SECONDS))
-                    continue
+                if longest > 0:
+                    oldest = self._oldest
+                    self._cond.release()  # submit() goes on while the counts are read
+                    try:
+                        busy, queued = self._busy_workers()
+                    finally:
+                        self._cond.acquire()
+                    if self._closed or not self._pending or self._oldest != oldest:
+                        continue  # closed, or the batch was flushed (full) meanwhile: look again
+                    if busy:
+                        # re-checked often while every worker runs a batch (one may finish any moment),
+                        # less often while batches wait on the queue (those go to the next free worker)
+                        poll = defaults.BATCH_QUEUED_POLL_SECONDS if queued else defaults.BATCH_BUSY_POLL_SECONDS
+                        self._cond.wait(timeout=min(longest, poll))
+                        continue
                 try:
                     self._flush_locked()
                 except StoreError as exc:
