@@ -315,6 +315,32 @@ def comment_eval_rows(runs: dict) -> list[tuple[str, str, str, str, str, str]]:
     return rows
 
 
+def sms_row(s: dict) -> tuple[str, str, str, str, str, str]:
+    """SMS spam F1 as Davidson's rows report it: with the class multiplier val chose (argmax beside it)."""
+    argmax = s["per_label_f1"]["spam"]
+    tuned = s.get("tuned") or {}
+    multipliers = tuned.get("class_multipliers") or {}
+    if not multipliers:
+        return (
+            "SMS spam",
+            "spam F1 (argmax; val chose no class multiplier)",
+            "≥ 0.975",
+            f"{argmax:.3f}",
+            "✅" if argmax >= 0.975 else "❌",
+            "floor 0.966",
+        )
+    chosen = ", ".join(f"{k} ×{v:g}" for k, v in sorted(multipliers.items()))
+    value = tuned["per_label_f1"]["spam"]
+    return (
+        "SMS spam",
+        f"spam F1, class multiplier chosen on val ({chosen})",
+        "≥ 0.975",
+        f"{value:.3f}",
+        "✅" if value >= 0.975 else "❌",
+        f"argmax {argmax:.3f}; floor 0.966",
+    )
+
+
 def table(results: dict) -> str:
     runs = results["runs"]
     c, s, d, b, y = runs["clinc150"], runs["sms_spam"], runs["davidson"], runs["bitext"], runs["social_spam_shipped"]
@@ -356,14 +382,7 @@ def table(results: dict) -> str:
             ok(c["coverage"], 0.75),
             "floor 68.7 %",
         ),
-        (
-            "SMS spam",
-            "spam F1 (argmax; val chose no class multiplier)",
-            "≥ 0.975",
-            f"{f1(s, 'spam'):.3f}",
-            ok(f1(s, "spam"), 0.975),
-            "floor 0.966",
-        ),
+        sms_row(s),
         (
             "Davidson",
             "hate F1, class multipliers chosen on val",
