@@ -130,6 +130,10 @@ def test_kept_intervals_are_the_walked_ones(zone: str, weekly: dict, holidays: l
         assert kept == _walked(cal, start, count), (zone, start)
         length = timedelta(minutes=rng.randrange(1, 60 * 24 * 20))
         assert cal.elapsed(start, cal.add(start, length)) == length
+        # several instants from one start (an SLA timer's clocks), in any order, zero and negative ones too
+        lengths = [timedelta(seconds=rng.choice([-5, 0, 0.5, 59, 3600, 86400 * 9])) for _ in range(rng.randrange(1, 6))]
+        assert cal.add_many(start, lengths) == [cal.add(start, d) for d in lengths], (zone, start, lengths)
+        assert ALWAYS_OPEN.add_many(start, lengths) == [ALWAYS_OPEN.add(start, d) for d in lengths]
 
 
 def test_always_open_and_bad_input() -> None:

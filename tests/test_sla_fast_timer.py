@@ -21,7 +21,7 @@ from worker.pipeline import Pipeline
 from worker.sla.config import SlaPolicy
 from worker.sla.hours import ALWAYS_OPEN, BusinessCalendar
 from worker.sla.timers import SlaTimer, new_timer, respond, started_timer
-from worker.sla.tracker import SlaTracker
+from worker.sla.tracker import SlaTracker, _timer_json
 from worker.store import Store
 
 
@@ -36,6 +36,7 @@ def _compare(fast: SlaTimer, slow: SlaTimer, where: str) -> None:
     _same(fast, slow, where)
     assert fast == slow, where
     assert fast.model_dump_json() == slow.model_dump_json(), where
+    assert _timer_json(fast) == slow.model_dump_json().encode(), where  # what sla_start.lua stores
     assert SlaTimer.model_validate_json(fast.model_dump_json()) == fast, where
     assert fast.next_due() == slow.next_due(), where
 

@@ -74,6 +74,7 @@ def _check(brands: dict[str, Any], raw: list[dict[str, Any]], contexts: list[Dec
         d = fast.decision
         _same(d, plain.decision, d.message_id)
         assert d.to_json() == plain.decision.to_json()
+        assert d.json_bytes() == d.to_json().encode()  # what the persist stage stores
         assert Decision.from_json(d.to_json()) == d
         assert (fast.optout_op, fast.away_sent) == (plain.optout_op, plain.away_sent)
         assert d.scores is not scores and d.context is not contexts  # nothing shared with the caller

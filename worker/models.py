@@ -481,6 +481,12 @@ class Decision(BaseModel):
     def to_json(self) -> str:
         return self.model_dump_json()
 
+    def json_bytes(self) -> bytes:
+        """``to_json()`` as UTF-8 bytes, from the serializer itself (what ``model_dump_json`` calls
+        with these same defaults, without its keyword handling and the decode that redis-py would
+        undo): the persist stage stores one per decision."""
+        return type(self).__pydantic_serializer__.to_json(self)
+
     @classmethod
     def from_json(cls, raw: str | bytes) -> "Decision":
         return cls.model_validate_json(raw)

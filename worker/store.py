@@ -377,7 +377,7 @@ class _Entry:
 
     brand: str
     keys: list[str]
-    json: str
+    json: str | bytes  # as stored
     spec: list[Any]
 
 
@@ -422,10 +422,25 @@ class Store:
         self._context = client.register_script(_context_script())
         #: brand -> its policy's retention (worker.privacy.config.Retention); unknown brands get the defaults
         self.retention: dict[str, Any] = {}
+        self._ttls: dict[str, tuple[str, str, str]] = {}  # brand -> _entry's TTL arguments
 
     def use_retention(self, retention: dict[str, Any]) -> None:
         """Expire each brand's data after its policy's ``retention`` (brand -> Retention)."""
         self.retention = dict(retention)
+        self._ttls = {}
+
+    def _entry_ttls(self, brand: str) -> tuple[str, str, str]:
+        """(conversation history and state, decision, person index) TTLs of ``brand``'s decisions,
+        as the persist script's arguments: worked out once per brand, not once per decision."""
+        found = self._ttls.get(brand)
+        if found is None:
+            retention = self.retention_for(brand)
+            found = self._ttls[brand] = (
+                str(retention.history_ttl(defaults.CONVERSATION_TTL_SECONDS)),
+                str(retention.decision_ttl),
+                str(retention.person_index_ttl),
+            )
+        return found
 
     def retention_for(self, brand: str) -> Any:
         from worker.privacy.config import Retention
@@ -593,7 +608,7 @@ class Store:
         only if the author's opt-out is still ``opted_out`` (when given).
         """
         b, mid, conv = event.brand, event.id, event.conversation_id
-        retention = self.retention_for(b)
+        history_ttl, decision_ttl, person_ttl = self._entry_ttls(b)
         history: list[str] = []
         counters: dict[str, int] = {}
         floats: dict[str, float] = {}
@@ -675,7 +690,7 @@ class Store:
             (optout_op or "") if first else "",
             event.author.id,
             history,
-            str(retention.history_ttl(defaults.CONVERSATION_TTL_SECONDS)),
+            history_ttl,
             created_ms if first and away_sent else "",
             {name: str(n) for name, n in counters.items()},
             {name: repr(x) for name, x in floats.items()},
@@ -685,10 +700,10 @@ class Store:
             *checks,
             "",  # the review queue entry is added or moved
             conv,
-            str(retention.decision_ttl),  # personal data
-            str(retention.person_index_ttl),
+            decision_ttl,  # personal data
+            person_ttl,
         ]
-        return _Entry(b, self._decision_keys(b, mid, conv, event.author.id), decision.to_json(), spec)
+        return _Entry(b, self._decision_keys(b, mid, conv, event.author.id), decision.json_bytes(), spec)
 
     def queue_amendment(
         self, pipe: Any, decision: Decision, *, review: str = "", counters: dict[str, int] | None = None

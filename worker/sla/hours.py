@@ -124,6 +124,33 @@ class BusinessCalendar:
             left -= available
         raise AssertionError("unreachable: intervals() raises when it runs out")  # pragma: no cover
 
+    def add_many(self, start: datetime, durations: list[timedelta]) -> list[datetime]:
+        """``[self.add(start, d) for d in durations]``, finding ``start``'s intervals once (a new SLA
+        timer asks for the due and warning instants of two clocks from the same start)."""
+        start = _aware(start).astimezone(timezone.utc)
+        out: list[datetime] = []
+        found: list[tuple[datetime, datetime]] = []
+        walk: Iterator[tuple[datetime, datetime]] | None = None
+        for duration in durations:
+            if duration <= timedelta(0):
+                out.append(start)
+                continue
+            if walk is None:
+                walk = self.intervals(start)
+            left, k = duration, 0
+            while True:  # add()'s loop over the intervals found so far, then further ones
+                if k == len(found):
+                    found.append(next(walk))
+                opens, closes = found[k]
+                k += 1
+                begin = max(opens, start)
+                available = closes - begin
+                if left <= available:
+                    out.append(begin + left)
+                    break
+                left -= available
+        return out
+
     def elapsed(self, start: datetime, end: datetime) -> timedelta:
         """Open time between ``start`` and ``end`` (zero if ``end`` is not after ``start``)."""
         start = _aware(start).astimezone(timezone.utc)
@@ -148,6 +175,9 @@ class AlwaysOpen:
 
     def add(self, start: datetime, duration: timedelta) -> datetime:
         return _aware(start).astimezone(timezone.utc) + max(duration, timedelta(0))
+
+    def add_many(self, start: datetime, durations: list[timedelta]) -> list[datetime]:
+        return [self.add(start, duration) for duration in durations]
 
     def elapsed(self, start: datetime, end: datetime) -> timedelta:
         return max(_aware(end) - _aware(start), timedelta(0))

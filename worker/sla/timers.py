@@ -35,6 +35,7 @@ Step = Literal["warning", "breach"]
 
 class Calendar(Protocol):
     def add(self, start: datetime, duration: timedelta) -> datetime: ...
+    def add_many(self, start: datetime, durations: list[timedelta]) -> list[datetime]: ...
     def elapsed(self, start: datetime, end: datetime) -> timedelta: ...
 
 
@@ -203,12 +204,19 @@ def started_timer(
     the two, field by field, fields set and JSON included."""
     warn = rule.warn_before.total_seconds() if rule.warn_before else None
     reply = automated_reply_at if rule.automated_reply_counts else None
+    targets = [(name, target.total_seconds()) for name in TARGETS if (target := rule.target(name)) is not None]
+    # the due and warning instants of the clocks that start now, as _start / _run_from work them
+    # out (one calendar.add each), found together
+    durations: list[timedelta] = []
+    for name, seconds in targets:
+        if name != "next_response":
+            left = max(0.0, seconds - 0.0)
+            durations.append(timedelta(seconds=left))
+            if warn is not None and left - warn > 0:
+                durations.append(timedelta(seconds=left - warn))
+    instants = iter(calendar.add_many(started_at, durations))
     clocks: dict[str, Clock] = {}
-    for name in TARGETS:
-        target = rule.target(name)
-        if target is None:
-            continue
-        seconds = target.total_seconds()
+    for name, seconds in targets:
         if name == "next_response":  # not started until the customer writes again
             clocks[name] = built(Clock, {"target": name, "seconds": seconds, "warn_seconds": warn})
             continue
@@ -216,7 +224,9 @@ def started_timer(
         fields["started_at"] = started_at
         fields["used_seconds"] = 0.0
         fields["running_since"] = started_at
-        fields["due_at"], fields["warn_at"] = _due_and_warning(seconds, 0.0, warn, started_at, calendar)
+        left = max(0.0, seconds - 0.0)
+        fields["due_at"] = next(instants)
+        fields["warn_at"] = None if warn is None else next(instants) if left - warn > 0 else started_at
         if reply is not None and name == "first_response":  # _meet
             fields["used_seconds"] = 0.0 + calendar.elapsed(started_at, reply).total_seconds()
             fields["running_since"] = None

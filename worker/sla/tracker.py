@@ -88,6 +88,12 @@ class _Start:
 _event_json = json.JSONEncoder(default=str).encode
 
 
+def _timer_json(timer: SlaTimer) -> bytes:
+    """``timer.model_dump_json()`` as UTF-8 bytes, from the serializer that method calls (the same
+    text, without its keyword handling and a decode redis-py would undo)."""
+    return SlaTimer.__pydantic_serializer__.to_json(timer)
+
+
 def _due_times(timer: SlaTimer) -> dict[str, str | None]:
     """target -> due time of each started clock: what :func:`clock_views` says of them, without
     the rest of the view (the ``sla.started`` event of every escalation carries it)."""
@@ -299,7 +305,7 @@ class SlaTracker:
             body = self._event_body(timer, "sla.started", now, due=_due_times(timer))
             args += [
                 brands[timer.brand],
-                timer.model_dump_json(),
+                _timer_json(timer),
                 _ms(due) if due is not None else "",
                 timer.message_id,
                 _ms(timer.started_at),
