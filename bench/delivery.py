@@ -224,6 +224,7 @@ def main() -> None:
         shutil.rmtree(pdir, ignore_errors=True)
         if server:
             server.stop()
+            shutil.rmtree(server.directory, ignore_errors=True)
     save_results("delivery", results)
     text = table(results)
     print(text)

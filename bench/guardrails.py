@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import platform
 import subprocess
 import sys
@@ -167,6 +168,7 @@ def main() -> None:
     finally:
         if server:
             server.stop()
+            shutil.rmtree(server.directory, ignore_errors=True)
     results.update(
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         workers=args.workers,

@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -682,6 +683,7 @@ def main() -> None:
         client.close()
         if server is not None:
             server.stop()
+            shutil.rmtree(server.directory, ignore_errors=True)  # its append-only file: this run's alone
     save_results("throughput", results, Path(args.results))
     text = table(results)
     print(text)
