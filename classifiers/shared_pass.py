@@ -159,7 +159,7 @@ class _Head:
         return {
             "offsets": np.cumsum([0, *sizes])[:-1],
             "idf": np.concatenate([np.asarray(w.idf_, dtype=np.float32) for w in weightings]),
-            "block_of": np.repeat(np.arange(len(sizes)), sizes),
+            "width": int(sum(sizes)),
             "weights": np.ascontiguousarray(weights[0]),
         }
 
@@ -411,7 +411,7 @@ def _direct_scores(head: _Head, direct: dict[str, Any], counts: dict[tuple, Any]
     for doc in docs:
         mine.setdefault(doc, len(mine))
     n_rows = len(mine)
-    width = len(direct["block_of"])
+    width = direct["width"]
     # (text, column) keys in 32 bits while they fit: half the memory to sort
     key_type = np.int32 if (n_rows + 1) * width < 2**31 else np.int64
     keys = []
@@ -437,7 +437,9 @@ def _direct_scores(head: _Head, direct: dict[str, Any], counts: dict[tuple, Any]
     values = np.log(found.astype(np.float32))
     values += np.float32(1.0)
     values *= direct["idf"][columns]
-    segment = rows * len(direct["offsets"]) + direct["block_of"][columns]  # (text, block): one l2 norm each
+    segment = rows * len(direct["offsets"])  # (text, block): one l2 norm each
+    for start in direct["offsets"][1:]:  # a column's block, from the blocks' first columns
+        segment += columns >= start
     norms = np.sqrt(np.bincount(segment, weights=(values * values).astype(np.float64)))
     values = (values / norms[segment]).astype(np.float32)
     indptr = np.zeros(n_rows + 1, dtype=columns.dtype)  # scipy's kernels take one index type
