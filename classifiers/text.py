@@ -69,6 +69,9 @@ def normalize_all(
     Whitespace is collapsed by ``str.split``, which splits on the characters ``\\s`` matches in a str
     pattern (both are ``str.isspace``), once per distinct result."""
     base = unicodedata.normalize("NFKC", html.unescape(text)).casefold()
+    if not any(possible(base) for _, _, possible in _STEPS):  # no step can change it, under any config
+        collapsed_base = " ".join(base.split())
+        return dict.fromkeys(configs, collapsed_base)
     done: dict[tuple[bool, ...], str] = {(): base}
     collapsed: dict[str, str] = {}
     out = {}
