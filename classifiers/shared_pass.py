@@ -28,7 +28,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Sequence
 from itertools import repeat
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -255,6 +255,14 @@ class SharedPass:
                 grams.append(padded)
         return list(map(self.vocab[key].get, grams, repeat(-1)))
 
+    def _word_ids(self, key: tuple, word: str) -> bytes:
+        """A word's char_wb n-gram ids as C ints, remembered (it may come twice in one text)."""
+        words = self.word_cache[key]
+        found = words.get(word)
+        if found is None:
+            found = words[word] = array("i", self._word_lookup(key, word)).tobytes()
+        return found
+
     def _words(self, key: tuple, doc: str) -> list[int]:
         """The ids of ``doc``'s word n-grams: the analyser's n-grams (``_word_ngrams``), in another order
         (counts do not see the order), without building the analyser's list of strings first."""
@@ -297,15 +305,22 @@ class SharedPass:
                 if len(words) > WORD_CACHE:
                     words.clear()
                 chunks: list[bytes] = []  # each word's ids as C ints, joined once per batch
-                size = 0
-                for row, doc in enumerate(unique):
-                    for word in doc.split():
-                        found = words.get(word)
-                        if found is None:
-                            found = words[word] = array("i", self._word_lookup(key, word)).tobytes()
-                        chunks.append(found)
-                        size += len(found)
-                    indptr[row + 1] = size // _INT_SIZE
+                sizes = []
+                for doc in unique:
+                    parts = doc.split()
+                    cached = list(map(words.get, parts))
+                    found = (
+                        cast(list[bytes], cached)
+                        if None not in cached
+                        else [
+                            self._word_ids(key, word) if ids is None else ids
+                            for ids, word in zip(cached, parts, strict=True)
+                        ]
+                    )
+                    chunks += found
+                    sizes.append(sum(map(len, found)))
+                np.cumsum(sizes, out=indptr[1:])
+                indptr //= _INT_SIZE
                 columns = np.frombuffer(b"".join(chunks), dtype=np.intc).copy()
             else:
                 ids: list[int] = []
