@@ -85,9 +85,43 @@ def loads(text: str) -> Any:
     return json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
 
 
+def _any_problem(data: Any, limit: int) -> bool:
+    """Whether :func:`walk_problems` would find anything: the same walk and the same tests, without
+    naming where (every event at ingest is walked, and almost none has a problem to name). Strings,
+    None and booleans, most of an event, are never a problem: they are passed over, not stacked."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    push, pop = stack.append, stack.pop
+    while stack:
+        value, depth = pop()
+        if isinstance(value, dict):
+            items: Any = value.values()
+        elif isinstance(value, (list, tuple)):
+            items = value
+        else:
+            if isinstance(value, Oversized):
+                return True
+            if isinstance(value, bool):
+                continue
+            if isinstance(value, int):
+                if value.bit_length() > defaults.MAX_JSON_INT_DIGITS * 3.33:
+                    return True
+            elif isinstance(value, float) and not math.isfinite(value):
+                return True
+            continue
+        if depth >= limit:
+            return True
+        for item in items:
+            kind = type(item)
+            if kind is not str and kind is not bool and item is not None:
+                push((item, depth + 1))
+    return False
+
+
 def walk_problems(data: Any, root: str = "", max_depth: int | None = None) -> list[Problem]:
     """Every too-deep container and out-of-bounds number in decoded ``data`` (iterative)."""
     limit = defaults.MAX_JSON_DEPTH if max_depth is None else max_depth
+    if not _any_problem(data, limit):
+        return []
     problems: list[Problem] = []
     stack: list[tuple[Any, str, int]] = [(data, root, 0)]
     while stack and len(problems) < 20:
