@@ -263,7 +263,9 @@ class StaticTable:
         self.processor = sentencepiece.SentencePieceProcessor(model_file=str(resources / "sp.model"), num_threads=1)
         backend = NumpyBackend(str(resources / "weights.npz"), None, threads=1)
         self.fingerprint = fingerprint()
-        self.unknown_runs: dict[str, list[int]] = {}  # word -> the lengths of its unknown runs (_unknown_runs)
+        # word -> the lengths of its unknown runs (_unknown_runs); tuples of ints, which the garbage collector
+        # stops tracking, so a full cache adds nothing to a collection's walk
+        self.unknown_runs: dict[str, tuple[int, ...]] = {}
         try:
             self.rows = np.load(path, mmap_mode="r")
         except (OSError, ValueError) as exc:
@@ -299,7 +301,7 @@ class StaticTable:
             if found is None:
                 pieces = self.processor.encode(word, out_type=str)
                 ids = self.processor.encode(word, out_type=int)
-                found = cache[word] = [len(piece) for piece, i in zip(pieces, ids, strict=True) if i == _UNK]
+                found = cache[word] = tuple(len(piece) for piece, i in zip(pieces, ids, strict=True) if i == _UNK)
             runs += found
         return runs if len(runs) == count else None
 
