@@ -78,6 +78,11 @@ WORKER_RESPAWN_HEALTHY_SECONDS = 10.0
 WORKER_RESPAWN_MAX_PAUSE_SECONDS = 30.0
 #: A worker process checks this often (seconds) that its parent is alive, and stops if not.
 WORKER_PARENT_CHECK_SECONDS = 1.0
+#: The garbage collector's first threshold in a worker process (Python's default is 700): a batch
+#: makes and drops hundreds of thousands of small objects, and the youngest generation was collected
+#: (and its survivors carried up) every ~10 messages. The models are frozen out of collections
+#: (``gc.freeze`` before the fork), so a young collection walks only the batch's own objects.
+WORKER_GC_THRESHOLD = 10_000
 
 #: RQ job timeout, seconds.
 JOB_TIMEOUT_SECONDS = 180

@@ -203,6 +203,7 @@ def serve(
         if os.getpid() != parent:
             _watch_parent(parent)
             _one_blas_thread()
+        gc.set_threshold(defaults.WORKER_GC_THRESHOLD, *gc.get_threshold()[1:])
         connection = _connect_child(settings, connect)
         stopped = False
 
