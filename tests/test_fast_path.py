@@ -136,6 +136,9 @@ BAD_AUTHOR: list[tuple[str, Any]] = [
 def test_only_canonical_events_are_trusted() -> None:
     good = _canonical()
     assert trusted_event(good) == parse_event(good)
+    fast, plain = trusted_event(good), parse_event(good)
+    for a, b in ((fast, plain), (fast.author, plain.author)):  # built as validation builds them
+        assert list(a.__dict__) == list(b.__dict__) and a.model_fields_set == b.model_fields_set
     for field, value in BAD:
         event = copy.deepcopy(good)
         event[field] = value
