@@ -103,11 +103,10 @@ def classify(tasks: dict[str, list[tuple[int, LoadedModel]]], texts: list[str]) 
     position = {index: k for k, index in enumerate(rows)}
     probabilities = shared_pass(models).predict_proba([texts[i] for i in rows])
     for (owner, wanted), proba in zip(users.values(), probabilities, strict=True):
-        rounded = np.round(proba, 6)
+        rounded = np.round(proba, 6).tolist()  # Python floats, converted in one call (float(p) each before)
+        labels = owner.labels
         for task_name, row in wanted:
-            scores[row][task_name] = {
-                label: float(p) for label, p in zip(owner.labels, rounded[position[row]], strict=True)
-            }
+            scores[row][task_name] = dict(zip(labels, rounded[position[row]], strict=True))
     return scores
 
 
