@@ -241,3 +241,10 @@ def test_the_eval_proposal_counts_exactly_the_escalations_decide_makes(shop: Bra
     assert any(decided) and not all(decided)
     # a confident intent routed to a person is an escalation (not "answered automatically")
     assert ("human_agent", 0.95) in [r for r, esc in zip(rows, decided, strict=True) if esc]
+
+
+def test_the_top_intent_is_the_first_of_equal_scores() -> None:
+    from worker.decide import _scores_top
+
+    assert _scores_top({"a": 0.1, "b": 0.45, "c": 0.45}) == ("b", 0.45)
+    assert _scores_top({"x": 0.2}) == ("x", 0.2)

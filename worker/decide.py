@@ -46,6 +46,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 from pydantic_core import to_jsonable_python
@@ -210,8 +211,8 @@ def event_json(event: InboundEvent) -> dict[str, Any]:
 
 
 def _scores_top(scores: dict[str, float]) -> tuple[str, float]:
-    label = max(scores, key=lambda k: scores[k])
-    return label, scores[label]
+    """The highest-scoring label and its score (the first such label on a tie, as before)."""
+    return max(scores.items(), key=itemgetter(1))
 
 
 def decide(
