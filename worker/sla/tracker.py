@@ -34,6 +34,7 @@ from importlib import resources
 from typing import Any, Literal, TypeVar
 
 import redis
+from rq.job import Job
 
 from worker import defaults
 from worker.decide import sla_breach
@@ -146,8 +147,7 @@ class SlaTracker:
         would otherwise schedule one each). ``scheduled``: job ids already queued on ``pipe``."""
         if self.queue is None:
             return
-        second = -(-_ms(at) // 1000)
-        job_id = "rg-sla-" + hashlib.sha1(f"{self.keys.prefix}:{second * 1000}".encode()).hexdigest()[:20]
+        second, job_id = self._sweep_job(at)
         if scheduled is not None:
             if job_id in scheduled:
                 return
@@ -162,6 +162,23 @@ class SlaTracker:
             failure_ttl=defaults.JOB_FAILURE_TTL_SECONDS,
             description=f"replyguard SLA steps due {at.isoformat()}",
         )
+
+    def _sweep_job(self, at: datetime) -> tuple[int, str]:
+        """The whole second (rounded up) and the id of the sweep job for ``at``."""
+        second = -(-_ms(at) // 1000)
+        return second, "rg-sla-" + hashlib.sha1(f"{self.keys.prefix}:{second * 1000}".encode()).hexdigest()[:20]
+
+    def _scheduled(self, at: datetime) -> bool:
+        """Whether the sweep job :meth:`_schedule` would write for ``at`` is already scheduled for
+        that second (its hash exists and the scheduled registry holds it at that time)."""
+        if self.queue is None:
+            return False
+        second, job_id = self._sweep_job(at)
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.exists(Job.key_for(job_id))
+            pipe.zscore(self.queue.scheduled_job_registry.key, job_id)
+            exists, score = pipe.execute()
+        return bool(exists) and score == second
 
     def _queue_timer(self, pipe: Any, timer: SlaTimer, scheduled: set[str] | None = None) -> None:
         """Inside MULTI: write ``timer`` and keep the due index, open set and schedule in step."""
@@ -493,8 +510,11 @@ class SlaTracker:
     def fire_due(self, now: datetime | None = None, limit: int = defaults.SLA_SWEEP_BATCH) -> list[str]:
         """Step every timer whose next step is due. Safe to run anywhere, any number of times at once."""
         now = now or datetime.now(timezone.utc)
-        try:
-            members = self.client.zrangebyscore(self.keys.sla_due, "-inf", _ms(now), start=0, num=limit)
+        try:  # the due steps and the earliest pending one in one round trip
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.zrangebyscore(self.keys.sla_due, "-inf", _ms(now), start=0, num=limit)
+                pipe.zrange(self.keys.sla_due, 0, 0, withscores=True)
+                members, earliest = pipe.execute()
         except redis.RedisError as exc:
             raise StoreError(f"Redis failed while reading due SLA timers: {exc}") from exc
         fired = []
@@ -502,16 +522,20 @@ class SlaTracker:
             brand, _, message_id = raw.decode().partition("/")
             for what in self.step(brand, message_id, now):
                 fired.append(f"{brand}/{message_id}:{what}")
-        self.reschedule_next(now)
+        # nothing stepped: the earliest pending step read above is still the earliest
+        self.reschedule_next(now, None if members else earliest)
         return fired
 
-    def reschedule_next(self, now: datetime) -> None:
-        """Make sure an RQ job is scheduled for the earliest pending step (self-healing)."""
+    def reschedule_next(self, now: datetime, earliest: list[tuple[bytes, float]] | None = None) -> None:
+        """Make sure an RQ job is scheduled for the earliest pending step (self-healing).
+        ``earliest``: the due index's first member with its score, if just read."""
         if self.queue is None:
             return
-        nxt = self.client.zrange(self.keys.sla_due, 0, 0, withscores=True)
+        nxt = earliest if earliest is not None else self.client.zrange(self.keys.sla_due, 0, 0, withscores=True)
         if nxt:
             at = datetime.fromtimestamp(max(nxt[0][1], _ms(now)) / 1000, tz=timezone.utc)
+            if self._scheduled(at):  # the usual case after a batch: skip rebuilding the same RQ job
+                return
             with self.client.pipeline(transaction=True) as pipe:
                 self._schedule(pipe, at)
                 pipe.execute()
