@@ -10,7 +10,8 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from worker.commands.console import EXIT_CONFIG, EXIT_INPUT, age, connect_redis, print_json, settings_for, short
+from worker.ages import age_text
+from worker.commands.console import EXIT_CONFIG, EXIT_INPUT, connect_redis, print_json, settings_for, short
 
 
 def _find_decision(store, message_id: str, brand: str | None):
@@ -154,7 +155,7 @@ def cmd_review_list(args: argparse.Namespace) -> int:
         role = d.escalation.role if d and d.escalation else "?"
         reason = d.escalation.reason if d and d.escalation else "(decision missing)"
         print(
-            f"{i.priority:8} {age(i.waiting_seconds):>7}  {short(i.brand, 12):12} {short(i.message_id, 22):22} "
+            f"{i.priority:8} {age_text(i.waiting_seconds):>7}  {short(i.brand, 12):12} {short(i.message_id, 22):22} "
             f"{short(role, 10):10} {short(reason, 60)}"
         )
         view = sla.get((i.brand, i.message_id))

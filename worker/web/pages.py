@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from worker.ages import age_text
 from worker.web.deps import Deps
 
 HERE = Path(__file__).parent
@@ -28,14 +29,7 @@ NAV_KEY = "worker.web.pages.nav"
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return ""
-    seconds = max(0.0, float(seconds))
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"
+    return age_text(max(0.0, float(seconds)))
 
 
 def _when(value: Any) -> str:
