@@ -62,7 +62,17 @@ def variables_of(text: str) -> list[str]:
 
 def fill(segments: tuple[Segment, ...], values: dict[str, str]) -> tuple[str | None, list[str]]:
     """Substitute ``values``; returns (text, []) or (None, missing names). Empty values count as missing."""
-    missing = [s.name for s in segments if isinstance(s, Var) and not values.get(s.name)]
+    parts: list[str] = []
+    missing: list[str] = []
+    for s in segments:  # one pass (it runs for every reply part of every decision)
+        if isinstance(s, Var):
+            value = values.get(s.name)
+            if value:
+                parts.append(value)
+            else:
+                missing.append(s.name)
+        else:
+            parts.append(s)
     if missing:
         return None, missing
-    return "".join(values[s.name] if isinstance(s, Var) else s for s in segments), []
+    return "".join(parts), []
