@@ -210,7 +210,7 @@ def started_timer(
     durations: list[timedelta] = []
     for name, seconds in targets:
         if name != "next_response":
-            left = max(0.0, seconds - 0.0)
+            left = max(0.0, seconds)  # nothing used yet
             durations.append(timedelta(seconds=left))
             if warn is not None and left - warn > 0:
                 durations.append(timedelta(seconds=left - warn))
@@ -224,11 +224,11 @@ def started_timer(
         fields["started_at"] = started_at
         fields["used_seconds"] = 0.0
         fields["running_since"] = started_at
-        left = max(0.0, seconds - 0.0)
+        left = max(0.0, seconds)  # nothing used yet
         fields["due_at"] = next(instants)
         fields["warn_at"] = None if warn is None else next(instants) if left - warn > 0 else started_at
         if reply is not None and name == "first_response":  # _meet
-            fields["used_seconds"] = 0.0 + calendar.elapsed(started_at, reply).total_seconds()
+            fields["used_seconds"] = calendar.elapsed(started_at, reply).total_seconds()
             fields["running_since"] = None
             fields["met_at"] = reply
         clocks[name] = built(Clock, fields)
