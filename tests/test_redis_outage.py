@@ -128,3 +128,52 @@ def test_ingest_waits_for_redis_to_come_back(server, tmp_path) -> None:
     from rq import Queue
 
     assert Queue("replyguard", connection=client).count == 1
+
+
+def test_retention_sweep_every_waits_out_a_redis_outage(server, tmp_path) -> None:
+    """`replyguard retention sweep --every` is a long-running process: Redis killed under it is waited
+    out (no traceback, still running), and once Redis is back its rounds sweep again."""
+    import os
+    import signal
+
+    def planted(client: redis.Redis) -> str:
+        index = Store(client).keys.decisions("demo-shop")
+        client.zadd(index, {"ancient": 0})  # decided in 1970: far outside demo-shop's 90 days
+        return index
+
+    def swept(client: redis.Redis, index: str, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                if client.zcard(index) == 0:
+                    return True
+            except redis.ConnectionError:
+                pass
+            time.sleep(0.1)
+        return False
+
+    client = redis.Redis.from_url(server.url)
+    env = {**os.environ, "REDIS_URL": server.url, "REPLYGUARD_HOME": str(tmp_path / "home")}
+    sweeper = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "retention", "sweep", "--every", "0.3"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert swept(client, planted(client), 20)
+        server.kill()
+        time.sleep(3)
+        assert sweeper.poll() is None, "the sweeper quit when Redis went away"
+        server.start()
+        client = redis.Redis.from_url(server.url)
+        assert swept(client, planted(client), 60), "no round swept after Redis came back"
+        assert sweeper.poll() is None
+    finally:
+        sweeper.send_signal(signal.SIGTERM)
+        out, err = sweeper.communicate(timeout=20)
+    assert sweeper.returncode == 0, err[-3000:]
+    assert "reconnecting" in err and "Traceback" not in err, err[-3000:]
+    assert out.count("retention sweep of demo-shop") >= 2

@@ -178,3 +178,70 @@ def test_redact_keeps_ordinary_numbers() -> None:
         == "batch 20000 took 12.5 s; KM-204815; 2026-11-27"
     )
     assert redact.redact('{"text": "hi \\"x\\"", "id": "m1"}') == '{"text": "[redacted]", "id": "m1"}'
+
+
+def test_sweep_every_keeps_sweeping_until_sigterm(client, redis_url, tmp_path) -> None:
+    """`replyguard retention sweep --every` as a real process: each round sweeps what has left the
+    window since the last one (two decisions made a few seconds apart both leave the index), one JSON
+    line a round, and SIGTERM ends it with exit 0."""
+    import os
+    import signal
+
+    settings = Settings(
+        redis_url=redis_url, home=tmp_path / "home", policies_dir=brand_dir(tmp_path, {"active_days": 2 / DAY})
+    )
+    store = Store(client, settings.key_prefix)
+    index = store.keys.decisions("demo-shop")
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "REPLYGUARD_HOME": str(settings.home),
+        "REPLYGUARD_POLICIES_DIR": str(settings.policies_dir),
+    }
+    decide(client, settings, [make_event(id="s1", conversation_id="c-s1")])
+    assert client.zcard(index) == 1
+    sweeper = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "retention", "sweep", "--every", "0.5", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def gone_within(seconds: float) -> bool:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                if client.zcard(index) == 0:
+                    return True
+                time.sleep(0.1)
+            return False
+
+        assert gone_within(10), "the first decision stayed in the index past its 2-second window"
+        decide(client, settings, [make_event(id="s2", conversation_id="c-s2")])  # after the sweeper started
+        assert client.zcard(index) == 1
+        assert gone_within(10), "a later round did not sweep the second decision"
+        assert sweeper.poll() is None  # still running
+    finally:
+        sweeper.send_signal(signal.SIGTERM)
+        out, err = sweeper.communicate(timeout=10)
+    assert sweeper.returncode == 0, err
+    rounds = [json.loads(line) for line in out.splitlines()]
+    assert len(rounds) >= 2 and all(r["brands"] == ["demo-shop"] for r in rounds)
+    assert sum(r["counts"].get("dropped_index_entries", 0) for r in rounds) == 2  # the keys expired by TTL
+    assert "Traceback" not in err
+
+
+def test_sweep_every_rejects_a_non_positive_interval(redis_url, tmp_path) -> None:
+    import os
+
+    env = {**os.environ, "REDIS_URL": redis_url, "REPLYGUARD_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "retention", "sweep", "--every", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1 and "--every must be a positive number of seconds" in done.stderr
+    assert "Traceback" not in done.stderr

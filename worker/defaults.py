@@ -420,6 +420,10 @@ RETENTION_ARCHIVE_GRACE_SECONDS = 2 * 24 * 3600
 #: audit entry made while the decision lived (those are swept active_days after they
 #: were made).
 PERSON_INDEX_TTL_FACTOR = 2
+#: ``replyguard retention sweep --every`` without a value, and the Procfile's ``retention``
+#: process: sweep once an hour (well inside RETENTION_ARCHIVE_GRACE_SECONDS, so an archived
+#: brand's decisions are written to the archive before Redis expires them).
+RETENTION_SWEEP_INTERVAL_SECONDS = 3600.0
 #: Shortest active window a policy may set, in seconds (tests use a few seconds).
 RETENTION_MIN_ACTIVE_SECONDS = 1.0
 #: Archive directory when REPLYGUARD_ARCHIVE_DIR is unset: ``<REPLYGUARD_HOME>/archive``.

@@ -6,11 +6,19 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Mapping
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from worker import defaults
 from worker.commands.console import EXIT_CONFIG, EXIT_INPUT, connect_redis, print_json, settings_for
 from worker.exceptions import ReplyguardError
+
+if TYPE_CHECKING:
+    import redis
+
+    from worker.privacy.config import Retention
+    from worker.settings import Settings
 
 
 def _read_password(prompt: str = "password: ") -> str:
@@ -128,7 +136,6 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 def cmd_retention_sweep(args: argparse.Namespace) -> int:
     from worker.policy import load_policies
-    from worker.privacy.archive import sweep
 
     settings = settings_for(args)
     policies = load_policies(settings.policies_dir)  # a broken retention value: exit 2
@@ -136,14 +143,68 @@ def cmd_retention_sweep(args: argparse.Namespace) -> int:
         print(f"error: no policy for brand {args.brand!r} (known: {sorted(policies)})", file=sys.stderr)
         return EXIT_INPUT
     retention = {b: loaded.policy.retention for b, loaded in policies.items() if not args.brand or b == args.brand}
-    counts = sweep(connect_redis(settings), retention, prefix=settings.key_prefix, archive_dir=settings.archive_path)
-    if args.json:
-        print_json({"brands": sorted(retention), "archive_dir": str(settings.archive_path), "counts": counts})
+    client = connect_redis(settings)
+    if args.every is None:
+        _sweep_and_print(client, settings, retention, as_json=args.json)
+        return 0
+    if args.every <= 0:
+        print(f"error: --every must be a positive number of seconds, not {args.every}", file=sys.stderr)
+        return EXIT_INPUT
+    _sweep_repeatedly(client, settings, retention, every=args.every, as_json=args.json)
+    return 0
+
+
+def _sweep_and_print(
+    client: redis.Redis,
+    settings: Settings,
+    retention: Mapping[str, Retention],
+    *,
+    as_json: bool,
+    one_line: bool = False,
+) -> None:
+    from worker.privacy.archive import sweep
+
+    counts = sweep(client, retention, prefix=settings.key_prefix, archive_dir=settings.archive_path)
+    out = {"brands": sorted(retention), "archive_dir": str(settings.archive_path), "counts": counts}
+    if as_json and one_line:  # repeated sweeps: one JSON object a line
+        print(json.dumps({"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **out}))
+    elif as_json:
+        print_json(out)
     else:
         print(f"retention sweep of {', '.join(sorted(retention))} (archive {settings.archive_path}):")
         for what, n in counts.items():
             print(f"  {n:6d}  {what}")
-    return 0
+    sys.stdout.flush()
+
+
+def _sweep_repeatedly(
+    client: redis.Redis, settings: Settings, retention: Mapping[str, Retention], *, every: float, as_json: bool
+) -> None:
+    """Sweep now and then every ``every`` seconds until SIGTERM / SIGINT; Redis going away is waited
+    out (:func:`worker.connection.keep_serving`) and the round is run again when it is back."""
+    import logging
+    import signal
+    import threading
+
+    from worker.connection import keep_serving
+
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stopping = threading.Event()
+
+    def stop(signum: int, _frame: object) -> None:
+        logging.getLogger("replyguard").info("retention sweep stopping (signal %d)", signum)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    def serve() -> bool:
+        while not stopping.is_set():
+            _sweep_and_print(client, settings, retention, as_json=as_json, one_line=True)
+            stopping.wait(every)
+        return True
+
+    keep_serving(client, serve, what="retention sweep", stop=stopping.is_set)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -192,4 +253,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     q.add_argument("--brand", help="only this brand")
     q.add_argument("--json", action="store_true")
+    q.add_argument(
+        "--every",
+        type=float,
+        nargs="?",
+        const=defaults.RETENTION_SWEEP_INTERVAL_SECONDS,
+        metavar="SECONDS",
+        help="keep running: sweep now and then every SECONDS (--json: one JSON object a line) "
+        f"(default {defaults.RETENTION_SWEEP_INTERVAL_SECONDS:g}) until SIGTERM; waits out a Redis outage",
+    )
     q.set_defaults(func=cmd_retention_sweep)
