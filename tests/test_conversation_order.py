@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import pytest
+from rq.job import Job
 
 from tests.conftest import make_event
 from tests.faults import Workers, check_order, horse_of, outbox_replies, racing_pairs
@@ -111,6 +112,10 @@ def test_a_message_whose_predecessor_never_comes_is_parked_then_released(client,
     enqueue_batch(queue, [late])
     run_worker(client, settings, brands, simple=True)
     assert store.decision(BRAND, "p2") is None and client.zcard(store.keys.order_parked) == 1
+    (member,) = client.zrange(store.keys.order_parked, 0, -1)
+    order_key, _, seq = member.decode().rpartition("#")
+    job_key = Job.key_for(client.hget(order_key, f"p:{seq}").decode())
+    assert 0 < client.ttl(job_key) <= defaults.PARKED_JOB_TTL_SECONDS  # an orphaned record would not stay forever
     assert store.release_overdue(queue.key) == 0  # not overdue yet
     assert store.release_overdue(queue.key, now=time.time() + defaults.ORDER_PARK_TIMEOUT_SECONDS + 1) == 1
     run_worker(client, settings, brands, simple=True)

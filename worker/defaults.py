@@ -181,6 +181,10 @@ HISTORY_MAX_MESSAGES = 10
 HISTORY_MAX_CHARS = 2_000
 #: A conversation's context expires after this many seconds without messages.
 CONVERSATION_TTL_SECONDS = 30 * 24 * 3600
+#: A parked message's RQ job record (created, not queued, until its predecessor is decided)
+#: expires after this long, as its conversation's order record does: a record orphaned by a
+#: crash between creating it and parking it (or never woken) is not kept forever.
+PARKED_JOB_TTL_SECONDS = CONVERSATION_TTL_SECONDS
 
 #: Rejected events (invalid, unknown brand) are kept in a capped list for inspection.
 REJECTED_MAX_ENTRIES = 10_000

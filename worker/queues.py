@@ -141,7 +141,10 @@ def parked_batch(queue: Queue, messages: list[dict[str, Any]]) -> Job:
         description=f"replyguard parked message ({', '.join(sorted({str(m.get('brand')) for m in messages}))})",
     )
     job.enqueued_at = datetime.now(timezone.utc)
-    job.save()
+    pipe = queue.connection.pipeline(transaction=True)
+    job.save(pipeline=pipe)
+    pipe.expire(job.key, defaults.PARKED_JOB_TTL_SECONDS)  # RQ re-sets it when the job finishes or fails
+    pipe.execute()
     return job
 
 
