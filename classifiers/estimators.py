@@ -181,3 +181,58 @@ class FusedLinear(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+class TwoStageLinear(ClassifierMixin, BaseEstimator):
+    """A head over every label, and a second head that only separates the labels other than ``gate``.
+
+    ``first`` is fitted on every row; ``second`` only on the rows whose label is not ``gate`` (for
+    Davidson: hate vs offensive on the offensive-or-hate rows, where the two are hardest to tell apart
+    and the first head's one-vs-rest fits spend their capacity on the majority). ``predict_proba`` keeps the
+    first head's probability of ``gate`` and shares the rest by the second head's probabilities:
+    ``p(gate) = first(gate)``, ``p(c) = (1 - first(gate)) · second(c)`` for every other label ``c``.
+    Both heads read the same features, so the shared pass scores them in one product (README
+    "Classifier quality": Davidson hate F1 on train's out-of-fold predictions 0.453 → 0.479).
+    """
+
+    def __init__(self, first: Any = None, second: Any = None, gate: str | None = None):
+        self.first = first
+        self.second = second
+        self.gate = gate
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "TwoStageLinear":
+        if self.first is None or self.second is None or self.gate is None:
+            raise ValueError("TwoStageLinear needs a first head, a second head and a gate label")
+        y = np.asarray(y)
+        labels = np.unique(y)
+        if self.gate not in labels:
+            raise ValueError(f"the gate label {self.gate!r} is not among the training labels {labels.tolist()}")
+        if len(labels) < 3:
+            raise ValueError(f"TwoStageLinear needs at least two labels besides the gate label, got {labels.tolist()}")
+        rest = np.flatnonzero(y != self.gate)
+        first_extra = {} if sample_weight is None else {"sample_weight": sample_weight}
+        second_extra = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)[rest]}
+        X = sp.csr_matrix(X) if not sp.issparse(X) else X.tocsr()
+        self.first_ = clone(self.first).fit(X, y, **first_extra)
+        self.second_ = clone(self.second).fit(X[rest], y[rest], **second_extra)
+        self.classes_ = self.first_.classes_
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def combine(self, first_proba: np.ndarray, second_proba: np.ndarray) -> np.ndarray:
+        """The two heads' probabilities -> the probabilities over every label."""
+        classes = list(self.classes_)
+        gate = classes.index(self.gate)
+        keep = 1.0 - first_proba[:, gate]
+        proba = np.empty_like(first_proba)
+        proba[:, gate] = first_proba[:, gate]
+        for column, label in enumerate(self.second_.classes_):
+            proba[:, classes.index(label)] = keep * second_proba[:, column]
+        return proba
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "classes_")
+        return self.combine(self.first_.predict_proba(X), self.second_.predict_proba(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]

@@ -51,6 +51,7 @@ TRUSTED_TYPES = (
     "classifiers.text.TextNormalizer",
     "classifiers.estimators.PrunedLinear",
     "classifiers.estimators.FusedLinear",
+    "classifiers.estimators.TwoStageLinear",
     "classifiers.embeddings.SentenceEmbeddings",
     "classifiers.sentence.SentenceVectors",
     "classifiers.contextual.ContextVectors",

@@ -42,7 +42,7 @@ from scipy.sparse._sparsetools import csr_matvec, csr_matvecs
 from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
 from classifiers.contextual import ContextVectors
-from classifiers.estimators import FusedLinear, PrunedLinear
+from classifiers.estimators import FusedLinear, PrunedLinear, TwoStageLinear
 from classifiers.features import TokenCoverage
 from classifiers.sentence import SentenceVectors
 from classifiers.text import TextNormalizer, normalize_all
@@ -127,10 +127,16 @@ class _Head:
         self.norm_key = _normaliser_key(norm)
         self.union, self.head, self.blocks = union, head, blocks
         self.fused = isinstance(head, FusedLinear) and blocks[-1][0] == "sentence"
+        self.two_stage = isinstance(head, TwoStageLinear)
+        self.first_columns = 0  # a two-stage head: its first head's score columns (the second's follow)
         if self.fused:
             self.weights = [_linear_weights(head.ngram_head_), _linear_weights(head.sentence_head_)]
             if head.context_columns:
                 self.weights.append(_linear_weights(head.context_head_))
+        elif self.two_stage:  # both heads read the same columns: one product gives both heads' scores
+            first, second = _linear_weights(head.first_), _linear_weights(head.second_)
+            self.weights = [_side_by_side(first, second)]
+            self.first_columns = 0 if first is None else first[0].shape[1]
         else:
             self.weights = [_linear_weights(head)]
         self.columns: list[np.ndarray | None] = []
@@ -169,6 +175,8 @@ class _Head:
         linear = self.weights[0]
         if linear is None:  # a head scored directly has linear weights (_direct_weights)
             raise RuntimeError("decision scores for a head without linear weights")
+        if self.two_stage:
+            return self._two_stage(scores + linear[1])
         ngram = _temperature(ngram_head, scores + linear[1])
         if not self.fused:
             return ngram
@@ -194,7 +202,18 @@ class _Head:
                 sentence_proba[low] = _calibrated(self.head.context_head_, vectors, self.weights[2])
             return self.head.fuse(_calibrated(self.head.ngram_head_, ngrams, self.weights[0]), sentence_proba, coverage)
         blocks = [sp.csr_matrix(b if b.ndim == 2 else b[:, None]) if isinstance(b, np.ndarray) else b for b in blocks]
+        if self.two_stage and self.weights[0] is not None:
+            coef_t, intercept = self.weights[0]
+            scores = self.union._hstack(blocks) @ coef_t
+            return self._two_stage((scores.toarray() if sp.issparse(scores) else np.asarray(scores)) + intercept)
         return _calibrated(self.head, self.union._hstack(blocks), self.weights[0])
+
+    def _two_stage(self, scores: np.ndarray) -> np.ndarray:
+        """A two-stage head's probabilities from both heads' decision scores side by side (with intercepts)."""
+        cut = self.first_columns
+        first = _temperature(self.head.first_, scores[:, :cut])
+        second = _temperature(self.head.second_, scores[:, cut:])
+        return self.head.combine(first, second)
 
 
 class SharedPass:
@@ -492,6 +511,18 @@ def _calibrated(head: Any, X: Any, weights: tuple[Any, np.ndarray] | None) -> np
     coef_t, intercept = weights
     scores = X @ coef_t
     return _temperature(head, (scores.toarray() if sp.issparse(scores) else np.asarray(scores)) + intercept)
+
+
+def _side_by_side(first: tuple[Any, np.ndarray] | None, second: tuple[Any, np.ndarray] | None) -> Any:
+    """Two linear heads' (transposed coefficients, intercepts) over the same columns as one head's (None if
+    either is not linear): each score column is summed on its own, so the product gives each head its scores."""
+    if first is None or second is None:
+        return None
+    if isinstance(first[0], np.ndarray) and isinstance(second[0], np.ndarray):
+        coef_t: Any = np.ascontiguousarray(np.hstack([first[0], second[0]]))
+    else:
+        coef_t = sp.hstack([sp.csr_matrix(first[0]), sp.csr_matrix(second[0])], format="csr")
+    return coef_t, np.concatenate([first[1], second[1]])
 
 
 def _linear_weights(head: Any) -> tuple[Any, np.ndarray] | None:
