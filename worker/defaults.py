@@ -116,6 +116,13 @@ MULTI_QUEUE_POLL_SECONDS = 1
 #: WORKER_TTL_SECONDS - 15 s, which is what lets it run the recovery sweep.
 WORKER_TTL_SECONDS = 20
 
+#: A worker's own heartbeat (its RQ worker key's TTL, WORKER_TTL_SECONDS + 60 s) is not sent
+#: again within this many seconds of the last one: RQ sends it, three commands in three round
+#: trips, four times around every job (after the job, before and after taking the next), and
+#: a few seconds' staleness is nothing against a TTL of 80 s. Heartbeats that shorten the key's
+#: TTL (a job's start) and those RQ sends inside its own pipelines always go.
+WORKER_HEARTBEAT_MIN_SECONDS = 1.0
+
 #: How long RQ keeps a finished job's result (seconds).
 JOB_RESULT_TTL_SECONDS = 24 * 3600
 
