@@ -107,9 +107,9 @@ def test_a_bad_spec_is_refused_before_anything_is_written(client, settings, bran
 def test_a_call_with_the_wrong_number_of_keys_or_arguments_is_refused(client, settings, brands):
     store = Store(client, settings.key_prefix)
     keys, args = _call(store, brands, [make_event(id="y1")])
-    with pytest.raises(redis.ResponseError, match=r"apply_decision: 4 \+ 4 per brand \+ 6 per decision KEYS"):
+    with pytest.raises(redis.ResponseError, match=r"apply_decision: 4 \+ 4 per brand \+ 7 per decision KEYS"):
         store._apply(keys=keys[:-1], args=args)
-    with pytest.raises(redis.ResponseError, match="got 10 KEYS, 7 ARGV"):
+    with pytest.raises(redis.ResponseError, match="got 11 KEYS, 7 ARGV"):
         store._apply(keys=keys[:-4], args=[*args, "extra"])
     with pytest.raises(redis.ResponseError, match="ARGV 1-3 must be"):
         store._apply(keys=keys, args=["x", *args[1:]])

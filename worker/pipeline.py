@@ -241,6 +241,8 @@ class Pipeline:
         finished: list[tuple[Outcome, InboundEvent, bool]] = []
         spent = {"context": 0.0, "classify": 0.0, "decide": 0.0, "persist": 0.0}
         todo, rounds, contended = events, 0, 0
+        # the open SLA timers of each written decision's conversation, read by the persist script
+        open_timers: dict[tuple[str, str], list[str]] | None = {} if sla is not None else None
         wait_until = time.monotonic() + defaults.ORDER_WAIT_SECONDS
         held = False
         while todo:
@@ -301,6 +303,7 @@ class Pipeline:
                 [(o.decision, e, o.optout_op, o.away_sent) for o, e in zip(outcomes, batch, strict=True)],
                 [seq for _, _, seq in ready],
                 order.queue_key if order is not None else "",
+                open_timers=open_timers,
             )
             for outcome, event, result in zip(outcomes, batch, results, strict=True):
                 if result in (0, 1):
@@ -323,7 +326,7 @@ class Pipeline:
         if sla is not None:
             t4 = time.perf_counter()
             now = datetime.now(timezone.utc)
-            report.sla_started = sla.on_decided([(o.decision, e) for o, e, new in finished if new], now)
+            report.sla_started = sla.on_decided([(o.decision, e) for o, e, new in finished if new], now, open_timers)
             sla.start_many([(o.decision, e) for o, e, new in finished if not new], now)  # a retried batch
             spent["sla"] = time.perf_counter() - t4
         if pending and schedule_llm is not None:

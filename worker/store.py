@@ -160,6 +160,42 @@ def _context(opted_out: bool, first_contact: bool, away_ms: int | None) -> Decis
     return found
 
 
+class _Evalsha:
+    """A Lua script run as EVALSHA commands on a plain (non-transaction) pipeline. redis-py's own
+    scripts on a pipeline ask ``SCRIPT EXISTS`` on every ``execute()``, one more round trip a batch;
+    here the script is loaded only after Redis answered NOSCRIPT (its script cache was flushed, or
+    it restarted), and the calls that got NOSCRIPT are run again, in their order. Each call is
+    atomic on its own and the script's conditions make running one twice a no-op, so a call that
+    succeeded is never repeated and one that got NOSCRIPT wrote nothing."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    def run(self, client: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """The replies of ``calls`` ((keys, args) each), run in order in one round trip."""
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for attempt in range(2):
+            pipe = client.pipeline(transaction=False)
+            for i in todo:
+                keys, args = calls[i]
+                pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+            missing = []
+            for i, reply in zip(todo, pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 0:
+                    missing.append(i)
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    replies[i] = reply
+            if not missing:
+                break
+            client.script_load(self.source)
+            todo = missing
+        return replies
+
+
 @functools.cache
 def _delivery_begin_script() -> str:
     return resources.files("worker").joinpath("lua/delivery_begin.lua").read_text()
@@ -373,7 +409,7 @@ def review_score(priority: str, created_at: datetime) -> float:
 
 @dataclass
 class _Entry:
-    """One decision of an apply_decision.lua call: its brand, its own 6 keys, its JSON and its spec."""
+    """One decision of an apply_decision.lua call: its brand, its own 7 keys, its JSON and its spec."""
 
     brand: str
     keys: list[str]
@@ -417,6 +453,7 @@ class Store:
         self.client: Any = client
         self.keys = Keys(prefix)
         self._apply = client.register_script(_apply_script())
+        self._apply_many = _Evalsha(_apply_script())
         self._delivery_begin = client.register_script(_delivery_begin_script())
         self._order = client.register_script(_order_script())
         self._context = client.register_script(_context_script())
@@ -553,8 +590,9 @@ class Store:
 
     # -- writing decisions ------------------------------------------------------------
 
-    def _decision_keys(self, b: str, mid: str, conv: str, author_id: str) -> list[str]:
-        """A decision's own 6 KEYS of apply_decision.lua, in its order."""
+    def _decision_keys(self, b: str, mid: str, conv: str, author_id: str, open_timers: bool = False) -> list[str]:
+        """A decision's own 7 KEYS of apply_decision.lua, in its order (``open_timers``: read the
+        conversation's open SLA timers as the decision is written)."""
         k = self.keys
         return [
             k.decision(b, mid),
@@ -563,6 +601,7 @@ class Store:
             k.conversation(b, conv),
             k.order(b, conv),
             k.person(b, author_id),
+            k.sla_open(b, conv) if open_timers else "",
         ]
 
     def _apply_call(self, entries: list[_Entry], queue_key: str = "") -> tuple[list[str], list[Any]]:
@@ -594,6 +633,7 @@ class Store:
         seq: int | None = None,
         queue_key: str = "",
         opted_out: bool | None = None,
+        open_timers: bool = False,
     ) -> _Entry:
         """One decision of a ``lua/apply_decision.lua`` call: every effect ``decision`` implies.
 
@@ -605,7 +645,8 @@ class Store:
         A first decision is written only if the context it was decided in (``decision.context``)
         still holds and, when ``seq`` is given, every earlier message of the conversation is
         decided (then its parked successor is queued on ``queue_key``). A finalisation is written
-        only if the author's opt-out is still ``opted_out`` (when given).
+        only if the author's opt-out is still ``opted_out`` (when given). ``open_timers``: a written
+        first decision's reply carries its conversation's open SLA timers (see ``persist``).
         """
         b, mid, conv = event.brand, event.id, event.conversation_id
         history_ttl, decision_ttl, person_ttl = self._entry_ttls(b)
@@ -703,7 +744,7 @@ class Store:
             decision_ttl,  # personal data
             person_ttl,
         ]
-        return _Entry(b, self._decision_keys(b, mid, conv, event.author.id), decision.json_bytes(), spec)
+        return _Entry(b, self._decision_keys(b, mid, conv, event.author.id, open_timers), decision.json_bytes(), spec)
 
     def queue_amendment(
         self, pipe: Any, decision: Decision, *, review: str = "", counters: dict[str, int] | None = None
@@ -814,25 +855,49 @@ class Store:
         items: list[tuple[Decision, InboundEvent, str | None, bool]],
         seqs: list[int | None] | None = None,
         queue_key: str = "",
+        *,
+        open_timers: dict[tuple[str, str], list[str]] | None = None,
     ) -> list[int]:
         """Write each (decision, event, opt-out op, away sent), in order. For each: 1 written, 0
         already decided, -1 its context changed since it was read (decide it again), -2 an earlier
         message of its conversation is not decided yet (``seqs``: the sequence numbers, enforced
-        when ``queue_key`` names the queue a parked successor is woken on)."""
+        when ``queue_key`` names the queue a parked successor is woken on).
+
+        ``open_timers``: for each decision written, (brand, message id) -> the ids of its
+        conversation's open SLA timers (read by the same script call, as the decision is written;
+        only non-empty lists are set), for :meth:`worker.sla.tracker.SlaTracker.on_decided`."""
         if not items:
             return []
         seqs = seqs if seqs is not None else [None] * len(items)
-        pipe = self.client.pipeline(transaction=False)
+        reading = open_timers is not None
         entries = [
             self._entry(
-                decision, event, first=True, optout_op=optout_op, away_sent=away_sent, seq=seq, queue_key=queue_key
+                decision,
+                event,
+                first=True,
+                optout_op=optout_op,
+                away_sent=away_sent,
+                seq=seq,
+                queue_key=queue_key,
+                open_timers=reading,
             )
             for (decision, event, optout_op, away_sent), seq in zip(items, seqs, strict=True)
         ]
-        for start in range(0, len(entries), defaults.PERSIST_CHUNK):  # several decisions per script call
-            keys, args = self._apply_call(entries[start : start + defaults.PERSIST_CHUNK], queue_key)
-            self._apply(keys=keys, args=args, client=pipe)
-        return [int(r) for chunk in pipe.execute() for r in chunk]
+        calls = [  # several decisions per script call, the calls in one round trip
+            self._apply_call(entries[start : start + defaults.PERSIST_CHUNK], queue_key)
+            for start in range(0, len(entries), defaults.PERSIST_CHUNK)
+        ]
+        results = []
+        for (_, event, _, _), reply in zip(
+            items, (r for chunk in self._apply_many.run(self.client, calls) for r in chunk), strict=True
+        ):
+            if isinstance(reply, list):  # written, and its conversation has open SLA timers
+                results.append(int(reply[0]))
+                if open_timers is not None:
+                    open_timers[(event.brand, event.id)] = [m.decode() for m in reply[1:]]
+            else:
+                results.append(int(reply))
+        return results
 
     # -- human actions (review app): queued on the caller's MULTI pipeline -----------------
 

@@ -13,10 +13,11 @@
 --       4 RQ queue list (a woken successor goes to its front)
 --       then per brand b (b = 1..B):   4+4(b-1)+ 1 decisions index (zset)  2 outbox (stream)
 --                                                3 opted-out authors (set)  4 stats (hash)
---       then per decision i (i = 1..n): 4+4B+6(i-1)+ 1 decision  2 message -> brands (set)
+--       then per decision i (i = 1..n): 4+4B+7(i-1)+ 1 decision  2 message -> brands (set)
 --            3 conversation history (list)  4 conversation meta (hash)
 --            5 conversation order (hash, see lua/order.lua)
 --            6 person index (set: 'm:<message id>', 'c:<conversation id>')
+--            7 the conversation's open SLA timers (set, read only; '' = not read)
 -- ARGV  1 B (brands in this call)  2 history max length  3 outbox max length
 --       4 .. 3+B the brands' names
 --       then per decision i: 3+B+2i-1 the decision JSON, 3+B+2i its spec:
@@ -53,16 +54,18 @@
 -- The conversation meta hash holds only first_seen, last_seen and away_sent_at (this script
 -- is its only writer): it exists when one of them is set.
 --
--- Returns, for each decision, 1 written, 0 already decided / no longer the expected pending decision,
+-- Returns, for each decision, 1 written (a first decision whose key 7 names a non-empty set: the array
+-- {1, the set's members}, read as it is written, so that the caller's SLA tracker needs no read of
+-- its own), 0 already decided / no longer the expected pending decision,
 -- -1 the context the decision was made in (spec 17-19) no longer holds: read it again
 -- and decide again, -2 (first decision, ordered) an earlier message of the conversation
 -- is not decided yet. So a conversation's messages are decided in order, one at a time,
 -- each on the state its predecessors left, and opt-outs are checked atomically.
-local NGLOBAL, NBRAND, NDECISION, SPEC = 4, 4, 6, 23
+local NGLOBAL, NBRAND, NDECISION, SPEC = 4, 4, 7, 23
 local REVIEW, PENDING, PARKED, QUEUE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 
 local function apply(K, B, json, A, brand, history_max, outbox_max, counts)
-  -- K: the decision's 6 keys; B: its brand's 4 keys; A: its spec
+  -- K: the decision's 7 keys; B: its brand's 4 keys; A: its spec
   local mid = A[3]
   local member = brand .. '/' .. mid
   local meta = nil -- HMGET of the conversation meta: first_seen, last_seen, away_sent_at
@@ -87,16 +90,21 @@ local function apply(K, B, json, A, brand, history_max, outbox_max, counts)
   local seq = tonumber(A[16])
   local done, successor = 0, false
   if condition == '' then
-    if redis.call('EXISTS', K[1]) == 1 then
+    -- written first, only if absent (one command instead of EXISTS then SET); taken back below
+    -- when a check fails: the script runs alone, so nobody sees it in between
+    -- personal data (worker/privacy): the decision expires with the brand's retention
+    if not redis.call('SET', K[1], json, 'NX', 'EX', A[22]) then
       return 0
     end
     if not holds(A[17], A[18], A[19]) then
+      redis.call('DEL', K[1])
       return -1
     end
     if seq then
       local order = redis.call('HMGET', K[5], 'done', 'p:' .. (seq + 1))
       done, successor = tonumber(order[1] or '0'), order[2]
       if seq > done + 1 then
+        redis.call('DEL', K[1])
         return -2
       end
     end
@@ -118,7 +126,7 @@ local function apply(K, B, json, A, brand, history_max, outbox_max, counts)
   end
   if condition == 'amend' then
     redis.call('SET', K[1], json, 'KEEPTTL')
-  else
+  elseif condition ~= '' then
     -- personal data (worker/privacy): the decision expires with the brand's retention
     redis.call('SET', K[1], json, 'EX', A[22])
   end
@@ -193,6 +201,13 @@ local function apply(K, B, json, A, brand, history_max, outbox_max, counts)
       redis.call('EXPIRE', K[6], A[23])
     end
   end
+  if condition == '' and K[7] ~= '' then
+    local open = redis.call('SMEMBERS', K[7])
+    if #open > 0 then
+      table.insert(open, 1, 1)
+      return open
+    end
+  end
   return 1
 end
 
@@ -230,7 +245,7 @@ local counts = {} -- stats key -> field -> amount, added once at the end
 local results = {}
 for i = 1, n do
   local at = first_key + NDECISION * (i - 1)
-  local K = {KEYS[at + 1], KEYS[at + 2], KEYS[at + 3], KEYS[at + 4], KEYS[at + 5], KEYS[at + 6]}
+  local K = {KEYS[at + 1], KEYS[at + 2], KEYS[at + 3], KEYS[at + 4], KEYS[at + 5], KEYS[at + 6], KEYS[at + 7]}
   local A = specs[i]
   local b = tonumber(A[2])
   results[i] = apply(K, brands[b], ARGV[first_arg + 2 * i - 1], A, ARGV[3 + b], history_max, outbox_max, counts)

@@ -346,22 +346,31 @@ class SlaTracker:
             out[i] = timer
         return out
 
-    def on_decided(self, items: Iterable[tuple[Decision, InboundEvent]], now: datetime) -> int:
+    def on_decided(
+        self,
+        items: Iterable[tuple[Decision, InboundEvent]],
+        now: datetime,
+        open_timers: Mapping[tuple[str, str], list[str]] | None = None,
+    ) -> int:
         """After a batch is persisted: tell open timers of the same conversations that the customer
         wrote again, then start the timers of the escalations (one transaction for the batch).
+        ``open_timers``: (brand, message id) -> its conversation's open timers, as ``Store.persist``
+        read them while writing the decisions (absent: none); without it they are read here.
         Returns how many timers started."""
         items = list(items)
-        pipe = self.client.pipeline(transaction=False)
-        for _, event in items:
-            pipe.smembers(self.keys.sla_open(event.brand, event.conversation_id))
-        try:
-            open_sets = pipe.execute()
-        except redis.RedisError as exc:
-            raise StoreError(f"Redis failed while reading open SLA timers: {exc}") from exc
+        if open_timers is None:
+            pipe = self.client.pipeline(transaction=False)
+            for _, event in items:
+                pipe.smembers(self.keys.sla_open(event.brand, event.conversation_id))
+            try:
+                open_sets = [[raw.decode() for raw in members] for members in pipe.execute()]
+            except redis.RedisError as exc:
+                raise StoreError(f"Redis failed while reading open SLA timers: {exc}") from exc
+        else:
+            open_sets = [open_timers.get((event.brand, event.id), []) for _, event in items]
         for (_, event), members in zip(items, open_sets, strict=True):
             at = min(event.created_at, now)
-            for raw in members:
-                other = raw.decode()
+            for other in members:
                 if other != event.id:
                     self.customer_wrote(event.brand, other, at)
         started = self.start_many([(decision, event) for decision, event in items], now)

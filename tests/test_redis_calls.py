@@ -1,0 +1,140 @@
+"""How the worker talks to Redis on the hot path: each persist chunk is one EVALSHA (no SCRIPT EXISTS
+round trip), the script is loaded again after NOSCRIPT (SCRIPT FLUSH, a restarted Redis), the
+conversation's open SLA timers come back with the persist reply, and a decision the script refuses
+leaves nothing behind. Counted on a private redis-server with MONITOR."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import redis
+
+from tests.conftest import make_event
+from tests.faults import RedisServer
+from worker import defaults
+from worker.models import parse_event
+from worker.pipeline import Pipeline
+from worker.sla.tracker import SlaTracker
+from worker.store import Store
+
+
+def _decided(store: Store, pipeline: Pipeline, raws: list[dict]) -> list[tuple]:
+    """(decision, event, opt-out op, away sent) of ``raws``, decided on a fresh context read."""
+    events = [parse_event(r) for r in raws]
+    _, contexts = store.contexts(events)
+    outcomes, errors = pipeline.decide(events, pipeline.classify(events), contexts, now=datetime.now(timezone.utc))
+    assert not errors
+    return [(o.decision, e, o.optout_op, o.away_sent) for o, e in zip(outcomes, events, strict=True)]
+
+
+def test_persist_loads_the_script_again_after_a_flush_and_a_restart(brands, tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        client = redis.Redis.from_url(server.url)
+        store, pipeline = Store(client, "rg"), Pipeline(brands)
+        first = _decided(store, pipeline, [make_event(id=f"f{i}", conversation_id=f"c-f{i}") for i in range(40)])
+        assert store.persist(first) == [1] * 40  # the script was never loaded: NOSCRIPT, loaded, run
+        client.script_flush()
+        second = _decided(store, pipeline, [make_event(id=f"s{i}", conversation_id=f"c-s{i}") for i in range(3)])
+        assert store.persist(second) == [1, 1, 1]
+        assert store.persist(first) == [0] * 40  # already decided: nothing written twice
+        server.kill()
+        server.start()  # the append-only file brings the data back, not the script cache
+        client = redis.Redis.from_url(server.url)
+        store = Store(client, "rg")
+        assert not client.script_exists(store._apply_many.sha)[0]
+        assert store.persist(second) == [0, 0, 0]
+        third = _decided(store, pipeline, [make_event(id="t0", conversation_id="c-t0")])
+        assert store.persist(third) == [1]
+        assert store.stats("demo-shop")["decisions"] == 44  # each decision counted once
+    finally:
+        server.stop()
+
+
+def test_a_batch_is_persisted_with_one_evalsha_per_chunk_and_nothing_else(brands, tmp_path: Path) -> None:
+    """MONITOR on a private server: the batch's persist sends only its chunks' EVALSHA (no SCRIPT EXISTS,
+    no SCRIPT LOAD once loaded), and the SLA step after it reads no open-timer set of its own."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        client = redis.Redis.from_url(server.url)
+        store, pipeline = Store(client, "rg"), Pipeline(brands)
+        tracker = SlaTracker(store, {b: brand.policy for b, brand in brands.items()})
+        text = "I want to speak to a human, this is urgent"
+        warm = pipeline.process([make_event(id="warm", conversation_id="c-warm", text=text)], store, sla=tracker)
+        assert warm.sla_started == 1  # every script the batch calls is loaded now
+        n = defaults.PERSIST_CHUNK + 5
+        raws = [make_event(id=f"m{i}", conversation_id=f"c-m{i}", text=text) for i in range(n)]
+        seen: list[dict] = []
+        ready = threading.Event()
+
+        def watch() -> None:
+            with redis.Redis.from_url(server.url).monitor() as monitor:
+                ready.set()
+                for command in monitor.listen():
+                    if command["command"].startswith("ECHO end-of-test"):
+                        return
+                    seen.append(command)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        assert ready.wait(5)
+        client.echo("start")
+        report = pipeline.process(raws, store, sla=tracker)
+        client.echo("end-of-test")
+        watcher.join(10)
+        assert len(report.decided) == n and report.sla_started > 0
+        ours = [c["command"].split()[0].upper() for c in seen if c.get("client_type") != "lua"]
+        evalshas = [c for c in seen if c.get("client_type") != "lua" and c["command"].startswith("EVALSHA")]
+        persisted = [c for c in evalshas if c["command"].split()[1] == store._apply_many.sha]
+        assert len(persisted) == -(-n // defaults.PERSIST_CHUNK)  # one call a chunk
+        assert "SCRIPT" not in ours and "SMEMBERS" not in ours, [
+            c["command"][:80] for c in seen if c.get("client_type") != "lua"
+        ]
+        assert [c for c in seen if c.get("client_type") == "lua" and c["command"].startswith("SMEMBERS")]
+    finally:
+        server.stop()
+
+
+def test_open_timers_come_back_with_the_persist_reply(client, brands) -> None:
+    """A later message of a conversation with an open SLA timer: the persist reply names the timer (as
+    SMEMBERS of the open set would), and nothing for a conversation without one."""
+    store, pipeline = Store(client), Pipeline(brands)
+    tracker = SlaTracker(store, {b: brand.policy for b, brand in brands.items()})
+    created = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=5)
+    vip = make_event(
+        id="o-1",
+        conversation_id="c-open",
+        created_at=created.isoformat(),
+        author={"id": "u-o", "tags": ["vip"]},
+        text="Hi, my order KM-555777 hasn't arrived yet",
+    )
+    assert pipeline.process([vip], store, sla=tracker).sla_started == 1
+    assert client.smembers(store.keys.sla_open("demo-shop", "c-open")) == {b"o-1"}
+    later = make_event(id="o-2", conversation_id="c-open", author={"id": "u-o", "tags": ["vip"]}, text="any news?")
+    alone = make_event(id="o-3", conversation_id="c-alone", author={"id": "u-x"}, text="thanks")
+    found: dict[tuple[str, str], list[str]] = {}
+    assert store.persist(_decided(store, pipeline, [later, alone]), open_timers=found) == [1, 1]
+    assert found == {("demo-shop", "o-2"): ["o-1"]}
+    again: dict[tuple[str, str], list[str]] = {}
+    assert store.persist(_decided(store, pipeline, [later]), open_timers=again) == [0]
+    assert again == {}  # not written: nothing read
+
+
+def test_a_refused_decision_leaves_nothing_behind(client, brands) -> None:
+    """The first decision's key is written first (SET NX) and taken back when the context changed (-1) or
+    an earlier message is not decided yet (-2): no key, no index, no outbox entry, no counter."""
+    store, pipeline = Store(client), Pipeline(brands)
+    stale = _decided(store, pipeline, [make_event(id="r-1", conversation_id="c-r")])  # first contact
+    pipeline.process([make_event(id="r-0", conversation_id="c-r")], store)  # the conversation is no longer new
+    before = {key: client.type(key) for key in client.keys("*")}
+    stats, outbox = store.stats("demo-shop"), client.xlen(store.keys.outbox("demo-shop"))
+    assert store.persist(stale) == [-1]
+    gap = _decided(store, pipeline, [make_event(id="r-5", conversation_id="c-gap")])
+    assert store.persist(gap, [2], "rg-test-queue") == [-2]  # message 1 of c-gap is not decided
+    assert {key: client.type(key) for key in client.keys("*")} == before
+    assert store.stats("demo-shop") == stats
+    assert client.xlen(store.keys.outbox("demo-shop")) == outbox
+    assert client.zcard(store.keys.decisions("demo-shop")) == 1  # r-0 only
+    assert not client.exists(store.keys.decision("demo-shop", "r-1"), store.keys.decision("demo-shop", "r-5"))
