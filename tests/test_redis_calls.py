@@ -138,3 +138,65 @@ def test_a_refused_decision_leaves_nothing_behind(client, brands) -> None:
     assert client.xlen(store.keys.outbox("demo-shop")) == outbox
     assert client.zcard(store.keys.decisions("demo-shop")) == 1  # r-0 only
     assert not client.exists(store.keys.decision("demo-shop", "r-1"), store.keys.decision("demo-shop", "r-5"))
+
+
+def test_the_sweeps_after_a_batch_read_everything_in_one_round_trip(brands, tmp_path: Path) -> None:
+    """worker.jobs.after_batch: finish_overdue's and fire_due's reads and the check that the earliest
+    step's sweep job is scheduled are one EVALSHA (MONITOR), read the same as the separate commands, and a
+    lost sweep job is still scheduled again."""
+    from rq.job import Job
+
+    from worker import jobs
+    from worker.settings import Settings
+
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        client = redis.Redis.from_url(server.url)
+        settings = Settings(redis_url=server.url)
+        store, pipeline = Store(client, settings.key_prefix), Pipeline(brands)
+        sla = jobs.sla_tracker(client, pipeline, settings)
+        text, created = "I want to speak to a human, this is urgent", datetime.now(timezone.utc).isoformat()
+        raws = [make_event(id=f"w{i}", conversation_id=f"c-w{i}", text=text, created_at=created) for i in range(3)]
+        report = pipeline.process(raws, store, sla=sla)
+        assert report.sla_started == 3
+        assert jobs.after_batch(store, sla) == ([], [])  # loads the script
+        now = datetime.now(timezone.utc)
+        for later in (now, now + timedelta(days=3)):  # nothing due; everything due
+            read = sla.read_after_batch(later, 100)
+            assert read.overdue == client.zrangebyscore(store.keys.llm_pending, "-inf", int(later.timestamp() * 1000))
+            assert read.due == client.zrangebyscore(store.keys.sla_due, "-inf", int(later.timestamp() * 1000))
+            assert read.earliest == client.zrange(store.keys.sla_due, 0, 0, withscores=True)
+            at = datetime.fromtimestamp(max(read.earliest[0][1], later.timestamp() * 1000) / 1000, tz=timezone.utc)
+            assert read.checked == (sla._sweep_job(at)[0], sla._scheduled(at))
+        assert len(sla.read_after_batch(now + timedelta(days=3), 100).due) == 3
+
+        seen: list[dict] = []
+        ready = threading.Event()
+
+        def watch() -> None:
+            with redis.Redis.from_url(server.url).monitor() as monitor:
+                ready.set()
+                for command in monitor.listen():
+                    if command["command"].startswith("ECHO end-of-test"):
+                        return
+                    seen.append(command)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        assert ready.wait(5)
+        client.echo("start")
+        assert jobs.after_batch(store, sla) == ([], [])
+        client.echo("end-of-test")
+        watcher.join(10)
+        ours = [c["command"].split()[0].upper() for c in seen if c.get("client_type") != "lua"]
+        assert ours == ["ECHO", "EVALSHA"], ours
+
+        earliest = client.zrange(store.keys.sla_due, 0, 0, withscores=True)
+        at = datetime.fromtimestamp(max(earliest[0][1], now.timestamp() * 1000) / 1000, tz=timezone.utc)
+        second, job_id = sla._sweep_job(at)
+        client.delete(Job.key_for(job_id))  # the sweep job was lost
+        assert not sla._scheduled(at)
+        jobs.after_batch(store, sla)
+        assert sla._scheduled(at)  # scheduled again
+    finally:
+        server.stop()

@@ -187,10 +187,19 @@ def test_no_python_code_writes_a_decisions_effects():
     # delivery_begin.lua writes only an outbound action's idempotency record ({p}:delivery:…), no decision effect;
     # order.lua only a conversation's order hash and the parked index (and queues a parked job);
     # sla_start.lua only SLA timers, their indexes and events
-    # context.lua only reads
-    assert lua == ["apply_decision.lua", "context.lua", "delivery_begin.lua", "order.lua", "sla_start.lua"]
+    # context.lua and after_batch.lua only read
+    assert lua == [
+        "after_batch.lua",
+        "apply_decision.lua",
+        "context.lua",
+        "delivery_begin.lua",
+        "order.lua",
+        "sla_start.lua",
+    ]
     context_lua = (ROOT / "worker" / "lua" / "context.lua").read_text()
     assert set(re.findall(r"redis\.call\('(\w+)'", context_lua)) == {"EXISTS", "SISMEMBER", "HMGET"}
+    after_batch_lua = (ROOT / "worker" / "lua" / "after_batch.lua").read_text()
+    assert set(re.findall(r"redis\.call\('(\w+)'", after_batch_lua)) == {"ZRANGEBYSCORE", "ZRANGE", "EXISTS", "ZSCORE"}
     order_lua = (ROOT / "worker" / "lua" / "order.lua").read_text()
     assert "KEYS[4]" not in order_lua and not re.search(r"'(SET|SADD|XADD|RPUSH|HINCRBYFLOAT)'", order_lua)
     sla_lua = (ROOT / "worker" / "lua" / "sla_start.lua").read_text()

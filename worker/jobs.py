@@ -89,8 +89,7 @@ def process_batch(messages: list[Any], enqueued_at: float | None = None) -> dict
             report = pipeline.process(
                 messages, store, job_id=job.id, enqueued_at=enqueued_at, schedule_llm=schedule, sla=sla, order=order
             )
-            report.swept = finish_overdue(store, sla)
-            report.sla_fired = sla.fire_due()
+            report.swept, report.sla_fired = after_batch(store, sla)
             break
         except StoreError as exc:
             # Redis went away mid-batch: wait for it, then decide the batch again from the start
@@ -119,8 +118,22 @@ def sla_tracker(connection: Any, pipeline: Pipeline, settings: Settings) -> SlaT
     )
 
 
-def finish_overdue(store: Store, sla: SlaTracker | None = None, limit: int = 100) -> list[str]:
-    """Finalise decisions whose LLM deadline passed with their plain outcome.
+def after_batch(store: Store, sla: SlaTracker, limit: int = 100) -> tuple[list[str], list[str]]:
+    """The sweeps after a batch: :func:`finish_overdue`, then ``sla.fire_due()``, their reads in one
+    script call (lua/after_batch.lua). When an overdue decision was finalised (its SLA timer may have
+    started), the due steps are read again. Returns (finalised, fired)."""
+    now = datetime.now(timezone.utc)
+    read = sla.read_after_batch(now, limit)
+    overdue = [(b, m) for b, _, m in (member.decode().partition("/") for member in read.overdue)]
+    swept = finish_overdue(store, sla, limit, overdue=overdue)
+    return swept, sla.fire_due() if overdue else sla.fire_due(now, read=read)
+
+
+def finish_overdue(
+    store: Store, sla: SlaTracker | None = None, limit: int = 100, *, overdue: list[tuple[str, str]] | None = None
+) -> list[str]:
+    """Finalise decisions whose LLM deadline passed with their plain outcome (``overdue``: (brand,
+    message id) of those, as just read; else read here).
 
     The scheduled deadline job normally does this; the sweep (run after every batch) covers a
     deadline or LLM job that was lost, e.g. when a worker died between saving a decision and
@@ -129,7 +142,9 @@ def finish_overdue(store: Store, sla: SlaTracker | None = None, limit: int = 100
     from worker.drafting import at_deadline
 
     done = []
-    for brand, message_id in store.overdue(datetime.now(timezone.utc), limit):
+    if overdue is None:
+        overdue = store.overdue(datetime.now(timezone.utc), limit)
+    for brand, message_id in overdue:
         policy = sla.policies.get(brand) if sla is not None else None
         final = store.finalize(brand, message_id, at_deadline, policy)
         if final is not None:

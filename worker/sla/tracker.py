@@ -72,6 +72,11 @@ def _start_script() -> str:
     return resources.files("worker").joinpath("lua/sla_start.lua").read_text()
 
 
+@functools.cache
+def _after_batch_script() -> str:
+    return resources.files("worker").joinpath("lua/after_batch.lua").read_text()
+
+
 @dataclass(frozen=True)
 class _Start:
     """A timer to start: the escalated decision, its event, the SLA rule that matched and its calendar."""
@@ -112,6 +117,18 @@ def overall_state(clocks: list[dict[str, Any]]) -> str | None:
     return min(states, key=STATE_ORDER.index) if states else None
 
 
+@dataclass(frozen=True)
+class AfterBatch:
+    """What lua/after_batch.lua read: overdue LLM tasks ('<brand>/<message id>'), due SLA steps (the
+    same), the earliest pending step [(member, score)] or [], and (the second of max(earliest, now),
+    whether its sweep job is scheduled) or None."""
+
+    overdue: list[bytes]
+    due: list[bytes]
+    earliest: list[tuple[bytes, float]]
+    checked: tuple[int, bool] | None
+
+
 class SlaTracker:
     """SLA timers of the brands in ``policies`` (brand -> Policy)."""
 
@@ -122,6 +139,7 @@ class SlaTracker:
         self.policies = policies
         self.queue = schedule_queue  # an rq.Queue: steps are scheduled on it with RQ's scheduler
         self._start_script = self.client.register_script(_start_script())
+        self._after_batch_script = self.client.register_script(_after_batch_script())
         self._calendars: dict[str, Any] = {}
 
     # -- helpers ------------------------------------------------------------------------------
@@ -516,34 +534,63 @@ class SlaTracker:
     def _count(self, pipe: Any, brand: str, field: str) -> None:
         pipe.hincrby(self.keys.stats(brand), field, 1)
 
-    def fire_due(self, now: datetime | None = None, limit: int = defaults.SLA_SWEEP_BATCH) -> list[str]:
-        """Step every timer whose next step is due. Safe to run anywhere, any number of times at once."""
-        now = now or datetime.now(timezone.utc)
-        try:  # the due steps and the earliest pending one in one round trip
-            with self.client.pipeline(transaction=False) as pipe:
-                pipe.zrangebyscore(self.keys.sla_due, "-inf", _ms(now), start=0, num=limit)
-                pipe.zrange(self.keys.sla_due, 0, 0, withscores=True)
-                members, earliest = pipe.execute()
+    def read_after_batch(self, now: datetime, overdue_limit: int, limit: int = defaults.SLA_SWEEP_BATCH) -> AfterBatch:
+        """What the sweeps after a batch read (lua/after_batch.lua, one round trip): the LLM tasks past
+        their deadline, the due steps, the earliest pending one and whether its sweep job is scheduled."""
+        registry = self.queue.scheduled_job_registry.key if self.queue is not None else ""
+        try:
+            overdue, members, earliest, second, scheduled = self._after_batch_script(
+                keys=[self.keys.llm_pending, self.keys.sla_due, registry],
+                args=[_ms(now), overdue_limit, limit, self.keys.prefix, Job.key_for("")],
+            )
         except redis.RedisError as exc:
-            raise StoreError(f"Redis failed while reading due SLA timers: {exc}") from exc
+            raise StoreError(f"Redis failed while reading due SLA timers and LLM tasks: {exc}") from exc
+        pending = [(earliest[0], float(earliest[1]))] if earliest else []
+        checked = (int(second), bool(scheduled)) if second else None
+        return AfterBatch(overdue, members, pending, checked)
+
+    def fire_due(
+        self, now: datetime | None = None, limit: int = defaults.SLA_SWEEP_BATCH, *, read: AfterBatch | None = None
+    ) -> list[str]:
+        """Step every timer whose next step is due. Safe to run anywhere, any number of times at once.
+        ``read``: the due steps as :meth:`read_after_batch` read them at ``now`` (else read here)."""
+        now = now or datetime.now(timezone.utc)
+        checked = None
+        if read is not None:
+            members, earliest, checked = read.due, read.earliest, read.checked
+        else:
+            try:  # the due steps and the earliest pending one in one round trip
+                with self.client.pipeline(transaction=False) as pipe:
+                    pipe.zrangebyscore(self.keys.sla_due, "-inf", _ms(now), start=0, num=limit)
+                    pipe.zrange(self.keys.sla_due, 0, 0, withscores=True)
+                    members, earliest = pipe.execute()
+            except redis.RedisError as exc:
+                raise StoreError(f"Redis failed while reading due SLA timers: {exc}") from exc
         fired = []
         for raw in members:
             brand, _, message_id = raw.decode().partition("/")
             for what in self.step(brand, message_id, now):
                 fired.append(f"{brand}/{message_id}:{what}")
         # nothing stepped: the earliest pending step read above is still the earliest
-        self.reschedule_next(now, None if members else earliest)
+        self.reschedule_next(now, None if members else earliest, None if members else checked)
         return fired
 
-    def reschedule_next(self, now: datetime, earliest: list[tuple[bytes, float]] | None = None) -> None:
+    def reschedule_next(
+        self, now: datetime, earliest: list[tuple[bytes, float]] | None = None, checked: tuple[int, bool] | None = None
+    ) -> None:
         """Make sure an RQ job is scheduled for the earliest pending step (self-healing).
-        ``earliest``: the due index's first member with its score, if just read."""
+        ``earliest``: the due index's first member with its score, if just read; ``checked``: (a second,
+        whether its sweep job is scheduled), as lua/after_batch.lua read it with ``earliest``."""
         if self.queue is None:
             return
         nxt = earliest if earliest is not None else self.client.zrange(self.keys.sla_due, 0, 0, withscores=True)
         if nxt:
             at = datetime.fromtimestamp(max(nxt[0][1], _ms(now)) / 1000, tz=timezone.utc)
-            if self._scheduled(at):  # the usual case after a batch: skip rebuilding the same RQ job
+            if checked is not None and checked[0] == self._sweep_job(at)[0]:
+                scheduled = checked[1]  # read with the earliest step: no second round trip
+            else:
+                scheduled = self._scheduled(at)
+            if scheduled:  # the usual case after a batch: skip rebuilding the same RQ job
                 return
             with self.client.pipeline(transaction=True) as pipe:
                 self._schedule(pipe, at)
