@@ -88,19 +88,32 @@ def _call(store: Store, brands, raws):
     return store._apply_call(entries)
 
 
+def _with(args: list, at: int, value: object) -> list:
+    return [*args[:at], value, *args[at + 1 :]]
+
+
 def test_a_bad_spec_is_refused_before_anything_is_written(client, settings, brands):
     store = Store(client, settings.key_prefix)
     keys, args = _call(store, brands, [make_event(id="x1"), make_event(id="x2", conversation_id="c-x2")])
-    broken = [*args[:-1], json.dumps(["", "1", "x2"])]  # the second decision's spec is short
+    # the second decision's spec: after the first decision's JSON, spec and entries, and its own JSON
+    first = json.loads(args[5])
+    at = 5 + int(first[5]) + int(first[8]) + 2
+    spec = json.loads(args[at])
+    assert spec[2] == "x2" and len(args) == at + 1 + int(spec[5]) + int(spec[8])
+    broken = _with(args, at, json.dumps(["", "1", "x2"]))  # the second decision's spec is short
     with pytest.raises(redis.ResponseError, match=r"apply_decision: decision 2: the spec must be a JSON array of 23"):
         store._apply(keys=keys, args=broken)
-    not_json = [*args[:-1], "{not json"]
     with pytest.raises(redis.ResponseError, match="apply_decision: decision 2"):
-        store._apply(keys=keys, args=not_json)
-    unknown_brand = json.loads(args[-1])
-    unknown_brand[1] = "7"
+        store._apply(keys=keys, args=_with(args, at, "{not json"))
+    unknown_brand = [*spec[:1], "7", *spec[2:]]
     with pytest.raises(redis.ResponseError, match="naming one of the 1 brands"):
-        store._apply(keys=keys, args=[*args[:-1], json.dumps(unknown_brand)])
+        store._apply(keys=keys, args=_with(args, at, json.dumps(unknown_brand)))
+    too_many = [*spec[:8], int(spec[8]) + 1, *spec[9:]]  # one history entry more than there are arguments
+    with pytest.raises(redis.ResponseError, match="decision 2: its spec names more outbox and history entries"):
+        store._apply(keys=keys, args=_with(args, at, json.dumps(too_many)))
+    too_few = [*spec[:8], int(spec[8]) - 1, *spec[9:]]  # an argument left over
+    with pytest.raises(redis.ResponseError, match="per decision ARGV and its entries"):
+        store._apply(keys=keys, args=_with(args, at, json.dumps(too_few)))
     assert client.dbsize() == 0  # the first decision was not written either
 
 
@@ -109,7 +122,7 @@ def test_a_call_with_the_wrong_number_of_keys_or_arguments_is_refused(client, se
     keys, args = _call(store, brands, [make_event(id="y1")])
     with pytest.raises(redis.ResponseError, match=r"apply_decision: 4 \+ 4 per brand \+ 7 per decision KEYS"):
         store._apply(keys=keys[:-1], args=args)
-    with pytest.raises(redis.ResponseError, match="got 11 KEYS, 7 ARGV"):
+    with pytest.raises(redis.ResponseError, match=f"got 11 KEYS, {len(args) + 1} ARGV"):
         store._apply(keys=keys[:-4], args=[*args, "extra"])
     with pytest.raises(redis.ResponseError, match="ARGV 1-3 must be"):
         store._apply(keys=keys, args=["x", *args[1:]])

@@ -409,12 +409,14 @@ def review_score(priority: str, created_at: datetime) -> float:
 
 @dataclass
 class _Entry:
-    """One decision of an apply_decision.lua call: its brand, its own 7 keys, its JSON and its spec."""
+    """One decision of an apply_decision.lua call: its brand, its own 7 keys, its JSON, its spec and
+    its outbox payloads then history entries (the spec has their numbers)."""
 
     brand: str
     keys: list[str]
     json: str | bytes  # as stored
     spec: list[Any]
+    entries: list[bytes]
 
 
 @dataclass
@@ -618,7 +620,7 @@ class Store:
         for entry in entries:
             keys += entry.keys
             entry.spec[1] = str(brands[entry.brand])
-            args += [entry.json, to_json(entry.spec)]  # cjson reads UTF-8 as is
+            args += [entry.json, to_json(entry.spec), *entry.entries]  # cjson reads UTF-8 as is
         return keys, args
 
     def _entry(
@@ -650,13 +652,13 @@ class Store:
         """
         b, mid, conv = event.brand, event.id, event.conversation_id
         history_ttl, decision_ttl, person_ttl = self._entry_ttls(b)
-        history: list[str] = []
+        history: list[bytes] = []  # entry_json as bytes (arguments of their own)
         counters: dict[str, int] = {}
         floats: dict[str, float] = {}
         created_ms = str(_ms(event.created_at))
         if first:
             history.append(
-                entry_json(
+                to_json(
                     {
                         "role": "customer",
                         "message_id": mid,
@@ -666,16 +668,16 @@ class Store:
                 )
             )
             counters["decisions"] = 1
-        outbox: list[str] = []
+        outbox: list[bytes] = []
         score = ""
         if decision.pending:
             counters[f"llm:{decision.llm.task}:pending"] = 1  # type: ignore[union-attr]
         else:
             if Action.HIDE in decision.actions:
-                outbox.append(entry_json(outbox_payload(event, "hide")))
+                outbox.append(to_json(outbox_payload(event, "hide")))
             if Action.AUTO_REPLY in decision.actions and decision.reply:
                 outbox.append(
-                    entry_json(
+                    to_json(
                         outbox_payload(
                             event,
                             "reply",
@@ -686,7 +688,7 @@ class Store:
                     )
                 )
                 history.append(
-                    entry_json(
+                    to_json(
                         {
                             "role": "brand",
                             "message_id": mid,
@@ -697,7 +699,7 @@ class Store:
                 )
             # every final decision, for outbound connectors (CRM webhooks, Chatwoot hand-off)
             outbox.append(
-                entry_json(
+                to_json(
                     outbox_payload(event, "decision", actions=[a.value for a in decision.actions], rule=decision.rule)
                 )
             )
@@ -727,10 +729,10 @@ class Store:
             mid,
             str(_ms(decision.decided_at)),
             score,
-            outbox,
+            len(outbox),
             (optout_op or "") if first else "",
             event.author.id,
-            history,
+            len(history),
             history_ttl,
             created_ms if first and away_sent else "",
             {name: str(n) for name, n in counters.items()},
@@ -744,7 +746,8 @@ class Store:
             decision_ttl,  # personal data
             person_ttl,
         ]
-        return _Entry(b, self._decision_keys(b, mid, conv, event.author.id, open_timers), decision.json_bytes(), spec)
+        keys = self._decision_keys(b, mid, conv, event.author.id, open_timers)
+        return _Entry(b, keys, decision.json_bytes(), spec, [*outbox, *history])
 
     def queue_amendment(
         self, pipe: Any, decision: Decision, *, review: str = "", counters: dict[str, int] | None = None
@@ -770,10 +773,10 @@ class Store:
             mid,
             "",
             score,
-            [],
+            0,
             "",
             decision.author_id,
-            [],
+            0,
             str(defaults.CONVERSATION_TTL_SECONDS),
             "",
             {name: str(n) for name, n in (counters or {}).items()},
@@ -789,7 +792,7 @@ class Store:
             "",  # 22-23 and the person index are not used in amend mode
             "",
         ]
-        entry = _Entry(b, self._decision_keys(b, mid, conv, decision.author_id), decision.to_json(), spec)
+        entry = _Entry(b, self._decision_keys(b, mid, conv, decision.author_id), decision.to_json(), spec, [])
         keys, args = self._apply_call([entry])
         self._apply(keys=keys, args=args, client=pipe)
 

@@ -5,7 +5,8 @@
 -- One call applies one or more decisions, in order, each exactly as if it were applied by a
 -- call of its own (a later one sees what an earlier one wrote). The keys shared by the
 -- decisions of a call are passed once: the global ones, then 4 per brand, then 6 per decision.
--- Each decision is two arguments: its JSON as stored, and its spec (one JSON array, below).
+-- Each decision is its JSON as stored, its spec (one JSON array, below), then its outbox payloads
+-- and its history entries as arguments of their own (not inside the spec: no JSON escaping twice).
 -- The stats counters of the whole call are added at its end, one HINCRBY per distinct field
 -- (nothing can read them in between: a script runs alone).
 --
@@ -20,12 +21,13 @@
 --            7 the conversation's open SLA timers (set, read only; '' = not read)
 -- ARGV  1 B (brands in this call)  2 history max length  3 outbox max length
 --       4 .. 3+B the brands' names
---       then per decision i: 3+B+2i-1 the decision JSON, 3+B+2i its spec:
+--       then per decision, in order: the decision JSON, its spec, its spec[6] outbox payloads,
+--       its spec[9] history entries:
 -- spec  1 condition ('' first decision | SHA-1 of the expected stored decision | 'amend')
 --       2 brand number (1..B)           3 message id            4 decided_at ms
 --       5 review score ('' = not escalated)
---       6 outbox payloads (array of strings)   7 opt-out op ('add' | 'remove' | '')
---       8 author id                     9 history entries (array of strings)
+--       6 how many outbox payloads follow   7 opt-out op ('add' | 'remove' | '')
+--       8 author id                     9 how many history entries follow them
 --      10 conversation ttl (s)         11 away_sent_at ms ('' = unchanged)
 --      12 integer counters (object: field -> amount as a string)
 --      13 float counters (object: field -> amount as a string)
@@ -137,16 +139,16 @@ local function apply(K, B, json, A, brand, history_max, outbox_max, counts)
       redis.call('ZADD', REVIEW, A[5], member)
     end
   end
-  for _, payload in ipairs(A[6]) do
-    redis.call('XADD', B[2], 'MAXLEN', '~', outbox_max, '*', 'message_id', mid, 'payload', payload)
+  for j = A[6][1], A[6][2] do
+    redis.call('XADD', B[2], 'MAXLEN', '~', outbox_max, '*', 'message_id', mid, 'payload', ARGV[j])
   end
   if A[7] == 'add' then
     redis.call('SADD', B[3], A[8])
   elseif A[7] == 'remove' then
     redis.call('SREM', B[3], A[8])
   end
-  if #A[9] > 0 then
-    if redis.call('RPUSH', K[3], unpack(A[9])) > history_max then
+  if A[9][2] >= A[9][1] then
+    if redis.call('RPUSH', K[3], unpack(ARGV, A[9][1], A[9][2])) > history_max then
       redis.call('LTRIM', K[3], -history_max, -1)
     end
     redis.call('EXPIRE', K[3], A[10])
@@ -220,35 +222,50 @@ if not nbrands or nbrands < 1 or not history_max or not tonumber(outbox_max) the
   return fail('ARGV 1-3 must be the number of brands, the history and the outbox lengths')
 end
 local first_key, first_arg = NGLOBAL + NBRAND * nbrands, 3 + nbrands
-local n = (#ARGV - first_arg) / 2
-if n < 1 or n ~= math.floor(n) or #KEYS ~= first_key + NDECISION * n then
+local n = (#KEYS - first_key) / NDECISION
+local function counts_fail()
   return fail(NGLOBAL .. ' + ' .. NBRAND .. ' per brand + ' .. NDECISION .. ' per decision KEYS, and '
-    .. '3 + 1 per brand + 2 per decision ARGV (got ' .. #KEYS .. ' KEYS, ' .. #ARGV .. ' ARGV, '
+    .. '3 + 1 per brand + 2 per decision ARGV and its entries (got ' .. #KEYS .. ' KEYS, ' .. #ARGV .. ' ARGV, '
     .. nbrands .. ' brands)')
+end
+if n < 1 or n ~= math.floor(n) then
+  return counts_fail()
 end
 local brands = {}
 for b = 1, nbrands do
   brands[b] = {KEYS[NGLOBAL + NBRAND * (b - 1) + 1], KEYS[NGLOBAL + NBRAND * (b - 1) + 2],
     KEYS[NGLOBAL + NBRAND * (b - 1) + 3], KEYS[NGLOBAL + NBRAND * (b - 1) + 4]}
 end
-local specs = {}
+local specs, jsons = {}, {}
+local at = first_arg -- the argument before the next decision's
 for i = 1, n do -- every spec is checked before anything is written
-  local ok, A = pcall(cjson.decode, ARGV[first_arg + 2 * i])
+  local ok, A = pcall(cjson.decode, ARGV[at + 2] or '')
   if not ok or type(A) ~= 'table' or #A ~= SPEC or not brands[tonumber(A[2])]
-      or type(A[6]) ~= 'table' or type(A[9]) ~= 'table' or type(A[12]) ~= 'table' or type(A[13]) ~= 'table' then
+      or type(A[12]) ~= 'table' or type(A[13]) ~= 'table' then
     return fail('decision ' .. i .. ': the spec must be a JSON array of ' .. SPEC
       .. ' fields naming one of the ' .. nbrands .. ' brands')
   end
+  local nout, nhistory = tonumber(A[6]), tonumber(A[9])
+  if not nout or not nhistory or nout < 0 or nhistory < 0 or at + 2 + nout + nhistory > #ARGV then
+    return fail('decision ' .. i .. ': its spec names more outbox and history entries than there are ARGV')
+  end
+  jsons[i] = ARGV[at + 1]
+  A[6] = {at + 3, at + 2 + nout} -- where its entries are in ARGV
+  A[9] = {at + 3 + nout, at + 2 + nout + nhistory}
   specs[i] = A
+  at = at + 2 + nout + nhistory
+end
+if at ~= #ARGV then
+  return counts_fail()
 end
 local counts = {} -- stats key -> field -> amount, added once at the end
 local results = {}
 for i = 1, n do
-  local at = first_key + NDECISION * (i - 1)
-  local K = {KEYS[at + 1], KEYS[at + 2], KEYS[at + 3], KEYS[at + 4], KEYS[at + 5], KEYS[at + 6], KEYS[at + 7]}
+  local k = first_key + NDECISION * (i - 1)
+  local K = {KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5], KEYS[k + 6], KEYS[k + 7]}
   local A = specs[i]
   local b = tonumber(A[2])
-  results[i] = apply(K, brands[b], ARGV[first_arg + 2 * i - 1], A, ARGV[3 + b], history_max, outbox_max, counts)
+  results[i] = apply(K, brands[b], jsons[i], A, ARGV[3 + b], history_max, outbox_max, counts)
 end
 for key, fields in pairs(counts) do
   for field, amount in pairs(fields) do
