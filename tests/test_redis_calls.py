@@ -200,3 +200,17 @@ def test_the_sweeps_after_a_batch_read_everything_in_one_round_trip(brands, tmp_
         assert sla._scheduled(at)  # scheduled again
     finally:
         server.stop()
+
+
+def test_persist_commands_are_written_as_redis_py_writes_them() -> None:
+    """store._resp_command packs what redis-py's own pack_command packs: str (non-ASCII too), bytes
+    (above redis-py's 6,000-byte cut too), int and float; anything else is refused."""
+    import pytest
+    from redis.connection import Connection
+
+    from worker.store import _resp_command
+
+    args = ("EVALSHA", "a" * 40, 3, "rg:d:demo-shop:返品", b"\x00\r\n" * 3000, "x" * 7000, -2, 0.25, 1e16, "")
+    assert _resp_command(args) == b"".join(Connection().pack_command(*args))
+    with pytest.raises(TypeError, match="not NoneType"):
+        _resp_command(("EVALSHA", None))
