@@ -249,12 +249,20 @@ class SharedPass:
                     for term in part.vocabulary_:
                         union.setdefault(term, len(union))
                 head.keys.append(key)
+        for key, union in self.vocab.items():
+            # union ids in term order, as scikit-learn numbers a vocabulary's columns: a model's columns
+            # then come in the union's order, so one sort of the union's n-grams serves every head
+            self.vocab[key] = {term: column for column, term in enumerate(sorted(union))}
         for head in self.heads:
             if head.shared:
                 head.columns = [
                     None if key is None else self._selection(key, part)
                     for key, (_, part) in zip(head.keys, head.blocks, strict=True)
                 ]
+                if head.direct is not None:
+                    head.direct["ordered"] = all(
+                        _increasing(selection) for selection in head.columns[: len(head.direct["offsets"])]
+                    )
 
     def _lookup(self, key: tuple, doc: str) -> list[int]:
         return list(map(self.vocab[key].get, self.analysers[key](doc), repeat(-1)))
@@ -353,13 +361,23 @@ class SharedPass:
             rows = np.repeat(np.arange(len(unique), dtype=np.int64), np.diff(indptr))
             counts[key] = (rows, columns, unique)  # one entry per n-gram occurrence
         sentences = self._sentences(normalised)
+        distinct: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # see _distinct_counts
         out = []
         for head in self.heads:
             if not head.shared:
                 out.append(np.asarray(head.model.predict_proba(texts), dtype=np.float64))
                 continue
             if head.direct is not None:
-                scores = _direct_scores(head, head.direct, counts, normalised[head.norm_key])
+                analysers = head.keys[: len(head.direct["offsets"])]
+                first = counts[analysers[0]][2] if analysers[0] is not None else None
+                if head.direct["ordered"] and all(counts[key][2] == first for key in analysers if key is not None):
+                    # its analysers number the same texts alike: one sort of each one's n-grams serves every head
+                    for key in analysers:
+                        if key is not None and key not in distinct:
+                            distinct[key] = _distinct_counts(counts[key], len(self.vocab[key]))
+                    scores = _ordered_scores(head, head.direct, counts, distinct, normalised[head.norm_key])
+                else:
+                    scores = _direct_scores(head, head.direct, counts, normalised[head.norm_key])
                 sentence = sentences[head.norm_key] * np.float32(head.blocks[-1][1].weight) if head.fused else None
                 out.append(head.proba_from_scores(scores, sentence))
                 continue
@@ -486,6 +504,79 @@ def _direct_scores(head: _Head, direct: dict[str, Any], counts: dict[tuple, Any]
     else:
         csr_matvecs(n_rows, weights.shape[0], n_labels, indptr, columns, values, weights.ravel(), scores.ravel())
     return scores[[mine[doc] for doc in docs]]
+
+
+def _increasing(selection: np.ndarray | None) -> bool:
+    """A block's union column -> model column map keeps the union's order (the model's columns are its
+    terms in sorted order, as scikit-learn numbers them, and so are the union's)."""
+    if selection is None:
+        return False
+    chosen = selection[selection >= 0]
+    return bool((chosen[1:] > chosen[:-1]).all())
+
+
+def _distinct_counts(occurrences: tuple[np.ndarray, np.ndarray, dict[str, int]], width: int) -> tuple[Any, ...]:
+    """An analyser's n-gram occurrences (text, union column; ``width``: the unknown column) as each
+    text's distinct known n-grams in union column order: (their texts, union columns, sublinear tf
+    ``1 + log(count)`` in float32). One sort for every head that reads the analyser."""
+    rows, columns, unique = occurrences
+    key_type = np.int32 if (len(unique) + 1) * width < 2**31 else np.int64
+    known = columns < width
+    keys = rows[known].astype(key_type)
+    keys *= key_type(width)
+    keys += columns[known]
+    entries, found = np.unique(keys, return_counts=True)
+    texts, column = np.divmod(entries, key_type(width))
+    tf = np.log(found.astype(np.float32))
+    tf += np.float32(1.0)
+    return texts, column, tf
+
+
+def _ordered_scores(
+    head: _Head, direct: dict[str, Any], counts: dict[tuple, Any], distinct: dict[tuple, Any], docs: list[str]
+) -> np.ndarray:
+    """:func:`_direct_scores` from the analysers' distinct n-grams (:func:`_distinct_counts`) instead of a
+    sort of the head's own, for a head whose columns keep the union's order (``direct["ordered"]``).
+
+    Every text of the analyser is scored (a row's score depends on its own entries only) and the
+    head's texts are picked after. A block's entries of a text are already in the head's column
+    order, so each block's l2 norm sums the same values in the same order as the sort's, and
+    scipy's kernel, which adds to the scores it is given, run block after block adds each text's
+    products in the order of the text's row of the stacked matrix: the same floats."""
+    n_texts = 0
+    scores: np.ndarray | None = None
+    weights = direct["weights"]
+    n_labels = weights.shape[1]
+    for selection, analyser, offset in zip(head.columns, head.keys, direct["offsets"], strict=False):
+        if selection is None or analyser is None:  # every n-gram block has both
+            raise RuntimeError("n-gram block without a vocabulary selection")
+        texts, column, tf = distinct[analyser]
+        unique = counts[analyser][2]
+        if scores is None:
+            n_texts = len(unique)
+            scores = np.zeros((n_texts, n_labels), dtype=np.float32)
+        elif len(unique) != n_texts:  # the caller checks that the head's analysers number the same texts
+            raise RuntimeError("n-gram blocks of one head over different texts")
+        local = selection[column]
+        keep = local >= 0
+        rows = texts[keep]
+        index_type = np.int32 if int(offset) + len(selection) < 2**31 else np.int64
+        local = local[keep].astype(index_type, copy=False)
+        local += index_type(offset)
+        values = tf[keep]
+        values *= direct["idf"][local]
+        norms = np.sqrt(np.bincount(rows, weights=(values * values).astype(np.float64), minlength=n_texts))
+        values = (values / norms[rows]).astype(np.float32)
+        indptr = np.zeros(n_texts + 1, dtype=index_type)  # scipy's kernels take one index type
+        np.cumsum(np.bincount(rows, minlength=n_texts), out=indptr[1:])
+        if n_labels == 1:  # scipy multiplies by a one-column matrix as by a vector
+            csr_matvec(n_texts, weights.shape[0], indptr, local, values, weights.ravel(), scores.ravel())
+        else:
+            csr_matvecs(n_texts, weights.shape[0], n_labels, indptr, local, values, weights.ravel(), scores.ravel())
+    if scores is None:
+        raise RuntimeError("a head scored directly without n-gram blocks")
+    unique = counts[head.keys[0]][2]
+    return scores[[unique[doc] for doc in docs]]
 
 
 def _temperature(head: Any, scores: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from classifiers.build import ModelConfig, train
 from classifiers.datasets import Dataset, Example
 from classifiers.persistence import load_artifact
 from classifiers.registry import ModelRegistry
+from classifiers import shared_pass as shared_pass_module
 from classifiers.shared_pass import SharedPass
 from classifiers.text import normalize, normalize_all
 from worker.exceptions import ArtifactError
@@ -263,3 +264,46 @@ def test_a_words_char_ngrams_are_the_analysers() -> None:
         analyser, vocab = passes.analysers[key], passes.vocab[key]
         for word in words:
             assert passes._word_lookup(key, word) == [vocab.get(g, -1) for g in analyser(word)], word
+
+
+def _head_sort_only(passes: SharedPass) -> SharedPass:
+    for head in passes.heads:
+        if head.direct is not None:
+            head.direct["ordered"] = False
+    return passes
+
+
+@pytest.mark.parametrize("names", [("spam-default", "abuse-default", "demo-shop-intent"), ("demo-shop-intent",)])
+def test_one_sort_per_analyser_scores_as_each_heads_own_sort(names: tuple[str, ...]) -> None:
+    """The scores from one sort of each analyser's n-grams (``_ordered_scores``, the shipped models'
+    path) are bit for bit those of each head sorting its own (``_direct_scores``); a model whose
+    columns do not keep the union's order is scored by its own sort."""
+    models = [ModelRegistry().get(name) for name in names]
+    texts = _texts()
+    passes = SharedPass(models)
+    assert all(head.direct is not None and head.direct["ordered"] for head in passes.heads)
+    calls = {"ordered": 0}
+    ordered = shared_pass_module._ordered_scores
+
+    def counted(*args: object, **kwargs: object) -> np.ndarray:
+        calls["ordered"] += 1
+        return ordered(*args, **kwargs)
+
+    shared_pass_module._ordered_scores = counted
+    try:
+        fast = passes.predict_proba(texts)
+        again = passes.predict_proba(texts[7:120])  # another batch: other rows, word cache warm
+    finally:
+        shared_pass_module._ordered_scores = ordered
+    assert calls["ordered"] == 2 * len(models)
+    slow = _head_sort_only(SharedPass(models)).predict_proba(texts)
+    for a, b, c in zip(fast, slow, again, strict=True):
+        assert np.array_equal(a, b)
+        assert np.array_equal(c, b[7:120])
+    for head in passes.heads:
+        first = next(s for s in head.columns if s is not None)
+        assert shared_pass_module._increasing(first)
+        shuffled = first.copy()
+        chosen = np.flatnonzero(shuffled >= 0)
+        shuffled[chosen[:2]] = shuffled[chosen[:2]][::-1]  # two of its columns swapped: not the union's order
+        assert not shared_pass_module._increasing(shuffled)
