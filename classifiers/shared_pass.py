@@ -370,11 +370,11 @@ class SharedPass:
             if head.direct is not None:
                 analysers = head.keys[: len(head.direct["offsets"])]
                 first = counts[analysers[0]][2] if analysers[0] is not None else None
-                if head.direct["ordered"] and all(counts[key][2] == first for key in analysers if key is not None):
+                if head.direct["ordered"] and all(counts[a][2] == first for a in analysers if a is not None):
                     # its analysers number the same texts alike: one sort of each one's n-grams serves every head
-                    for key in analysers:
-                        if key is not None and key not in distinct:
-                            distinct[key] = _distinct_counts(counts[key], len(self.vocab[key]))
+                    for analyser in analysers:
+                        if analyser is not None and analyser not in distinct:
+                            distinct[analyser] = _distinct_counts(counts[analyser], len(self.vocab[analyser]))
                     scores = _ordered_scores(head, head.direct, counts, distinct, normalised[head.norm_key])
                 else:
                     scores = _direct_scores(head, head.direct, counts, normalised[head.norm_key])
@@ -522,7 +522,7 @@ def _distinct_counts(occurrences: tuple[np.ndarray, np.ndarray, dict[str, int]],
     rows, columns, unique = occurrences
     key_type = np.int32 if (len(unique) + 1) * width < 2**31 else np.int64
     known = columns < width
-    keys = rows[known].astype(key_type)
+    keys: Any = rows[known].astype(key_type)
     keys *= key_type(width)
     keys += columns[known]
     entries, found = np.unique(keys, return_counts=True)
@@ -545,6 +545,7 @@ def _ordered_scores(
     products in the order of the text's row of the stacked matrix: the same floats."""
     n_texts = 0
     scores: np.ndarray | None = None
+    rows_of: dict[str, int] = {}  # the texts' rows (the same in every block)
     weights = direct["weights"]
     n_labels = weights.shape[1]
     for selection, analyser, offset in zip(head.columns, head.keys, direct["offsets"], strict=False):
@@ -553,7 +554,7 @@ def _ordered_scores(
         texts, column, tf = distinct[analyser]
         unique = counts[analyser][2]
         if scores is None:
-            n_texts = len(unique)
+            n_texts, rows_of = len(unique), unique
             scores = np.zeros((n_texts, n_labels), dtype=np.float32)
         elif len(unique) != n_texts:  # the caller checks that the head's analysers number the same texts
             raise RuntimeError("n-gram blocks of one head over different texts")
@@ -575,8 +576,7 @@ def _ordered_scores(
             csr_matvecs(n_texts, weights.shape[0], n_labels, indptr, local, values, weights.ravel(), scores.ravel())
     if scores is None:
         raise RuntimeError("a head scored directly without n-gram blocks")
-    unique = counts[head.keys[0]][2]
-    return scores[[unique[doc] for doc in docs]]
+    return scores[[rows_of[doc] for doc in docs]]
 
 
 def _temperature(head: Any, scores: np.ndarray) -> np.ndarray:

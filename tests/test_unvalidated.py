@@ -25,7 +25,8 @@ from worker.demo import load_sample
 from worker.exceptions import InvalidEvent
 from worker.models import Decision, DecisionContext, RuleHit, parse_event
 from worker.pipeline import Pipeline
-from worker.unvalidated import built, shallow_copy
+from worker.sla.timers import Clock, Response, SlaTimer
+from worker.unvalidated import built, shallow_copy, stamped
 
 
 def _same(a: Any, b: Any, where: str) -> None:
@@ -171,3 +172,36 @@ def test_built_refuses_unknown_and_missing_fields_and_copies_like_model_copy() -
     copied = shallow_copy(context)
     _same(copied, context.model_copy(), "context")
     assert copied is not context
+
+
+def test_stamped_is_built_with_the_changed_fields() -> None:
+    """A prototype with some fields replaced (unvalidated.stamped, the SLA timer's clocks) is what
+    built and validation make of the changed fields: same fields, fields set, JSON; defaults made by a
+    factory are not shared with the prototype; a field the prototype did not set is refused."""
+    at = datetime(2026, 11, 28, 9, 30, tzinfo=timezone.utc)
+    proto = built(SlaTimer, {**TIMER_FIELDS, "started_at": None, "clocks": {}})
+    clocks = {"resolution": Clock(target="resolution", seconds=60.0, started_at=at, due_at=at + timedelta(minutes=1))}
+    fields = {**TIMER_FIELDS, "started_at": at, "clocks": clocks}
+    made = stamped(proto, {"started_at": at, "clocks": clocks})
+    _same(made, built(SlaTimer, fields), "timer")
+    _same(made, SlaTimer(**fields), "timer")
+    assert made.model_dump_json() == SlaTimer(**fields).model_dump_json()
+    made.responses.append(Response(at=at, by="replyguard"))
+    assert proto.responses == [] and stamped(proto, {}).responses == []  # a list of its own each
+    clock = stamped(built(Clock, {"target": "next_response", "seconds": 7.0}), {})
+    _same(clock, Clock(target="next_response", seconds=7.0), "clock")
+    with pytest.raises(TypeError, match="met_at"):
+        stamped(clock, {"met_at": at})
+
+
+TIMER_FIELDS = {
+    "brand": "b",
+    "message_id": "m",
+    "conversation_id": "c",
+    "policy": "p",
+    "clock": "always",
+    "role": "tier1",
+    "priority": "normal",
+    "original_role": "tier1",
+    "original_priority": "normal",
+}

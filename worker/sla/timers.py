@@ -27,7 +27,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from worker.sla.config import TARGETS, SlaPolicy, Target
-from worker.unvalidated import built
+from worker.unvalidated import built, stamped
 
 State = Literal["active", "warning", "breached", "met", "paused"]
 Step = Literal["warning", "breach"]
@@ -183,6 +183,50 @@ def new_timer(
     return timer
 
 
+class _Shape:
+    """What :func:`started_timer` works out from the rule alone, once per rule: its targets, the
+    durations whose instants a new timer needs (as ``_start`` / ``_run_from`` work them out: a due
+    time and, when the warning is after the start, a warning time per started clock) and the
+    fields of each clock that do not depend on the start."""
+
+    def __init__(self, rule: SlaPolicy):
+        self.sla_rule = rule
+        self.warn = warn = rule.warn_before.total_seconds() if rule.warn_before else None
+        self.targets = [(name, target.total_seconds()) for name in TARGETS if (target := rule.target(name)) is not None]
+        self.durations: list[timedelta] = []
+        self.warns: list[bool] = []  # per started clock: its warning instant is a duration of its own
+        # prototypes of each clock (started, started and met, not started) with the fields a validated
+        # clock would have set: a new clock is a prototype with its instants (unvalidated.stamped)
+        self.clocks: dict[str, tuple[Clock, Clock]] = {}
+        for name, seconds in self.targets:
+            fields: dict[str, object] = {"target": name, "seconds": seconds, "warn_seconds": warn}
+            if name == "next_response":  # not started until the customer writes again
+                self.clocks[name] = (built(Clock, fields), built(Clock, fields))
+                continue
+            left = max(0.0, seconds)  # nothing used yet
+            self.durations.append(timedelta(seconds=left))
+            self.warns.append(warn is not None and left - warn > 0)
+            if self.warns[-1]:
+                self.durations.append(timedelta(seconds=left - warn))  # type: ignore[operator]
+            # the fields _start and _run_from set, in their order; met: _meet's too
+            fields.update(started_at=None, used_seconds=0.0, running_since=None, due_at=None, warn_at=None)
+            self.clocks[name] = (built(Clock, fields), built(Clock, {**fields, "met_at": None}))
+        self.response = built(Response, {"at": None, "by": "replyguard", "automated": True})
+
+
+_shapes: dict[int, _Shape] = {}
+
+
+def _shape(rule: SlaPolicy) -> _Shape:
+    """The rule's :class:`_Shape`, remembered per rule object (a reloaded policy makes new rules)."""
+    found = _shapes.get(id(rule))
+    if found is None or found.sla_rule is not rule:
+        if len(_shapes) > 256:
+            _shapes.clear()
+        found = _shapes[id(rule)] = _Shape(rule)
+    return found
+
+
 def started_timer(
     rule: SlaPolicy,
     *,
@@ -202,36 +246,32 @@ def started_timer(
     timer of every escalation is on the hot path). Every value is one this process made from a
     validated policy, so there is nothing to validate; ``tests/test_sla_fast_timer.py`` compares
     the two, field by field, fields set and JSON included."""
-    warn = rule.warn_before.total_seconds() if rule.warn_before else None
+    shape = _shape(rule)
+    warn = shape.warn
     reply = automated_reply_at if rule.automated_reply_counts else None
-    targets = [(name, target.total_seconds()) for name in TARGETS if (target := rule.target(name)) is not None]
-    # the due and warning instants of the clocks that start now, as _start / _run_from work them
-    # out (one calendar.add each), found together
-    durations: list[timedelta] = []
-    for name, seconds in targets:
-        if name != "next_response":
-            left = max(0.0, seconds)  # nothing used yet
-            durations.append(timedelta(seconds=left))
-            if warn is not None and left - warn > 0:
-                durations.append(timedelta(seconds=left - warn))
-    instants = iter(calendar.add_many(started_at, durations))
+    # the due and warning instants of the clocks that start now, found together
+    instants = iter(calendar.add_many(started_at, shape.durations))
+    warns = iter(shape.warns)
     clocks: dict[str, Clock] = {}
-    for name, seconds in targets:
+    for name, _ in shape.targets:
+        started, met = shape.clocks[name]
         if name == "next_response":  # not started until the customer writes again
-            clocks[name] = built(Clock, {"target": name, "seconds": seconds, "warn_seconds": warn})
+            clocks[name] = stamped(started, {})
             continue
-        fields: dict[str, object] = {"target": name, "seconds": seconds, "warn_seconds": warn}
-        fields["started_at"] = started_at
-        fields["used_seconds"] = 0.0
-        fields["running_since"] = started_at
-        left = max(0.0, seconds)  # nothing used yet
-        fields["due_at"] = next(instants)
-        fields["warn_at"] = None if warn is None else next(instants) if left - warn > 0 else started_at
+        due = next(instants)
+        fields: dict[str, object] = {
+            "started_at": started_at,
+            "running_since": started_at,
+            "due_at": due,
+            "warn_at": None if warn is None else next(instants) if next(warns) else started_at,
+        }
         if reply is not None and name == "first_response":  # _meet
             fields["used_seconds"] = calendar.elapsed(started_at, reply).total_seconds()
             fields["running_since"] = None
             fields["met_at"] = reply
-        clocks[name] = built(Clock, fields)
+            clocks[name] = stamped(met, fields)
+        else:
+            clocks[name] = stamped(started, fields)
     values: dict[str, object] = {
         "brand": brand,
         "message_id": message_id,
@@ -251,7 +291,7 @@ def started_timer(
         values["first_response_at"], values["first_response_by"] = reply, "replyguard"
     timer = built(SlaTimer, values)
     if automated_reply_at is not None:  # recorded whether or not it counts
-        timer.responses.append(built(Response, {"at": automated_reply_at, "by": "replyguard", "automated": True}))
+        timer.responses.append(stamped(shape.response, {"at": automated_reply_at}))
     return timer
 
 
