@@ -176,7 +176,7 @@ def _resp_command(args: tuple[Any, ...]) -> bytes:
     return b"".join(parts)
 
 
-class _Evalsha:
+class Evalsha:
     """A Lua script run as EVALSHA commands written in one go on one connection (a pipeline without
     redis-py's own): redis-py's scripts on a pipeline ask ``SCRIPT EXISTS`` on every ``execute()``,
     one more round trip a batch, and its packing of ~8 arguments a decision cost more than the rest of
@@ -489,10 +489,11 @@ class Store:
         self.client: Any = client
         self.keys = Keys(prefix)
         self._apply = client.register_script(_apply_script())
-        self._apply_many = _Evalsha(_apply_script())
+        self._apply_many = Evalsha(_apply_script())
         self._delivery_begin = client.register_script(_delivery_begin_script())
         self._order = client.register_script(_order_script())
         self._context = client.register_script(_context_script())
+        self._context_many = Evalsha(_context_script())  # a batch's read in one write
         #: brand -> its policy's retention (worker.privacy.config.Retention); unknown brands get the defaults
         self.retention: dict[str, Any] = {}
         self._ttls: dict[str, tuple[str, str, str]] = {}  # brand -> _entry's TTL arguments
@@ -549,7 +550,8 @@ class Store:
                 keys.append(k.order(e.brand, e.conversation_id))
             args += [brands[e.brand], e.author.id, e.id]
         decided, contexts, state = [], [], []
-        for line in self._context(keys=keys, args=args).decode().split("\n"):
+        (lines,) = self._context_many.run(self.client, [(keys, args)])
+        for line in lines.decode().split("\n"):
             done, opted, first, away, seq, upto = line.split(" ")
             decided.append(done == "1")
             contexts.append(_context(opted == "1", first == "1", None if away == "-" else int(away)))

@@ -53,7 +53,7 @@ from worker.sla.timers import (
     set_waiting,
     started_timer,
 )
-from worker.store import Store, review_member
+from worker.store import Store, Evalsha, review_member
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -138,7 +138,7 @@ class SlaTracker:
         self.keys = store.keys
         self.policies = policies
         self.queue = schedule_queue  # an rq.Queue: steps are scheduled on it with RQ's scheduler
-        self._start_script = self.client.register_script(_start_script())
+        self._start_script = Evalsha(_start_script())  # one write (its arguments are ~1.5 kB a timer)
         self._after_batch_script = self.client.register_script(_after_batch_script())
         self._calendars: dict[str, Any] = {}
 
@@ -348,7 +348,7 @@ class SlaTracker:
                 _event_json(body),
             ]
         try:
-            started = self._start_script(keys=keys, args=args)
+            (started,) = self._start_script.run(self.client, [(keys, args)])
             created = [(i, timer) for (i, timer), done in zip(timers, started, strict=True) if int(done) == 1]
             if self.queue is not None and created:
                 with self.client.pipeline(transaction=True) as pipe:
