@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -62,41 +61,10 @@ class CallgrindRedis(RedisServer):
     """The same private redis-server run under valgrind's callgrind: its instructions are counted
     (exact and unaffected by other load on the machine), zeroed and read with callgrind_control."""
 
-    def start(self) -> "CallgrindRedis":
-        binary = shutil.which("redis-server")
-        self.proc = subprocess.Popen(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                f"--callgrind-out-file={self.directory}/callgrind.%p",
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.directory),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--save",
-                "",
-                "--daemonize",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if client.ping():
-                    return self
-            except redis.RedisError:
-                time.sleep(0.2)
-        raise RuntimeError("redis-server under callgrind did not start")
+    start_seconds = 60.0
+
+    def launcher(self) -> list[str]:
+        return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.directory}/callgrind.%p"]
 
     def zero(self) -> None:
         subprocess.run(["callgrind_control", "-z", str(self.proc.pid)], capture_output=True, check=True)

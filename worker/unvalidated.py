@@ -51,6 +51,17 @@ def _layout(cls: type[BaseModel]) -> tuple[dict[str, Any], frozenset[str], tuple
     return template, frozenset(required), tuple(fresh)
 
 
+def _instance(cls: type[M], values: dict[str, Any], fields_set: set[str]) -> M:
+    """An instance of ``cls`` with ``values`` as its fields, as pydantic's own constructor leaves one
+    (``fields_set``: the names given explicitly; no extra or private values)."""
+    obj = cls.__new__(cls)
+    _set(obj, "__dict__", values)
+    _set(obj, "__pydantic_fields_set__", fields_set)
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj
+
+
 def built(cls: type[M], fields: dict[str, Any]) -> M:
     """An instance of ``cls`` holding ``fields`` (already of the declared types) and the defaults."""
     template, required, fresh = _layout(cls)
@@ -63,12 +74,7 @@ def built(cls: type[M], fields: dict[str, Any]) -> M:
     for name, factory in fresh:
         if name not in fields:
             values[name] = factory()
-    obj = cls.__new__(cls)
-    _set(obj, "__dict__", values)
-    _set(obj, "__pydantic_fields_set__", set(fields))
-    _set(obj, "__pydantic_extra__", None)
-    _set(obj, "__pydantic_private__", None)
-    return obj
+    return _instance(cls, values, set(fields))
 
 
 def stamped(proto: M, changes: dict[str, Any]) -> M:
@@ -85,23 +91,13 @@ def stamped(proto: M, changes: dict[str, Any]) -> M:
     for name, factory in _layout(cls)[2]:
         if name not in fields_set:
             values[name] = factory()
-    obj = cls.__new__(cls)
-    _set(obj, "__dict__", values)
-    _set(obj, "__pydantic_fields_set__", set(fields_set))
-    _set(obj, "__pydantic_extra__", None)
-    _set(obj, "__pydantic_private__", None)
-    return obj
+    return _instance(cls, values, set(fields_set))
 
 
 def shallow_copy(obj: M) -> M:
     """``obj.model_copy()`` (same fields, same fields set, nested values shared), for a model
     :func:`built` supports."""
-    new = type(obj).__new__(type(obj))
-    _set(new, "__dict__", dict(obj.__dict__))
-    _set(new, "__pydantic_fields_set__", set(obj.__pydantic_fields_set__))
-    _set(new, "__pydantic_extra__", None)
-    _set(new, "__pydantic_private__", None)
-    return new
+    return _instance(type(obj), dict(obj.__dict__), set(obj.__pydantic_fields_set__))
 
 
 def validated(cls: type[M], fields: dict[str, Any]) -> M:
