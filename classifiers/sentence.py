@@ -229,6 +229,22 @@ def output_layers32(mean: np.ndarray, net: Any) -> np.ndarray:
     return z.astype(np.float32)
 
 
+def rows_keep_their_bits(net: Any) -> bool:
+    """Whether this machine's BLAS gives a row of each of ``net``'s float32 dense layers the same bits
+    at every position of the matrix, so that :func:`output_layers32` is batch-invariant bit for bit.
+    OpenBLAS's SkylakeX and Sandybridge sgemm kernels do; its Haswell/Zen kernel (seen on an AMD EPYC)
+    rounds some lanes of its 24-row tile differently (a float32 ulp or two). A few ms; for tests and
+    diagnostics, never on the hot path."""
+    rng = np.random.default_rng(0)
+    for weights in (net.d0_32, net.p1_32, net.d1_32, net.d2_32, net.p3_32, net.d3_32):
+        x = rng.standard_normal((96, weights.shape[0])).astype(np.float32)
+        whole = x @ weights
+        for shift in (1, 5, 8, 16):
+            if not np.array_equal(np.roll(np.roll(x, shift, axis=0) @ weights, -shift, axis=0), whole):
+                return False
+    return True
+
+
 def _expand_unknowns(ids: list[int], runs: list[int]) -> list[int]:
     """One ``<unk>`` per unknown character, as the table's models were trained with.
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classifiers.sentence import PACKAGE, load_table
+from classifiers.sentence import PACKAGE, load_table, rows_keep_their_bits
 from classifiers.text import normalize
 from worker.settings import REPO_ROOT
 
@@ -87,20 +87,6 @@ def test_unknown_runs_count_one_unknown_per_character() -> None:
     assert tokens.count(0) == 3
 
 
-def _rows_keep_their_bits(table: object) -> bool:
-    """Whether this BLAS gives a row of a float32 product the same bits at every position of the
-    matrix (OpenBLAS's SkylakeX and Sandybridge sgemm kernels do; its Haswell/Zen kernel, seen on an
-    AMD EPYC, rounds some lanes of its 24-row tile differently), for every dense layer of ``table``."""
-    rng = np.random.default_rng(0)
-    for name in ("d0_32", "p1_32", "d1_32", "d2_32", "p3_32", "d3_32"):
-        weights = getattr(table, name)
-        x = rng.standard_normal((96, weights.shape[0])).astype(np.float32)
-        for shift in (1, 5, 8, 16):
-            if not np.array_equal(np.roll(np.roll(x, shift, axis=0) @ weights, -shift, axis=0), x @ weights):
-                return False
-    return True
-
-
 def test_a_vector_does_not_depend_on_its_batch() -> None:
     """Bit for bit where the BLAS gives a row the same bits at any position (the dense layers run on
     at least ROW_BLOCK rows, never on the "small matrix" kernel); where it does not, within 1e-6 (a
@@ -113,7 +99,7 @@ def test_a_vector_does_not_depend_on_its_batch() -> None:
     rng = np.random.default_rng(0)
     order = rng.permutation(len(texts))
     shuffled = np.concatenate([table.encode([texts[i] for i in order[s : s + 37]]) for s in range(0, len(texts), 37)])
-    if _rows_keep_their_bits(table):
+    if rows_keep_their_bits(table):
         np.testing.assert_array_equal(alone, together[:40])
         np.testing.assert_array_equal(shuffled, together[order])
     else:

@@ -14,12 +14,22 @@ from classifiers.datasets import Dataset, Example
 from classifiers.persistence import load_artifact
 from classifiers.registry import ModelRegistry
 from classifiers import shared_pass as shared_pass_module
+from classifiers.sentence import load_table, rows_keep_their_bits
 from classifiers.shared_pass import SharedPass
 from classifiers.text import normalize, normalize_all
 from worker.exceptions import ArtifactError
 from worker.settings import REPO_ROOT
 
 DATA = REPO_ROOT / "classifiers" / "data"
+#: Where the BLAS keeps a row's bits at every position (``rows_keep_their_bits``), a text's scores are the
+#: same bit for bit in any batch; where it does not (OpenBLAS's Haswell/Zen kernel), its sentence vector
+#: moves by a float32 ulp or two with its position, its scores by ~1e-7.
+EXACT_ROWS = rows_keep_their_bits(load_table())
+BATCH_ATOL = 0.0 if EXACT_ROWS else 1e-6
+#: The small fused models trained below on 48 texts (sentence weight 0.7) magnify those ulps ~10x against
+#: their pipelines, which encode the texts in other positions (seen: 1.1e-6 and 1.5e-6); the shipped
+#: models stay within 1e-6 (``test_shared_pass_gives_the_shipped_pipelines_probabilities``, ``test_shared_pass_on_the_shared_datasets``).
+SMALL_FUSED_ATOL = 1e-6 if EXACT_ROWS else 1e-5
 CONFIGS = [(True, True, True, True), (True, True, True, False), (True, False, True, True), (False, True, False, True)]
 TRICKY = [
     "Call +44 7700 900123 now!!",
@@ -127,11 +137,11 @@ def test_fused_model_saves_verifies_and_matches_in_the_shared_pass(tmp_path: Pat
     texts = _texts(50) + ["注文はどこですか", "返品したいです"]
     other = ModelRegistry().get("spam-default")  # a model without the sentence block in the same pass
     fused, spam = SharedPass([model, other]).predict_proba(texts)
-    np.testing.assert_allclose(fused, model.predict_proba(texts), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(fused, model.predict_proba(texts), atol=SMALL_FUSED_ATOL, rtol=0)
     np.testing.assert_allclose(spam, other.predict_proba(texts), atol=1e-6, rtol=0)
     passes = SharedPass([model, other])  # a message's scores do not depend on its batch
     alone = np.concatenate([passes.predict_proba([t])[0] for t in texts[:20]])
-    np.testing.assert_allclose(alone, fused[:20], atol=1e-12, rtol=0)
+    np.testing.assert_allclose(alone, fused[:20], atol=1e-12 if EXACT_ROWS else SMALL_FUSED_ATOL, rtol=0)
 
 
 def test_an_unknown_sentence_head_is_refused() -> None:
@@ -223,7 +233,7 @@ def test_coverage_weighted_fusion_hands_unseen_languages_to_the_sentence_head(tm
     texts = _texts(50) + [e.text for e in test]
     other = ModelRegistry().get("spam-default")
     covered, spam = SharedPass([model, other]).predict_proba(texts)
-    np.testing.assert_allclose(covered, model.predict_proba(texts), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(covered, model.predict_proba(texts), atol=SMALL_FUSED_ATOL, rtol=0)
     np.testing.assert_allclose(spam, other.predict_proba(texts), atol=1e-6, rtol=0)
 
 
@@ -250,8 +260,9 @@ def test_a_messages_scores_do_not_depend_on_its_batch() -> None:
     passes = SharedPass(models)
     shuffled = [passes.predict_proba([texts[i] for i in order[s : s + 23]]) for s in range(0, len(texts), 23)]
     for k, scores in enumerate(together):
-        np.testing.assert_allclose(np.concatenate([a[k] for a in alone]), scores[:25], atol=1e-12, rtol=0)
-        np.testing.assert_allclose(np.concatenate([b[k] for b in shuffled]), scores[order], atol=1e-12, rtol=0)
+        atol = max(1e-12, BATCH_ATOL)
+        np.testing.assert_allclose(np.concatenate([a[k] for a in alone]), scores[:25], atol=atol, rtol=0)
+        np.testing.assert_allclose(np.concatenate([b[k] for b in shuffled]), scores[order], atol=atol, rtol=0)
 
 
 def test_a_words_char_ngrams_are_the_analysers() -> None:
@@ -299,7 +310,7 @@ def test_one_sort_per_analyser_scores_as_each_heads_own_sort(names: tuple[str, .
     slow = _head_sort_only(SharedPass(models)).predict_proba(texts)
     for a, b, c in zip(fast, slow, again, strict=True):
         assert np.array_equal(a, b)
-        assert np.array_equal(c, b[7:120])
+        np.testing.assert_allclose(c, b[7:120], atol=BATCH_ATOL, rtol=0)  # bit for bit where the BLAS allows
     for head in passes.heads:
         first = next(s for s in head.columns if s is not None)
         assert shared_pass_module._increasing(first)
