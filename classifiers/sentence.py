@@ -293,15 +293,11 @@ class StaticTable:
             raise ArtifactError(
                 path, f"sentence table has shape {self.rows.shape} {self.rows.dtype}; delete it to rebuild"
             )
-        # The dense layers run in float64 and the result is rounded to float32, so that a text's vector
-        # does not depend on which other texts share its batch (float32 GEMM kernels round differently
-        # by row position and batch shape; measured: most rows differ in the last bits otherwise).
-        self.d0, self.d1, self.d2, self.d3 = (
-            np.asarray(m, dtype=np.float64) for m in (backend.d0, backend.d1, backend.d2, backend.d3)
-        )
-        self.p1, self.p3 = np.asarray(backend.p1, dtype=np.float64), np.asarray(backend.p3, dtype=np.float64)
+        # The final dense layers in float32 (output_layers32; the network's weights are float32), C-contiguous.
+        # Not kept in float64 too: nothing runs them in float64 (8 MB that every worker process would share).
         self.d0_32, self.d1_32, self.d2_32, self.d3_32, self.p1_32, self.p3_32 = (
-            np.ascontiguousarray(m, dtype=np.float32) for m in (self.d0, self.d1, self.d2, self.d3, self.p1, self.p3)
+            np.ascontiguousarray(m, dtype=np.float32)
+            for m in (backend.d0, backend.d1, backend.d2, backend.d3, backend.p1, backend.p3)
         )
         self.eps = float(backend.eps)
         del backend  # the 65 MB quantised embedding is not needed

@@ -105,6 +105,9 @@ def load_brand(loaded: LoadedPolicy, settings: Settings, registry: ModelRegistry
         # import the LLM machinery (openai: ~1 s) and load the drafts' language identifier (~2 s)
         # now, before RQ forks a work-horse per job, instead of in every job
         import worker.llm_jobs  # noqa: F401
+        from worker.llm import openai_package
+
+        openai_package()  # imported lazily (worker.llm): here, so that the worker processes share it
         from worker.language import identifier
 
         identifier()

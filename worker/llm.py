@@ -17,6 +17,10 @@ A call returns an :class:`LLMResult` or raises :class:`LLMUnavailable` whose
 
 API keys are read from the environment variable the policy names, passed to the
 client, and never logged, stored or put into an exception message.
+
+The ``openai`` package (~13 MB of Python objects) is imported on first use (:func:`openai_package`):
+a worker whose brands use no LLM never imports it; one whose brands do imports it in the parent before
+the worker processes are forked (``worker.brands``), so that they share it.
 """
 
 from __future__ import annotations
@@ -30,16 +34,18 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
-import openai
 import redis
 
 from worker.exceptions import ReplyguardError
 from worker.policy import LLMProvider
 from worker.store import Keys
+
+if TYPE_CHECKING:
+    import openai
 
 #: Longest Retry-After replyguard will honour; a server asking for more is treated as unavailable.
 MAX_RETRY_AFTER_SECONDS = 30.0
@@ -79,6 +85,13 @@ def host_of(base_url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}"
 
 
+def openai_package() -> Any:
+    """The ``openai`` package, imported now if it was not (see the module doc)."""
+    import openai
+
+    return openai
+
+
 def _retry_after(exc: openai.APIStatusError) -> float | None:
     headers = getattr(exc.response, "headers", None) or {}
     ms = headers.get("retry-after-ms")
@@ -105,6 +118,7 @@ def _retry_after(exc: openai.APIStatusError) -> float | None:
 
 def _classify(exc: Exception) -> tuple[str, float | None]:
     """Map an openai exception to (reason, retry-after seconds)."""
+    openai = openai_package()
     if isinstance(exc, openai.APITimeoutError):
         return "timeout", None
     if isinstance(exc, openai.APIConnectionError):
@@ -251,6 +265,7 @@ class LLMClient:
             headers = {}
             if self.provider.api_key_header and key:
                 headers[self.provider.api_key_header] = key
+            openai = openai_package()
             self._client = openai.OpenAI(
                 api_key=key or "unused",
                 base_url=self.provider.base_url,

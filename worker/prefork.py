@@ -18,6 +18,7 @@ and the parent exits when they have. A child whose parent disappears stops itsel
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 import os
@@ -139,6 +140,25 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, name="replyguard-parent-watch", daemon=True).start()
 
 
+def release_free_heap() -> bool:
+    """Give the pages of the C heap that hold only freed memory back to the system (glibc's
+    ``malloc_trim(0)``); False where there is no glibc (nothing done).
+
+    Loading the models (skops' unpacking, the vocabularies' construction, the network's weights
+    read and dropped) leaves ~10-20 MB of freed chunks inside the parent's heap. Left resident, they
+    are inherited by every worker process, and a child that allocates into them copies the page first:
+    trimmed, they are not resident at all and a child's allocation there takes a fresh page (measured:
+    whole worker ~15 MB smaller, README "Worker memory"). Once, before the fork: never per message."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # the C library this process runs on
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    trim(0)
+    return True
+
+
 def _one_blas_thread() -> None:
     """Each worker process is one core's worth of work: BLAS threads of its own (the sentence
     representation's matrix products) would only compete with the other processes. The results do
@@ -197,6 +217,7 @@ def serve(
     client.connection_pool.disconnect()  # the children open their own connections
     parent = os.getpid()
     gc.collect()
+    release_free_heap()  # before the fork: freed loading memory is not shared resident by every process
     gc.freeze()  # what is loaded now stays out of every later collection: its pages stay shared
 
     def child(slot: int) -> int:

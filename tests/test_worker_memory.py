@@ -1,0 +1,57 @@
+"""What the worker's parent holds before it forks its processes (README "Worker memory").
+
+Each check runs in a fresh interpreter: what a process has imported or allocated is process-wide."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(code: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_worker_whose_brands_use_no_llm_never_imports_openai() -> None:
+    """openai is ~13 MB of Python objects that the parent would share with every process: imported only
+    for a brand whose policy has an ``llm`` section (the default brand has none)."""
+    out = _run(
+        "import sys\n"
+        "from worker.settings import Settings\n"
+        "from worker.brands import load_brands\n"
+        "import worker.cli, worker.pipeline, worker.prefork, worker.jobs, worker.queues, worker.drafting\n"
+        "brands = load_brands(Settings())\n"
+        "assert all(b.loaded.policy.llm is None for b in brands.values()), 'a default brand uses an LLM'\n"
+        "print('openai' in sys.modules)\n"
+        "from worker.llm import openai_package\n"
+        "print(openai_package().__name__, 'openai' in sys.modules)\n"
+    )
+    assert out.splitlines() == ["False", "openai True"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RssAnon and malloc_trim are Linux/glibc")
+def test_release_free_heap_gives_freed_heap_pages_back() -> None:
+    """60 MB of 20 KB blocks freed below a live one stay resident in glibc's heap until trimmed."""
+    out = _run(
+        "from worker.prefork import release_free_heap\n"
+        "def anon():\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith('RssAnon'): return int(line.split()[1]) // 1024\n"
+        "blocks = [bytearray(20_000) for _ in range(3000)]\n"
+        "live = bytearray(20_000)  # above the freed ones: free() alone cannot shrink the heap\n"
+        "del blocks\n"
+        "before = anon()\n"
+        "print(release_free_heap(), before - anon())\n"
+    )
+    released, freed_mb = out.split()
+    assert released == "True"
+    assert int(freed_mb) >= 40, out
