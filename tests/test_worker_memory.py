@@ -55,3 +55,43 @@ def test_release_free_heap_gives_freed_heap_pages_back() -> None:
     released, freed_mb = out.split()
     assert released == "True"
     assert int(freed_mb) >= 40, out
+
+
+def _mapped(path: Path) -> bool:
+    return any(line.rstrip().endswith(str(path)) for line in Path("/proc/self/maps").read_text().splitlines())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and fork")
+def test_sentence_rows_are_the_files_read_once_into_memory_that_forked_processes_share() -> None:
+    """SharedRows: the table's exact rows; a row a forked process reads is in memory its parent shares
+    (MAP_SHARED), and the table file itself is never mapped (no fault-around of its cached pages)."""
+    import os
+
+    import numpy as np
+
+    from classifiers.sentence import SharedRows, load_table, table_path
+
+    table = load_table()
+    rows = table.rows
+    assert isinstance(rows, SharedRows) and not _mapped(table_path())
+    reference = np.load(table_path(), mmap_mode="r")
+    n_rows = reference.shape[0]
+    ids = np.array(sorted({0, 1, 5, 4096, 77_777, n_rows - 2, n_rows - 1}))
+    assert np.array_equal(rows.take(ids), reference[ids])  # the last page is a partial one
+    fresh = np.array([1000, 1001, 50_000, 120_003])
+    fresh = fresh[~rows._mine[fresh // rows._per_page]]  # rows this process has not read yet
+    assert len(fresh) and not rows.rows[fresh].any()  # not read: zeros
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = 0 if np.array_equal(rows.take(fresh), reference[fresh]) else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert np.array_equal(rows.rows[fresh], reference[fresh])  # read by the child, there in the parent too
+    assert not rows._mine[fresh // rows._per_page].any()  # but the parent reads them itself before use
+    assert np.array_equal(rows.take(fresh), reference[fresh])
+    del reference  # the test's own mapping of the file
+    assert not _mapped(table_path())
