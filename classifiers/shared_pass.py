@@ -43,7 +43,7 @@ from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
 from classifiers.contextual import ContextVectors
 from classifiers.estimators import FusedLinear, PrunedLinear, TwoStageLinear
-from classifiers.features import TokenCoverage
+from classifiers.features import TokenCoverage, columns
 from classifiers.sentence import SentenceVectors
 from classifiers.text import TextNormalizer, normalize_all
 
@@ -252,7 +252,7 @@ class SharedPass:
         for key, union in self.vocab.items():
             # union ids in term order, as scikit-learn numbers a vocabulary's columns: a model's columns
             # then come in the union's order, so one sort of the union's n-grams serves every head
-            self.vocab[key] = {term: column for column, term in enumerate(sorted(union))}
+            self.vocab[key] = dict(zip(sorted(union), columns(len(union)), strict=False))
         for head in self.heads:
             if head.shared:
                 head.columns = [

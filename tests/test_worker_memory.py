@@ -95,3 +95,27 @@ def test_sentence_rows_are_the_files_read_once_into_memory_that_forked_processes
     assert np.array_equal(rows.take(fresh), reference[fresh])
     del reference  # the test's own mapping of the file
     assert not _mapped(table_path())
+
+
+def test_every_vocabulary_shares_one_int_object_per_column() -> None:
+    """The default models' vocabularies and the shared pass's unions number their terms with the same int
+    objects (classifiers.features.columns), not ~400,000 ints of their own; the mappings are unchanged."""
+    from classifiers.features import columns
+    from classifiers.registry import ModelRegistry
+    from classifiers.shared_pass import SharedPass
+
+    registry = ModelRegistry()
+    models = [registry.get(name) for name in ("spam-default", "abuse-default", "demo-shop-intent")]
+    passes = SharedPass(models)
+    vocabularies = [part.vocabulary_ for head in passes.heads for kind, part in head.blocks if kind == "ngrams"]
+    vocabularies += list(passes.vocab.values())
+    assert len(vocabularies) > 3
+    for vocabulary in vocabularies:
+        assert sorted(vocabulary.values()) == list(range(len(vocabulary)))  # column numbers 0 .. n-1
+        shared = columns(len(vocabulary))
+        assert all(column is shared[column] for column in vocabulary.values())
+    for vocabulary in passes.vocab.values():  # the union numbers its terms in sorted order
+        terms = sorted(vocabulary)
+        assert all(vocabulary[term] == k for k, term in enumerate(terms))
+    distinct = {id(column) for vocabulary in vocabularies for column in vocabulary.values()}
+    assert len(distinct) == max(map(len, vocabularies))
