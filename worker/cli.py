@@ -90,6 +90,18 @@ def _policy_model(policy_path: Path, task: str, settings):
         return None, f"the policy's {task} model {name!r} cannot be loaded ({exc}); thresholds are proposed without it"
 
 
+def _report_dir(value: str) -> Path:
+    """``--report DIR`` made ready before any work is done, or a ConfigError naming it."""
+    out = Path(value)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--report {out}: not a directory (it is a file); name a directory for the report")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--report {out}: cannot create the directory: {exc.strerror or exc}") from exc
+    return out
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.replay:
         return _eval_replay(args)
@@ -104,7 +116,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     settings = settings_for(args)
     policy = Path(args.policy) if args.policy else settings.policies_dir / "demo-shop.yaml"
+    if args.policy and not policy.is_file():
+        # a mistyped --policy must not quietly drop the proposal
+        raise ConfigError(
+            f"--policy {policy}: no such file" if not policy.exists() else f"--policy {policy}: not a file"
+        )
     dataset = read_dataset(args.data)
+    report_dir = _report_dir(args.report)
     policy_model, model = None, args.model
     if policy.exists():
         policy_model, why = _policy_model(policy, args.task, settings)
@@ -128,7 +146,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         models_dirs=settings.models_dirs,
     )
     written = write_report(
-        evaluation, Path(args.report), policy_path=policy if policy.exists() else None, policy_model=policy_model
+        evaluation, report_dir, policy_path=policy if policy.exists() else None, policy_model=policy_model
     )
     r = evaluation.report
     print(
@@ -172,11 +190,10 @@ def _eval_compare(args: argparse.Namespace) -> int:
     from eval.compare import compare_reports, write_compare_html
 
     first, second = (Path(p) for p in args.compare)
+    out = _report_dir(args.report) if args.report else None
     table = compare_reports(first, second)
     print("\n".join(table.lines()))
-    if args.report:
-        out = Path(args.report)
-        out.mkdir(parents=True, exist_ok=True)
+    if out is not None:
         write_compare_html(table, out / "compare.html")
         print(f"wrote {out / 'compare.html'}")
     return 0
@@ -190,6 +207,7 @@ def _eval_replay(args: argparse.Namespace) -> int:
     from worker.store import Store
 
     settings = settings_for(args)
+    out = _report_dir(args.report) if args.report else None
     brand_name = args.brand or "demo-shop"
     path = Path(args.policy) if args.policy else settings.policies_dir / f"{brand_name}.yaml"
     loaded = load_policy(path, name_must_match=False)
@@ -200,9 +218,7 @@ def _eval_replay(args: argparse.Namespace) -> int:
     store = Store(connect_redis(settings), settings.key_prefix)
     report = replay(store, brand, limit=args.limit, reclassify=args.reclassify)
     print("\n".join(report.lines()))
-    if args.report:
-        out = Path(args.report)
-        out.mkdir(parents=True, exist_ok=True)
+    if out is not None:
         from eval.replay import write_replay_html
 
         (out / "replay.json").write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n")
