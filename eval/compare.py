@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +36,16 @@ class Comparison:
     headers: tuple[str, str]
     rows: list[tuple[str, Any, Any, str]]
     labels: list[tuple[str, Any, Any]]
+    notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        out = [f"A: {self.headers[0]}", f"B: {self.headers[1]}", "", f"{'':34} {'A':>10} {'B':>10} {'B - A':>10}"]
+        out = [
+            f"A: {self.headers[0]}",
+            f"B: {self.headers[1]}",
+            *[f"note: {n}" for n in self.notes],
+            "",
+            f"{'':34} {'A':>10} {'B':>10} {'B - A':>10}",
+        ]
         for name, a, b, unit in self.rows:
             out.append(f"{name:34} {_fmt(a, unit):>10} {_fmt(b, unit):>10} {_delta(a, b, unit):>10}")
         if self.labels:
@@ -79,7 +86,27 @@ def read_report(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{file}: not a readable eval report: {exc}") from exc
     if not isinstance(data, dict) or "task" not in data or "per_label" not in data:
         raise ConfigError(f"{file}: not an eval report (no task / per_label)")
+    problem = _malformed(data)
+    if problem:
+        raise ConfigError(
+            f"{file}: not a readable eval report: {problem} (was it edited by hand? run replyguard eval again)"
+        )
     return data
+
+
+def _malformed(report: dict[str, Any]) -> str | None:
+    """What is wrong with a report's shape, or None: the comparison reads these keys."""
+    if not isinstance(report["task"], str):
+        return "'task' is not a string"
+    per_label = report["per_label"]
+    if not isinstance(per_label, dict) or not all(isinstance(v, dict) for v in per_label.values()):
+        return "'per_label' is not an object of one object per label"
+    data = report.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("path"), str):
+        return "'data.path' is missing"
+    if not isinstance(report.get("model"), str):
+        return "'model' is missing"
+    return None
 
 
 def compare_reports(first: Path, second: Path) -> Comparison:
@@ -95,7 +122,16 @@ def compare_reports(first: Path, second: Path) -> Comparison:
         (label, (a["per_label"].get(label) or {}).get("f1"), (b["per_label"].get(label) or {}).get("f1"))
         for label in labels
     ]
-    return Comparison(names=(str(first), str(second)), headers=headers, rows=rows, labels=per_label)  # type: ignore[arg-type]
+    notes = []
+    if a["task"] != b["task"]:
+        notes.append(f"A is a report on {a['task']}, B on {b['task']}: their figures are not comparable")
+    return Comparison(
+        names=(str(first), str(second)),
+        headers=headers,  # type: ignore[arg-type]
+        rows=rows,
+        labels=per_label,
+        notes=notes,
+    )
 
 
 def write_compare_html(table: Comparison, out: Path) -> Path:
@@ -113,7 +149,8 @@ def write_compare_html(table: Comparison, out: Path) -> Path:
         "<style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}th{text-align:left}</style>"
         f"<h1>Two evaluations side by side</h1><p>A: {e(table.headers[0])}<br>B: {e(table.headers[1])}</p>"
-        f"<table><tr><th></th><th>A</th><th>B</th><th>B − A</th></tr>{body(table.rows)}</table>"
+        + "".join(f"<p><strong>Note:</strong> {e(n)}</p>" for n in table.notes)
+        + f"<table><tr><th></th><th>A</th><th>B</th><th>B − A</th></tr>{body(table.rows)}</table>"
         f"<h2>F1 per label</h2><table><tr><th>label</th><th>A</th><th>B</th><th>B − A</th></tr>{body(labels)}</table>"
         "</html>\n"
     )

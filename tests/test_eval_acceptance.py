@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from eval.compare import compare_reports
+from worker.exceptions import ConfigError
+
 
 CLI = [sys.executable, "-m", "worker.cli"]
 
@@ -56,3 +59,47 @@ def test_a_report_path_that_is_a_file_is_named_in_a_clear_error(tmp_path: Path, 
     assert f"--report {taken}" in result.stderr and "not a directory" in result.stderr
     no_traceback(result)
     assert taken.read_text(encoding="utf-8") == "{}"
+
+
+def minimal_report(kind: str, **changes: object) -> dict:
+    report = {
+        "task": kind,
+        "data": {"path": "/somewhere/mine.jsonl"},
+        "model": "trained on the train split",
+        "accuracy": 0.9,
+        "per_label": {"spam": {"f1": 0.8}, "ham": {"f1": 0.95}},
+    }
+    report.update(changes)
+    return {k: v for k, v in report.items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"data": None},
+        {"model": None},
+        {"data": "mine.jsonl"},
+        {"per_label": [1, 2]},
+        {"per_label": {"spam": 0.8}},
+        {"task": 3},
+    ],
+    ids=["no data", "no model", "data not an object", "per_label a list", "per_label of numbers", "task a number"],
+)
+def test_a_hand_edited_report_is_refused_by_name(tmp_path: Path, changes: dict) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "report.json").write_text(json.dumps(minimal_report("spam")), encoding="utf-8")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "report.json").write_text(json.dumps(minimal_report("spam", **changes)), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"b/report.json: not a readable eval report"):
+        compare_reports(tmp_path / "a", tmp_path / "b")
+    result = run("eval", "--compare", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert result.returncode == 2 and "b/report.json" in result.stderr
+    no_traceback(result)
+
+
+def test_reports_of_two_tasks_are_shown_with_a_warning(tmp_path: Path) -> None:
+    for name, task in (("a", "spam"), ("b", "abuse")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "report.json").write_text(json.dumps(minimal_report(task)), encoding="utf-8")
+    lines = compare_reports(tmp_path / "a", tmp_path / "b").lines()
+    assert "note: A is a report on spam, B on abuse: their figures are not comparable" in lines
