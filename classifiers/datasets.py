@@ -10,7 +10,9 @@ the file and line.
 :func:`with_splits` makes sure train, val and test exist: a file without a test
 split gets a stratified 20 % test carved out, one without val gets a stratified
 val carved out of train, both deterministic (seeded) and group-aware (texts identical
-after NFKC, case folding and whitespace collapsing always land in the same split).
+after NFKC, case folding and whitespace collapsing always land in the same split). Carving
+always leaves at least ``KEEP_PER_LABEL`` distinct texts of each label behind, so a rare label
+is not carved out of training altogether.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from pathlib import Path
 from classifiers.errors import DatasetError
 
 SPLITS = ("train", "val", "test")
+#: Distinct texts of a label that carving always leaves behind: a label with 3 rows keeps 2 for training
+#: (the fewest that can be trained and calibrated, over 2 folds) and gives 1 to test, none to val.
+KEEP_PER_LABEL = 2
 
 
 @dataclass(frozen=True)
@@ -151,8 +156,10 @@ def carve(examples: list[Example], fraction: float, seed: int, take_as: str) -> 
         texts = by_label[label]
         random.Random(f"{seed}:{label}").shuffle(texts)
         n = round(fraction * len(texts))
-        if len(texts) >= 2:
-            n = max(1, min(n, len(texts) - 1))
+        if len(texts) > KEEP_PER_LABEL:
+            n = max(1, min(n, len(texts) - KEEP_PER_LABEL))
+        else:
+            n = 0  # too rare to split: every row stays where it is (training needs two of a label)
         for text in texts[:n]:
             chosen.update(groups[text])
     return [replace(e, split=take_as) if i in chosen else e for i, e in enumerate(examples)]

@@ -103,3 +103,22 @@ def test_reports_of_two_tasks_are_shown_with_a_warning(tmp_path: Path) -> None:
         (tmp_path / name / "report.json").write_text(json.dumps(minimal_report(task)), encoding="utf-8")
     lines = compare_reports(tmp_path / "a", tmp_path / "b").lines()
     assert "note: A is a report on spam, B on abuse: their figures are not comparable" in lines
+
+
+def test_a_label_with_three_rows_keeps_two_for_training_and_one_row_is_named() -> None:
+    from classifiers.build import DEFAULT_CONFIGS, fitted_config
+    from classifiers.datasets import Dataset, Example, with_splits
+
+    rows = [Example(f"where is my parcel number {i}", "order_status") for i in range(20)]
+    rows += [Example(f"i want my money back for item {i}", "refund") for i in range(20)]
+    rows += [
+        Example(t, "haggle") for t in ("any discount on the blue mug?", "can you do it cheaper", "値引きできますか")
+    ]
+    ds = with_splits(Dataset(path="mine.jsonl", sha256="0", examples=rows))
+    assert ds.labels("train").count("haggle") == 2 and ds.labels("test").count("haggle") == 1
+    config, note = fitted_config(DEFAULT_CONFIGS["intent"], ds.labels("train"))
+    assert config.calibration_folds == 2 and note and "haggle (2)" in note
+    lone = with_splits(Dataset(path="mine.jsonl", sha256="0", examples=[*rows, Example("teleport my cat", "teleport")]))
+    assert lone.labels("train").count("teleport") == 1  # a single row stays in train, where its message names it
+    with pytest.raises(ConfigError, match=r"\['teleport'\] have fewer than 2 training rows"):
+        fitted_config(DEFAULT_CONFIGS["intent"], lone.labels("train"))

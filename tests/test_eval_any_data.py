@@ -69,7 +69,7 @@ def test_a_rare_label_gets_fewer_calibration_folds_not_a_traceback(tmp_path: Pat
 
 
 def test_a_label_too_rare_to_train_is_named_in_a_clear_message(tmp_path: Path) -> None:
-    data = write(tmp_path / "rare.jsonl", intent_rows(rare=3))
+    data = write(tmp_path / "rare.jsonl", intent_rows(rare=1))
     result = run("eval", "--train", "--task", "intent", "--data", str(data), "--report", str(tmp_path / "r"))
     assert result.returncode == 2
     assert "['human_agent'] have fewer than 2 training rows" in result.stderr and "Traceback" not in result.stderr
