@@ -48,6 +48,27 @@ PARALLEL_ROWS = 5_000
 CONTEXT_FLOOR = 0.3
 
 
+def _fits(value: Any, annotation: str) -> bool:
+    """Whether a JSON value fits a ModelConfig field's annotation (``int | None``, ``tuple[int, int]``, ...)."""
+    for option in (part.strip() for part in annotation.split("|")):
+        if option == "None" and value is None:
+            return True
+        if option == "bool" and isinstance(value, bool):
+            return True
+        if isinstance(value, bool):
+            continue  # true/false is not a number
+        if option == "int" and isinstance(value, int):
+            return True
+        if option == "float" and isinstance(value, (int, float)):
+            return True
+        if option == "str" and isinstance(value, str):
+            return True
+        if option == "tuple[int, int]" and isinstance(value, tuple) and len(value) == 2:
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                return True
+    return False
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Every hyperparameter of a replyguard text classifier."""
@@ -104,6 +125,14 @@ class ModelConfig:
         if unknown:
             raise ConfigError(f"unknown model config key(s) {sorted(unknown)}; known: {sorted(known)}")
         clean: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        annotations = {f.name: str(f.type) for f in fields(cls)}
+        wrong = [
+            f"{key} = {value!r} (expected {annotations[key]})"
+            for key, value in sorted(clean.items())
+            if not _fits(value, annotations[key])
+        ]
+        if wrong:
+            raise ConfigError(f"model config value(s) of the wrong type: {'; '.join(wrong)}")
         return cls(**clean)
 
     def to_dict(self) -> dict[str, Any]:

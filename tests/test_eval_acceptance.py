@@ -122,3 +122,28 @@ def test_a_label_with_three_rows_keeps_two_for_training_and_one_row_is_named() -
     assert lone.labels("train").count("teleport") == 1  # a single row stays in train, where its message names it
     with pytest.raises(ConfigError, match=r"\['teleport'\] have fewer than 2 training rows"):
         fitted_config(DEFAULT_CONFIGS["intent"], lone.labels("train"))
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "cannot read: No such file or directory"),
+        ('{"C": 0.5,', "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        ('{"C": "strong"}', "C = 'strong' (expected float)"),
+        ('{"calibration_folds": true}', "calibration_folds = True (expected int)"),
+        ('{"char_ngrams": [2]}', "char_ngrams = (2,) (expected tuple[int, int])"),
+        ('{"Cee": 1}', "unknown model config key(s) ['Cee']"),
+    ],
+    ids=["missing", "broken JSON", "a list", "a word for a number", "a bool for an int", "a short pair", "unknown key"],
+)
+def test_train_config_mistakes_are_named_before_training(tmp_path: Path, content: str | None, expected: str) -> None:
+    config = tmp_path / "config.json"
+    if content is not None:
+        config.write_text(content, encoding="utf-8")
+    data = labelled(tmp_path / "d.jsonl")
+    result = run("train", "spam", "--data", str(data), "--config", str(config), "--dir", str(tmp_path / "models"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert expected in result.stderr
+    no_traceback(result)
+    assert not (tmp_path / "models").exists()

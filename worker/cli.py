@@ -237,6 +237,21 @@ def _models_root(args: argparse.Namespace) -> Path:
     return settings.models_dirs[0] if settings.models_dirs else SHIPPED_DIR
 
 
+def _config_file(path: Path) -> dict:
+    """``--config FILE``: a JSON object of model config keys, or a ConfigError naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--config {path}: not valid UTF-8") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--config {path}: not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: must be a JSON object of model config keys")
+    return data
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from classifiers.build import DEFAULT_CONFIGS, ModelConfig, train
     from classifiers.datasets import Dataset, read_dataset
@@ -245,7 +260,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     dataset = read_dataset(args.data)
     config = DEFAULT_CONFIGS[args.task]
     if args.config:
-        config = ModelConfig.from_dict({**config.to_dict(), **json.loads(Path(args.config).read_text())})
+        config = ModelConfig.from_dict({**config.to_dict(), **_config_file(Path(args.config))})
     name = args.name or f"{args.task}-{Path(args.data).stem.replace('_', '-').lower()}"
     if args.corrections:
         from eval.promotion import correction_examples
