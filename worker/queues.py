@@ -29,7 +29,10 @@ from rq import Queue, Retry, SimpleWorker, Worker
 from rq.exceptions import DequeueTimeout
 from rq.executions import Execution
 from rq.job import Job, JobStatus
+from rq.job_lifecycle import call_exception_handlers
 from rq.registry import StartedJobRegistry
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.worker import WorkerStatus
 
@@ -187,6 +190,43 @@ def parked_batch(queue: Queue, messages: list[dict[str, Any]]) -> Job:
     return job
 
 
+class OneLineRedisErrors(logging.Filter):
+    """On RQ's loggers: a record logged with a Redis connection error's traceback (RQ's "found an
+    unhandled exception, quitting..." when Redis goes away mid-bookkeeping; the worker then
+    reconnects, :mod:`worker.connection`) keeps its message and gains the error in one line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+            record.msg, record.args = f"{record.getMessage()} (Redis unreachable: {exc})", None
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_redis_tracebacks() -> None:
+    """Install :class:`OneLineRedisErrors` on RQ's worker and scheduler loggers (once)."""
+    for name in ("rq.worker", "rq.scheduler"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, OneLineRedisErrors) for f in logger.filters):
+            logger.addFilter(OneLineRedisErrors())
+
+
+class OneLineScheduler(RQScheduler):
+    """RQ's scheduler, whose process ends with one log line instead of two tracebacks (RQ's own log
+    and multiprocessing's) when Redis goes away: the worker's maintenance starts it again once
+    Redis is back, as RQ does for a scheduler process that died."""
+
+    def work(self) -> None:
+        try:
+            super().work()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self.log.error(
+                "Scheduler [PID %s] stopped: Redis unreachable (%s); the worker starts it again when Redis is back",
+                os.getpid(),
+                exc,
+            )
+
+
 class Recovering:
     """Mixed into RQ's worker classes: short heartbeats, the frequent recovery sweep, and fewer
     round trips around each job (RQ's own bookkeeping was ~20 round trips a job):
@@ -201,9 +241,57 @@ class Recovering:
     settings: Settings
     connection: redis.Redis
     queues: list[Queue]
+    scheduler: RQScheduler | None
     _state: str
     _full_beat_at: float | None = None  # when the last heartbeat with the full TTL was sent
     _loop_beats_next = False  # a job just ended: RQ's loop beats next inside its suspension check
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        quiet_redis_tracebacks()
+        return super().work(*args, **kwargs)  # type: ignore[misc]
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        """RQ's log of a job's exception, in one line when it is Redis going away (the job is
+        retried, and the worker reconnects): RQ writes the whole traceback into the message."""
+        if not isinstance(exc_info[1], (redis.ConnectionError, redis.TimeoutError)):
+            super().handle_exception(job, *exc_info)  # type: ignore[misc]
+            return
+        self.log.error(  # type: ignore[attr-defined]
+            "Worker %s: job %s stopped: Redis unreachable (%s); it is retried",
+            self.name,  # type: ignore[attr-defined]
+            job.id,
+            exc_info[1],
+        )
+        call_exception_handlers(self._exc_handlers, job, *exc_info)  # type: ignore[attr-defined]
+
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        """RQ's own (rq 3.0 ``BaseWorker._start_scheduler``) with :class:`OneLineScheduler`."""
+        scheduler = self.scheduler = OneLineScheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level if logging_level is not None else self.log.level,  # type: ignore[attr-defined]
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,  # type: ignore[attr-defined]
+        )
+        scheduler.acquire_locks()
+        if not scheduler.acquired_locks:
+            return
+        if not burst:
+            scheduler.start()
+            return
+        try:
+            scheduler.register_birth()
+            scheduler.enqueue_scheduled_jobs()
+        finally:
+            scheduler.release_locks()
+            scheduler.register_death()
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         if self._loop_beats_next and timeout is None:
