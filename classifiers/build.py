@@ -29,7 +29,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
-from classifiers.datasets import Dataset, with_splits
+from classifiers.datasets import Dataset, Example, with_splits
 from classifiers.estimators import FusedLinear, PrunedLinear, TwoStageLinear
 from classifiers.features import CompactTfidfVectorizer, TokenCoverage
 from classifiers.persistence import Manifest, TrainingSource, save_artifact
@@ -307,6 +307,24 @@ class TrainResult:
     sources: list[TrainingSource] = field(default_factory=list)
 
 
+def _corrections_source(rows: list[Example], name: str) -> TrainingSource:
+    """A training source for reviewed corrections: their hash covers text, label, split and weight."""
+    digest = hashlib.sha256(
+        json.dumps([[e.text, e.label, e.split, e.weight] for e in rows], ensure_ascii=False).encode()
+    ).hexdigest()
+    counts: dict[str, Counter[str]] = {}
+    for e in rows:
+        counts.setdefault(e.split or "train", Counter())[e.label] += 1
+    held = sum(e.split == "test" for e in rows)
+    return TrainingSource(
+        name=name,
+        sha256=digest,
+        rows=len(rows),
+        counts={k: dict(sorted(v.items())) for k, v in sorted(counts.items())},
+        note=f"{held} held out (split test), never trained on",
+    )
+
+
 def model_version(config: ModelConfig, sources: list[TrainingSource]) -> str:
     """A model's version: a hash of its config and its training data's hashes (no date, so a rebuild keeps it)."""
     return hashlib.sha256(
@@ -380,10 +398,20 @@ def train(
     out_of_scope_label: str | None = None,
     version: str | None = None,
     sources: list[TrainingSource] | None = None,
+    corrections: list[Example] | None = None,
+    corrections_name: str = "reviewed corrections",
 ) -> TrainResult:
-    """Fit on train+val, measure on test, and (when ``out`` is given) save a verified artifact."""
+    """Fit on train+val, measure on test, and (when ``out`` is given) save a verified artifact.
+
+    ``corrections`` (rows of split ``train`` or, held out, ``test``) join after ``dataset``'s own splits
+    are carved, so the file keeps its test rows, and they are a training source of their own (hashed
+    into the version: a model trained with corrections never shares a version with one trained without).
+    """
     config = config or DEFAULT_CONFIGS[task]
     ds = with_splits(dataset)
+    file_counts, file_note = ds.counts(), "; ".join(f"{k}: {v}" for k, v in ds.carved.items()) or None
+    if corrections:
+        ds = Dataset(path=ds.path, sha256=ds.sha256, examples=ds.examples + corrections, carved=ds.carved)
     fit_rows = [e for e in ds.examples if e.split in ("train", "val")]
     test_rows = ds.split("test")
     config, _ = fitted_config(config, [e.label for e in fit_rows])
@@ -404,10 +432,12 @@ def train(
                 name=Path(dataset.path).name,
                 sha256=dataset.sha256,
                 rows=len(dataset.examples),
-                counts=ds.counts(),
-                note="; ".join(f"{k}: {v}" for k, v in ds.carved.items()) or None,
+                counts=file_counts,
+                note=file_note,
             )
         ]
+        if corrections:
+            sources.append(_corrections_source(corrections, corrections_name))
     manifest = None
     if out is not None:
         manifest = save_artifact(

@@ -147,3 +147,29 @@ def test_train_config_mistakes_are_named_before_training(tmp_path: Path, content
     assert expected in result.stderr
     no_traceback(result)
     assert not (tmp_path / "models").exists()
+
+
+def test_training_with_corrections_keeps_the_files_test_rows_and_gets_a_version_of_its_own(tmp_path: Path) -> None:
+    from classifiers.build import train
+    from classifiers.datasets import Dataset, Example, with_splits
+
+    rows = [Example(f"check out my channel, giveaway number {i}", "spam") for i in range(15)]
+    rows += [Example(f"thanks, the part about step {i} helped me", "ham") for i in range(15)]
+    data = Dataset(path="mine.jsonl", sha256="f" * 64, examples=rows)
+    corrections = [
+        Example("subscribe to me and i sub back", "spam", split="train", weight=2.0),
+        Example("lovely video, made it with my kids", "ham", split="train", weight=2.0),
+        Example("follow me back pls", "spam", split="test", weight=2.0),  # held out: never trained on
+    ]
+    plain = train("spam", data, name="mine", out=tmp_path / "plain")
+    corrected = train("spam", data, name="mine", out=tmp_path / "corrected", corrections=corrections)
+    assert plain.manifest and corrected.manifest
+    assert corrected.manifest.version != plain.manifest.version
+    file_test = len(with_splits(data).split("test"))
+    assert plain.metrics["n"] == file_test and corrected.metrics["n"] == file_test + 1
+    sources = corrected.manifest.training
+    assert [s.rows for s in sources] == [30, 3] and sources[1].counts == {
+        "test": {"spam": 1},
+        "train": {"ham": 1, "spam": 1},
+    }
+    assert sources[0].sha256 == "f" * 64 and sources[0].counts == plain.manifest.training[0].counts

@@ -254,7 +254,7 @@ def _config_file(path: Path) -> dict:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from classifiers.build import DEFAULT_CONFIGS, ModelConfig, train
-    from classifiers.datasets import Dataset, read_dataset
+    from classifiers.datasets import read_dataset
     from classifiers.versions import ModelVersions
 
     dataset = read_dataset(args.data)
@@ -262,6 +262,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.config:
         config = ModelConfig.from_dict({**config.to_dict(), **_config_file(Path(args.config))})
     name = args.name or f"{args.task}-{Path(args.data).stem.replace('_', '-').lower()}"
+    extra: list = []
     if args.corrections:
         from eval.promotion import correction_examples
         from worker.store import Store
@@ -269,12 +270,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         extra = correction_examples(
             Store(connect_redis(settings_for(args)), settings_for(args).key_prefix), args.corrections, args.task
         )
+        known = set(dataset.label_set)
+        foreign = sorted({e.label for e in extra} - known)
+        if foreign:
+            # e.g. abuse corrections say hate / offensive / neither, a team's file hate / not_hate
+            print(
+                f"note: left out {sum(e.label in foreign for e in extra)} corrections labelled {foreign}: "
+                f"{Path(args.data).name} has only {sorted(known)}"
+            )
+            extra = [e for e in extra if e.label in known]
         used = sum(e.split == "train" for e in extra)
         print(
             f"adding {used} reviewed corrections of {args.corrections} to the training rows "
             f"({len(extra) - used} more are held out for promotion checks)"
         )
-        dataset = Dataset(path=dataset.path, sha256=dataset.sha256, examples=dataset.examples + extra)
     root = _models_root(args)
     if args.out:
         out = Path(args.out)
@@ -284,7 +293,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = root / name
     started = time.perf_counter()
     result = train(
-        args.task, dataset, name=name, out=out, config=config, out_of_scope_label=args.oos_label, version=args.version
+        args.task,
+        dataset,
+        name=name,
+        out=out,
+        config=config,
+        out_of_scope_label=args.oos_label,
+        version=args.version,
+        corrections=extra,
+        corrections_name=f"reviewed corrections of {args.corrections}",
     )
     manifest = result.manifest
     if args.candidate and not args.out and manifest is not None:
