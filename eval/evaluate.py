@@ -36,6 +36,12 @@ from worker.exceptions import ConfigError
 
 #: Labels with an automatic action, per task (intent: every label but out-of-scope).
 ACTION_LABELS = {"spam": {"spam"}, "abuse": {"hate", "offensive"}}
+#: Labels of a team's spam/abuse data that mean "nothing to act on": never treated as action labels.
+NEGATIVE_LABELS = frozenset(
+    {"0", "false", "no", "ham", "neither", "none", "ok", "clean", "normal", "negative", "benign", "legit", "legitimate"}
+)
+#: ... and label prefixes that mean the same (not_hate, non-spam, no_abuse).
+NEGATIVE_PREFIXES = ("not_", "not-", "not ", "non_", "non-", "non ", "no_", "no-")
 #: Extra precision demanded on validation data when choosing thresholds, to absorb the
 #: difference between val and test (measured in README "Classifier quality").
 DEFAULT_MARGIN = 0.0
@@ -58,9 +64,20 @@ class Evaluation:
     texts_test: list[str]
 
 
+def is_negative_label(label: str) -> bool:
+    """Whether a team's label reads as "nothing to act on" (``0``, ``ham``, ``not_hate``, ``clean``, ...)."""
+    folded = label.strip().casefold()
+    return folded in NEGATIVE_LABELS or folded.startswith(NEGATIVE_PREFIXES)
+
+
 def _positive(task: str, labels: list[str], oos_label: str | None) -> set[str]:
     if task in ACTION_LABELS:
-        return ACTION_LABELS[task] & set(labels) or set(labels)
+        # the task's own labels; else a team's (1 / 0, toxic / clean): every label that is not a negative one
+        return (
+            ACTION_LABELS[task] & set(labels)
+            or {label for label in labels if not is_negative_label(label)}
+            or set(labels)
+        )
     return set(labels) - {oos_label}
 
 

@@ -181,6 +181,7 @@ def serve(client: redis.Redis, redis_url: str) -> Iterator["ServeProcess"]:
 #: (pytest -m "not slow") skips them; CI's `make test` runs them. Measured with
 #: `pytest -m "not slow" --durations=50`; README ("Development") says how to keep the inner loop under a minute.
 SLOW_TESTS = {
+    "tests/test_eval_acceptance.py::test_a_teams_negative_label_is_not_an_action_label",
     "tests/test_eval_acceptance.py::test_training_with_corrections_keeps_the_files_test_rows_and_gets_a_version_of_its_own",
     "tests/test_artifacts.py::test_worker_start_fails_on_a_corrupt_shipped_model",
     "tests/test_cli.py::test_redis_going_away_mid_ingest_loses_nothing",

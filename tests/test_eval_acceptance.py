@@ -173,3 +173,20 @@ def test_training_with_corrections_keeps_the_files_test_rows_and_gets_a_version_
         "train": {"ham": 1, "spam": 1},
     }
     assert sources[0].sha256 == "f" * 64 and sources[0].counts == plain.manifest.training[0].counts
+
+
+@pytest.mark.parametrize(
+    ("task", "positive", "negative", "action"),
+    [("spam", "1", "0", ["1"]), ("abuse", "toxic", "clean", ["toxic"]), ("spam", "spam", "not_spam", ["spam"])],
+)
+def test_a_teams_negative_label_is_not_an_action_label(task: str, positive: str, negative: str, action: list) -> None:
+    from classifiers.datasets import Dataset, Example
+    from eval.evaluate import evaluate
+
+    rows = [Example(f"check out my channel for giveaway number {i}", positive) for i in range(20)]
+    rows += [Example(f"thanks, the part about step {i} helped me", negative) for i in range(20)]
+    report = evaluate(
+        task, Dataset(path="mine.jsonl", sha256="0", examples=rows), measure_speed=False, models_dirs=[]
+    ).report
+    assert report["action_labels"] == action
+    assert report["per_label"][negative]["threshold"] is None  # confident "nothing to do" is no automatic action
