@@ -72,7 +72,8 @@ def propose(
     * A threshold the policy sets on purpose (an intent label's own threshold) is kept unless val
       shows it below the target precision on at least MIN_EVIDENCE answers.
     * Spam/abuse thresholds follow val where val holds at least MIN_EVIDENCE rows of the label;
-      otherwise, and for labels the data does not have, the policy's value stays.
+      otherwise, and for labels the data does not have, the policy's value stays. The intent default
+      follows val where val holds at least MIN_EVIDENCE rows; otherwise the policy's default stays.
     """
     target = report["target_precision"]
     chosen = _ceil(report["threshold"])
@@ -83,10 +84,18 @@ def propose(
     if task == "intent":
         if allowed is None:
             allowed = labels
-        out.thresholds["default"] = chosen
-        out.reasons["default"] = f"chosen on val for precision {target}" + (
-            f" (was {current_default})" if current_default != chosen else ""
-        )
+        n_val = len(val.conf)
+        if n_val < MIN_EVIDENCE and "default" in getattr(policy.thresholds, task):
+            # as for spam / abuse labels: a handful of val rows does not move the policy's own default
+            out.thresholds["default"] = current_default
+            out.reasons["default"] = (
+                f"kept the policy's {current_default}: only {n_val} val rows, too few to move it (val chose {chosen})"
+            )
+        else:
+            out.thresholds["default"] = chosen
+            out.reasons["default"] = f"chosen on val for precision {target}" + (
+                f" (was {current_default})" if current_default != chosen else ""
+            )
         for label, t in sorted(per_label.items()):
             if label in allowed:
                 out.thresholds[label] = t

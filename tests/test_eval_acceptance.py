@@ -190,3 +190,34 @@ def test_a_teams_negative_label_is_not_an_action_label(task: str, positive: str,
     ).report
     assert report["action_labels"] == action
     assert report["per_label"][negative]["threshold"] is None  # confident "nothing to do" is no automatic action
+
+
+def test_the_policys_intent_default_is_not_moved_by_a_handful_of_val_rows() -> None:
+    import numpy as np
+
+    from eval.proposal import MIN_EVIDENCE, propose
+    from eval.thresholds import Scored
+    from worker.policy import load_policy
+    from worker.settings import REPO_ROOT
+
+    policy = load_policy(REPO_ROOT / "policies" / "demo-shop.yaml").policy
+    default = policy.thresholds.intent["default"]
+    labels = ["order_status", "out_of_scope", "returns"]
+    report = {
+        "target_precision": 0.98,
+        "threshold": 0.46,  # what 5 easy val rows chose: far below the policy's own default
+        "per_label_thresholds": {},
+        "labels": labels,
+        "action_labels": ["order_status", "returns"],
+        "model_ref": "x@1",
+    }
+
+    def scored(n: int) -> Scored:
+        truth = ["order_status" if i % 2 else "returns" for i in range(n)]
+        proba = np.array([[0.9, 0.05, 0.05] if t == "order_status" else [0.05, 0.05, 0.9] for t in truth])
+        return Scored.from_proba(proba, labels, truth)
+
+    few = propose("intent", report, policy, scored(5), allowed=set(labels))
+    assert few.thresholds["default"] == default and "only 5 val rows" in few.reasons["default"]
+    enough = propose("intent", report, policy, scored(MIN_EVIDENCE), allowed=set(labels))
+    assert enough.thresholds["default"] == 0.46
