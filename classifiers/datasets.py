@@ -123,7 +123,16 @@ def read_dataset(path: Path | str) -> Dataset:
         reader = csv.DictReader(io.StringIO(content))
         if not reader.fieldnames or not {"text", "label"} <= set(reader.fieldnames):
             raise DatasetError(path, f"CSV header must include text and label (found {reader.fieldnames})", 1)
+        width = len(reader.fieldnames)
         for row in reader:
+            if None in row or None in row.values():
+                # an unquoted comma in a text shifts the label into another column: never guess
+                fields = width + len(row.get(None) or []) if None in row else sum(v is not None for v in row.values())
+                raise DatasetError(
+                    path,
+                    f"{fields} fields but the header has {width}; put a text that contains commas in double quotes",
+                    reader.line_num,
+                )
             examples.append(_row(row, path, reader.line_num))
     else:
         for number, line in enumerate(content.splitlines(), start=1):

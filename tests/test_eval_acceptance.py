@@ -221,3 +221,34 @@ def test_the_policys_intent_default_is_not_moved_by_a_handful_of_val_rows() -> N
     assert few.thresholds["default"] == default and "only 5 val rows" in few.reasons["default"]
     enough = propose("intent", report, policy, scored(MIN_EVIDENCE), allowed=set(labels))
     assert enough.thresholds["default"] == 0.46
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "fields"),
+    [
+        ("text,label\r\nthanks for the video,ham\r\nhello, check my channel,spam\r\n", 3, 3),
+        ('text,label\n"a quoted, comma",ham\nno label here\n', 3, 1),
+    ],
+    ids=["an unquoted comma", "a row without a label"],
+)
+def test_a_csv_row_with_the_wrong_number_of_fields_is_named(tmp_path: Path, body: str, line: int, fields: int) -> None:
+    from classifiers.datasets import read_dataset
+    from classifiers.errors import DatasetError
+
+    path = tmp_path / "mine.csv"
+    path.write_text(body, encoding="utf-8-sig", newline="")
+    with pytest.raises(DatasetError, match=rf"mine.csv:{line}: {fields} fields but the header has 2"):
+        read_dataset(path)
+    result = run("eval", "--task", "spam", "--data", str(path), "--report", str(tmp_path / "r"))
+    assert result.returncode == 1 and f"mine.csv:{line}: {fields} fields" in result.stderr
+    no_traceback(result)
+
+
+def test_quoted_commas_bom_crlf_and_blank_lines_read_as_written(tmp_path: Path) -> None:
+    from classifiers.datasets import read_dataset
+
+    path = tmp_path / "mine.csv"
+    body = 'text,label\r\n\r\n"hello, check my channel",spam\r\n"注文は、まだですか",ham\r\n\r\n"two\r\nlines",ham\r\n'
+    path.write_text(body, encoding="utf-8-sig", newline="")
+    rows = [(e.text, e.label) for e in read_dataset(path).examples]
+    assert rows == [("hello, check my channel", "spam"), ("注文は、まだですか", "ham"), ("two\r\nlines", "ham")]
