@@ -160,7 +160,10 @@ def evaluate(
         raise ConfigError(f"out-of-scope label {oos_label!r} is not one of the model's labels {labels}")
     unknown = sorted({e.label for e in ds.examples} - set(labels))
     if unknown:
-        raise ConfigError(f"the data has labels the model does not know: {unknown}")
+        raise ConfigError(
+            f"{dataset.path} has labels {unknown} that {model_ref or 'the trained model'} does not know "
+            f"(its labels: {labels}); rename them in the data or evaluate another model"
+        )
 
     val = Scored.from_proba(estimator.predict_proba([e.text for e in val_rows]), labels, [e.label for e in val_rows])
     texts_test = [e.text for e in test_rows]

@@ -252,3 +252,16 @@ def test_quoted_commas_bom_crlf_and_blank_lines_read_as_written(tmp_path: Path) 
     path.write_text(body, encoding="utf-8-sig", newline="")
     rows = [(e.text, e.label) for e in read_dataset(path).examples]
     assert rows == [("hello, check my channel", "spam"), ("注文は、まだですか", "ham"), ("two\r\nlines", "ham")]
+
+
+def test_data_with_labels_the_model_does_not_know_names_the_file_and_the_model(tmp_path: Path) -> None:
+    path = tmp_path / "mine.jsonl"
+    rows = [{"text": f"check my channel {i}", "label": "1"} for i in range(10)]
+    rows += [{"text": f"nice video {i}", "label": "0"} for i in range(10)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    result = run(
+        "eval", "--task", "spam", "--data", str(path), "--model", "spam-default", "--report", str(tmp_path / "r")
+    )
+    assert result.returncode == 2
+    assert f"{path} has labels ['0', '1'] that spam-default@" in result.stderr and "['ham', 'spam']" in result.stderr
+    no_traceback(result)
