@@ -265,3 +265,10 @@ def test_data_with_labels_the_model_does_not_know_names_the_file_and_the_model(t
     assert result.returncode == 2
     assert f"{path} has labels ['0', '1'] that spam-default@" in result.stderr and "['ham', 'spam']" in result.stderr
     no_traceback(result)
+
+
+@pytest.mark.parametrize("limit", ["0", "-3", "ten"])
+def test_replay_limit_must_be_at_least_one(limit: str) -> None:
+    result = run("eval", "--replay", "--limit", limit)
+    assert result.returncode == 2 and "--limit: must be a whole number of at least 1" in result.stderr
+    no_traceback(result)
