@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import re
 import subprocess
 import time
@@ -268,6 +269,24 @@ def test_review_list_pages_and_says_how_many_remain(env, running_worker, tmp_pat
         ]
     ]
     assert sorted(ids) == [f"p{i}" for i in range(5)]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["review", "list", "--limit", "-1"], "--limit: must be a whole number of at least 1, got '-1'"),
+        (["review", "list", "--limit", "0"], "--limit: must be a whole number of at least 1, got '0'"),
+        (["review", "list", "--offset", "-2"], "--offset: must be a whole number of at least 0, got '-2'"),
+        (["rejected", "--limit", "-5"], "--limit: must be a whole number of at least 1, got '-5'"),
+    ],
+)
+def test_a_negative_or_zero_page_size_is_a_usage_error_before_redis_is_touched(args, expected, tmp_path):
+    # Redis is unreachable here: a check that ran after connecting would exit 3, not 2
+    unreachable = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/5", "REPLYGUARD_HOME": str(tmp_path)}
+    result = cli(*args, env=unreachable)
+    stderr = _no_traceback(result)
+    assert result.returncode == 2, stderr
+    assert expected in stderr and "Redis" not in stderr
 
 
 # -- make, README ---------------------------------------------------------------------------------

@@ -23,7 +23,16 @@ import time
 from pathlib import Path
 
 from worker.commands import inbox, people, run
-from worker.commands.console import EXIT_CONFIG, EXIT_INPUT, EXIT_REDIS, connect_redis, print_json, settings_for, short
+from worker.commands.console import (
+    EXIT_CONFIG,
+    EXIT_INPUT,
+    EXIT_REDIS,
+    at_least_one,
+    connect_redis,
+    print_json,
+    settings_for,
+    short,
+)
 from worker.exceptions import ArtifactError, ConfigError, ReplyguardError, StoreError
 
 __all__ = ["build_parser", "main"]
@@ -459,17 +468,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _at_least_one(value: str) -> int:
-    """An argparse type: a whole number of at least 1 (``--limit 0`` would replay nothing and say nothing)."""
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {value!r}")
-    return number
-
-
 def register_models(sub: argparse._SubParsersAction) -> None:
     """Add the models and configuration commands to the ``replyguard`` parser."""
     p = sub.add_parser("eval", help="evaluate a classifier and propose thresholds, or replay past decisions")
@@ -497,7 +495,7 @@ def register_models(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", help="policy to compare with / replay (default: policies/demo-shop.yaml)")
     p.add_argument("--replay", action="store_true", help="re-decide stored decisions with --policy")
     p.add_argument("--brand", help="brand to replay (default demo-shop)")
-    p.add_argument("--limit", type=_at_least_one, help="replay at most this many decisions")
+    p.add_argument("--limit", type=at_least_one, help="replay at most this many decisions")
     p.add_argument("--reclassify", action="store_true", help="replay: re-run the policy's models on the stored text")
     p.set_defaults(func=cmd_eval)
 

@@ -10,6 +10,27 @@ EXIT_CONFIG = 2
 EXIT_REDIS = 3
 
 
+def at_least_one(value: str) -> int:
+    """An argparse type: a whole number of at least 1 (``--limit 0`` would show or replay nothing and say nothing)."""
+    return _whole_number(value, 1)
+
+
+def not_negative(value: str) -> int:
+    """An argparse type: a whole number of at least 0 (``--offset``)."""
+    return _whole_number(value, 0)
+
+
+def _whole_number(value: str, minimum: int) -> int:
+    """``value`` as an int of at least ``minimum``; else an argparse usage error (exit 2, before any work)."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = minimum - 1
+    if number < minimum:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least {minimum}, got {value!r}")
+    return number
+
+
 def settings_for(args: argparse.Namespace):
     from worker.settings import Settings
 

@@ -11,7 +11,16 @@ import time
 from datetime import datetime, timezone
 
 from worker.ages import age_text
-from worker.commands.console import EXIT_CONFIG, EXIT_INPUT, connect_redis, print_json, settings_for, short
+from worker.commands.console import (
+    EXIT_CONFIG,
+    EXIT_INPUT,
+    at_least_one,
+    connect_redis,
+    not_negative,
+    print_json,
+    settings_for,
+    short,
+)
 
 
 def _find_decision(store, message_id: str, brand: str | None):
@@ -322,8 +331,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = review.add_parser("list", help="escalations by priority, then age")
     q.add_argument("--brand")
     q.add_argument("--role")
-    q.add_argument("--limit", type=int, default=50, help="items per page")
-    q.add_argument("--offset", type=int, default=0, help="skip this many items (the next page)")
+    q.add_argument("--limit", type=at_least_one, default=50, help="items per page")
+    q.add_argument("--offset", type=not_negative, default=0, help="skip this many items (the next page)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_review_list)
 
@@ -350,7 +359,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_kpi)
 
     p = sub.add_parser("rejected", help="events the worker could not decide, newest first, with the reason")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=at_least_one, default=50)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_rejected)
 
