@@ -251,6 +251,21 @@ def test_review_resolve_checks_labels_against_the_brands_models(env, running_wor
     assert good.returncode == 0, good.stderr
 
 
+def test_review_resolve_without_a_verdict_is_a_usage_error_that_names_the_fields(env, running_worker, tmp_path):  # noqa: F811
+    path = _file(tmp_path, [make_event(id="r2", author={"id": "v", "tags": ["vip"]}, text="hello")])
+    assert cli("ingest", str(path), "--wait", env=env).returncode == 0
+    empty = cli("review", "resolve", "r2", env=env)
+    stderr = _no_traceback(empty)
+    assert empty.returncode == 2, empty.stdout.decode() + stderr
+    assert "nothing to record" in stderr and all(
+        f in stderr for f in ("--intent", "--spam yes|no", "--abuse hate|offensive|neither", "--note")
+    )
+    queue = json.loads(cli("review", "list", "--json", env=env).stdout)
+    assert [i["message_id"] for i in queue["items"]] == ["r2"]  # still waiting for a reviewer
+    noted = cli("review", "resolve", "r2", "--note", "a customer we know", env=env)
+    assert noted.returncode == 0 and "note='a customer we know'" in noted.stdout.decode()
+
+
 def test_review_list_pages_and_says_how_many_remain(env, running_worker, tmp_path):  # noqa: F811
     vips = [
         make_event(id=f"p{i}", conversation_id=f"cp{i}", author={"id": f"v{i}", "tags": ["vip"]}, text="hi")

@@ -22,6 +22,9 @@ from worker.commands.console import (
     short,
 )
 
+#: What ``review resolve`` records; at least one must be given (as the review app's correct_labels asks).
+RESOLVE_FIELDS = ("intent", "spam", "abuse", "note")
+
 
 def _find_decision(store, message_id: str, brand: str | None):
     if brand:
@@ -188,6 +191,14 @@ def cmd_review_resolve(args: argparse.Namespace) -> int:
     from worker.models import Correction
     from worker.store import Store
 
+    if all(getattr(args, name) is None for name in RESOLVE_FIELDS):
+        # an empty verdict would take the message off the queue with nothing recorded
+        print(
+            "review resolve: nothing to record; give at least one of "
+            "--intent LABEL, --spam yes|no, --abuse hate|offensive|neither, --note TEXT",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     settings = settings_for(args)
     store = Store(connect_redis(settings), settings.key_prefix)
     decision, problem = _find_decision(store, args.message_id, args.brand)
@@ -223,7 +234,9 @@ def cmd_review_resolve(args: argparse.Namespace) -> int:
     print(
         f"resolved {decision.brand}/{decision.message_id}: "
         + ", ".join(
-            f"{k}={v}" for k, v in correction.model_dump(include={"intent", "spam", "abuse"}).items() if v is not None
+            f"{k}={v!r}" if k == "note" else f"{k}={v}"
+            for k, v in correction.model_dump(include=set(RESOLVE_FIELDS)).items()
+            if v is not None
         )
     )
     return 0
