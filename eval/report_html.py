@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from worker.ages import duration_text
+
 #: Thresholds listed in the trade-off table (the chosen one is added).
 TABLE_THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 #: Above this many labels, the confusion heat map shows only the labels with the most errors.
@@ -113,13 +115,7 @@ def _thr(value: Any) -> str:
 
 def _seconds(value: Any) -> str:
     f = _num(value)
-    if f is None:
-        return "—"
-    if f < 1:
-        return f"{f * 1000:.0f}\u00a0ms"
-    if f < 120:
-        return f"{f:.1f}\u00a0s"
-    return f"{f / 60:.1f}\u00a0min"
+    return "—" if f is None else duration_text(f).replace(" ", "\u00a0")
 
 
 def _f(value: float) -> str:

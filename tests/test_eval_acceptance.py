@@ -5,6 +5,7 @@ error that names what and where, a non-zero exit and no traceback, before any mo
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -272,3 +273,28 @@ def test_replay_limit_must_be_at_least_one(limit: str) -> None:
     result = run("eval", "--replay", "--limit", limit)
     assert result.returncode == 2 and "--limit: must be a whole number of at least 1" in result.stderr
     no_traceback(result)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.0002, "<1 ms"), (0.04, "40 ms"), (0.3, "300 ms"), (0.9996, "1.0 s"), (1.64, "1.6 s"), (150, "2.5 min")],
+)
+def test_durations_below_a_second_are_shown_in_milliseconds(seconds: float, text: str) -> None:
+    from worker.ages import duration_text
+
+    assert duration_text(seconds) == text
+
+
+def test_a_fast_training_run_says_how_many_milliseconds_it_took(tmp_path: Path) -> None:
+    data = labelled(tmp_path / "d.jsonl")
+    result = run("eval", "--task", "spam", "--data", str(data), "--train", "--report", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    seconds = json.loads((tmp_path / "r" / "report.json").read_text(encoding="utf-8"))["train_seconds"]
+    from worker.ages import duration_text
+
+    # 24 rows train in well under a second: '0.0s' / '0.3s' said nothing; the line shows milliseconds
+    assert f"trained in {duration_text(seconds)};" in result.stdout, result.stdout
+    assert seconds >= 1 or f"{round(seconds * 1000)} ms" in result.stdout
+    trained = run("train", "spam", "--data", str(data), "--out", str(tmp_path / "m"))
+    assert trained.returncode == 0, trained.stderr
+    assert re.search(r"^wrote .* in (\d+ ms|\d+\.\d s)$", trained.stdout, re.MULTILINE), trained.stdout

@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from worker.ages import duration_text
 from worker.commands import inbox, people, run
 from worker.commands.console import (
     EXIT_CONFIG,
@@ -181,7 +182,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"coverage {r['coverage']:.4f}, precision {r['achieved_precision']:.4f} on test"
     )
     if r.get("train_seconds") is not None:
-        print(f"  trained in {r['train_seconds']:.1f}s; {r['predict_per_second']:.0f} messages/s on one thread")
+        print(
+            f"  trained in {duration_text(r['train_seconds'])}; {r['predict_per_second']:.0f} messages/s on one thread"
+        )
     pc = r.get("policy_comparison") or {}
     if pc.get("model_mismatch"):
         print(
@@ -322,7 +325,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         out.rename(final)
         out = final
     m = result.metrics
-    print(f"wrote {out} ({manifest.ref if manifest else name}) in {time.perf_counter() - started:.1f}s")
+    print(f"wrote {out} ({manifest.ref if manifest else name}) in {duration_text(time.perf_counter() - started)}")
     if args.candidate:
         print(f"a candidate: replyguard models promote {name} --data HELD_OUT checks it against the current model")
     if "accuracy" in m:
@@ -415,7 +418,7 @@ def cmd_build_defaults(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         print(
             f"sentence table: derived from the pinned package into {build_table()} "
-            f"in {time.perf_counter() - started:.0f}s"
+            f"in {duration_text(time.perf_counter() - started)}"
         )
     if not embedding_path().is_file():  # the full network's token embeddings, for intents below the coverage floor
         print(f"full-network embedding table: written from the pinned package into {build_embedding()}")
@@ -427,7 +430,7 @@ def cmd_build_defaults(args: argparse.Namespace) -> int:
         result = build_default(name, shared, out)
         m = result.metrics
         print(
-            f"{name}: {result.manifest.ref if result.manifest else ''} trained in {result.train_seconds:.1f}s; "
+            f"{name}: {result.manifest.ref if result.manifest else ''} trained in {duration_text(result.train_seconds)}; "
             f"test accuracy {m.get('accuracy', 0):.4f}, macro-F1 {m.get('macro_f1', 0):.4f}"
         )
     return 0
