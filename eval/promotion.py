@@ -65,21 +65,37 @@ class PromotionCheck:
         return not self.reasons
 
     def lines(self) -> list[str]:
-        out = [f"{'':28} {'current':>12} {'candidate':>12}"]
-        for key, name in (
-            ("model", "model"),
-            ("achieved_precision", "precision at threshold"),
-            ("coverage", "coverage at threshold"),
-            ("accuracy", "accuracy"),
-            ("n_test", "held-out rows"),
-        ):
-            a, b = self.current.get(key), self.candidate.get(key)
-            fmt = (lambda v: f"{v:.4f}") if isinstance(a, float) else str
-            out.append(f"{name:28} {fmt(a):>12} {fmt(b):>12}")
+        # the models on lines of their own (a long name or version would push the figures off the screen),
+        # then the figures in columns as wide as their contents
+        out = [
+            f"{'current':9}  {_cell(self.current.get('model'))}",
+            f"{'candidate':9}  {_cell(self.candidate.get('model'))}",
+        ]
+        rows = [("", "current", "candidate")] + [
+            (name, _cell(self.current.get(key)), _cell(self.candidate.get(key))) for key, name in PROMOTION_ROWS
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        out += [f"{a:{widths[0]}}  {b:>{widths[1]}}  {c:>{widths[2]}}" for a, b, c in rows]
         out += [f"refused: {r}" for r in self.reasons] or [
             "accepted: the candidate is not worse on precision or coverage"
         ]
         return out
+
+
+#: (figure, row name) of the promotion table, top to bottom (the models are named above it).
+PROMOTION_ROWS = (
+    ("achieved_precision", "precision at threshold"),
+    ("coverage", "coverage at threshold"),
+    ("accuracy", "accuracy"),
+    ("n_test", "held-out rows"),
+)
+
+
+def _cell(value: Any) -> str:
+    """A figure of the promotion table: 4 decimals for a fraction, '-' for a missing one."""
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def _figures(report: dict[str, Any]) -> dict[str, Any]:

@@ -158,3 +158,31 @@ def test_train_adds_reviewed_corrections_and_decisions_name_their_model_version(
         next((tmp_path / "m" / ".candidates" / "spam-mine").iterdir()).joinpath("manifest.json").read_text()
     )
     assert sum(manifest["training"][0]["counts"].get("train", {}).values()) > len(rows(6)) * 0.6
+
+
+def test_the_promotion_table_stays_aligned_with_long_names_and_versions(tmp_path: Path) -> None:
+    models, name = tmp_path / "models", "spam-our-team-youtube-comments-2026-q4-without-the-bots"
+    data = write(tmp_path / "base.jsonl", rows(4))
+    for version, extra in (("v1-" + "a" * 30, []), ("v2-" + "b" * 30, ["--candidate"])):
+        trained = cli(
+            "train", "spam", "--data", str(data), "--name", name, "--dir", str(models), "--version", version, *extra
+        )
+        assert trained.returncode == 0, trained.stderr
+    result = cli("models", "promote", name, "--data", str(data), "--dir", str(models))
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    # the models are named in full, each on its own line
+    assert f"{name}@v1-{'a' * 30}" in lines[0] and lines[0].startswith("current ")
+    assert f"{name}@v2-{'b' * 30}" in lines[1] and lines[1].startswith("candidate ")
+    header = next(i for i, line in enumerate(lines) if line.split() == ["current", "candidate"])
+    table = lines[header : header + 5]
+    assert [line.split("  ")[0].strip() for line in table[1:]] == [
+        "precision at threshold",
+        "coverage at threshold",
+        "accuracy",
+        "held-out rows",
+    ]
+    # every figure ends under its column's heading: right edges line up, and the table fits a terminal
+    current_end = table[0].index("current") + len("current")
+    assert {len(line) for line in table} == {len(table[0])} and len(table[0]) <= 80, table
+    assert all(line[current_end - 1] != " " and line[current_end] == " " for line in table), table
