@@ -170,6 +170,14 @@ def _representation(estimator: Any, kind: str = "SentenceVectors") -> str | None
     return None
 
 
+def _remove(path: Path) -> None:
+    """Remove ``path`` whatever it is (a directory tree, a file, a symlink); nothing if it is absent."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def save_artifact(directory: Path, estimator: Any, manifest_fields: dict[str, Any]) -> Manifest:
     """Write ``estimator`` and its manifest to ``directory`` atomically (replacing it)."""
     import skops.io as sio
@@ -197,13 +205,13 @@ def save_artifact(directory: Path, estimator: Any, manifest_fields: dict[str, An
         )
         (tmp / MANIFEST).write_text(json.dumps(manifest.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
         old = None
-        if directory.exists():
+        if directory.exists() or directory.is_symlink():
             old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
             os.replace(directory, old)
         os.replace(tmp, directory)
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)  # a file replaced here (train --out FILE --force) must not linger as .FILE.old
         return manifest
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

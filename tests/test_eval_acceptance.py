@@ -298,3 +298,30 @@ def test_a_fast_training_run_says_how_many_milliseconds_it_took(tmp_path: Path) 
     trained = run("train", "spam", "--data", str(data), "--out", str(tmp_path / "m"))
     assert trained.returncode == 0, trained.stderr
     assert re.search(r"^wrote .* in (\d+ ms|\d+\.\d s)$", trained.stdout, re.MULTILINE), trained.stdout
+
+
+def test_train_out_refuses_to_replace_a_file_or_other_directory_unless_forced(tmp_path: Path) -> None:
+    data = labelled(tmp_path / "d.jsonl")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("important", encoding="utf-8")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.txt").write_text("mine", encoding="utf-8")
+    for taken, what in ((notes, "a file"), (other, "a directory that is not a model")):
+        refused = run("train", "spam", "--data", str(data), "--out", str(taken))
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert f"--out {taken}: is {what}" in refused.stderr and "--force" in refused.stderr
+        no_traceback(refused)
+    # nothing was moved aside or replaced
+    assert notes.read_text(encoding="utf-8") == "important" and (other / "a.txt").read_text(encoding="utf-8") == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl", "notes.txt", "other"]
+
+    forced = run("train", "spam", "--data", str(data), "--out", str(notes), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert f"replaced a file at {notes} (--force)" in forced.stdout
+    assert (notes / "manifest.json").is_file() and not (tmp_path / ".notes.txt.old").exists()
+
+    again = run("train", "spam", "--data", str(data), "--out", str(notes))  # retraining into a model: said, not silent
+    assert again.returncode == 0, again.stderr
+    ref = json.loads((notes / "manifest.json").read_text(encoding="utf-8"))
+    assert f"replaced the model that was in {notes} ({ref['name']}@{ref['version']})" in again.stdout

@@ -264,16 +264,48 @@ def _config_file(path: Path) -> dict:
     return data
 
 
+def _replacing(out: Path, force: bool, option: str) -> str | None:
+    """What training into ``out`` replaces, as a line for stdout (None: nothing); a ConfigError, before any work, when
+    ``out`` holds something that is not a model (a file, a directory of other files) and ``force`` is off."""
+    from classifiers.persistence import MANIFEST, read_manifest
+
+    if not out.exists() and not out.is_symlink():
+        return None
+    if out.is_dir() and not out.is_symlink():
+        if (out / MANIFEST).is_file():  # retraining into a model's directory: the usual loop
+            try:
+                return f"replaced the model that was in {out} ({read_manifest(out).ref})"
+            except ArtifactError:
+                return f"replaced the model that was in {out} (its manifest is unreadable)"
+        if not any(out.iterdir()):
+            return None
+    what = "a symlink" if out.is_symlink() else "a directory that is not a model" if out.is_dir() else "a file"
+    if not force:
+        raise ConfigError(
+            f"{option}{out}: is {what}; training would replace it with the model directory. "
+            "Name another directory, or add --force to replace it"
+        )
+    return f"replaced {what} at {out} (--force)"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from classifiers.build import DEFAULT_CONFIGS, ModelConfig, train
     from classifiers.datasets import read_dataset
     from classifiers.versions import ModelVersions
 
+    name = args.name or f"{args.task}-{Path(args.data).stem.replace('_', '-').lower()}"
+    root = _models_root(args)
+    if args.out:
+        out = Path(args.out)
+    elif args.candidate:
+        out = ModelVersions(root, name).candidates_dir / "pending"
+    else:
+        out = root / name
+    replaced = _replacing(out, args.force, "--out " if args.out else "")
     dataset = read_dataset(args.data)
     config = DEFAULT_CONFIGS[args.task]
     if args.config:
         config = ModelConfig.from_dict({**config.to_dict(), **_config_file(Path(args.config))})
-    name = args.name or f"{args.task}-{Path(args.data).stem.replace('_', '-').lower()}"
     extra: list = []
     if args.corrections:
         from eval.promotion import correction_examples
@@ -296,13 +328,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"adding {used} reviewed corrections of {args.corrections} to the training rows "
             f"({len(extra) - used} more are held out for promotion checks)"
         )
-    root = _models_root(args)
-    if args.out:
-        out = Path(args.out)
-    elif args.candidate:
-        out = ModelVersions(root, name).candidates_dir / "pending"
-    else:
-        out = root / name
     started = time.perf_counter()
     result = train(
         args.task,
@@ -326,6 +351,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = final
     m = result.metrics
     print(f"wrote {out} ({manifest.ref if manifest else name}) in {duration_text(time.perf_counter() - started)}")
+    if replaced:
+        print(replaced)
     if args.candidate:
         print(f"a candidate: replyguard models promote {name} --data HELD_OUT checks it against the current model")
     if "accuracy" in m:
@@ -506,7 +533,12 @@ def register_models(sub: argparse._SubParsersAction) -> None:
     p.add_argument("task", choices=["spam", "abuse", "intent"])
     p.add_argument("--data", required=True, help="JSONL (text, label[, split]) or CSV with a header")
     p.add_argument("--name", help="artifact name (default: TASK-<file stem>)")
-    p.add_argument("--out", help="artifact directory (default: classifiers/artifacts/NAME)")
+    p.add_argument(
+        "--out",
+        help="artifact directory (default: classifiers/artifacts/NAME); a model already there is replaced "
+        "(and named on stdout), a file or a directory of other files is refused",
+    )
+    p.add_argument("--force", action="store_true", help="replace a file or non-model directory at --out")
     p.add_argument("--oos-label", help="the out-of-scope label (intent)")
     p.add_argument("--version", help="version string (default: a hash of the training data and config)")
     p.add_argument("--config", help="JSON file overriding model hyperparameters")
