@@ -409,9 +409,12 @@ def train(
     """
     config = config or DEFAULT_CONFIGS[task]
     ds = with_splits(dataset)
-    file_counts, file_note = ds.counts(), "; ".join(f"{k}: {v}" for k, v in ds.carved.items()) or None
+    notes = [f"{k}: {v}" for k, v in ds.carved.items()]
+    if ds.relabelled:
+        notes.append(f"labels: {ds.relabelled_text()}")
+    file_counts, file_note = ds.counts(), "; ".join(notes) or None
     if corrections:
-        ds = Dataset(path=ds.path, sha256=ds.sha256, examples=ds.examples + corrections, carved=ds.carved)
+        ds = replace(ds, examples=ds.examples + corrections)
     fit_rows = [e for e in ds.examples if e.split in ("train", "val")]
     test_rows = ds.split("test")
     config, _ = fitted_config(config, [e.label for e in fit_rows])

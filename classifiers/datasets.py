@@ -49,6 +49,8 @@ class Dataset:
     sha256: str
     examples: list[Example]
     carved: dict[str, str] = field(default_factory=dict)
+    #: the file's label -> the label it is read as (a spam file's 1 / 0 read as spam / ham), when renamed
+    relabelled: dict[str, str] = field(default_factory=dict)
 
     def split(self, name: str) -> list[Example]:
         return [e for e in self.examples if e.split == name]
@@ -76,7 +78,18 @@ class Dataset:
             "rows": len(self.examples),
             "counts": self.counts(),
             "carved": self.carved,
+            "relabelled": self.relabelled,
         }
+
+    def relabelled_text(self) -> str:
+        """The renaming as people read it: ``'1' read as spam, '0' read as ham`` ('' when none)."""
+        return relabelling_text(self.relabelled)
+
+
+def relabelling_text(relabelled: dict[str, str]) -> str:
+    """A label renaming (file label -> label read as) as people read it: ``'1' read as spam, '0' read as ham``."""
+    by_new_label = sorted(relabelled.items(), key=lambda item: item[1], reverse=True)
+    return ", ".join(f"{old!r} read as {new}" for old, new in by_new_label)
 
 
 def _row(obj: object, path: Path, line: int) -> Example:
@@ -187,4 +200,4 @@ def with_splits(ds: Dataset, *, test_fraction: float = 0.2, val_fraction: float 
         rest = [e for e in examples if e.split != "train"]
         examples = carve(train, val_fraction, seed, "val") + rest
         carved["val"] = f"stratified {val_fraction:.0%} of train, seed {seed}"
-    return Dataset(path=ds.path, sha256=ds.sha256, examples=examples, carved=carved)
+    return replace(ds, examples=examples, carved=carved)

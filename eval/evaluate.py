@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,10 @@ NEGATIVE_LABELS = frozenset(
 )
 #: ... and label prefixes that mean the same (not_hate, non-spam, no_abuse).
 NEGATIVE_PREFIXES = ("not_", "not-", "not ", "non_", "non-", "non ", "no_", "no-")
+#: A binary task's own labels, (act on it, nothing to act on) ...
+BINARY_TASK_LABELS = {"spam": ("spam", "ham")}
+#: ... and the pairs a team's (or a public set's) binary data often says them with, read as those labels.
+BINARY_PAIRS = (("1", "0"), ("true", "false"), ("yes", "no"))
 #: Extra precision demanded on validation data when choosing thresholds, to absorb the
 #: difference between val and test (measured in README "Classifier quality").
 DEFAULT_MARGIN = 0.0
@@ -68,6 +72,22 @@ def is_negative_label(label: str) -> bool:
     """Whether a team's label reads as "nothing to act on" (``0``, ``ham``, ``not_hate``, ``clean``, ...)."""
     folded = label.strip().casefold()
     return folded in NEGATIVE_LABELS or folded.startswith(NEGATIVE_PREFIXES)
+
+
+def binary_labels(task: str, dataset: Dataset) -> Dataset:
+    """``dataset`` with a binary task's ``1`` / ``0`` (``true`` / ``false``, ``yes`` / ``no``, any case) read as
+    its own labels (spam / ham), the renaming kept in ``relabelled``; ``dataset`` itself when there is none
+    (another task, other labels, or a mix such as 1 / 0 / 2)."""
+    if task not in BINARY_TASK_LABELS:
+        return dataset
+    folded = {label: label.strip().casefold() for label in dataset.label_set}
+    for pair in BINARY_PAIRS:
+        if folded and set(folded.values()) <= set(pair):
+            own = dict(zip(pair, BINARY_TASK_LABELS[task], strict=True))
+            mapping = {label: own[f] for label, f in folded.items()}
+            examples = [replace(e, label=mapping[e.label]) for e in dataset.examples]
+            return replace(dataset, examples=examples, relabelled={**dataset.relabelled, **mapping})
+    return dataset
 
 
 def _positive(task: str, labels: list[str], oos_label: str | None) -> set[str]:
@@ -119,14 +139,13 @@ def evaluate(
     auto-reply threshold for (default 0.25 when there is an out-of-scope label; see eval.thresholds)."""
     if not 0.5 <= target_precision < 1.0:
         raise ConfigError(f"--target-precision must be in [0.5, 1), got {target_precision}")
-    dataset = data if isinstance(data, Dataset) else read_dataset(data)
+    dataset = binary_labels(task, data if isinstance(data, Dataset) else read_dataset(data))
     ds = with_splits(dataset)
     if model is not None and not ds.split("val") and not ds.split("train"):
         # a test-only file and a ready model: thresholds come from a stratified 20 % of it, figures from the rest
         examples = carve(ds.split("test"), 0.2, 42, "val")
-        ds = Dataset(
-            path=ds.path,
-            sha256=ds.sha256,
+        ds = replace(
+            ds,
             examples=examples,
             carved={**ds.carved, "val": "stratified 20% of the test rows (the file has no train/val), seed 42"},
         )
@@ -135,7 +154,7 @@ def evaluate(
         raise ConfigError(f"{dataset.path} has no train rows to train on (pass --model to evaluate an artifact)")
     if not test_rows or not val_rows:
         raise ConfigError(f"{dataset.path} needs test and val rows (val may be carved from train)")
-    notes: list[str] = []
+    notes: list[str] = [f"labels {dataset.relabelled_text()}"] if dataset.relabelled else []
     model_ref: str | None = None
     started = time.perf_counter()
     if model is None:
@@ -187,7 +206,12 @@ def evaluate(
         row["auto_recall"] = float((rows & truth).sum() / truth.sum()) if truth.sum() else None
     report: dict[str, Any] = {
         "task": task,
-        "data": {"path": str(dataset.path), "sha256": dataset.sha256, "carved": ds.carved},
+        "data": {
+            "path": str(dataset.path),
+            "sha256": dataset.sha256,
+            "carved": ds.carved,
+            "relabelled": dataset.relabelled,
+        },
         "model": source,
         "model_ref": model_ref,
         "notes": notes,

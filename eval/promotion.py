@@ -13,7 +13,7 @@ refuses the candidate when it is worse on the target precision or on coverage at
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from classifiers.datasets import Dataset, Example, with_splits
@@ -118,7 +118,7 @@ def check_promotion(
     held = [e for e in corrections or [] if e.split == "test"]
     base = with_splits(data)
     rows = [e for e in base.examples if e.split in ("val", "test")] + held
-    dataset = Dataset(path=data.path, sha256=data.sha256, examples=rows, carved=base.carved)
+    dataset = replace(base, examples=rows)
     runs = [
         evaluate(
             task, dataset, model=m, target_precision=target_precision, oos_label=oos_label, measure_speed=False

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.evaluate import Evaluation
+from classifiers.datasets import relabelling_text
 from classifiers.persistence import LoadedModel
 from eval.proposal import compare, propose, write_proposal
 from worker.policy import load_policy
@@ -68,6 +69,9 @@ def write_report(
             target=report["target_precision"],
         )
         lines = [f"Proposed thresholds.{task} for {policy_path} (target precision {report['target_precision']}):", ""]
+        relabelled = report["data"].get("relabelled") or {}
+        if relabelled:  # the data said 1 / 0; the thresholds below are for the labels it was read as
+            lines += [f"The data's labels {relabelling_text(relabelled)}.", ""]
         if proposal.model_mismatch:
             lines += [
                 f"WARNING: the thresholds were chosen for {proposal.for_model or 'a model this eval trained (not saved)'}, "

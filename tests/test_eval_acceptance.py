@@ -178,7 +178,7 @@ def test_training_with_corrections_keeps_the_files_test_rows_and_gets_a_version_
 
 @pytest.mark.parametrize(
     ("task", "positive", "negative", "action"),
-    [("spam", "1", "0", ["1"]), ("abuse", "toxic", "clean", ["toxic"]), ("spam", "spam", "not_spam", ["spam"])],
+    [("spam", "junk", "0", ["junk"]), ("abuse", "toxic", "clean", ["toxic"]), ("spam", "spam", "not_spam", ["spam"])],
 )
 def test_a_teams_negative_label_is_not_an_action_label(task: str, positive: str, negative: str, action: list) -> None:
     from classifiers.datasets import Dataset, Example
@@ -257,14 +257,17 @@ def test_quoted_commas_bom_crlf_and_blank_lines_read_as_written(tmp_path: Path) 
 
 def test_data_with_labels_the_model_does_not_know_names_the_file_and_the_model(tmp_path: Path) -> None:
     path = tmp_path / "mine.jsonl"
-    rows = [{"text": f"check my channel {i}", "label": "1"} for i in range(10)]
-    rows += [{"text": f"nice video {i}", "label": "0"} for i in range(10)]
+    rows = [{"text": f"check my channel {i}", "label": "promo"} for i in range(10)]
+    rows += [{"text": f"nice video {i}", "label": "regular"} for i in range(10)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     result = run(
         "eval", "--task", "spam", "--data", str(path), "--model", "spam-default", "--report", str(tmp_path / "r")
     )
     assert result.returncode == 2
-    assert f"{path} has labels ['0', '1'] that spam-default@" in result.stderr and "['ham', 'spam']" in result.stderr
+    assert (
+        f"{path} has labels ['promo', 'regular'] that spam-default@" in result.stderr
+        and "['ham', 'spam']" in result.stderr
+    )
     no_traceback(result)
 
 
@@ -325,3 +328,42 @@ def test_train_out_refuses_to_replace_a_file_or_other_directory_unless_forced(tm
     assert again.returncode == 0, again.stderr
     ref = json.loads((notes / "manifest.json").read_text(encoding="utf-8"))
     assert f"replaced the model that was in {notes} ({ref['name']}@{ref['version']})" in again.stdout
+
+
+def test_spam_data_labelled_1_and_0_is_read_as_spam_and_ham_and_the_output_says_so(tmp_path: Path) -> None:
+    data = tmp_path / "public.csv"
+    rows = [(f"WIN a free gift card and click bit.ly/win{i} now", 1) for i in range(30)]
+    rows += [(f"where is my order KM-20{i}?", 0) for i in range(30)]
+    data.write_text("text,label\n" + "".join(f"{t},{label}\n" for t, label in rows), encoding="utf-8")
+    result = run("eval", "--task", "spam", "--data", str(data), "--report", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    assert "note: labels '1' read as spam, '0' read as ham" in result.stdout
+    # read as spam / ham, the data is what the policy's own model knows: its thresholds are proposed
+    assert "evaluating the policy's spam model spam-default@" in result.stdout and "not proposed" not in result.stdout
+    report = json.loads((tmp_path / "r" / "report.json").read_text(encoding="utf-8"))
+    assert report["data"]["relabelled"] == {"0": "ham", "1": "spam"} and report["action_labels"] == ["spam"]
+    diff = (tmp_path / "r" / "policy.diff.txt").read_text(encoding="utf-8")
+    assert "The data's labels '1' read as spam, '0' read as ham." in diff
+
+    flags = tmp_path / "flags.jsonl"
+    flags.write_text(
+        "".join(json.dumps({"text": t, "label": "True" if label else "false"}) + "\n" for t, label in rows),
+        encoding="utf-8",
+    )
+    trained = run("train", "spam", "--data", str(flags), "--out", str(tmp_path / "m"))
+    assert trained.returncode == 0, trained.stderr
+    assert "flags.jsonl: labels 'True' read as spam, 'false' read as ham" in trained.stdout
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["labels"] == ["ham", "spam"] and "'True' read as spam" in manifest["training"][0]["note"]
+
+
+@pytest.mark.parametrize(
+    ("task", "labels"),
+    [("spam", ["1", "0", "2"]), ("spam", ["1", "no"]), ("spam", ["spam", "0"]), ("abuse", ["1", "0"])],
+)
+def test_only_a_binary_tasks_whole_pair_of_labels_is_read_as_its_own(task: str, labels: list) -> None:
+    from classifiers.datasets import Dataset, Example
+    from eval.evaluate import binary_labels
+
+    data = Dataset(path="mine.jsonl", sha256="0", examples=[Example(f"text {label}", label) for label in labels])
+    assert binary_labels(task, data) is data  # a mix, or abuse (whose 1 could be hate or offensive): as it is

@@ -118,7 +118,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.compare:
         return _eval_compare(args)
     from classifiers.datasets import read_dataset
-    from eval.evaluate import evaluate
+    from eval.evaluate import binary_labels, evaluate
     from eval.report import write_report
 
     if not args.task or not args.data or not args.report:
@@ -131,7 +131,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--policy {policy}: no such file" if not policy.exists() else f"--policy {policy}: not a file"
         )
-    dataset = read_dataset(args.data)
+    dataset = binary_labels(args.task, read_dataset(args.data))  # 1 / 0 spam data: the policy's model knows it
     report_dir = _report_dir(args.report)
     policy_model, model = None, args.model
     if policy.exists():
@@ -288,9 +288,19 @@ def _replacing(out: Path, force: bool, option: str) -> str | None:
     return f"replaced {what} at {out} (--force)"
 
 
+def _read_labelled(task: str, path: str):
+    """The labelled file at ``path``, a binary task's 1 / 0 (true / false, yes / no) read as its own labels, saying so."""
+    from classifiers.datasets import read_dataset
+    from eval.evaluate import binary_labels
+
+    dataset = binary_labels(task, read_dataset(path))
+    if dataset.relabelled:
+        print(f"{Path(path).name}: labels {dataset.relabelled_text()}")
+    return dataset
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from classifiers.build import DEFAULT_CONFIGS, ModelConfig, train
-    from classifiers.datasets import read_dataset
     from classifiers.versions import ModelVersions
 
     name = args.name or f"{args.task}-{Path(args.data).stem.replace('_', '-').lower()}"
@@ -302,7 +312,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         out = root / name
     replaced = _replacing(out, args.force, "--out " if args.out else "")
-    dataset = read_dataset(args.data)
+    dataset = _read_labelled(args.task, args.data)
     config = DEFAULT_CONFIGS[args.task]
     if args.config:
         config = ModelConfig.from_dict({**config.to_dict(), **_config_file(Path(args.config))})
@@ -385,7 +395,6 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_promote(args: argparse.Namespace) -> int:
-    from classifiers.datasets import read_dataset
     from classifiers.persistence import load_artifact
     from classifiers.versions import ModelVersions
     from eval.promotion import check_promotion, correction_examples
@@ -407,7 +416,7 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
             candidate.task,
             current,
             candidate,
-            read_dataset(args.data),
+            _read_labelled(candidate.task, args.data),
             target_precision=args.target_precision,
             corrections=corrections,
             oos_label=candidate.manifest.out_of_scope_label,
