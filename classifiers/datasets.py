@@ -1,6 +1,7 @@
 """Labelled text files: JSONL (the ../shared/datasets format) or CSV.
 
-JSONL: one object per line with ``text``, ``label`` and optionally ``split``
+JSONL: one object per line with ``text``, ``label`` (a string; a JSON whole number or true / false is read
+as its text, ``"1"`` / ``"true"``) and optionally ``split``
 (train / val / test) and ``weight``. A row without ``weight`` but with ``votes``
 (label → number of annotators who chose it, as in the Davidson file) is weighted
 by annotator agreement: the share of votes its label got. CSV: a header row with
@@ -98,8 +99,12 @@ def _row(obj: object, path: Path, line: int) -> Example:
     text, label = obj.get("text"), obj.get("label")
     if not isinstance(text, str):
         raise DatasetError(path, "field 'text' must be a string", line)
+    if isinstance(label, bool):  # JSON true / false, as exported public sets write a binary label
+        label = "true" if label else "false"
+    elif isinstance(label, int):  # JSON 1 / 0: the same label as the text "1" / "0" in a CSV
+        label = str(label)
     if not isinstance(label, str) or not label:
-        raise DatasetError(path, "field 'label' must be a non-empty string", line)
+        raise DatasetError(path, "field 'label' must be a non-empty string or a whole number", line)
     split = obj.get("split") or None
     if split is not None and split not in SPLITS:
         raise DatasetError(path, f"field 'split' is {split!r}; expected one of {list(SPLITS)}", line)

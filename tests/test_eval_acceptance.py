@@ -367,3 +367,21 @@ def test_only_a_binary_tasks_whole_pair_of_labels_is_read_as_its_own(task: str, 
 
     data = Dataset(path="mine.jsonl", sha256="0", examples=[Example(f"text {label}", label) for label in labels])
     assert binary_labels(task, data) is data  # a mix, or abuse (whose 1 could be hate or offensive): as it is
+
+
+def test_jsonl_labels_written_as_json_numbers_or_booleans_are_read(tmp_path: Path) -> None:
+    from classifiers.datasets import read_dataset
+
+    numbers = tmp_path / "numbers.jsonl"
+    numbers.write_text(
+        "".join(json.dumps({"text": f"row {i}", "label": i % 2}) + "\n" for i in range(4))
+        + json.dumps({"text": "yes", "label": True})
+        + "\n",
+        encoding="utf-8",
+    )
+    assert [e.label for e in read_dataset(numbers).examples] == ["0", "1", "0", "1", "true"]
+    fraction = tmp_path / "fraction.jsonl"
+    fraction.write_text(json.dumps({"text": "row", "label": 0.5}) + "\n", encoding="utf-8")
+    result = run("train", "spam", "--data", str(fraction))
+    assert result.returncode == 1 and f"{fraction}:1" in result.stderr and "'label'" in result.stderr
+    no_traceback(result)
