@@ -111,6 +111,24 @@ def test_business_hours_in_the_policy_time_zone() -> None:
     assert not hours.is_open(datetime.fromisoformat("2026-12-31T11:00:00+09:00"))  # holiday
 
 
+def test_business_hours_look_their_time_zone_up_once(monkeypatch) -> None:
+    import worker.policy
+
+    hours = load_policy(DEMO).policy.business_hours
+    assert hours is not None
+    looked_up: list[str] = []
+    real = worker.policy.ZoneInfo
+
+    def counting(key: str):
+        looked_up.append(key)
+        return real(key)
+
+    monkeypatch.setattr(worker.policy, "ZoneInfo", counting)
+    answers = [hours.is_open(datetime.fromisoformat(f"2026-11-24T{h:02}:00:00+09:00")) for h in (8, 10, 12, 18, 20)]
+    assert answers == [False, True, True, False, False]
+    assert looked_up in ([], [hours.timezone])  # once per policy (or already), not once per message
+
+
 def test_keyword_normalisation_ignores_case_width_and_punctuation() -> None:
     assert normalize_keyword("ＳＴＯＰ!") == normalize_keyword("stop") == "stop"
     assert normalize_keyword(" 配信停止。") == "配信停止"

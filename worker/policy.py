@@ -346,9 +346,14 @@ class BusinessHours(_Model):
         """weekday (0 = Monday) -> [(start minute, end minute)], for the SLA business-time calendar."""
         return {WEEKDAYS.index(day): spans for day, spans in self._minutes.items()}
 
+    @cached_property
+    def _zoneinfo(self) -> ZoneInfo:
+        """The policy's time zone, looked up once (``is_open`` runs for every DM a brand with hours decides)."""
+        return ZoneInfo(self.timezone)
+
     def is_open(self, at: datetime) -> bool:
         """Whether ``at`` (timezone-aware) falls inside opening hours, in the policy's time zone."""
-        local = at.astimezone(ZoneInfo(self.timezone))
+        local = at.astimezone(self._zoneinfo)
         if local.date() in self.holidays:
             return False
         minute = local.hour * 60 + local.minute
