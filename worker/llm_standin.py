@@ -74,8 +74,10 @@ class StandInLLM:
                 payload = json.loads(self.rfile.read(length) or b"{}")
                 server.requests.append({"path": self.path, "headers": dict(self.headers), "json": payload})
                 if not server.up:
-                    self.close_connection = True
-                    self._send(503, json.dumps({"error": {"message": "down"}}))
+                    # "Connection: close" (which also ends this connection here): a client told so never
+                    # sends its next request on this connection; without it, a client that reused the
+                    # connection before this thread closed it got a disconnect (connection_error), not 503
+                    self._send(503, json.dumps({"error": {"message": "down"}}), {"Connection": "close"})
                     return
                 scripted = server._next(self.path)
                 if scripted is not None:
