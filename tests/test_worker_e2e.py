@@ -15,7 +15,7 @@ from worker.brands import Brand
 from worker.ingest import Ingestor, ingest_events, wait_for
 from worker.jobs import install
 from worker.pipeline import Pipeline
-from worker.queues import batch_queue, enqueue_batch, make_worker
+from worker.queues import ReplyguardQueue, batch_queue, enqueue_batch, make_worker
 from worker.settings import Settings
 from worker.store import Store
 
@@ -256,3 +256,27 @@ def test_malformed_job_payload_is_recorded(client, settings, brands, payload) ->
     job.refresh()
     assert job.is_finished and job.return_value()["rejected"]
     assert Store(client, settings.key_prefix).rejected()
+
+
+def test_a_batch_whose_forking_worker_died_before_its_horse_started_it_is_requeued_at_once(client, settings) -> None:
+    """RQ's forking worker takes a batch off the queue (into the queue's intermediate list), records its
+    execution (a heartbeat in the started registry) and forks the work-horse, which marks the batch
+    started. Killed in between, it leaves a queued batch whose heartbeat stops; RQ's cleanup passes it
+    over (not started). The recovery sweep that finds the heartbeat JOB_HEARTBEAT_GRACE_SECONDS late
+    puts it back at once, like a started batch: it waited another JOB_HEARTBEAT_GRACE_SECONDS and a
+    sweep (measured: re-run 28.8 s after the kill, README says 20 s)."""
+    queue = batch_queue(client, settings)
+    job = enqueue_batch(queue, [make_event(id="m-1")])
+    dead = make_worker(client, settings)  # RQ's forking worker, as with --fork-per-job
+    assert ReplyguardQueue.lpop([queue.key], None, connection=client) is not None  # taken off the queue
+    dead.prepare_execution(job)  # its execution recorded; the work-horse never starts the job
+    registry = queue.started_job_registry
+    assert queue.get_job_ids() == [] and client.lrange(queue.intermediate_queue_key, 0, -1) == [job.id.encode()]
+    beat = {member: score for member, score in client.zrange(registry.key, 0, -1, withscores=True)}
+    assert len(beat) == 1
+    client.zadd(registry.key, {member: time.time() - 1 for member in beat})  # the heartbeat is late now
+
+    survivor = make_worker(client, settings)
+    assert survivor.recover()["abandoned"] >= 1
+    assert queue.get_job_ids() == [job.id] and client.llen(queue.intermediate_queue_key) == 0
+    assert job.get_status() == "queued" and registry.get_job_ids() == []

@@ -96,16 +96,22 @@ JOB_RETRY_MAX = 5
 
 #: Every worker runs the recovery sweep this often (seconds): batches whose worker
 #: or work-horse died are re-queued, LLM tasks whose deadline passed are finalised.
-#: One worker at a time does it (a lock that expires after this many seconds).
+#: One worker at a time does it: a lock that expires a little before the next sweep is due
+#: (RECOVERY_LOCK_MILLISECONDS), so the worker that swept last always may sweep again on time
+#: (a lock of the whole interval outlived that worker's next attempt by a round trip or so,
+#: now and then, and the sweep after it came 10 s later).
 RECOVERY_SWEEP_SECONDS = 5
+RECOVERY_LOCK_MILLISECONDS = RECOVERY_SWEEP_SECONDS * 900
 
 #: A busy worker proves its work-horse is alive this often (seconds; RQ's
 #: ``job_monitoring_interval``) ...
 JOB_HEARTBEAT_SECONDS = 5
 #: ... and a batch whose heartbeat is this many seconds late is treated as
 #: abandoned (its worker died) and re-run. A dead worker's batch is therefore
-#: re-run after at most JOB_HEARTBEAT_SECONDS + JOB_HEARTBEAT_GRACE_SECONDS +
-#: RECOVERY_SWEEP_SECONDS (20 s). RQ's own figure is 30 + 60 s, swept every 600 s.
+#: re-queued at most JOB_HEARTBEAT_SECONDS + JOB_HEARTBEAT_GRACE_SECONDS +
+#: RECOVERY_SWEEP_SECONDS (20 s) after the kill, give or take an idle survivor's wait on the
+#: queues overrunning by MULTI_QUEUE_POLL_SECONDS (tests/test_crash_recovery.py). RQ's own
+#: figure is 30 + 60 s, swept every 600 s.
 JOB_HEARTBEAT_GRACE_SECONDS = 10
 
 #: A worker of several queues (batches and LLM tasks) waits on the batch queue for at

@@ -345,14 +345,15 @@ class Recovering:
         """Re-queue abandoned batches and finalise overdue LLM decisions (one worker at a time)."""
         self._recovered_at = time.monotonic()
         lock = Keys(self.settings.key_prefix).recovery_lock(self.settings.queue)
-        if not self.connection.set(lock, os.getpid(), nx=True, ex=defaults.RECOVERY_SWEEP_SECONDS):
+        if not self.connection.set(lock, os.getpid(), nx=True, px=defaults.RECOVERY_LOCK_MILLISECONDS):
             return {"skipped": True}
         abandoned = 0
         for queue in self.queues:
             registry = StartedJobRegistry(queue.name, connection=self.connection, serializer=queue.serializer)
-            abandoned += len(registry.get_expired_job_ids())
+            expired = registry.get_expired_job_ids()
+            abandoned += len(expired)
             registry.cleanup()
-            abandoned += self._recover_dequeued(queue, registry)
+            abandoned += self._recover_dequeued(queue, registry, set(expired))
         from worker.jobs import finish_overdue, installed, sla_tracker
         from worker.store import Store
 
@@ -372,9 +373,12 @@ class Recovering:
             )
         return {"abandoned": abandoned, "swept": len(swept)}
 
-    def _recover_dequeued(self, queue: Queue, registry: StartedJobRegistry) -> int:
+    def _recover_dequeued(self, queue: Queue, registry: StartedJobRegistry, expired: set[str]) -> int:
         """Jobs a worker took off the queue (RQ moves them to an intermediate list) but died
-        before starting: back to the front of the queue once they have sat there for
+        before starting: back to the front of the queue. A job whose execution RQ's forking worker
+        had begun (its heartbeat, in ``expired``, is JOB_HEARTBEAT_GRACE_SECONDS late: the worker died
+        before its work-horse started the job, which RQ's cleanup leaves alone as not started) goes
+        back at once; one with no heartbeat at all once it has sat there for
         JOB_HEARTBEAT_GRACE_SECONDS. (RQ's own check waits a minute, every ten minutes.)"""
         intermediate = queue.intermediate_queue
         stuck = intermediate.get_job_ids()
@@ -386,10 +390,7 @@ class Recovering:
             if job_id in started:
                 continue
             seen_key = Keys(self.settings.key_prefix).dequeued_seen(job_id)
-            if self.connection.set(seen_key, time.time(), nx=True, ex=3600):
-                continue  # first seen now
-            first = float(self.connection.get(seen_key) or time.time())
-            if time.time() - first < defaults.JOB_HEARTBEAT_GRACE_SECONDS:
+            if job_id not in expired and not self._dequeued_long_ago(seen_key):
                 continue
             job = queue.fetch_job(job_id)
             never_started = job is not None and job.get_status(refresh=False) == JobStatus.QUEUED
@@ -399,8 +400,15 @@ class Recovering:
                 if job is not None and never_started:
                     queue._enqueue_job(job, pipeline=pipe, at_front=True)
                 pipe.execute()
-            requeued += never_started
+            requeued += never_started and job_id not in expired  # the expired ones are counted already
         return requeued
+
+    def _dequeued_long_ago(self, seen_key: str) -> bool:
+        """True once the job was first seen in the intermediate list JOB_HEARTBEAT_GRACE_SECONDS ago."""
+        if self.connection.set(seen_key, time.time(), nx=True, ex=3600):
+            return False  # first seen now
+        first = float(self.connection.get(seen_key) or time.time())
+        return time.time() - first >= defaults.JOB_HEARTBEAT_GRACE_SECONDS
 
     def unsubscribe(self) -> None:
         """Leave RQ's command channel without a 1-second stall. RQ unsubscribes first and then stops
