@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 import pytest
 import redis
@@ -87,6 +88,48 @@ def test_workers_and_ingest_survive_a_redis_outage(server, tmp_path) -> None:
         settings = Settings(redis_url=server.url, home=tmp_path / "home")
         report = ingest_events(more, client, settings, batch_wait=0.01)
         assert not wait_for(report, client, settings, timeout=60).missing
+    finally:
+        workers.stop()
+
+
+def test_the_scheduler_runs_again_within_seconds_of_redis_coming_back(server, tmp_path) -> None:
+    """RQ's scheduler (a process of the first worker process) ends when Redis goes away. The worker
+    starts it again at its first recovery sweep once Redis answers, so a job scheduled for later
+    (``enqueue_in``: only the scheduler moves it to the queue) runs on time; before, RQ's maintenance
+    started the scheduler again within 10 minutes. Bound: the worker's wait between attempts to reach
+    Redis (REDIS_BACKOFF_MAX_SECONDS), then a sweep (RECOVERY_SWEEP_SECONDS), the scheduler's 1-second
+    poll, the job's own second, and 3 s for a loaded machine."""
+    from rq.job import Job, JobStatus
+    from rq.serializers import JSONSerializer
+
+    from tests.faults import wait_for
+    from worker import defaults
+    from worker.queues import batch_queue
+
+    client = redis.Redis.from_url(server.url)
+    workers = Workers(server.url, tmp_path / "logs")
+    try:
+        workers.start(1)
+        workers.wait_registered(client, 1)
+        wait_for(lambda: client.exists("rq:scheduler-lock:replyguard"), 30, "the scheduler to take its lock")
+        server.kill()
+        wait_for(lambda: "Scheduler [PID" in workers.logs(), 30, "the scheduler to stop for want of Redis")
+        time.sleep(2)
+        server.start()
+        back = time.monotonic()
+        client = redis.Redis.from_url(server.url)
+        queue = batch_queue(client, Settings(redis_url=server.url, home=tmp_path / "home"))
+        job = queue.enqueue_in(timedelta(seconds=1), "builtins.len", [1, 2, 3])
+
+        def finished() -> bool:
+            return Job.fetch(job.id, connection=client, serializer=JSONSerializer).get_status() == JobStatus.FINISHED
+
+        bound = defaults.REDIS_BACKOFF_MAX_SECONDS + defaults.RECOVERY_SWEEP_SECONDS + 1 + 1 + 3
+        wait_for(finished, bound, f"the scheduled job to run within {bound} s of Redis coming back")
+        print(f"the scheduled job ran {time.monotonic() - back:.1f} s after Redis came back")
+        logs = workers.logs()
+        assert "scheduler started again" in logs and "Traceback" not in logs, logs[-3000:]
+        assert len(workers.alive()) == 1
     finally:
         workers.stop()
 

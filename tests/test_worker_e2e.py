@@ -15,7 +15,7 @@ from worker.brands import Brand
 from worker.ingest import Ingestor, ingest_events, wait_for
 from worker.jobs import install
 from worker.pipeline import Pipeline
-from worker.queues import ReplyguardQueue, batch_queue, enqueue_batch, make_worker
+from worker.queues import ReplyguardQueue, batch_queue, enqueue_batch, make_worker, scheduler_name
 from worker.settings import Settings
 from worker.store import Store
 
@@ -280,3 +280,21 @@ def test_a_batch_whose_forking_worker_died_before_its_horse_started_it_is_requeu
     assert survivor.recover()["abandoned"] >= 1
     assert queue.get_job_ids() == [job.id] and client.llen(queue.intermediate_queue_key) == 0
     assert job.get_status() == "queued" and registry.get_job_ids() == []
+
+
+def test_a_fresh_worker_takes_over_the_scheduler_locks_its_process_left(client, settings) -> None:
+    """A worker whose loop ended for want of Redis is replaced by a fresh one in the same process
+    (worker.connection.keep_serving); its scheduler stopped with it, but its locks outlive it by up to
+    a minute when Redis kept its data. The fresh worker's scheduler has the process's scheduler name,
+    so it takes those locks at once; a lock of another process's scheduler is left alone."""
+    queue = batch_queue(client, settings)
+    lock = f"rq:scheduler-lock:{queue.name}"
+    due = [queue.enqueue_at(datetime.now(timezone.utc) - timedelta(seconds=1), "builtins.len", [k]) for k in range(2)]
+
+    client.set(lock, "another-process-scheduler", ex=60)  # a live scheduler elsewhere: not ours to take
+    make_worker(client, settings, queues="batches")._start_scheduler(burst=True)
+    assert queue.get_job_ids() == [] and client.get(lock) == b"another-process-scheduler"
+
+    client.set(lock, scheduler_name(), ex=60)  # left by this process's previous worker's scheduler
+    make_worker(client, settings, queues="batches")._start_scheduler(burst=True)
+    assert sorted(queue.get_job_ids()) == sorted(j.id for j in due)  # the scheduled jobs were moved to the queue

@@ -211,10 +211,22 @@ def quiet_redis_tracebacks() -> None:
             logger.addFilter(OneLineRedisErrors())
 
 
+_SCHEDULER_NAMES: dict[int, str] = {}
+
+
+def scheduler_name() -> str:
+    """The name of this process's RQ scheduler (its locks hold this name), the same for every RQ
+    worker the process runs: a worker started afresh after Redis went away (its scheduler stopped
+    with the old worker) takes the scheduler locks its predecessor left at once, instead of
+    waiting out their minute-long TTL."""
+    pid = os.getpid()
+    return _SCHEDULER_NAMES.setdefault(pid, f"replyguard.{socket.gethostname()}.{pid}.{uuid.uuid4().hex[:6]}")
+
+
 class OneLineScheduler(RQScheduler):
     """RQ's scheduler, whose process ends with one log line instead of two tracebacks (RQ's own log
-    and multiprocessing's) when Redis goes away: the worker's maintenance starts it again once
-    Redis is back, as RQ does for a scheduler process that died."""
+    and multiprocessing's) when Redis goes away: the worker starts it again at its next recovery
+    sweep once Redis is back (:meth:`Recovering.restart_scheduler`)."""
 
     def work(self) -> None:
         try:
@@ -244,6 +256,10 @@ class Recovering:
     scheduler: RQScheduler | None
     _state: str
     _full_beat_at: float | None = None  # when the last heartbeat with the full TTL was sent
+    _keeps_scheduler = False  # started with a scheduler process (not in burst mode): keep one running
+    #: RQ's idle worker waits 1, 2, 4, ... up to 60 s between attempts to reach Redis: after a minute's
+    #: outage it took up to a minute more to notice Redis was back. replyguard's backoff stops at 10 s.
+    max_connection_wait_time = defaults.REDIS_BACKOFF_MAX_SECONDS
     _loop_beats_next = False  # a job just ended: RQ's loop beats next inside its suspension check
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
@@ -271,7 +287,8 @@ class Recovering:
         date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
         log_format: str = DEFAULT_LOGGING_FORMAT,
     ) -> None:
-        """RQ's own (rq 3.0 ``BaseWorker._start_scheduler``) with :class:`OneLineScheduler`."""
+        """RQ's own (rq 3.0 ``BaseWorker._start_scheduler``) with :class:`OneLineScheduler` named by
+        :func:`scheduler_name`."""
         scheduler = self.scheduler = OneLineScheduler(
             self.queues,
             connection=self.connection,
@@ -279,7 +296,9 @@ class Recovering:
             date_format=date_format,
             log_format=log_format,
             serializer=self.serializer,  # type: ignore[attr-defined]
+            name=scheduler_name(),
         )
+        self._keeps_scheduler = not burst
         scheduler.acquire_locks()
         if not scheduler.acquired_locks:
             return
@@ -339,7 +358,30 @@ class Recovering:
     def run_maintenance_tasks(self) -> None:
         if super().should_run_maintenance_tasks:  # type: ignore[misc]
             super().run_maintenance_tasks()  # type: ignore[misc]
+        self.restart_scheduler()
         self.recover()
+
+    def restart_scheduler(self) -> bool:
+        """Start the scheduler process again if it ended (Redis went away: :class:`OneLineScheduler`),
+        or take over the scheduler locks another worker's dead scheduler left, once they expire. RQ
+        does this in its maintenance, every 10 minutes; here every RECOVERY_SWEEP_SECONDS, the first
+        sweep after Redis answers again (one round trip per queue when there is nothing to do).
+        True if a scheduler process was started."""
+        scheduler = self.scheduler
+        if not self._keeps_scheduler or scheduler is None:
+            return False
+        process = scheduler._process
+        if process is not None and process.is_alive():
+            return False
+        if not scheduler.acquire_locks(auto_start=True):
+            return False  # another worker's scheduler holds the locks
+        started = scheduler._process
+        self.log.warning(  # type: ignore[attr-defined]
+            "Worker %s: scheduler started again (PID %s)",
+            self.name,  # type: ignore[attr-defined]
+            started.pid if started is not None else "?",
+        )
+        return True
 
     def recover(self) -> dict[str, Any]:
         """Re-queue abandoned batches and finalise overdue LLM decisions (one worker at a time)."""
