@@ -211,5 +211,12 @@ def test_persist_commands_are_written_as_redis_py_writes_them() -> None:
 
     args = ("EVALSHA", "a" * 40, 3, "rg:d:demo-shop:返品", b"\x00\r\n" * 3000, "x" * 7000, -2, 0.25, 1e16, "")
     assert _resp_command(args) == b"".join(Connection().pack_command(*args))
+    # each side of the looked-up length lines (under 1,024 bytes), and a str subclass (an enum's value)
+    from worker.models import Action
+
+    sizes = ("b" * 1023, "c" * 1024, b"d" * 1023, b"e" * 1024, "é" * 512, Action.ESCALATE, 7, 2**70, -0.0)
+    assert _resp_command(sizes) == b"".join(Connection().pack_command(*sizes))
     with pytest.raises(TypeError, match="not NoneType"):
         _resp_command(("EVALSHA", None))
+    with pytest.raises(TypeError, match="not bool"):
+        _resp_command(("EVALSHA", True))

@@ -160,19 +160,42 @@ def _context(opted_out: bool, first_contact: bool, away_ms: int | None) -> Decis
     return found
 
 
+#: the RESP length lines of arguments shorter than 1,024 bytes (keys, numbers, ids, most JSON
+#: entries), looked up instead of formatted: ~40 kB a process
+_RESP_LENGTHS = [b"$%d\r\n" % n for n in range(1024)]
+
+
+def _resp_argument(arg: Any) -> bytes:
+    """An argument that is not exactly str or bytes, as redis-py packs it (a str or bytes subclass,
+    an int or float as its text; bool and anything else refused)."""
+    if isinstance(arg, str):
+        return arg.encode()
+    if isinstance(arg, int | float) and not isinstance(arg, bool):
+        return repr(arg).encode()
+    if isinstance(arg, bytes):
+        return arg
+    raise TypeError(f"a script argument must be str, bytes, int or float, not {type(arg).__name__}")
+
+
 def _resp_command(args: tuple[Any, ...]) -> bytes:
     """One command in Redis's protocol (RESP), as redis-py's ``pack_command`` writes it for these
     arguments (str as UTF-8, int and float as their text), ~3x cheaper a persist chunk: redis-py
-    checks and encodes each argument through several calls, and a chunk has ~8 a decision."""
+    checks and encodes each argument through several calls, and a chunk has ~8 a decision.
+    Dispatched on the exact type, the length line looked up and the argument appended as it is
+    (``b"$%d\r\n%s\r\n" % ...`` formatted and copied every argument: ~40 % more instructions)."""
     parts = [b"*%d\r\n" % len(args)]
+    append = parts.append
+    lengths = _RESP_LENGTHS
     for arg in args:
-        if isinstance(arg, str):
+        kind = type(arg)
+        if kind is str:
             arg = arg.encode()
-        elif isinstance(arg, int | float) and not isinstance(arg, bool):
-            arg = repr(arg).encode()
-        elif not isinstance(arg, bytes):
-            raise TypeError(f"a script argument must be str, bytes, int or float, not {type(arg).__name__}")
-        parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+        elif kind is not bytes:
+            arg = repr(arg).encode() if kind is int or kind is float else _resp_argument(arg)
+        size = len(arg)
+        append(lengths[size] if size < 1024 else b"$%d\r\n" % size)
+        append(arg)
+        append(b"\r\n")
     return b"".join(parts)
 
 
