@@ -44,14 +44,15 @@ def locale_language(locale: str | None) -> str | None:
 def detect_language(text: str, locale: str | None, languages: list[str], default: str) -> str:
     """Best guess of the language of ``text`` (an ISO 639-1 code)."""
     hint = locale_language(locale)
-    if _KANA.search(text):
-        return "ja"
-    if _HANGUL.search(text):
-        return "ko"
-    if _HAN.search(text):
-        if hint in ("zh", "ja"):
-            return hint
-        return "ja" if "ja" in languages or "zh" not in languages else "zh"
+    if not text.isascii():  # kana, hangul and Han are never ASCII: three scans of the text spared
+        if _KANA.search(text):
+            return "ja"
+        if _HANGUL.search(text):
+            return "ko"
+        if _HAN.search(text):
+            if hint in ("zh", "ja"):
+                return hint
+            return "ja" if "ja" in languages or "zh" not in languages else "zh"
     if _LATIN.search(text):
         if hint in (None, "en", "ja", "zh", "ko") or reads_as_english(text):
             return "en"

@@ -764,10 +764,18 @@ class PolicyView:
 
 
 _KEYWORD_STRIP = re.compile(r"[\s\W_]+", re.UNICODE)
+#: the ASCII characters _KEYWORD_STRIP removes (taken from the pattern itself)
+_ASCII_STRIP = bytes(c for c in range(128) if _KEYWORD_STRIP.match(chr(c)))
 
 
 def normalize_keyword(text: str) -> str:
-    """How keywords and messages are compared: NFKC, case-folded, punctuation and spaces removed."""
+    """How keywords and messages are compared: NFKC, case-folded, punctuation and spaces removed.
+
+    ASCII text (most messages) takes a shortcut with the same result: NFKC leaves it as it is,
+    case-folding it is ``lower()``, and the removed characters are deleted by ``bytes.translate``
+    (a quarter of the instructions of the substitution; every message is normalised once)."""
+    if text.isascii():
+        return text.lower().encode().translate(None, _ASCII_STRIP).decode()
     return _KEYWORD_STRIP.sub("", unicodedata.normalize("NFKC", text).casefold())
 
 

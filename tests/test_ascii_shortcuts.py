@@ -1,0 +1,100 @@
+"""ASCII text takes shortcuts in deciding (worker.policy.normalize_keyword: no NFKC, lower() for
+casefold, the removed characters deleted by bytes.translate; worker.language.detect_language: no
+search for kana, hangul or Han): the results are those of the general path, on every ASCII
+character, random ASCII strings, the demo traffic, edges and a shared-dataset sample."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+import worker.language as language
+import worker.policy as policy
+from worker.demo import load_sample
+
+EDGES = [
+    "",
+    "STOP",
+    " s t o p !!",
+    "Stop_please",
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f stop",  # \s holds the ASCII separators too
+    "ＳＴＯＰ!",  # fullwidth: the general path
+    "ß STRASSE",
+    "İstanbul",
+    " 配信停止。",
+    "hello 世界",
+    "こんにちは",
+    "안녕하세요",
+    "Bonjour, où est ma commande ?",
+    "\x7f\x00abc",
+]
+
+
+def _keyword_in_general(text: str) -> str:
+    return policy._KEYWORD_STRIP.sub("", unicodedata.normalize("NFKC", text).casefold())
+
+
+def _language_in_general(text: str, locale: str | None, languages: list[str], default: str) -> str:
+    """detect_language as it was, every search made."""
+    hint = language.locale_language(locale)
+    if language._KANA.search(text):
+        return "ja"
+    if language._HANGUL.search(text):
+        return "ko"
+    if language._HAN.search(text):
+        if hint in ("zh", "ja"):
+            return hint
+        return "ja" if "ja" in languages or "zh" not in languages else "zh"
+    if language._LATIN.search(text):
+        if hint in (None, "en", "ja", "zh", "ko") or language.reads_as_english(text):
+            return "en"
+        return hint
+    return hint or default
+
+
+def _texts(shared: Path | None = None) -> list[str]:
+    rng = random.Random(10)
+    out = [chr(c) for c in range(128)] + EDGES
+    out += ["".join(chr(rng.randrange(128)) for _ in range(rng.randrange(1, 40))) for _ in range(2000)]
+    out += [e["text"] for e in load_sample() if e.get("text")]
+    if shared is not None:
+        for name in ("clinc150.jsonl", "sms_spam_collection.jsonl", "bitext_customer_support.jsonl"):
+            rows = [json.loads(line) for line in (shared / name).read_text(encoding="utf-8").splitlines()]
+            out += [r["text"] for r in rows if r.get("split") == "test"][:400]
+    return out
+
+
+def _check(texts: list[str]) -> None:
+    ascii_ = 0
+    for text in texts:
+        ascii_ += text.isascii()
+        assert policy.normalize_keyword(text) == _keyword_in_general(text), repr(text)
+        for locale, languages in ((None, ["en", "ja"]), ("de-DE", ["en", "de"]), ("zh", ["en", "zh"])):
+            assert language.detect_language(text, locale, languages, "ja") == _language_in_general(
+                text, locale, languages, "ja"
+            ), repr(text)
+    assert 0 < ascii_ < len(texts)  # both paths were taken
+
+
+def test_ascii_shortcuts_give_the_general_results() -> None:
+    _check(_texts())
+
+
+@pytest.mark.shared_data
+def test_ascii_shortcuts_on_a_shared_dataset_sample(shared: Path) -> None:
+    _check(_texts(shared))
+
+
+def test_the_skipped_searches_cannot_match_ascii() -> None:
+    """What makes skipping them exact: none of the three scripts' patterns matches an ASCII character,
+    and the removed ASCII characters are exactly those the pattern removes."""
+    for pattern in (language._KANA, language._HANGUL, language._HAN):
+        assert not any(pattern.search(chr(c)) for c in range(128)), pattern.pattern
+    removed = {chr(c) for c in policy._ASCII_STRIP}
+    assert removed == {chr(c) for c in range(128) if re.fullmatch(r"[\s\W_]", chr(c))}
+    assert {" ", "_", "!", "\x1f"} <= removed and not {"a", "Z", "0"} & removed
