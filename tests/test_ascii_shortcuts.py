@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import worker.language as language
+import worker.models as models
 import worker.policy as policy
 from worker.demo import load_sample
 
@@ -98,3 +99,44 @@ def test_the_skipped_searches_cannot_match_ascii() -> None:
     removed = {chr(c) for c in policy._ASCII_STRIP}
     assert removed == {chr(c) for c in range(128) if re.fullmatch(r"[\s\W_]", chr(c))}
     assert {" ", "_", "!", "\x1f"} <= removed and not {"a", "Z", "0"} & removed
+
+
+def _outcome(fn, value: str) -> tuple[str, str]:
+    try:
+        return "ok", fn(value)
+    except ValueError as exc:
+        return "refused", str(exc)
+
+
+def _unicode_in_general(value: str) -> str:
+    match = models._SURROGATE.search(value) or models._CONTROL.search(value)
+    if match and models._SURROGATE.search(value):
+        raise ValueError(f"contains an unpaired UTF-16 surrogate at character {match.start()} (not valid Unicode text)")
+    if match:
+        raise ValueError(f"contains control character U+{ord(match.group()):04X} at character {match.start()}")
+    return value
+
+
+def _identifier_in_general(value: str) -> str:
+    value = _unicode_in_general(value)
+    match = models.BIDI_CONTROLS.search(value)
+    if match:
+        raise ValueError(f"contains bidi control U+{ord(match.group()):04X} at character {match.start()}")
+    return value
+
+
+def test_event_validation_shortcuts_accept_and_refuse_as_before() -> None:
+    """Ingest's checks of each string skip the surrogate and bidi searches on ASCII strings (neither
+    can hold one): the same values kept, the same refusals with the same reasons."""
+    strings = _texts() + ["a\u202eb", "\u2066x\u2069", "a\ud800b", "x\x85y", "ok\tline\nbreak\r", "\x1bESC", "\x7f"]
+    refused = 0
+    for value in strings:
+        for fn, general in (
+            (models._check_unicode, _unicode_in_general),
+            (models._check_identifier, _identifier_in_general),
+            (models._strip_bidi, lambda v: models.BIDI_CONTROLS.sub("", _unicode_in_general(v))),
+        ):
+            got = _outcome(fn, value)
+            assert got == _outcome(general, value), repr(value)
+            refused += got[0] == "refused"
+    assert refused > 100  # controls in the random strings, surrogates, bidi controls in identifiers

@@ -49,9 +49,12 @@ BIDI_CONTROLS = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
 
 def _check_unicode(value: str) -> str:
     """Reject text that cannot be stored or sent: unpaired surrogates, C0 and C1 controls."""
-    match = _SURROGATE.search(value)
-    if match:
-        raise ValueError(f"contains an unpaired UTF-16 surrogate at character {match.start()} (not valid Unicode text)")
+    if not value.isascii():  # an ASCII string holds no surrogate: one scan of it spared
+        match = _SURROGATE.search(value)
+        if match:
+            raise ValueError(
+                f"contains an unpaired UTF-16 surrogate at character {match.start()} (not valid Unicode text)"
+            )
     match = _CONTROL.search(value)
     if match:
         raise ValueError(f"contains control character U+{ord(match.group()):04X} at character {match.start()}")
@@ -61,7 +64,7 @@ def _check_unicode(value: str) -> str:
 def _check_identifier(value: str) -> str:
     """Identifiers are compared and displayed: bidi controls in them are refused, not removed."""
     value = _check_unicode(value)
-    match = BIDI_CONTROLS.search(value)
+    match = None if value.isascii() else BIDI_CONTROLS.search(value)  # bidi controls are never ASCII
     if match:
         raise ValueError(f"contains bidi control U+{ord(match.group()):04X} at character {match.start()}")
     return value
@@ -69,7 +72,8 @@ def _check_identifier(value: str) -> str:
 
 def _strip_bidi(value: str) -> str:
     """Free text (message, display name): bidi controls are removed (platforms insert them around names)."""
-    return BIDI_CONTROLS.sub("", _check_unicode(value))
+    value = _check_unicode(value)
+    return value if value.isascii() else BIDI_CONTROLS.sub("", value)  # bidi controls are never ASCII
 
 
 class Author(BaseModel):
@@ -154,6 +158,8 @@ class InboundEvent(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _metadata_size(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:  # most events: '{}' is 2 bytes
+            return value
         try:
             size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
         except (TypeError, ValueError) as exc:
