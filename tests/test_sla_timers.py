@@ -311,3 +311,44 @@ def test_scheduled_step_fires_without_new_messages(client, redis_url, short_sla_
         wait_for(lambda: store.decision("demo-shop", "vip-s").escalation.role == "manager", 60, "the re-route")
     finally:
         _stop(worker)
+
+
+def test_started_events_carry_the_start_call_instant_and_each_timers_due_times(client, brands) -> None:
+    """Every sla.started event of one start_many call says the call's instant (written once for the
+    call) and its own timer's due times, in the body's field order."""
+    created = datetime.now(timezone.utc).replace(microsecond=0)
+    events = [
+        make_event(
+            id=f"s-{i}",
+            conversation_id=f"c-s{i}",
+            created_at=iso(created + timedelta(seconds=i)),
+            author={"id": f"u-s{i}", "tags": ["vip"]},
+            text="Where is my order KM-555125?",
+        )
+        for i in range(2)
+    ]
+    tracker = tracker_of(client, brands)
+    store = tracker.store
+    pipeline = Pipeline(brands)
+    report = pipeline.process(events, store)  # decided without starting timers
+    assert len(report.decided) == 2
+    now = created + timedelta(seconds=5, microseconds=123456)
+    decisions = [store.decision("demo-shop", f"s-{i}") for i in range(2)]
+    started = tracker.start_many([(d, None) for d in decisions], now)
+    assert all(t is not None for t in started)
+    raw = [f[b"payload"].decode() for _, f in client.xrange(store.keys.sla_events("demo-shop"))]
+    assert len(raw) == 2
+    for timer, text in zip(started, raw, strict=True):
+        due = {c: timer.clocks[c].due_at.isoformat() for c in ("first_response", "resolution") if c in timer.clocks}
+        expected = {
+            "type": "sla.started",
+            "brand": "demo-shop",
+            "message_id": timer.message_id,
+            "conversation_id": timer.conversation_id,
+            "policy": timer.policy,
+            "role": timer.role,
+            "priority": timer.priority,
+            "at": now.isoformat(),
+            "due": due,
+        }
+        assert text == json.dumps(expected, default=str)
