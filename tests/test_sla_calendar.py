@@ -318,3 +318,22 @@ def test_started_event_due_times_are_the_clock_views(demo_calendar) -> None:
     for timer in (t, answered, again, done):
         views = clock_views(timer, tokyo(2026, 11, 30, 10, 0))
         assert _due_times(timer) == {c["target"]: c["due_at"] for c in views}
+
+
+def test_a_calendar_kept_across_batches_adds_as_a_fresh_one() -> None:
+    """Trackers (one a batch) share a calendar per business_hours object (tracker.shared_calendar):
+    one used for other starts first (its window and instants elsewhere) gives every start the
+    instants a fresh calendar gives; a reloaded policy's hours get their own."""
+    from worker.sla.tracker import shared_calendar
+
+    policy = load_policy(REPO_ROOT / "policies" / "demo-shop.yaml").policy
+    hours = policy.business_hours
+    kept = shared_calendar(hours)
+    assert shared_calendar(hours) is kept
+    assert shared_calendar(load_policy(REPO_ROOT / "policies" / "demo-shop.yaml").policy.business_hours) is not kept
+    rng = random.Random(29)
+    base = datetime(2026, 11, 29, tzinfo=timezone.utc)
+    durations = [timedelta(minutes=15), timedelta(hours=1), timedelta(hours=8), timedelta(days=3)]
+    for _ in range(300):
+        start = base + timedelta(minutes=rng.randrange(-400 * 1440, 400 * 1440))
+        assert kept.add_many(start, durations) == BusinessCalendar.of(hours).add_many(start, durations), start
