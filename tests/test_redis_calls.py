@@ -220,3 +220,35 @@ def test_persist_commands_are_written_as_redis_py_writes_them() -> None:
         _resp_command(("EVALSHA", None))
     with pytest.raises(TypeError, match="not bool"):
         _resp_command(("EVALSHA", True))
+
+
+def test_numbering_runs_one_evalsha_and_writes_counter_and_number_in_one_hset(tmp_path: Path) -> None:
+    """Ingest's numbering (Store.number, lua/order.lua 'number'): one EVALSHA a batch, loaded again
+    after SCRIPT FLUSH; a new message's number and the conversation's counter in one HSET; a repeat
+    gets its number again, a decided message None; the order hash holds what it held before."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        client = redis.Redis.from_url(server.url)
+        store = Store(client, "rg")
+        events = [parse_event(make_event(id=f"n{i}", conversation_id=f"c-n{i % 3}")) for i in range(7)]
+        assert store.number(events) == [1, 1, 1, 2, 2, 2, 3]  # the script was never loaded: NOSCRIPT, loaded
+        client.script_flush()
+        later = [parse_event(make_event(id="n7", conversation_id="c-n0")), events[2]]
+        with monitored(server.url) as seen:
+            assert store.number(later) == [4, 1]
+        ours = [c["command"].split()[0].upper() for c in seen if c.get("client_type") != "lua"]
+        assert ours.count("EVALSHA") == 2 and ours.count("SCRIPT") == 1  # NOSCRIPT, loaded, run again
+        lua = [c["command"] for c in seen if c.get("client_type") == "lua"]
+        assert [c.split()[0].upper() for c in lua if not c.upper().startswith(("EXISTS", "HMGET"))] == ["HSET"]
+        assert client.hgetall(store.keys.order("demo-shop", "c-n0")) == {
+            b"next": b"4",
+            b"m:n0": b"1",
+            b"m:n3": b"2",
+            b"m:n6": b"3",
+            b"m:n7": b"4",
+        }
+        assert 0 < client.ttl(store.keys.order("demo-shop", "c-n0")) <= defaults.CONVERSATION_TTL_SECONDS
+        client.set(store.keys.decision("demo-shop", "n1"), "{}")
+        assert store.number([events[1], events[4]]) == [None, 2]
+    finally:
+        server.stop()

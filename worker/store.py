@@ -515,6 +515,7 @@ class Store:
         self._apply_many = Evalsha(_apply_script())
         self._delivery_begin = client.register_script(_delivery_begin_script())
         self._order = client.register_script(_order_script())
+        self._number_many = Evalsha(_order_script())  # ingest's numbering: 2 keys and an id a message
         self._context = client.register_script(_context_script())
         self._context_many = Evalsha(_context_script())  # a batch's read in one write
         #: brand -> its policy's retention (worker.privacy.config.Retention); unknown brands get the defaults
@@ -605,7 +606,9 @@ class Store:
         keys: list[str] = []
         for e in events:
             keys += [self.keys.decision(e.brand, e.id), self.keys.order(e.brand, e.conversation_id)]
-        numbers = self._order(keys=keys, args=["number", defaults.CONVERSATION_TTL_SECONDS, *(e.id for e in events)])
+        (numbers,) = self._number_many.run(
+            self.client, [(keys, ["number", defaults.CONVERSATION_TTL_SECONDS, *(e.id for e in events)])]
+        )
         return [int(n) or None for n in numbers]
 
     @_guard("reading conversation order")

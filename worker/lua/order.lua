@@ -44,20 +44,24 @@ if op == 'assign' then  -- once per message ingested: reads only what it needs
 elseif op == 'number' then  -- ingest, once per batch: 0 for a message already decided, else its number
   -- KEYS 2i-1 the message's decision, 2i its conversation's order hash; ARGV 2 ttl (s), 2+i its id.
   -- The TTL is set when the order hash is created; after that each decision renews it.
+  -- A new message: its number and the counter in one HSET (what HINCRBY next then HSET m:<id> wrote,
+  -- one command and one write less: the script runs alone, so nothing comes between read and write).
   local numbers = {}
   for i = 1, #ARGV - 2 do
     if redis.call('EXISTS', KEYS[2 * i - 1]) == 1 then
       numbers[i] = 0
     else
-      local seq = redis.call('HGET', KEYS[2 * i], 'm:' .. ARGV[2 + i])
+      local field = 'm:' .. ARGV[2 + i]
+      local found = redis.call('HMGET', KEYS[2 * i], field, 'next')
+      local seq = tonumber(found[1])
       if not seq then
-        seq = redis.call('HINCRBY', KEYS[2 * i], 'next', 1)
-        redis.call('HSET', KEYS[2 * i], 'm:' .. ARGV[2 + i], seq)
+        seq = (tonumber(found[2]) or 0) + 1
+        redis.call('HSET', KEYS[2 * i], 'next', seq, field, seq)
         if seq == 1 then
           redis.call('EXPIRE', KEYS[2 * i], ARGV[2])
         end
       end
-      numbers[i] = tonumber(seq)
+      numbers[i] = seq
     end
   end
   return numbers
