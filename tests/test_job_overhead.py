@@ -86,11 +86,14 @@ def test_a_job_costs_the_worker_few_bookkeeping_commands(client, settings, redis
             counts["transactions"] += 1
         if words[0] == "HSET" and words[1].startswith("rq:job:") and words[2:3] == ["last_heartbeat"]:
             counts["job heartbeat"] += 1
-    per_job = {name: n / JOBS for name, n in counts.items()}
+    per_job = {
+        name: counts[name] / JOBS for name in ("worker heartbeat", "worker state", "transactions", "job heartbeat")
+    }
+    assert per_job["worker state"] > 0 and per_job["transactions"] > 0, per_job  # MONITOR saw the jobs run
     assert per_job["worker heartbeat"] <= 2.2, per_job
     assert per_job["worker state"] <= 2.2, per_job
     assert per_job["transactions"] <= 3.2, per_job
-    assert per_job["job heartbeat"] <= 2.2, per_job
+    assert per_job["job heartbeat"] <= 2.2, per_job  # none at all is fine (seen once on a loaded machine)
 
 
 def test_a_finished_job_keeps_its_payload_as_read_without_compressing_it_again(client, settings, monkeypatch) -> None:
