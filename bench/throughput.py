@@ -166,6 +166,25 @@ def redis_mix(client: redis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in client.info("commandstats").items()}
 
 
+def machine_cpu() -> dict[str, float]:
+    """Seconds of CPU the whole machine spent since boot, by kind (/proc/stat's first line): what the
+    processes' own counters leave out (the kernel's loopback networking in soft interrupts, charged
+    to whichever process was running or to ksoftirqd) and what other work on the machine used."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:9]
+    tick = os.sysconf("SC_CLK_TCK")
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    return {name: int(value) / tick for name, value in zip(names, fields, strict=True)}
+
+
+def busy_cores(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    """Cores busy on the whole machine between two :func:`machine_cpu` readings, and the soft
+    interrupts' share of them."""
+    spent = {name: after[name] - before[name] for name in before}
+    busy = sum(v for name, v in spent.items() if name not in ("idle", "iowait"))
+    return {name: round(spent[name] / seconds, 2) for name in ("softirq", "steal")} | {"busy": round(busy / seconds, 2)}
+
+
 def redis_cpu(client: redis.Redis) -> float:
     info = client.info("cpu")
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
@@ -293,6 +312,7 @@ def drain(
     cpu0, rcpu0, mix0 = fleet.cpu(), redis_cpu(client), redis_mix(client)
     started = time.perf_counter()
     own0 = time.process_time()
+    machine0 = machine_cpu()
     with Ingestor(client, settings) as ingestor:
         for m in msgs:
             ingestor.submit(m)
@@ -304,6 +324,7 @@ def drain(
             raise SystemExit(f"{name}: only {decided(client) - before} of {len(msgs)} decided")
         time.sleep(0.02)
     seconds = time.perf_counter() - started
+    machine = busy_cores(machine0, machine_cpu(), seconds)
     mix = {name: (n - mix0.get(name, 0)) / len(msgs) for name, n in redis_mix(client).items()}
     return _row(
         name,
@@ -315,6 +336,7 @@ def drain(
         processes=processes,
         redis_commands=round(sum(mix.values()), 1),
         batch_mean=round(len(msgs) / max(1, jobs), 1),
+        machine_cores=machine,
         redis_command_mix={name: round(n, 2) for name, n in sorted(mix.items(), key=lambda kv: -kv[1]) if n >= 0.01},
     )
 
@@ -452,15 +474,17 @@ def stages(settings: Settings, msgs: list[dict[str, Any]]) -> dict[str, Any]:
 
     job(msgs[:256])  # warm
     totals: dict[str, float] = {}
-    cpu0 = time.process_time()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     rest = msgs[256:]
     for i in range(0, len(rest), 256):
         for name, ms in job(rest[i : i + 256]).items():
             totals[name] = totals.get(name, 0.0) + ms
-    cpu = time.process_time() - cpu0
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     row = {
         "messages": len(rest),
         "cpu_us_per_message": round(cpu / len(rest) * 1e6),
+        # the process off its core: waiting for Redis's replies (or, on a busy machine, for a core)
+        "off_cpu_us_per_message": round((wall - cpu) / len(rest) * 1e6),
         "wall_us_per_message": {k.removesuffix("_ms"): round(v * 1000 / len(rest)) for k, v in totals.items()},
     }
     print("stages", row, flush=True)
@@ -587,6 +611,12 @@ def main() -> None:
         "never written to the README)",
     )
     parser.add_argument(
+        "--stages-only",
+        action="store_true",
+        help="only the in-process stages, with the time the process spent off its core (to compare two "
+        "checkouts side by side; never written to the README)",
+    )
+    parser.add_argument(
         "--paced-only",
         action="store_true",
         help="only the paced latency runs, with their stage breakdown (never written to the README)",
@@ -596,8 +626,10 @@ def main() -> None:
     parser.add_argument("--results", default=str(ROOT / "bench" / "results"), help="where throughput.json goes")
     args = parser.parse_args()
     args.scaling_messages = min(args.scaling_messages, args.messages)
-    if (args.quick or args.paced_only) and args.update_readme:
-        parser.error("--quick and --paced-only measure only part of the table: they are never written to the README")
+    if (args.quick or args.paced_only or args.stages_only) and args.update_readme:
+        parser.error(
+            "--quick, --stages-only and --paced-only measure only part of the table: they are never written to the README"
+        )
     rates = [int(r) for r in args.rates.split(",") if r.strip()]
 
     server = None
@@ -621,6 +653,9 @@ def main() -> None:
         msgs = messages(args.messages, "e2e", pool)
         if args.quick:
             print(json.dumps(quick(client, settings, env, msgs, args.workers), indent=1))
+            return
+        if args.stages_only:
+            stages(settings, messages(min(len(msgs), 2560) + 256, "stages", [m["text"] for m in msgs]))
             return
         if args.paced_only:
             results["paced"] = paced_only(client, settings, env, pool, args, rates)
