@@ -5,6 +5,7 @@ reconnect; every message is decided exactly once; the in-flight batches are retr
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -94,7 +95,8 @@ def test_workers_and_ingest_survive_a_redis_outage(server, tmp_path) -> None:
 
 def test_the_scheduler_runs_again_within_seconds_of_redis_coming_back(server, tmp_path) -> None:
     """RQ's scheduler (a process of the first worker process) ends when Redis goes away. The worker
-    starts it again at its first recovery sweep once Redis answers, so a job scheduled for later
+    starts it again at its first recovery sweep once Redis answers (or, when the outage made RQ's loop
+    quit, the fresh RQ worker that replaces it starts its own), so a job scheduled for later
     (``enqueue_in``: only the scheduler moves it to the queue) runs on time; before, RQ's maintenance
     started the scheduler again within 10 minutes. Bound: the worker's wait between attempts to reach
     Redis (REDIS_BACKOFF_MAX_SECONDS), then a sweep (RECOVERY_SWEEP_SECONDS), the scheduler's 1-second
@@ -128,7 +130,13 @@ def test_the_scheduler_runs_again_within_seconds_of_redis_coming_back(server, tm
         wait_for(finished, bound, f"the scheduled job to run within {bound} s of Redis coming back")
         print(f"the scheduled job ran {time.monotonic() - back:.1f} s after Redis came back")
         logs = workers.logs()
-        assert "scheduler started again" in logs and "Traceback" not in logs, logs[-3000:]
+        assert "Traceback" not in logs, logs[-3000:]
+        # Started again after it stopped, by one of two paths: the recovery sweep of a worker whose loop
+        # survived the outage ("scheduler started again"), or the fresh RQ worker that replaces one whose
+        # loop quit on a Redis error mid-command (RQ logs that start itself; seen in CI under load).
+        after_stop = logs[logs.index("Scheduler [PID") :]
+        started = "scheduler started again" in after_stop or re.search(r"Scheduler for .* started with PID", after_stop)
+        assert started, after_stop[-3000:]
         assert len(workers.alive()) == 1
     finally:
         workers.stop()
