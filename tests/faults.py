@@ -434,3 +434,20 @@ def check_order(
         if b is not None and (b.reply or not b.context.opted_out):
             problems["answered_after_stop"].append(second)
     return problems
+
+
+def taken_up_again(client: redis.Redis, job_id: str, killed: tuple[str | None, int | None]) -> bool:
+    """True once the batch of a killed worker is taken up again: retried (RQ counts it: the recovery
+    sweep re-queued a started batch), back on its queue (the sweep re-queued a batch taken but never
+    started) or started or finished by another worker (the killed one never writes again)."""
+    from rq.job import Job, JobStatus
+    from rq.serializers import JSONSerializer
+
+    job = Job.fetch(job_id, connection=client, serializer=JSONSerializer)
+    worker_name, retries_left = killed
+    if job.retries_left != retries_left:
+        return True
+    status = job.get_status()
+    if status in (JobStatus.STARTED, JobStatus.FINISHED):
+        return job.worker_name != worker_name
+    return status == JobStatus.QUEUED and client.lpos(f"rq:queue:{job.origin}", job_id) is not None

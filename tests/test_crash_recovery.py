@@ -21,7 +21,7 @@ import time
 from rq import Worker
 from rq.job import Job, JobStatus
 
-from tests.faults import Workers, children, horse_of, outbox_replies, traffic, with_ignored
+from tests.faults import Workers, children, horse_of, outbox_replies, taken_up_again, traffic, with_ignored
 from worker import defaults
 from worker.ingest import ingest_events
 from worker.settings import Settings
@@ -56,25 +56,11 @@ def _in_flight(client, job_id: str) -> tuple[str | None, int | None]:
     return job.worker_name, job.retries_left
 
 
-def _taken_up_again(client, job_id: str, killed: tuple[str | None, int | None]) -> bool:
-    """True once the batch of a killed worker is taken up again: retried (RQ counts it: the recovery
-    sweep re-queued a started batch), back on its queue (the sweep re-queued a batch taken but never
-    started) or started or finished by another worker (the killed one never writes again)."""
-    job = Job.fetch(job_id, connection=client, serializer=SERIALIZER)
-    worker_name, retries_left = killed
-    if job.retries_left != retries_left:
-        return True
-    status = job.get_status()
-    if status in (JobStatus.STARTED, JobStatus.FINISHED):
-        return job.worker_name != worker_name
-    return status == JobStatus.QUEUED and client.lpos(f"rq:queue:{job.origin}", job_id) is not None
-
-
 def _taken_up_within(client, job_id: str, killed: tuple[str | None, int | None], since: float) -> float | None:
     """Seconds after ``since`` at which a killed worker's batch was taken up again (None: not in 120 s)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if _taken_up_again(client, job_id, killed):
+        if taken_up_again(client, job_id, killed):
             return time.monotonic() - since
         time.sleep(0.05)
     return None
