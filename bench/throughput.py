@@ -185,6 +185,18 @@ def busy_cores(before: dict[str, float], after: dict[str, float], seconds: float
     return {name: round(spent[name] / seconds, 2) for name in ("softirq", "steal")} | {"busy": round(busy / seconds, 2)}
 
 
+def redis_persistence(client: redis.Redis) -> dict[str, int]:
+    """Redis's forks (AOF rewrites, snapshots) and delayed AOF fsyncs so far: a fork copies the page
+    tables of the whole dataset and stalls every command meanwhile, a delayed fsync stalls writes."""
+    stats, persistence = client.info("stats"), client.info("persistence")
+    return {
+        "forks": int(stats.get("total_forks", 0)),
+        "latest_fork_us": int(stats.get("latest_fork_usec", 0)),
+        "aof_delayed_fsync": int(persistence.get("aof_delayed_fsync", 0)),
+        "used_memory_mb": round(int(client.info("memory").get("used_memory", 0)) / 2**20),
+    }
+
+
 def redis_cpu(client: redis.Redis) -> float:
     info = client.info("cpu")
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
@@ -360,6 +372,7 @@ def paced(
     submitted: dict[str, float] = {}
     due: dict[str, float] = {}
     cpu0, rcpu0, own0 = fleet.cpu(), redis_cpu(client), time.process_time()
+    persisted0 = redis_persistence(client)
     behind = 0.0
     with Ingestor(client, settings) as ingestor:
         t0 = time.perf_counter()
@@ -378,6 +391,7 @@ def paced(
     while decided(client) < before + n:
         time.sleep(0.02)
     worker_cpu, redis_s = fleet.cpu() - cpu0, redis_cpu(client) - rcpu0
+    persisted = redis_persistence(client)
     stored: dict[str, float] = {}
     for entry_id, fields in client.xrange(outbox, min=start_id):
         payload = json.loads(fields[b"payload"])
@@ -399,6 +413,10 @@ def paced(
         "cpu_us_worker": round(worker_cpu / n * 1e6),
         "cpu_us_redis": round(redis_s / n * 1e6),
         "cpu_us_ingest": round(own / n * 1e6),
+        "redis_forks": persisted["forks"] - persisted0["forks"],
+        "redis_latest_fork_ms": round(persisted["latest_fork_us"] / 1000, 1),
+        "aof_delayed_fsyncs": persisted["aof_delayed_fsync"] - persisted0["aof_delayed_fsync"],
+        "redis_used_memory_mb": persisted["used_memory_mb"],
         **breakdown,
     }
     print("paced", row, flush=True)
