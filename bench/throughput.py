@@ -202,6 +202,38 @@ def redis_cpu(client: redis.Redis) -> float:
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
+def schedstat(pids: list[int]) -> dict[int, tuple[float, float]]:
+    """Per process: seconds on a CPU and seconds runnable but waiting for one (/proc/PID/schedstat)."""
+    out = {}
+    for pid in pids:
+        try:
+            on_cpu, waiting, _ = (int(x) for x in Path(f"/proc/{pid}/schedstat").read_text().split())
+        except (OSError, ValueError):
+            continue
+        out[pid] = (on_cpu / 1e9, waiting / 1e9)
+    return out
+
+
+def wall_split(before: dict[int, tuple[float, float]], seconds: float) -> dict[str, float]:
+    """How the worker processes that ran the drain spent its wall time, in fractions summed over
+    them: on a CPU, waiting for a CPU (other work, or each other and Redis), blocked (mostly waiting
+    for Redis's replies, or for work). Processes that used under 5 % of a core (the idle parent)
+    are left out."""
+    after = schedstat(list(before))
+    busy = [pid for pid in after if after[pid][0] - before[pid][0] > 0.05 * seconds]
+    if not busy:
+        return {}
+    on_cpu = sum(after[pid][0] - before[pid][0] for pid in busy)
+    waiting = sum(after[pid][1] - before[pid][1] for pid in busy)
+    wall = seconds * len(busy)
+    return {
+        "processes": len(busy),
+        "on_cpu": round(on_cpu / wall, 2),
+        "waiting_for_cpu": round(waiting / wall, 2),
+        "blocked": round(max(0.0, wall - on_cpu - waiting) / wall, 2),
+    }
+
+
 class Fleet:
     """Worker processes started for one measurement; CPU counted over them and their descendants."""
 
@@ -325,6 +357,7 @@ def drain(
     started = time.perf_counter()
     own0 = time.process_time()
     machine0 = machine_cpu()
+    sched0 = schedstat(fleet.pids())
     with Ingestor(client, settings) as ingestor:
         for m in msgs:
             ingestor.submit(m)
@@ -337,6 +370,7 @@ def drain(
         time.sleep(0.02)
     seconds = time.perf_counter() - started
     machine = busy_cores(machine0, machine_cpu(), seconds)
+    worker_wall = wall_split(sched0, seconds)  # long-lived processes only: not RQ's per-job horses
     mix = {name: (n - mix0.get(name, 0)) / len(msgs) for name, n in redis_mix(client).items()}
     return _row(
         name,
@@ -349,6 +383,7 @@ def drain(
         redis_commands=round(sum(mix.values()), 1),
         batch_mean=round(len(msgs) / max(1, jobs), 1),
         machine_cores=machine,
+        worker_wall=worker_wall,
         redis_command_mix={name: round(n, 2) for name, n in sorted(mix.items(), key=lambda kv: -kv[1]) if n >= 0.01},
     )
 
