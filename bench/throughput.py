@@ -19,7 +19,7 @@ everysec``, as production should), so its CPU time (``INFO cpu``) is this benchm
    message's submit time against the Redis timestamp of its decision's outbox entry.
 5. **Memory**: RSS, PSS and USS of the worker's parent and processes (PSS splits pages shared
    copy-on-write among the processes sharing them, so the sum of PSS is the honest total).
-6. **Scaling**: 1, 2 and 4 worker processes.
+6. **Scaling**: 1, 2, 3 and 4 worker processes (3 on 2 cores: does a third process fill the time the others wait for Redis?).
 7. **Where the time goes**: ``Pipeline.process`` in this process, batches of 256, per stage.
 """
 
@@ -578,6 +578,12 @@ def paced_only(
 # -- the table -------------------------------------------------------------------------------
 
 
+def _split(wall: dict[str, float] | None) -> str:
+    if not wall:
+        return "–"
+    return f"{wall['on_cpu']:.0%} / {wall['waiting_for_cpu']:.0%} / {wall['blocked']:.0%}"
+
+
 def table(r: dict[str, Any]) -> str:
     base = r["naive"]["msg_per_s"]
     lines = [
@@ -599,15 +605,16 @@ def table(r: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "| scaling: worker processes | messages/s | × 1 process | CPU µs/msg (worker + Redis + ingest) |",
-        "|---:|---:|---:|---:|",
+        "| scaling: worker processes | messages/s | × 1 process | CPU µs/msg (worker + Redis + ingest) "
+        "| worker processes' time on a CPU / waiting for one / blocked |",
+        "|---:|---:|---:|---:|---:|",
     ]
     one = r["scaling"][0]["msg_per_s"]
     for row in r["scaling"]:
         c = row["cpu_us"]
         lines.append(
             f"| {row['processes']} | {row['msg_per_s']:,} | {row['msg_per_s'] / one:.2f}× | "
-            f"{c['worker']} + {c['redis']} + {c['ingest']} = {c['total']} |"
+            f"{c['worker']} + {c['redis']} + {c['ingest']} = {c['total']} | {_split(row.get('worker_wall'))} |"
         )
     lines += [
         "",
@@ -750,7 +757,7 @@ def main() -> None:
         finally:
             fleet.stop()
         scaling = []
-        for n in (1, 2, 4):
+        for n in (1, 2, 3, 4):
             clean(client)
             fleet = Fleet([worker_argv("--processes", str(n))], env, client, n)
             try:
