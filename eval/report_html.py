@@ -20,12 +20,12 @@ import html
 import itertools
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from classifiers.atomic import new_file
 from worker.ages import duration_text
 
 #: Thresholds listed in the trade-off table (the chosen one is added).
@@ -1073,13 +1073,12 @@ def write_html(report: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """Render ``report`` and write it to ``path`` atomically (temporary file in the same folder + os.replace)."""
     target = Path(path)
     text = render_html(report)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    fd, tmp = new_file(target.parent, prefix=f".{target.name}.")  # mode 0666 less the umask, like any file
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except BaseException:
         try:

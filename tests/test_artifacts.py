@@ -156,6 +156,31 @@ def test_save_is_atomic_and_round_trips(tmp_path: Path) -> None:
     assert np.allclose(loaded.predict_proba(texts), model.predict_proba(texts))
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_saved_artifacts_get_the_modes_the_umask_gives(tmp_path: Path, umask: int) -> None:
+    """A deploy user trains, a service user serves: the model's directory and files get what mkdir and
+    open give (0777 / 0666 less the umask), not tempfile's private 0700."""
+    texts = ["where is my parcel", "refund please"] * 4
+    model = fit(ModelConfig(char_min_df=1, word_min_df=1, calibration_folds=2), texts, ["track", "refund"] * 4)
+    previous = os.umask(umask)
+    try:
+        target = save_artifact(
+            tmp_path / "models" / "m",
+            model,
+            {"name": "m", "task": "intent", "version": "1", "training": [], "config": {}},
+        )
+    finally:
+        os.umask(previous)
+    assert target.version == "1"
+    modes = {p.name: p.stat().st_mode & 0o777 for p in [tmp_path / "models", *(tmp_path / "models").rglob("*")]}
+    assert modes == {
+        "models": 0o777 & ~umask,
+        "m": 0o777 & ~umask,
+        "manifest.json": 0o666 & ~umask,
+        MODEL_FILE: 0o666 & ~umask,
+    }
+
+
 def test_worker_start_fails_on_a_corrupt_shipped_model(tmp_path: Path, copy_of) -> None:
     models = tmp_path / "models"
     models.mkdir()

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import make_event
 
@@ -186,3 +190,51 @@ def test_the_promotion_table_stays_aligned_with_long_names_and_versions(tmp_path
     current_end = table[0].index("current") + len("current")
     assert {len(line) for line in table} == {len(table[0])} and len(table[0]) <= 80, table
     assert all(line[current_end - 1] != " " and line[current_end] == " " for line in table), table
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory another user may pass through (pytest's tmp_path is inside a 0700 directory)."""
+    top = Path(tempfile.mkdtemp(prefix="replyguard-shared-"))
+    os.chmod(top, 0o711)
+    yield top
+    shutil.rmtree(top)
+
+
+def test_models_are_readable_by_the_user_that_serves_them(tmp_path: Path, shared_dir: Path) -> None:
+    """A deploy user trains, a service user serves: every directory and file `train` writes (current and candidate)
+    gets the mode the umask gives, as mkdir and open do; umask 027 keeps them to the group."""
+    top = shared_dir
+    data = write(tmp_path / "base.jsonl", rows(4))
+    for umask, extra in ((0o022, []), (0o022, ["--candidate"]), (0o027, ["--name", "spam-team"])):
+        trained = subprocess.run(
+            [*CLI, "train", "spam", "--data", str(data), "--name", "spam-mine", "--dir", str(top / "models"), *extra],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            preexec_fn=lambda umask=umask: os.umask(umask),
+        )
+        assert trained.returncode == 0, trained.stderr
+    made = sorted(top.rglob("*"))
+    modes = {str(p.relative_to(top)): p.stat().st_mode & 0o777 for p in made}
+    version = json.loads((top / "models" / "spam-mine" / "manifest.json").read_text())["version"]
+    assert modes == {
+        "models": 0o755,
+        "models/.candidates": 0o755,
+        "models/.candidates/spam-mine": 0o755,
+        f"models/.candidates/spam-mine/{version}": 0o755,
+        f"models/.candidates/spam-mine/{version}/manifest.json": 0o644,
+        f"models/.candidates/spam-mine/{version}/model.skops": 0o644,
+        "models/spam-mine": 0o755,
+        "models/spam-mine/manifest.json": 0o644,
+        "models/spam-mine/model.skops": 0o644,
+        "models/spam-team": 0o750,
+        "models/spam-team/manifest.json": 0o640,
+        "models/spam-team/model.skops": 0o640,
+    }, modes
+    if os.geteuid() == 0:  # and another user really reads them (root reads anything: ask `nobody`)
+        files = [str(p) for p in made if p.is_file() and "spam-team" not in str(p)]
+        read = subprocess.run(
+            ["cat", *files], capture_output=True, timeout=30, user=65534, group=65534, extra_groups=[]
+        )
+        assert read.returncode == 0 and len(read.stdout) == sum(os.path.getsize(f) for f in files), read.stderr

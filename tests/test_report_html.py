@@ -8,6 +8,7 @@ escaped everywhere (HTML and SVG), and the charts and summary are there. A synth
 from __future__ import annotations
 
 import copy
+import os
 import random
 import time
 from html.parser import HTMLParser
@@ -374,6 +375,16 @@ def test_write_html_is_atomic(tmp_path: Path) -> None:
     write_html(small_report(), target)
     assert target.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # no temporary file left behind
+
+
+def test_written_report_gets_the_mode_the_umask_gives(tmp_path: Path) -> None:
+    target = tmp_path / "report.html"
+    previous = os.umask(0o027)
+    try:
+        write_html(small_report(), target)
+    finally:
+        os.umask(previous)
+    assert target.stat().st_mode & 0o777 == 0o640  # like any file the eval writes (report.json: write_text)
 
 
 def test_151_labels_fast_and_small() -> None:
