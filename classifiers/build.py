@@ -388,25 +388,29 @@ def fit(
     return pipeline
 
 
-def train(
+@dataclass
+class TrainingPlan:
+    """What :func:`train` fits and measures, and the version it names the model, known before any fitting
+    (``replyguard train --candidate`` refuses to replace a candidate of that version before the work)."""
+
+    fit_rows: list[Example]
+    test_rows: list[Example]
+    config: ModelConfig
+    sources: list[TrainingSource]
+    version: str
+
+
+def plan_training(
     task: str,
     dataset: Dataset,
     *,
-    name: str,
-    out: Path | None = None,
     config: ModelConfig | None = None,
-    out_of_scope_label: str | None = None,
     version: str | None = None,
     sources: list[TrainingSource] | None = None,
     corrections: list[Example] | None = None,
     corrections_name: str = "reviewed corrections",
-) -> TrainResult:
-    """Fit on train+val, measure on test, and (when ``out`` is given) save a verified artifact.
-
-    ``corrections`` (rows of split ``train`` or, held out, ``test``) join after ``dataset``'s own splits
-    are carved, so the file keeps its test rows, and they are a training source of their own (hashed
-    into the version: a model trained with corrections never shares a version with one trained without).
-    """
+) -> TrainingPlan:
+    """The rows, fitted config, training sources and version :func:`train` uses (its arguments' meaning)."""
     config = config or DEFAULT_CONFIGS[task]
     ds = with_splits(dataset)
     notes = [f"{k}: {v}" for k, v in ds.carved.items()]
@@ -416,19 +420,7 @@ def train(
     if corrections:
         ds = replace(ds, examples=ds.examples + corrections)
     fit_rows = [e for e in ds.examples if e.split in ("train", "val")]
-    test_rows = ds.split("test")
     config, _ = fitted_config(config, [e.label for e in fit_rows])
-    started = time.perf_counter()
-    estimator = fit(config, [e.text for e in fit_rows], [e.label for e in fit_rows], [e.weight for e in fit_rows])
-    seconds = time.perf_counter() - started
-    labels = [str(c) for c in estimator.classes_]
-    if out_of_scope_label and out_of_scope_label not in labels:
-        raise ConfigError(f"out-of-scope label {out_of_scope_label!r} is not among the labels {labels}")
-    held_out: dict[str, Any] = {"split": "test"}
-    if test_rows:
-        held_out.update(
-            metrics.summary([e.label for e in test_rows], estimator.predict_proba([e.text for e in test_rows]), labels)
-        )
     if sources is None:
         sources = [
             TrainingSource(
@@ -441,6 +433,52 @@ def train(
         ]
         if corrections:
             sources.append(_corrections_source(corrections, corrections_name))
+    return TrainingPlan(fit_rows, ds.split("test"), config, sources, version or model_version(config, sources))
+
+
+def train(
+    task: str,
+    dataset: Dataset,
+    *,
+    name: str,
+    out: Path | None = None,
+    config: ModelConfig | None = None,
+    out_of_scope_label: str | None = None,
+    version: str | None = None,
+    sources: list[TrainingSource] | None = None,
+    corrections: list[Example] | None = None,
+    corrections_name: str = "reviewed corrections",
+    plan: TrainingPlan | None = None,
+) -> TrainResult:
+    """Fit on train+val, measure on test, and (when ``out`` is given) save a verified artifact.
+
+    ``corrections`` (rows of split ``train`` or, held out, ``test``) join after ``dataset``'s own splits
+    are carved, so the file keeps its test rows, and they are a training source of their own (hashed
+    into the version: a model trained with corrections never shares a version with one trained without).
+    ``plan`` (from :func:`plan_training` with these arguments) spares making it again.
+    """
+    if plan is None:
+        plan = plan_training(
+            task,
+            dataset,
+            config=config,
+            version=version,
+            sources=sources,
+            corrections=corrections,
+            corrections_name=corrections_name,
+        )
+    fit_rows, test_rows = plan.fit_rows, plan.test_rows
+    started = time.perf_counter()
+    estimator = fit(plan.config, [e.text for e in fit_rows], [e.label for e in fit_rows], [e.weight for e in fit_rows])
+    seconds = time.perf_counter() - started
+    labels = [str(c) for c in estimator.classes_]
+    if out_of_scope_label and out_of_scope_label not in labels:
+        raise ConfigError(f"out-of-scope label {out_of_scope_label!r} is not among the labels {labels}")
+    held_out: dict[str, Any] = {"split": "test"}
+    if test_rows:
+        held_out.update(
+            metrics.summary([e.label for e in test_rows], estimator.predict_proba([e.text for e in test_rows]), labels)
+        )
     manifest = None
     if out is not None:
         manifest = save_artifact(
@@ -449,12 +487,14 @@ def train(
             {
                 "name": name,
                 "task": task,
-                "version": version or model_version(config, sources),
+                "version": plan.version,
                 "out_of_scope_label": out_of_scope_label,
-                "training": sources,
-                "config": config.to_dict(),
+                "training": plan.sources,
+                "config": plan.config.to_dict(),
                 "metrics": held_out,
                 "train_seconds": round(seconds, 2),
             },
         )
-    return TrainResult(estimator=estimator, manifest=manifest, metrics=held_out, train_seconds=seconds, sources=sources)
+    return TrainResult(
+        estimator=estimator, manifest=manifest, metrics=held_out, train_seconds=seconds, sources=plan.sources
+    )

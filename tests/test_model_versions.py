@@ -238,3 +238,35 @@ def test_models_are_readable_by_the_user_that_serves_them(tmp_path: Path, shared
             ["cat", *files], capture_output=True, timeout=30, user=65534, group=65534, extra_groups=[]
         )
         assert read.returncode == 0 and len(read.stdout) == sum(os.path.getsize(f) for f in files), read.stderr
+
+
+def test_a_candidate_of_the_same_version_is_replaced_only_with_force(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    base = write(tmp_path / "base.jsonl", rows(4))
+    other = write(tmp_path / "other.jsonl", rows(5))
+    candidates = models / ".candidates" / "spam-mine"
+
+    def train(data: Path, *extra: str) -> subprocess.CompletedProcess:
+        return cli("train", "spam", "--data", str(data), "--name", "spam-mine", "--dir", str(models), *extra)
+
+    first = train(base, "--candidate")
+    assert first.returncode == 0, first.stderr
+    (version,) = [p.name for p in candidates.iterdir()]  # the default version: a hash of the data and config
+    manifest = (candidates / version / "manifest.json").read_text()
+
+    for again in (train(base, "--candidate"), train(other, "--candidate", "--version", version)):
+        assert again.returncode == 2, again.stdout + again.stderr
+        assert "Traceback" not in again.stderr and "wrote" not in again.stdout and "held-out" not in again.stdout
+        assert f"already holds candidate spam-mine@{version}, trained " in again.stderr, again.stderr
+        assert "--force" in again.stderr and str(candidates / version) in again.stderr
+        # nothing written, nothing left behind
+        assert [p.name for p in candidates.iterdir()] == [version]
+        assert (candidates / version / "manifest.json").read_text() == manifest
+
+    forced = train(other, "--candidate", "--version", version, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert f"replaced candidate spam-mine@{version}, trained " in forced.stdout and "(--force)" in forced.stdout
+    assert [p.name for p in candidates.iterdir()] == [version]
+    replaced = json.loads((candidates / version / "manifest.json").read_text())
+    assert replaced["training"][0]["name"] == "other.jsonl" and replaced["version"] == version
+    assert [p.name for p in models.iterdir()] == [".candidates"]  # no current model was made on the way

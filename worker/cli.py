@@ -288,6 +288,28 @@ def _replacing(out: Path, force: bool, option: str) -> str | None:
     return f"replaced {what} at {out} (--force)"
 
 
+def _replacing_candidate(out: Path, ref: str, force: bool) -> str | None:
+    """What training candidate ``ref`` into ``out`` replaces (None: nothing); a ConfigError naming the candidate
+    already there, before any work, unless ``force`` (the new one replaces it once fully written)."""
+    from classifiers.persistence import read_manifest
+
+    if not out.exists() and not out.is_symlink():
+        return None
+    try:
+        there = read_manifest(out)
+        what = f"candidate {there.ref}, trained {there.created_at:%Y-%m-%d %H:%M} UTC"
+    except ArtifactError:
+        what = "a candidate directory whose manifest is unreadable"
+    if not force:
+        name = ref.split("@")[0]
+        raise ConfigError(
+            f"{out} already holds {what}; training {ref} would replace it. Promote it first "
+            f"(replyguard models promote {name} --version {out.name} --data HELD_OUT), "
+            "give another --version, or add --force to replace it"
+        )
+    return f"replaced {what} (--force)"
+
+
 def _read_labelled(task: str, path: str):
     """The labelled file at ``path``, a binary task's 1 / 0 (true / false, yes / no) read as its own labels, saying so."""
     from classifiers.datasets import read_dataset
@@ -300,18 +322,14 @@ def _read_labelled(task: str, path: str):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from classifiers.build import DEFAULT_CONFIGS, ModelConfig, train
+    from classifiers.build import DEFAULT_CONFIGS, ModelConfig, plan_training, train
     from classifiers.versions import ModelVersions
 
     name = args.name or f"{args.task}-{Path(args.data).stem.replace('_', '-').lower()}"
     root = _models_root(args)
-    if args.out:
-        out = Path(args.out)
-    elif args.candidate:
-        out = ModelVersions(root, name).candidates_dir / "pending"
-    else:
-        out = root / name
-    replaced = _replacing(out, args.force, "--out " if args.out else "")
+    candidate = args.candidate and not args.out  # its directory is named by the version: known once the data is read
+    out = Path(args.out) if args.out else root / name
+    replaced = None if candidate else _replacing(out, args.force, "--out " if args.out else "")
     dataset = _read_labelled(args.task, args.data)
     config = DEFAULT_CONFIGS[args.task]
     if args.config:
@@ -338,27 +356,20 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"adding {used} reviewed corrections of {args.corrections} to the training rows "
             f"({len(extra) - used} more are held out for promotion checks)"
         )
-    started = time.perf_counter()
-    result = train(
+    plan = plan_training(
         args.task,
         dataset,
-        name=name,
-        out=out,
         config=config,
-        out_of_scope_label=args.oos_label,
         version=args.version,
         corrections=extra,
         corrections_name=f"reviewed corrections of {args.corrections}",
     )
+    if candidate:
+        out = ModelVersions(root, name).candidates_dir / plan.version
+        replaced = _replacing_candidate(out, f"{name}@{plan.version}", args.force)
+    started = time.perf_counter()
+    result = train(args.task, dataset, name=name, out=out, out_of_scope_label=args.oos_label, plan=plan)
     manifest = result.manifest
-    if args.candidate and not args.out and manifest is not None:
-        final = out.with_name(manifest.version)
-        if final.exists():
-            import shutil
-
-            shutil.rmtree(final)
-        out.rename(final)
-        out = final
     m = result.metrics
     print(f"wrote {out} ({manifest.ref if manifest else name}) in {duration_text(time.perf_counter() - started)}")
     if replaced:
@@ -547,7 +558,11 @@ def register_models(sub: argparse._SubParsersAction) -> None:
         help="artifact directory (default: classifiers/artifacts/NAME); a model already there is replaced "
         "(and named on stdout), a file or a directory of other files is refused",
     )
-    p.add_argument("--force", action="store_true", help="replace a file or non-model directory at --out")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a file or non-model directory at --out, or (--candidate) a candidate of the same version",
+    )
     p.add_argument("--oos-label", help="the out-of-scope label (intent)")
     p.add_argument("--version", help="version string (default: a hash of the training data and config)")
     p.add_argument("--config", help="JSON file overriding model hyperparameters")
