@@ -332,6 +332,18 @@ def _summary(r: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _notes(r: dict[str, Any]) -> str:
+    """The report's notes (the labels as read, calibration folds reduced for rare labels ...), as the text and
+    JSON reports carry them, under the summary: they qualify the figures. A note may quote the data's
+    labels, so each is escaped."""
+    notes = r.get("notes")
+    items = [str(n) for n in notes if str(n).strip()] if isinstance(notes, list) else []
+    if not items:
+        return ""
+    listed = "".join(f"<li>{_e(n)}</li>" for n in items)
+    return f'<div class="notes" id="notes"><b>Notes on this evaluation</b> (they qualify the figures below):<ul>{listed}</ul></div>'
+
+
 def _tiles(r: dict[str, Any]) -> str:
     tiles: list[tuple[str, str, str]] = []
 
@@ -962,6 +974,9 @@ section{background:#fff;border:1px solid #e5e7eb;border-radius:10px;padding:20px
 .lead{font-size:18px;line-height:1.55;margin:6px 0 10px}
 .ok{background:#ecfdf3;border-left:4px solid #15803d;padding:8px 12px;border-radius:4px}
 .warn{background:#fef2f2;border-left:4px solid #c0392b;padding:8px 12px;border-radius:4px}
+.notes{background:#fffbeb;border-left:4px solid #b45309;padding:8px 12px;border-radius:4px;margin:6px 0 10px}
+.notes ul{margin:4px 0 0;padding-left:20px}
+.notes li{overflow-wrap:anywhere}
 .tiles{display:grid;grid-template-columns:repeat(auto-fill,minmax(190px,1fr));gap:10px;margin-top:14px}
 .tile{border:1px solid #e5e7eb;border-radius:8px;padding:10px 12px;background:#fafafa}
 .tname{font-size:13px;color:#4b5563;font-weight:600}
@@ -1032,7 +1047,7 @@ def render_html(report: dict[str, Any]) -> str:
     title = f"replyguard eval: {task}"
     target = _num(r.get("target_precision"))
     sections = [
-        f'<section id="summary"><h2>Summary</h2>{_summary(r)}{_tiles(r)}{_policy_comparison(r)}</section>',
+        f'<section id="summary"><h2>Summary</h2>{_summary(r)}{_notes(r)}{_tiles(r)}{_policy_comparison(r)}</section>',
         '<section id="tradeoff"><h2>How much is automatic, and how often it is right</h2>'
         '<p class="sub">A stricter (higher) threshold handles fewer messages automatically but gets more of them '
         "right; moving left along the curve is moving to a stricter threshold. Pick a point on or above the "

@@ -192,6 +192,7 @@ SLOW_TESTS = {
     "tests/test_connectors.py::test_chatwoot_webhook_through_serve_is_verified_stored_decided_and_answered_once",
     "tests/test_delivery.py::test_deliverer_killed_mid_send_loses_nothing_and_sends_nothing_twice",
     "tests/test_eval_tool.py::test_eval_of_an_artifact_as_is",
+    "tests/test_eval_tool.py::test_eval_report_page_shows_the_notes_the_text_report_prints",
     "tests/test_fast_path.py::test_fast_path_decides_the_demo_traffic_as_the_plain_path",
     "tests/test_fast_path.py::test_fast_path_decides_a_shared_dataset_sample_as_the_plain_path",
     "tests/test_eval_tool.py::test_eval_on_a_shared_dataset",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
 import subprocess
@@ -152,6 +153,40 @@ def test_eval_writes_reports_and_a_proposal_without_touching_policies(tmp_path: 
     diff = (out / "policy.diff.txt").read_text()
     assert "escalations per 1,000 messages" in diff and "->" in diff
     assert "replyguard never applies it" in (out / "policy.proposed.yaml").read_text()
+
+
+def test_eval_report_page_shows_the_notes_the_text_report_prints(tmp_path: Path) -> None:
+    """A rare label (too few rows for 5 calibration folds) gets a note on stdout and in report.json; the page
+    shows it as well, its label text escaped."""
+    data = tmp_path / "intents.jsonl"
+    write_intent_data(data)
+    label = "<script>alert(1)</script>"
+    extra = [
+        "cancel my order now",
+        "please cancel the order",
+        "cancel it",
+        "注文をキャンセルして",
+        "キャンセルしたい",
+        "cancel 42",
+    ]
+    with data.open("a", encoding="utf-8") as fh:
+        fh.writelines(json.dumps({"text": t, "label": label}, ensure_ascii=False) + "\n" for t in extra)
+    out = tmp_path / "report"
+    result = subprocess.run(
+        [*CLI, "eval", "--task", "intent", "--data", str(data), "--oos-label", "oos", "--report", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    (note,) = json.loads((out / "report.json").read_text())["notes"]
+    assert note.startswith(f"label(s) {label} (") and "folds instead of 5" in note, note
+    assert f"note: {note}" in result.stdout
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert html.escape(note, quote=True) in page and label not in page
+    parser = _Tags()
+    parser.feed(page)
+    assert "script" not in parser.tags
 
 
 def test_eval_of_an_artifact_as_is(tmp_path: Path) -> None:

@@ -314,6 +314,24 @@ def test_report_strings_are_escaped() -> None:
     assert "policies/&lt;new&gt;.yaml" in page
 
 
+def test_the_reports_notes_are_shown_escaped_in_the_summary() -> None:
+    """The text and JSON reports carry notes (labels as read, calibration folds reduced for a rare label);
+    the page shows them too. A note quotes the data's labels: it is text, never markup."""
+    rare = (
+        "label(s) <script>alert(1)</script> (4) have fewer than 5 training rows: calibrated over 4 folds instead of 5"
+    )
+    report = {**small_report(), "notes": [rare, "labels '1' read as spam, '0' read as ham"]}
+    page = render_html(report)
+    parsed = parse(page)
+    assert not any(tag == "script" for tag, _ in parsed.tags) and "<script>" not in page
+    assert "label(s) &lt;script&gt;alert(1)&lt;/script&gt; (4) have fewer than 5 training rows" in page
+    summary = "".join(parsed.section_text["summary"])
+    assert rare in summary and "labels '1' read as spam, '0' read as ham" in summary
+    assert summary.index(rare) < summary.index("Coverage")  # above the figures they qualify
+    assert 'id="notes"' not in render_html(small_report())  # no notes, no box
+    assert 'id="notes"' not in render_html({**small_report(), "notes": []})
+
+
 def html_escaped(text: str) -> str:
     import html
 
