@@ -492,7 +492,7 @@ def train(
                 "training": plan.sources,
                 "config": plan.config.to_dict(),
                 "metrics": held_out,
-                "train_seconds": round(seconds, 2),
+                "train_seconds": round(seconds, 2),  # a record for people: see Manifest.train_seconds
             },
         )
     return TrainResult(

@@ -95,7 +95,15 @@ class Manifest(BaseModel):
     config: dict[str, Any]
     libraries: dict[str, str]
     metrics: dict[str, Any] = Field(default_factory=dict, description="Held-out metrics (test split).")
-    train_seconds: float | None = None
+    train_seconds: float | None = Field(
+        default=None,
+        description=(
+            "Wall seconds the fit took, rounded to 0.01 s: a record for people. It varies by seconds with the "
+            "machine and its load (the shipped abuse model: 42 s quiet, 152 s at load ~9), so more digits would "
+            "be noise; nothing reads it back. Timings are measured by bench/quality.py (eval reports keep the "
+            "unrounded figure)."
+        ),
+    )
     representation: str | None = Field(
         default=None,
         description=(

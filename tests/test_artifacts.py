@@ -181,6 +181,18 @@ def test_saved_artifacts_get_the_modes_the_umask_gives(tmp_path: Path, umask: in
     }
 
 
+def test_manifest_says_train_seconds_is_rounded_and_the_shipped_ones_are() -> None:
+    """No code reads a manifest's train_seconds back (eval reports and bench/quality.py keep their own unrounded
+    figure); it is rounded to 0.01 s, and the manifest's schema says so."""
+    from classifiers.persistence import Manifest
+
+    description = Manifest.model_fields["train_seconds"].description or ""
+    assert "rounded to 0.01 s" in description and "nothing reads it back" in description
+    for directory in SHIPPED_DIR.iterdir():
+        seconds = json.loads((directory / "manifest.json").read_text())["train_seconds"]
+        assert seconds == round(seconds, 2) > 0, directory.name
+
+
 def test_worker_start_fails_on_a_corrupt_shipped_model(tmp_path: Path, copy_of) -> None:
     models = tmp_path / "models"
     models.mkdir()
