@@ -215,6 +215,7 @@ SLOW_TESTS = {
     "tests/test_serve.py::test_a_webhook_while_redis_is_gone_gets_503_so_meta_retries_it",
     "tests/test_sla_timers.py::test_real_workers_reroute_an_unanswered_vip_by_themselves_across_a_restart",
     "tests/test_sla_timers.py::test_scheduled_step_fires_without_new_messages",
+    "tests/test_sla_timers.py::test_the_recovery_sweep_takes_due_steps_whose_scheduled_job_was_lost",
     "tests/test_sla_timers.py::test_two_sweepers_racing_record_each_breach_once",
     "tests/test_worker_e2e.py::test_batch_decided_by_a_forking_rq_worker",
     "tests/test_worker_e2e.py::test_two_workers_deciding_the_same_batch_at_once_write_one_decision",

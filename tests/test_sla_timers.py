@@ -352,3 +352,66 @@ def test_started_events_carry_the_start_call_instant_and_each_timers_due_times(c
             "due": due,
         }
         assert text == json.dumps(expected, default=str)
+
+
+def test_the_recovery_sweep_takes_due_steps_whose_scheduled_job_was_lost(
+    client, redis_url, short_sla_policies, tmp_path
+) -> None:
+    """README ("SLA timers"): a step whose RQ job was lost (with a worker's scheduler) is taken by the recovery
+    sweep that a worker runs every RECOVERY_SWEEP_SECONDS, with no new message. Every scheduled SLA job is taken
+    out of RQ's scheduled registries as soon as it appears, so neither RQ's scheduler nor a batch records it."""
+    import threading
+
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "REPLYGUARD_HOME": str(tmp_path / "home"),
+        "REPLYGUARD_POLICIES_DIR": str(short_sla_policies),
+    }
+    settings = Settings(redis_url=redis_url, home=tmp_path / "home", policies_dir=short_sla_policies)
+    store = Store(client)
+    lost: set[bytes] = set()
+    stop = threading.Event()
+
+    def lose_scheduled_jobs() -> None:
+        while not stop.is_set():
+            for key in client.keys("rq:scheduled:*"):
+                for job_id in client.zrange(key, 0, -1):
+                    if job_id.startswith(b"rg-sla-") and client.zrem(key, job_id):
+                        lost.add(job_id)
+            time.sleep(0.02)
+
+    loser = threading.Thread(target=lose_scheduled_jobs, daemon=True)
+    worker = _worker(env)
+    try:
+        _ready(client, worker)
+        loser.start()
+        ingest_events(
+            [
+                make_event(
+                    id="vip-r",
+                    conversation_id="c-r",
+                    created_at=datetime.now(timezone.utc).isoformat(),
+                    author={"id": "u-r", "tags": ["vip"]},
+                    text="Hi, my order KM-555127 is late",
+                )
+            ],
+            client,
+            settings,
+            batch_wait=0.01,
+        )
+        wait_for(lambda: store.decision("demo-shop", "vip-r"), 90, "the VIP message to be decided")
+        rerouted = wait_for(
+            lambda: (d := store.decision("demo-shop", "vip-r")).escalation.role == "manager" and d,
+            60,
+            "the recovery sweep to re-route the VIP escalation",
+        )
+        assert rerouted.escalation.priority == "urgent"
+        assert lost  # there were scheduled steps to lose
+        breaches = [f for _, f in client.xrange(store.keys.sla_events("demo-shop")) if f[b"type"] == b"sla.breached"]
+        assert len(breaches) == 1
+    finally:
+        stop.set()
+        _stop(worker)
+        if loser.is_alive():
+            loser.join(timeout=5)

@@ -8,8 +8,9 @@ Crash recovery: every worker runs :meth:`Recovering.recover` every
 ``RECOVERY_SWEEP_SECONDS`` (one worker at a time): RQ's started-job registry is
 cleaned, so a batch whose worker or work-horse was killed (its heartbeat, sent every
 ``JOB_HEARTBEAT_SECONDS``, is more than ``JOB_HEARTBEAT_GRACE_SECONDS`` late) is
-re-queued at the front of its queue, and decisions whose LLM deadline passed are
-finalised. Neither needs RQ's scheduler, which runs inside one worker and dies with it.
+re-queued at the front of its queue, decisions whose LLM deadline passed are
+finalised, and due SLA steps are taken. None of it needs RQ's scheduler, which runs inside
+one worker and dies with it.
 """
 
 from __future__ import annotations
@@ -384,7 +385,7 @@ class Recovering:
         return True
 
     def recover(self) -> dict[str, Any]:
-        """Re-queue abandoned batches and finalise overdue LLM decisions (one worker at a time)."""
+        """Re-queue abandoned batches, finalise overdue LLM decisions and take due SLA steps (one worker at a time)."""
         self._recovered_at = time.monotonic()
         lock = Keys(self.settings.key_prefix).recovery_lock(self.settings.queue)
         if not self.connection.set(lock, os.getpid(), nx=True, px=defaults.RECOVERY_LOCK_MILLISECONDS):
