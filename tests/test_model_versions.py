@@ -270,3 +270,36 @@ def test_a_candidate_of_the_same_version_is_replaced_only_with_force(tmp_path: P
     replaced = json.loads((candidates / version / "manifest.json").read_text())
     assert replaced["training"][0]["name"] == "other.jsonl" and replaced["version"] == version
     assert [p.name for p in models.iterdir()] == [".candidates"]  # no current model was made on the way
+
+
+def test_models_commands_on_a_fresh_models_directory_say_what_is_there(tmp_path: Path) -> None:
+    """As a user tries them on a new models directory: a wrong --dir or model name is named (exit 2), an empty
+    directory says so, and the first promotion says there is nothing to check it against or roll back to."""
+    models, empty = tmp_path / "models", tmp_path / "empty"
+    empty.mkdir()
+    missing = cli("models", "list", "--dir", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "no such models directory" in missing.stderr, missing.stderr
+    a_file = cli("models", "list", "--dir", str(write(tmp_path / "base.jsonl", rows(4))))
+    assert a_file.returncode == 2 and "not a directory" in a_file.stderr, a_file.stderr
+    nothing = cli("models", "list", "--dir", str(empty))
+    assert nothing.returncode == 0 and f"no models in {empty}" in nothing.stdout, nothing.stdout
+
+    trained = cli(
+        "train", "spam", "--data", str(tmp_path / "base.jsonl"), "--name", "spam-mine", "--dir", str(models),
+        "--candidate", "--version", "c1",
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    for command in (("list", "nope"), ("rollback", "nope")):
+        unknown = cli("models", *command, "--dir", str(models))
+        assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+        assert f"no model 'nope' in {models} (models there: spam-mine)" in unknown.stderr, unknown.stderr
+
+    first = cli("models", "promote", "spam-mine", "--data", str(tmp_path / "base.jsonl"), "--dir", str(models))
+    assert first.returncode == 0, first.stderr
+    assert "spam-mine has no current version to check the candidate against" in first.stdout
+    assert "the first version of spam-mine: nothing to roll back to" in first.stdout
+    assert "restores the previous one" not in first.stdout, first.stdout  # there is none
+    log = json.loads((models / ".history" / "spam-mine" / "versions.json").read_text())
+    assert log["events"][-1]["note"] == "the first version: nothing to check it against"
+    back = cli("models", "rollback", "spam-mine", "--dir", str(models))
+    assert back.returncode == 2 and "no earlier version to roll back to" in back.stderr

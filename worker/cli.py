@@ -387,12 +387,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_models_list(args: argparse.Namespace) -> int:
+def _existing_models_root(args: argparse.Namespace) -> Path:
+    """The models directory of ``models list / promote / rollback``; a ConfigError when there is none."""
+    root = _models_root(args)
+    where = f"--dir {root}" if getattr(args, "dir", None) else f"{root} (the first REPLYGUARD_MODELS_DIRS entry)"
+    if not root.exists():
+        raise ConfigError(f"{where}: no such models directory (replyguard train ... --dir DIR makes one)")
+    if not root.is_dir():
+        raise ConfigError(f"{where}: not a directory; name a models directory")
+    return root
+
+
+def _known_versions(root: Path, name: str):
+    """The versions of model ``name`` in ``root``; a ConfigError naming the models there when it has none at all."""
     from classifiers.versions import ModelVersions, names
 
-    root = _models_root(args)
-    for name in [args.name] if args.name else names(root):
-        versions = ModelVersions(root, name)
+    versions = ModelVersions(root, name)
+    if versions.current() is None and not versions.candidates() and not versions.history():
+        there = ", ".join(names(root)) or "none"
+        raise ConfigError(f"no model {name!r} in {root} (models there: {there})")
+    return versions
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from classifiers.versions import names
+
+    root = _existing_models_root(args)
+    listed = [args.name] if args.name else names(root)
+    if not listed:
+        print(f"no models in {root} (replyguard train TASK --data FILE --dir {root} makes one)")
+    for name in listed:
+        versions = _known_versions(root, name)
         current = versions.current()
         print(f"{name}  ({root})")
         print(f"  current    {current.version if current else '-'}")
@@ -410,7 +435,7 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
     from classifiers.versions import ModelVersions
     from eval.promotion import check_promotion, correction_examples
 
-    versions = ModelVersions(_models_root(args), args.name)
+    versions = ModelVersions(_existing_models_root(args), args.name)
     source = versions.candidate_dir(args.version)
     candidate = load_artifact(source)
     corrections = []
@@ -421,7 +446,8 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
         corrections = correction_examples(
             Store(connect_redis(settings), settings.key_prefix), args.corrections, candidate.task
         )
-    if versions.current() is not None:
+    had_current = versions.current() is not None
+    if had_current:
         current = load_artifact(versions.current_dir)
         check = check_promotion(
             candidate.task,
@@ -436,18 +462,20 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
         if not check.accepted:
             print(f"not promoted: {args.name} stays at {current.manifest.version}", file=sys.stderr)
             return EXIT_CONFIG
-    promoted = versions.promote(candidate.manifest.version, note=f"checked on {args.data}")
-    print(
-        f"promoted {args.name} to {promoted.version}; workers load it on restart "
-        f"(replyguard models rollback {args.name} restores the previous one)"
-    )
+    else:
+        print(f"{args.name} has no current version to check the candidate against")
+    note = f"checked on {args.data}" if had_current else "the first version: nothing to check it against"
+    promoted = versions.promote(candidate.manifest.version, note=note)
+    if had_current:
+        after = f"replyguard models rollback {args.name} restores the previous one"
+    else:
+        after = f"the first version of {args.name}: nothing to roll back to"
+    print(f"promoted {args.name} to {promoted.version}; workers load it on restart ({after})")
     return 0
 
 
 def cmd_models_rollback(args: argparse.Namespace) -> int:
-    from classifiers.versions import ModelVersions
-
-    restored = ModelVersions(_models_root(args), args.name).rollback()
+    restored = _known_versions(_existing_models_root(args), args.name).rollback()
     print(f"rolled {args.name} back to {restored.version}; workers load it on restart")
     return 0
 
