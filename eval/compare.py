@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eval.report_html import threshold_text
 from worker.exceptions import ConfigError
 
 #: (report key, name, unit): the headline figures compared.
@@ -22,7 +23,7 @@ FIGURES = (
     ("ece", "ECE (lower is better)", "ratio"),
     ("in_scope_accuracy", "in-scope accuracy", "percent"),
     ("oos_recall", "out-of-scope recall", "percent"),
-    ("threshold", "threshold (chosen on val)", "ratio"),
+    ("threshold", "threshold (chosen on val)", "threshold"),
     ("coverage", "coverage at the threshold", "percent"),
     ("achieved_precision", "precision at the threshold", "ratio"),
     ("n_test", "test rows", "count"),
@@ -58,6 +59,8 @@ class Comparison:
 def _fmt(value: Any, unit: str) -> str:
     if not isinstance(value, (int, float)):
         return "-"
+    if unit == "threshold":  # 0.999998 is not 1.0000 (which would handle nothing automatically)
+        return threshold_text(value)
     if unit == "percent":
         return f"{100 * value:.1f} %"
     if unit == "count":
@@ -125,6 +128,9 @@ def compare_reports(first: Path, second: Path) -> Comparison:
     notes = []
     if a["task"] != b["task"]:
         notes.append(f"A is a report on {a['task']}, B on {b['task']}: their figures are not comparable")
+    for which, report in (("A", a), ("B", b)):  # what each report says qualifies its figures (labels read as ...)
+        own = report.get("notes")
+        notes += [f"{which}: {n}" for n in own if str(n).strip()] if isinstance(own, list) else []
     return Comparison(
         names=(str(first), str(second)),
         headers=headers,  # type: ignore[arg-type]

@@ -96,8 +96,10 @@ def _int(value: Any) -> str:
     return "—" if f is None else f"{int(round(f)):,}"
 
 
-def _thr(value: Any) -> str:
-    """A threshold with as many decimals as it needs: 0.5 -> 0.50, 0.96504 -> 0.965, 0.99993 -> 0.9999."""
+def threshold_text(value: Any) -> str:
+    """A threshold with as many decimals as it needs: 0.5 -> 0.50, 0.96504 -> 0.965, 0.99993 -> 0.9999; never
+    rounded up to 1 (a threshold of 1 handles nothing automatically). The text report and ``eval --compare``
+    show thresholds this way too."""
     f = _num(value)
     if f is None:
         return "—"
@@ -289,7 +291,7 @@ def _summary(r: dict[str, Any]) -> str:
     if not cov:
         parts.append(
             f'<p class="lead">No confidence threshold reached the {_e(_pct(target))} target on the validation data, '
-            f"so at the chosen threshold of <b>{_e(_thr(t))}</b> replyguard would have {_e(words['verb'])} "
+            f"so at the chosen threshold of <b>{_e(threshold_text(t))}</b> replyguard would have {_e(words['verb'])} "
             f"<b>none</b>{_e(of_n)} automatically (coverage <b>{_e(_pct(0))}</b>). "
             f"All of them {_e(words['rest'])}.</p>"
         )
@@ -299,7 +301,7 @@ def _summary(r: dict[str, Any]) -> str:
             mistakes = f" ({int(errors):,} mistake{'s' if int(errors) != 1 else ''} out of {n_auto:,})"
         rest = 1 - cov
         parts.append(
-            f'<p class="lead">At a confidence threshold of <b>{_e(_thr(t))}</b>, replyguard would have '
+            f'<p class="lead">At a confidence threshold of <b>{_e(threshold_text(t))}</b>, replyguard would have '
             f"{_e(words['verb'])} <b>{_e(_pct(cov))}</b>{_e(of_n)} automatically, and <b>{_e(_pct(prec))}</b> of "
             f"those would have been right{_e(mistakes)} (target {_e(_pct(target))}). "
             f"The other {_e(_pct(rest))} {_e(words['rest'])}.</p>"
@@ -509,7 +511,7 @@ def _curve_svg(r: dict[str, Any]) -> str:
         )
         out.append(f'<circle cx="{_f(px)}" cy="{_f(py)}" r="7" fill="{_ORANGE}" stroke="#fff" stroke-width="2"/>')
         extra = " + per-label" if r.get("per_label_thresholds") else ""
-        lines = [f"chosen: threshold {_thr(t)}{extra}", f"{_pct(cov)} automatic, {_pct(prec)} right"]
+        lines = [f"chosen: threshold {threshold_text(t)}{extra}", f"{_pct(cov)} automatic, {_pct(prec)} right"]
         anchor, dx, ty = _place_label(p, px, py, lines, obstacles, target_y, legend_box)
         for i, text in enumerate(lines):
             out.append(
@@ -622,7 +624,7 @@ def _threshold_table(r: dict[str, Any]) -> str:
             status = '<span class="good">meets target</span>'
         else:
             status = '<span class="bad">below target</span>'
-        name = f"{_thr(thr)} (chosen{' global' if per_label_t else ''})" if chosen else _thr(thr)
+        name = f"{threshold_text(thr)} (chosen{' global' if per_label_t else ''})" if chosen else threshold_text(thr)
         body.append(
             f'<tr class="{"chosen" if chosen else ""}"><td>{_e(name)}</td><td class="num">{_e(_pct(read["coverage"]))}'
             f'</td><td class="num">{_e(_int(n_auto))}</td><td class="num">'
@@ -675,7 +677,7 @@ def _per_label(r: dict[str, Any]) -> str:
     for label, row in rows:
         t = _num(row.get("threshold"))
         thr = (
-            f'<td class="num">{_e(_thr(t))}</td>'
+            f'<td class="num">{_e(threshold_text(t))}</td>'
             if t is not None
             else '<td class="num muted" title="never handled automatically">never</td>'
         )

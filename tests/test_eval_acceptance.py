@@ -106,6 +106,31 @@ def test_reports_of_two_tasks_are_shown_with_a_warning(tmp_path: Path) -> None:
     assert "note: A is a report on spam, B on abuse: their figures are not comparable" in lines
 
 
+def test_compare_shows_each_reports_notes_and_never_rounds_a_threshold_up_to_one(tmp_path: Path) -> None:
+    """A threshold of 0.999998 is not 1.0000 (a threshold of 1 handles nothing automatically), and what each report
+    notes about its own figures (labels read as others, calibration folds reduced) is shown beside them."""
+    rare = (
+        "label(s) <script>alert(1)</script> (4) have fewer than 5 training rows: calibrated over 4 folds instead of 5"
+    )
+    reports = {
+        "a": minimal_report("spam", threshold=0.9958, notes=["labels '1' read as spam, '0' read as ham"]),
+        "b": minimal_report("spam", threshold=0.999998, notes=[rare]),
+    }
+    for name, report in reports.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "report.json").write_text(json.dumps(report), encoding="utf-8")
+    result = run("eval", "--compare", str(tmp_path / "a"), str(tmp_path / "b"), "--report", str(tmp_path / "c"))
+    assert result.returncode == 0, result.stderr
+    no_traceback(result)
+    assert "note: A: labels '1' read as spam, '0' read as ham" in result.stdout
+    assert f"note: B: {rare}" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if line.startswith("threshold"))
+    assert row.split()[-3:] == ["0.996", "0.999998", "+0.0042"], row
+    page = (tmp_path / "c" / "compare.html").read_text(encoding="utf-8")
+    assert "<script>" not in page and "B: label(s) &lt;script&gt;alert(1)&lt;/script&gt; (4)" in page
+    assert "0.999998" in page
+
+
 def test_a_label_with_three_rows_keeps_two_for_training_and_one_row_is_named() -> None:
     from classifiers.build import DEFAULT_CONFIGS, fitted_config
     from classifiers.datasets import Dataset, Example, with_splits

@@ -120,6 +120,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from classifiers.datasets import read_dataset
     from eval.evaluate import binary_labels, evaluate
     from eval.report import write_report
+    from eval.report_html import threshold_text
 
     if not args.task or not args.data or not args.report:
         print("eval needs --task, --data and --report (or --replay, or --compare A B)", file=sys.stderr)
@@ -169,7 +170,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         recall = "-" if r.get("oos_recall") is None else f"{r['oos_recall']:.4f}"
         print(
             f"  in-scope accuracy {r['in_scope_accuracy']:.4f}  out-of-scope recall {recall} "
-            f"(reject below {r['reject_threshold']:.3f}, chosen on val)"
+            f"(reject below {threshold_text(r['reject_threshold'])}, chosen on val)"
         )
     if r.get("tuned"):
         t = r["tuned"]
@@ -178,7 +179,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"macro-F1 {t['macro_f1']:.4f}"
         )
     print(
-        f"  at threshold {r['threshold']:.4f} (chosen on val for precision {r['target_precision']}): "
+        f"  at threshold {threshold_text(r['threshold'])} (chosen on val for precision {r['target_precision']}): "
         f"coverage {r['coverage']:.4f}, precision {r['achieved_precision']:.4f} on test"
     )
     if r.get("train_seconds") is not None:
