@@ -8,20 +8,26 @@ Beside it, hidden from the registry:
 ``.history/<name>/versions.json``   ``{"stack": [...], "events": [...]}``: versions replaced by a promotion,
                                     most recent last (what ``rollback`` restores), and an audit log
 
-Promotion and rollback swap directories with ``os.replace`` (atomic on one file system);
-nothing is ever deleted. Whether a candidate is good enough is decided above this layer
+Promotion and rollback swap directories with ``os.replace`` (atomic on one file system) and
+hold an exclusive lock on ``.history/<name>.lock`` while they read and change the versions, so
+two at once (two operators, a deploy script and a person) run one after the other instead of
+interleaving their renames and losing an entry of the log; nothing is ever deleted. Whether a candidate is good enough is decided above this layer
 (``eval.promotion``); this module only keeps the versions.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from classifiers.atomic import new_file
 from classifiers.errors import ArtifactError, ConfigError
 from classifiers.persistence import Manifest, read_manifest
 
@@ -80,10 +86,23 @@ class ModelVersions:
         return path
 
     # -- changing -----------------------------------------------------------------
+    @contextmanager
+    def changing(self) -> Iterator[None]:
+        """Hold the model's exclusive lock (blocking until another promotion or rollback ends)."""
+        lock_path = self.root / HISTORY / f"{self.name}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "a", encoding="utf-8") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def _write_log(self, log: dict[str, Any]) -> None:
         self.history_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.history_dir / f".{LOG}.tmp"
-        tmp.write_text(json.dumps(log, indent=2) + "\n", encoding="utf-8")
+        fd, tmp = new_file(self.history_dir, f".{LOG}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(json.dumps(log, indent=2) + "\n")
         os.replace(tmp, self.history_dir / LOG)
 
     def _retire_current(self) -> str | None:
@@ -100,6 +119,10 @@ class ModelVersions:
 
     def promote(self, version: str | None = None, *, note: str = "") -> Manifest:
         """Make candidate ``version`` current; the current one goes to the history (rollback restores it)."""
+        with self.changing():
+            return self._promote(version, note)
+
+    def _promote(self, version: str | None, note: str) -> Manifest:
         source = self.candidate_dir(version)
         candidate = read_manifest(source)
         if candidate.name != self.name:
@@ -117,6 +140,10 @@ class ModelVersions:
 
     def rollback(self) -> Manifest:
         """Restore the version the last promotion replaced; the current one is kept in the history."""
+        with self.changing():
+            return self._rollback()
+
+    def _rollback(self) -> Manifest:
         log = self.log()
         if not log["stack"]:
             raise ConfigError(f"model {self.name!r} has no earlier version to roll back to")
