@@ -255,3 +255,66 @@ def test_numbering_runs_one_evalsha_and_writes_counter_and_number_in_one_hset(tm
         assert store.number([events[1], events[4]]) == [None, 2]
     finally:
         server.stop()
+
+
+def test_a_worker_process_keeps_a_jobs_parts_across_a_flush_and_a_restart(brands, tmp_path: Path) -> None:
+    """worker.jobs.job_parts: a batch job's Store, SLA tracker and queue are made once per process for
+    a connection (again for another connection or changed policies), and with them every batch still
+    writes its decisions and starts its SLA timers after SCRIPT FLUSH and after Redis restarted with an
+    empty script cache (each script loaded again on NOSCRIPT)."""
+    import dataclasses
+
+    from worker import jobs
+    from worker.policy import LoadedPolicy
+    from worker.settings import Settings
+
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        client = redis.Redis.from_url(server.url)
+        settings = Settings(redis_url=server.url, home=tmp_path / "home")
+        pipeline = Pipeline(brands)
+        parts = jobs.job_parts(client, pipeline, settings)
+        assert jobs.job_parts(client, pipeline, settings) is parts
+        assert jobs.job_parts(client, Pipeline(dict(brands)), settings) is parts  # the same policies
+        other = redis.Redis.from_url(server.url)
+        assert jobs.job_parts(other, pipeline, settings).store.client is other
+        reloaded = {
+            name: dataclasses.replace(
+                brand, loaded=LoadedPolicy(brand.policy.model_copy(), brand.loaded.path, b"reloaded")
+            )
+            for name, brand in brands.items()
+        }
+        fresh = jobs.job_parts(client, Pipeline(reloaded), settings)
+        assert fresh is not parts and fresh.sla.policies["demo-shop"] is reloaded["demo-shop"].policy
+
+        created = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+        def batch(tag: str) -> None:
+            events = [
+                make_event(
+                    id=f"{tag}-vip",
+                    conversation_id=f"c-{tag}-vip",
+                    created_at=created,
+                    author={"id": f"u-{tag}", "tags": ["vip"]},
+                    text="Hi, my order KM-555123 hasn't arrived yet",
+                ),
+                make_event(id=f"{tag}-plain", conversation_id=f"c-{tag}-plain", created_at=created),
+            ]
+            used = jobs.job_parts(client, pipeline, settings)
+            report = pipeline.process(events, used.store, sla=used.sla)
+            assert jobs.after_batch(used.store, used.sla) == ([], [])
+            assert report.decided == [f"{tag}-vip", f"{tag}-plain"] and report.sla_started == 1, report
+
+        parts = jobs.job_parts(client, pipeline, settings)
+        batch("a")
+        client.script_flush()
+        batch("b")
+        server.kill()
+        server.start()  # the append-only file brings the data back, not the script cache
+        assert not client.script_exists(parts.store._apply_many.sha)[0]
+        batch("c")
+        assert jobs.job_parts(client, pipeline, settings) is parts  # the same parts throughout
+        assert parts.store.stats("demo-shop")["decisions"] == 6
+        assert client.zcard(parts.store.keys.sla_timers("demo-shop")) == 3
+    finally:
+        server.stop()

@@ -84,6 +84,11 @@ WORKER_PARENT_CHECK_SECONDS = 1.0
 #: (``gc.freeze`` before the fork), so a young collection walks only the batch's own objects.
 WORKER_GC_THRESHOLD = 10_000
 
+#: How many sets of a batch job's Store, SLA tracker and queue a worker process keeps (one per
+#: connection, key prefix and queue; worker.jobs.job_parts): a worker process has one connection, so
+#: more than a few means connections come and go (tests), and the whole set is dropped.
+JOB_PARTS_KEPT = 8
+
 #: RQ job timeout, seconds.
 JOB_TIMEOUT_SECONDS = 180
 
