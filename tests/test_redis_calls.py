@@ -11,7 +11,9 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 import redis
+from redis._parsers import _RESP3Parser
 
 from tests.conftest import make_event
 from tests.faults import RedisServer
@@ -205,20 +207,23 @@ def test_the_sweeps_after_a_batch_read_everything_in_one_round_trip(brands, tmp_
 
 
 def test_persist_commands_are_written_as_redis_py_writes_them() -> None:
-    """store._resp_command packs what redis-py's own pack_command packs: str (non-ASCII too), bytes
+    """store._resp_command packs what redis-py's own pack_command packs, with hiredis (what redis-py
+    uses when it is installed) and with redis-py's pure-Python packer: str (non-ASCII too), bytes
     (above redis-py's 6,000-byte cut too), int and float; anything else is refused."""
-    import pytest
-    from redis.connection import Connection
+    from redis.connection import Connection, PythonRespSerializer
 
     from worker.store import _resp_command
 
+    python_packer = PythonRespSerializer(6000, Connection().encoder.encode)
     args = ("EVALSHA", "a" * 40, 3, "rg:d:demo-shop:返品", b"\x00\r\n" * 3000, "x" * 7000, -2, 0.25, 1e16, "")
     assert _resp_command(args) == b"".join(Connection().pack_command(*args))
+    assert _resp_command(args) == b"".join(python_packer.pack(*args))
     # each side of the looked-up length lines (under 1,024 bytes), and a str subclass (an enum's value)
     from worker.models import Action
 
     sizes = ("b" * 1023, "c" * 1024, b"d" * 1023, b"e" * 1024, "é" * 512, Action.ESCALATE, 7, 2**70, -0.0)
     assert _resp_command(sizes) == b"".join(Connection().pack_command(*sizes))
+    assert _resp_command(sizes) == b"".join(python_packer.pack(*sizes))
     with pytest.raises(TypeError, match="not NoneType"):
         _resp_command(("EVALSHA", None))
     with pytest.raises(TypeError, match="not bool"):
@@ -318,3 +323,38 @@ def test_a_worker_process_keeps_a_jobs_parts_across_a_flush_and_a_restart(brands
         assert client.zcard(parts.store.keys.sla_timers("demo-shop")) == 3
     finally:
         server.stop()
+
+
+def test_replies_and_errors_are_the_same_with_hiredis_and_redis_pys_own_parser(client, redis_url) -> None:
+    """hiredis (a dependency) parses replies in C for redis-py; what our code reads is the same as
+    redis-py's own RESP3 parser gives: values and their types, script replies, error types and
+    messages (NOSCRIPT too), a pipeline's replies with an error among them."""
+    from redis.connection import ConnectionPool
+    from redis.utils import HIREDIS_AVAILABLE
+
+    from worker.store import Evalsha
+
+    assert HIREDIS_AVAILABLE and type(client.connection_pool.get_connection()._parser).__name__ == "_HiredisParser"
+    python = redis.Redis(connection_pool=ConnectionPool.from_url(redis_url, parser_class=_RESP3Parser))
+    client.sadd("s", "a", "b")
+    client.hset("h", mapping={"x": 1, "é": "返品"})
+    client.zadd("z", {"m": 1.5})
+    client.xadd("st", {"f": "v"})
+    script = Evalsha("return {1, 'a', {2, false}, redis.call('ZSCORE', KEYS[1], 'm')}")
+
+    def seen(c: redis.Redis) -> list:
+        out: list = [c.smembers("s"), c.hgetall("h"), c.zrange("z", 0, -1, withscores=True), c.xrange("st")]
+        out.append(script.run(c, [(["z"], [])]))
+        for call in (lambda: c.eval("return redis.error_reply('boom')", 0), lambda: c.evalsha("0" * 40, 0)):
+            with pytest.raises(redis.exceptions.ResponseError) as caught:
+                call()
+            out.append((type(caught.value), str(caught.value)))
+        pipe = c.pipeline()
+        pipe.get("nope").incr("s").set("k", "v")
+        out.append([(type(r), str(r)) for r in pipe.execute(raise_on_error=False)])
+        return out
+
+    mine = seen(client)
+    assert mine == seen(python)
+    assert [type(v) for v in mine[4][0]] == [int, bytes, list, bytes]
+    assert mine[6][0] is redis.exceptions.NoScriptError
