@@ -276,6 +276,7 @@ def test_a_worker_process_keeps_a_jobs_parts_across_a_flush_and_a_restart(brands
     server = RedisServer(tmp_path / "redis").start()
     try:
         client = redis.Redis.from_url(server.url)
+        client.config_set("appendfsync", "always")  # the kill below must not lose the writes just made
         settings = Settings(redis_url=server.url, home=tmp_path / "home")
         pipeline = Pipeline(brands)
         parts = jobs.job_parts(client, pipeline, settings)
