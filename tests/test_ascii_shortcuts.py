@@ -140,3 +140,15 @@ def test_event_validation_shortcuts_accept_and_refuse_as_before() -> None:
             assert got == _outcome(general, value), repr(value)
             refused += got[0] == "refused"
     assert refused > 100  # controls in the random strings, surrogates, bidi controls in identifiers
+
+
+def test_the_worker_skips_the_canonical_search_only_where_it_cannot_match() -> None:
+    """trusted_event (the worker's check of an ingested event) skips the search for characters that
+    validation refuses or removes on printable ASCII strings: none of those is printable ASCII, and for
+    every character, alone and between ASCII letters, the shortcut says what the search says."""
+    assert not any(models._NOT_CANONICAL.search(chr(c)) for c in range(0x20, 0x7F))
+    for c in range(0x110000):
+        for value in (chr(c), f"ab{chr(c)}cd"):
+            assert models._canonical(value) == (not models._NOT_CANONICAL.search(value)), hex(c)
+    for value in _texts() + ["ok\tline\nbreak\r", "\x1bESC", "a\u202eb", "x\x85y", ""]:
+        assert models._canonical(value) == (not models._NOT_CANONICAL.search(value)), repr(value)

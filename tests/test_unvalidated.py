@@ -205,3 +205,24 @@ TIMER_FIELDS = {
     "original_role": "tier1",
     "original_priority": "normal",
 }
+
+
+def test_assign_is_pydantics_setattr(brands) -> None:
+    """unvalidated.assign (the pipeline's decided_at, timings and job id) leaves a decision as
+    setattr does: the same fields, fields set and JSON, on built and on validated decisions."""
+    from worker.unvalidated import assign
+
+    pipeline = Pipeline(brands)
+    events = [parse_event(e) for e in load_sample()[:20]]
+    at = datetime(2026, 11, 28, 9, 30, tzinfo=timezone.utc)
+    for make in (lambda d: d, lambda d: Decision(**d.model_dump())):
+        contexts = [DecisionContext()] * len(events)
+        outcomes, _ = pipeline.decide(events, pipeline.classify(events), contexts, now=at)
+        for outcome in outcomes:
+            mine, theirs = make(outcome.decision), make(outcome.decision).model_copy(deep=True)
+            mine.__pydantic_fields_set__.discard("job_id")
+            theirs.__pydantic_fields_set__.discard("job_id")
+            assign(mine, {"job_id": "j-1", "timings": {"decide_ms": 0.5}, "decided_at": at})
+            theirs.job_id, theirs.timings, theirs.decided_at = "j-1", {"decide_ms": 0.5}, at
+            _same(mine, theirs, "decision")
+            assert "job_id" in mine.model_fields_set and mine.model_dump_json() == theirs.model_dump_json()

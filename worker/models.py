@@ -242,8 +242,14 @@ _LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 _UNREADABLE = re.compile(r"^[a-z][a-z0-9_:+-]{0,63}$")
 
 
+def _canonical(value: str) -> bool:
+    """No character of ``_NOT_CANONICAL`` in ``value``: printable ASCII (the usual case: ``isascii``
+    is a flag of the string, ``isprintable`` a C loop) has none, anything else is searched."""
+    return (value.isascii() and value.isprintable()) or not _NOT_CANONICAL.search(value)
+
+
 def _identifier_ok(value: object) -> bool:
-    return type(value) is str and 0 < len(value) <= 256 and not _NOT_CANONICAL.search(value)
+    return type(value) is str and 0 < len(value) <= 256 and _canonical(value)
 
 
 def trusted_event(data: object) -> InboundEvent | None:
@@ -280,8 +286,8 @@ def trusted_event(data: object) -> InboundEvent | None:
         and (data["kind"] != "comment" or data["post_id"])
         and type(text) is str
         and len(text) <= defaults.MAX_TEXT_CHARS
-        and not _NOT_CANONICAL.search(text)
-        and (name is None or (type(name) is str and len(name) <= 256 and not _NOT_CANONICAL.search(name)))
+        and _canonical(text)
+        and (name is None or (type(name) is str and len(name) <= 256 and _canonical(name)))
         and (author["locale"] is None or (type(author["locale"]) is str and _LOCALE.match(author["locale"])))
         and type(tags) is list
         and len(tags) <= 50

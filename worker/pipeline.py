@@ -30,6 +30,7 @@ from worker.exceptions import InvalidEvent
 from worker.models import DecisionContext, InboundEvent, parse_event, trusted_event
 from worker.sla.tracker import SlaTracker
 from worker.store import Store
+from worker.unvalidated import assign
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +204,10 @@ class Pipeline:
             if outcome.optout_op:
                 opted[author_key] = outcome.optout_op == "add"
             away[conv_key] = event.created_at if outcome.away_sent else away.get(conv_key)
-            outcome.decision.decided_at = now
-            outcome.decision.timings = {"decide_ms": round((time.perf_counter() - one) * 1000, 3)}
+            assign(
+                outcome.decision,
+                {"decided_at": now, "timings": {"decide_ms": round((time.perf_counter() - one) * 1000, 3)}},
+            )
             outcomes.append(outcome)
         return outcomes, errors
 
@@ -289,13 +292,20 @@ class Pipeline:
             report.errors.extend(errors)
             for outcome in outcomes:
                 d = outcome.decision
-                d.job_id = job_id
-                d.timings = {
-                    "queue_wait_ms": round(max(0.0, wall_start - enqueued_at) * 1000, 2) if enqueued_at else 0.0,
-                    "context_ms": round(spent["context"] * 1000 / max(1, len(events)), 3),
-                    "classify_ms": round(spent["classify"] * 1000 / max(1, len(events)), 3),
-                    **d.timings,
-                }
+                assign(
+                    d,
+                    {
+                        "job_id": job_id,
+                        "timings": {
+                            "queue_wait_ms": round(max(0.0, wall_start - enqueued_at) * 1000, 2)
+                            if enqueued_at
+                            else 0.0,
+                            "context_ms": round(spent["context"] * 1000 / max(1, len(events)), 3),
+                            "classify_ms": round(spent["classify"] * 1000 / max(1, len(events)), 3),
+                            **d.timings,
+                        },
+                    },
+                )
             t3 = time.perf_counter()
             spent["decide"] += t3 - t2
 

@@ -100,6 +100,14 @@ def shallow_copy(obj: M) -> M:
     return _instance(type(obj), dict(obj.__dict__), set(obj.__pydantic_fields_set__))
 
 
+def assign(obj: BaseModel, changes: dict[str, Any]) -> None:
+    """``setattr(obj, name, value)`` for each of ``changes`` (fields of ``obj``, values of the
+    declared types), as pydantic's ``__setattr__`` does it for a model without ``validate_assignment``
+    (the value stored, the name added to the fields set), for a model :func:`built` supports."""
+    obj.__dict__.update(changes)
+    obj.__pydantic_fields_set__.update(changes)
+
+
 def validated(cls: type[M], fields: dict[str, Any]) -> M:
     """The same, validated (for values that did not come from this process's own making)."""
     return cls(**fields)
