@@ -70,7 +70,7 @@ BATCH_BUSY_POLL_SECONDS = 0.002
 BATCH_QUEUED_POLL_SECONDS = 0.01
 
 #: Worker processes ``replyguard worker`` forks from the parent that loaded the models
-#: (``--processes``; one per core is the usual choice, see README "Throughput").
+#: (``--processes``; one per core, or one more: README "Capacity plan" measured 3 on 2 cores).
 WORKER_PROCESSES = 1
 #: A worker process that dies is forked again at once, unless it lived less than this
 #: many seconds: then after a pause that doubles with every such death, up to the maximum.
