@@ -1,8 +1,11 @@
-"""Promotion and rollback of one model run one after the other (classifiers.versions' lock)."""
+"""Promotion and rollback of one model run one after the other (classifiers.versions' lock), and
+`models promote` asks for held-out data only when there is a version to check against."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -67,3 +70,32 @@ def test_concurrent_promotions_keep_every_log_entry_and_version(tmp_path: Path) 
     assert sorted(e["version"] for e in log["events"]) == versions  # none lost to a concurrent rewrite
     assert len(log["stack"]) == 7 and model.current() is not None
     assert sorted([*log["stack"], model.current().version]) == versions  # type: ignore[union-attr]
+
+
+def test_promote_needs_held_out_data_only_when_there_is_a_current_version(tmp_path: Path) -> None:
+    """The first version is promoted without --data (nothing to check it against); a later one needs it."""
+    import subprocess
+    import sys
+
+    shipped = SHIPPED.parent
+    version = json.loads(SHIPPED.read_text(encoding="utf-8"))["version"]
+    candidate = tmp_path / ".candidates" / "spam-default" / version
+    shutil.copytree(shipped, candidate)
+    env = {**os.environ, "REPLYGUARD_HOME": str(tmp_path / "home")}
+
+    def promote() -> subprocess.CompletedProcess[str]:
+        cli = [sys.executable, "-m", "worker.cli", "models", "promote", "spam-default", "--dir", str(tmp_path)]
+        return subprocess.run(cli, capture_output=True, text=True, timeout=120, env=env)
+
+    first = promote()
+    assert first.returncode == 0, first.stderr
+    assert (
+        "no current version to check the candidate against" in first.stdout
+        and (tmp_path / "spam-default" / "manifest.json").is_file()
+    )
+    shutil.copytree(shipped, candidate)  # a second candidate: now there is a current version
+    second = promote()
+    assert second.returncode == 2 and "needs --data HELD_OUT" in second.stderr and version in second.stderr
+    assert "Traceback" not in second.stderr
+    assert (candidate / "manifest.json").is_file()  # nothing changed: the candidate is still a candidate
+    assert ModelVersions(tmp_path, "spam-default").log()["stack"] == []

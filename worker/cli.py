@@ -448,6 +448,13 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
             Store(connect_redis(settings), settings.key_prefix), args.corrections, candidate.task
         )
     had_current = versions.current() is not None
+    if had_current and not args.data:
+        print(
+            f"models promote {args.name} needs --data HELD_OUT: the candidate is checked against the current "
+            f"version ({versions.current().version}) on it before it replaces it",  # type: ignore[union-attr]
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     if had_current:
         current = load_artifact(versions.current_dir)
         check = check_promotion(
@@ -612,7 +619,11 @@ def register_models(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_models_list)
     q = models.add_parser("promote", help="check a candidate against the current model on the same held-out data")
     q.add_argument("name")
-    q.add_argument("--data", required=True, help="held-out labelled data (val rows choose thresholds, test rows judge)")
+    q.add_argument(
+        "--data",
+        help="held-out labelled data (val rows choose thresholds, test rows judge); needed when there is a current "
+        "version to check the candidate against",
+    )
     q.add_argument("--version", help="candidate version (default: the newest)")
     q.add_argument("--corrections", metavar="BRAND", help="also judge on BRAND's held-out corrections")
     q.add_argument("--target-precision", type=float, default=0.98)
