@@ -11,6 +11,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -218,6 +219,21 @@ def _stop(proc: subprocess.Popen) -> None:
         pass
 
 
+def _ingest_late_order_from_vip(client, settings: Settings, suffix: str, order: str, created: datetime) -> Any:
+    """Ingest one VIP's "my order is late" (message vip-SUFFIX in conversation c-SUFFIX) and wait until a
+    running worker has decided it; its decision."""
+    event = make_event(
+        id=f"vip-{suffix}",
+        conversation_id=f"c-{suffix}",
+        created_at=created.isoformat(),
+        author={"id": f"u-{suffix}", "tags": ["vip"]},
+        text=f"Hi, my order {order} is late",
+    )
+    ingest_events([event], client, settings, batch_wait=0.01)
+    store = Store(client)
+    return wait_for(lambda: store.decision("demo-shop", event["id"]), 90, "the VIP message to be decided")
+
+
 def test_real_workers_reroute_an_unanswered_vip_by_themselves_across_a_restart(
     client, redis_url, short_sla_policies, tmp_path
 ) -> None:
@@ -233,21 +249,7 @@ def test_real_workers_reroute_an_unanswered_vip_by_themselves_across_a_restart(
     try:
         _ready(client, first)
         created = datetime.now(timezone.utc)
-        ingest_events(
-            [
-                make_event(
-                    id="vip-w",
-                    conversation_id="c-w",
-                    created_at=created.isoformat(),
-                    author={"id": "u-w", "tags": ["vip"]},
-                    text="Hi, my order KM-555125 is late",
-                )
-            ],
-            client,
-            settings,
-            batch_wait=0.01,
-        )
-        decided = wait_for(lambda: store.decision("demo-shop", "vip-w"), 90, "the VIP message to be decided")
+        decided = _ingest_late_order_from_vip(client, settings, "w", "KM-555125", created)
         assert decided.escalation.role == "vip_care"
     finally:
         _stop(first)  # no worker runs while the target passes
@@ -287,21 +289,7 @@ def test_scheduled_step_fires_without_new_messages(client, redis_url, short_sla_
     worker = _worker(env)
     try:
         _ready(client, worker)
-        ingest_events(
-            [
-                make_event(
-                    id="vip-s",
-                    conversation_id="c-s",
-                    created_at=datetime.now(timezone.utc).isoformat(),
-                    author={"id": "u-s", "tags": ["vip"]},
-                    text="Hi, my order KM-555126 is late",
-                )
-            ],
-            client,
-            settings,
-            batch_wait=0.01,
-        )
-        wait_for(lambda: store.decision("demo-shop", "vip-s"), 90, "the VIP message to be decided")
+        _ingest_late_order_from_vip(client, settings, "s", "KM-555126", datetime.now(timezone.utc))
         warned = wait_for(
             lambda: [f for _, f in client.xrange(store.keys.sla_events("demo-shop")) if f[b"type"] == b"sla.warning"],
             60,
@@ -386,21 +374,7 @@ def test_the_recovery_sweep_takes_due_steps_whose_scheduled_job_was_lost(
     try:
         _ready(client, worker)
         loser.start()
-        ingest_events(
-            [
-                make_event(
-                    id="vip-r",
-                    conversation_id="c-r",
-                    created_at=datetime.now(timezone.utc).isoformat(),
-                    author={"id": "u-r", "tags": ["vip"]},
-                    text="Hi, my order KM-555127 is late",
-                )
-            ],
-            client,
-            settings,
-            batch_wait=0.01,
-        )
-        wait_for(lambda: store.decision("demo-shop", "vip-r"), 90, "the VIP message to be decided")
+        _ingest_late_order_from_vip(client, settings, "r", "KM-555127", datetime.now(timezone.utc))
         rerouted = wait_for(
             lambda: (d := store.decision("demo-shop", "vip-r")).escalation.role == "manager" and d,
             60,

@@ -447,11 +447,12 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
         corrections = correction_examples(
             Store(connect_redis(settings), settings.key_prefix), args.corrections, candidate.task
         )
-    had_current = versions.current() is not None
-    if had_current and not args.data:
+    now_current = versions.current()
+    had_current = now_current is not None
+    if now_current is not None and not args.data:
         print(
             f"models promote {args.name} needs --data HELD_OUT: the candidate is checked against the current "
-            f"version ({versions.current().version}) on it before it replaces it",  # type: ignore[union-attr]
+            f"version ({now_current.version}) on it before it replaces it",
             file=sys.stderr,
         )
         return EXIT_CONFIG

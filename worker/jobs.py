@@ -147,17 +147,18 @@ def job_parts(connection: Any, pipeline: Pipeline, settings: Settings) -> JobPar
             _parts.clear()
         store = Store(connection, settings.key_prefix)
         queue = batch_queue(connection, settings)
-        sla = SlaTracker(Store(connection, settings.key_prefix), policies, schedule_queue=queue)
+        sla = sla_tracker(connection, pipeline, settings, queue=queue)
         found = _parts[key] = JobParts(connection, policies, store, sla, queue)
     return found
 
 
-def sla_tracker(connection: Any, pipeline: Pipeline, settings: Settings) -> SlaTracker:
-    """The SLA timers of the pipeline's brands; steps are scheduled on the batch queue."""
+def sla_tracker(connection: Any, pipeline: Pipeline, settings: Settings, *, queue: Any = None) -> SlaTracker:
+    """The SLA timers of the pipeline's brands, with a Store of their own; steps are scheduled on the batch
+    queue (``queue``, when the caller has made it already)."""
     return SlaTracker(
         Store(connection, settings.key_prefix),
         {name: brand.policy for name, brand in pipeline.brands.items()},
-        schedule_queue=batch_queue(connection, settings),
+        schedule_queue=queue if queue is not None else batch_queue(connection, settings),
     )
 
 
