@@ -32,7 +32,9 @@ def free_port() -> int:
 class RedisServer:
     """A private redis-server on 127.0.0.1:<free port> with an append-only file, for killing."""
 
-    def __init__(self, directory: Path, *, port: int | None = None):
+    def __init__(self, directory: Path, *, port: int | None = None, binary: str | None = None):
+        """``binary``: the redis-server to run (default: the one on PATH, else the embedded one)."""
+        self.binary = binary
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -52,7 +54,7 @@ class RedisServer:
     def start(self) -> "RedisServer":
         from worker.connection import redis_server_binary
 
-        binary = shutil.which("redis-server") or redis_server_binary()
+        binary = self.binary or shutil.which("redis-server") or redis_server_binary()
         self.proc = subprocess.Popen(
             [
                 *self.launcher(),

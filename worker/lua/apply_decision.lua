@@ -65,6 +65,39 @@
 -- each on the state its predecessors left, and opt-outs are checked atomically.
 local NGLOBAL, NBRAND, NDECISION, SPEC = 4, 4, 7, 23
 local REVIEW, PENDING, PARKED, QUEUE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- EXPIRE's NX and GT options (Redis 7.0; redis.REDIS_VERSION_NUM is new in 7.0 too)
+local EXPIRE_NX_GT = (tonumber(redis.REDIS_VERSION_NUM) or 0) >= 0x070000
+
+-- Sorted-set members a call adds, written with one ZADD a key at its end (or before anything else
+-- touches that key): key -> {score, member, ...} in the order they were added. The decisions index
+-- and the review queue are read by nothing in this script, so each decision still sees what the
+-- earlier ones wrote, and the stored result is the same as one ZADD a decision (a member added
+-- twice keeps its last score either way); each ZADD a script runs is propagated to the AOF as a
+-- command of its own, and one command a key instead of one a decision is ~10k Redis instructions
+-- less a decision (docs/throughput-notes.md).
+local zadds, zadd_keys = {}, {}
+
+local function zadd_now(key) -- before a command of this script reads or changes `key` otherwise
+  local pairs_of = zadds[key]
+  if pairs_of ~= nil and #pairs_of > 0 then
+    redis.call('ZADD', key, unpack(pairs_of))
+    zadds[key] = {}
+  end
+end
+
+local function zadd_later(key, score, member)
+  local pairs_of = zadds[key]
+  if pairs_of == nil then
+    pairs_of = {}
+    zadds[key] = pairs_of
+    zadd_keys[#zadd_keys + 1] = key
+  end
+  pairs_of[#pairs_of + 1], pairs_of[#pairs_of + 2] = score, member
+  if #pairs_of >= 1000 then -- far below what Lua's unpack takes
+    zadd_now(key)
+  end
+end
+
 
 local function apply(K, B, json, A, brand, history_max, outbox_max, counts)
   -- K: the decision's 7 keys; B: its brand's 4 keys; A: its spec
@@ -110,7 +143,7 @@ local function apply(K, B, json, A, brand, history_max, outbox_max, counts)
         return -2
       end
     end
-    redis.call('ZADD', B[1], A[4], mid)
+    zadd_later(B[1], A[4], mid)
     redis.call('SADD', K[2], brand)
   elseif condition == 'amend' then
     if redis.call('EXISTS', K[1]) == 0 then
@@ -134,9 +167,10 @@ local function apply(K, B, json, A, brand, history_max, outbox_max, counts)
   end
   if A[5] ~= '' then
     if A[20] == 'XX' then
+      zadd_now(REVIEW)
       redis.call('ZADD', REVIEW, 'XX', A[5], member)
     else
-      redis.call('ZADD', REVIEW, A[5], member)
+      zadd_later(REVIEW, A[5], member)
     end
   end
   for j = A[6][1], A[6][2] do
@@ -195,11 +229,17 @@ local function apply(K, B, json, A, brand, history_max, outbox_max, counts)
     redis.call('EXPIRE', K[5], A[10])
   end
   -- personal data (worker/privacy): the person index names the message and conversation for
-  -- `replyguard forget`, living at least as long as the data it points to (never shortened;
-  -- EXPIRE's NX and GT would need Redis 7, the embedded server is 6.2)
+  -- `replyguard forget`, living at least as long as the data it points to (never shortened).
+  -- Redis 7: EXPIRE NX sets the TTL of a new index (no TTL yet), else EXPIRE GT lengthens it:
+  -- one command for a new person instead of TTL then EXPIRE. Before 7 (the embedded server
+  -- is 6.2, which has neither option): TTL, then EXPIRE when it is shorter.
   if condition ~= 'amend' then
     redis.call('SADD', K[6], 'm:' .. mid, 'c:' .. A[21])
-    if redis.call('TTL', K[6]) < tonumber(A[23]) then
+    if EXPIRE_NX_GT then
+      if redis.call('EXPIRE', K[6], A[23], 'NX') == 0 then
+        redis.call('EXPIRE', K[6], A[23], 'GT')
+      end
+    elseif redis.call('TTL', K[6]) < tonumber(A[23]) then
       redis.call('EXPIRE', K[6], A[23])
     end
   end
@@ -266,6 +306,9 @@ for i = 1, n do
   local A = specs[i]
   local b = tonumber(A[2])
   results[i] = apply(K, brands[b], jsons[i], A, ARGV[3 + b], history_max, outbox_max, counts)
+end
+for _, key in ipairs(zadd_keys) do
+  zadd_now(key)
 end
 for key, fields in pairs(counts) do
   for field, amount in pairs(fields) do

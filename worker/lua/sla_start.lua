@@ -35,6 +35,29 @@ for i = 0, n - 1 do -- every brand number is checked before anything is written
   end
 end
 local ttl, maxlen = ARGV[2], ARGV[3]
+-- The due index's and the timer indexes' new members are added with one ZADD a key at the end
+-- (before that, only when a ZREM of the due index comes): nothing here reads them, and each ZADD
+-- a script runs is a command of its own in the AOF (lua/apply_decision.lua does the same).
+local zadds, zadd_keys = {}, {}
+local function zadd_now(key)
+  local pairs_of = zadds[key]
+  if pairs_of ~= nil and #pairs_of > 0 then
+    redis.call('ZADD', key, unpack(pairs_of))
+    zadds[key] = {}
+  end
+end
+local function zadd_later(key, score, member)
+  local pairs_of = zadds[key]
+  if pairs_of == nil then
+    pairs_of = {}
+    zadds[key] = pairs_of
+    zadd_keys[#zadd_keys + 1] = key
+  end
+  pairs_of[#pairs_of + 1], pairs_of[#pairs_of + 2] = score, member
+  if #pairs_of >= 1000 then -- far below what Lua's unpack takes
+    zadd_now(key)
+  end
+end
 local results = {}
 for i = 0, n - 1 do
   local k, a = first_key + i * NTIMERKEYS, first_arg + i * NTIMERARGS
@@ -44,11 +67,12 @@ for i = 0, n - 1 do
   if redis.call('SET', KEYS[k + 1], ARGV[a + 2], 'NX', 'EX', ttl) then
     local member = ARGV[3 + b] .. '/' .. mid
     if ARGV[a + 3] ~= '' then
-      redis.call('ZADD', KEYS[1], ARGV[a + 3], member)
+      zadd_later(KEYS[1], ARGV[a + 3], member)
     else
+      zadd_now(KEYS[1])
       redis.call('ZREM', KEYS[1], member)
     end
-    redis.call('ZADD', timers, ARGV[a + 5], mid)
+    zadd_later(timers, ARGV[a + 5], mid)
     if ARGV[a + 6] == '1' then
       redis.call('SADD', KEYS[k + 2], mid)
     else
@@ -59,5 +83,8 @@ for i = 0, n - 1 do
   else
     results[i + 1] = 0
   end
+end
+for _, key in ipairs(zadd_keys) do
+  zadd_now(key)
 end
 return results
