@@ -241,13 +241,42 @@ def _eval_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _models_root(args: argparse.Namespace) -> Path:
+def _inside_shipped(path: Path) -> bool:
     from classifiers.registry import SHIPPED_DIR
 
+    shipped, resolved = SHIPPED_DIR.resolve(), path.resolve()
+    return resolved == shipped or shipped in resolved.parents
+
+
+def _models_root(args: argparse.Namespace, *, writing: bool) -> tuple[Path, str]:
+    """The models directory a command works in, and how it was named (for messages): ``--dir``, else the first
+    ``REPLYGUARD_MODELS_DIRS`` entry, else (to read) the shipped ``classifiers/artifacts``.
+
+    A command that writes (``train``, ``models promote`` / ``rollback``) never writes into the installed package:
+    without ``--dir`` or the setting it stops with a ConfigError naming both, and the shipped directory itself is
+    refused (``make models`` / ``replyguard build-defaults`` rebuild it)."""
+    from classifiers.registry import SHIPPED_DIR
+
+    command = "train" if args.command == "train" else f"models {args.models_command}"
     if getattr(args, "dir", None):
-        return Path(args.dir)
-    settings = settings_for(args)
-    return settings.models_dirs[0] if settings.models_dirs else SHIPPED_DIR
+        root, where = Path(args.dir), f"--dir {args.dir}"
+    elif settings_for(args).models_dirs:
+        root = settings_for(args).models_dirs[0]
+        where = f"{root} (the first REPLYGUARD_MODELS_DIRS entry)"
+    elif writing:
+        raise ConfigError(
+            f"replyguard {command} needs a models directory to write to: give --dir DIR, or set "
+            "REPLYGUARD_MODELS_DIRS (its first entry; the workers search it, so they find the model there). "
+            f"The shipped models ({SHIPPED_DIR}) are read-only; make models rebuilds them"
+        )
+    else:
+        return SHIPPED_DIR, f"{SHIPPED_DIR} (the shipped models; set REPLYGUARD_MODELS_DIRS or give --dir for yours)"
+    if writing and _inside_shipped(root):
+        raise ConfigError(
+            f"{where}: is the shipped models directory, read-only (make models / replyguard build-defaults "
+            "rebuild it); name your own models directory with --dir or REPLYGUARD_MODELS_DIRS"
+        )
+    return root, where
 
 
 def _config_file(path: Path) -> dict:
@@ -289,28 +318,6 @@ def _replacing(out: Path, force: bool, option: str) -> str | None:
     return f"replaced {what} at {out} (--force)"
 
 
-def _replacing_candidate(out: Path, ref: str, force: bool) -> str | None:
-    """What training candidate ``ref`` into ``out`` replaces (None: nothing); a ConfigError naming the candidate
-    already there, before any work, unless ``force`` (the new one replaces it once fully written)."""
-    from classifiers.persistence import read_manifest
-
-    if not out.exists() and not out.is_symlink():
-        return None
-    try:
-        there = read_manifest(out)
-        what = f"candidate {there.ref}, trained {there.created_at:%Y-%m-%d %H:%M} UTC"
-    except ArtifactError:
-        what = "a candidate directory whose manifest is unreadable"
-    if not force:
-        name = ref.split("@")[0]
-        raise ConfigError(
-            f"{out} already holds {what}; training {ref} would replace it. Promote it first "
-            f"(replyguard models promote {name} --version {out.name} --data HELD_OUT), "
-            "give another --version, or add --force to replace it"
-        )
-    return f"replaced {what} (--force)"
-
-
 def _read_labelled(task: str, path: str):
     """The labelled file at ``path``, a binary task's 1 / 0 (true / false, yes / no) read as its own labels, saying so."""
     from classifiers.datasets import read_dataset
@@ -327,9 +334,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from classifiers.versions import ModelVersions
 
     name = args.name or f"{args.task}-{Path(args.data).stem.replace('_', '-').lower()}"
-    root = _models_root(args)
-    candidate = args.candidate and not args.out  # its directory is named by the version: known once the data is read
-    out = Path(args.out) if args.out else root / name
+    if args.out and _inside_shipped(Path(args.out)):
+        raise ConfigError(
+            f"--out {args.out}: is inside the shipped models directory, read-only (make models / "
+            "replyguard build-defaults rebuild it); name a directory of your own"
+        )
+    root = None if args.out else _models_root(args, writing=True)[0]
+    # a candidate's directory is named by its version: known once the data is read
+    candidate = args.candidate and root is not None
+    out = Path(args.out) if root is None else root / name
     replaced = None if candidate else _replacing(out, args.force, "--out " if args.out else "")
     dataset = _read_labelled(args.task, args.data)
     config = DEFAULT_CONFIGS[args.task]
@@ -365,11 +378,28 @@ def cmd_train(args: argparse.Namespace) -> int:
         corrections=extra,
         corrections_name=f"reviewed corrections of {args.corrections}",
     )
-    if candidate:
-        out = ModelVersions(root, name).candidates_dir / plan.version
-        replaced = _replacing_candidate(out, f"{name}@{plan.version}", args.force)
     started = time.perf_counter()
-    result = train(args.task, dataset, name=name, out=out, out_of_scope_label=args.oos_label, plan=plan)
+    if root is None:  # --out DIR: a directory of the user's, outside any models directory's versions
+        result = train(args.task, dataset, name=name, out=out, out_of_scope_label=args.oos_label, plan=plan)
+    elif candidate:
+        versions = ModelVersions(root, name)
+        out = versions.candidates_dir / plan.version
+        # one writer per candidate version (a second train of it fails here at once); written under the model's lock
+        with versions.claiming_candidate(plan.version, force=args.force) as replaced:
+            result = train(
+                args.task,
+                dataset,
+                name=name,
+                out=out,
+                out_of_scope_label=args.oos_label,
+                plan=plan,
+                write_lock=versions.changing(),
+            )
+    else:  # the current version, written under the model's lock (a promotion or rollback waits for it)
+        write_lock = ModelVersions(root, name).changing()
+        result = train(
+            args.task, dataset, name=name, out=out, out_of_scope_label=args.oos_label, plan=plan, write_lock=write_lock
+        )
     manifest = result.manifest
     m = result.metrics
     print(f"wrote {out} ({manifest.ref if manifest else name}) in {duration_text(time.perf_counter() - started)}")
@@ -390,8 +420,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _existing_models_root(args: argparse.Namespace) -> Path:
     """The models directory of ``models list / promote / rollback``; a ConfigError when there is none."""
-    root = _models_root(args)
-    where = f"--dir {root}" if getattr(args, "dir", None) else f"{root} (the first REPLYGUARD_MODELS_DIRS entry)"
+    root, where = _models_root(args, writing=args.models_command != "list")
     if not root.exists():
         raise ConfigError(f"{where}: no such models directory (replyguard train ... --dir DIR makes one)")
     if not root.is_dir():
@@ -474,7 +503,7 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
     else:
         print(f"{args.name} has no current version to check the candidate against")
     note = f"checked on {args.data}" if had_current else "the first version: nothing to check it against"
-    promoted = versions.promote(candidate.manifest.version, note=note)
+    promoted = versions.promote(candidate.manifest.version, note=note, checked=candidate.manifest)
     if had_current:
         after = f"replyguard models rollback {args.name} restores the previous one"
     else:
@@ -592,7 +621,7 @@ def register_models(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="artifact name (default: TASK-<file stem>)")
     p.add_argument(
         "--out",
-        help="artifact directory (default: classifiers/artifacts/NAME); a model already there is replaced "
+        help="artifact directory (default: NAME in the models directory, see --dir); a model already there is replaced "
         "(and named on stdout), a file or a directory of other files is refused",
     )
     p.add_argument(
@@ -608,7 +637,9 @@ def register_models(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--corrections", metavar="BRAND", help="add BRAND's reviewed corrections to the training rows")
     p.add_argument(
-        "--dir", help="models directory (default: the first REPLYGUARD_MODELS_DIRS entry, else classifiers/artifacts)"
+        "--dir",
+        help="models directory (default: the first REPLYGUARD_MODELS_DIRS entry; one of them, or --out, is needed: "
+        "the shipped classifiers/artifacts are read-only)",
     )
     p.set_defaults(func=cmd_train)
 
