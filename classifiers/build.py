@@ -417,11 +417,16 @@ def plan_training(
     notes = [f"{k}: {v}" for k, v in ds.carved.items()]
     if ds.relabelled:
         notes.append(f"labels: {ds.relabelled_text()}")
+    if ds.empty_lines:
+        notes.append(ds.empty_text())
     file_counts, file_note = ds.counts(), "; ".join(notes) or None
     if corrections:
         ds = replace(ds, examples=ds.examples + corrections)
     fit_rows = [e for e in ds.examples if e.split in ("train", "val")]
-    config, _ = fitted_config(config, [e.label for e in fit_rows])
+    try:
+        config, _ = fitted_config(config, [e.label for e in fit_rows])
+    except ConfigError as exc:
+        raise ConfigError(f"{dataset.path}: {exc}") from exc
     if sources is None:
         sources = [
             TrainingSource(

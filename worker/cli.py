@@ -134,7 +134,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     dataset = binary_labels(args.task, read_dataset(args.data))  # 1 / 0 spam data: the policy's model knows it
     report_dir = _report_dir(args.report)
-    policy_model, model = None, args.model
+    policy_model, model, oos_label = None, args.model, args.oos_label
+    if policy.exists() and args.task == "intent" and oos_label is None:
+        from worker.policy import load_policy
+
+        policy_oos = load_policy(policy, name_must_match=False).policy.intents.out_of_scope_label
+        if policy_oos in dataset.label_set:
+            # the data says out of scope as the policy does: measure it as such (--oos-label overrides)
+            oos_label = policy_oos
+            print(f"reading {policy_oos!r} as the out-of-scope label, as {policy.name} does (--oos-label overrides)")
     if policy.exists():
         policy_model, why = _policy_model(policy, args.task, settings)
         if why:
@@ -151,7 +159,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         dataset,
         model=model,
         target_precision=args.target_precision,
-        oos_label=args.oos_label,
+        oos_label=oos_label,
         margin=args.margin,
         oos_share=args.assume_oos_share,
         models_dirs=settings.models_dirs,
@@ -168,10 +176,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"  accuracy {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}  ECE {r['ece']:.4f}")
     if r.get("in_scope_accuracy") is not None:
         recall = "-" if r.get("oos_recall") is None else f"{r['oos_recall']:.4f}"
-        print(
-            f"  in-scope accuracy {r['in_scope_accuracy']:.4f}  out-of-scope recall {recall} "
-            f"(reject below {threshold_text(r['reject_threshold'])}, chosen on val)"
+        reject = (
+            f"reject below {threshold_text(r['reject_threshold'])}, chosen on val"
+            if r.get("reject_threshold") is not None
+            else f"no reject threshold: {r.get('reject_threshold_not_chosen') or 'not chosen'}"
         )
+        print(f"  in-scope accuracy {r['in_scope_accuracy']:.4f}  out-of-scope recall {recall} ({reject})")
     if r.get("tuned"):
         t = r["tuned"]
         print(
@@ -326,6 +336,8 @@ def _read_labelled(task: str, path: str):
     dataset = binary_labels(task, read_dataset(path))
     if dataset.relabelled:
         print(f"{Path(path).name}: labels {dataset.relabelled_text()}")
+    if dataset.empty_lines:
+        print(f"{Path(path).name}: {dataset.empty_text()}")
     return dataset
 
 
