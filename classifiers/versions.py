@@ -23,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +35,9 @@ from classifiers.atomic import new_file
 from classifiers.errors import ArtifactError, ConfigError
 from classifiers.persistence import Manifest, read_manifest
 
+#: A version names a directory (``.candidates/<name>/<version>``): letters, digits, '.', '_', '+', '-'; no path.
+VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+VERSION_RULE = "letters, digits, '.', '_', '+' and '-', starting with a letter or digit, at most 128"
 CANDIDATES = ".candidates"
 HISTORY = ".history"
 LOG = "versions.json"
@@ -87,6 +91,7 @@ class ModelVersions:
                     "(train one with replyguard train --candidate)"
                 )
             version = listed[-1].version
+        check_version(version)
         path = self.candidates_dir / version
         if not (path / "manifest.json").is_file():
             raise ConfigError(f"model {self.name!r} has no candidate version {version!r} in {self.candidates_dir}")
@@ -115,6 +120,7 @@ class ModelVersions:
         silently replacing the other; different versions train side by side. A candidate already there is
         refused unless ``force``. Yields what the new candidate replaces, as a line for people (None: nothing).
         """
+        check_version(version)
         path = self.candidates_dir / version
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.candidates_dir / f".{version}.lock", "a", encoding="utf-8") as lock:
@@ -217,6 +223,12 @@ class ModelVersions:
         log["events"].append({"at": _now(), "action": "rollback", "version": version, "replaced": retired})
         self._write_log(log)
         return read_manifest(self.current_dir)
+
+
+def check_version(version: str) -> None:
+    """A ConfigError unless ``version`` can name a version's directory (no path, nothing hidden)."""
+    if not VERSION.match(version):
+        raise ConfigError(f"version {version!r} is not a version name: {VERSION_RULE}")
 
 
 def _now() -> str:

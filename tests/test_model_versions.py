@@ -352,3 +352,31 @@ def test_nothing_is_written_into_the_installed_package_without_a_models_director
     assert trained.returncode == 0 and f"wrote {ours / 'spam-nowhere'}" in trained.stdout, trained.stderr
     assert cli("models", "list", env=env).stdout.startswith(f"spam-nowhere  ({ours})")
     assert shipped() == before
+
+
+def test_names_and_versions_that_could_never_be_found_or_would_leave_the_models_directory_are_refused(
+    tmp_path: Path,
+) -> None:
+    """A team's file named in Japanese (or with capitals) made a model name the registry can never find, and a
+    --version with a path in it wrote outside .candidates: both are refused before any work, naming the rule."""
+    models = tmp_path / "models"
+    data = write(tmp_path / "コメント Export.jsonl", rows(4))
+    made = cli("train", "spam", "--data", str(data), "--dir", str(models))
+    assert made.returncode == 2 and "Traceback" not in made.stderr, made.stdout + made.stderr
+    assert "the name made from the file name, 'spam-コメント export', is not a model name" in made.stderr
+    assert "give one with --name" in made.stderr
+    capitals = cli("train", "spam", "--data", str(data), "--dir", str(models), "--name", "Spam_Mine")
+    assert capitals.returncode == 2 and "--name 'Spam_Mine' is not a model name" in capitals.stderr
+    for bad in ("../../escaped", ".hidden"):
+        outside = cli(
+            "train", "spam", "--data", str(data), "--dir", str(models), "--name", "spam-mine",
+            "--candidate", "--version", bad,
+        )  # fmt: skip
+        assert outside.returncode == 2 and f"version {bad!r} is not a version name" in outside.stderr, outside.stderr
+    assert not models.exists() and sorted(p.name for p in tmp_path.iterdir()) == [data.name]
+    trained = cli("train", "spam", "--data", str(data), "--dir", str(models), "--name", "spam-mine", "--candidate")
+    assert trained.returncode == 0, trained.stderr
+    for command in (("promote", "spam-mine", "--version", "../../spam-mine"), ("rollback", "../spam-mine")):
+        refused = cli("models", *command, "--dir", str(models))
+        assert refused.returncode == 2 and "not a" in refused.stderr and "Traceback" not in refused.stderr
+    assert [m for m in (models / ".candidates" / "spam-mine").iterdir() if not m.name.startswith(".")]

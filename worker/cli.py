@@ -341,6 +341,21 @@ def _read_labelled(task: str, path: str):
     return dataset
 
 
+def _check_names(args: argparse.Namespace, name: str, *, into_models_dir: bool) -> None:
+    """A ConfigError, before any work, for a version that cannot name a directory, or (into a models directory)
+    a model name the registry could never find, e.g. one made from a file named in Japanese or with capitals."""
+    from classifiers.registry import NAME_RULE, is_model_name
+    from classifiers.versions import check_version
+
+    if args.version is not None:
+        check_version(args.version)
+    if into_models_dir and not is_model_name(name):
+        given = f"--name {name!r}" if args.name else f"the name made from the file name, {name!r},"
+        raise ConfigError(
+            f"{given} is not a model name ({NAME_RULE}): policies name models by it; give one with --name"
+        )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from classifiers.build import DEFAULT_CONFIGS, ModelConfig, plan_training, train
     from classifiers.versions import ModelVersions
@@ -352,6 +367,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             "replyguard build-defaults rebuild it); name a directory of your own"
         )
     root = None if args.out else _models_root(args, writing=True)[0]
+    _check_names(args, name, into_models_dir=root is not None)
     # a candidate's directory is named by its version: known once the data is read
     candidate = args.candidate and root is not None
     out = Path(args.out) if root is None else root / name
@@ -442,8 +458,11 @@ def _existing_models_root(args: argparse.Namespace) -> Path:
 
 def _known_versions(root: Path, name: str):
     """The versions of model ``name`` in ``root``; a ConfigError naming the models there when it has none at all."""
+    from classifiers.registry import NAME_RULE, is_model_name
     from classifiers.versions import ModelVersions, names
 
+    if not is_model_name(name):
+        raise ConfigError(f"{name!r} is not a model name ({NAME_RULE})")
     versions = ModelVersions(root, name)
     if versions.current() is None and not versions.candidates() and not versions.history():
         there = ", ".join(names(root)) or "none"
@@ -474,10 +493,9 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 def cmd_models_promote(args: argparse.Namespace) -> int:
     from classifiers.persistence import load_artifact
-    from classifiers.versions import ModelVersions
     from eval.promotion import check_promotion, correction_examples
 
-    versions = ModelVersions(_existing_models_root(args), args.name)
+    versions = _known_versions(_existing_models_root(args), args.name)
     source = versions.candidate_dir(args.version)
     candidate = load_artifact(source)
     corrections = []
