@@ -23,10 +23,11 @@ from tests.conftest import BASE_EVENT, make_event
 from worker.decide import decide, event_json
 from worker.demo import load_sample
 from worker.exceptions import InvalidEvent
-from worker.models import Decision, DecisionContext, RuleHit, parse_event
+from worker.models import Decision, DecisionContext, Escalation, IntentResult, RuleHit, TemplateRef, parse_event
 from worker.pipeline import Pipeline
 from worker.sla.timers import Clock, Response, SlaTimer
-from worker.unvalidated import built, shallow_copy, stamped
+from worker.templates import Rendered
+from worker.unvalidated import built, given, shallow_copy, stamped
 
 
 def _same(a: Any, b: Any, where: str) -> None:
@@ -172,6 +173,49 @@ def test_built_refuses_unknown_and_missing_fields_and_copies_like_model_copy() -
     copied = shallow_copy(context)
     _same(copied, context.model_copy(), "context")
     assert copied is not context
+
+
+def test_given_is_the_validated_small_model_and_refuses_other_fields() -> None:
+    """unvalidated.given (a rule hit, escalation, intent or template reference with every field given)
+    is what validation makes: same fields, order, fields set, JSON; any other set or order of fields
+    is refused."""
+    cases = [
+        (RuleHit, {"name": "intent.auto_reply", "score": 0.91, "threshold": 0.5, "detail": "order_status"}),
+        (RuleHit, {"name": "greeting.first_contact", "score": None, "threshold": None, "detail": None}),
+        (Escalation, {"role": "tier1", "priority": "normal", "reason": "intent refund is routed to a person"}),
+        (IntentResult, {"label": "refund", "score": 0.7, "threshold": None}),
+        (TemplateRef, {"id": "greeting.en", "version": 3, "part": "greeting", "fallback": True}),
+    ]
+    for cls, values in cases:
+        made = given(cls, dict(values))
+        _same(made, cls(**values), cls.__name__)
+        assert made.model_dump_json() == cls(**values).model_dump_json()
+        assert (
+            made.model_fields_set == set(values)
+            and made.model_fields_set is not given(cls, dict(values)).model_fields_set
+        )
+    with pytest.raises(TypeError, match="every field"):
+        given(RuleHit, {"name": "x"})
+    with pytest.raises(TypeError, match="every field"):
+        given(RuleHit, {"score": None, "name": "x", "threshold": None, "detail": None})
+    with pytest.raises(TypeError, match="every field"):
+        given(Escalation, {"role": "tier1", "priority": "low", "reason": "r", "note": "n"})
+
+
+def test_rendered_reference_is_the_validated_one(brands) -> None:
+    """Rendered.ref (built without validation when its values are certain) equals TemplateRef(...)
+    for every approved template, part and fallback; a part outside TemplatePart is still refused."""
+    from pydantic import ValidationError
+
+    templates = [t for brand in brands.values() for t in brand.templates.by_id.values() if t.status == "approved"]
+    assert templates
+    for template in templates:
+        for part in ("greeting", "reply", "away", "confirm"):
+            for fallback in (False, True):
+                expected = TemplateRef(id=template.id, version=template.version, part=part, fallback=fallback)
+                _same(Rendered("text", template, fallback).ref(part), expected, template.id)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        Rendered("text", templates[0], False).ref("footer")  # type: ignore[arg-type]
 
 
 def test_stamped_is_built_with_the_changed_fields() -> None:

@@ -139,10 +139,12 @@ class Pipeline:
                 if order is not None:  # never decided here: its conversation's next message must not wait for it
                     store.skip_order(event, order.queue_key)
                 continue
-            if event.key in seen:
+            fields = event.__dict__  # a model's attribute reads go through pydantic's __getattr__ hook
+            key = (fields["brand"], fields["id"])  # event.key
+            if key in seen:
                 report.duplicates.append(event.id)
                 continue
-            seen.add(event.key)
+            seen.add(key)
             events.append(event)
         return events
 
@@ -181,9 +183,10 @@ class Pipeline:
         opted: dict[tuple[str, str], bool] = {}
         away: dict[tuple[str, str], datetime | None] = {}
         for event, event_scores, context in zip(events, scores, contexts, strict=True):
-            brand = self.brands[event.brand]
-            author_key = (event.brand, event.author.id)
-            conv_key = (event.brand, event.conversation_id)
+            fields = event.__dict__  # a model's attribute reads go through pydantic's __getattr__ hook
+            brand = self.brands[fields["brand"]]
+            author_key = (fields["brand"], fields["author"].id)
+            conv_key = (fields["brand"], fields["conversation_id"])
             if carry_context and author_key in opted:
                 context = context.model_copy(update={"opted_out": opted[author_key]})
             if carry_context and conv_key in away:
@@ -193,7 +196,7 @@ class Pipeline:
             one = time.perf_counter()
             try:
                 outcome = decide(
-                    event, event_scores, context, brand, truncated=len(event.text) > defaults.CLASSIFY_MAX_CHARS
+                    event, event_scores, context, brand, truncated=len(fields["text"]) > defaults.CLASSIFY_MAX_CHARS
                 )
                 if plan_llm:
                     outcome.decision.llm = plan(outcome.decision, brand, now)
@@ -203,7 +206,7 @@ class Pipeline:
                 outcome = error_outcome(event, brand, event_scores, f"{type(exc).__name__}: {exc}", now, context)
             if outcome.optout_op:
                 opted[author_key] = outcome.optout_op == "add"
-            away[conv_key] = event.created_at if outcome.away_sent else away.get(conv_key)
+            away[conv_key] = fields["created_at"] if outcome.away_sent else away.get(conv_key)
             assign(
                 outcome.decision,
                 {"decided_at": now, "timings": {"decide_ms": round((time.perf_counter() - one) * 1000, 3)}},
@@ -240,7 +243,7 @@ class Pipeline:
             report.rejected.append({"source": f"job {job_id}", "reason": "job payload must be a list of events"})
             return report
         events = self._valid(messages, store, f"job {job_id}", report, order)
-        scores: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
+        scores: dict[int, dict[str, dict[str, float]]] = {}  # by id() of the event: one event per key (_valid)
         finished: list[tuple[Outcome, InboundEvent, bool]] = []
         spent = {"context": 0.0, "classify": 0.0, "decide": 0.0, "persist": 0.0}
         todo, rounds, contended = events, 0, 0
@@ -275,37 +278,29 @@ class Pipeline:
             spent["context"] += t1 - t0
 
             batch = [e for e, _, _ in ready]
-            unscored = [e for e in batch if e.key not in scores]
+            unscored = [e for e in batch if id(e) not in scores]
             for event, found in zip(unscored, self.classify(unscored), strict=True):
-                scores[event.key] = found
+                scores[id(event)] = found
             t2 = time.perf_counter()
             spent["classify"] += t2 - t1
 
             now = datetime.now(timezone.utc)
             outcomes, errors = self.decide(
                 batch,
-                [scores[e.key] for e in batch],
+                [scores[id(e)] for e in batch],
                 [c for _, c, _ in ready],
                 now=now,
                 plan_llm=schedule_llm is not None,
             )
             report.errors.extend(errors)
+            shared_timings = {  # the same for every decision of the round
+                "queue_wait_ms": round(max(0.0, wall_start - enqueued_at) * 1000, 2) if enqueued_at else 0.0,
+                "context_ms": round(spent["context"] * 1000 / max(1, len(events)), 3),
+                "classify_ms": round(spent["classify"] * 1000 / max(1, len(events)), 3),
+            }
             for outcome in outcomes:
                 d = outcome.decision
-                assign(
-                    d,
-                    {
-                        "job_id": job_id,
-                        "timings": {
-                            "queue_wait_ms": round(max(0.0, wall_start - enqueued_at) * 1000, 2)
-                            if enqueued_at
-                            else 0.0,
-                            "context_ms": round(spent["context"] * 1000 / max(1, len(events)), 3),
-                            "classify_ms": round(spent["classify"] * 1000 / max(1, len(events)), 3),
-                            **d.timings,
-                        },
-                    },
-                )
+                assign(d, {"job_id": job_id, "timings": {**shared_timings, **d.__dict__["timings"]}})
             t3 = time.perf_counter()
             spent["decide"] += t3 - t2
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
@@ -23,6 +23,7 @@ from worker.exceptions import Problem, RenderError, TemplateError
 from worker.placeholders import fill, parse_text, variables_of
 from worker.models import BRAND_PATTERN, TemplatePart, TemplateRef
 from worker.policy import Policy
+from worker.unvalidated import given
 from worker.yaml_source import load_validated
 
 MAX_BODY_CHARS = 2_000
@@ -78,6 +79,9 @@ class TemplateFile(BaseModel):
     templates: list[Template] = Field(min_length=1)
 
 
+_PARTS = frozenset(get_args(TemplatePart))
+
+
 @dataclass(frozen=True)
 class Rendered:
     text: str
@@ -85,7 +89,19 @@ class Rendered:
     fallback: bool
 
     def ref(self, part: TemplatePart) -> TemplateRef:
-        return TemplateRef(id=self.template.id, version=self.template.version, part=part, fallback=self.fallback)
+        """The reference a decision keeps, built without validation when its values are certain (the
+        template's validated id and version, a known part): one a reply part, on the hot path."""
+        found = self.template.__dict__
+        ref_id, version, fallback = found["id"], found["version"], self.fallback
+        if (
+            type(ref_id) is str
+            and type(version) is int
+            and type(part) is str
+            and part in _PARTS
+            and type(fallback) is bool
+        ):
+            return given(TemplateRef, {"id": ref_id, "version": version, "part": part, "fallback": fallback})
+        return TemplateRef(id=ref_id, version=version, part=part, fallback=fallback)
 
 
 def render(template: Template, values: dict[str, str]) -> Rendered:

@@ -84,12 +84,13 @@ class SlaMatch(_Model):
     roles: list[Role] | None = Field(default=None, description="The role the escalation was routed to.")
 
     def fits(self, *, platform: str, kind: str, priority: str, tags: list[str], role: str) -> bool:
+        m = self.__dict__  # one read: a model's attribute reads go through pydantic's __getattr__ hook
         return (
-            (self.platforms is None or platform in self.platforms)
-            and (self.kinds is None or kind in self.kinds)
-            and (self.priorities is None or priority in self.priorities)
-            and (self.tags is None or bool(set(self.tags) & set(tags)))
-            and (self.roles is None or role in self.roles)
+            (m["platforms"] is None or platform in m["platforms"])
+            and (m["kinds"] is None or kind in m["kinds"])
+            and (m["priorities"] is None or priority in m["priorities"])
+            and (m["tags"] is None or bool(set(m["tags"]) & set(tags)))
+            and (m["roles"] is None or role in m["roles"])
         )
 
     @property

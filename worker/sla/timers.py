@@ -121,9 +121,16 @@ class SlaTimer(_Model):
     def next_due(self) -> datetime | None:
         """The earliest instant at which a step (warning or breach) falls due, or None."""
         times = []
-        for c in self.clocks.values():
-            if c.running and c.due_at is not None:
-                times.append(c.warn_at if c.warn_at is not None and c.warned_at is None else c.due_at)
+        for clock in self.clocks.values():
+            c = clock.__dict__  # one read: a model's attribute reads go through pydantic's __getattr__ hook
+            # c.running and c.due_at is not None
+            if (
+                c["running_since"] is not None
+                and c["met_at"] is None
+                and c["breached_at"] is None
+                and c["due_at"] is not None
+            ):
+                times.append(c["warn_at"] if c["warn_at"] is not None and c["warned_at"] is None else c["due_at"])
         return min(times, default=None)
 
     def due_steps(self, now: datetime) -> list[tuple[Step, Target]]:
@@ -191,6 +198,10 @@ class _Shape:
 
     def __init__(self, rule: SlaPolicy):
         self.sla_rule = rule
+        # the rule's own fields a timer copies (a rule is frozen): read once, not once a timer
+        self.name = rule.name
+        self.automated_reply_counts = rule.automated_reply_counts
+        self.pause_while_waiting = rule.pause_while_waiting
         self.warn = warn = rule.warn_before.total_seconds() if rule.warn_before else None
         self.targets = [(name, target.total_seconds()) for name in TARGETS if (target := rule.target(name)) is not None]
         self.durations: list[timedelta] = []
@@ -248,7 +259,7 @@ def started_timer(
     the two, field by field, fields set and JSON included."""
     shape = _shape(rule)
     warn = shape.warn
-    reply = automated_reply_at if rule.automated_reply_counts else None
+    reply = automated_reply_at if shape.automated_reply_counts else None
     # the due and warning instants of the clocks that start now, found together
     instants = iter(calendar.add_many(started_at, shape.durations))
     warns = iter(shape.warns)
@@ -276,15 +287,15 @@ def started_timer(
         "brand": brand,
         "message_id": message_id,
         "conversation_id": conversation_id,
-        "policy": rule.name,
+        "policy": shape.name,
         "clock": clock,
         "started_at": started_at,
         "role": role,
         "priority": priority,
         "original_role": role,
         "original_priority": priority,
-        "automated_reply_counts": rule.automated_reply_counts,
-        "pause_while_waiting": rule.pause_while_waiting,
+        "automated_reply_counts": shape.automated_reply_counts,
+        "pause_while_waiting": shape.pause_while_waiting,
         "clocks": clocks,
     }
     if reply is not None:
