@@ -18,6 +18,7 @@ import json
 import os
 import time
 from collections import Counter
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -416,11 +417,16 @@ def plan_training(
     notes = [f"{k}: {v}" for k, v in ds.carved.items()]
     if ds.relabelled:
         notes.append(f"labels: {ds.relabelled_text()}")
+    if ds.empty_lines:
+        notes.append(ds.empty_text())
     file_counts, file_note = ds.counts(), "; ".join(notes) or None
     if corrections:
         ds = replace(ds, examples=ds.examples + corrections)
     fit_rows = [e for e in ds.examples if e.split in ("train", "val")]
-    config, _ = fitted_config(config, [e.label for e in fit_rows])
+    try:
+        config, _ = fitted_config(config, [e.label for e in fit_rows])
+    except ConfigError as exc:
+        raise ConfigError(f"{dataset.path}: {exc}") from exc
     if sources is None:
         sources = [
             TrainingSource(
@@ -449,8 +455,12 @@ def train(
     corrections: list[Example] | None = None,
     corrections_name: str = "reviewed corrections",
     plan: TrainingPlan | None = None,
+    write_lock: AbstractContextManager[Any] | None = None,
 ) -> TrainResult:
     """Fit on train+val, measure on test, and (when ``out`` is given) save a verified artifact.
+
+    ``write_lock`` is held while the artifact is written (the models directory's lock of the model:
+    ``classifiers.versions.ModelVersions.changing``), not while fitting.
 
     ``corrections`` (rows of split ``train`` or, held out, ``test``) join after ``dataset``'s own splits
     are carved, so the file keeps its test rows, and they are a training source of their own (hashed
@@ -481,20 +491,21 @@ def train(
         )
     manifest = None
     if out is not None:
-        manifest = save_artifact(
-            out,
-            estimator,
-            {
-                "name": name,
-                "task": task,
-                "version": plan.version,
-                "out_of_scope_label": out_of_scope_label,
-                "training": plan.sources,
-                "config": plan.config.to_dict(),
-                "metrics": held_out,
-                "train_seconds": round(seconds, 2),  # a record for people: see Manifest.train_seconds
-            },
-        )
+        with write_lock if write_lock is not None else nullcontext():
+            manifest = save_artifact(
+                out,
+                estimator,
+                {
+                    "name": name,
+                    "task": task,
+                    "version": plan.version,
+                    "out_of_scope_label": out_of_scope_label,
+                    "training": plan.sources,
+                    "config": plan.config.to_dict(),
+                    "metrics": held_out,
+                    "train_seconds": round(seconds, 2),  # a record for people: see Manifest.train_seconds
+                },
+            )
     return TrainResult(
         estimator=estimator, manifest=manifest, metrics=held_out, train_seconds=seconds, sources=plan.sources
     )

@@ -6,7 +6,9 @@ as its text, ``"1"`` / ``"true"``) and optionally ``split``
 (label → number of annotators who chose it, as in the Davidson file) is weighted
 by annotator agreement: the share of votes its label got. CSV: a header row with
 ``text`` and ``label`` columns, optionally ``split`` and ``weight``. Errors name
-the file and line.
+the file and line. A row whose text is empty (or only spaces) is left out, and the dataset
+says which lines (``empty_lines``); labels and split names are read without surrounding spaces,
+split names in any case.
 
 :func:`with_splits` makes sure train, val and test exist: a file without a test
 split gets a stratified 20 % test carved out, one without val gets a stratified
@@ -34,6 +36,8 @@ SPLITS = ("train", "val", "test")
 #: Distinct texts of a label that carving always leaves behind: a label with 3 rows keeps 2 for training
 #: (the fewest that can be trained and calibrated, over 2 folds) and gives 1 to test, none to val.
 KEEP_PER_LABEL = 2
+#: Line numbers of empty-text rows named in the note that says they were left out.
+EMPTY_LINES_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class Dataset:
     carved: dict[str, str] = field(default_factory=dict)
     #: the file's label -> the label it is read as (a spam file's 1 / 0 read as spam / ham), when renamed
     relabelled: dict[str, str] = field(default_factory=dict)
+    #: lines of rows left out because their text is empty (an image or sticker exported without a caption)
+    empty_lines: list[int] = field(default_factory=list)
 
     def split(self, name: str) -> list[Example]:
         return [e for e in self.examples if e.split == name]
@@ -82,6 +88,14 @@ class Dataset:
             "relabelled": self.relabelled,
         }
 
+    def empty_text(self) -> str:
+        """The rows left out for an empty text, as people read it ('' when none)."""
+        if not self.empty_lines:
+            return ""
+        n, shown = len(self.empty_lines), ", ".join(str(line) for line in self.empty_lines[:EMPTY_LINES_SHOWN])
+        more = f", … ({n - EMPTY_LINES_SHOWN} more)" if n > EMPTY_LINES_SHOWN else ""
+        return f"left out {n} row{'s' * (n != 1)} with an empty text ({Path(self.path).name} line{'s' * (n != 1)} {shown}{more})"
+
     def relabelled_text(self) -> str:
         """The renaming as people read it: ``'1' read as spam, '0' read as ham`` ('' when none)."""
         return relabelling_text(self.relabelled)
@@ -103,9 +117,13 @@ def _row(obj: object, path: Path, line: int) -> Example:
         label = "true" if label else "false"
     elif isinstance(label, int):  # JSON 1 / 0: the same label as the text "1" / "0" in a CSV
         label = str(label)
+    if isinstance(label, str):
+        label = label.strip()  # a spreadsheet's "spam " is the label spam
     if not isinstance(label, str) or not label:
         raise DatasetError(path, "field 'label' must be a non-empty string or a whole number", line)
     split = obj.get("split") or None
+    if isinstance(split, str):
+        split = split.strip().lower() or None  # Train, TEST as spreadsheets write them
     if split is not None and split not in SPLITS:
         raise DatasetError(path, f"field 'split' is {split!r}; expected one of {list(SPLITS)}", line)
     weight = obj.get("weight", 1.0)
@@ -136,7 +154,7 @@ def read_dataset(path: Path | str) -> Dataset:
         content = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DatasetError(path, f"not valid UTF-8 ({exc.reason})", raw[: exc.start].count(b"\n") + 1) from exc
-    examples: list[Example] = []
+    rows: list[tuple[int, Example]] = []
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(io.StringIO(content))
         if not reader.fieldnames or not {"text", "label"} <= set(reader.fieldnames):
@@ -151,7 +169,7 @@ def read_dataset(path: Path | str) -> Dataset:
                     f"{fields} fields but the header has {width}; put a text that contains commas in double quotes",
                     reader.line_num,
                 )
-            examples.append(_row(row, path, reader.line_num))
+            rows.append((reader.line_num, _row(row, path, reader.line_num)))
     else:
         for number, line in enumerate(content.splitlines(), start=1):
             if not line.strip():
@@ -160,12 +178,14 @@ def read_dataset(path: Path | str) -> Dataset:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DatasetError(path, f"not valid JSON: {exc.msg} at column {exc.colno}", number) from exc
-            examples.append(_row(obj, path, number))
+            rows.append((number, _row(obj, path, number)))
+    examples = [e for _, e in rows if e.text.strip()]
+    empty = [number for number, e in rows if not e.text.strip()]
     if not examples:
-        raise DatasetError(path, "holds no rows")
+        raise DatasetError(path, "holds no rows" + (" with a text" if empty else ""))
     if len({e.label for e in examples}) < 2:
         raise DatasetError(path, "needs at least two distinct labels")
-    return Dataset(path=str(path), sha256=hashlib.sha256(raw).hexdigest(), examples=examples)
+    return Dataset(path=str(path), sha256=hashlib.sha256(raw).hexdigest(), examples=examples, empty_lines=empty)
 
 
 def carve(examples: list[Example], fraction: float, seed: int, take_as: str) -> list[Example]:

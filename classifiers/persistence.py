@@ -34,7 +34,7 @@ from typing import Any, Final, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from classifiers.atomic import new_directory
+from classifiers.atomic import exchange, new_directory
 from classifiers.errors import ArtifactError
 
 MANIFEST = "manifest.json"
@@ -188,7 +188,14 @@ def _remove(path: Path) -> None:
 
 
 def save_artifact(directory: Path, estimator: Any, manifest_fields: dict[str, Any]) -> Manifest:
-    """Write ``estimator`` and its manifest to ``directory`` atomically (replacing it)."""
+    """Write ``estimator`` and its manifest to ``directory`` atomically (replacing it).
+
+    Everything is written under a temporary name beside ``directory``; a model directory already there is
+    then swapped with it in one step (:func:`classifiers.atomic.exchange`), so a reader at any moment sees
+    the old model or the new one, never no directory (the old one, swapped into the temporary name, is
+    removed after). Where the system cannot swap, and for a file or symlink at ``directory`` (``--force``),
+    the old one is renamed aside and the new one renamed in.
+    """
     import skops.io as sio
 
     directory = Path(directory)
@@ -213,8 +220,10 @@ def save_artifact(directory: Path, estimator: Any, manifest_fields: dict[str, An
             **manifest_fields,
         )
         (tmp / MANIFEST).write_text(json.dumps(manifest.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
+        if directory.is_dir() and not directory.is_symlink() and exchange(tmp, directory):
+            return manifest  # swapped in one step: a reader sees the old model or the new one, never neither
         old = None
-        if directory.exists() or directory.is_symlink():
+        if directory.exists() or directory.is_symlink():  # a file or symlink (--force), or no atomic swap here
             old = directory.with_name(f".{directory.name}.old")
             _remove(old)
             os.replace(directory, old)

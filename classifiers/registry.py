@@ -17,6 +17,13 @@ from classifiers.errors import ArtifactError
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "artifacts"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,127}$")
+#: What a model name may be, as people read it (the registry finds no other: a policy names models by it).
+NAME_RULE = "lowercase letters, digits, '.', '_' and '-', starting with a letter or digit, at most 128"
+
+
+def is_model_name(name: str) -> bool:
+    """Whether ``name`` can name a model the registry finds (and a directory in a models directory)."""
+    return bool(_NAME.match(name))
 
 
 class ModelRegistry:
@@ -27,7 +34,7 @@ class ModelRegistry:
 
     def locate(self, name: str) -> Path:
         if not _NAME.match(name):
-            raise ArtifactError(name, "model names are lowercase letters, digits, '.', '_' and '-'")
+            raise ArtifactError(name, f"model names are {NAME_RULE}")
         for directory in self.directories:
             candidate = directory / name
             if candidate.is_dir():

@@ -4,6 +4,7 @@ In a models directory, ``<name>/`` is the current artifact (what the registry lo
 Beside it, hidden from the registry:
 
 ``.candidates/<name>/<version>/``  trained, not yet promoted (``replyguard train --candidate``)
+``.candidates/<name>/.<version>.lock``  held by the one ``train`` writing that candidate
 ``.history/<name>/<version>/``      every version that was current before
 ``.history/<name>/versions.json``   ``{"stack": [...], "events": [...]}``: versions replaced by a promotion,
                                     most recent last (what ``rollback`` restores), and an audit log
@@ -11,7 +12,9 @@ Beside it, hidden from the registry:
 Promotion and rollback swap directories with ``os.replace`` (atomic on one file system) and
 hold an exclusive lock on ``.history/<name>.lock`` while they read and change the versions, so
 two at once (two operators, a deploy script and a person) run one after the other instead of
-interleaving their renames and losing an entry of the log; nothing is ever deleted. Whether a candidate is good enough is decided above this layer
+interleaving their renames and losing an entry of the log; writing a candidate takes the same lock, and
+a candidate version has one writer at a time (a second ``train`` of it fails at once, naming it).
+Nothing is ever deleted. Whether a candidate is good enough is decided above this layer
 (``eval.promotion``); this module only keeps the versions.
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +35,9 @@ from classifiers.atomic import new_file
 from classifiers.errors import ArtifactError, ConfigError
 from classifiers.persistence import Manifest, read_manifest
 
+#: A version names a directory (``.candidates/<name>/<version>``): letters, digits, '.', '_', '+', '-'; no path.
+VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+VERSION_RULE = "letters, digits, '.', '_', '+' and '-', starting with a letter or digit, at most 128"
 CANDIDATES = ".candidates"
 HISTORY = ".history"
 LOG = "versions.json"
@@ -52,7 +59,11 @@ class ModelVersions:
     def _listing(self, directory: Path) -> list[Manifest]:
         if not directory.is_dir():
             return []
-        found = [read_manifest(d) for d in directory.iterdir() if (d / "manifest.json").is_file()]
+        found = [
+            read_manifest(d)
+            for d in directory.iterdir()
+            if not d.name.startswith(".") and (d / "manifest.json").is_file()  # not a version being written
+        ]
         return sorted(found, key=lambda m: (m.created_at, m.version))
 
     def candidates(self) -> list[Manifest]:
@@ -80,6 +91,7 @@ class ModelVersions:
                     "(train one with replyguard train --candidate)"
                 )
             version = listed[-1].version
+        check_version(version)
         path = self.candidates_dir / version
         if not (path / "manifest.json").is_file():
             raise ConfigError(f"model {self.name!r} has no candidate version {version!r} in {self.candidates_dir}")
@@ -88,7 +100,7 @@ class ModelVersions:
     # -- changing -----------------------------------------------------------------
     @contextmanager
     def changing(self) -> Iterator[None]:
-        """Hold the model's exclusive lock (blocking until another promotion or rollback ends)."""
+        """Hold the model's exclusive lock (blocking until another promotion, rollback or candidate write ends)."""
         lock_path = self.root / HISTORY / f"{self.name}.lock"
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         with open(lock_path, "a", encoding="utf-8") as lock:
@@ -97,6 +109,50 @@ class ModelVersions:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextmanager
+    def claiming_candidate(self, version: str, *, force: bool = False) -> Iterator[str | None]:
+        """Hold candidate ``version`` for one writer while it trains and writes it (the write itself under
+        :meth:`changing`, so a promotion or rollback of the model waits for it, and it for them).
+
+        A second writer of the same version (another ``train --candidate`` of the same data and config, or the
+        same ``--version``) fails at once with a ConfigError naming it, instead of both training and one
+        silently replacing the other; different versions train side by side. A candidate already there is
+        refused unless ``force``. Yields what the new candidate replaces, as a line for people (None: nothing).
+        """
+        check_version(version)
+        path = self.candidates_dir / version
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.candidates_dir / f".{version}.lock", "a", encoding="utf-8") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise ConfigError(
+                    f"another replyguard train is writing candidate {self.name}@{version} into {path} now; "
+                    "nothing trained here. Wait for it to finish (replyguard models list shows it), "
+                    "or give another --version"
+                ) from exc
+            try:
+                yield self._existing_candidate(version, force=force)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _existing_candidate(self, version: str, *, force: bool) -> str | None:
+        path = self.candidates_dir / version
+        if not path.exists() and not path.is_symlink():
+            return None
+        try:
+            there = read_manifest(path)
+            what = f"candidate {there.ref}, trained {there.created_at:%Y-%m-%d %H:%M} UTC"
+        except ArtifactError:
+            what = "a candidate directory whose manifest is unreadable"
+        if not force:
+            raise ConfigError(
+                f"{path} already holds {what}; training {self.name}@{version} would replace it. Promote it first "
+                f"(replyguard models promote {self.name} --version {version} --data HELD_OUT), "
+                "give another --version, or add --force to replace it"
+            )
+        return f"replaced {what} (--force)"
 
     def _write_log(self, log: dict[str, Any]) -> None:
         self.history_dir.mkdir(parents=True, exist_ok=True)
@@ -117,16 +173,27 @@ class ModelVersions:
             os.replace(self.current_dir, target)
         return current.version
 
-    def promote(self, version: str | None = None, *, note: str = "") -> Manifest:
-        """Make candidate ``version`` current; the current one goes to the history (rollback restores it)."""
-        with self.changing():
-            return self._promote(version, note)
+    def promote(self, version: str | None = None, *, note: str = "", checked: Manifest | None = None) -> Manifest:
+        """Make candidate ``version`` current; the current one goes to the history (rollback restores it).
 
-    def _promote(self, version: str | None, note: str) -> Manifest:
+        ``checked``: the candidate's manifest as it was checked; a candidate replaced since (``train --candidate
+        --force`` of the same version) is refused, so what becomes current is what was checked."""
+        with self.changing():
+            return self._promote(version, note, checked)
+
+    def _promote(self, version: str | None, note: str, checked: Manifest | None = None) -> Manifest:
         source = self.candidate_dir(version)
         candidate = read_manifest(source)
         if candidate.name != self.name:
             raise ArtifactError(source / "manifest.json", f"is model {candidate.name!r}, not {self.name!r}")
+        if checked is not None and (candidate.model_sha256, candidate.created_at) != (
+            checked.model_sha256,
+            checked.created_at,
+        ):
+            raise ConfigError(
+                f"candidate {candidate.ref} was replaced while it was being checked (trained again at "
+                f"{candidate.created_at:%Y-%m-%d %H:%M:%S} UTC); nothing promoted: run the promotion again"
+            )
         log = self.log()
         retired = self._retire_current()
         os.replace(source, self.current_dir)
@@ -158,12 +225,19 @@ class ModelVersions:
         return read_manifest(self.current_dir)
 
 
+def check_version(version: str) -> None:
+    """A ConfigError unless ``version`` can name a version's directory (no path, nothing hidden)."""
+    if not VERSION.match(version):
+        raise ConfigError(f"version {version!r} is not a version name: {VERSION_RULE}")
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def names(root: Path) -> list[str]:
-    """Model names with a current version or a candidate in ``root``."""
+    """Model names with a current version, a candidate or an earlier version in ``root`` (a model whose current
+    directory was removed is still listed, so its earlier versions can be found and rolled back to)."""
     root = Path(root)
     found = (
         {
@@ -174,6 +248,7 @@ def names(root: Path) -> list[str]:
         if root.is_dir()
         else set()
     )
-    if (root / CANDIDATES).is_dir():
-        found |= {d.name for d in (root / CANDIDATES).iterdir() if d.is_dir()}
+    for kept in (CANDIDATES, HISTORY):
+        if (root / kept).is_dir():
+            found |= {d.name for d in (root / kept).iterdir() if d.is_dir() and not d.name.startswith(".")}
     return sorted(found)

@@ -39,6 +39,8 @@ ACTION_LABELS = {"spam": {"spam"}, "abuse": {"hate", "offensive"}}
 #: Labels of a team's spam/abuse data that mean "nothing to act on": never treated as action labels.
 NEGATIVE_LABELS = frozenset(
     {"0", "false", "no", "ham", "neither", "none", "ok", "clean", "normal", "negative", "benign", "legit", "legitimate"}
+    # ... as a Japanese team writes them: normal, usual, no problem, none, ham, not spam, safe
+    | {"正常", "通常", "問題なし", "なし", "ハム", "非スパム", "スパムではない", "安全"}
 )
 #: ... and label prefixes that mean the same (not_hate, non-spam, no_abuse).
 NEGATIVE_PREFIXES = ("not_", "not-", "not ", "non_", "non-", "non ", "no_", "no-")
@@ -54,6 +56,10 @@ DEFAULT_MARGIN = 0.0
 DEFAULT_OOS_SHARE = 0.25
 #: In-scope accuracy (absolute) the out-of-scope reject threshold may cost on val.
 REJECT_BUDGET = 0.01
+#: Val rows of out-of-scope, and of in-scope labels, below which no reject threshold is chosen (the report
+#: says why, and its in-scope / out-of-scope figures take the top label as it is).
+REJECT_MIN_OOS_VAL = 5
+REJECT_MIN_IN_SCOPE_VAL = 20
 #: Class multipliers are searched on val only for tasks with at most this many labels.
 MAX_LABELS_FOR_MULTIPLIERS = 10
 WORST_ERRORS = 25
@@ -155,10 +161,15 @@ def evaluate(
     if not test_rows or not val_rows:
         raise ConfigError(f"{dataset.path} needs test and val rows (val may be carved from train)")
     notes: list[str] = [f"labels {dataset.relabelled_text()}"] if dataset.relabelled else []
+    if dataset.empty_lines:
+        notes.append(dataset.empty_text())
     model_ref: str | None = None
     started = time.perf_counter()
     if model is None:
-        fit_config, note = fitted_config(config or DEFAULT_CONFIGS[task], [e.label for e in train_rows])
+        try:
+            fit_config, note = fitted_config(config or DEFAULT_CONFIGS[task], [e.label for e in train_rows])
+        except ConfigError as exc:
+            raise ConfigError(f"{dataset.path}: {exc}") from exc
         if note:
             notes.append(note)
         estimator = fit(
@@ -244,10 +255,15 @@ def evaluate(
     }
     if oos_label:
         # classification with a reject option: below the val-chosen threshold, predict out-of-scope
-        reject_t = choose_reject_threshold(val, oos_label, budget=REJECT_BUDGET)
-        pred = reject_predictions(test, oos_label, reject_t)
+        reject = choose_reject_threshold(
+            val, oos_label, budget=REJECT_BUDGET, min_oos=REJECT_MIN_OOS_VAL, min_in_scope=REJECT_MIN_IN_SCOPE_VAL
+        )
+        pred = test.pred if reject.threshold is None else reject_predictions(test, oos_label, reject.threshold)
         in_scope = test.y_true != oos_label
-        report["reject_threshold"] = reject_t
+        report["reject_threshold"] = reject.threshold
+        report["reject_threshold_not_chosen"] = reject.why_not
+        if reject.why_not:
+            notes.append(f"out-of-scope reject threshold not chosen: {reject.why_not}")
         report["in_scope_accuracy"] = (
             float((pred[in_scope] == test.y_true[in_scope]).mean()) if in_scope.any() else None
         )

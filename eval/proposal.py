@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,6 +44,8 @@ class Proposal:
     unmapped: list[str] = field(default_factory=list)
     for_model: str | None = None
     policy_model: str | None = None
+    #: What the proposal could not settle and people should know (written in the YAML header and the diff).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def model_mismatch(self) -> bool:
@@ -84,6 +87,13 @@ def propose(
     if task == "intent":
         if allowed is None:
             allowed = labels
+        if report.get("oos_label") and report.get("reject_threshold") is None:
+            why = report.get("reject_threshold_not_chosen") or "not chosen"
+            out.notes.append(
+                f"No out-of-scope reject threshold could be chosen ({why}). The policy has no such setting: an "
+                "out-of-scope message is kept from an automatic answer only by the intent thresholds "
+                "(below its threshold a message goes to the policy's fallback). Label more out-of-scope messages to measure it."
+            )
         n_val = len(val.conf)
         if n_val < MIN_EVIDENCE and "default" in getattr(policy.thresholds, task):
             # as for spam / abuse labels: a handful of val rows does not move the policy's own default
@@ -129,6 +139,14 @@ def propose(
         if extra:
             out.unmapped += [
                 f"{label}: not a label of the policy's intent model {policy_model or ''}".rstrip() for label in extra
+            ]
+        unknown = sorted(labels - allowed - set(extra) - {report.get("oos_label")})
+        if unknown:  # the data's own intents: the policy's model cannot answer them, so nothing is proposed for them
+            model = f"the policy's intent model {policy_model}" if policy_model else "the policy's intent model"
+            out.unmapped += [
+                f"{label}: not a label of {model}, so no threshold is proposed for it (the policy sends such "
+                "messages to its fallback); train and promote a model with it, and route it in the policy"
+                for label in unknown
             ]
         return out
     known = {"spam": set(SPAM_LABELS), "abuse": set(ABUSE_LABELS)}[task]
@@ -286,6 +304,8 @@ def write_proposal(
         ]
     if shadowing:
         header.append(f"Note: overrides {shadowing} still set their own {task} thresholds for their platforms/kinds.")
+    for note in proposal.notes:
+        header += [f"Note: {line}" if i == 0 else f"  {line}" for i, line in enumerate(textwrap.wrap(note, 96))]
     header.append("Review it, then copy it over the brand's policy yourself: replyguard never applies it.")
     stream = io.StringIO()
     rt.dump(doc, stream)

@@ -87,6 +87,8 @@ def write_report(
             lines.append(f"  {label:28} {before!s:>8} -> {proposed.get(label, '-')!s:>8}   {why}".rstrip())
         if proposal.unmapped:
             lines += ["", "Not proposed (cannot be mapped onto this policy):", *[f"  {u}" for u in proposal.unmapped]]
+        for note in proposal.notes:
+            lines += ["", f"Note: {note}"]
         lines += ["", *comparison["text"], ""]
         for row in comparison["rows"]:
             unit = "%" if row["unit"] == "percent" else ""

@@ -361,6 +361,18 @@ def _tiles(r: dict[str, Any]) -> str:
     add("ece", "Calibration error (ECE)", _pct, "how far confidence is from real accuracy; 0 is perfect")
     add("in_scope_accuracy", "In-scope accuracy", _pct, "accuracy on messages that have a real label")
     add("oos_recall", "Out-of-scope caught", _pct, "out-of-scope messages kept away from automatic handling")
+    if r.get("oos_label"):
+        if _num(r.get("reject_threshold")) is not None:
+            tiles.append(
+                (
+                    "Out-of-scope reject threshold",
+                    threshold_text(r.get("reject_threshold")),
+                    "below it a message counts as out of scope; chosen on val",
+                )
+            )
+        else:
+            why = str(r.get("reject_threshold_not_chosen") or "no reason recorded")
+            tiles.append(("Out-of-scope reject threshold", "not chosen", why))
     add("train_seconds", "Training time", _seconds, "to train the model on the train split")
     add("predict_per_second", "Predictions per second", lambda v: f"{_num(v):,.0f}", "one CPU thread")
     body = "".join(

@@ -186,15 +186,39 @@ def reject_predictions(s: Scored, oos_label: str, threshold: float) -> np.ndarra
     return np.where(s.conf >= threshold, s.pred, oos_label)
 
 
+@dataclass(frozen=True)
+class RejectChoice:
+    """The out-of-scope reject threshold chosen on val, or None with the reason it could not be chosen."""
+
+    threshold: float | None
+    why_not: str | None = None
+
+
 def choose_reject_threshold(
-    s: Scored, oos_label: str, *, budget: float = 0.01, grid: np.ndarray | None = None
-) -> float:
+    s: Scored,
+    oos_label: str,
+    *,
+    budget: float = 0.01,
+    grid: np.ndarray | None = None,
+    min_oos: int = 1,
+    min_in_scope: int = 1,
+) -> RejectChoice:
     """The threshold that catches the most out-of-scope val rows while in-scope val accuracy
-    drops by at most ``budget`` (absolute) from its value without a threshold."""
+    drops by at most ``budget`` (absolute) from its value without a threshold.
+
+    Not chosen (``threshold`` None, with the reason) when val holds fewer than ``min_oos`` out-of-scope
+    or ``min_in_scope`` in-scope rows: a threshold from a handful of rows means nothing (on tiny data
+    it came out as 0, "reject nothing", and read as a choice)."""
     grid = np.round(np.arange(0.0, 1.0, 0.005), 3) if grid is None else grid
     in_scope = s.y_true != oos_label
-    if not in_scope.any() or in_scope.all():
-        return 0.0
+    n_in, n_oos = int(in_scope.sum()), int((~in_scope).sum())
+    need_oos, need_in = max(1, min_oos), max(1, min_in_scope)
+    if n_oos < need_oos or n_in < need_in:
+        why = (
+            f"val holds {n_oos} out-of-scope ({oos_label!r}) and {n_in} in-scope rows, and at least {need_oos} and "
+            f"{need_in} are needed; in-scope accuracy and out-of-scope recall take the top label as it is"
+        )
+        return RejectChoice(None, why)
     base = float((s.pred[in_scope] == s.y_true[in_scope]).mean())
     best, best_recall = 0.0, -1.0
     for t in grid:
@@ -203,7 +227,7 @@ def choose_reject_threshold(
         recall = float((pred[~in_scope] == oos_label).mean())
         if accuracy >= base - budget - 1e-12 and recall > best_recall:
             best, best_recall = float(t), recall
-    return best
+    return RejectChoice(best)
 
 
 def weighted_predictions(s: Scored, multipliers: dict[str, float]) -> np.ndarray:

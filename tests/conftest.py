@@ -225,6 +225,10 @@ SLOW_TESTS = {
     "tests/test_retention.py::test_decisions_expire_with_the_brand_window",
     "tests/test_forget.py::test_forget_removes_a_person_everywhere_and_logs_never_held_them",
     "tests/test_forget.py::test_forget_refuses_bad_input_with_the_documented_codes",
+    "tests/test_versions_lock.py::test_a_model_with_only_earlier_versions_is_listed_and_can_be_rolled_back",
+    "tests/test_versions_lock.py::test_two_trainings_of_the_same_candidate_at_once_leave_one_winner_and_a_clear_loser",
+    "tests/test_versions_lock.py::test_a_candidate_being_trained_is_not_trained_again_meanwhile",
+    "tests/test_versions_lock.py::test_replacing_a_model_directory_never_leaves_its_name_empty",
 }
 
 #: Whole modules of such tests.

@@ -407,6 +407,6 @@ def test_jsonl_labels_written_as_json_numbers_or_booleans_are_read(tmp_path: Pat
     assert [e.label for e in read_dataset(numbers).examples] == ["0", "1", "0", "1", "true"]
     fraction = tmp_path / "fraction.jsonl"
     fraction.write_text(json.dumps({"text": "row", "label": 0.5}) + "\n", encoding="utf-8")
-    result = run("train", "spam", "--data", str(fraction))
+    result = run("train", "spam", "--data", str(fraction), "--dir", str(tmp_path / "models"))
     assert result.returncode == 1 and f"{fraction}:1" in result.stderr and "'label'" in result.stderr
     no_traceback(result)

@@ -200,3 +200,116 @@ def test_compare_two_reports_side_by_side(tmp_path: Path) -> None:
     assert "F1 per label" in (tmp_path / "c" / "compare.html").read_text()
     bad = run("eval", "--compare", str(tmp_path / "a"), str(tmp_path / "nothing"))
     assert bad.returncode == 2 and "no eval report there" in bad.stderr
+
+
+def test_a_reject_threshold_tiny_data_cannot_choose_is_said_so_not_shown_as_zero(tmp_path: Path) -> None:
+    """A val split with a couple of out-of-scope rows cannot choose where to reject: the text report, report.json,
+    report.html, the diff and the proposed policy say so and why, instead of 'reject below 0.00'."""
+    rows = intent_rows(rare=6)
+    rows += [{"text": f"{t} {'?' * k}".strip(), "label": "out_of_scope"} for t in OUT_OF_SCOPE for k in range(3)]
+    data = write(tmp_path / "tiny.jsonl", rows)
+    out = tmp_path / "r"
+    result = run("eval", "--task", "intent", "--data", str(data), "--report", str(out))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["oos_label"] == "out_of_scope" and report["reject_threshold"] is None, report.get("reject_threshold")
+    why = report["reject_threshold_not_chosen"]
+    assert why.startswith("val holds ") and "out-of-scope ('out_of_scope')" in why, why
+    assert "reject below 0.00" not in result.stdout and f"no reject threshold: {why}" in result.stdout
+    assert "at least 5 and 20 are needed" in why, why
+    assert "Out-of-scope reject threshold" in (out / "report.html").read_text()
+    assert "not chosen" in (out / "report.html").read_text()
+    for written in ("policy.diff.txt", "policy.proposed.yaml"):
+        assert "No out-of-scope reject threshold could be chosen" in (out / written).read_text(), written
+    load_policy(out / "policy.proposed.yaml", name_must_match=False)  # still a valid policy
+
+
+def test_a_reject_threshold_is_chosen_when_val_holds_enough_rows() -> None:
+    from eval.thresholds import choose_reject_threshold
+
+    rng = np.random.default_rng(0)
+    labels = ["a", "b", "oos"]
+    truth = ["a"] * 30 + ["b"] * 30 + ["oos"] * 10
+    proba = np.array([[0.9, 0.05, 0.05]] * 30 + [[0.05, 0.9, 0.05]] * 30 + [[0.5, 0.3, 0.2]] * 10)
+    proba[:60] += rng.uniform(0, 0.01, size=(60, 3))
+    chosen = choose_reject_threshold(Scored.from_proba(proba, labels, truth), "oos", min_oos=5, min_in_scope=20)
+    assert chosen.why_not is None and chosen.threshold is not None and 0.5 < chosen.threshold <= 0.9
+    few = choose_reject_threshold(
+        Scored.from_proba(proba[25:65], labels, truth[25:65]), "oos", min_oos=10, min_in_scope=20
+    )
+    assert few.threshold is None and "val holds 5 out-of-scope ('oos') and 35 in-scope rows" in str(few.why_not)
+
+
+OUT_OF_SCOPE = ["what's the weather tomorrow", "tell me a joke", "今日の天気は", "おすすめの映画は"]
+
+
+def _odd_team_file(path: Path) -> Path:
+    """A team's export as spreadsheets write it: UTF-8 with a BOM, CRLF line ends, Japanese labels, a label with
+    three rows, labels that map partly onto the policy's (order_status, returns, out_of_scope), an empty text and
+    a duplicate row."""
+    rows = [(f"{t} {'!' * k}".strip(), label) for label, texts in INTENTS.items() for t in texts for k in range(4)]
+    rows += [(f"{t} {'?' * k}".strip(), "out_of_scope") for t in OUT_OF_SCOPE for k in range(3)]
+    rows += [(f"ギフト包装はできますか {'!' * k}".strip(), "ギフト包装") for k in range(6)]
+    rows += [(f"gift wrap it please {'!' * k}".strip(), "ギフト包装") for k in range(6)]
+    rows += [("領収書をください", "領収書 "), ("receipt for my order please", "領収書"), ("領収書の宛名", "領収書")]
+    rows.insert(7, ("", "order_status"))  # an image posted without a caption
+    rows.append(rows[0])  # the same row exported twice
+    if path.suffix == ".csv":
+        body = "text,label\r\n" + "".join(f'"{t}",{label}\r\n' for t, label in rows)
+    else:
+        body = "".join(json.dumps({"text": t, "label": label}, ensure_ascii=False) + "\r\n" for t, label in rows)
+    path.write_bytes(("\ufeff" + body).encode("utf-8"))
+    return path
+
+
+def test_an_odd_team_export_is_evaluated_and_trained_with_what_it_could_not_use_named(tmp_path: Path) -> None:
+    for name in ("team.csv", "team.jsonl"):
+        data = _odd_team_file(tmp_path / name)
+        out = tmp_path / f"r-{name}"
+        result = run("eval", "--task", "intent", "--data", str(data), "--report", str(out))
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        # the empty row is named (line 9: the header or first line is 1, the row was inserted 8th), not trained on
+        line = 9 if name.endswith(".csv") else 8
+        assert f"left out 1 row with an empty text ({name} line {line})" in result.stdout, result.stdout
+        assert "reading 'out_of_scope' as the out-of-scope label, as demo-shop.yaml does" in result.stdout
+        report = json.loads((out / "report.json").read_text())
+        assert sorted(report["labels"]) == sorted(["order_status", "returns", "out_of_scope", "ギフト包装", "領収書"])
+        assert report["oos_label"] == "out_of_scope" and "領収書 (2)" in " ".join(report["notes"])
+        for label in ("ギフト包装", "領収書"):  # the data's own intents: named, never written into the policy
+            assert f"not proposed: {label}: not a label of the policy's intent model demo-shop-intent@" in result.stdout
+        proposed = load_policy(out / "policy.proposed.yaml", name_must_match=False).policy
+        assert not {"ギフト包装", "領収書"} & set(proposed.thresholds.intent)
+    trained = run("train", "intent", "--data", str(data), "--dir", str(tmp_path / "models"), "--candidate")
+    assert trained.returncode == 0 and "Traceback" not in trained.stderr, trained.stderr
+    assert f"{data.name}: left out 1 row with an empty text" in trained.stdout
+
+
+def test_spreadsheet_labels_and_splits_and_japanese_negative_labels_are_read_as_meant(tmp_path: Path) -> None:
+    from classifiers.datasets import read_dataset
+    from eval.evaluate import _positive
+
+    data = tmp_path / "sheet.csv"
+    data.write_text("text,label,split\r\nbuy followers,spam ,Train\r\nhello,ham, TEST \r\n   ,ham,val\r\n")
+    ds = read_dataset(data)
+    assert [(e.label, e.split) for e in ds.examples] == [("spam", "train"), ("ham", "test")]
+    assert ds.empty_lines == [4] and ds.empty_text() == "left out 1 row with an empty text (sheet.csv line 4)"
+    assert _positive("spam", ["スパム", "正常"], None) == {"スパム"}  # 正常 (normal) is nothing to act on
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("text,label,split\nhello,spam,training\n")
+    result = run("train", "spam", "--data", str(wrong), "--dir", str(tmp_path / "models"))
+    assert result.returncode == 1 and f"{wrong}:2: field 'split' is 'training'" in result.stderr, result.stderr
+    only_empty = tmp_path / "empty.jsonl"
+    only_empty.write_text('{"text": " ", "label": "spam"}\n{"text": "", "label": "ham"}\n')
+    result = run("eval", "--task", "spam", "--data", str(only_empty), "--report", str(tmp_path / "r"))
+    assert result.returncode == 1 and f"{only_empty}: holds no rows with a text" in result.stderr, result.stderr
+
+
+def test_a_label_with_one_row_is_named_with_its_file(tmp_path: Path) -> None:
+    data = write(tmp_path / "rare.jsonl", intent_rows(rare=1))
+    for command in (
+        ("eval", "--train", "--task", "intent", "--data", str(data), "--report", str(tmp_path / "r")),
+        ("train", "intent", "--data", str(data), "--dir", str(tmp_path / "models")),
+    ):
+        result = run(*command)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert f"{data}: label(s) ['human_agent'] have fewer than 2 training rows" in result.stderr, result.stderr

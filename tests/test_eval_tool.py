@@ -179,8 +179,10 @@ def test_eval_report_page_shows_the_notes_the_text_report_prints(tmp_path: Path)
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    (note,) = json.loads((out / "report.json").read_text())["notes"]
+    # the rare label's note, then (this val is tiny) why no out-of-scope reject threshold was chosen
+    note, reject = json.loads((out / "report.json").read_text())["notes"]
     assert note.startswith(f"label(s) {label} (") and "folds instead of 5" in note, note
+    assert reject.startswith("out-of-scope reject threshold not chosen: val holds "), reject
     assert f"note: {note}" in result.stdout
     page = (out / "report.html").read_text(encoding="utf-8")
     assert html.escape(note, quote=True) in page and label not in page

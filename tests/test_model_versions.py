@@ -158,9 +158,7 @@ def test_train_adds_reviewed_corrections_and_decisions_name_their_model_version(
     )
     assert result.returncode == 0, result.stderr
     assert "reviewed corrections of demo-shop to the training rows" in result.stdout
-    manifest = json.loads(
-        next((tmp_path / "m" / ".candidates" / "spam-mine").iterdir()).joinpath("manifest.json").read_text()
-    )
+    manifest = json.loads(next((tmp_path / "m" / ".candidates" / "spam-mine").glob("*/manifest.json")).read_text())
     assert sum(manifest["training"][0]["counts"].get("train", {}).values()) > len(rows(6)) * 0.6
 
 
@@ -222,9 +220,13 @@ def test_models_are_readable_by_the_user_that_serves_them(tmp_path: Path, shared
         "models": 0o755,
         "models/.candidates": 0o755,
         "models/.candidates/spam-mine": 0o755,
+        f"models/.candidates/spam-mine/.{version}.lock": 0o644,  # held by the train writing that candidate
         f"models/.candidates/spam-mine/{version}": 0o755,
         f"models/.candidates/spam-mine/{version}/manifest.json": 0o644,
         f"models/.candidates/spam-mine/{version}/model.skops": 0o644,
+        "models/.history": 0o755,  # the models' locks, taken while a model is written (and by promote / rollback)
+        "models/.history/spam-mine.lock": 0o644,
+        "models/.history/spam-team.lock": 0o640,
         "models/spam-mine": 0o755,
         "models/spam-mine/manifest.json": 0o644,
         "models/spam-mine/model.skops": 0o644,
@@ -240,6 +242,11 @@ def test_models_are_readable_by_the_user_that_serves_them(tmp_path: Path, shared
         assert read.returncode == 0 and len(read.stdout) == sum(os.path.getsize(f) for f in files), read.stderr
 
 
+def versions(candidates: Path) -> list[str]:
+    """The candidate versions in ``candidates`` (not the hidden locks of the trainings that wrote them)."""
+    return sorted(p.name for p in candidates.iterdir() if not p.name.startswith("."))
+
+
 def test_a_candidate_of_the_same_version_is_replaced_only_with_force(tmp_path: Path) -> None:
     models = tmp_path / "models"
     base = write(tmp_path / "base.jsonl", rows(4))
@@ -251,7 +258,7 @@ def test_a_candidate_of_the_same_version_is_replaced_only_with_force(tmp_path: P
 
     first = train(base, "--candidate")
     assert first.returncode == 0, first.stderr
-    (version,) = [p.name for p in candidates.iterdir()]  # the default version: a hash of the data and config
+    (version,) = versions(candidates)  # the default version: a hash of the data and config
     manifest = (candidates / version / "manifest.json").read_text()
 
     for again in (train(base, "--candidate"), train(other, "--candidate", "--version", version)):
@@ -260,16 +267,17 @@ def test_a_candidate_of_the_same_version_is_replaced_only_with_force(tmp_path: P
         assert f"already holds candidate spam-mine@{version}, trained " in again.stderr, again.stderr
         assert "--force" in again.stderr and str(candidates / version) in again.stderr
         # nothing written, nothing left behind
-        assert [p.name for p in candidates.iterdir()] == [version]
+        assert versions(candidates) == [version]
         assert (candidates / version / "manifest.json").read_text() == manifest
 
     forced = train(other, "--candidate", "--version", version, "--force")
     assert forced.returncode == 0, forced.stderr
     assert f"replaced candidate spam-mine@{version}, trained " in forced.stdout and "(--force)" in forced.stdout
-    assert [p.name for p in candidates.iterdir()] == [version]
+    assert versions(candidates) == [version]
     replaced = json.loads((candidates / version / "manifest.json").read_text())
     assert replaced["training"][0]["name"] == "other.jsonl" and replaced["version"] == version
-    assert [p.name for p in models.iterdir()] == [".candidates"]  # no current model was made on the way
+    assert sorted(p.name for p in models.iterdir()) == [".candidates", ".history"]  # no current model made on the way
+    assert [p.name for p in (models / ".history").iterdir()] == ["spam-mine.lock"]  # only the lock the write took
 
 
 def test_models_commands_on_a_fresh_models_directory_say_what_is_there(tmp_path: Path) -> None:
@@ -303,3 +311,72 @@ def test_models_commands_on_a_fresh_models_directory_say_what_is_there(tmp_path:
     assert log["events"][-1]["note"] == "the first version: nothing to check it against"
     back = cli("models", "rollback", "spam-mine", "--dir", str(models))
     assert back.returncode == 2 and "no earlier version to roll back to" in back.stderr
+
+
+def test_nothing_is_written_into_the_installed_package_without_a_models_directory(tmp_path: Path) -> None:
+    """Without --dir or REPLYGUARD_MODELS_DIRS, `train` and `models promote / rollback` stop with a message naming
+    both (exit 2) instead of writing into classifiers/artifacts (site-packages, for an installed replyguard);
+    the shipped directory named outright is refused too. `models list` still reads it; the setting works."""
+    from classifiers.registry import SHIPPED_DIR
+
+    env = {k: v for k, v in os.environ.items() if k != "REPLYGUARD_MODELS_DIRS"}
+    env["REPLYGUARD_HOME"] = str(tmp_path / "home")
+    data = write(tmp_path / "base.jsonl", rows(4))
+
+    def shipped() -> dict[str, float]:
+        return {str(p.relative_to(SHIPPED_DIR)): p.stat().st_mtime for p in SHIPPED_DIR.rglob("*")}
+
+    before = shipped()
+    train = ("train", "spam", "--data", str(data), "--name", "spam-nowhere")
+    try:
+        for args in (train, (*train, "--candidate"), ("models", "promote", "spam-default"),
+                     ("models", "rollback", "spam-default")):  # fmt: skip
+            refused = cli(*args, env=env)
+            assert refused.returncode == 2, (args, refused.stdout, refused.stderr)
+            assert "needs a models directory to write to" in refused.stderr, refused.stderr
+            assert "--dir DIR" in refused.stderr and "REPLYGUARD_MODELS_DIRS" in refused.stderr
+            assert "Traceback" not in refused.stderr and "wrote" not in refused.stdout
+        for args in ((*train, "--dir", str(SHIPPED_DIR)), (*train, "--out", str(SHIPPED_DIR / "spam-nowhere"))):
+            refused = cli(*args, env=env)
+            assert refused.returncode == 2 and "shipped models directory, read-only" in refused.stderr, refused.stderr
+        assert shipped() == before
+    finally:
+        for leftover in ("spam-nowhere", ".candidates", ".history"):  # what the old code wrote there
+            shutil.rmtree(SHIPPED_DIR / leftover, ignore_errors=True)
+
+    listed = cli("models", "list", env=env)
+    assert listed.returncode == 0 and "spam-default  (" in listed.stdout, listed.stdout + listed.stderr
+    ours = tmp_path / "models"
+    env["REPLYGUARD_MODELS_DIRS"] = f"{ours}{os.pathsep}{tmp_path / 'more'}"
+    trained = cli(*train, env=env)
+    assert trained.returncode == 0 and f"wrote {ours / 'spam-nowhere'}" in trained.stdout, trained.stderr
+    assert cli("models", "list", env=env).stdout.startswith(f"spam-nowhere  ({ours})")
+    assert shipped() == before
+
+
+def test_names_and_versions_that_could_never_be_found_or_would_leave_the_models_directory_are_refused(
+    tmp_path: Path,
+) -> None:
+    """A team's file named in Japanese (or with capitals) made a model name the registry can never find, and a
+    --version with a path in it wrote outside .candidates: both are refused before any work, naming the rule."""
+    models = tmp_path / "models"
+    data = write(tmp_path / "コメント Export.jsonl", rows(4))
+    made = cli("train", "spam", "--data", str(data), "--dir", str(models))
+    assert made.returncode == 2 and "Traceback" not in made.stderr, made.stdout + made.stderr
+    assert "the name made from the file name, 'spam-コメント export', is not a model name" in made.stderr
+    assert "give one with --name" in made.stderr
+    capitals = cli("train", "spam", "--data", str(data), "--dir", str(models), "--name", "Spam_Mine")
+    assert capitals.returncode == 2 and "--name 'Spam_Mine' is not a model name" in capitals.stderr
+    for bad in ("../../escaped", ".hidden"):
+        outside = cli(
+            "train", "spam", "--data", str(data), "--dir", str(models), "--name", "spam-mine",
+            "--candidate", "--version", bad,
+        )  # fmt: skip
+        assert outside.returncode == 2 and f"version {bad!r} is not a version name" in outside.stderr, outside.stderr
+    assert not models.exists() and sorted(p.name for p in tmp_path.iterdir()) == [data.name]
+    trained = cli("train", "spam", "--data", str(data), "--dir", str(models), "--name", "spam-mine", "--candidate")
+    assert trained.returncode == 0, trained.stderr
+    for command in (("promote", "spam-mine", "--version", "../../spam-mine"), ("rollback", "../spam-mine")):
+        refused = cli("models", *command, "--dir", str(models))
+        assert refused.returncode == 2 and "not a" in refused.stderr and "Traceback" not in refused.stderr
+    assert [m for m in (models / ".candidates" / "spam-mine").iterdir() if not m.name.startswith(".")]

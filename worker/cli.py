@@ -134,7 +134,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     dataset = binary_labels(args.task, read_dataset(args.data))  # 1 / 0 spam data: the policy's model knows it
     report_dir = _report_dir(args.report)
-    policy_model, model = None, args.model
+    policy_model, model, oos_label = None, args.model, args.oos_label
+    if policy.exists() and args.task == "intent" and oos_label is None:
+        from worker.policy import load_policy
+
+        policy_oos = load_policy(policy, name_must_match=False).policy.intents.out_of_scope_label
+        if policy_oos in dataset.label_set:
+            # the data says out of scope as the policy does: measure it as such (--oos-label overrides)
+            oos_label = policy_oos
+            print(f"reading {policy_oos!r} as the out-of-scope label, as {policy.name} does (--oos-label overrides)")
     if policy.exists():
         policy_model, why = _policy_model(policy, args.task, settings)
         if why:
@@ -151,7 +159,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         dataset,
         model=model,
         target_precision=args.target_precision,
-        oos_label=args.oos_label,
+        oos_label=oos_label,
         margin=args.margin,
         oos_share=args.assume_oos_share,
         models_dirs=settings.models_dirs,
@@ -168,10 +176,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"  accuracy {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}  ECE {r['ece']:.4f}")
     if r.get("in_scope_accuracy") is not None:
         recall = "-" if r.get("oos_recall") is None else f"{r['oos_recall']:.4f}"
-        print(
-            f"  in-scope accuracy {r['in_scope_accuracy']:.4f}  out-of-scope recall {recall} "
-            f"(reject below {threshold_text(r['reject_threshold'])}, chosen on val)"
+        reject = (
+            f"reject below {threshold_text(r['reject_threshold'])}, chosen on val"
+            if r.get("reject_threshold") is not None
+            else f"no reject threshold: {r.get('reject_threshold_not_chosen') or 'not chosen'}"
         )
+        print(f"  in-scope accuracy {r['in_scope_accuracy']:.4f}  out-of-scope recall {recall} ({reject})")
     if r.get("tuned"):
         t = r["tuned"]
         print(
@@ -241,13 +251,42 @@ def _eval_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _models_root(args: argparse.Namespace) -> Path:
+def _inside_shipped(path: Path) -> bool:
     from classifiers.registry import SHIPPED_DIR
 
+    shipped, resolved = SHIPPED_DIR.resolve(), path.resolve()
+    return resolved == shipped or shipped in resolved.parents
+
+
+def _models_root(args: argparse.Namespace, *, writing: bool) -> tuple[Path, str]:
+    """The models directory a command works in, and how it was named (for messages): ``--dir``, else the first
+    ``REPLYGUARD_MODELS_DIRS`` entry, else (to read) the shipped ``classifiers/artifacts``.
+
+    A command that writes (``train``, ``models promote`` / ``rollback``) never writes into the installed package:
+    without ``--dir`` or the setting it stops with a ConfigError naming both, and the shipped directory itself is
+    refused (``make models`` / ``replyguard build-defaults`` rebuild it)."""
+    from classifiers.registry import SHIPPED_DIR
+
+    command = "train" if args.command == "train" else f"models {args.models_command}"
     if getattr(args, "dir", None):
-        return Path(args.dir)
-    settings = settings_for(args)
-    return settings.models_dirs[0] if settings.models_dirs else SHIPPED_DIR
+        root, where = Path(args.dir), f"--dir {args.dir}"
+    elif settings_for(args).models_dirs:
+        root = settings_for(args).models_dirs[0]
+        where = f"{root} (the first REPLYGUARD_MODELS_DIRS entry)"
+    elif writing:
+        raise ConfigError(
+            f"replyguard {command} needs a models directory to write to: give --dir DIR, or set "
+            "REPLYGUARD_MODELS_DIRS (its first entry; the workers search it, so they find the model there). "
+            f"The shipped models ({SHIPPED_DIR}) are read-only; make models rebuilds them"
+        )
+    else:
+        return SHIPPED_DIR, f"{SHIPPED_DIR} (the shipped models; set REPLYGUARD_MODELS_DIRS or give --dir for yours)"
+    if writing and _inside_shipped(root):
+        raise ConfigError(
+            f"{where}: is the shipped models directory, read-only (make models / replyguard build-defaults "
+            "rebuild it); name your own models directory with --dir or REPLYGUARD_MODELS_DIRS"
+        )
+    return root, where
 
 
 def _config_file(path: Path) -> dict:
@@ -289,28 +328,6 @@ def _replacing(out: Path, force: bool, option: str) -> str | None:
     return f"replaced {what} at {out} (--force)"
 
 
-def _replacing_candidate(out: Path, ref: str, force: bool) -> str | None:
-    """What training candidate ``ref`` into ``out`` replaces (None: nothing); a ConfigError naming the candidate
-    already there, before any work, unless ``force`` (the new one replaces it once fully written)."""
-    from classifiers.persistence import read_manifest
-
-    if not out.exists() and not out.is_symlink():
-        return None
-    try:
-        there = read_manifest(out)
-        what = f"candidate {there.ref}, trained {there.created_at:%Y-%m-%d %H:%M} UTC"
-    except ArtifactError:
-        what = "a candidate directory whose manifest is unreadable"
-    if not force:
-        name = ref.split("@")[0]
-        raise ConfigError(
-            f"{out} already holds {what}; training {ref} would replace it. Promote it first "
-            f"(replyguard models promote {name} --version {out.name} --data HELD_OUT), "
-            "give another --version, or add --force to replace it"
-        )
-    return f"replaced {what} (--force)"
-
-
 def _read_labelled(task: str, path: str):
     """The labelled file at ``path``, a binary task's 1 / 0 (true / false, yes / no) read as its own labels, saying so."""
     from classifiers.datasets import read_dataset
@@ -319,7 +336,24 @@ def _read_labelled(task: str, path: str):
     dataset = binary_labels(task, read_dataset(path))
     if dataset.relabelled:
         print(f"{Path(path).name}: labels {dataset.relabelled_text()}")
+    if dataset.empty_lines:
+        print(f"{Path(path).name}: {dataset.empty_text()}")
     return dataset
+
+
+def _check_names(args: argparse.Namespace, name: str, *, into_models_dir: bool) -> None:
+    """A ConfigError, before any work, for a version that cannot name a directory, or (into a models directory)
+    a model name the registry could never find, e.g. one made from a file named in Japanese or with capitals."""
+    from classifiers.registry import NAME_RULE, is_model_name
+    from classifiers.versions import check_version
+
+    if args.version is not None:
+        check_version(args.version)
+    if into_models_dir and not is_model_name(name):
+        given = f"--name {name!r}" if args.name else f"the name made from the file name, {name!r},"
+        raise ConfigError(
+            f"{given} is not a model name ({NAME_RULE}): policies name models by it; give one with --name"
+        )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -327,9 +361,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from classifiers.versions import ModelVersions
 
     name = args.name or f"{args.task}-{Path(args.data).stem.replace('_', '-').lower()}"
-    root = _models_root(args)
-    candidate = args.candidate and not args.out  # its directory is named by the version: known once the data is read
-    out = Path(args.out) if args.out else root / name
+    if args.out and _inside_shipped(Path(args.out)):
+        raise ConfigError(
+            f"--out {args.out}: is inside the shipped models directory, read-only (make models / "
+            "replyguard build-defaults rebuild it); name a directory of your own"
+        )
+    root = None if args.out else _models_root(args, writing=True)[0]
+    _check_names(args, name, into_models_dir=root is not None)
+    # a candidate's directory is named by its version: known once the data is read
+    candidate = args.candidate and root is not None
+    out = Path(args.out) if root is None else root / name
     replaced = None if candidate else _replacing(out, args.force, "--out " if args.out else "")
     dataset = _read_labelled(args.task, args.data)
     config = DEFAULT_CONFIGS[args.task]
@@ -365,11 +406,28 @@ def cmd_train(args: argparse.Namespace) -> int:
         corrections=extra,
         corrections_name=f"reviewed corrections of {args.corrections}",
     )
-    if candidate:
-        out = ModelVersions(root, name).candidates_dir / plan.version
-        replaced = _replacing_candidate(out, f"{name}@{plan.version}", args.force)
     started = time.perf_counter()
-    result = train(args.task, dataset, name=name, out=out, out_of_scope_label=args.oos_label, plan=plan)
+    if root is None:  # --out DIR: a directory of the user's, outside any models directory's versions
+        result = train(args.task, dataset, name=name, out=out, out_of_scope_label=args.oos_label, plan=plan)
+    elif candidate:
+        versions = ModelVersions(root, name)
+        out = versions.candidates_dir / plan.version
+        # one writer per candidate version (a second train of it fails here at once); written under the model's lock
+        with versions.claiming_candidate(plan.version, force=args.force) as replaced:
+            result = train(
+                args.task,
+                dataset,
+                name=name,
+                out=out,
+                out_of_scope_label=args.oos_label,
+                plan=plan,
+                write_lock=versions.changing(),
+            )
+    else:  # the current version, written under the model's lock (a promotion or rollback waits for it)
+        write_lock = ModelVersions(root, name).changing()
+        result = train(
+            args.task, dataset, name=name, out=out, out_of_scope_label=args.oos_label, plan=plan, write_lock=write_lock
+        )
     manifest = result.manifest
     m = result.metrics
     print(f"wrote {out} ({manifest.ref if manifest else name}) in {duration_text(time.perf_counter() - started)}")
@@ -390,8 +448,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _existing_models_root(args: argparse.Namespace) -> Path:
     """The models directory of ``models list / promote / rollback``; a ConfigError when there is none."""
-    root = _models_root(args)
-    where = f"--dir {root}" if getattr(args, "dir", None) else f"{root} (the first REPLYGUARD_MODELS_DIRS entry)"
+    root, where = _models_root(args, writing=args.models_command != "list")
     if not root.exists():
         raise ConfigError(f"{where}: no such models directory (replyguard train ... --dir DIR makes one)")
     if not root.is_dir():
@@ -401,8 +458,11 @@ def _existing_models_root(args: argparse.Namespace) -> Path:
 
 def _known_versions(root: Path, name: str):
     """The versions of model ``name`` in ``root``; a ConfigError naming the models there when it has none at all."""
+    from classifiers.registry import NAME_RULE, is_model_name
     from classifiers.versions import ModelVersions, names
 
+    if not is_model_name(name):
+        raise ConfigError(f"{name!r} is not a model name ({NAME_RULE})")
     versions = ModelVersions(root, name)
     if versions.current() is None and not versions.candidates() and not versions.history():
         there = ", ".join(names(root)) or "none"
@@ -433,10 +493,9 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 def cmd_models_promote(args: argparse.Namespace) -> int:
     from classifiers.persistence import load_artifact
-    from classifiers.versions import ModelVersions
     from eval.promotion import check_promotion, correction_examples
 
-    versions = ModelVersions(_existing_models_root(args), args.name)
+    versions = _known_versions(_existing_models_root(args), args.name)
     source = versions.candidate_dir(args.version)
     candidate = load_artifact(source)
     corrections = []
@@ -474,7 +533,7 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
     else:
         print(f"{args.name} has no current version to check the candidate against")
     note = f"checked on {args.data}" if had_current else "the first version: nothing to check it against"
-    promoted = versions.promote(candidate.manifest.version, note=note)
+    promoted = versions.promote(candidate.manifest.version, note=note, checked=candidate.manifest)
     if had_current:
         after = f"replyguard models rollback {args.name} restores the previous one"
     else:
@@ -592,7 +651,7 @@ def register_models(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="artifact name (default: TASK-<file stem>)")
     p.add_argument(
         "--out",
-        help="artifact directory (default: classifiers/artifacts/NAME); a model already there is replaced "
+        help="artifact directory (default: NAME in the models directory, see --dir); a model already there is replaced "
         "(and named on stdout), a file or a directory of other files is refused",
     )
     p.add_argument(
@@ -608,7 +667,9 @@ def register_models(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--corrections", metavar="BRAND", help="add BRAND's reviewed corrections to the training rows")
     p.add_argument(
-        "--dir", help="models directory (default: the first REPLYGUARD_MODELS_DIRS entry, else classifiers/artifacts)"
+        "--dir",
+        help="models directory (default: the first REPLYGUARD_MODELS_DIRS entry; one of them, or --out, is needed: "
+        "the shipped classifiers/artifacts are read-only)",
     )
     p.set_defaults(func=cmd_train)
 

@@ -9,7 +9,10 @@ REPLYGUARD_POLICIES_DIR        brand policies (``<brand>.yaml``)                
 REPLYGUARD_TEMPLATES_DIR       approved templates (``<brand>.yaml``)                ./prompts/templates
 REPLYGUARD_SYSTEM_PROMPTS_DIR  LLM system prompts (``<id>.yaml``)                   ./prompts/system
 REPLYGUARD_MODELS_DIRS         extra model directories, ``:``-separated,            (none)
-                               searched before the shipped classifiers/artifacts
+                               searched before the shipped classifiers/artifacts;
+                               the first is where ``train`` and ``models promote /
+                               rollback`` write (without it they need ``--dir``:
+                               the shipped directory is read-only)
 REPLYGUARD_QUEUE               RQ queue name                                        replyguard
 REPLYGUARD_KEY_PREFIX          prefix of replyguard's Redis keys                    rg
 REPLYGUARD_BATCH_SIZE          most messages per job                                256
