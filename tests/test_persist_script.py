@@ -235,3 +235,47 @@ def test_sorted_sets_written_once_a_call_hold_what_one_call_a_decision_writes(cl
     decisions, review, due, timers = written[defaults.PERSIST_CHUNK]
     assert len(decisions) == 40 and len(review) >= 10 and len(due) == len(timers) == len(review)
     assert written[1] == written[defaults.PERSIST_CHUNK]
+
+
+def test_outbox_entries_encode_their_head_once_and_give_the_same_json():
+    """store.OutboxEntries: each entry the bytes of to_json(outbox_payload(...)), on the demo traffic (DMs
+    and comments, with and without a post) and texts with quotes, backslashes, newlines and non-ASCII."""
+    from pydantic_core import to_json
+
+    from worker.demo import load_sample
+    from worker.models import parse_event
+    from worker.store import OutboxEntries, outbox_payload
+
+    texts = ['a "quoted" \\ back\nslash', "配信停止 ＳＴＯＰ — é", "", "x" * 3000]
+    raws = [*load_sample(), *(make_event(id=f"o{i}", text=t or "hi") for i, t in enumerate(texts))]
+    raws.append(make_event(id="o-c", kind="comment", post_id='p "1"', author={"id": 'u "é"'}))
+    kinds = [
+        ("hide", {}),
+        ("reply", {"text": "", "templates": [], "llm": False}),
+        *(("reply", {"text": t, "templates": ["t@1", "é@2"], "llm": True}) for t in texts),
+        ("decision", {"actions": ["hide", "auto_reply"], "rule": "private_matter.entities"}),
+        ("decision", {"actions": [], "rule": 'r "x"'}),
+    ]
+    checked = 0
+    for raw in raws:
+        event = parse_event(raw)
+        entries = OutboxEntries(event)
+        for kind, fields in kinds:
+            assert entries.json(kind, **fields) == to_json(outbox_payload(event, kind, **fields)), (raw, kind)
+            checked += 1
+    assert checked > 100 and {parse_event(r).kind for r in raws} >= {"dm", "comment"}
+
+
+def test_a_decision_time_is_converted_once_and_never_confused_with_another():
+    """store._decided_ms keeps the last instant it converted (a batch's decisions share one object)."""
+    from datetime import datetime, timedelta, timezone
+
+    from worker.store import _decided_ms, _ms
+
+    a = datetime(2026, 11, 29, 12, 0, 0, 999_999, tzinfo=timezone.utc)
+    b = a + timedelta(microseconds=1)
+    same_as_a = datetime.fromisoformat(a.isoformat())
+    tokyo = a.astimezone(timezone(timedelta(hours=9)))
+    for instants in ([a, a, b, a, b, b], [same_as_a, a, tokyo, tokyo, b]):
+        assert [_decided_ms(x) for x in instants] == [_ms(x) for x in instants]
+    assert _decided_ms(b) - _decided_ms(a) == 1
