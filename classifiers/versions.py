@@ -9,7 +9,9 @@ Beside it, hidden from the registry:
 ``.history/<name>/versions.json``   ``{"stack": [...], "events": [...]}``: versions replaced by a promotion,
                                     most recent last (what ``rollback`` restores), and an audit log
 
-Promotion and rollback swap directories with ``os.replace`` (atomic on one file system) and
+Promotion and rollback swap the new current directory with the old one in one step (``renameat2``
+``RENAME_EXCHANGE``, :func:`classifiers.atomic.exchange`; two ``os.replace`` where the system cannot), so a
+worker starting meanwhile loads one version or the other, never finds none, and
 hold an exclusive lock on ``.history/<name>.lock`` while they read and change the versions, so
 two at once (two operators, a deploy script and a person) run one after the other instead of
 interleaving their renames and losing an entry of the log; writing a candidate takes the same lock, and
@@ -31,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from classifiers.atomic import new_file
+from classifiers.atomic import exchange, new_file
 from classifiers.errors import ArtifactError, ConfigError
 from classifiers.persistence import Manifest, read_manifest
 
@@ -173,6 +175,26 @@ class ModelVersions:
             os.replace(self.current_dir, target)
         return current.version
 
+    def _swap_in(self, source: Path) -> str | None:
+        """Make directory ``source`` the current version; the one it replaces goes to the history (its version
+        is returned). The two are swapped in one step where the system can (:func:`classifiers.atomic.exchange`),
+        so a worker starting at that moment loads the old version or the new one, never finds neither."""
+        current = self.current()
+        if current is None:
+            os.replace(source, self.current_dir)
+            return None
+        if not exchange(source, self.current_dir):
+            retired = self._retire_current()  # no swap here: the old one aside, then the new one in
+            os.replace(source, self.current_dir)
+            return retired
+        target = self.history_dir / current.version  # ``source`` now holds the version that was current
+        if target.exists():  # the same version was current before: keep the older copy
+            shutil.rmtree(source)
+        else:
+            self.history_dir.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+        return current.version
+
     def promote(self, version: str | None = None, *, note: str = "", checked: Manifest | None = None) -> Manifest:
         """Make candidate ``version`` current; the current one goes to the history (rollback restores it).
 
@@ -195,8 +217,7 @@ class ModelVersions:
                 f"{candidate.created_at:%Y-%m-%d %H:%M:%S} UTC); nothing promoted: run the promotion again"
             )
         log = self.log()
-        retired = self._retire_current()
-        os.replace(source, self.current_dir)
+        retired = self._swap_in(source)
         if retired is not None:
             log["stack"].append(retired)
         log["events"].append(
@@ -218,8 +239,7 @@ class ModelVersions:
         source = self.history_dir / version
         if not (source / "manifest.json").is_file():
             raise ArtifactError(source, "the version to roll back to is missing from the history")
-        retired = self._retire_current()
-        os.replace(source, self.current_dir)
+        retired = self._swap_in(source)
         log["events"].append({"at": _now(), "action": "rollback", "version": version, "replaced": retired})
         self._write_log(log)
         return read_manifest(self.current_dir)

@@ -229,6 +229,7 @@ SLOW_TESTS = {
     "tests/test_versions_lock.py::test_two_trainings_of_the_same_candidate_at_once_leave_one_winner_and_a_clear_loser",
     "tests/test_versions_lock.py::test_a_candidate_being_trained_is_not_trained_again_meanwhile",
     "tests/test_versions_lock.py::test_replacing_a_model_directory_never_leaves_its_name_empty",
+    "tests/test_versions_lock.py::test_promotion_and_rollback_never_leave_the_current_version_absent",
 }
 
 #: Whole modules of such tests.

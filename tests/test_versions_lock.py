@@ -259,3 +259,44 @@ def test_replacing_a_model_directory_never_leaves_its_name_empty(
         assert not missing, f"the candidate directory was absent {len(missing)} times"
     else:
         assert missing  # the fallback's gap is real (and why the swap is used where it exists)
+
+
+def test_promotion_and_rollback_never_leave_the_current_version_absent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker (re)starting while a promotion or rollback runs must find a current version: the new current
+    directory is swapped with the old one in one step. Every rename is slowed down (40 ms after each) so the
+    old code's gap (the current one moved to the history, then the candidate moved in) is seen for sure."""
+    for version in ("v1", "v2", "v3"):
+        _candidate(tmp_path, version)
+    versions = ModelVersions(tmp_path, "spam-mine")
+    versions.promote("v1")
+    real_replace = os.replace
+
+    def slow_replace(src, dst) -> None:  # type: ignore[no-untyped-def]
+        real_replace(src, dst)
+        time.sleep(0.04)
+
+    monkeypatch.setattr(os, "replace", slow_replace)
+    current = tmp_path / "spam-mine" / "manifest.json"
+    missing: list[float] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            if not current.is_file():
+                missing.append(time.monotonic())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        versions.promote("v2")
+        versions.promote("v3")
+        versions.rollback()
+    finally:
+        stop.set()
+        reader.join(10)
+    assert not missing, f"the current version was absent {len(missing)} times"
+    assert versions.current().version == "v2"  # type: ignore[union-attr]
+    assert sorted(p.name for p in versions.history_dir.iterdir()) == ["v1", "v3", "versions.json"]
+    assert versions.log()["stack"] == ["v1"] and [m.version for m in versions.candidates()] == []
