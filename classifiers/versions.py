@@ -195,15 +195,20 @@ class ModelVersions:
             os.replace(source, target)
         return current.version
 
-    def promote(self, version: str | None = None, *, note: str = "", checked: Manifest | None = None) -> Manifest:
+    def promote(
+        self, version: str | None = None, *, note: str = "", checked: Manifest | None = None, action: str = "promote"
+    ) -> Manifest:
         """Make candidate ``version`` current; the current one goes to the history (rollback restores it).
 
         ``checked``: the candidate's manifest as it was checked; a candidate replaced since (``train --candidate
-        --force`` of the same version) is refused, so what becomes current is what was checked."""
+        --force`` of the same version) is refused, so what becomes current is what was checked. ``action``: what
+        the log calls it (``train``: ``replyguard train`` without ``--candidate`` made a new version current)."""
         with self.changing():
-            return self._promote(version, note, checked)
+            return self._promote(version, note, checked, action)
 
-    def _promote(self, version: str | None, note: str, checked: Manifest | None = None) -> Manifest:
+    def _promote(
+        self, version: str | None, note: str, checked: Manifest | None = None, action: str = "promote"
+    ) -> Manifest:
         source = self.candidate_dir(version)
         candidate = read_manifest(source)
         if candidate.name != self.name:
@@ -221,7 +226,7 @@ class ModelVersions:
         if retired is not None:
             log["stack"].append(retired)
         log["events"].append(
-            {"at": _now(), "action": "promote", "version": candidate.version, "replaced": retired, "note": note}
+            {"at": _now(), "action": action, "version": candidate.version, "replaced": retired, "note": note}
         )
         self._write_log(log)
         return candidate

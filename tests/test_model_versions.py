@@ -380,3 +380,34 @@ def test_names_and_versions_that_could_never_be_found_or_would_leave_the_models_
         refused = cli("models", *command, "--dir", str(models))
         assert refused.returncode == 2 and "not a" in refused.stderr and "Traceback" not in refused.stderr
     assert [m for m in (models / ".candidates" / "spam-mine").iterdir() if not m.name.startswith(".")]
+
+
+def test_training_a_new_current_version_keeps_the_one_it_replaces(tmp_path: Path) -> None:
+    """``train --dir`` without ``--candidate`` makes the new version current at once, and the version it replaces
+    goes to the history like a promotion's: ``models list`` shows it and ``models rollback`` restores it. Training
+    the same data and config again (the same version, the same model) replaces it in place."""
+    models = tmp_path / "models"
+
+    def train(data: Path, version: str) -> subprocess.CompletedProcess:
+        return cli(
+            "train", "spam", "--data", str(data), "--name", "spam-mine", "--dir", str(models), "--version", version
+        )
+
+    base, more = write(tmp_path / "base.jsonl", rows(6)), write(tmp_path / "more.jsonl", rows(8))
+    assert train(base, "v1").returncode == 0
+    second = train(more, "v2")
+    assert second.returncode == 0, second.stderr
+    assert "replaced spam-mine@v1 as current; it is kept (replyguard models rollback spam-mine restores it)" in (
+        second.stdout
+    )
+    assert json.loads((models / "spam-mine" / "manifest.json").read_text())["version"] == "v2"
+    listing = cli("models", "list", "spam-mine", "--dir", str(models)).stdout
+    assert "current    v2" in listing and "earlier    v1" in listing, listing
+    assert not (models / ".candidates" / "spam-mine" / "v2").exists()  # made current, not left as a candidate
+    log = json.loads((models / ".history" / "spam-mine" / "versions.json").read_text())
+    assert log["stack"] == ["v1"] and log["events"][-1]["action"] == "train"
+    back = cli("models", "rollback", "spam-mine", "--dir", str(models))
+    assert back.returncode == 0 and "rolled spam-mine back to v1" in back.stdout, back.stdout + back.stderr
+    again = train(base, "v1")  # the version that is current: replaced in place, nothing added to the history
+    assert again.returncode == 0, again.stderr
+    assert json.loads((models / ".history" / "spam-mine" / "versions.json").read_text())["stack"] == []

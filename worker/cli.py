@@ -328,6 +328,15 @@ def _replacing(out: Path, force: bool, option: str) -> str | None:
     return f"replaced {what} at {out} (--force)"
 
 
+def _current_manifest(versions):
+    """The current version's manifest of a models directory's model; None when there is none or it is unreadable
+    (then training replaces it in place, as before)."""
+    try:
+        return versions.current()
+    except ArtifactError:
+        return None
+
+
 def _read_labelled(task: str, path: str):
     """The labelled file at ``path``, a binary task's 1 / 0 (true / false, yes / no) read as its own labels, saying so."""
     from classifiers.datasets import read_dataset
@@ -423,11 +432,40 @@ def cmd_train(args: argparse.Namespace) -> int:
                 plan=plan,
                 write_lock=versions.changing(),
             )
-    else:  # the current version, written under the model's lock (a promotion or rollback waits for it)
-        write_lock = ModelVersions(root, name).changing()
-        result = train(
-            args.task, dataset, name=name, out=out, out_of_scope_label=args.oos_label, plan=plan, write_lock=write_lock
-        )
+    else:
+        versions = ModelVersions(root, name)
+        current = _current_manifest(versions)
+        if current is None or current.version == plan.version:
+            # nothing to keep (a first version, or the same data and config again: the same model), written under
+            # the model's lock (a promotion or rollback waits for it)
+            result = train(
+                args.task,
+                dataset,
+                name=name,
+                out=out,
+                out_of_scope_label=args.oos_label,
+                plan=plan,
+                write_lock=versions.changing(),
+            )
+        else:
+            # a new version replaces the current one: trained as a candidate, then made current with the one it
+            # replaces kept in the history, so models list shows it and models rollback restores it
+            with versions.claiming_candidate(plan.version, force=True):
+                result = train(
+                    args.task,
+                    dataset,
+                    name=name,
+                    out=versions.candidates_dir / plan.version,
+                    out_of_scope_label=args.oos_label,
+                    plan=plan,
+                    write_lock=versions.changing(),
+                )
+                versions.promote(
+                    plan.version,
+                    note="replyguard train without --candidate: made current without a promotion check",
+                    action="train",
+                )
+            replaced = f"replaced {current.ref} as current; it is kept (replyguard models rollback {name} restores it)"
     manifest = result.manifest
     m = result.metrics
     print(f"wrote {out} ({manifest.ref if manifest else name}) in {duration_text(time.perf_counter() - started)}")
