@@ -418,48 +418,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if root is None:  # --out DIR: a directory of the user's, outside any models directory's versions
         result = train(args.task, dataset, name=name, out=out, out_of_scope_label=args.oos_label, plan=plan)
-    elif candidate:
-        versions = ModelVersions(root, name)
-        out = versions.candidates_dir / plan.version
-        # one writer per candidate version (a second train of it fails here at once); written under the model's lock
-        with versions.claiming_candidate(plan.version, force=args.force) as replaced:
-            result = train(
-                args.task,
-                dataset,
-                name=name,
-                out=out,
-                out_of_scope_label=args.oos_label,
-                plan=plan,
-                write_lock=versions.changing(),
-            )
     else:
         versions = ModelVersions(root, name)
-        current = _current_manifest(versions)
-        if current is None or current.version == plan.version:
-            # nothing to keep (a first version, or the same data and config again: the same model), written under
-            # the model's lock (a promotion or rollback waits for it)
-            result = train(
+
+        def train_into(directory: Path):  # written under the model's lock (a promotion or rollback waits for it)
+            return train(
                 args.task,
                 dataset,
                 name=name,
-                out=out,
+                out=directory,
                 out_of_scope_label=args.oos_label,
                 plan=plan,
                 write_lock=versions.changing(),
             )
+
+        current = None if candidate else _current_manifest(versions)
+        if candidate:
+            out = versions.candidates_dir / plan.version
+            # one writer per candidate version (a second train of it fails here at once)
+            with versions.claiming_candidate(plan.version, force=args.force) as replaced:
+                result = train_into(out)
+        elif current is None or current.version == plan.version:
+            # nothing to keep: a first version, or the same data and config again (the same model)
+            result = train_into(out)
         else:
             # a new version replaces the current one: trained as a candidate, then made current with the one it
             # replaces kept in the history, so models list shows it and models rollback restores it
             with versions.claiming_candidate(plan.version, force=True):
-                result = train(
-                    args.task,
-                    dataset,
-                    name=name,
-                    out=versions.candidates_dir / plan.version,
-                    out_of_scope_label=args.oos_label,
-                    plan=plan,
-                    write_lock=versions.changing(),
-                )
+                result = train_into(versions.candidates_dir / plan.version)
                 versions.promote(
                     plan.version,
                     note="replyguard train without --candidate: made current without a promotion check",
