@@ -93,12 +93,7 @@ def given(cls: type[M], values: dict[str, Any]) -> M:
         names = _names[cls] = tuple(_layout(cls)[0])
     if tuple(values) != names:
         raise TypeError(f"{cls.__name__}: every field must be given in declaration order {names}, got {tuple(values)}")
-    obj = _new(cls)  # _instance(cls, values, set(names)), inlined: this is called several times a message
-    _set(obj, "__dict__", values)
-    _set(obj, "__pydantic_fields_set__", set(names))
-    _set(obj, "__pydantic_extra__", None)
-    _set(obj, "__pydantic_private__", None)
-    return obj
+    return _instance(cls, values, set(names))
 
 
 #: model -> its field names in declaration order (for :func:`given`)
