@@ -163,6 +163,8 @@ def evaluate(
     notes: list[str] = [f"labels {dataset.relabelled_text()}"] if dataset.relabelled else []
     if dataset.empty_lines:
         notes.append(dataset.empty_text())
+    overlaps = ds.overlaps()
+    notes += overlaps.notes()
     model_ref: str | None = None
     started = time.perf_counter()
     if model is None:
@@ -222,6 +224,8 @@ def evaluate(
             "sha256": dataset.sha256,
             "carved": ds.carved,
             "relabelled": dataset.relabelled,
+            "shared_texts": {split: {"rows": n, "of": rows} for split, (n, rows) in overlaps.shared.items()},
+            "conflicting_labels": len(overlaps.conflicting),
         },
         "model": source,
         "model_ref": model_ref,

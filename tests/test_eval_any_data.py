@@ -313,3 +313,44 @@ def test_a_label_with_one_row_is_named_with_its_file(tmp_path: Path) -> None:
         result = run(*command)
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert f"{data}: label(s) ['human_agent'] have fewer than 2 training rows" in result.stderr, result.stderr
+
+
+def test_texts_shared_between_splits_and_labelled_two_ways_are_named(tmp_path: Path) -> None:
+    """A team's export with its own split column can put one text in train and test (a copy-pasted FAQ), and
+    one text under two labels: eval and train say so, counted, with the texts quoted; carved splits share none."""
+    rows = [
+        {"text": f"{t} {'!' * k}".strip(), "label": label, "split": "train"}
+        for label, texts in INTENTS.items()
+        for t in texts
+        for k in range(5)
+    ]
+    rows += [
+        {"text": "Where is my ORDER", "label": "order_status", "split": "test"},  # train has "where is my order"
+        {"text": "返品したいです", "label": "returns", "split": "test"},
+        {"text": "is it shipped", "label": "order_status", "split": "test"},
+        {"text": "send it back please", "label": "returns", "split": "test"},
+        {"text": "my package is late", "label": "returns", "split": "val"},  # order_status in train
+        {"text": "ok", "label": "returns", "split": "val"},
+        {"text": "fine", "label": "order_status", "split": "val"},
+    ]
+    data = write(tmp_path / "export.jsonl", rows)
+    result = run("eval", "--train", "--task", "intent", "--data", str(data), "--report", str(tmp_path / "r"))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "2 of 4 test rows (50.0%) have the text of a train or val row" in result.stdout, result.stdout
+    assert "1 of 3 val rows (33.3%) have the text of a train row" in result.stdout, result.stdout
+    assert "1 text is labelled more than one way" in result.stdout
+    assert "'my package is late' as order_status and returns" in result.stdout, result.stdout
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["data"]["shared_texts"] == {"val": {"rows": 1, "of": 3}, "test": {"rows": 2, "of": 4}}
+    assert report["data"]["conflicting_labels"] == 1
+    assert "2 of 4 test rows" in (tmp_path / "r" / "report.html").read_text()
+    trained = run("train", "intent", "--data", str(data), "--dir", str(tmp_path / "models"), "--candidate")
+    assert trained.returncode == 0 and "Traceback" not in trained.stderr, trained.stderr
+    assert "export.jsonl: 2 of 4 test rows (50.0%) have the text of a train or val row" in trained.stdout
+    assert "val rows" not in trained.stdout  # training fits val too: only its test rows are measured
+    # without the split column the carved splits keep each text in one split
+    carved = write(tmp_path / "carved.jsonl", [{k: v for k, v in r.items() if k != "split"} for r in rows])
+    result = run("eval", "--train", "--task", "intent", "--data", str(carved), "--report", str(tmp_path / "c"))
+    assert result.returncode == 0 and "have the text of a" not in result.stdout, result.stdout
+    report = json.loads((tmp_path / "c" / "report.json").read_text())
+    assert all(v["rows"] == 0 for v in report["data"]["shared_texts"].values()), report["data"]

@@ -339,7 +339,9 @@ def _current_manifest(versions):
 
 def _read_labelled(task: str, path: str):
     """The labelled file at ``path``, a binary task's 1 / 0 (true / false, yes / no) read as its own labels, saying so."""
-    from classifiers.datasets import read_dataset
+    from dataclasses import replace
+
+    from classifiers.datasets import read_dataset, with_splits
     from eval.evaluate import binary_labels
 
     dataset = binary_labels(task, read_dataset(path))
@@ -347,6 +349,10 @@ def _read_labelled(task: str, path: str):
         print(f"{Path(path).name}: labels {dataset.relabelled_text()}")
     if dataset.empty_lines:
         print(f"{Path(path).name}: {dataset.empty_text()}")
+    # what training measures on: its test rows against the rows it fits (train and val alike)
+    overlaps = with_splits(dataset).overlaps()
+    for note in replace(overlaps, shared={k: v for k, v in overlaps.shared.items() if k == "test"}).notes():
+        print(f"{Path(path).name}: {note}")
     return dataset
 
 
