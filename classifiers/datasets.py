@@ -70,12 +70,15 @@ class Overlaps:
         out = []
         for split, (n, rows) in self.shared.items():
             if n and n / rows >= SHARED_NOTE_SHARE:
-                earlier = "train" if split == "val" else "train or val"
+                earlier, so = (
+                    ("train", "thresholds chosen on val may be too low for new text")
+                    if split == "val"
+                    else ("train or val", "the test figures may be optimistic")
+                )
                 out.append(
                     f"{n} of {rows} {split} rows ({n / rows:.1%}) have the text of a {earlier} row (compared "
-                    f"ignoring case, width and spacing): a model that memorises gets them right, so the {split} "
-                    "figures may be optimistic (leave out the file's split column and the splits are carved "
-                    "with each text in one split)"
+                    f"ignoring case, width and spacing): a model that memorises gets them right, so {so} (leave "
+                    "out the file's split column and the splits are carved with each text in one split)"
                 )
         if self.conflicting:
             quoted = "; ".join(
