@@ -16,7 +16,9 @@ everysec``, as production should), so its CPU time (``INFO cpu``) is this benchm
    ../shared/datasets). CPU per message: the worker processes (/proc), Redis (INFO cpu), ingest
    (this process).
 4. **Latency** ingest → decision stored at a paced 200, 500 and 1,000 messages/s offered: each
-   message's submit time against the Redis timestamp of its decision's outbox entry.
+   message's submit time against the Redis timestamp of its decision's outbox entry. The rows start
+   after an AOF rewrite of the drains' writes (a server between its rewrites); one more row at the
+   highest rate starts a rewrite as it begins (what a rewrite costs the latency).
 5. **Memory**: RSS, PSS and USS of the worker's parent and processes (PSS splits pages shared
    copy-on-write among the processes sharing them, so the sum of PSS is the honest total).
 6. **Scaling**: 1, 2, 3 and 4 worker processes (3 on 2 cores: does a third process fill the time the others wait for Redis?).
@@ -195,6 +197,26 @@ def redis_persistence(client: redis.Redis) -> dict[str, int]:
         "forks": int(stats.get("total_forks", 0)),
         "latest_fork_us": int(stats.get("latest_fork_usec", 0)),
         "aof_delayed_fsync": int(persistence.get("aof_delayed_fsync", 0)),
+        "used_memory_mb": round(int(client.info("memory").get("used_memory", 0)) / 2**20),
+    }
+
+
+def rewrite_aof(client: redis.Redis, wait: bool = True) -> dict[str, Any]:
+    """Start an AOF rewrite (BGREWRITEAOF, as Redis starts one itself whenever the file has doubled since
+    the last); with ``wait``, until it has finished. The paced rows run on a freshly rewritten file, as a
+    running server is between its rewrites; the row during a rewrite shows what one costs the latency."""
+    started = time.perf_counter()
+    client.bgrewriteaof()
+    if not wait:
+        return {}
+    while True:
+        info = client.info("persistence")
+        if not int(info.get("aof_rewrite_in_progress", 0)) and not int(info.get("aof_rewrite_scheduled", 0)):
+            break
+        time.sleep(0.05)
+    return {
+        "seconds": round(time.perf_counter() - started, 2),
+        "fork_ms": round(int(client.info("stats").get("latest_fork_usec", 0)) / 1000, 1),
         "used_memory_mb": round(int(client.info("memory").get("used_memory", 0)) / 2**20),
     }
 
@@ -391,10 +413,18 @@ def drain(
 
 
 def paced(
-    client: redis.Redis, settings: Settings, pool: list[str], fleet: Fleet, rate: int, seconds: float, most: int
+    client: redis.Redis,
+    settings: Settings,
+    pool: list[str],
+    fleet: Fleet,
+    rate: int,
+    seconds: float,
+    most: int,
+    during_rewrite: bool = False,
 ) -> dict[str, Any]:
     """Offer ``rate`` messages/s for ``seconds`` (at most ``most`` messages); latency = the decision's
-    outbox entry time (Redis clock, when it was stored) - the submit time.
+    outbox entry time (Redis clock, when it was stored) - the submit time. ``during_rewrite``: an AOF
+    rewrite is started as the row starts (Redis forks, and the child competes for the cores).
 
     Each message's latency is split by stage from its batch job (RQ's job record): *hold*, submit →
     the batch enqueued (ingest's batching, the numbering script, the enqueue); *queue*, enqueued →
@@ -402,7 +432,7 @@ def paced(
     ``from_schedule`` measures from when the message was due to be offered instead of when the load
     generator got to submit it (it differs only when the generator falls behind its pace)."""
     n = max(1, min(int(rate * seconds), most))
-    msgs = messages(n, f"paced{rate}", pool)
+    msgs = messages(n, f"paced{rate}{'-rewrite' if during_rewrite else ''}", pool)  # new ids: never deduplicated
     outbox = Keys(settings.key_prefix).outbox(BRAND)
     before = decided(client)
     start_id = f"{int(time.time() * 1000)}-0"
@@ -411,6 +441,8 @@ def paced(
     cpu0, rcpu0, own0 = fleet.cpu(), redis_cpu(client), time.process_time()
     persisted0 = redis_persistence(client)
     behind = 0.0
+    if during_rewrite:
+        rewrite_aof(client, wait=False)
     with Ingestor(client, settings) as ingestor:
         t0 = time.perf_counter()
         wall0 = time.time()
@@ -439,6 +471,7 @@ def paced(
     scheduled = sorted((stored[k] - due[k]) * 1000 for k in stored)
     row = {
         "offered_per_s": rate,
+        "during_rewrite": during_rewrite,
         "messages": n,
         "measured": len(latencies),
         "p50_ms": percentile(latencies, 0.50),
@@ -633,11 +666,13 @@ def table(r: dict[str, Any]) -> str:
         "|---:|---:|---:|---:|",
     ]
     for row in r["paced"]:
+        during = ", during an AOF rewrite" if row.get("during_rewrite") else ""
         lines.append(
-            f"| {row['offered_per_s']:,}/s | {row['messages']:,} | {row['p50_ms']} / {row['p95_ms']} / "
+            f"| {row['offered_per_s']:,}/s{during} | {row['messages']:,} | {row['p50_ms']} / {row['p95_ms']} / "
             f"**{row['p99_ms']}** ms ({row['max_ms']}) | {row['cpu_us_worker']}, {row['cpu_us_redis']} |"
         )
-    top = r["paced"][-1] if r["paced"] else {}
+    steady = [row for row in r["paced"] if not row.get("during_rewrite")]
+    top = steady[-1] if steady else {}
     if "hold_p99_ms" in top:
         lines += [
             "",
@@ -649,6 +684,21 @@ def table(r: dict[str, Any]) -> str:
             f"{top['batch_mean']} messages on average (largest {top['batch_max']}); p99 from each message's "
             f"scheduled time {top['from_schedule_p99_ms']} ms (the load generator fell up to "
             f"{top['pacing_behind_ms']} ms behind its pace).",
+        ]
+    rewrite, during = r.get("aof_rewrite"), [row for row in r["paced"] if row.get("during_rewrite")]
+    if rewrite:
+        lines += [
+            "",
+            f"The paced rows start on a freshly rewritten append-only file (BGREWRITEAOF after the drains: "
+            f"{rewrite['seconds']} s, a fork of {rewrite['fork_ms']} ms, Redis holding {rewrite['used_memory_mb']} MB), "
+            "as a running server is between the rewrites it starts whenever its file has doubled; "
+            + (
+                f"the row marked *during an AOF rewrite* starts one as it begins ({during[0]['redis_forks']} "
+                f"fork{'s' * (during[0]['redis_forks'] != 1)} in the row, the latest {during[0]['redis_latest_fork_ms']} ms): "
+                "the child copies the dataset on the same two cores as the workers."
+                if during
+                else "no row ran during a rewrite."
+            ),
         ]
     mem = r["memory"]
     procs = "; ".join(
@@ -762,9 +812,14 @@ def main() -> None:
                 "processes": procs,
                 "total_pss_mb": sum(memory(pid)["pss_mb"] for pid in everything if Path(f"/proc/{pid}").exists()),
             }
+            results["aof_rewrite"] = rewrite_aof(client)  # the drains' writes compacted: a server between rewrites
             results["paced"] = [
                 paced(client, settings, pool, fleet, rate, args.paced_seconds, args.messages) for rate in rates
             ]
+            if rates:
+                results["paced"].append(
+                    paced(client, settings, pool, fleet, max(rates), args.paced_seconds, args.messages, True)
+                )
         finally:
             fleet.stop()
         scaling = []
