@@ -266,16 +266,37 @@ def test_outbox_entries_encode_their_head_once_and_give_the_same_json():
     assert checked > 100 and {parse_event(r).kind for r in raws} >= {"dm", "comment"}
 
 
-def test_a_decision_time_is_converted_once_and_never_confused_with_another():
-    """store._decided_ms keeps the last instant it converted (a batch's decisions share one object)."""
+def test_a_decision_time_is_converted_once_a_call_and_never_confused_with_another(client, settings, brands):
+    """Store.persist converts each distinct decided_at of its decisions to ms once (a batch's decisions
+    share one instant) and gives every decision its own: the decisions index and the brand's history
+    entries hold each decision's time, equal instants in other zones included."""
     from datetime import datetime, timedelta, timezone
 
-    from worker.store import _decided_ms, _ms
+    from worker.models import DecisionContext, parse_event
+    from worker.store import _ms
+    from worker.unvalidated import assign
 
     a = datetime(2026, 11, 29, 12, 0, 0, 999_999, tzinfo=timezone.utc)
-    b = a + timedelta(microseconds=1)
-    same_as_a = datetime.fromisoformat(a.isoformat())
-    tokyo = a.astimezone(timezone(timedelta(hours=9)))
-    for instants in ([a, a, b, a, b, b], [same_as_a, a, tokyo, tokyo, b]):
-        assert [_decided_ms(x) for x in instants] == [_ms(x) for x in instants]
-    assert _decided_ms(b) - _decided_ms(a) == 1
+    b = a + timedelta(microseconds=1)  # the next ms
+    instants = [a, a, b, datetime.fromisoformat(a.isoformat()), a.astimezone(timezone(timedelta(hours=9))), b]
+    pipeline = Pipeline(brands)
+    events = [
+        parse_event(make_event(id=f"t{i}", conversation_id=f"c-t{i}", text="where is my order KM-204815?"))
+        for i in range(len(instants))
+    ]
+    outcomes, _ = pipeline.decide(events, pipeline.classify(events), [DecisionContext() for _ in events], now=a)
+    for outcome, instant in zip(outcomes, instants, strict=True):
+        assign(outcome.decision, {"decided_at": instant})
+    store = Store(client, settings.key_prefix)
+    assert store.persist(
+        [(o.decision, e, o.optout_op, o.away_sent) for o, e in zip(outcomes, events, strict=True)]
+    ) == [1] * len(events)
+    index = dict(client.zrange(store.keys.decisions("demo-shop"), 0, -1, withscores=True))
+    assert [int(index[f"t{i}".encode()]) for i in range(len(instants))] == [_ms(x) for x in instants]
+    replies = [
+        json.loads(h)
+        for i in range(len(instants))
+        for h in client.lrange(store.keys.history("demo-shop", f"c-t{i}"), 0, -1)
+    ]
+    assert [h["at"] for h in replies if h["role"] == "brand"] == [_ms(x) for x in instants]
+    assert _ms(b) - _ms(a) == 1

@@ -289,16 +289,19 @@ def decide(
     """
     policy = brand.policy
     fields = event.__dict__  # one read: a model's attribute reads go through pydantic's __getattr__ hook
+    policy_fields = policy.__dict__  # the same for the policy's fields
     text, kind = fields["text"], fields["kind"]
     view = policy.view(fields["platform"], kind)
-    language = detect_language(text, fields["author"].locale, policy.languages, policy.default_language)
+    language = detect_language(
+        text, fields["author"].locale, policy_fields["languages"], policy_fields["default_language"]
+    )
     entities = extract(text, policy)
     values = template_values(event, entities, policy)
     b = _Builder(event, brand, view, language, values, fast=_plain_scores(scores))
     keyword_text = normalize_keyword(text)
     if scores.get("intent"):
         top_label, top_score = _scores_top(scores["intent"])
-        oos = top_label == policy.intents.out_of_scope_label
+        oos = top_label == policy_fields["intents"].out_of_scope_label
         top_threshold = None if oos else view.intent_threshold(top_label)
         if b.fast and type(top_threshold) in _OPTIONAL_FLOAT:  # label and score: plain, checked with the scores
             b.intent = given(IntentResult, {"label": top_label, "score": top_score, "threshold": top_threshold})
@@ -309,7 +312,7 @@ def decide(
     stop = False
 
     # 1. opt-out / opt-in keywords
-    opt = policy.opt_out
+    opt = policy_fields["opt_out"]
     if opt and keyword_text and keyword_text in policy.opt_out_words:
         b.hit("opt_out.keyword", detail=f"author tagged {opt.tag}")
         b.act(_TAG)
@@ -328,10 +331,11 @@ def decide(
         return _finish(b, scores, context, entities, truncated, "remove", away=False, greet=False)
 
     # 2. VIP authors always reach a human
-    if policy.vip and set(policy.vip.tags) & set(fields["author"].tags):
-        tag = sorted(set(policy.vip.tags) & set(fields["author"].tags))[0]
+    vip = policy_fields["vip"]
+    if vip and set(vip.tags) & set(fields["author"].tags):
+        tag = sorted(set(vip.tags) & set(fields["author"].tags))[0]
         b.hit("vip", detail=f"author tag {tag!r}")
-        b.escalate(policy.vip.role, policy.vip.priority, f"VIP author (tag {tag!r}): always handled by a person")
+        b.escalate(vip.role, vip.priority, f"VIP author (tag {tag!r}): always handled by a person")
         return _finish(b, scores, context, entities, truncated, optout_op, away=True, greet=False)
 
     # 3. moderation (of text: an attachment-only message goes straight to the fallback)
@@ -339,7 +343,7 @@ def decide(
     if unreadable and not text.strip():
         b.hit("content.unreadable", detail=unreadable)
         b.fallback(
-            policy.unreadable or view.fallback,
+            policy_fields["unreadable"] or view.fallback,
             f"a {unreadable} message: replyguard cannot read it, a person should look",
         )
         return _finish(b, scores, context, entities, truncated, optout_op, away=True, greet=True)
@@ -347,7 +351,7 @@ def decide(
         b.hit("text.empty")
         b.fallback(view.fallback, "message has no text (attachment or sticker only)")
         return _finish(b, scores, context, entities, truncated, optout_op, away=True, greet=True)
-    mod = policy.moderation
+    mod = policy_fields["moderation"]
     spam_score = scores["spam"].get("spam", 0.0)
     spam_t = view.thresholds.spam["spam"]
     if spam_score >= spam_t:
@@ -411,7 +415,7 @@ def decide(
         stop = True
 
     # 6. personal data in a public comment
-    private = policy.private_matters
+    private = policy_fields["private_matters"]
     exposed = sorted(set(private.entities) & set(entities)) if private and kind == "comment" else []
     if not stop and private and exposed:
         b.hit("private_matter.entities", detail=f"public comment contains {', '.join(exposed)}")
@@ -503,9 +507,9 @@ def _finish(
     away: bool,
     greet: bool,
 ) -> Outcome:
-    policy = b.brand.policy
+    policy_fields = b.brand.policy.__dict__  # one read each: a model's attribute reads go through
     event = b.event
-    ev = event.__dict__  # one read: a model's attribute reads go through pydantic's __getattr__ hook
+    ev = event.__dict__  # pydantic's __getattr__ hook
     opted_out = context.opted_out and optout_op != "remove"
 
     # opted-out authors never get automated messages
@@ -514,13 +518,14 @@ def _finish(
         b.actions = [a for a in b.actions if a != _AUTO_REPLY]
         b.hit("opt_out.suppressed", detail="author opted out of automated messages", override=True)
         if _ESCALATE not in b.actions and _IGNORE not in b.actions and _HIDE not in b.actions:
-            role = policy.opt_out.role if policy.opt_out else b.view.fallback.role
-            prio = policy.opt_out.priority if policy.opt_out else "low"
+            opt = policy_fields["opt_out"]
+            role = opt.role if opt else b.view.fallback.role
+            prio = opt.priority if opt else "low"
             b.escalate(role, prio, "author opted out of automated replies; answer personally if needed")
     can_message = not opted_out and not b.moderated and _HIDE not in b.actions
 
     # greeting on the first message of a conversation
-    greeting = policy.greeting
+    greeting = policy_fields["greeting"]
     main_intent = b.reply_intent
     if (
         greet
@@ -542,7 +547,7 @@ def _finish(
 
     # away message on escalations outside business hours
     away_sent = False
-    hours = policy.business_hours
+    hours = policy_fields["business_hours"]
     if (
         away
         and can_message

@@ -27,7 +27,7 @@ from pydantic import (
 
 from worker import bounded_json, defaults
 from worker.exceptions import InvalidEvent, Problem
-from worker.unvalidated import built
+from worker.unvalidated import given
 
 Platform = Literal["whatsapp", "instagram", "facebook", "messenger", "tiktok", "youtube", "x", "other"]
 Kind = Literal["dm", "comment"]
@@ -308,8 +308,10 @@ def trusted_event(data: object) -> InboundEvent | None:
         return None
     if at.tzinfo is None or at.utcoffset() is None:
         return None
-    # what model_construct makes (every field given, so every field set), without its per-field loop
-    return built(
+    # what model_construct makes (every field given, so every field set), without its per-field loop;
+    # every field given in declaration order: ``given`` (no defaults to fill, ~4k instructions fewer an
+    # instance than ``built``)
+    return given(
         InboundEvent,
         {
             "id": data["id"],
@@ -318,7 +320,7 @@ def trusted_event(data: object) -> InboundEvent | None:
             "kind": data["kind"],
             "conversation_id": data["conversation_id"],
             "post_id": data["post_id"],
-            "author": built(Author, {"id": author["id"], "name": name, "locale": author["locale"], "tags": list(tags)}),
+            "author": given(Author, {"id": author["id"], "name": name, "locale": author["locale"], "tags": list(tags)}),
             "text": text,
             "created_at": at,
             "metadata": metadata,

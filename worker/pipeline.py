@@ -123,26 +123,29 @@ class Pipeline:
         events: list[InboundEvent] = []
         seen: set[tuple[str, str]] = set()
         for position, raw in enumerate(messages):
-            where = f"{source} message {position}"
-            try:
-                # an ingestor's job carries validated events in canonical form: rebuilt without a
-                # second validation; anything else is validated in full
-                event = trusted_event(raw) or parse_event(raw, source=where)
-            except InvalidEvent as exc:
-                store.reject(raw, str(exc), where)
-                report.rejected.append({"source": where, "reason": str(exc)})
-                continue
-            if event.brand not in self.brands:
+            # an ingestor's job carries validated events in canonical form: rebuilt without a
+            # second validation; anything else is validated in full
+            event = trusted_event(raw)
+            if event is None:
+                try:
+                    event = parse_event(raw, source=f"{source} message {position}")
+                except InvalidEvent as exc:
+                    where = f"{source} message {position}"
+                    store.reject(raw, str(exc), where)
+                    report.rejected.append({"source": where, "reason": str(exc)})
+                    continue
+            fields = event.__dict__  # a model's attribute reads go through pydantic's __getattr__ hook
+            if fields["brand"] not in self.brands:
+                where = f"{source} message {position}"
                 reason = f"no policy for brand {event.brand!r} (known: {sorted(self.brands)})"
                 store.reject(raw, reason, where)
                 report.rejected.append({"source": where, "reason": reason})
                 if order is not None:  # never decided here: its conversation's next message must not wait for it
                     store.skip_order(event, order.queue_key)
                 continue
-            fields = event.__dict__  # a model's attribute reads go through pydantic's __getattr__ hook
             key = (fields["brand"], fields["id"])  # event.key
             if key in seen:
-                report.duplicates.append(event.id)
+                report.duplicates.append(fields["id"])
                 continue
             seen.add(key)
             events.append(event)
@@ -324,10 +327,12 @@ class Pipeline:
 
         pending = []
         for outcome, event, new in finished:
-            (report.decided if new else report.duplicates).append(event.id)
+            ev = event.__dict__  # a model's attribute reads go through pydantic's __getattr__ hook
+            (report.decided if new else report.duplicates).append(ev["id"])
             d = outcome.decision
-            if new and d.llm is not None and d.pending:
-                pending.append((event.brand, event.id, max(0.0, (d.llm.deadline - d.decided_at).total_seconds())))
+            llm = d.__dict__["llm"]
+            if new and llm is not None and d.pending:
+                pending.append((ev["brand"], ev["id"], max(0.0, (llm.deadline - d.decided_at).total_seconds())))
         if sla is not None:
             t4 = time.perf_counter()
             now = datetime.now(timezone.utc)

@@ -117,27 +117,12 @@ from worker.models import Action, Correction, Decision, DecisionContext, Deliver
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: Action's members read once: ``Action.X`` goes through the enum metaclass's ``__getattr__`` hook
+_HIDE, _AUTO_REPLY, _ESCALATE = Action.HIDE, Action.AUTO_REPLY, Action.ESCALATE
+
 
 def _ms(dt: datetime) -> int:
     return int(dt.timestamp() * 1000)
-
-
-#: the instant _decided_ms converted last and its result (one tuple: threads read a consistent pair)
-_last_decided: tuple[datetime | None, int] = (None, 0)
-
-
-def _decided_ms(dt: datetime) -> int:
-    """``_ms(dt)`` for a decision's ``decided_at``: a batch's decisions share one object (the pipeline
-    stamps them with the same instant), so it is converted once a batch (``timestamp()`` of an aware
-    instant is ~3.8k instructions). A datetime is immutable, and the one kept here cannot be freed
-    and its address reused while it is kept."""
-    global _last_decided
-    last = _last_decided
-    if last[0] is dt:
-        return last[1]
-    ms = _ms(dt)
-    _last_decided = (dt, ms)
-    return ms
 
 
 def entry_json(value: Any) -> str:
@@ -461,14 +446,15 @@ def outbox_payload(event: InboundEvent, kind: str, **fields: Any) -> dict[str, A
 
 def _outbox_head(event: InboundEvent) -> dict[str, Any]:
     """The fields every outbox entry of ``event`` starts with, in their order."""
+    ev = event.__dict__  # one read: a model's attribute reads go through pydantic's __getattr__ hook
     return {
-        "brand": event.brand,
-        "message_id": event.id,
-        "platform": event.platform,
-        "kind": event.kind,
-        "conversation_id": event.conversation_id,
-        "post_id": event.post_id,
-        "author_id": event.author.id,
+        "brand": ev["brand"],
+        "message_id": ev["id"],
+        "platform": ev["platform"],
+        "kind": ev["kind"],
+        "conversation_id": ev["conversation_id"],
+        "post_id": ev["post_id"],
+        "author_id": ev["author"].__dict__["id"],
     }
 
 
@@ -476,7 +462,7 @@ def _outbox_tail(event: InboundEvent, kind: str, fields: dict[str, Any]) -> dict
     """The fields of one outbox entry of ``event`` after its head: type, visibility, ``fields``."""
     tail: dict[str, Any] = {"type": kind}
     if kind == "reply":
-        tail["visibility"] = "public" if event.kind == "comment" else "private"
+        tail["visibility"] = "public" if event.__dict__["kind"] == "comment" else "private"
     tail.update(fields)
     return tail
 
@@ -612,14 +598,16 @@ class Store:
         k = self.keys
         brands: dict[str, int] = {}
         for e in events:
-            brands.setdefault(e.brand, len(brands) + 1)
+            brands.setdefault(e.__dict__["brand"], len(brands) + 1)
         keys = [k.optout(b) for b in brands]
         args: list[Any] = [len(brands), "1" if ordered else ""]
         for e in events:
-            keys += [k.decision(e.brand, e.id), k.conversation(e.brand, e.conversation_id)]
+            ev = e.__dict__  # one read: a model's attribute reads go through pydantic's __getattr__ hook
+            brand, conv, mid = ev["brand"], ev["conversation_id"], ev["id"]
+            keys += [k.decision(brand, mid), k.conversation(brand, conv)]
             if ordered:
-                keys.append(k.order(e.brand, e.conversation_id))
-            args += [brands[e.brand], e.author.id, e.id]
+                keys.append(k.order(brand, conv))
+            args += [brands[brand], ev["author"].__dict__["id"], mid]
         decided, contexts, state = [], [], []
         (lines,) = self._context_many.run(self.client, [(keys, args)])
         for line in lines.decode().split("\n"):
@@ -745,6 +733,7 @@ class Store:
         queue_key: str = "",
         opted_out: bool | None = None,
         open_timers: bool = False,
+        decided_ms: int | None = None,
     ) -> _Entry:
         """One decision of a ``lua/apply_decision.lua`` call: every effect ``decision`` implies.
 
@@ -758,16 +747,24 @@ class Store:
         decided (then its parked successor is queued on ``queue_key``). A finalisation is written
         only if the author's opt-out is still ``opted_out`` (when given). ``open_timers``: a written
         first decision's reply carries its conversation's open SLA timers (see ``persist``).
+        ``decided_ms``: ``decision.decided_at`` in ms, when the caller has it (a batch's decisions
+        share their instant: ``datetime.timestamp()`` of an aware one is ~3.8k instructions).
         """
-        b, mid, conv = event.brand, event.id, event.conversation_id
+        # each field read once, from the models' __dict__: a model's attribute reads go through
+        # pydantic's __getattr__ hook (~400 instructions each, ~40 a decision here)
+        ev, fields = event.__dict__, decision.__dict__
+        b, mid, conv, author_id = ev["brand"], ev["id"], ev["conversation_id"], ev["author"].__dict__["id"]
         history_ttl, decision_ttl, person_ttl = self._entry_ttls(b)
         history: list[bytes] = []  # entry_json as bytes (arguments of their own)
         counters: dict[str, int] = {}
         floats: dict[str, float] = {}
-        created = _ms(event.created_at)
+        created = _ms(ev["created_at"])
         created_ms = str(created)
-        decided_ms = _decided_ms(decision.decided_at)
-        actions, llm, reply = decision.actions, decision.llm, decision.reply
+        if decided_ms is None:
+            decided_ms = _ms(fields["decided_at"])
+        actions, llm, reply = fields["actions"], fields["llm"], fields["reply"]
+        llm_fields = llm.__dict__ if llm is not None else None
+        pending = llm_fields is not None and llm_fields["status"] == "pending"  # decision.pending
         if first:
             history.append(
                 to_json(
@@ -775,26 +772,26 @@ class Store:
                         "role": "customer",
                         "message_id": mid,
                         "at": created,
-                        "text": event.text[: defaults.HISTORY_MAX_CHARS],
+                        "text": ev["text"][: defaults.HISTORY_MAX_CHARS],
                     }
                 )
             )
             counters["decisions"] = 1
         outbox: list[bytes] = []
         score = ""
-        if decision.pending:
-            counters[f"llm:{llm.task}:pending"] = 1  # type: ignore[union-attr]
+        if pending:
+            counters[f"llm:{llm_fields['task']}:pending"] = 1  # type: ignore[index]
         else:
             entries = OutboxEntries(event)
-            if Action.HIDE in actions:
+            if _HIDE in actions:
                 outbox.append(entries.json("hide"))
-            if Action.AUTO_REPLY in actions and reply:
+            if _AUTO_REPLY in actions and reply:
                 outbox.append(
                     entries.json(
                         "reply",
                         text=reply,
-                        templates=[f"{t.id}@{t.version}" for t in decision.templates],
-                        llm=bool(llm and llm.outcome == "used"),
+                        templates=[f"{t.__dict__['id']}@{t.__dict__['version']}" for t in fields["templates"]],
+                        llm=bool(llm_fields and llm_fields["outcome"] == "used"),
                     )
                 )
                 history.append(
@@ -808,12 +805,12 @@ class Store:
                     )
                 )
             # every final decision, for outbound connectors (CRM webhooks, Chatwoot hand-off)
-            rule = decision.rule
-            values = [a.value for a in actions]
+            rule = fields["rule"]
+            values = [a._value_ for a in actions]  # Action's .value is a property of the enum: the same string
             outbox.append(entries.json("decision", actions=values, rule=rule))
-            escalation = decision.escalation
-            if Action.ESCALATE in actions and escalation is not None:
-                score = repr(_review_score_ms(escalation.priority, created))
+            escalation = fields["escalation"]
+            if _ESCALATE in actions and escalation is not None:
+                score = repr(_review_score_ms(escalation.__dict__["priority"], created))
             for name in [f"rule:{rule}"] + [f"action:{value}" for value in values]:
                 counters[name] = counters.get(name, 0) + 1
             if llm is not None:
@@ -822,12 +819,13 @@ class Store:
                         floats[name] = floats.get(name, 0.0) + amount
                     else:
                         counters[name] = counters.get(name, 0) + amount
-        context = decision.context
+        context = fields["context"]
         if first and context is not None:
-            away = context.away_sent_at
+            known = context.__dict__
+            away = known["away_sent_at"]
             checks = [
-                "1" if context.opted_out else "0",
-                "1" if context.first_contact else "0",
+                "1" if known["opted_out"] else "0",
+                "1" if known["first_contact"] else "0",
                 str(_ms(away)) if away is not None else "none",
             ]
         else:
@@ -840,14 +838,14 @@ class Store:
             score,
             len(outbox),
             (optout_op or "") if first else "",
-            event.author.id,
+            author_id,
             len(history),
             history_ttl,
             created_ms if first and away_sent else "",
             {name: str(n) for name, n in counters.items()},
             {name: repr(x) for name, x in floats.items()},
             created_ms if first else "",
-            str(_ms(llm.deadline)) if first and decision.pending else "",  # type: ignore[union-attr]
+            str(_ms(llm_fields["deadline"])) if first and pending else "",  # type: ignore[index]
             str(seq) if first and seq is not None and queue_key else "",
             *checks,
             "",  # the review queue entry is added or moved
@@ -855,7 +853,7 @@ class Store:
             decision_ttl,  # personal data
             person_ttl,
         ]
-        keys = self._decision_keys(b, mid, conv, event.author.id, open_timers)
+        keys = self._decision_keys(b, mid, conv, author_id, open_timers)
         return _Entry(b, keys, decision.json_bytes(), spec, [*outbox, *history])
 
     def queue_amendment(
@@ -982,19 +980,28 @@ class Store:
             return []
         seqs = seqs if seqs is not None else [None] * len(items)
         reading = open_timers is not None
-        entries = [
-            self._entry(
-                decision,
-                event,
-                first=True,
-                optout_op=optout_op,
-                away_sent=away_sent,
-                seq=seq,
-                queue_key=queue_key,
-                open_timers=reading,
+        # a batch's decisions share their decided_at (the pipeline stamps them with one instant): each
+        # instant converted to ms once
+        instant_ms: dict[datetime, int] = {}
+        entries = []
+        for (decision, event, optout_op, away_sent), seq in zip(items, seqs, strict=True):
+            decided_at = decision.__dict__["decided_at"]
+            decided_ms = instant_ms.get(decided_at)
+            if decided_ms is None:
+                decided_ms = instant_ms[decided_at] = _ms(decided_at)
+            entries.append(
+                self._entry(
+                    decision,
+                    event,
+                    first=True,
+                    optout_op=optout_op,
+                    away_sent=away_sent,
+                    seq=seq,
+                    queue_key=queue_key,
+                    open_timers=reading,
+                    decided_ms=decided_ms,
+                )
             )
-            for (decision, event, optout_op, away_sent), seq in zip(items, seqs, strict=True)
-        ]
         calls = [  # several decisions per script call, the calls in one round trip
             self._apply_call(entries[start : start + defaults.PERSIST_CHUNK], queue_key)
             for start in range(0, len(entries), defaults.PERSIST_CHUNK)
@@ -1006,7 +1013,8 @@ class Store:
             if isinstance(reply, list):  # written, and its conversation has open SLA timers
                 results.append(int(reply[0]))
                 if open_timers is not None:
-                    open_timers[(event.brand, event.id)] = [m.decode() for m in reply[1:]]
+                    ev = event.__dict__
+                    open_timers[(ev["brand"], ev["id"])] = [m.decode() for m in reply[1:]]
             else:
                 results.append(int(reply))
         return results

@@ -22,11 +22,16 @@ from pydantic import BaseModel
 
 M = TypeVar("M", bound=BaseModel)
 
-_set = object.__setattr__
 #: ``cls.__new__(cls)`` of a pydantic model is ``object.__new__``, but looking it up on the class goes
 #: through pydantic's metaclass ``__getattr__`` hook (~0.3 µs); called directly it is not
 _new = object.__new__
 _IMMUTABLE = (str, int, float, bool, bytes, tuple, frozenset, type(None))
+#: the setters of BaseModel's ``__dict__`` and its three slots, called directly: ``object.__setattr__``
+#: looks each name up on the class first (~9 instances a message)
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 _REQUIRED = object()
@@ -60,10 +65,10 @@ def _instance(cls: type[M], values: dict[str, Any], fields_set: set[str]) -> M:
     """An instance of ``cls`` with ``values`` as its fields, as pydantic's own constructor leaves one
     (``fields_set``: the names given explicitly; no extra or private values)."""
     obj = _new(cls)
-    _set(obj, "__dict__", values)
-    _set(obj, "__pydantic_fields_set__", fields_set)
-    _set(obj, "__pydantic_extra__", None)
-    _set(obj, "__pydantic_private__", None)
+    _set_dict(obj, values)
+    _set_fields_set(obj, fields_set)
+    _set_extra(obj, None)
+    _set_private(obj, None)
     return obj
 
 
