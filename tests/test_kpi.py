@@ -191,7 +191,10 @@ def test_kpis_and_metrics_from_redis(client, brands) -> None:
     text = generate_latest(registry).decode()
     assert 'replyguard_review_queue_depth{brand="demo-shop",role="manager"} 1.0' in text
     assert 'replyguard_sla_breaches_total{brand="demo-shop",target="first_response"} 1.0' in text
-    assert 'replyguard_kpi_automation_rate{brand="demo-shop"}' in text
+    # today's share of messages decided without a person, in the brand's time zone: in the first half hour of a
+    # Tokyo day every message of this test was created the day before, and a share of nothing is not exported
+    automation = 'replyguard_kpi_automation_rate{brand="demo-shop"}'
+    assert (automation in text) == bool(today.messages), (today, text)
     oldest = next(line for line in text.splitlines() if line.startswith("replyguard_review_oldest_age_seconds{"))
     assert float(oldest.split()[-1]) >= 30 * 60
 
