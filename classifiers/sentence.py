@@ -34,6 +34,7 @@ import mmap
 import os
 import threading
 from functools import lru_cache
+from itertools import chain
 from importlib.metadata import PackageNotFoundError, version as package_version
 from pathlib import Path
 from collections.abc import Callable
@@ -41,6 +42,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse._sparsetools import csr_matvecs
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from classifiers.atomic import new_file
@@ -407,16 +409,17 @@ class StaticTable:
         if n == 0:
             return np.zeros((0, DIM), dtype=np.float32)
         lens = np.fromiter(map(len, token_lists), dtype=np.int64, count=n)
-        flat = np.fromiter((i for ids in token_lists for i in ids), dtype=np.int64, count=int(lens.sum()))
-        # Each distinct token's row once, summed per text by a sparse product. float16 values are
-        # multiples of 2^-24 below 2^16, so float64 sums of them are exact: any summation order
-        # gives the same bits (a text's sum does not depend on its batch).
+        flat = np.fromiter(chain.from_iterable(token_lists), dtype=np.int64, count=int(lens.sum()))
+        # Each distinct token's row once, summed per text by a sparse product (scipy's kernel for
+        # ``counts @ rows``, called without building the matrix). float16 values are multiples of
+        # 2^-24 below 2^16, so float64 sums of them are exact: any summation order gives the same
+        # bits (a text's sum does not depend on its batch).
         distinct, column = np.unique(flat, return_inverse=True)
-        counts = sp.csr_matrix(
-            (np.ones(len(flat)), column.ravel(), np.concatenate(([0], np.cumsum(lens)))),
-            shape=(n, len(distinct)),
-        )
-        summed = counts @ np.asarray(self.rows.take(distinct), dtype=np.float64)
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lens, out=indptr[1:])
+        rows = np.asarray(self.rows.take(distinct), dtype=np.float64)
+        summed = np.zeros((n, DIM))
+        csr_matvecs(n, len(distinct), DIM, indptr, column.ravel(), np.ones(len(flat)), rows.ravel(), summed.ravel())
         mean = summed / np.sqrt(lens.astype(np.float64))[:, None]
         return output_layers32(mean, self)
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any, cast
 
 import numpy as np
@@ -45,10 +45,13 @@ from classifiers.contextual import ContextVectors
 from classifiers.estimators import FusedLinear, PrunedLinear, TwoStageLinear
 from classifiers.features import TokenCoverage, columns
 from classifiers.sentence import SentenceVectors
-from classifiers.text import TextNormalizer, normalize_all
+from classifiers.text import TOKEN_PATTERN, TextNormalizer, normalize_all
 
-#: Words whose n-gram ids are remembered per char_wb analyser (cleared when full).
+#: Words whose n-gram ids are remembered per char_wb analyser, and whose tokens per word analyser (cleared when full).
 WORD_CACHE = 50_000
+#: Token patterns none of whose matches holds or touches whitespace (classifiers.text's own and scikit-learn's
+#: default): a text's tokens are then its whitespace-separated words' tokens, in order (see SharedPass._tokens).
+_WORDWISE_PATTERNS = (TOKEN_PATTERN, r"(?u)\b\w\w+\b")
 _INT_SIZE = array("i").itemsize
 #: A linear head's weights are kept dense (float32) up to this many entries (16 MB), e.g. 9 intents x 400k n-grams.
 DENSE_WEIGHTS = 4_000_000
@@ -228,6 +231,9 @@ class SharedPass:
         self.word_cache: dict[tuple, dict[str, bytes]] = {}  # char_wb analyser -> word -> its n-grams' ids (C ints)
         self.char_ranges: dict[tuple, tuple[int, int]] = {}  # char_wb analyser -> its n range
         self.tokenizers: dict[tuple, tuple[Any, tuple[int, int]]] = {}  # plain word analyser -> tokenizer, n range
+        self.token_cache: dict[tuple, dict[str, tuple[str, ...]]] = {}  # plain word analyser -> word -> its tokens
+        self._table: Any = None  # the sentence representation, once a batch has needed it
+        self._words_of: dict[str, list[str]] = {}  # this batch's normalised texts -> their words (_split)
         for head in self.heads:
             if not head.shared:
                 continue
@@ -245,6 +251,8 @@ class SharedPass:
                             self.char_ranges[key] = part.ngram_range
                         elif _plain_words(part):
                             self.tokenizers[key] = (part.build_tokenizer(), part.ngram_range)
+                            if part.token_pattern in _WORDWISE_PATTERNS:
+                                self.token_cache[key] = {}
                     self.inputs.setdefault(key, set()).add(head.norm_key)
                     for term in part.vocabulary_:
                         union.setdefault(term, len(union))
@@ -295,13 +303,39 @@ class SharedPass:
         (counts do not see the order), without building the analyser's list of strings first."""
         tokenize, (low, high) = self.tokenizers[key]
         get = self.vocab[key].get
-        tokens = tokenize(doc)
+        tokens = tokenize(doc) if key not in self.token_cache else self._tokens(key, doc)
         ids = list(map(get, tokens, repeat(-1))) if low == 1 else []
         if low <= 2 <= high:  # bigrams: the pairs joined by a space, as " ".join(tokens[i : i + 2])
             ids += [get(f"{first} {second}", -1) for first, second in zip(tokens, tokens[1:], strict=False)]
         for n in range(max(low, 3), min(high, len(tokens)) + 1):
             ids += [get(" ".join(tokens[i : i + n]), -1) for i in range(len(tokens) - n + 1)]
         return ids
+
+    def _split(self, doc: str) -> list[str]:
+        """``doc.split()``, once per batch for all the analysers that read a text word by word."""
+        words = self._words_of.get(doc)
+        if words is None:
+            words = self._words_of[doc] = doc.split()
+        return words
+
+    def _tokens(self, key: tuple, doc: str) -> list[str]:
+        """``tokenize(doc)`` from its words' tokens, each word tokenised once (remembered). Exact for the
+        patterns of ``_WORDWISE_PATTERNS``: no match holds whitespace, none looks past its own characters
+        but for ``\\b``, which sees whitespace and a text's edge alike, and a scan that fails at a position
+        moves one character on, so a scan of the text restarts at each word's first character as a scan of
+        the word alone starts there (``tests/test_shared_pass.py`` compares them on the shared texts)."""
+        words = self.token_cache[key]
+        parts = self._split(doc)
+        found = list(map(words.get, parts))
+        if None in found:
+            tokenize = self.tokenizers[key][0]
+            if len(words) > WORD_CACHE:
+                words.clear()
+            found = [
+                (words.setdefault(word, tuple(tokenize(word))) if tokens is None else tokens)
+                for tokens, word in zip(found, parts, strict=True)
+            ]
+        return list(chain.from_iterable(cast(list[tuple[str, ...]], found)))
 
     def _selection(self, key: tuple, part: TfidfVectorizer) -> np.ndarray:
         """Union column -> this model's column (-1: not in its vocabulary; the last is the unknown column)."""
@@ -314,6 +348,7 @@ class SharedPass:
     def predict_proba(self, texts: Sequence[str]) -> list[np.ndarray]:
         """One (len(texts), n_labels) array per model, in the order the models were given."""
         texts = [str(t) for t in texts]
+        self._words_of = {}
         configs = list(self.normalisers)
         normalised: dict[tuple, list[str]] = {key: [] for key in configs}
         for text in texts:
@@ -334,7 +369,7 @@ class SharedPass:
                 chunks: list[bytes] = []  # each word's ids as C ints, joined once per batch
                 sizes = []
                 for doc in unique:
-                    parts = doc.split()
+                    parts = self._split(doc)
                     cached = list(map(words.get, parts))
                     found = (
                         cast(list[bytes], cached)
@@ -423,9 +458,12 @@ class SharedPass:
         users = [h for h in self.heads if h.shared and any(kind == "sentence" for kind, _ in h.blocks)]
         if not users:
             return {}
-        table = next(part for kind, part in users[0].blocks if kind == "sentence").table()
-        for head in users[1:]:
-            next(part for kind, part in head.blocks if kind == "sentence").table()  # same representation, or refuse
+        table = self._table
+        if table is None:  # the process's one table (load_table): found once, not per batch
+            table = next(part for kind, part in users[0].blocks if kind == "sentence").table()
+            for head in users[1:]:
+                next(part for kind, part in head.blocks if kind == "sentence").table()  # same representation, or refuse
+            self._table = table
         wanted = {h.norm_key for h in users}
         index: dict[str, int] = {}
         for key in wanted:
@@ -567,9 +605,10 @@ def _ordered_scores(
         values = tf[keep]
         values *= direct["idf"][local]
         norms = np.sqrt(np.bincount(rows, weights=(values * values).astype(np.float64), minlength=n_texts))
-        values = (values / norms[rows]).astype(np.float32)
+        per_text = np.bincount(rows, minlength=n_texts)
+        values = (values / np.repeat(norms, per_text)).astype(np.float32)  # norms[rows]: rows are sorted
         indptr = np.zeros(n_texts + 1, dtype=index_type)  # scipy's kernels take one index type
-        np.cumsum(np.bincount(rows, minlength=n_texts), out=indptr[1:])
+        np.cumsum(per_text, out=indptr[1:])
         if n_labels == 1:  # scipy multiplies by a one-column matrix as by a vector
             csr_matvec(n_texts, weights.shape[0], indptr, local, values, weights.ravel(), scores.ravel())
         else:

@@ -45,19 +45,36 @@ def normalize(text: str, *, urls: bool = True, mentions: bool = True, emails: bo
     return SPACE_RE.sub(" ", text).strip()
 
 
-DIGIT_RE = re.compile(r"\d")
+#: What every match of PHONE_RE contains (the match without its optional "+" and its lookarounds): a text
+#: without it has no phone number. Unlike PHONE_RE it starts with a character class, which the regex
+#: engine scans for quickly, so a text whose digits are not a phone-like run (an order number, "3 pm")
+#: is not tried character by character by the substitution (~3x cheaper on such a text).
+PHONE_HINT_RE = re.compile(r"\d[\d\s().-]{7,}\d")
 #: What every match of URL_RE contains (its first branch "://" or "www.", its second "." and a listed
 #: domain), with URL_RE's own case folding: a text without it has no URL (a 6x cheaper scan).
 URL_HINT_RE = re.compile(
     r"(?i)://|www\.|\.(?:com|net|org|io|co|ly|me|info|biz|xyz|jp|uk|us|tv|gg|link|site|online|shop|store|app)"
 )
+#: A "." before a letter that URL_HINT_RE's case folding can read as the first letter of one of its domains
+#: (an ASCII letter, "ı" or "İ" as "i", "ſ" as "s"). One literal first character: the regex engine scans
+#: for it quickly, unlike URL_HINT_RE, which it tries at every position (~40x cheaper on a text without it).
+URL_DOT_RE = re.compile(r"\.[a-zA-Z\u0130\u0131\u017f]")
+
+
+def _may_hold_url(text: str) -> bool:
+    """Whether URL_RE can match a case-folded text (as normalize_all's are: no "W" left): URL_HINT_RE, tried
+    only when one of its branches' starts is there ("://", "www." or URL_DOT_RE)."""
+    if "://" not in text and "www." not in text and URL_DOT_RE.search(text) is None:
+        return False
+    return URL_HINT_RE.search(text) is not None
+
 
 #: (flag, pattern, placeholder, can it match?) in the order :func:`normalize` applies them.
 _STEPS = (
     (EMAIL_RE, " zemailz ", lambda t: "@" in t),
-    (URL_RE, " zurlz ", lambda t: URL_HINT_RE.search(t) is not None),
+    (URL_RE, " zurlz ", _may_hold_url),
     (MENTION_RE, " zmentionz ", lambda t: "@" in t),
-    (PHONE_RE, " zphonez ", lambda t: DIGIT_RE.search(t) is not None),
+    (PHONE_RE, " zphonez ", lambda t: PHONE_HINT_RE.search(t) is not None),
 )
 
 
@@ -69,9 +86,9 @@ def normalize_all(
     Whitespace is collapsed by ``str.split``, which splits on the characters ``\\s`` matches in a str
     pattern (both are ``str.isspace``), once per distinct result."""
     base = unicodedata.normalize("NFKC", html.unescape(text)).casefold()
-    if not any(possible(base) for _, _, possible in _STEPS):  # no step can change it, under any config
-        collapsed_base = " ".join(base.split())
-        return dict.fromkeys(configs, collapsed_base)
+    # no step can change it, under any config (the _STEPS tests, written out: most texts end here)
+    if "@" not in base and not _may_hold_url(base) and PHONE_HINT_RE.search(base) is None:
+        return dict.fromkeys(configs, " ".join(base.split()))
     done: dict[tuple[bool, ...], str] = {(): base}
     collapsed: dict[str, str] = {}
     out = {}

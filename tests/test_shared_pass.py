@@ -4,6 +4,7 @@ representation is derived exactly from the pinned package and artifacts refuse a
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,10 @@ TRICKY = [
     "\u2003em\u00a0space\u3000x\x1c \x85end\u2028",  # whitespace that \\s and str.split both know
     "WWW.EXAMPLE.COM/Y and ＨＴＴＰＳ：／／Ｘ.ＩＯ",
     "ıt.com İo.io no.domain 3.14",
+    # digits that are not a phone number (PHONE_HINT_RE skips the substitution) and ones that are
+    "3 pm on the 12th, order 1234567 x 2",
+    "1234567890 12-34-56-78-9 (0)20 7946 0958 ５５５１２３４５６７",
+    "9 . . . . . . . 9 and 12345678 9 and x+1 234 567 89",
 ]
 
 
@@ -63,6 +68,25 @@ def test_normalize_all_equals_normalize_for_every_config() -> None:
             assert shared[(urls, mentions, emails, phones)] == normalize(
                 text, urls=urls, mentions=mentions, emails=emails, phones=phones
             ), text
+
+
+def test_the_cheap_url_and_phone_tests_are_necessary_conditions() -> None:
+    """normalize_all skips URL_RE and PHONE_RE on a text that lacks what every match of theirs holds. URL_DOT_RE
+    covers every character that URL_RE's case folding reads as the first letter of one of its domains (all of
+    Unicode checked), "www." is the only spelling of its "www." branch in a case-folded text, and PHONE_HINT_RE
+    is PHONE_RE without its lookarounds and optional "+"."""
+    from classifiers.text import PHONE_HINT_RE, PHONE_RE, URL_DOT_RE, URL_HINT_RE
+
+    domains = re.search(r"\(\?:([a-z|]+)\)", URL_HINT_RE.pattern)
+    assert domains is not None
+    first_letters = re.compile("(?i)[" + "".join({d[0] for d in domains.group(1).split("|")}) + "]")
+    for code in range(0x110000):
+        c = chr(code)
+        if first_letters.fullmatch(c):
+            assert URL_DOT_RE.fullmatch("." + c), hex(code)
+        if re.fullmatch("(?i)w", c):
+            assert c.casefold() == "w", hex(code)
+    assert PHONE_RE.pattern == r"(?<!\d)\+?" + PHONE_HINT_RE.pattern + r"(?!\d)"
 
 
 def test_shared_pass_gives_the_shipped_pipelines_probabilities() -> None:
@@ -275,6 +299,27 @@ def test_a_words_char_ngrams_are_the_analysers() -> None:
         analyser, vocab = passes.analysers[key], passes.vocab[key]
         for word in words:
             assert passes._word_lookup(key, word) == [vocab.get(g, -1) for g in analyser(word)], word
+
+
+@pytest.mark.shared_data
+def test_a_texts_tokens_are_its_words_tokens(shared: Path) -> None:
+    """SharedPass._tokens (each word tokenised once, remembered) gives the word analyser's tokenizer's
+    tokens of the whole text, for the shipped models' token pattern and scikit-learn's default."""
+    models = [ModelRegistry().get(name) for name in ("spam-default", "abuse-default", "demo-shop-intent")]
+    passes = SharedPass(models)
+    assert passes.token_cache  # the shipped models' word blocks use the project's token pattern
+    texts = _texts() + ["ab12cd 注文abc123 ａｂ_cd x_y__z 3.14 é_é", "a b c", "", " 12 "]
+    for name in ("sms_spam_collection.jsonl", "davidson_hate_offensive.jsonl", "bitext_customer_support.jsonl"):
+        rows = [json.loads(line) for line in (shared / name).read_text(encoding="utf-8").splitlines()]
+        texts += [r["text"] for r in rows[:3000]]
+    docs = {normalize(t) for t in texts} | {normalize(t, urls=False, phones=False) for t in texts}
+    for key in passes.token_cache:
+        tokenize = passes.tokenizers[key][0]
+        for doc in docs:
+            assert passes._tokens(key, doc) == tokenize(doc), doc
+    default = re.compile(shared_pass_module._WORDWISE_PATTERNS[1]).findall
+    for doc in docs:  # scikit-learn's default pattern, its \b at a word's edges included
+        assert [t for word in doc.split() for t in default(word)] == default(doc), doc
 
 
 def _head_sort_only(passes: SharedPass) -> SharedPass:
