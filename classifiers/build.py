@@ -237,7 +237,9 @@ def make_pipeline(config: ModelConfig, processes: int = 1) -> Pipeline:
         if context_floor is not None:
             from classifiers.contextual import ContextVectors
 
-            features.append(("context", ContextVectors(coverage_floor=context_floor, min_df=config.word_min_df)))
+            features.append(
+                ("context", ContextVectors(coverage_floor=context_floor, min_df=config.word_min_df, n_jobs=processes))
+            )
         features.append(("sentence", SentenceVectors(weight=1.0)))
         sentence_head = _sentence_head(config, folds)
         head = FusedLinear(
@@ -249,6 +251,7 @@ def make_pipeline(config: ModelConfig, processes: int = 1) -> Pipeline:
             context_head=_context_head(config, folds, processes) if context else None,
             context_floor=context_floor,
             context_columns=DIM if context else 0,
+            n_jobs=processes,
         )
     return Pipeline(
         [
@@ -377,7 +380,9 @@ def fit(
     """Fit ``config`` on the texts; the SVMs' calibration folds run in ``processes`` worker processes
     (default :data:`TRAINING_PROCESSES` from :data:`PARALLEL_ROWS` texts, else 1): the same model as one process (liblinear seeds its process-global
     random generator at every fit, so each fold's result does not depend on where it runs; threads would
-    share that generator and race)."""
+    share that generator and race). With a fused head, the full network's vectors of the training texts and
+    every linear SVM fit of all heads (folds and final fits) run in those processes too, all heads at once
+    (:func:`classifiers.calibrated_fits.fit_heads`)."""
     config, _ = fitted_config(config, labels)
     if processes is None:  # starting worker processes costs ~1-2 s: only worth it for larger data
         processes = TRAINING_PROCESSES if len(texts) >= PARALLEL_ROWS else 1

