@@ -65,11 +65,11 @@ class Overlaps:
     #: texts with more than one label: (the first row's text, its labels sorted), in file order
     conflicting: list[tuple[str, list[str]]]
 
-    def notes(self) -> list[str]:
-        """The overlaps as people read them, one note each ([] when there are none)."""
+    def notes(self, splits: tuple[str, ...] = ("val", "test")) -> list[str]:
+        """The overlaps as people read them, one note each ([] when there are none); shared rows of ``splits``."""
         out = []
         for split, (n, rows) in self.shared.items():
-            if n and n / rows >= SHARED_NOTE_SHARE:
+            if split in splits and n and n / rows >= SHARED_NOTE_SHARE:
                 earlier, so = (
                     ("train", "thresholds chosen on val may be too low for new text")
                     if split == "val"
@@ -156,20 +156,20 @@ class Dataset:
 
     def overlaps(self) -> Overlaps:
         """Val rows sharing a text with train, test rows sharing one with train or val, and texts with two labels."""
+        keys = [text_key(e.text) for e in self.examples]
         first: dict[str, Example] = {}
         labels: dict[str, set[str]] = defaultdict(set)
         seen_in: dict[str, set[str | None]] = defaultdict(set)
-        for e in self.examples:
-            key = text_key(e.text)
+        for key, e in zip(keys, self.examples, strict=True):
             first.setdefault(key, e)
             labels[key].add(e.label)
             seen_in[key].add(e.split)
         earlier = {"val": {"train"}, "test": {"train", "val"}}
         shared: dict[str, tuple[int, int]] = {}
         for split, before in earlier.items():
-            rows = [e for e in self.examples if e.split == split]
+            rows = [key for key, e in zip(keys, self.examples, strict=True) if e.split == split]
             if rows:
-                shared[split] = (sum(1 for e in rows if seen_in[text_key(e.text)] & before), len(rows))
+                shared[split] = (sum(1 for key in rows if seen_in[key] & before), len(rows))
         conflicting = [(first[k].text, sorted(found)) for k, found in labels.items() if len(found) > 1]
         return Overlaps(shared=shared, conflicting=conflicting)
 

@@ -339,8 +339,6 @@ def _current_manifest(versions):
 
 def _read_labelled(task: str, path: str):
     """The labelled file at ``path``, a binary task's 1 / 0 (true / false, yes / no) read as its own labels, saying so."""
-    from dataclasses import replace
-
     from classifiers.datasets import read_dataset, with_splits
     from eval.evaluate import binary_labels
 
@@ -350,8 +348,7 @@ def _read_labelled(task: str, path: str):
     if dataset.empty_lines:
         print(f"{Path(path).name}: {dataset.empty_text()}")
     # what training measures on: its test rows against the rows it fits (train and val alike)
-    overlaps = with_splits(dataset).overlaps()
-    for note in replace(overlaps, shared={k: v for k, v in overlaps.shared.items() if k == "test"}).notes():
+    for note in with_splits(dataset).overlaps().notes(splits=("test",)):
         print(f"{Path(path).name}: {note}")
     return dataset
 

@@ -451,6 +451,12 @@ class DeliveryRecord(BaseModel):
     at: datetime
 
 
+def llm_pending(llm: LLMRecord | None) -> bool:
+    """:attr:`Decision.pending` of a decision's ``llm`` field (hot paths read a decision's fields from its
+    ``__dict__`` in one go)."""
+    return llm is not None and llm.__dict__["status"] == "pending"
+
+
 class Decision(BaseModel):
     """What replyguard decided for one message, and why. Stored in Redis as JSON."""
 
@@ -495,7 +501,7 @@ class Decision(BaseModel):
     @property
     def pending(self) -> bool:
         """Waiting for an LLM job: side effects are deferred until it (or its deadline) finalises."""
-        return self.llm is not None and self.llm.status == "pending"
+        return llm_pending(self.llm)
 
     def to_json(self) -> str:
         return self.model_dump_json()

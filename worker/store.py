@@ -112,7 +112,16 @@ from pydantic_core import to_json
 
 from worker import defaults
 from worker.exceptions import StoreError
-from worker.models import Action, Correction, Decision, DecisionContext, DeliveryRecord, Escalation, InboundEvent
+from worker.models import (
+    Action,
+    Correction,
+    Decision,
+    DecisionContext,
+    DeliveryRecord,
+    Escalation,
+    InboundEvent,
+    llm_pending,
+)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -764,7 +773,7 @@ class Store:
             decided_ms = _ms(fields["decided_at"])
         actions, llm, reply = fields["actions"], fields["llm"], fields["reply"]
         llm_fields = llm.__dict__ if llm is not None else None
-        pending = llm_fields is not None and llm_fields["status"] == "pending"  # decision.pending
+        pending = llm_pending(llm)
         if first:
             history.append(
                 to_json(
