@@ -1,7 +1,7 @@
 """Ingest's batch jobs carry exactly what they carried when each event was dumped to a dict and
 RQ's JSONSerializer encoded the list (``enqueue_batch``): ``enqueue_events`` writes the payload with
-pydantic-core's serializer instead. Same function, same arguments (each event's canonical form, value
-for value and type for type), same job options."""
+pydantic-core's serializer instead, and compresses it at ``JOB_PAYLOAD_ZLIB_LEVEL``. Same function,
+same arguments (each event's canonical form, value for value and type for type), same job options."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from tests.conftest import make_event
+from worker import defaults
 from worker.demo import load_sample
 from worker.models import InboundEvent, canonical_json, parse_event, trusted_event
 from worker.queues import batch_queue, enqueue_batch, enqueue_events
@@ -105,3 +106,15 @@ def test_enqueue_events_is_enqueue_batch(client: redis.Redis, settings: Settings
     assert client.lrange(queue.key, 0, -1) == [
         j.encode() for s in range(0, len(events), 256) for j in (f"old-{s}", f"new-{s}")
     ]
+
+
+def test_payload_level(client: redis.Redis, settings: Settings) -> None:
+    """New payloads are written at JOB_PAYLOAD_ZLIB_LEVEL; a job read and saved again keeps its bytes."""
+    queue = batch_queue(client, settings)
+    events = _events()[:50]
+    job = enqueue_events(queue, events, "level")
+    packed = client.hget(Job.key_for("level"), "data")
+    assert packed == zlib.compress(job.data, defaults.JOB_PAYLOAD_ZLIB_LEVEL)
+    fetched = queue.fetch_job("level")
+    fetched.save()
+    assert client.hget(Job.key_for("level"), "data") == packed
