@@ -95,9 +95,10 @@ def _with(args: list, at: int, value: object) -> list:
 def test_a_bad_spec_is_refused_before_anything_is_written(client, settings, brands):
     store = Store(client, settings.key_prefix)
     keys, args = _call(store, brands, [make_event(id="x1"), make_event(id="x2", conversation_id="c-x2")])
-    # the second decision's spec: after the first decision's JSON, spec and entries, and its own JSON
-    first = json.loads(args[5])
-    at = 5 + int(first[5]) + int(first[8]) + 2
+    # the second decision's spec: after the call's counter sets, the first decision's JSON, spec and
+    # entries, and its own JSON
+    first = json.loads(args[6])
+    at = 6 + int(first[5]) + int(first[8]) + 2
     spec = json.loads(args[at])
     assert spec[2] == "x2" and len(args) == at + 1 + int(spec[5]) + int(spec[8])
     broken = _with(args, at, json.dumps(["", "1", "x2"]))  # the second decision's spec is short
@@ -300,3 +301,32 @@ def test_a_decision_time_is_converted_once_a_call_and_never_confused_with_anothe
     ]
     assert [h["at"] for h in replies if h["role"] == "brand"] == [_ms(x) for x in instants]
     assert _ms(b) - _ms(a) == 1
+
+
+def test_streams_are_trimmed_once_a_call_to_their_cap(client, settings, brands, monkeypatch):
+    """apply_decision.lua and sla_start.lua add a call's outbox and sla.* events entries with plain XADDs
+    and trim each stream once at the end of the call (XTRIM MAXLEN ~ cap): a stream over its cap comes
+    back to it (to within one stream node, as XADD's own MAXLEN ~ trims), and one under it keeps all."""
+    import worker.jobs as jobs
+
+    monkeypatch.setattr(defaults, "OUTBOX_MAX_ENTRIES", 150)
+    monkeypatch.setattr(defaults, "SLA_EVENTS_MAX_ENTRIES", 150)
+    store = Store(client, settings.key_prefix)
+    k = store.keys
+    for key in (k.outbox("demo-shop"), k.sla_events("demo-shop")):
+        for _ in range(6):  # 600 small entries: six stream nodes of 100 (stream-node-max-entries)
+            pipe = client.pipeline(transaction=False)
+            for _ in range(100):
+                pipe.xadd(key, {"filler": "1"})
+            pipe.execute()
+    raws = [make_event(id=f"t{i}", conversation_id=f"c-t{i}", text="I want to talk to a real person") for i in range(8)]
+    pipeline = Pipeline(brands)
+    report = pipeline.process(raws, store, sla=jobs.sla_tracker(client, pipeline, settings))
+    assert len(report.decided) == 8 and report.sla_started == 8 and not report.errors
+    for key in (k.outbox("demo-shop"), k.sla_events("demo-shop")):
+        length = client.xlen(key)
+        assert 150 <= length < 150 + 100 + 8 * 3, (key, length)  # whole nodes of filler removed, none left over
+        assert b"filler" not in client.xrevrange(key, count=1)[0][1]  # the call's own entries are the newest
+    under = Store(client, f"{settings.key_prefix}-under")  # a stream under its cap keeps every entry
+    again = pipeline.process([make_event(id=f"u{i}", conversation_id=f"c-u{i}", text="hi") for i in range(3)], under)
+    assert len(again.decided) == 3 and client.xlen(under.keys.outbox("demo-shop")) >= 3

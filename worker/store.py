@@ -516,6 +516,7 @@ class _Entry:
     json: str | bytes  # as stored
     spec: list[Any]
     entries: list[bytes]
+    counters: dict[str, str]  # the integer counters (spec 12 names them among the call's sets)
 
 
 @dataclass
@@ -722,11 +723,16 @@ class Store:
         keys = [k.review, k.llm_pending, k.order_parked, queue_key or k.order_parked]
         for b in brands:
             keys += [k.decisions(b), k.outbox(b), k.optout(b), k.stats(b)]
-        args: list[Any] = [len(brands), defaults.HISTORY_MAX_MESSAGES, defaults.OUTBOX_MAX_ENTRIES, *brands]
+        # the distinct sets of integer counters, passed once a call (a call's decisions share a few:
+        # cjson decodes each set once instead of once a decision)
+        sets: dict[tuple[tuple[str, str], ...], int] = {}
+        args: list[Any] = [len(brands), defaults.HISTORY_MAX_MESSAGES, defaults.OUTBOX_MAX_ENTRIES, *brands, b""]
         for entry in entries:
             keys += entry.keys
             entry.spec[1] = str(brands[entry.brand])
+            entry.spec[11] = sets.setdefault(tuple(entry.counters.items()), len(sets) + 1)
             args += [entry.json, to_json(entry.spec), *entry.entries]  # cjson reads UTF-8 as is
+        args[3 + len(brands)] = to_json([dict(counters) for counters in sets])
         return keys, args
 
     def _entry(
@@ -851,7 +857,7 @@ class Store:
             len(history),
             history_ttl,
             created_ms if first and away_sent else "",
-            {name: str(n) for name, n in counters.items()},
+            0,  # the number of its integer counters among the call's sets (_apply_call)
             {name: repr(x) for name, x in floats.items()},
             created_ms if first else "",
             str(_ms(llm_fields["deadline"])) if first and pending else "",  # type: ignore[index]
@@ -863,7 +869,9 @@ class Store:
             person_ttl,
         ]
         keys = self._decision_keys(b, mid, conv, author_id, open_timers)
-        return _Entry(b, keys, decision.json_bytes(), spec, [*outbox, *history])
+        return _Entry(
+            b, keys, decision.json_bytes(), spec, [*outbox, *history], {name: str(n) for name, n in counters.items()}
+        )
 
     def queue_amendment(
         self, pipe: Any, decision: Decision, *, review: str = "", counters: dict[str, int] | None = None
@@ -895,7 +903,7 @@ class Store:
             0,
             str(defaults.CONVERSATION_TTL_SECONDS),
             "",
-            {name: str(n) for name, n in (counters or {}).items()},
+            0,  # the number of its integer counters among the call's sets (_apply_call)
             {},
             "",
             "",
@@ -908,7 +916,14 @@ class Store:
             "",  # 22-23 and the person index are not used in amend mode
             "",
         ]
-        entry = _Entry(b, self._decision_keys(b, mid, conv, decision.author_id), decision.to_json(), spec, [])
+        entry = _Entry(
+            b,
+            self._decision_keys(b, mid, conv, decision.author_id),
+            decision.to_json(),
+            spec,
+            [],
+            {name: str(n) for name, n in (counters or {}).items()},
+        )
         keys, args = self._apply_call([entry])
         self._apply(keys=keys, args=args, client=pipe)
 

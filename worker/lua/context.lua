@@ -13,10 +13,14 @@ local n = (#ARGV - 2) / 3
 if not nbrands or n ~= math.floor(n) or #KEYS ~= nbrands + per * n then
   return redis.error_reply('context.lua: B + ' .. per .. ' KEYS and 3 ARGV per message')
 end
+local brand_number = {} -- '1' -> 1, ...: a table lookup a message instead of tonumber()
+for b = 1, nbrands do
+  brand_number[string.format('%d', b)] = b
+end
 local lines = {}
 for i = 1, n do
   local at, arg = nbrands + per * (i - 1), 2 + 3 * (i - 1)
-  local b = tonumber(ARGV[arg + 1])
+  local b = brand_number[ARGV[arg + 1]] or tonumber(ARGV[arg + 1])
   if not b or b < 1 or b > nbrands then
     return redis.error_reply('context.lua: message ' .. i .. ' names no brand of the call')
   end
@@ -28,7 +32,8 @@ for i = 1, n do
     local order = redis.call('HMGET', KEYS[at + 3], 'm:' .. ARGV[arg + 3], 'done')
     seq, done = order[1] or '-', order[2] or '0'
   end
-  lines[i] = decided .. ' ' .. opted .. ' ' .. ((meta[1] or meta[2] or meta[3]) and '0' or '1') .. ' '
-    .. (meta[3] or '-') .. ' ' .. seq .. ' ' .. done
+  -- '1' / '0' spelled out: a Lua number in a concatenation is formatted by sprintf('%.14g')
+  lines[i] = (decided == 1 and '1' or '0') .. ' ' .. (opted == 1 and '1' or '0') .. ' '
+    .. ((meta[1] or meta[2] or meta[3]) and '0' or '1') .. ' ' .. (meta[3] or '-') .. ' ' .. seq .. ' ' .. done
 end
 return table.concat(lines, '\n')

@@ -28,11 +28,13 @@ if n < 1 or n ~= math.floor(n) or #ARGV ~= first_arg + n * NTIMERARGS then
   return redis.error_reply('sla_start: 1 + 2 per brand + ' .. NTIMERKEYS .. ' per timer KEYS and 3 + 1 per brand + '
     .. NTIMERARGS .. ' per timer ARGV')
 end
+local brand_of = {} -- each timer's brand number
 for i = 0, n - 1 do -- every brand number is checked before anything is written
   local b = tonumber(ARGV[first_arg + i * NTIMERARGS + 1])
   if not b or b < 1 or b > nbrands or b ~= math.floor(b) then
     return redis.error_reply('sla_start: timer ' .. (i + 1) .. ' names no brand of the call')
   end
+  brand_of[i] = b
 end
 local ttl, maxlen = ARGV[2], ARGV[3]
 -- The due index's and the timer indexes' new members are added with one ZADD a key at the end
@@ -58,10 +60,11 @@ local function zadd_later(key, score, member)
     zadd_now(key)
   end
 end
-local results = {}
+-- trims: the events streams written, each trimmed once at the end (as lua/apply_decision.lua's outbox)
+local results, trims = {}, {}
 for i = 0, n - 1 do
   local k, a = first_key + i * NTIMERKEYS, first_arg + i * NTIMERARGS
-  local b = tonumber(ARGV[a + 1])
+  local b = brand_of[i]
   local timers, events = KEYS[2 * b], KEYS[2 * b + 1]
   local mid = ARGV[a + 4]
   if redis.call('SET', KEYS[k + 1], ARGV[a + 2], 'NX', 'EX', ttl) then
@@ -78,7 +81,8 @@ for i = 0, n - 1 do
     else
       redis.call('SREM', KEYS[k + 2], mid)
     end
-    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'sla.started', 'notify', '0', 'payload', ARGV[a + 7])
+    redis.call('XADD', events, '*', 'type', 'sla.started', 'notify', '0', 'payload', ARGV[a + 7])
+    trims[events] = true
     results[i + 1] = 1
   else
     results[i + 1] = 0
@@ -86,5 +90,8 @@ for i = 0, n - 1 do
 end
 for _, key in ipairs(zadd_keys) do
   zadd_now(key)
+end
+for key in pairs(trims) do
+  redis.call('XTRIM', key, 'MAXLEN', '~', maxlen)
 end
 return results
