@@ -127,8 +127,13 @@ def _identifier_in_general(value: str) -> str:
 
 def test_event_validation_shortcuts_accept_and_refuse_as_before() -> None:
     """Ingest's checks of each string skip the surrogate and bidi searches on ASCII strings (neither
-    can hold one): the same values kept, the same refusals with the same reasons."""
+    can hold one), and the control search on printable ASCII ones (none of C0, DEL or C1 is printable):
+    the same values kept, the same refusals with the same reasons, for every ASCII character alone,
+    between letters and after a control too."""
     strings = _texts() + ["a\u202eb", "\u2066x\u2069", "a\ud800b", "x\x85y", "ok\tline\nbreak\r", "\x1bESC", "\x7f"]
+    strings += (
+        [chr(c) for c in range(128)] + [f"ab{chr(c)}cd" for c in range(128)] + [f"\t{chr(c)}" for c in range(128)]
+    )
     refused = 0
     for value in strings:
         for fn, general in (

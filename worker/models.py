@@ -49,7 +49,10 @@ BIDI_CONTROLS = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
 
 def _check_unicode(value: str) -> str:
     """Reject text that cannot be stored or sent: unpaired surrogates, C0 and C1 controls."""
-    if not value.isascii():  # an ASCII string holds no surrogate: one scan of it spared
+    if value.isascii():  # an ASCII string holds no surrogate: one scan of it spared
+        if value.isprintable():  # nor, when printable (a C loop, no regex), any control: both spared
+            return value
+    else:
         match = _SURROGATE.search(value)
         if match:
             raise ValueError(
