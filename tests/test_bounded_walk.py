@@ -1,6 +1,7 @@
 """walk_problems first asks whether there is anything to name (bounded_json._any_problem, no paths
 built); it must say yes exactly when the full walk finds a problem: random nested values with
-too-deep containers, huge and oversized numbers, NaN and infinities, booleans, and the event shapes."""
+too-deep containers, huge and oversized numbers, NaN and infinities, booleans, and the event shapes;
+empty containers just above, at and below the depth limit (the quick check passes over those above it)."""
 
 from __future__ import annotations
 
@@ -33,10 +34,11 @@ def _value(rng: random.Random, depth: int) -> Any:
 def test_the_quick_check_agrees_with_the_full_walk() -> None:
     rng = random.Random(5)
     values = [make_event(), make_event(metadata={"a": [1, {"b": 2.5}]}), {}, []]
+    values += [{"a": {}}, [[]], {"a": [[], {}]}, [[[[]]]], {"a": {"b": {"c": []}}}, [{}, [], 1], ()]
     values += [_value(rng, 0) for _ in range(3000)]
     found = 0
     for value in values:
-        for limit in (2, defaults.MAX_JSON_DEPTH):
+        for limit in (1, 2, 3, defaults.MAX_JSON_DEPTH):
             full = bounded_json.walk_problems(value, max_depth=limit)
             check = bounded_json._any_problem
             try:
@@ -47,4 +49,4 @@ def test_the_quick_check_agrees_with_the_full_walk() -> None:
             assert full == named, value
             assert check(value, limit) == bool(named), value
             found += bool(named)
-    assert 500 < found < 5000  # both kinds are well represented
+    assert 1000 < found < 10000  # both kinds are well represented

@@ -88,7 +88,9 @@ def loads(text: str) -> Any:
 def _any_problem(data: Any, limit: int) -> bool:
     """Whether :func:`walk_problems` would find anything: the same walk and the same tests, without
     naming where (every event at ingest is walked, and almost none has a problem to name). Strings,
-    None and booleans, most of an event, are never a problem: they are passed over, not stacked."""
+    None and booleans, most of an event, are never a problem: they are passed over, not stacked; so
+    is an empty dict or list above the depth limit (an event's usual ``metadata`` and ``tags``), which
+    holds nothing to walk and is not too deep."""
     stack: list[tuple[Any, int]] = [(data, 0)]
     push, pop = stack.append, stack.pop
     while stack:
@@ -110,10 +112,13 @@ def _any_problem(data: Any, limit: int) -> bool:
             continue
         if depth >= limit:
             return True
+        below = depth + 1
         for item in items:
             kind = type(item)
             if kind is not str and kind is not bool and item is not None:
-                push((item, depth + 1))
+                if (kind is dict or kind is list) and not item and below < limit:
+                    continue
+                push((item, below))
     return False
 
 
