@@ -10,12 +10,15 @@ import random
 import re
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import ValidationError, field_validator
 
 import worker.language as language
 import worker.models as models
 import worker.policy as policy
+from tests.conftest import make_event
 from worker.demo import load_sample
 
 EDGES = [
@@ -157,3 +160,68 @@ def test_the_worker_skips_the_canonical_search_only_where_it_cannot_match() -> N
             assert models._canonical(value) == (not models._NOT_CANONICAL.search(value)), hex(c)
     for value in _texts() + ["ok\tline\nbreak\r", "\x1bESC", "a\u202eb", "x\x85y", ""]:
         assert models._canonical(value) == (not models._NOT_CANONICAL.search(value)), repr(value)
+
+
+class _GeneralAuthor(models.Author):
+    """The author's validators calling the checks on every string, as before their ASCII shortcut."""
+
+    @field_validator("id")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        return models._check_identifier(value)
+
+    @field_validator("name")
+    @classmethod
+    def _free_text(cls, value: str | None) -> str | None:
+        return None if value is None else models._strip_bidi(value)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        return [models._check_identifier(tag) for tag in value]
+
+
+class _GeneralEvent(models.InboundEvent):
+    """The event's validators likewise."""
+
+    author: _GeneralAuthor
+
+    @field_validator("id", "conversation_id", "post_id")
+    @classmethod
+    def _identifier(cls, value: str | None) -> str | None:
+        return None if value is None else models._check_identifier(value)
+
+    @field_validator("text")
+    @classmethod
+    def _free_text(cls, value: str) -> str:
+        return models._strip_bidi(value)
+
+
+def _validated(cls: type[models.InboundEvent], data: dict[str, Any]) -> tuple[str, Any]:
+    try:
+        return "ok", cls.model_validate(data).model_dump(mode="json")
+    except ValidationError as exc:
+        return "refused", [(e["loc"], e["msg"], e["type"]) for e in exc.errors(include_url=False)]
+
+
+def test_the_validators_shortcuts_accept_refuse_and_keep_as_before() -> None:
+    """The event's and the author's field validators return printable ASCII without calling the checks:
+    every string field validated to the same value, or refused with the same errors, as when the
+    validators called the checks on every string."""
+    strings = _texts() + ["a\u202eb", "\u2066x\u2069", "a\ud800b", "x\x85y", "ok\tline\nbreak\r", "\x1bESC", "\x7f"]
+    strings += [f"ab{chr(c)}cd" for c in range(128)] + [""]
+    refused = 0
+    for value in strings:
+        for data in (
+            make_event(id=value),
+            make_event(conversation_id=value),
+            make_event(kind="comment", post_id=value),
+            make_event(text=value),
+            make_event(author={"id": value}),
+            make_event(author={"name": value}),
+            make_event(author={"tags": [value, "vip"]}),
+        ):
+            got = _validated(models.InboundEvent, data)
+            assert got == _validated(_GeneralEvent, data), (repr(value), data)
+            refused += got[0] == "refused"
+    assert refused > 1000

@@ -95,20 +95,23 @@ class Author(BaseModel):
         default_factory=list, max_length=50, description='CRM tags, e.g. ["vip"].'
     )
 
+    # Printable ASCII (most values) holds nothing the checks refuse or remove: the validators return it
+    # without calling them (each call a Python frame or two, several a message; tests/test_ascii_shortcuts.py).
+
     @field_validator("id")
     @classmethod
     def _identifier(cls, value: str) -> str:
-        return _check_identifier(value)
+        return value if value.isascii() and value.isprintable() else _check_identifier(value)
 
     @field_validator("name")
     @classmethod
     def _free_text(cls, value: str | None) -> str | None:
-        return None if value is None else _strip_bidi(value)
+        return value if value is None or (value.isascii() and value.isprintable()) else _strip_bidi(value)
 
     @field_validator("tags")
     @classmethod
     def _tags(cls, value: list[str]) -> list[str]:
-        return [_check_identifier(tag) for tag in value]
+        return [tag if tag.isascii() and tag.isprintable() else _check_identifier(tag) for tag in value]
 
 
 class InboundEvent(BaseModel):
@@ -148,15 +151,17 @@ class InboundEvent(BaseModel):
         "``unreadable`` action, else its fallback), never classified.",
     )
 
+    # as Author's: printable ASCII returned without calling the checks
+
     @field_validator("id", "conversation_id", "post_id")
     @classmethod
     def _identifier(cls, value: str | None) -> str | None:
-        return None if value is None else _check_identifier(value)
+        return value if value is None or (value.isascii() and value.isprintable()) else _check_identifier(value)
 
     @field_validator("text")
     @classmethod
     def _free_text(cls, value: str) -> str:
-        return _strip_bidi(value)
+        return value if value.isascii() and value.isprintable() else _strip_bidi(value)
 
     @field_validator("metadata")
     @classmethod
