@@ -172,6 +172,50 @@ def test_only_canonical_events_are_trusted() -> None:
         assert trusted_event(bad) is None
 
 
+#: Values Python's ``re`` ``$`` or ``datetime.fromisoformat`` accept where validation may not.
+EDGE = [
+    ("brand", "demo-shop\n"),
+    ("unreadable", "emoji_only\n"),
+    ("created_at", "2026-11-29T10:00:00+05"),
+    ("created_at", "2026-11-29T10:00:00+0530"),
+    ("created_at", "2026-11-29 10:00:00Z"),
+    ("created_at", "20261129T100000Z"),
+    ("created_at", "2026-W48-7T10:00:00Z"),
+    ("created_at", "2026-11-29T10:00:00+05:30:15"),
+    ("created_at", "2026-11-29T10:00:00"),
+    ("created_at", "2026-11-29T10:00:00Z\n"),
+    ("created_at", "\u0662026-11-29T10:00:00Z"),
+    ("created_at", "2026-11-29T10:00:00Z"),
+    ("created_at", "2026-11-29T10:00:00.5+05:00"),
+    ("created_at", "2026-11-29T10:00:00.123456-03:00"),
+]
+
+
+def test_whatever_is_trusted_validates_to_the_same_event() -> None:
+    """trusted_event never accepts what parse_event refuses or changes (a trailing newline after a
+    pattern, ISO forms outside RFC 3339), and still trusts pydantic's own output for each accepted one."""
+    trusted = 0
+    cases = [*EDGE, *(("author.locale", v) for v in ("en\n", "ja-JP\n", "ja-JP", "en"))]
+    for field, value in cases:
+        event = _canonical()
+        if field.startswith("author."):
+            event["author"][field.removeprefix("author.")] = value
+        else:
+            event[field] = value
+        fast = trusted_event(event)
+        try:
+            plain = parse_event(event)
+        except InvalidEvent:
+            assert fast is None, (field, value)
+            continue
+        if fast is not None:
+            trusted += 1
+            assert fast == plain, (field, value)
+        # what ingest would send for it is trusted
+        assert trusted_event(plain.model_dump(mode="json")) == plain, (field, value)
+    assert trusted >= 5  # the canonical forms among the cases
+
+
 def test_a_malformed_job_payload_is_rejected_with_its_reason(client, settings, brands) -> None:
     from worker.store import Store
 

@@ -248,6 +248,11 @@ _NOT_CANONICAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\
 _BRAND = re.compile(BRAND_PATTERN)
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 _UNREADABLE = re.compile(r"^[a-z][a-z0-9_:+-]{0,63}$")
+#: The canonical form of ``created_at`` (RFC 3339, as pydantic writes it): ``datetime.fromisoformat``
+#: alone also takes forms validation refuses ("+05", "20261129T100000Z", week dates, second offsets).
+_CREATED = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})"
+)
 
 
 def _canonical(value: str) -> bool:
@@ -288,7 +293,7 @@ def trusted_event(data: object) -> InboundEvent | None:
         and _identifier_ok(author["id"])
         and (data["post_id"] is None or _identifier_ok(data["post_id"]))
         and type(data["brand"]) is str
-        and _BRAND.match(data["brand"])
+        and _BRAND.fullmatch(data["brand"])
         and data["platform"] in PLATFORMS
         and data["kind"] in KINDS
         and (data["kind"] != "comment" or data["post_id"])
@@ -296,12 +301,16 @@ def trusted_event(data: object) -> InboundEvent | None:
         and len(text) <= defaults.MAX_TEXT_CHARS
         and _canonical(text)
         and (name is None or (type(name) is str and len(name) <= 256 and _canonical(name)))
-        and (author["locale"] is None or (type(author["locale"]) is str and _LOCALE.match(author["locale"])))
+        and (author["locale"] is None or (type(author["locale"]) is str and _LOCALE.fullmatch(author["locale"])))
         and type(tags) is list
         and len(tags) <= 50
         and all(_identifier_ok(t) and len(t) <= 64 for t in tags)
-        and (data["unreadable"] is None or (type(data["unreadable"]) is str and _UNREADABLE.match(data["unreadable"])))
+        and (
+            data["unreadable"] is None
+            or (type(data["unreadable"]) is str and _UNREADABLE.fullmatch(data["unreadable"]))
+        )
         and type(created) is str
+        and _CREATED.fullmatch(created)
         and type(metadata) is dict
     ):
         return None
