@@ -230,3 +230,35 @@ def test_retention_sweep_every_waits_out_a_redis_outage(server, tmp_path) -> Non
     assert sweeper.returncode == 0, err[-3000:]
     assert "reconnecting" in err and "Traceback" not in err, err[-3000:]
     assert out.count("retention sweep of demo-shop") >= 2
+
+
+def test_a_sweep_losing_redis_is_logged_in_one_line() -> None:
+    """RQ's loop logs an exception of its maintenance (the recovery sweep) with its traceback as it
+    quits: Redis going away there arrives as our StoreError raised from redis's ConnectionError
+    (seen: a sweep's StoreError traceback in a worker's log while Redis was down). The filter on RQ's
+    loggers makes it one line; any other error keeps its traceback."""
+    import logging
+
+    from worker.queues import OneLineRedisErrors
+
+    def record(exc: BaseException) -> logging.LogRecord:
+        try:
+            raise exc
+        except BaseException:  # noqa: BLE001 - capture it as RQ's log call does
+            info = sys.exc_info()
+        return logging.LogRecord("rq.worker", logging.ERROR, __file__, 1, "Worker %s: quitting", ("w1",), info)
+
+    try:
+        try:
+            raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        except redis.ConnectionError as cause:
+            raise StoreError("Redis failed while finalising a decision: Connection refused.") from cause
+    except StoreError as exc:
+        wrapped = exc
+    quiet = record(wrapped)
+    assert OneLineRedisErrors().filter(quiet) and quiet.exc_info is None
+    assert quiet.getMessage() == f"Worker w1: quitting (Redis unreachable: {wrapped})"
+    assert logging.Formatter().format(quiet).count("\n") == 0
+    loud = record(ValueError("a bug"))
+    assert OneLineRedisErrors().filter(loud) and loud.exc_info is not None
+    assert "Traceback" in logging.Formatter().format(loud)

@@ -224,14 +224,25 @@ def parked_batch(queue: Queue, messages: list[dict[str, Any]]) -> Job:
     return job
 
 
+def redis_unreachable(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is Redis going away: a connection error or timeout, or an error of ours raised
+    from one (a :class:`~worker.exceptions.StoreError` of the recovery sweep's store, say)."""
+    seen = 0
+    while exc is not None and seen < 8:  # a cause chain is short; never loop on a cycle
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+            return True
+        exc, seen = exc.__cause__, seen + 1
+    return False
+
+
 class OneLineRedisErrors(logging.Filter):
     """On RQ's loggers: a record logged with a Redis connection error's traceback (RQ's "found an
-    unhandled exception, quitting..." when Redis goes away mid-bookkeeping; the worker then
+    unhandled exception, quitting..." when Redis goes away mid-bookkeeping or mid-sweep; the worker then
     reconnects, :mod:`worker.connection`) keeps its message and gains the error in one line instead."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        if redis_unreachable(exc):
             record.msg, record.args = f"{record.getMessage()} (Redis unreachable: {exc})", None
             record.exc_info, record.exc_text = None, None
         return True
@@ -303,7 +314,7 @@ class Recovering:
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         """RQ's log of a job's exception, in one line when it is Redis going away (the job is
         retried, and the worker reconnects): RQ writes the whole traceback into the message."""
-        if not isinstance(exc_info[1], (redis.ConnectionError, redis.TimeoutError)):
+        if not redis_unreachable(exc_info[1]):
             super().handle_exception(job, *exc_info)  # type: ignore[misc]
             return
         self.log.error(  # type: ignore[attr-defined]
