@@ -1,0 +1,85 @@
+"""The ``sla.started`` event an escalation's SLA start writes (worker.sla.tracker._started_json) is
+the text ``json.dumps`` made of its body before (the encoder with ``default=str`` over
+``SlaTracker._event_body``): the same characters for plain, non-ASCII, quoted and control-character
+values, with due times present, absent or null."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from worker.sla.tracker import _due_times, _started_json
+from worker.sla.timers import SlaTimer, started_timer
+from worker.sla.config import SlaPolicy
+from worker.sla.hours import ALWAYS_OPEN
+
+
+def _reference(t: dict[str, Any], at: str, due: dict[str, str | None]) -> str:
+    body = {
+        "type": "sla.started",
+        "brand": t["brand"],
+        "message_id": t["message_id"],
+        "conversation_id": t["conversation_id"],
+        "policy": t["policy"],
+        "role": t["role"],
+        "priority": t["priority"],
+        "at": at,
+        "due": due,
+    }
+    return json.dumps(body, default=str)
+
+
+ODD = [
+    "plain",
+    "",
+    "naïve café",
+    "日本語のメッセージ",
+    'quote " and \\ backslash',
+    "tab\tnew\nline\x01",
+    "emoji 😀",
+    "\u2028",
+]
+
+
+@pytest.mark.parametrize("value", ODD)
+def test_started_json_is_the_encoders_text(value: str) -> None:
+    fields = {
+        "brand": value,
+        "message_id": f"m-{value}",
+        "conversation_id": value,
+        "policy": value,
+        "role": value,
+        "priority": "normal",
+    }
+    at = "2026-11-29T17:03:05.123456+00:00"
+    for due in (
+        {},
+        {"first_response": "2026-11-29T18:03:05+00:00"},
+        {"first_response": None, "resolution": "2026-11-30T18:03:05.000001+00:00"},
+        {"first_response": value, "next_response": None, "resolution": value},
+    ):
+        assert _started_json(fields, at, due) == _reference(fields, at, due)
+
+
+def test_started_json_of_a_real_timer() -> None:
+    rule = SlaPolicy.model_validate(
+        {"name": "std", "first_response": "1h", "resolution": "1d", "next_response": "2h", "warn_before": "10m"}
+    )
+    timer: SlaTimer = started_timer(
+        rule,
+        clock="always",
+        brand="acme",
+        message_id="m-1",
+        conversation_id="c-1",
+        role="support",
+        priority="high",
+        started_at=datetime(2026, 11, 29, 17, 3, 5, 123456, tzinfo=timezone.utc),
+        calendar=ALWAYS_OPEN,
+    )
+    at = datetime.now(timezone.utc).isoformat()
+    due = _due_times(timer)
+    assert set(due) == {"first_response", "resolution"}
+    assert _started_json(timer.__dict__, at, due) == _reference(timer.__dict__, at, due)
