@@ -20,7 +20,7 @@ from worker.models import DecisionContext, parse_event
 from worker.pipeline import Pipeline
 from worker.sla.config import SlaPolicy
 from worker.sla.hours import ALWAYS_OPEN, BusinessCalendar
-from worker.sla.timers import SlaTimer, new_timer, respond, started_timer
+from worker.sla.timers import SlaTimer, new_timer, respond, started_timer, started_timer_json
 from worker.sla.tracker import SlaTracker, _timer_json
 from worker.store import Store
 
@@ -75,6 +75,9 @@ def test_fast_timers_equal_validated_ones_on_the_demo_traffic(client, brands) ->
             started_at=min(event.created_at, now).astimezone(timezone.utc),
         )
         _compare(tracker._new_timer(plan, now), slow, event.id)
+        timer, text = tracker._new_timer_json(plan, now)
+        _compare(timer, slow, event.id)
+        assert text == slow.model_dump_json().encode(), event.id  # what sla_start.lua stores, from the template
         compared += 1
         replied += bool(slow.responses)
     assert compared >= 10 and replied >= 2  # escalations with and without an automated reply
@@ -115,4 +118,17 @@ def test_fast_timers_equal_validated_ones_on_a_grid(brands, counts: bool, warn, 
                         "started_at": start,
                     }
                     fast = started_timer(r, calendar=calendar, automated_reply_at=reply, **kw)
-                    _compare(fast, _reference(r, calendar, reply, **kw), f"{r.name} {clock} {start} {reply}")
+                    slow = _reference(r, calendar, reply, **kw)
+                    _compare(fast, slow, f"{r.name} {clock} {start} {reply}")
+                    for odd in (
+                        "m-1",
+                        'comma, and "quoted,"',
+                        'quote " and \\ back',
+                        "日本語 ✓",
+                        "tab\tline\n",
+                    ):  # the strings' holes
+                        kw |= {"message_id": odd, "conversation_id": odd + "c", "role": odd + "r"}
+                        slow = _reference(r, calendar, reply, **kw)
+                        timer, text = started_timer_json(r, calendar=calendar, automated_reply_at=reply, **kw)
+                        _compare(timer, slow, f"{r.name} {clock} {start} {reply} {odd!r}")
+                        assert text == slow.model_dump_json().encode(), f"{r.name} {clock} {start} {reply} {odd!r}"

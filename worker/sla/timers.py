@@ -21,10 +21,13 @@ A breach stays a breach even if the target is met later.
 
 from __future__ import annotations
 
+import operator
+import re
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_json
 
 from worker.sla.config import TARGETS, SlaPolicy, Target
 from worker.unvalidated import built, stamped
@@ -222,6 +225,8 @@ class _Shape:
             fields.update(started_at=None, used_seconds=0.0, running_since=None, due_at=None, warn_at=None)
             self.clocks[name] = (built(Clock, fields), built(Clock, {**fields, "met_at": None}))
         self.response = built(Response, {"at": None, "by": "replyguard", "automated": True})
+        #: (clock, reply counted, reply recorded) -> the JSON template of such timers (started_timer_json)
+        self.json_templates: dict[tuple[str, bool, bool], _Template] = {}
 
 
 _shapes: dict[int, _Shape] = {}
@@ -256,7 +261,178 @@ def started_timer(
     timer of every escalation is on the hot path). Every value is one this process made from a
     validated policy, so there is nothing to validate; ``tests/test_sla_fast_timer.py`` compares
     the two, field by field, fields set and JSON included."""
+    return _started(
+        _shape(rule),
+        clock,
+        brand,
+        message_id,
+        conversation_id,
+        role,
+        priority,
+        started_at,
+        calendar,
+        automated_reply_at,
+    )
+
+
+def started_timer_json(
+    rule: SlaPolicy,
+    *,
+    clock: Literal["business_hours", "always"],
+    brand: str,
+    message_id: str,
+    conversation_id: str,
+    role: str,
+    priority: str,
+    started_at: datetime,
+    calendar: Calendar,
+    automated_reply_at: datetime | None = None,
+) -> tuple[SlaTimer, bytes]:
+    """:func:`started_timer` and its JSON, ``timer.model_dump_json()`` as UTF-8 bytes (what
+    ``lua/sla_start.lua`` stores). pydantic-core serialised a new timer's ~50 fields at ~78k
+    instructions; the fields that do not depend on the message are the same for every timer of a
+    rule, clock and kind of reply, so the JSON is that shape's text (serialised once by pydantic-core
+    itself, from a timer this same code built with placeholders, :class:`_Template`) with the values
+    of this timer, each serialised by pydantic-core, in its holes. ``tests/test_sla_fast_timer.py``
+    compares it with ``model_dump_json`` on the demo traffic and a grid of rules, calendars and replies."""
     shape = _shape(rule)
+    timer = _started(
+        shape, clock, brand, message_id, conversation_id, role, priority, started_at, calendar, automated_reply_at
+    )
+    reply = automated_reply_at if shape.automated_reply_counts else None
+    key = (clock, reply is not None, automated_reply_at is not None)
+    template = shape.json_templates.get(key)
+    if template is None:
+        template = shape.json_templates[key] = _Template(
+            shape, clock, reply is not None, automated_reply_at is not None
+        )
+    return timer, template.fill(timer, (brand, message_id, conversation_id, role, priority))
+
+
+#: placeholders of a timer template's values: strings no real value is compared with (the template's
+#: text is cut where their JSON stands; real values are never searched for them)
+_HOLE = "\x00{}\x00"
+#: a placeholder as pydantic-core writes it in JSON (the number captured)
+_HOLE_JSON = re.compile(rb'"\\u0000(\d+)\\u0000"')
+
+
+class _Seconds:
+    """A placeholder duration: ``total_seconds()`` is a placeholder too."""
+
+    def __init__(self, hole: str):
+        self.hole = hole
+
+    def total_seconds(self) -> str:
+        return self.hole
+
+
+class _HoleCalendar:
+    """A calendar whose instants and durations are placeholders (in the order asked for)."""
+
+    def __init__(self, first: int):
+        self.next = first
+
+    def _take(self) -> str:
+        self.next += 1
+        return _HOLE.format(self.next - 1)
+
+    def add_many(self, start: datetime, durations: list[timedelta]) -> list[datetime]:
+        return [self._take() for _ in durations]  # type: ignore[misc]
+
+    def add(self, start: datetime, duration: timedelta) -> datetime:  # pragma: no cover - not used here
+        raise NotImplementedError
+
+    def elapsed(self, start: datetime, end: datetime) -> timedelta:
+        return _Seconds(self._take())  # type: ignore[return-value]
+
+
+class _Template:
+    """The JSON of the timers :func:`_started` builds for one rule (its shape), clock and kind of
+    reply (counted, recorded only, none), as pydantic-core writes it, cut into its constant text and
+    the holes where a timer's own values go. Made by building a timer with placeholders through the
+    same code (so the fields, their order and the constant values are pydantic's and this module's
+    own) and serialising it once; a hole is filled with the value's JSON from pydantic-core."""
+
+    # the values a template has holes for: the strings given, then the instants and durations
+    # (started_at, the reply, the calendar's answers)
+    _STRINGS = 5
+
+    def __init__(self, shape: _Shape, clock: str, counted: bool, recorded: bool):
+        holes = [_HOLE.format(n) for n in range(self._STRINGS + 2)]
+        calendar = _HoleCalendar(len(holes))
+        reply: object = holes[self._STRINGS + 1] if recorded else None
+        if counted != (recorded and shape.automated_reply_counts):  # pragma: no cover - a caller's mistake
+            raise ValueError("a counted reply is a recorded reply of a rule where automated replies count")
+        brand, message_id, conversation_id, role, priority, started_at = holes[: self._STRINGS + 1]
+        probe = _started(
+            shape,
+            clock,  # type: ignore[arg-type]
+            brand,
+            message_id,
+            conversation_id,
+            role,
+            priority,
+            started_at,  # type: ignore[arg-type]
+            calendar,
+            reply,  # type: ignore[arg-type]
+        )
+        text = SlaTimer.__pydantic_serializer__.to_json(probe, warnings=False)
+        # the template: its head, then (value number, constant bytes after it) for each hole
+        pieces = _HOLE_JSON.split(text)  # constant text, hole number, constant text, ...
+        # one bytes format: the constant text with %s for each hole, filled in one call
+        self.format = b"%s".join(piece.replace(b"%", b"%%") for piece in pieces[::2])
+        self.pick = operator.itemgetter(*(int(n) for n in pieces[1::2]))  # the values the holes take, in order
+        self.shape, self.counted = shape, counted
+        if len(_timer_values(shape, probe.__dict__, counted)) != calendar.next - len(holes):  # pragma: no cover
+            raise RuntimeError("the timer template and _timer_values disagree on the calendar's answers")
+
+    def fill(self, timer: SlaTimer, strings: tuple[str, ...]) -> bytes:
+        """The JSON of ``timer`` (built by :func:`_started` for this template's key from ``strings``)."""
+        t = timer.__dict__
+        responses = t["responses"]
+        values = [*strings, t["started_at"], responses[0].__dict__["at"] if responses else None]
+        values += _timer_values(self.shape, t, self.counted)
+        # every value's JSON from one pydantic-core call (each call costs ~4k instructions before its
+        # values), cut at the commas between them: instants and numbers hold none, so the cut is right
+        # exactly when there are as many pieces as values (else a string held a comma: one call each)
+        encoded = to_json(values)[1:-1].split(b",")
+        if len(encoded) != len(values):
+            encoded = [to_json(value) for value in values]
+        return self.format % self.pick(encoded)
+
+
+def _timer_values(shape: _Shape, t: dict[str, object], counted: bool) -> list[object]:
+    """The calendar's answers for a timer :func:`_started` built (fields ``t``), in the order it
+    asked for them: each started clock's due and (when it has one of its own) warning instant, in
+    the rule's target order, then the used seconds of the first response a counted reply met."""
+    out: list[object] = []
+    clocks: dict[str, Clock] = t["clocks"]  # type: ignore[assignment]
+    warns = iter(shape.warns)
+    for name, _ in shape.targets:
+        if name == "next_response":
+            continue
+        c = clocks[name].__dict__
+        out.append(c["due_at"])
+        if next(warns):
+            out.append(c["warn_at"])
+    if counted and "first_response" in clocks:  # _started met it (and asked for its used seconds)
+        out.append(clocks["first_response"].__dict__["used_seconds"])
+    return out
+
+
+def _started(
+    shape: _Shape,
+    clock: Literal["business_hours", "always"],
+    brand: str,
+    message_id: str,
+    conversation_id: str,
+    role: str,
+    priority: str,
+    started_at: datetime,
+    calendar: Calendar,
+    automated_reply_at: datetime | None,
+) -> SlaTimer:
+    """:func:`started_timer` of the rule whose shape is ``shape``."""
     warn = shape.warn
     reply = automated_reply_at if shape.automated_reply_counts else None
     # the due and warning instants of the clocks that start now, found together

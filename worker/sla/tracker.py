@@ -51,7 +51,7 @@ from worker.sla.timers import (
     record_response,
     record_step,
     set_waiting,
-    started_timer,
+    started_timer_json,
 )
 from worker.store import Store, Evalsha, review_member
 
@@ -348,12 +348,16 @@ class SlaTracker:
 
     def _new_timer(self, plan: _Start, now: datetime) -> SlaTimer:
         """The timer ``plan`` starts (no Redis)."""
+        return self._new_timer_json(plan, now)[0]
+
+    def _new_timer_json(self, plan: _Start, now: datetime) -> tuple[SlaTimer, bytes]:
+        """The timer ``plan`` starts and its JSON (no Redis): ``(timer, _timer_json(timer))``."""
         # one read each: a model's attribute reads go through pydantic's __getattr__ hook
         decision, event, esc = plan.decision.__dict__, plan.event.__dict__, plan.escalation.__dict__
         replied = _AUTO_REPLY in decision["actions"] and bool(decision["reply"])
         # new_timer, then respond(automated=True) when the decision replied: the same timer, built
         # without validation (tests/test_sla_fast_timer.py)
-        return started_timer(
+        return started_timer_json(
             plan.rule,
             clock=plan.clock,
             brand=event["brand"],
@@ -380,7 +384,8 @@ class SlaTracker:
         sweep run :meth:`fire_due`, which schedules the job of the earliest pending step again."""
         out: list[SlaTimer | None] = [None] * len(items)
         planned = [(i, self._plan(decision, now, event)) for i, (decision, event) in enumerate(items)]
-        timers = [(i, self._new_timer(plan, now)) for i, plan in planned if plan is not None]
+        made = [(i, self._new_timer_json(plan, now)) for i, plan in planned if plan is not None]
+        timers = [(i, timer) for i, (timer, _) in made]
         if not timers:
             return out
         k = self.keys
@@ -393,7 +398,7 @@ class SlaTracker:
         args: list[Any] = [len(brands), defaults.SLA_RECORD_TTL_SECONDS, defaults.SLA_EVENTS_MAX_ENTRIES, *brands]
         started_at = now.isoformat()  # the same in every sla.started event of the call (~15k instructions each)
         dues: list[datetime | None] = []  # each timer's first step, worked out once
-        for _, timer in timers:
+        for _, (timer, timer_json) in made:
             t = timer.__dict__  # one read: a model's attribute reads go through pydantic's __getattr__ hook
             is_open = t["resolved_at"] is None  # timer.open
             due = timer.next_due() if is_open else None
@@ -402,7 +407,7 @@ class SlaTracker:
             keys += [k.sla_timer(brand, message_id), k.sla_open(brand, t["conversation_id"])]
             args += [
                 brands[brand],
-                _timer_json(timer),
+                timer_json,
                 _ms(due) if due is not None else "",
                 message_id,
                 _ms(t["started_at"]),
