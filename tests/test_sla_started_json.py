@@ -83,3 +83,29 @@ def test_started_json_of_a_real_timer() -> None:
     due = _due_times(timer)
     assert set(due) == {"first_response", "resolution"}
     assert _started_json(timer.__dict__, at, due) == _reference(timer.__dict__, at, due)
+
+
+def test_isoformats_are_isoformat() -> None:
+    """The due times of the event, from pydantic-core's JSON of UTC instants: ``isoformat``'s text."""
+    import random
+    from datetime import timedelta
+
+    from worker.sla.tracker import _isoformats
+
+    rnd = random.Random(7)
+    instants: list[datetime | None] = []
+    for _ in range(5000):
+        micro = rnd.choice([0, rnd.randrange(10**6), rnd.randrange(10) * 100000])
+        instants.append(
+            datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=rnd.randrange(10**9), microseconds=micro)
+        )
+    instants += [
+        None,
+        datetime(1, 1, 1, tzinfo=timezone.utc),
+        datetime(999, 3, 4, 5, 6, 7, 8, tzinfo=timezone.utc),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc),
+        datetime(2026, 1, 1, 9, tzinfo=timezone(timedelta(hours=9))),
+        datetime(2026, 1, 1, 9, 0, 0, 5, tzinfo=timezone(timedelta(hours=-3, minutes=-30))),
+        datetime(2026, 1, 1, tzinfo=timezone(timedelta(seconds=1))),
+    ]
+    assert _isoformats(instants) == [d.isoformat() if d is not None else None for d in instants]

@@ -34,6 +34,7 @@ from importlib import resources
 from typing import Any, Literal, TypeVar
 
 import redis
+from pydantic_core import to_json
 from rq.job import Job
 
 from worker import defaults
@@ -132,14 +133,34 @@ def _started_json(t: dict[str, Any], at: str, due: dict[str, str | None]) -> str
 def _due_times(timer: SlaTimer) -> dict[str, str | None]:
     """target -> due time of each started clock: what :func:`clock_views` says of them, without
     the rest of the view (the ``sla.started`` event of every escalation carries it)."""
-    out: dict[str, str | None] = {}
-    clocks = timer.clocks
+    dues: dict[str, datetime | None] = {}
+    clocks = timer.__dict__["clocks"]  # one read: a model's attribute reads go through pydantic's __getattr__ hook
     for name in TARGETS:
         clock = clocks.get(name)
         if clock is not None:
-            c = clock.__dict__  # one read: a model's attribute reads go through pydantic's __getattr__ hook
+            c = clock.__dict__
             if c["started_at"] is not None:
-                out[name] = c["due_at"].isoformat() if c["due_at"] else None
+                dues[name] = c["due_at"]
+    return dict(zip(dues, _isoformats(list(dues.values())), strict=True))
+
+
+_UTC = timezone.utc
+
+
+def _isoformats(instants: list[datetime | None]) -> list[str | None]:
+    """``[d.isoformat() if d else None for d in instants]``. A UTC instant's ISO text is pydantic-core's
+    JSON of it with ``+00:00`` for its ``Z`` (the same digits, microseconds when not zero); pydantic-core
+    writes them all in one call, ~4k instructions, where ``isoformat`` is ~11.6k each (its C code
+    formats through ``sprintf``). Any other instant is formatted by ``isoformat``."""
+    texts = to_json(instants)[1:-1].split(b",")  # instants and nulls: no commas inside
+    out: list[str | None] = []
+    for instant, text in zip(instants, texts, strict=True):
+        if instant is None:
+            out.append(None)
+        elif instant.tzinfo is _UTC and len(text) in (22, 29) and text.endswith(b'Z"'):
+            out.append(text[1:-2].decode() + "+00:00")
+        else:
+            out.append(instant.isoformat())
     return out
 
 
