@@ -1,35 +1,23 @@
 """The ``sla.started`` event an escalation's SLA start writes (worker.sla.tracker._started_json) is
-the text ``json.dumps`` made of its body before (the encoder with ``default=str`` over
-``SlaTracker._event_body``): the same characters for plain, non-ASCII, quoted and control-character
+the text the encoder the other SLA events use makes of its body (``_event_json`` with ``default=str``
+over ``_event_body``): the same characters for plain, non-ASCII, quoted and control-character
 values, with due times present, absent or null."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
-from worker.sla.tracker import _due_times, _started_json
+from worker.sla.tracker import _due_times, _event_body, _event_json, _started_json
 from worker.sla.timers import SlaTimer, started_timer
 from worker.sla.config import SlaPolicy
 from worker.sla.hours import ALWAYS_OPEN
 
 
 def _reference(t: dict[str, Any], at: str, due: dict[str, str | None]) -> str:
-    body = {
-        "type": "sla.started",
-        "brand": t["brand"],
-        "message_id": t["message_id"],
-        "conversation_id": t["conversation_id"],
-        "policy": t["policy"],
-        "role": t["role"],
-        "priority": t["priority"],
-        "at": at,
-        "due": due,
-    }
-    return json.dumps(body, default=str)
+    return _event_json(_event_body(t, "sla.started", at, due=due))
 
 
 ODD = [

@@ -158,22 +158,33 @@ def enqueue_llm_tasks(connection: redis.Redis, settings: Settings, pending: list
         )
 
 
+def _batch_job(queue: Queue, args: list[Any], description: str, job_id: str | None = None) -> Job:
+    """A batch job (not yet saved) with the options every batch job has, queued or parked: retried at
+    the front of the queue, its timeout and its result and failure TTLs (its status ``queued``, as
+    ``create_job`` makes every job, parked ones included)."""
+    return queue.create_job(
+        JOB_FUNCTION,
+        args=args,
+        job_id=job_id,
+        status=JobStatus.QUEUED,
+        retry=Retry(max=defaults.JOB_RETRY_MAX, enqueue_at_front=True),
+        timeout=defaults.JOB_TIMEOUT_SECONDS,
+        result_ttl=defaults.JOB_RESULT_TTL_SECONDS,
+        failure_ttl=defaults.JOB_FAILURE_TTL_SECONDS,
+        description=description,
+    )
+
+
+def _brands(names: Any) -> str:
+    return ", ".join(sorted({str(name) for name in names}))
+
+
 def enqueue_batch(queue: Queue, messages: list[dict[str, Any]], job_id: str | None = None) -> Job:
     """Enqueue one batch job. RQ writes the job and pushes its id in one transaction, so after a
     connection error ``Job.exists(job_id)`` says whether it was enqueued."""
-    brands = sorted({str(m.get("brand")) for m in messages})
-    return queue.enqueue(
-        JOB_FUNCTION,
-        messages,
-        time.time(),
-        job_id=job_id,
-        unique=job_id is not None,
-        retry=Retry(max=defaults.JOB_RETRY_MAX, enqueue_at_front=True),
-        job_timeout=defaults.JOB_TIMEOUT_SECONDS,
-        result_ttl=defaults.JOB_RESULT_TTL_SECONDS,
-        failure_ttl=defaults.JOB_FAILURE_TTL_SECONDS,
-        description=f"replyguard batch of {len(messages)} ({', '.join(brands)})",
-    )
+    description = f"replyguard batch of {len(messages)} ({_brands(m.get('brand') for m in messages)})"
+    job = _batch_job(queue, [messages, time.time()], description, job_id)
+    return queue.enqueue_job(job, unique=job_id is not None)
 
 
 #: how RQ's JSONSerializer writes a batch job's (function, instance, args, kwargs) around its events
@@ -187,17 +198,9 @@ def enqueue_events(queue: Queue, events: Sequence[InboundEvent], job_id: str) ->
     event), without building each event's dict and encoding it again (~17 % of ingest's instructions
     a message; the compact JSON is also ~9 % less to compress). Unique by ``job_id``, as ingest enqueues."""
     enqueued_at = time.time()
-    job = queue.create_job(
-        JOB_FUNCTION,
-        args=[[], enqueued_at],  # replaced by the payload below (``job.data``, which RQ reads its arguments from)
-        job_id=job_id,
-        status=JobStatus.QUEUED,
-        retry=Retry(max=defaults.JOB_RETRY_MAX, enqueue_at_front=True),
-        timeout=defaults.JOB_TIMEOUT_SECONDS,
-        result_ttl=defaults.JOB_RESULT_TTL_SECONDS,
-        failure_ttl=defaults.JOB_FAILURE_TTL_SECONDS,
-        description=f"replyguard batch of {len(events)} ({', '.join(sorted({e.brand for e in events}))})",
-    )
+    description = f"replyguard batch of {len(events)} ({_brands(e.brand for e in events)})"
+    # its arguments are replaced by the payload below (``job.data``, which RQ reads them from)
+    job = _batch_job(queue, [[], enqueued_at], description, job_id)
     job.data = b"".join(
         (_EVENTS_HEAD, b", ".join(map(canonical_json, events)), b"], ", json.dumps(enqueued_at).encode(), b"], {}]")
     )
@@ -207,15 +210,8 @@ def enqueue_events(queue: Queue, events: Sequence[InboundEvent], job_id: str) ->
 def parked_batch(queue: Queue, messages: list[dict[str, Any]]) -> Job:
     """A batch job saved but not queued: a message parked until its conversation's previous message
     is decided (the Lua script that decides that one pushes this job's id onto ``queue``)."""
-    job = queue.create_job(
-        JOB_FUNCTION,
-        args=[messages, time.time()],
-        retry=Retry(max=defaults.JOB_RETRY_MAX, enqueue_at_front=True),
-        timeout=defaults.JOB_TIMEOUT_SECONDS,
-        result_ttl=defaults.JOB_RESULT_TTL_SECONDS,
-        failure_ttl=defaults.JOB_FAILURE_TTL_SECONDS,
-        description=f"replyguard parked message ({', '.join(sorted({str(m.get('brand')) for m in messages}))})",
-    )
+    description = f"replyguard parked message ({_brands(m.get('brand') for m in messages)})"
+    job = _batch_job(queue, [messages, time.time()], description)
     job.enqueued_at = datetime.now(timezone.utc)
     pipe = queue.connection.pipeline(transaction=True)
     job.save(pipeline=pipe)

@@ -128,7 +128,7 @@ local function holds(optout_key, meta_key, author, opted, first, away)
   return true, meta
 end
 
-local function apply(k, B, json, A, brand, history_max, outbox_max, counts)
+local function apply(k, B, json, A, brand, history_max, counts)
   -- k: the KEYS index before the decision's 7 keys (locals, not a table made for each decision);
   -- B: its brand's 4 keys; A: its spec
   local decision_key, message_key, history_key, meta_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
@@ -332,7 +332,7 @@ for i = 1, n do
   local k = first_key + NDECISION * (i - 1)
   local A = specs[i]
   local b = brand_of[i]
-  results[i] = apply(k, brands[b], jsons[i], A, ARGV[3 + b], history_max, outbox_max, counts)
+  results[i] = apply(k, brands[b], jsons[i], A, ARGV[3 + b], history_max, counts)
 end
 for _, key in ipairs(zadd_keys) do
   zadd_now(key)

@@ -104,12 +104,28 @@ def _timer_json(timer: SlaTimer) -> bytes:
     return SlaTimer.__pydantic_serializer__.to_json(timer)
 
 
+def _event_body(t: dict[str, Any], kind: str, at: str, **fields: Any) -> dict[str, Any]:
+    """An SLA event's JSON body for a timer's fields ``t`` (``timer.__dict__``: one read, a model's
+    attribute reads go through pydantic's __getattr__ hook; ``at``: the instant's ``isoformat()``)."""
+    return {
+        "type": kind,
+        "brand": t["brand"],
+        "message_id": t["message_id"],
+        "conversation_id": t["conversation_id"],
+        "policy": t["policy"],
+        "role": t["role"],
+        "priority": t["priority"],
+        "at": at,
+        **fields,
+    }
+
+
 #: JSON string literals as ``json.dumps`` writes them (ASCII only, the C escaper it uses)
 _quote = json.encoder.encode_basestring_ascii
 
 
 def _started_json(t: dict[str, Any], at: str, due: dict[str, str | None]) -> str:
-    """``_event_json(self._event_body(timer, "sla.started", at, due=due))`` for a timer's fields ``t``
+    """``_event_json(_event_body(t, "sla.started", at, due=due))`` for a timer's fields ``t``
     (``timer.__dict__``): the same text (every value a str, or None in ``due``), written directly.
     The encoder walked the dict at ~37k instructions an escalation; this is about half.
     ``tests/test_sla_started_json.py`` compares the two."""
@@ -282,28 +298,13 @@ class SlaTracker:
         if not timer.open:
             pipe.srem(k.sla_open(timer.brand, timer.conversation_id), timer.message_id)
 
-    def _event_body(self, timer: SlaTimer, kind: str, at: str, **fields: Any) -> dict[str, Any]:
-        """An SLA event's JSON body (``at``: the instant's ``isoformat()``)."""
-        t = timer.__dict__  # one read: a model's attribute reads go through pydantic's __getattr__ hook
-        return {
-            "type": kind,
-            "brand": t["brand"],
-            "message_id": t["message_id"],
-            "conversation_id": t["conversation_id"],
-            "policy": t["policy"],
-            "role": t["role"],
-            "priority": t["priority"],
-            "at": at,
-            **fields,
-        }
-
     def _event(self, pipe: Any, timer: SlaTimer, kind: str, at: datetime, notify: bool = False, **fields: Any) -> None:
         pipe.xadd(
             self.keys.sla_events(timer.brand),
             {
                 "type": kind,
                 "notify": "1" if notify else "0",
-                "payload": _event_json(self._event_body(timer, kind, at.isoformat(), **fields)),
+                "payload": _event_json(_event_body(timer.__dict__, kind, at.isoformat(), **fields)),
             },
             maxlen=defaults.SLA_EVENTS_MAX_ENTRIES,
             approximate=True,
@@ -366,10 +367,6 @@ class SlaTracker:
             "business_hours" if policy.business_hours else "always"
         )
         return _Start(decision, event, esc, rule, clock, self.calendar(d["brand"], clock))
-
-    def _new_timer(self, plan: _Start, now: datetime) -> SlaTimer:
-        """The timer ``plan`` starts (no Redis)."""
-        return self._new_timer_json(plan, now)[0]
 
     def _new_timer_json(self, plan: _Start, now: datetime) -> tuple[SlaTimer, bytes]:
         """The timer ``plan`` starts and its JSON (no Redis): ``(timer, _timer_json(timer))``."""
