@@ -10,7 +10,10 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
+from hypothesis import given, settings as hsettings, strategies as st
+from rq.exceptions import DeserializationError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -18,7 +21,7 @@ from tests.conftest import make_event
 from worker import defaults
 from worker.demo import load_sample
 from worker.models import InboundEvent, canonical_json, parse_event, trusted_event
-from worker.queues import batch_queue, enqueue_batch, enqueue_events
+from worker.queues import ReplyguardJob, batch_queue, enqueue_batch, enqueue_events, payload_loads
 from worker.settings import Settings
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
@@ -118,3 +121,122 @@ def test_payload_level(client: redis.Redis, settings: Settings) -> None:
     fetched = queue.fetch_job("level")
     fetched.save()
     assert client.hget(Job.key_for("level"), "data") == packed
+
+
+def _loads_both(data: bytes) -> tuple[Any, Any]:
+    """(json.loads's value or its exception's type, payload_loads's)."""
+    out = []
+    for loads in (JSONSerializer.loads, payload_loads):
+        try:
+            out.append(loads(data))
+        except Exception as exc:  # noqa: BLE001 - the same failure either way
+            out.append(type(exc))
+    return out[0], out[1]
+
+
+def test_payload_loads_reads_ingests_payloads_as_json_loads_does(client: redis.Redis, settings: Settings) -> None:
+    queue = batch_queue(client, settings)
+    events = _events()
+    for start in range(0, len(events), 256):
+        batch = events[start : start + 256]
+        for job in (
+            enqueue_events(queue, batch, f"read-{start}"),
+            enqueue_batch(queue, [e.model_dump(mode="json") for e in batch]),
+        ):
+            expected, got = _loads_both(job.data)
+            assert isinstance(expected, list) and _same(got, expected)
+            # a worker's job reads its arguments through payload_loads: the same as RQ's Job
+            fetched = ReplyguardJob.fetch(job.id, connection=client, serializer=queue.serializer)
+            plain = Job.fetch(job.id, connection=client, serializer=queue.serializer)
+            assert fetched.func_name == plain.func_name == "worker.jobs.process_batch"
+            assert _same(list(fetched.args), list(plain.args)) and fetched.kwargs == plain.kwargs == {}
+
+
+EDGES = [
+    "0.1",
+    "-0.0",
+    "-0",
+    "5e-324",
+    "2.4e-324",
+    "1e-400",
+    "1e400",
+    "-1e400",
+    "1.7976931348623157e308",
+    "1.7976931348623158e308",
+    "2.2250738585072011e-308",
+    "0.1000000000000000055511151231257827021181583404541015625",
+    "1E5",
+    "1e23",
+    "8.41e21",
+    "9007199254740993",
+    "9007199254740993.0",
+    "12345678901234567890123456789",
+    "-12345678901234567890123456789",
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "true",
+    "null",
+    '{"":0}',
+    '{"a":1,"a":2}',
+    '{"b":1,"a":2,"b":3}',
+    '"\\ud83d\\ude00"',
+    '"\\u0000\\t\\/"',
+    '"é値😀"',
+    '"\\u00e9"',
+    " [1] ",
+    # refused by pydantic-core, read (or refused) by json.loads as before
+    '"\\ud800"',
+    '["\\udc00x", 1]',
+    "[" * 300 + "]" * 300,
+    "[" * 5000 + "]" * 5000,
+    "1" * 4300,
+    "1" * 4301,  # past int's digit limit: ValueError either way
+    "[1,2,]",
+    "01",
+    "1.",
+    ".5",
+    '"\x01"',
+    "[1] x",
+    "",
+    "\ufeff[1]",
+    "[\x80]",
+]
+
+
+@pytest.mark.parametrize("text", EDGES)
+def test_payload_loads_on_edges(text: str) -> None:
+    data = text.encode("utf-8", "surrogatepass")
+    expected, got = _loads_both(data)
+    assert _same(got, expected), (got, expected)
+
+
+def test_payload_loads_on_bytes_that_are_not_utf8() -> None:
+    expected, got = _loads_both(b'["\xff\xfe"]')
+    assert got is expected is UnicodeDecodeError
+
+
+_any_text = st.text(st.characters(exclude_categories=()))  # lone surrogates too
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | _any_text,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(_any_text, children, max_size=5),
+    max_leaves=30,
+)
+
+
+@hsettings(max_examples=400, deadline=None)
+@given(value=_json_values, ascii_only=st.booleans())
+def test_payload_loads_is_json_loads(value: Any, ascii_only: bool) -> None:
+    data = json.dumps(value, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    expected, got = _loads_both(data)
+    assert _same(got, expected), (got, expected)
+
+
+def test_an_unreadable_payload_fails_as_in_rq(client: redis.Redis, settings: Settings) -> None:
+    queue = batch_queue(client, settings)
+    job = queue.enqueue("worker.jobs.process_batch", [{"id": "x"}], None)
+    client.hset(job.key, "data", zlib.compress(b'["worker.jobs.process_batch", null, [[{"id": "x"}], null], {}'))
+    for cls in (Job, ReplyguardJob):
+        fetched = cls.fetch(job.id, connection=client, serializer=queue.serializer)
+        with pytest.raises(DeserializationError):
+            _ = fetched.args

@@ -27,9 +27,10 @@ from datetime import datetime, timedelta, timezone
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pydantic_core
 import redis
 from rq import Queue, Retry, SimpleWorker, Worker
-from rq.exceptions import DequeueTimeout
+from rq.exceptions import DequeueTimeout, DeserializationError
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.job_lifecycle import call_exception_handlers
@@ -49,8 +50,21 @@ LLM_FUNCTION = "worker.llm_jobs.run_llm_task"
 DEADLINE_FUNCTION = "worker.llm_jobs.finish_at_deadline"
 
 
+def payload_loads(data: bytes) -> Any:
+    """``JSONSerializer.loads(data)`` (``json.loads`` of the UTF-8 text): the same values, read by
+    pydantic-core's JSON parser, its object keys cached across payloads (~1/3 fewer instructions
+    than ``json.loads`` for a batch's events: ~17.6k instead of ~26k a message). What that parser
+    refuses and ``json.loads`` may accept (a lone surrogate escape, nesting deeper than its limit)
+    or refuses too (with its own error) goes to ``json.loads``, which returns or raises as before."""
+    try:
+        return pydantic_core.from_json(data, cache_strings="keys")
+    except ValueError:
+        return JSONSerializer.loads(data)
+
+
 class ReplyguardJob(Job):
-    """RQ's job, except that saving a job read from Redis writes its payload back as it was read.
+    """RQ's job, except that saving a job read from Redis writes its payload back as it was read,
+    and a JSON payload is read by :func:`payload_loads`.
 
     RQ saves the whole job again when it finishes (``Job._handle_success``), compressing the
     payload once more (zlib, ~1 ms of CPU for a batch of 256 events) although nothing in it
@@ -66,6 +80,16 @@ class ReplyguardJob(Job):
         read = isinstance(payload, bytes) and isinstance(packed, bytes) and packed is not payload
         self._read_payload = (payload, packed) if read else None  # type: ignore[assignment]
         return restored
+
+    def _deserialize_data(self) -> None:
+        data = self.data
+        if self.serializer is not JSONSerializer or not isinstance(data, bytes):
+            super()._deserialize_data()
+            return
+        try:
+            self._func_name, self._instance, self._args, self._kwargs = payload_loads(data)
+        except Exception as exc:  # as RQ's: any failure to read the payload
+            raise DeserializationError() from exc
 
     def to_dict(self, include_meta: bool = True, include_result: bool = True) -> dict[str, Any]:
         read = self._read_payload
