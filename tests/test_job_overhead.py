@@ -191,3 +191,54 @@ def test_the_heartbeat_thread_beats_from_begin_to_end_only() -> None:
 @pytest.mark.parametrize("interval", [defaults.JOB_HEARTBEAT_SECONDS])
 def test_the_monitoring_interval_is_the_configured_one(client, settings, interval) -> None:
     assert make_worker(client, settings, simple=True).job_monitoring_interval == interval
+
+
+def test_a_job_starts_as_rqs_own_start_records_it(client, settings) -> None:
+    """``ReplyguardSimpleWorker.prepare_execution`` (one transaction, no separate job heartbeat, the
+    intermediate list's key made from the queue's name) leaves what RQ's two transactions leave: the
+    job's fields, its TTL, the started registry, the execution record, the intermediate list."""
+    from rq.worker import BaseWorker
+
+    from worker.queues import _intermediate_key, llm_queue
+
+    for made in (batch_queue(client, settings), llm_queue(client, settings)):
+        assert _intermediate_key(made.name) == made.intermediate_queue_key
+    queue = batch_queue(client, settings)
+    states = []
+    for ours in (True, False):
+        enqueued = queue.enqueue("builtins.len", [1, 2], result_ttl=600)
+        worker = make_worker(client, settings, simple=True, queues="batches")
+        found = worker.dequeue_job_and_maintain_ttl(None)
+        assert found is not None
+        job, _ = found
+        assert job.id == enqueued.id and client.lrange(queue.intermediate_queue_key, 0, -1) == [job.id.encode()]
+        if ours:
+            execution = worker.prepare_execution(job)
+            worker.prepare_job_execution(job)  # what perform_job calls next: written already
+        else:  # RQ's own: the execution record, then the job's start (with its own heartbeat)
+            execution = BaseWorker.prepare_execution(worker, job)
+            BaseWorker.prepare_job_execution(worker, job, True)
+        stored = {k.decode(): v for k, v in client.hgetall(job.key).items()}
+        started = job.started_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
+        assert (
+            stored["last_heartbeat"] == stored["started_at"] == started
+            and stored["worker_name"] == worker.name.encode()
+        )
+        for name in ("created_at", "enqueued_at", "last_heartbeat", "started_at", "worker_name"):
+            stored.pop(name)
+        states.append(
+            (
+                stored,
+                client.ttl(job.key),
+                client.llen(queue.intermediate_queue_key),
+                job.id in queue.started_job_registry.get_job_ids(),
+                client.exists(execution.key),
+                client.hget(worker.key, "state"),
+            )
+        )
+    ours_state, rqs_state = states
+    assert ours_state[0].keys() == rqs_state[0].keys()
+    assert [ours_state[0][k] for k in ("status", "data", "origin")] == [
+        rqs_state[0][k] for k in ("status", "data", "origin")
+    ]
+    assert ours_state[1:] == rqs_state[1:] == (-1, 0, True, 1, b"busy")

@@ -32,6 +32,7 @@ import redis
 from rq import Queue, Retry, SimpleWorker, Worker
 from rq.exceptions import DequeueTimeout, DeserializationError
 from rq.executions import Execution
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
 from rq.job_lifecycle import call_exception_handlers
 from rq.registry import StartedJobRegistry
@@ -133,6 +134,11 @@ class ReplyguardQueue(Queue):
                 return cls.lmove(connection, queue_keys[0], max(1, min(int(left), defaults.MULTI_QUEUE_POLL_SECONDS)))
             except DequeueTimeout:
                 continue  # the short wait ended: look at every queue again
+
+
+def _intermediate_key(queue_name: str) -> str:
+    """``ReplyguardQueue(queue_name, ...).intermediate_queue_key`` without the queue."""
+    return IntermediateQueue.get_intermediate_queue_key(ReplyguardQueue.redis_queue_namespace_prefix + queue_name)
 
 
 def batch_queue(connection: redis.Redis, settings: Settings) -> Queue:
@@ -552,17 +558,19 @@ class ReplyguardSimpleWorker(Recovering, SimpleWorker):
 
     def prepare_execution(self, job: Job) -> Execution:
         """RQ's two transactions before a job (its execution record, then the job's start) in one:
-        the same writes, in the same order, in one MULTI."""
+        the same writes, in the same order, in one MULTI, less the job's heartbeat (RQ's
+        ``job.heartbeat``: an HSET of ``last_heartbeat`` that ``prepare_for_execution`` writes again
+        in the same transaction), and with the intermediate list's key made from the job's queue
+        name without building an RQ queue for it."""
         with self.connection.pipeline() as pipe:
             ttl = self.get_heartbeat_ttl(job)
             execution = Execution.create(job, ttl, pipeline=pipe, worker_name=self.name)
             self.executions[execution.id] = execution
             self.set_state(WorkerStatus.BUSY, pipeline=pipe)
             self.heartbeat(ttl, pipeline=pipe)
-            job.heartbeat(datetime.now(timezone.utc), ttl, pipeline=pipe)
             job.prepare_for_execution(self.name, pipeline=pipe)
             pipe.persist(job.key)
-            pipe.lrem(ReplyguardQueue(job.origin, connection=self.connection).intermediate_queue_key, 1, job.id)
+            pipe.lrem(_intermediate_key(job.origin), 1, job.id)
             pipe.execute()
         self._started_job = job.id
         return execution
