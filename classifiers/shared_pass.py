@@ -26,8 +26,9 @@ pipeline has another shape, or a head of another kind, is run by scikit-learn as
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any, cast
 
 import numpy as np
@@ -53,6 +54,9 @@ WORD_CACHE = 50_000
 #: default): a text's tokens are then its whitespace-separated words' tokens, in order (see SharedPass._tokens).
 _WORDWISE_PATTERNS = (TOKEN_PATTERN, r"(?u)\b\w\w+\b")
 _INT_SIZE = array("i").itemsize
+#: Padded words up to this many characters have their char_wb n-grams cut by a cached ``itemgetter`` of slices
+#: (one C call a word; ~4 slices a character per length, per analyser); longer ones slice by slice.
+SLICED_SIZES = 64
 #: A linear head's weights are kept dense (float32) up to this many entries (16 MB), e.g. 9 intents x 400k n-grams.
 DENSE_WEIGHTS = 4_000_000
 _ANALYSER_PARAMS = (
@@ -68,6 +72,36 @@ _ANALYSER_PARAMS = (
     "decode_error",
     "input",
 )
+
+
+def _char_wb_spans(size: int, low: int, high: int) -> list[slice]:
+    """The slices of a padded word of ``size`` characters that are its char_wb n-grams (``low``-``high``), in
+    scikit-learn's order: a padded word no longer than n counts once (itself), for the shortest such n."""
+    if size <= low:
+        return [slice(0, size)]
+    spans = [slice(i, i + n) for n in range(low, min(high, size - 1) + 1) for i in range(size - n + 1)]
+    if high >= size:
+        spans.append(slice(0, size))
+    return spans
+
+
+def _char_wb_grams(padded: str, low: int, high: int) -> list[str]:
+    """A padded word's char_wb n-grams (:func:`_char_wb_spans`), cut one by one."""
+    return [padded[span] for span in _char_wb_spans(len(padded), low, high)]
+
+
+def _alone(padded: str) -> tuple[str]:
+    return (padded,)
+
+
+def _gram_getters(low: int, high: int) -> list[Callable[[str], Any]]:
+    """Per size of a padded word up to :data:`SLICED_SIZES`, a function cutting its char_wb n-grams
+    (:func:`_char_wb_spans`) in one call, as a tuple: an ``operator.itemgetter`` of the slices."""
+    getters: list[Callable[[str], Any]] = []
+    for size in range(SLICED_SIZES + 1):
+        spans = _char_wb_spans(size, low, high)
+        getters.append(itemgetter(*spans) if len(spans) > 1 else _alone)  # one item: itemgetter gives no tuple
+    return getters
 
 
 def _normaliser_key(step: TextNormalizer) -> tuple[bool, bool, bool, bool]:
@@ -143,7 +177,7 @@ class _Head:
         else:
             self.weights = [_linear_weights(head)]
         self.columns: list[np.ndarray | None] = []
-        self.keys: list[tuple | None] = []
+        self.keys: list[int | None] = []  # its blocks' analysers (SharedPass numbers them)
         self.direct = self._direct_weights()
         self.shared = True
 
@@ -225,13 +259,17 @@ class SharedPass:
     def __init__(self, models: Sequence[Any]):
         self.heads = [_Head(m) for m in models]
         self.normalisers: dict[tuple, dict[str, bool]] = {}
-        self.vocab: dict[tuple, dict[str, int]] = {}  # analyser -> union vocabulary of every model using it
-        self.analysers: dict[tuple, Any] = {}
-        self.inputs: dict[tuple, set[tuple]] = {}  # analyser -> the normalisers whose text it reads
-        self.word_cache: dict[tuple, dict[str, bytes]] = {}  # char_wb analyser -> word -> its n-grams' ids (C ints)
-        self.char_ranges: dict[tuple, tuple[int, int]] = {}  # char_wb analyser -> its n range
-        self.tokenizers: dict[tuple, tuple[Any, tuple[int, int]]] = {}  # plain word analyser -> tokenizer, n range
-        self.token_cache: dict[tuple, dict[str, tuple[str, ...]]] = {}  # plain word analyser -> word -> its tokens
+        # analysers are numbered (their parameters, ``_analyser_key``, are a tuple of 11 pairs, rehashed on
+        # every lookup of a dictionary keyed by them)
+        self.analyser_numbers: dict[tuple, int] = {}
+        self.vocab: dict[int, dict[str, int]] = {}  # analyser -> union vocabulary of every model using it
+        self.analysers: dict[int, Any] = {}
+        self.inputs: dict[int, set[tuple]] = {}  # analyser -> the normalisers whose text it reads
+        self.word_cache: dict[int, dict[str, bytes]] = {}  # char_wb analyser -> word -> its n-grams' ids (C ints)
+        self.char_ranges: dict[int, tuple[int, int]] = {}  # char_wb analyser -> its n range
+        self.gram_getters: dict[int, list[Callable[[str], Any]]] = {}  # char_wb analyser -> see _gram_getters
+        self.tokenizers: dict[int, tuple[Any, tuple[int, int]]] = {}  # plain word analyser -> tokenizer, n range
+        self.token_cache: dict[int, dict[str, tuple[str, ...]]] = {}  # plain word analyser -> word -> its tokens
         self._table: Any = None  # the sentence representation, once a batch has needed it
         self._words_of: dict[str, list[str]] = {}  # this batch's normalised texts -> their words (_split)
         for head in self.heads:
@@ -242,13 +280,14 @@ class SharedPass:
             for kind, part in head.blocks:
                 key = None
                 if kind == "ngrams":
-                    key = _analyser_key(part)
+                    key = self.analyser_numbers.setdefault(_analyser_key(part), len(self.analyser_numbers))
                     union = self.vocab.setdefault(key, {})
                     if key not in self.analysers:
                         self.analysers[key] = part.build_analyzer()
                         if _words_are_units(part):
                             self.word_cache[key] = {}
                             self.char_ranges[key] = part.ngram_range
+                            self.gram_getters[key] = _gram_getters(*part.ngram_range)
                         elif _plain_words(part):
                             self.tokenizers[key] = (part.build_tokenizer(), part.ngram_range)
                             if part.token_pattern in _WORDWISE_PATTERNS:
@@ -272,25 +311,22 @@ class SharedPass:
                         _increasing(selection) for selection in head.columns[: len(head.direct["offsets"])]
                     )
 
-    def _lookup(self, key: tuple, doc: str) -> list[int]:
+    def _lookup(self, key: int, doc: str) -> list[int]:
         return list(map(self.vocab[key].get, self.analysers[key](doc), repeat(-1)))
 
-    def _word_lookup(self, key: tuple, word: str) -> list[int]:
+    def _word_lookup(self, key: int, word: str) -> list[int]:
         """The ids of one word's char_wb n-grams: ``_char_wb_ngrams`` of a text without whitespace (the word
         padded with a space each side; a padded word no longer than n counts once, for the shortest such
         n), in the same order, without scikit-learn's per-call preprocessing and decoding chain."""
-        low, high = self.char_ranges[key]
         padded = f" {word} "
         size = len(padded)
-        if size <= low:
-            grams = [padded]
+        if size <= SLICED_SIZES:  # cut in one C call by the length's slices
+            grams = self.gram_getters[key][size](padded)
         else:
-            grams = [padded[i : i + n] for n in range(low, min(high, size - 1) + 1) for i in range(size - n + 1)]
-            if high >= size:
-                grams.append(padded)
+            grams = _char_wb_grams(padded, *self.char_ranges[key])
         return list(map(self.vocab[key].get, grams, repeat(-1)))
 
-    def _word_ids(self, key: tuple, word: str) -> bytes:
+    def _word_ids(self, key: int, word: str) -> bytes:
         """A word's char_wb n-gram ids as C ints, remembered (it may come twice in one text)."""
         words = self.word_cache[key]
         found = words.get(word)
@@ -298,7 +334,7 @@ class SharedPass:
             found = words[word] = array("i", self._word_lookup(key, word)).tobytes()
         return found
 
-    def _words(self, key: tuple, doc: str) -> list[int]:
+    def _words(self, key: int, doc: str) -> list[int]:
         """The ids of ``doc``'s word n-grams: the analyser's n-grams (``_word_ngrams``), in another order
         (counts do not see the order), without building the analyser's list of strings first."""
         tokenize, (low, high) = self.tokenizers[key]
@@ -318,7 +354,7 @@ class SharedPass:
             words = self._words_of[doc] = doc.split()
         return words
 
-    def _tokens(self, key: tuple, doc: str) -> list[str]:
+    def _tokens(self, key: int, doc: str) -> list[str]:
         """``tokenize(doc)`` from its words' tokens, each word tokenised once (remembered). Exact for the
         patterns of ``_WORDWISE_PATTERNS``: no match holds whitespace, none looks past its own characters
         but for ``\\b``, which sees whitespace and a text's edge alike, and a scan that fails at a position
@@ -337,7 +373,7 @@ class SharedPass:
             ]
         return list(chain.from_iterable(cast(list[tuple[str, ...]], found)))
 
-    def _selection(self, key: tuple, part: TfidfVectorizer) -> np.ndarray:
+    def _selection(self, key: int, part: TfidfVectorizer) -> np.ndarray:
         """Union column -> this model's column (-1: not in its vocabulary; the last is the unknown column)."""
         union = self.vocab[key]
         columns = np.full(len(union) + 1, -1, dtype=np.int32 if len(part.vocabulary_) < 2**31 else np.int64)
@@ -350,11 +386,11 @@ class SharedPass:
         texts = [str(t) for t in texts]
         self._words_of = {}
         configs = list(self.normalisers)
-        normalised: dict[tuple, list[str]] = {key: [] for key in configs}
+        normalised: dict[tuple, list[str]] = {config: [] for config in configs}
         for text in texts:
-            for key, value in normalize_all(text, configs).items():
-                normalised[key].append(value)
-        counts: dict[tuple, tuple[np.ndarray, np.ndarray, dict[str, int]]] = {}
+            for config, value in normalize_all(text, configs).items():
+                normalised[config].append(value)
+        counts: dict[int, tuple[np.ndarray, np.ndarray, dict[str, int]]] = {}
         for key, union in self.vocab.items():
             # each distinct normalised string is analysed once, whichever normalisers produced it
             unique: dict[str, int] = {}
@@ -396,7 +432,7 @@ class SharedPass:
             rows = np.repeat(np.arange(len(unique), dtype=np.int64), np.diff(indptr))
             counts[key] = (rows, columns, unique)  # one entry per n-gram occurrence
         sentences = self._sentences(normalised)
-        distinct: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # see _distinct_counts
+        distinct: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # see _distinct_counts
         out = []
         for head in self.heads:
             if not head.shared:
@@ -488,7 +524,7 @@ def _tfidf(part: TfidfVectorizer, counts: sp.csr_matrix) -> sp.csr_matrix:
     return counts
 
 
-def _direct_scores(head: _Head, direct: dict[str, Any], counts: dict[tuple, Any], docs: list[str]) -> np.ndarray:
+def _direct_scores(head: _Head, direct: dict[str, Any], counts: dict[int, Any], docs: list[str]) -> np.ndarray:
     """``hstack(tfidf blocks) @ weights`` of one head, built from the n-gram occurrences with numpy.
 
     The same float32 arithmetic as the matrix path (CountVectorizer counts, ``_tfidf``, scipy's
@@ -571,7 +607,7 @@ def _distinct_counts(occurrences: tuple[np.ndarray, np.ndarray, dict[str, int]],
 
 
 def _ordered_scores(
-    head: _Head, direct: dict[str, Any], counts: dict[tuple, Any], distinct: dict[tuple, Any], docs: list[str]
+    head: _Head, direct: dict[str, Any], counts: dict[int, Any], distinct: dict[int, Any], docs: list[str]
 ) -> np.ndarray:
     """:func:`_direct_scores` from the analysers' distinct n-grams (:func:`_distinct_counts`) instead of a
     sort of the head's own, for a head whose columns keep the union's order (``direct["ordered"]``).

@@ -290,11 +290,15 @@ def test_a_messages_scores_do_not_depend_on_its_batch() -> None:
 
 
 def test_a_words_char_ngrams_are_the_analysers() -> None:
-    """The per-word char_wb n-grams (SharedPass._word_lookup) are scikit-learn's, in its order."""
+    """The per-word char_wb n-grams (SharedPass._word_lookup) are scikit-learn's, in its order: words cut
+    by the cached slices of their length and words too long for them (cut one slice at a time)."""
     models = [ModelRegistry().get(name) for name in ("spam-default", "abuse-default")]
     passes = SharedPass(models)
     assert passes.char_ranges  # the shipped models have char_wb blocks
     words = {w for text in _texts() for w in normalize(text).split()} | {"a", "ab", "abc", "🔥", "x🔥y", "ｘ"}
+    alphabet = "seventhaiwordpl"  # every length up to past the cached slices' sizes, on vocabulary-like text
+    words |= {(alphabet * 8)[k : k + n] for n in range(1, shared_pass_module.SLICED_SIZES + 4) for k in (0, 3)}
+    assert max(map(len, words)) + 2 > shared_pass_module.SLICED_SIZES
     for key in passes.char_ranges:
         analyser, vocab = passes.analysers[key], passes.vocab[key]
         for word in words:
