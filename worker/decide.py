@@ -332,7 +332,8 @@ def decide(
 
     # 2. VIP authors always reach a human
     vip = policy_fields["vip"]
-    if vip and set(vip.tags) & set(fields["author"].tags):
+    author_tags = fields["author"].tags
+    if vip and author_tags and set(vip.tags) & set(author_tags):  # most authors have no tags: no sets built
         tag = sorted(set(vip.tags) & set(fields["author"].tags))[0]
         b.hit("vip", detail=f"author tag {tag!r}")
         b.escalate(vip.role, vip.priority, f"VIP author (tag {tag!r}): always handled by a person")
@@ -416,7 +417,7 @@ def decide(
 
     # 6. personal data in a public comment
     private = policy_fields["private_matters"]
-    exposed = sorted(set(private.entities) & set(entities)) if private and kind == "comment" else []
+    exposed = sorted(set(private.entities) & set(entities)) if entities and private and kind == "comment" else []
     if not stop and private and exposed:
         b.hit("private_matter.entities", detail=f"public comment contains {', '.join(exposed)}")
         if set(private.hide_entities) & set(exposed):
