@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import BASE_EVENT
+from worker.decide import ClassifierScores
 from worker.demo import load_sample
 from worker.exceptions import InvalidEvent
 from worker.models import DecisionContext, parse_event, trusted_event
-from worker.pipeline import Pipeline
+from worker.pipeline import Pipeline, classify
 
 NOW = datetime(2026, 11, 24, 3, 0, tzinfo=timezone.utc)
 IGNORED = {"timings", "decided_at", "job_id", "scores"}
@@ -225,3 +226,36 @@ def test_a_malformed_job_payload_is_rejected_with_its_reason(client, settings, b
     assert report.decided == ["m-1"]
     assert [r["source"] for r in report.rejected] == ["job j-1 message 1", "job j-1 message 2"]
     assert "platform" in report.rejected[0]["reason"]
+
+
+def test_classified_scores_are_known_plain_and_decide_as_checked_ones(brands) -> None:
+    """``Pipeline.classify`` marks its scores (ClassifierScores: str labels, float scores), which
+    decide takes as plain without looking at each; the same scores as a dict are checked label by
+    label, and decide the same, to the stored bytes."""
+    pipeline = Pipeline(brands)
+    events = [parse_event(e) for e in load_sample()]
+    scores = pipeline.classify(events)
+    assert all(type(s) is ClassifierScores and _checked_plain(s) for s in scores)
+    contexts = [DecisionContext() for _ in events]
+    marked, _ = pipeline.decide(events, scores, contexts, now=NOW)
+    checked, _ = pipeline.decide(events, [dict(s) for s in scores], contexts, now=NOW)
+    for m, c, s in zip(marked, checked, scores, strict=True):
+        m.decision.timings = c.decision.timings = {}
+        assert m.decision.json_bytes() == c.decision.json_bytes()
+        assert type(m.decision.scores) is dict and m.decision.scores == s and m.decision.scores is not s
+
+
+def test_scores_of_a_model_with_labels_not_str_are_not_marked(brands) -> None:
+    brand = brands["demo-shop"]
+    odd = copy.copy(brand.intent)
+    odd.labels = [np.str_(label) for label in brand.intent.labels]
+    texts = ["where is my order KM-204815", "hello"]
+    tasks = {"spam": [(0, brand.spam), (1, brand.spam)], "intent": [(0, odd)]}
+    first, second = classify(tasks, texts)
+    assert type(first) is dict and not _checked_plain(first)  # np.str_ labels: validated as before
+    assert type(second) is ClassifierScores and second.keys() == {"spam"}
+    assert first["spam"].keys() == second["spam"].keys() == set(brand.spam.labels)
+
+
+def _checked_plain(scores: dict[str, dict[str, float]]) -> bool:
+    return all(type(label) is str and type(p) is float for labels in scores.values() for label, p in labels.items())

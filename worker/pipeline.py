@@ -24,7 +24,7 @@ from classifiers.persistence import LoadedModel
 from classifiers.shared_pass import SharedPass
 from worker import defaults
 from worker.brands import Brand
-from worker.decide import Outcome, decide, error_outcome
+from worker.decide import ClassifierScores, Outcome, decide, error_outcome
 from worker.drafting import plan
 from worker.exceptions import InvalidEvent
 from worker.models import DecisionContext, InboundEvent, parse_event, trusted_event
@@ -91,8 +91,10 @@ def shared_pass(models: list[LoadedModel]) -> SharedPass:
 
 def classify(tasks: dict[str, list[tuple[int, LoadedModel]]], texts: list[str]) -> list[dict[str, dict[str, float]]]:
     """Scores per event: one shared text pass feeds every model (classifiers.shared_pass), each model
-    scoring the texts that use it (the same probabilities as each model's own pipeline)."""
-    scores: list[dict[str, dict[str, float]]] = [{} for _ in texts]
+    scoring the texts that use it (the same probabilities as each model's own pipeline). An event's
+    scores are a :class:`ClassifierScores` (str labels, float scores) unless a model's labels are not
+    all ``str`` or its probabilities not floats (then a plain dict, checked score by score in decide)."""
+    scores: list[dict[str, dict[str, float]]] = [ClassifierScores() for _ in texts]
     users: dict[int, tuple[LoadedModel, list[tuple[str, int]]]] = {}
     for task, uses in tasks.items():
         for index, model in uses:
@@ -103,11 +105,17 @@ def classify(tasks: dict[str, list[tuple[int, LoadedModel]]], texts: list[str]) 
     rows = sorted({index for _, uses in users.values() for _, index in uses})
     position = {index: k for k, index in enumerate(rows)}
     probabilities = shared_pass(models).predict_proba([texts[i] for i in rows])
+    unchecked: set[int] = set()
     for (owner, wanted), proba in zip(users.values(), probabilities, strict=True):
         rounded = np.round(proba, 6).tolist()  # Python floats, converted in one call (float(p) each before)
         labels = owner.labels
+        plain = np.asarray(proba).dtype.kind == "f" and all(type(label) is str for label in labels)
         for task_name, row in wanted:
             scores[row][task_name] = dict(zip(labels, rounded[position[row]], strict=True))
+            if not plain:
+                unchecked.add(row)
+    for row in unchecked:
+        scores[row] = dict(scores[row])
     return scores
 
 
