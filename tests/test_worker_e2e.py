@@ -8,9 +8,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import redis
+from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 
 from tests.conftest import make_event
+from worker import defaults
 from worker.brands import Brand
 from worker.ingest import Ingestor, ingest_events, wait_for
 from worker.jobs import install
@@ -66,6 +68,9 @@ def test_batch_decided_by_a_forking_rq_worker(client, settings, brands) -> None:
     finished = FinishedJobRegistry(queue=queue)
     assert set(report.jobs) <= set(finished.get_job_ids())
     assert FailedJobRegistry(queue=queue).count == 0
+    # a finished batch's record (its payload holds the customers' texts) goes after minutes, not a day
+    for job_id in report.jobs:
+        assert 0 < client.ttl(Job.key_for(job_id)) <= defaults.JOB_RESULT_TTL_SECONDS <= 3600
 
     store = Store(client, settings.key_prefix)
     got = {d.message_id: d for d in store.decisions([("demo-shop", e["id"]) for e in SAMPLE])}
