@@ -200,10 +200,10 @@ def test_sorted_sets_written_once_a_call_hold_what_one_call_a_decision_writes(cl
     import worker.jobs as jobs
     from worker.sla.tracker import SlaTracker
 
-    start_many = SlaTracker.start_many
+    begin = SlaTracker._begin  # what on_decided and start_many start timers with
 
     def one_by_one(self, items, now):
-        return [start_many(self, [item], now)[0] for item in items]
+        return [(i, plan) for i, item in enumerate(items) for _, plan in begin(self, [item], now)]
 
     raws = [
         make_event(id=f"z{i}", conversation_id=f"c-z{i // 2}", text=text, created_at=f"2026-11-24T10:{i:02d}:00+09:00")
@@ -216,7 +216,7 @@ def test_sorted_sets_written_once_a_call_hold_what_one_call_a_decision_writes(cl
     written = {}
     for chunk in (1, defaults.PERSIST_CHUNK):
         monkeypatch.setattr(defaults, "PERSIST_CHUNK", chunk)
-        monkeypatch.setattr(SlaTracker, "start_many", one_by_one if chunk == 1 else start_many)
+        monkeypatch.setattr(SlaTracker, "_begin", one_by_one if chunk == 1 else begin)
         prefix = f"{settings.key_prefix}-{chunk}"
         store = Store(client, prefix)
         sla = jobs.sla_tracker(client, pipeline, settings.model_copy(update={"key_prefix": prefix}))

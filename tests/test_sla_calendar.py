@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import random
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -308,16 +309,41 @@ def test_demo_policy_sends_unanswered_vips_to_a_manager() -> None:
 
 
 def test_started_event_due_times_are_the_clock_views(demo_calendar) -> None:
-    """The ``sla.started`` event's due times (tracker._due_times) say what clock_views says."""
-    from worker.sla.tracker import _due_times
+    """The ``sla.started`` event's due times (``started_timer_text``'s started clocks, the event's
+    text from them) say what clock_views says of the new timer."""
+    from worker.sla.timers import started_timer_text
+    from worker.sla.tracker import _quote, _started_event
 
-    t = make_timer(demo_calendar, tokyo(2026, 11, 27, 17, 30))
-    answered = record_response(t, tokyo(2026, 11, 30, 9, 5), "agent", demo_calendar)
-    again = record_customer_message(answered, tokyo(2026, 11, 30, 9, 40), demo_calendar)
-    done = record_resolution(again, tokyo(2026, 11, 30, 11, 0), "agent", demo_calendar)
-    for timer in (t, answered, again, done):
-        views = clock_views(timer, tokyo(2026, 11, 30, 10, 0))
-        assert _due_times(timer) == {c["target"]: c["due_at"] for c in views}
+    for start in (tokyo(2026, 11, 27, 17, 30), tokyo(2026, 11, 30, 9, 0), tokyo(2026, 12, 30, 17, 59, 59)):
+        t = make_timer(demo_calendar, start)
+        kw = {k: getattr(t, k) for k in ("brand", "message_id", "conversation_id", "role", "priority")}
+        _, _, started = started_timer_text(
+            rule(), clock="business_hours", started_at=start, calendar=demo_calendar, **kw
+        )
+        views = clock_views(t, tokyo(2026, 11, 30, 10, 0))
+        assert [(name, due.isoformat()) for name, due, _ in started] == [(c["target"], c["due_at"]) for c in views]
+        event = json.loads(_started_event(rule(), started, *kw.values(), _quote("now")))
+        assert event["due"] == {c["target"]: c["due_at"] for c in views}
+
+
+def test_add_many_beyond_the_kept_window_and_on_its_edges() -> None:
+    """add_many counts open time within the kept window; durations that end beyond it, starts at an
+    opening or a closing instant, inside and between intervals, give add()'s instants."""
+    cal = BusinessCalendar("Europe/London", {0: [(540, 720), (780, 1020)], 3: [(0, 1440)], 5: [(600, 601)]})
+    rng = random.Random(5)
+    base = datetime(2026, 10, 20, tzinfo=timezone.utc)
+    for _ in range(200):
+        start = base + timedelta(minutes=rng.randrange(200 * 1440))
+        if rng.random() < 0.5:  # an opening or closing instant of the start's week
+            opens, closes = next(cal.intervals(start))
+            start = rng.choice([opens, closes, closes - timedelta(microseconds=1), opens + timedelta(microseconds=1)])
+        lengths = [timedelta(minutes=rng.choice([1, 59, 180, 1440, 20 * 1440, 90 * 1440])) for _ in range(3)]
+        lengths.append(timedelta(microseconds=rng.randrange(1, 10**6)))
+        assert cal.add_many(start, lengths) == [cal.add(start, d) for d in lengths], (start, lengths)
+        zone = start.astimezone(ZoneInfo("America/New_York"))  # a start in another zone: the same instants
+        assert cal.add_many(zone, lengths) == cal.add_many(start, lengths)
+        assert ALWAYS_OPEN.add_many(zone, lengths) == [ALWAYS_OPEN.add(zone, d) for d in lengths]
+        assert all(d.tzinfo is timezone.utc for d in cal.add_many(zone, lengths) + ALWAYS_OPEN.add_many(zone, lengths))
 
 
 def test_a_calendar_kept_across_batches_adds_as_a_fresh_one() -> None:

@@ -1,7 +1,8 @@
 """The ``sla.started`` event an escalation's SLA start writes (worker.sla.tracker._started_json) is
 the text the encoder the other SLA events use makes of its body (``_event_json`` with ``default=str``
 over ``_event_body``): the same characters for plain, non-ASCII, quoted and control-character
-values, with due times present, absent or null."""
+values, with due times present, absent or null; and so is the SLA start's (``_started_event``: a rule's
+text filled, due times from pydantic-core's JSON of the instants) on random instants and odd strings."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from worker.sla.tracker import _due_times, _event_body, _event_json, _started_json
+from pydantic_core import to_json
+
+from worker.sla.tracker import _event_body, _event_json, _quote, _started_event, _started_json
 from worker.sla.timers import SlaTimer, started_timer
 from worker.sla.config import SlaPolicy
 from worker.sla.hours import ALWAYS_OPEN
@@ -68,27 +71,30 @@ def test_started_json_of_a_real_timer() -> None:
         calendar=ALWAYS_OPEN,
     )
     at = datetime.now(timezone.utc).isoformat()
-    due = _due_times(timer)
+    due = {name: c.due_at.isoformat() for name, c in timer.clocks.items() if c.started_at is not None}
     assert set(due) == {"first_response", "resolution"}
     assert _started_json(timer.__dict__, at, due) == _reference(timer.__dict__, at, due)
+    started = [(name, c.due_at, to_json(c.due_at)) for name, c in timer.clocks.items() if c.started_at is not None]
+    t = timer.__dict__
+    fields = (t["brand"], t["message_id"], t["conversation_id"], t["role"], t["priority"])
+    assert _started_event(rule, started, *fields, _quote(at)) == _reference(t, at, due)
 
 
-def test_isoformats_are_isoformat() -> None:
-    """The due times of the event, from pydantic-core's JSON of UTC instants: ``isoformat``'s text."""
+@pytest.mark.parametrize("value", ODD)
+def test_started_event_is_the_encoders_text(value: str) -> None:
+    """The SLA start's event (a rule's text filled; a due time's isoformat from pydantic-core's JSON of
+    it) on random instants, edge years and other offsets, with odd strings: the encoder's text."""
     import random
     from datetime import timedelta
 
-    from worker.sla.tracker import _isoformats
-
     rnd = random.Random(7)
-    instants: list[datetime | None] = []
-    for _ in range(5000):
+    instants: list[datetime] = []
+    for _ in range(1000):
         micro = rnd.choice([0, rnd.randrange(10**6), rnd.randrange(10) * 100000])
         instants.append(
             datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=rnd.randrange(10**9), microseconds=micro)
         )
     instants += [
-        None,
         datetime(1, 1, 1, tzinfo=timezone.utc),
         datetime(999, 3, 4, 5, 6, 7, 8, tzinfo=timezone.utc),
         datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc),
@@ -96,4 +102,17 @@ def test_isoformats_are_isoformat() -> None:
         datetime(2026, 1, 1, 9, 0, 0, 5, tzinfo=timezone(timedelta(hours=-3, minutes=-30))),
         datetime(2026, 1, 1, tzinfo=timezone(timedelta(seconds=1))),
     ]
-    assert _isoformats(instants) == [d.isoformat() if d is not None else None for d in instants]
+    rules = [
+        SlaPolicy.model_validate({"name": "both", "first_response": "1h", "resolution": "1d"}),
+        SlaPolicy.model_validate({"name": "first_only", "first_response": "1h"}),
+        SlaPolicy.model_validate({"name": "next_only", "next_response": "1h"}),
+    ]
+    at = "2026-11-29T17:03:05.123456+00:00"
+    fields = {"brand": value, "message_id": f"m-{value}", "conversation_id": value, "role": value, "priority": value}
+    for i, instant in enumerate(instants):
+        other = instants[i - 1]
+        for rule, targets in zip(rules, (["first_response", "resolution"], ["first_response"], []), strict=True):
+            started = [(name, d, to_json(d)) for name, d in zip(targets, (instant, other), strict=False)]
+            due = {name: d.isoformat() for name, d, _ in started}
+            expected = _reference({**fields, "policy": rule.name}, at, due)
+            assert _started_event(rule, started, *fields.values(), _quote(at)) == expected, (instant, other)

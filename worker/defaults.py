@@ -265,6 +265,10 @@ SLA_SWEEP_BATCH = 500
 #: How long RQ keeps a finished SLA sweep job (seconds).
 SLA_JOB_RESULT_TTL_SECONDS = 3600
 
+#: Which SLA rule applies to an escalation is remembered per policy and escalation (platform, kind,
+#: priority, author tags, role); past this many remembered escalations the memory starts afresh.
+SLA_SELECTIONS_REMEMBERED = 4096
+
 # --- HTTP service (replyguard serve) ---------------------------------------------------
 
 #: Where ``replyguard serve`` listens unless ``--host``/``--port`` say otherwise.

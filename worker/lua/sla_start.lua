@@ -4,7 +4,7 @@
 -- conversation's open set, and its `sla.started` event. No decision effect is written here.
 --
 -- The keys and values shared by the timers of a call are passed once: the due index, then 2
--- keys per brand, then 2 keys per timer; 3 + B arguments, then 7 per timer.
+-- keys per brand, then 2 keys per timer; 3 + B arguments, then 6 per timer.
 -- KEYS  1 due index (zset)
 --       then per brand b (b = 1..B): 1+2(b-1)+ 1 the brand's timers (zset)
 --                                             2 the brand's SLA events (stream)
@@ -12,12 +12,12 @@
 --                                                 2 the conversation's open timers (set)
 -- ARGV  1 B (brands in this call)  2 timers' TTL (s)  3 events stream max length (approximate)
 --       4 .. 3+B the brands' names
---       then per timer i: 3+B+7(i-1)+ 1 brand number (1..B)   2 timer JSON
---            3 next step (ms; '' = none)   4 message id   5 started (ms)   6 open ('1' | '')
---            7 event payload (JSON)
+--       then per timer i: 3+B+6(i-1)+ 1 brand number (1..B)   2 timer JSON
+--            3 next step (ms; '' = none)   4 message id   5 started (ms)   6 event payload (JSON)
+-- A new timer is open: it joins its conversation's open set.
 -- The due index member is '<brand>/<message id>'.
 -- Returns, for each timer, 1 started or 0 it had one already.
-local NTIMERKEYS, NTIMERARGS = 2, 7
+local NTIMERKEYS, NTIMERARGS = 2, 6
 local nbrands = tonumber(ARGV[1])
 if not nbrands or nbrands < 1 or not tonumber(ARGV[2]) or not tonumber(ARGV[3]) then
   return redis.error_reply('sla_start: ARGV 1-3 must be the number of brands, the TTL and the events length')
@@ -76,12 +76,8 @@ for i = 0, n - 1 do
       redis.call('ZREM', KEYS[1], member)
     end
     zadd_later(timers, ARGV[a + 5], mid)
-    if ARGV[a + 6] == '1' then
-      redis.call('SADD', KEYS[k + 2], mid)
-    else
-      redis.call('SREM', KEYS[k + 2], mid)
-    end
-    redis.call('XADD', events, '*', 'type', 'sla.started', 'notify', '0', 'payload', ARGV[a + 7])
+    redis.call('SADD', KEYS[k + 2], mid)
+    redis.call('XADD', events, '*', 'type', 'sla.started', 'notify', '0', 'payload', ARGV[a + 6])
     trims[events] = true
     results[i + 1] = 1
   else

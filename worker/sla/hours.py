@@ -17,7 +17,7 @@ starts at the instant the gap ends).
 from __future__ import annotations
 
 import itertools
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -33,6 +33,12 @@ INSTANT_CACHE = 4096
 WINDOW_DAYS = 60
 
 Span = tuple[int, int]  # (start minute, end minute) of a day, end up to 1440
+#: A calendar's kept days: (first day, day after the last, their opening intervals in order, the
+#: intervals' closing instants, the open time from the first interval's opening to each closing)
+Window = tuple[date, date, list[tuple[datetime, datetime]], list[datetime], list[timedelta]]
+
+_ZERO = timedelta(0)
+_DAY = timedelta(days=1)
 
 
 class BusinessCalendar:
@@ -43,8 +49,7 @@ class BusinessCalendar:
         self.weekly = {day: _merge(spans) for day, spans in weekly.items()}
         self.holidays = frozenset(holidays)
         self._instants: dict[tuple[date, int], datetime] = {}  # _instant's results (a pure function)
-        # (first day, day after the last, intervals of those days in order, their closing instants)
-        self._window: tuple[date, date, list[tuple[datetime, datetime]], list[datetime]] | None = None
+        self._window: Window | None = None
         if not any(self.weekly.values()):
             raise ConfigError("business hours have no opening span on any weekday")
 
@@ -62,7 +67,7 @@ class BusinessCalendar:
         day = first
         window = self._window_from(first)
         if window is not None:  # the same intervals, from a list kept ready: no walk over the days
-            _, day, spans, closing = window
+            _, day, spans, closing, _ = window
             yield from spans[bisect_right(closing, start) :]
         for _ in range(SEARCH_DAYS - (day - first).days):
             yield from self._day_intervals(day, start)
@@ -79,7 +84,7 @@ class BusinessCalendar:
                     out.append((opens, closes))
         return out
 
-    def _window_from(self, first: date) -> tuple[date, date, list[tuple[datetime, datetime]], list[datetime]] | None:
+    def _window_from(self, first: date) -> Window | None:
         """The kept intervals of the days from ``first`` on (None when they are not in closing order,
         which a daylight-saving oddity could cause: then the days are walked as before).
 
@@ -93,7 +98,10 @@ class BusinessCalendar:
                 spans += self._day_intervals(first + timedelta(days=k), lowest)
             closing = [closes for _, closes in spans]
             ordered = all(a <= b for a, b in itertools.pairwise(closing))
-            window = self._window = (first, first + timedelta(days=WINDOW_DAYS), spans, closing) if ordered else None
+            counted = list(itertools.accumulate(closes - opens for opens, closes in spans))
+            window = self._window = (
+                (first, first + timedelta(days=WINDOW_DAYS), spans, closing, counted) if ordered else None
+            )
             if window is None:
                 return None
         return window
@@ -125,9 +133,36 @@ class BusinessCalendar:
         raise AssertionError("unreachable: intervals() raises when it runs out")  # pragma: no cover
 
     def add_many(self, start: datetime, durations: list[timedelta]) -> list[datetime]:
-        """``[self.add(start, d) for d in durations]``, finding ``start``'s intervals once (a new SLA
-        timer asks for the due and warning instants of two clocks from the same start)."""
+        """``[self.add(start, d) for d in durations]`` (a new SLA timer asks for the due and warning
+        instants of two clocks from the same start). Within the kept window, by the open time counted
+        from the window's first opening: ``start`` is ``base`` of it, so ``start + d`` in open time is
+        the instant where ``base + d`` is reached, found by bisection, not by walking the intervals (the
+        same integer arithmetic on microseconds as :meth:`add`'s walk, so the same instants;
+        ``tests/test_sla_calendar.py`` compares them). Beyond the window, the walk."""
         start = _aware(start).astimezone(timezone.utc)
+        window = self._window_from(start.astimezone(self.zone).date() - _DAY)  # as intervals() finds it
+        if window is not None:
+            spans, closing, counted = window[2], window[3], window[4]
+            after = bisect_right(closing, start)  # the first interval that ends after the start
+            if after < len(spans):
+                opens = spans[after][0]
+                base = (counted[after - 1] if after else _ZERO) + (max(opens, start) - opens)
+                out: list[datetime] = []
+                for duration in durations:
+                    if duration <= _ZERO:
+                        out.append(start)
+                        continue
+                    reached = base + duration
+                    k = bisect_left(counted, reached, after)  # the interval in which it is reached
+                    if k == len(counted):
+                        break  # beyond the window
+                    out.append(spans[k][1] - (counted[k] - reached))
+                else:
+                    return out
+        return self._add_walking(start, durations)
+
+    def _add_walking(self, start: datetime, durations: list[timedelta]) -> list[datetime]:
+        """:meth:`add_many` by walking :meth:`intervals` (``start`` in UTC), finding them once."""
         out: list[datetime] = []
         found: list[tuple[datetime, datetime]] = []
         walk: Iterator[tuple[datetime, datetime]] | None = None
@@ -177,7 +212,9 @@ class AlwaysOpen:
         return _aware(start).astimezone(timezone.utc) + max(duration, timedelta(0))
 
     def add_many(self, start: datetime, durations: list[timedelta]) -> list[datetime]:
-        return [self.add(start, duration) for duration in durations]
+        """``[self.add(start, d) for d in durations]``, ``start`` checked and converted once."""
+        start = _aware(start).astimezone(timezone.utc)
+        return [start + duration if duration > _ZERO else start for duration in durations]
 
     def elapsed(self, start: datetime, end: datetime) -> timedelta:
         return max(_aware(end) - _aware(start), timedelta(0))

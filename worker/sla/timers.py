@@ -208,6 +208,9 @@ class _Shape:
         self.targets = [(name, target.total_seconds()) for name in TARGETS if (target := rule.target(name)) is not None]
         self.durations: list[timedelta] = []
         self.warns: list[bool] = []  # per started clock: its warning instant is a duration of its own
+        #: per started clock, in target order: (target, the index of its due instant among the answers
+        #: to ``durations``, the index of its warning instant: None without warnings, -1 at the start)
+        self.started: list[tuple[str, int, int | None]] = []
         # prototypes of each clock (started, started and met, not started) with the fields a validated
         # clock would have set: a new clock is a prototype with its instants (unvalidated.stamped)
         self.clocks: dict[str, tuple[Clock, Clock]] = {}
@@ -217,15 +220,18 @@ class _Shape:
                 self.clocks[name] = (built(Clock, fields), built(Clock, fields))
                 continue
             left = max(0.0, seconds)  # nothing used yet
+            due_index, warn_index = len(self.durations), None if warn is None else -1
             self.durations.append(timedelta(seconds=left))
             self.warns.append(warn is not None and left - warn > 0)
             if self.warns[-1]:
+                warn_index = len(self.durations)
                 self.durations.append(timedelta(seconds=left - warn))  # type: ignore[operator]
+            self.started.append((name, due_index, warn_index))
             # the fields _start and _run_from set, in their order; met: _meet's too
             fields.update(started_at=None, used_seconds=0.0, running_since=None, due_at=None, warn_at=None)
             self.clocks[name] = (built(Clock, fields), built(Clock, {**fields, "met_at": None}))
         self.response = built(Response, {"at": None, "by": "replyguard", "automated": True})
-        #: (clock, reply counted, reply recorded) -> the JSON template of such timers (started_timer_json)
+        #: (clock, reply counted, reply recorded) -> the JSON template of such timers (started_timer_text)
         self.json_templates: dict[tuple[str, bool, bool], _Template] = {}
 
 
@@ -275,7 +281,17 @@ def started_timer(
     )
 
 
-def started_timer_json(
+def _template(shape: _Shape, clock: str, automated_reply_at: datetime | None) -> _Template:
+    """The :class:`_Template` of the timers of ``shape`` and ``clock`` with or without an automated reply."""
+    counted = automated_reply_at is not None and shape.automated_reply_counts
+    key = (clock, counted, automated_reply_at is not None)
+    template = shape.json_templates.get(key)
+    if template is None:
+        template = shape.json_templates[key] = _Template(shape, clock, counted, automated_reply_at is not None)
+    return template
+
+
+def started_timer_text(
     rule: SlaPolicy,
     *,
     clock: Literal["business_hours", "always"],
@@ -287,26 +303,41 @@ def started_timer_json(
     started_at: datetime,
     calendar: Calendar,
     automated_reply_at: datetime | None = None,
-) -> tuple[SlaTimer, bytes]:
-    """:func:`started_timer` and its JSON, ``timer.model_dump_json()`` as UTF-8 bytes (what
-    ``lua/sla_start.lua`` stores). pydantic-core serialised a new timer's ~50 fields at ~78k
-    instructions; the fields that do not depend on the message are the same for every timer of a
-    rule, clock and kind of reply, so the JSON is that shape's text (serialised once by pydantic-core
-    itself, from a timer this same code built with placeholders, :class:`_Template`) with the values
-    of this timer, each serialised by pydantic-core, in its holes. ``tests/test_sla_fast_timer.py``
-    compares it with ``model_dump_json`` on the demo traffic and a grid of rules, calendars and replies."""
+) -> tuple[bytes, datetime | None, list[tuple[str, datetime, bytes]]]:
+    """What starting the :func:`started_timer` of these arguments writes, without building the timer:
+    its JSON (``timer.model_dump_json()`` as UTF-8 bytes, what ``lua/sla_start.lua`` stores), its
+    ``next_due()``, and each started clock's target, due instant and that instant's JSON from
+    pydantic-core, in target order (the ``sla.started`` event's due times).
+
+    The fields that do not depend on the message are the same for every timer of a rule, clock and
+    kind of reply, so the JSON is that shape's text (serialised once by pydantic-core itself, from a
+    timer :func:`_started` built with placeholders, :class:`_Template`) with this timer's values,
+    each serialised by pydantic-core, in its holes; the values are the arguments and the calendar's
+    answers to what :func:`_started` asks it, taken directly (building the timer, its clocks and
+    reply, was ~90k instructions of the ~180k the timer and its JSON cost). ``tests/test_sla_fast_timer.py``
+    compares the three with the validated timer's own on the demo traffic and a grid of rules,
+    calendars, replies and odd strings."""
     shape = _shape(rule)
-    timer = _started(
-        shape, clock, brand, message_id, conversation_id, role, priority, started_at, calendar, automated_reply_at
-    )
-    reply = automated_reply_at if shape.automated_reply_counts else None
-    key = (clock, reply is not None, automated_reply_at is not None)
-    template = shape.json_templates.get(key)
-    if template is None:
-        template = shape.json_templates[key] = _Template(
-            shape, clock, reply is not None, automated_reply_at is not None
-        )
-    return timer, template.fill(timer, (brand, message_id, conversation_id, role, priority))
+    template = _template(shape, clock, automated_reply_at)
+    instants = calendar.add_many(started_at, shape.durations)
+    # the template's values in the order of its holes: the strings, the start, the reply, then the
+    # calendar's answers as _started asks for them (the instants, then a counted reply's used seconds)
+    values: list[object] = [brand, message_id, conversation_id, role, priority, started_at, automated_reply_at]
+    values += instants
+    met = template.counted and shape.started and shape.started[0][0] == "first_response"
+    if met:  # _meet of the first response clock by the counted reply
+        values.append(calendar.elapsed(started_at, automated_reply_at).total_seconds())  # type: ignore[arg-type]
+    encoded = _encoded(values)
+    first = _Template._STRINGS + 2  # the first instant's value
+    steps: list[datetime] = []  # each running clock's next step: its warning (when it has one), else its due time
+    dues: list[tuple[str, datetime, bytes]] = []
+    for name, due_index, warn_index in shape.started:
+        due = instants[due_index]
+        dues.append((name, due, encoded[first + due_index]))
+        if met and name == "first_response":  # met: not running
+            continue
+        steps.append(due if warn_index is None else started_at if warn_index < 0 else instants[warn_index])
+    return template.format % template.pick(encoded), min(steps, default=None), dues
 
 
 #: placeholders of a timer template's values: strings no real value is compared with (the template's
@@ -383,41 +414,22 @@ class _Template:
         self.format = b"%s".join(piece.replace(b"%", b"%%") for piece in pieces[::2])
         self.pick = operator.itemgetter(*(int(n) for n in pieces[1::2]))  # the values the holes take, in order
         self.shape, self.counted = shape, counted
-        if len(_timer_values(shape, probe.__dict__, counted)) != calendar.next - len(holes):  # pragma: no cover
-            raise RuntimeError("the timer template and _timer_values disagree on the calendar's answers")
-
-    def fill(self, timer: SlaTimer, strings: tuple[str, ...]) -> bytes:
-        """The JSON of ``timer`` (built by :func:`_started` for this template's key from ``strings``)."""
-        t = timer.__dict__
-        responses = t["responses"]
-        values = [*strings, t["started_at"], responses[0].__dict__["at"] if responses else None]
-        values += _timer_values(self.shape, t, self.counted)
-        # every value's JSON from one pydantic-core call (each call costs ~4k instructions before its
-        # values), cut at the commas between them: instants and numbers hold none, so the cut is right
-        # exactly when there are as many pieces as values (else a string held a comma: one call each)
-        encoded = to_json(values)[1:-1].split(b",")
-        if len(encoded) != len(values):
-            encoded = [to_json(value) for value in values]
-        return self.format % self.pick(encoded)
+        # the calendar's answers started_timer_text gives the holes after these: the instants, then
+        # the used seconds of the first response a counted reply met
+        answers = len(shape.durations) + (counted and "first_response" in probe.clocks)
+        if answers != calendar.next - len(holes):  # pragma: no cover
+            raise RuntimeError("the timer template and started_timer_text disagree on the calendar's answers")
 
 
-def _timer_values(shape: _Shape, t: dict[str, object], counted: bool) -> list[object]:
-    """The calendar's answers for a timer :func:`_started` built (fields ``t``), in the order it
-    asked for them: each started clock's due and (when it has one of its own) warning instant, in
-    the rule's target order, then the used seconds of the first response a counted reply met."""
-    out: list[object] = []
-    clocks: dict[str, Clock] = t["clocks"]  # type: ignore[assignment]
-    warns = iter(shape.warns)
-    for name, _ in shape.targets:
-        if name == "next_response":
-            continue
-        c = clocks[name].__dict__
-        out.append(c["due_at"])
-        if next(warns):
-            out.append(c["warn_at"])
-    if counted and "first_response" in clocks:  # _started met it (and asked for its used seconds)
-        out.append(clocks["first_response"].__dict__["used_seconds"])
-    return out
+def _encoded(values: list[object]) -> list[bytes]:
+    """Each value's JSON as pydantic-core writes it, from one call (each call costs ~4k instructions
+    before its values), cut at the commas between them: instants, numbers and None hold none, so the
+    cut is right exactly when there are as many pieces as values (else a string held a comma: one
+    call each)."""
+    encoded = to_json(values)[1:-1].split(b",")
+    if len(encoded) != len(values):
+        encoded = [to_json(value) for value in values]
+    return encoded
 
 
 def _started(

@@ -31,17 +31,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import redis
-from pydantic_core import to_json
 from rq.job import Job
 
 from worker import defaults
 from worker.decide import sla_breach
 from worker.exceptions import StoreError
 from worker.models import Action, Decision, Escalation, InboundEvent
-from worker.sla.config import TARGETS, SlaPolicy
+from worker.sla.config import Sla, SlaPolicy
 from worker.sla.hours import ALWAYS_OPEN, BusinessCalendar
 from worker.sla.timers import (
     BreachRecord,
@@ -52,7 +51,8 @@ from worker.sla.timers import (
     record_response,
     record_step,
     set_waiting,
-    started_timer_json,
+    started_timer,
+    started_timer_text,
 )
 from worker.store import Store, Evalsha, review_member
 
@@ -81,9 +81,31 @@ def _after_batch_script() -> str:
     return resources.files("worker").joinpath("lua/after_batch.lua").read_text()
 
 
-@dataclass(frozen=True)
-class _Start:
-    """A timer to start: the escalated decision, its event, the SLA rule that matched and its calendar."""
+def _started_values(plan: _Start, now: datetime) -> tuple[str, str, str, str, str, datetime, datetime | None]:
+    """(brand, message id, conversation id, role, priority, start, automated reply) of the timer
+    ``plan`` starts: :func:`worker.sla.timers.new_timer` from the escalation's message (not after
+    ``now``), then ``respond(automated=True)`` at the decision time when the decision replied."""
+    # one read each: a model's attribute reads go through pydantic's __getattr__ hook
+    decision, event, esc = plan.decision.__dict__, plan.event.__dict__, plan.escalation.__dict__
+    replied = _AUTO_REPLY in decision["actions"] and bool(decision["reply"])
+    # the earlier instant, in UTC: the message's instant converted first, so that the two compared
+    # share their time zone (comparing instants of two zones asks each for its offset)
+    started_at = min(event["created_at"].astimezone(_UTC), now).astimezone(_UTC)
+    return (
+        event["brand"],
+        event["id"],
+        event["conversation_id"],
+        esc["role"],
+        esc["priority"],
+        started_at,
+        decision["decided_at"] if replied else None,
+    )
+
+
+class _Start(NamedTuple):
+    """A timer to start: the escalated decision, its event, the SLA rule that matched and its calendar.
+    (A tuple: a frozen dataclass sets each field through ``object.__setattr__``, ~11k instructions an
+    escalation for the six.)"""
 
     decision: Decision
     event: InboundEvent
@@ -96,12 +118,6 @@ class _Start:
 #: ``json.dumps(body, default=str)`` with one encoder for every call (the same text; ``json.dumps``
 #: with an argument builds a new encoder each time)
 _event_json = json.JSONEncoder(default=str).encode
-
-
-def _timer_json(timer: SlaTimer) -> bytes:
-    """``timer.model_dump_json()`` as UTF-8 bytes, from the serializer that method calls (the same
-    text, without its keyword handling and a decode redis-py would undo)."""
-    return SlaTimer.__pydantic_serializer__.to_json(timer)
 
 
 def _event_body(t: dict[str, Any], kind: str, at: str, **fields: Any) -> dict[str, Any]:
@@ -146,38 +162,61 @@ def _started_json(t: dict[str, Any], at: str, due: dict[str, str | None]) -> str
     )
 
 
-def _due_times(timer: SlaTimer) -> dict[str, str | None]:
-    """target -> due time of each started clock: what :func:`clock_views` says of them, without
-    the rest of the view (the ``sla.started`` event of every escalation carries it)."""
-    dues: dict[str, datetime | None] = {}
-    clocks = timer.__dict__["clocks"]  # one read: a model's attribute reads go through pydantic's __getattr__ hook
-    for name in TARGETS:
-        clock = clocks.get(name)
-        if clock is not None:
-            c = clock.__dict__
-            if c["started_at"] is not None:
-                dues[name] = c["due_at"]
-    return dict(zip(dues, _isoformats(list(dues.values())), strict=True))
+_started_formats: dict[int, tuple[SlaPolicy, str]] = {}
+
+
+def _started_format(rule: SlaPolicy, started: list[tuple[str, datetime, bytes]]) -> str:
+    """The text of :func:`_started_json` for the timers of ``rule`` (whose started clocks are
+    the targets of ``started``, as :func:`worker.sla.timers.started_timer_text` gives them) with ``%s`` for the brand, message id, conversation id, role, priority, instant and
+    each due time, each a JSON string literal; remembered per rule object (as the timer's shape)."""
+    found = _started_formats.get(id(rule))
+    if found is None or found[0] is not rule:
+        if len(_started_formats) > 256:
+            _started_formats.clear()
+        fields = {"brand": "%s", "message_id": "%s", "conversation_id": "%s", "policy": rule.name, "role": "%s"}
+        text = _started_json({**fields, "priority": "%s"}, "%s", {target: "%s" for target, _, _ in started})
+        # the quoted placeholders become bare ones (no JSON string literal holds %s but these); the
+        # policy's name is a constant whose % is doubled by the same substitution
+        text = text.replace("%", "%%").replace('"%%s"', "%s")
+        found = _started_formats[id(rule)] = (rule, text)
+    return found[1]
+
+
+def _started_event(
+    rule: SlaPolicy,
+    started: list[tuple[str, datetime, bytes]],
+    brand: str,
+    message_id: str,
+    conversation_id: str,
+    role: str,
+    priority: str,
+    at: str,
+) -> str:
+    """``_started_json(timer.__dict__, at, _due_times(timer))`` of the timer of ``rule`` whose started
+    clocks :func:`worker.sla.timers.started_timer_text` gave as ``started``, with ``at`` already a JSON
+    string literal: the rule's text (:func:`_started_format`) filled. A UTC instant's ``isoformat()``
+    is its JSON by pydantic-core (made for the timer's JSON already) with ``+00:00`` for its ``Z``:
+    the same digits, microseconds when not zero (``isoformat`` is ~11.6k instructions, through
+    ``sprintf``); any other instant is formatted by ``isoformat``. ``tests/test_sla_started_json.py``
+    compares the two on random instants, odd strings and real timers."""
+    dues = [
+        text[:-2].decode() + '+00:00"'
+        if instant.tzinfo is _UTC and len(text) in (22, 29) and text[-2:] == b'Z"'
+        else _quote(instant.isoformat())
+        for _, instant, text in started
+    ]
+    return _started_format(rule, started) % (
+        _quote(brand),
+        _quote(message_id),
+        _quote(conversation_id),
+        _quote(role),
+        _quote(priority),
+        at,
+        *dues,
+    )
 
 
 _UTC = timezone.utc
-
-
-def _isoformats(instants: list[datetime | None]) -> list[str | None]:
-    """``[d.isoformat() if d else None for d in instants]``. A UTC instant's ISO text is pydantic-core's
-    JSON of it with ``+00:00`` for its ``Z`` (the same digits, microseconds when not zero); pydantic-core
-    writes them all in one call, ~4k instructions, where ``isoformat`` is ~11.6k each (its C code
-    formats through ``sprintf``). Any other instant is formatted by ``isoformat``."""
-    texts = to_json(instants)[1:-1].split(b",")  # instants and nulls: no commas inside
-    out: list[str | None] = []
-    for instant, text in zip(instants, texts, strict=True):
-        if instant is None:
-            out.append(None)
-        elif instant.tzinfo is _UTC and len(text) in (22, 29) and text.endswith(b'Z"'):
-            out.append(text[1:-2].decode() + "+00:00")
-        else:
-            out.append(instant.isoformat())
-    return out
 
 
 def overall_state(clocks: list[dict[str, Any]]) -> str | None:
@@ -196,6 +235,25 @@ class AfterBatch:
     due: list[bytes]
     earliest: list[tuple[bytes, float]]
     checked: tuple[int, bool] | None
+
+
+#: (id of an ``Sla``, platform, kind, priority, tags, role) -> (that ``Sla``, the rule it selects)
+_selected: dict[tuple[Any, ...], tuple[Sla, SlaPolicy | None]] = {}
+
+
+def _select(sla: Sla, platform: str, kind: str, priority: str, tags: list[str], role: str) -> SlaPolicy | None:
+    """``sla.select(...)`` of an escalation, remembered per ``Sla`` object (a reloaded policy makes a
+    new one) and escalation: the choice is a function of these alone, and an escalation of the same
+    platform, kind, priority, author tags and role as an earlier one is the usual case (asking each
+    rule's match was ~20k instructions an escalation; ``tests/test_sla_start_text.py`` compares)."""
+    key = (id(sla), platform, kind, priority, tuple(tags), role)
+    found = _selected.get(key)
+    if found is None or found[0] is not sla:
+        if len(_selected) > defaults.SLA_SELECTIONS_REMEMBERED:
+            _selected.clear()
+        rule = sla.select(platform=platform, kind=kind, priority=priority, tags=list(tags), role=role)
+        found = _selected[key] = (sla, rule)
+    return found[1]
 
 
 _calendars: dict[int, tuple[Any, Any]] = {}
@@ -354,13 +412,7 @@ class SlaTracker:
             event = InboundEvent.model_validate(d["event"])
         esc = d["escalation"]
         e, found = event.__dict__, esc.__dict__
-        rule = policy.sla.select(
-            platform=e["platform"],
-            kind=e["kind"],
-            priority=found["priority"],
-            tags=list(e["author"].tags),
-            role=found["role"],
-        )
+        rule = _select(policy.sla, e["platform"], e["kind"], found["priority"], e["author"].tags, found["role"])
         if rule is None:
             return None
         clock: Literal["business_hours", "always"] = rule.clock or (
@@ -368,25 +420,20 @@ class SlaTracker:
         )
         return _Start(decision, event, esc, rule, clock, self.calendar(d["brand"], clock))
 
-    def _new_timer_json(self, plan: _Start, now: datetime) -> tuple[SlaTimer, bytes]:
-        """The timer ``plan`` starts and its JSON (no Redis): ``(timer, _timer_json(timer))``."""
-        # one read each: a model's attribute reads go through pydantic's __getattr__ hook
-        decision, event, esc = plan.decision.__dict__, plan.event.__dict__, plan.escalation.__dict__
-        replied = _AUTO_REPLY in decision["actions"] and bool(decision["reply"])
-        # new_timer, then respond(automated=True) when the decision replied: the same timer, built
-        # without validation (tests/test_sla_fast_timer.py)
-        return started_timer_json(
-            plan.rule,
-            clock=plan.clock,
-            brand=event["brand"],
-            message_id=event["id"],
-            conversation_id=event["conversation_id"],
-            role=esc["role"],
-            priority=esc["priority"],
-            started_at=min(event["created_at"], now).astimezone(timezone.utc),
-            calendar=plan.calendar,
-            automated_reply_at=decision["decided_at"] if replied else None,
-        )
+    def _started_args(self, plan: _Start, now: datetime) -> dict[str, Any]:
+        """The keyword arguments of the timer ``plan`` starts (:func:`worker.sla.timers.started_timer`'s)."""
+        brand, message_id, conversation_id, role, priority, started_at, reply_at = _started_values(plan, now)
+        return {
+            "clock": plan.clock,
+            "brand": brand,
+            "message_id": message_id,
+            "conversation_id": conversation_id,
+            "role": role,
+            "priority": priority,
+            "started_at": started_at,
+            "calendar": plan.calendar,
+            "automated_reply_at": reply_at,
+        }
 
     def start(self, decision: Decision, now: datetime) -> SlaTimer | None:
         """Start the timer of an escalated decision (idempotent; None when no SLA policy applies)."""
@@ -401,52 +448,62 @@ class SlaTracker:
         Should the worker die between the two, the steps are not lost: every batch and the recovery
         sweep run :meth:`fire_due`, which schedules the job of the earliest pending step again."""
         out: list[SlaTimer | None] = [None] * len(items)
+        for i, plan in self._begin(items, now):  # the timers written, built as written
+            out[i] = started_timer(plan.rule, **self._started_args(plan, now))
+        return out
+
+    def _begin(self, items: list[tuple[Decision, InboundEvent | None]], now: datetime) -> list[tuple[int, _Start]]:
+        """:meth:`start_many` without building the timers (what is written is their text, from
+        :func:`worker.sla.timers.started_timer_text`): the items whose timer started, with its plan."""
         planned = [(i, self._plan(decision, now, event)) for i, (decision, event) in enumerate(items)]
-        made = [(i, self._new_timer_json(plan, now)) for i, plan in planned if plan is not None]
-        timers = [(i, timer) for i, (timer, _) in made]
-        if not timers:
-            return out
+        plans = [(i, plan) for i, plan in planned if plan is not None]
+        if not plans:
+            return []
         k = self.keys
         brands: dict[str, int] = {}
-        for _, timer in timers:
-            brands.setdefault(timer.brand, len(brands) + 1)
+        for _, plan in plans:
+            brands.setdefault(plan.event.__dict__["brand"], len(brands) + 1)
         keys: list[str] = [k.sla_due]
         for brand in brands:
             keys += [k.sla_timers(brand), k.sla_events(brand)]
         args: list[Any] = [len(brands), defaults.SLA_RECORD_TTL_SECONDS, defaults.SLA_EVENTS_MAX_ENTRIES, *brands]
-        started_at = now.isoformat()  # the same in every sla.started event of the call (~15k instructions each)
-        dues: list[datetime | None] = []  # each timer's first step, worked out once
-        for _, (timer, timer_json) in made:
-            t = timer.__dict__  # one read: a model's attribute reads go through pydantic's __getattr__ hook
-            is_open = t["resolved_at"] is None  # timer.open
-            due = timer.next_due() if is_open else None
-            dues.append(due)
-            brand, message_id = t["brand"], t["message_id"]
-            keys += [k.sla_timer(brand, message_id), k.sla_open(brand, t["conversation_id"])]
-            args += [
-                brands[brand],
-                timer_json,
-                _ms(due) if due is not None else "",
-                message_id,
-                _ms(t["started_at"]),
-                "1" if is_open else "",
-                _started_json(t, started_at, _due_times(timer)),
-            ]
+        at = _quote(now.isoformat())  # the same in every sla.started event of the call (~15k instructions each)
+        dues: list[tuple[datetime, int] | None] = []  # each timer's first step and its ms
+        for _, plan in plans:
+            brand, message_id, conversation_id, role, priority, started_at, reply_at = _started_values(plan, now)
+            timer_json, due, started = started_timer_text(
+                plan.rule,
+                clock=plan.clock,
+                brand=brand,
+                message_id=message_id,
+                conversation_id=conversation_id,
+                role=role,
+                priority=priority,
+                started_at=started_at,
+                calendar=plan.calendar,
+                automated_reply_at=reply_at,
+            )
+            due_ms = _ms(due) if due is not None else None
+            dues.append((due, due_ms) if due is not None else None)  # type: ignore[arg-type]
+            keys += [k.sla_timer(brand, message_id), k.sla_open(brand, conversation_id)]
+            event = _started_event(plan.rule, started, brand, message_id, conversation_id, role, priority, at)
+            args += [brands[brand], timer_json, "" if due_ms is None else due_ms, message_id, _ms(started_at), event]
         try:
-            (started,) = self._start_script.run(self.client, [(keys, args)])
-            created = [(i, timer) for (i, timer), done in zip(timers, started, strict=True) if int(done) == 1]
+            (written,) = self._start_script.run(self.client, [(keys, args)])
+            created = [(i, plan) for (i, plan), done in zip(plans, written, strict=True) if int(done) == 1]
             if self.queue is not None and created:
+                # one sweep job a second (_schedule rounds up to the second): its first due time each
+                seconds: dict[int, datetime] = {}
+                for step, done in zip(dues, written, strict=True):
+                    if step is not None and int(done) == 1:
+                        seconds.setdefault(-(-step[1] // 1000), step[0])
                 with self.client.pipeline(transaction=True) as pipe:
-                    scheduled: set[str] = set()
-                    for due, done in zip(dues, started, strict=True):
-                        if int(done) == 1 and due is not None:
-                            self._schedule(pipe, due, scheduled)
+                    for due in seconds.values():
+                        self._schedule(pipe, due)
                     pipe.execute()
         except redis.RedisError as exc:
-            raise StoreError(f"Redis failed while starting {len(timers)} SLA timer(s): {exc}") from exc
-        for i, timer in created:
-            out[i] = timer
-        return out
+            raise StoreError(f"Redis failed while starting {len(plans)} SLA timer(s): {exc}") from exc
+        return created
 
     def on_decided(
         self,
@@ -475,8 +532,7 @@ class SlaTracker:
             for other in members:
                 if other != event.id:
                     self.customer_wrote(event.brand, other, at)
-        started = self.start_many([(decision, event) for decision, event in items], now)
-        return sum(1 for timer in started if timer is not None)
+        return len(self._begin([(decision, event) for decision, event in items], now))
 
     # -- what people (and the customer) do ------------------------------------------------------
 
