@@ -199,11 +199,17 @@ class _Head:
         sizes = [len(part.vocabulary_) for part in ngram_blocks]
         if sum(sizes) != weights[0].shape[0]:
             return None
+        # idf and weights get one more, zero entry (row): the column "none of the head's n-grams" (_targets);
+        # the head's own weights become a view of the others (the same values, no second copy)
+        stacked = np.vstack([weights[0], np.zeros((1, weights[0].shape[1]), dtype=np.float32)])
+        self.weights[0] = (stacked[:-1], weights[1])
         return {
             "offsets": np.cumsum([0, *sizes])[:-1],
-            "idf": np.concatenate([np.asarray(w.idf_, dtype=np.float32) for w in weightings]),
+            "idf": np.concatenate(
+                [*(np.asarray(w.idf_, dtype=np.float32) for w in weightings), np.zeros(1, np.float32)]
+            ),
             "width": int(sum(sizes)),
-            "weights": np.ascontiguousarray(weights[0]),
+            "weights": stacked,
         }
 
     def proba_from_scores(self, scores: np.ndarray, sentences: np.ndarray | None) -> np.ndarray:
@@ -307,9 +313,14 @@ class SharedPass:
                     for key, (_, part) in zip(head.keys, head.blocks, strict=True)
                 ]
                 if head.direct is not None:
-                    head.direct["ordered"] = all(
-                        _increasing(selection) for selection in head.columns[: len(head.direct["offsets"])]
-                    )
+                    direct = head.direct
+                    blocks = head.columns[: len(direct["offsets"])]
+                    direct["ordered"] = all(_increasing(selection) for selection in blocks)
+                    if direct["ordered"]:
+                        direct["targets"] = [
+                            _targets(s, offset, direct["width"])
+                            for s, offset in zip(blocks, direct["offsets"], strict=True)
+                        ]
 
     def _lookup(self, key: int, doc: str) -> list[int]:
         return list(map(self.vocab[key].get, self.analysers[key](doc), repeat(-1)))
@@ -432,7 +443,7 @@ class SharedPass:
             rows = np.repeat(np.arange(len(unique), dtype=np.int64), np.diff(indptr))
             counts[key] = (rows, columns, unique)  # one entry per n-gram occurrence
         sentences = self._sentences(normalised)
-        distinct: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # see _distinct_counts
+        distinct: dict[int, tuple[np.ndarray, ...]] = {}  # see _distinct_counts
         out = []
         for head in self.heads:
             if not head.shared:
@@ -580,6 +591,15 @@ def _direct_scores(head: _Head, direct: dict[str, Any], counts: dict[int, Any], 
     return scores[[mine[doc] for doc in docs]]
 
 
+def _targets(selection: np.ndarray | None, offset: int, width: int) -> np.ndarray:
+    """A block's union column -> the head's column of its stacked n-gram matrix (``offset`` on), or ``width``
+    (its zero idf and weight row) for a term not in the head's vocabulary, in the kernels' index type."""
+    if selection is None:  # every n-gram block has one
+        raise RuntimeError("n-gram block without a vocabulary selection")
+    index_type = np.int32 if width < 2**31 - 1 else np.int64
+    return np.where(selection >= 0, selection.astype(np.int64) + int(offset), width).astype(index_type)
+
+
 def _increasing(selection: np.ndarray | None) -> bool:
     """A block's union column -> model column map keeps the union's order (the model's columns are its
     terms in sorted order, as scikit-learn numbers them, and so are the union's)."""
@@ -592,7 +612,8 @@ def _increasing(selection: np.ndarray | None) -> bool:
 def _distinct_counts(occurrences: tuple[np.ndarray, np.ndarray, dict[str, int]], width: int) -> tuple[Any, ...]:
     """An analyser's n-gram occurrences (text, union column; ``width``: the unknown column) as each
     text's distinct known n-grams in union column order: (their texts, union columns, sublinear tf
-    ``1 + log(count)`` in float32). One sort for every head that reads the analyser."""
+    ``1 + log(count)`` in float32, the number of entries of each text, their row pointers). One sort for
+    every head that reads the analyser."""
     rows, columns, unique = occurrences
     key_type = np.int32 if (len(unique) + 1) * width < 2**31 else np.int64
     known = columns < width
@@ -603,7 +624,10 @@ def _distinct_counts(occurrences: tuple[np.ndarray, np.ndarray, dict[str, int]],
     texts, column = np.divmod(entries, key_type(width))
     tf = np.log(found.astype(np.float32))
     tf += np.float32(1.0)
-    return texts, column, tf
+    per_text = np.bincount(texts, minlength=len(unique))
+    indptr = np.zeros(len(unique) + 1, dtype=np.int64)
+    np.cumsum(per_text, out=indptr[1:])
+    return texts, column, tf, per_text, indptr
 
 
 def _ordered_scores(
@@ -616,35 +640,31 @@ def _ordered_scores(
     head's texts are picked after. A block's entries of a text are already in the head's column
     order, so each block's l2 norm sums the same values in the same order as the sort's, and
     scipy's kernel, which adds to the scores it is given, run block after block adds each text's
-    products in the order of the text's row of the stacked matrix: the same floats."""
+    products in the order of the text's row of the stacked matrix: the same floats. The entries of
+    n-grams that are not the head's are not dropped (a pass over every array) but sent to the zero
+    column past the head's (:func:`_targets`): their values are +0.0, and adding +0.0 to a sum of
+    positive squares, or to a score (which starts at +0.0 and so is never -0.0), leaves its bits."""
     n_texts = 0
     scores: np.ndarray | None = None
     rows_of: dict[str, int] = {}  # the texts' rows (the same in every block)
     weights = direct["weights"]
     n_labels = weights.shape[1]
-    for selection, analyser, offset in zip(head.columns, head.keys, direct["offsets"], strict=False):
-        if selection is None or analyser is None:  # every n-gram block has both
-            raise RuntimeError("n-gram block without a vocabulary selection")
-        texts, column, tf = distinct[analyser]
+    for target, analyser in zip(direct["targets"], head.keys, strict=False):
+        if analyser is None:  # every n-gram block has one
+            raise RuntimeError("n-gram block without an analyser")
+        texts, column, tf, per_text, indptr = distinct[analyser]
         unique = counts[analyser][2]
         if scores is None:
             n_texts, rows_of = len(unique), unique
             scores = np.zeros((n_texts, n_labels), dtype=np.float32)
         elif len(unique) != n_texts:  # the caller checks that the head's analysers number the same texts
             raise RuntimeError("n-gram blocks of one head over different texts")
-        local = selection[column]
-        keep = local >= 0
-        rows = texts[keep]
-        index_type = np.int32 if int(offset) + len(selection) < 2**31 else np.int64
-        local = local[keep].astype(index_type, copy=False)
-        local += index_type(offset)
-        values = tf[keep]
-        values *= direct["idf"][local]
-        norms = np.sqrt(np.bincount(rows, weights=(values * values).astype(np.float64), minlength=n_texts))
-        per_text = np.bincount(rows, minlength=n_texts)
-        values = (values / np.repeat(norms, per_text)).astype(np.float32)  # norms[rows]: rows are sorted
-        indptr = np.zeros(n_texts + 1, dtype=index_type)  # scipy's kernels take one index type
-        np.cumsum(per_text, out=indptr[1:])
+        local = target[column]  # every entry kept: one not in this head's vocabulary reads the zero column
+        values = tf * direct["idf"][local]  # 0 there, and a 0 adds nothing to a norm or a score (see above)
+        norms = np.sqrt(np.bincount(texts, weights=(values * values).astype(np.float64), minlength=n_texts))
+        norms[norms == 0.0] = 1.0  # a text none of whose n-grams are the head's: its values are all 0
+        values = (values / np.repeat(norms, per_text)).astype(np.float32)  # norms[texts]: texts are sorted
+        indptr = indptr.astype(local.dtype, copy=False)  # scipy's kernels take one index type
         if n_labels == 1:  # scipy multiplies by a one-column matrix as by a vector
             csr_matvec(n_texts, weights.shape[0], indptr, local, values, weights.ravel(), scores.ravel())
         else:
