@@ -10,6 +10,7 @@ already decided by an earlier attempt are not decided twice.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -170,6 +171,16 @@ class Pipeline:
             tasks["intent"].append((i, brand.intent))
         return classify(tasks, texts) if events else []
 
+    def _score(
+        self, events: list[InboundEvent], scores: dict[int, dict[str, dict[str, float]]], spent: dict[str, float]
+    ) -> None:
+        """Classify those of ``events`` not in ``scores`` yet (keyed by ``id()``), timed in ``spent``."""
+        started = time.perf_counter()
+        unscored = [e for e in events if id(e) not in scores]
+        for event, found in zip(unscored, self.classify(unscored), strict=True):
+            scores[id(event)] = found
+        spent["classify"] += time.perf_counter() - started
+
     def decide(
         self,
         events: list[InboundEvent],
@@ -267,7 +278,13 @@ class Pipeline:
             if held:  # only messages waiting for a predecessor another worker is deciding: give it a moment
                 time.sleep(defaults.ORDER_POLL_SECONDS)
             t0 = time.perf_counter()
-            decided, contexts, state = store.read_context(todo, ordered=order is not None)  # one script call
+            classified = spent["classify"]
+            decided, contexts, state = store.read_context(  # one script call
+                todo,
+                ordered=order is not None,
+                # classified while Redis reads (nearly every event of a first round is decided now)
+                meanwhile=functools.partial(self._score, todo, scores, spent) if rounds == 1 else None,
+            )
             fresh = []
             for event, context, done, (seq, upto) in zip(todo, contexts, decided, state, strict=True):
                 if not done:
@@ -286,14 +303,11 @@ class Pipeline:
                     retry.append(event)
             held = bool(retry) and patient
             t1 = time.perf_counter()
-            spent["context"] += t1 - t0
+            spent["context"] += t1 - t0 - (spent["classify"] - classified)
 
             batch = [e for e, _, _ in ready]
-            unscored = [e for e in batch if id(e) not in scores]
-            for event, found in zip(unscored, self.classify(unscored), strict=True):
-                scores[id(event)] = found
+            self._score(batch, scores, spent)
             t2 = time.perf_counter()
-            spent["classify"] += t2 - t1
 
             now = datetime.now(timezone.utc)
             outcomes, errors = self.decide(

@@ -101,7 +101,7 @@ import functools
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
@@ -212,46 +212,61 @@ def _resp_command(args: tuple[Any, ...]) -> bytes:
 
 
 class Evalsha:
-    """A Lua script run as EVALSHA commands written in one go on one connection (a pipeline without
-    redis-py's own): redis-py's scripts on a pipeline ask ``SCRIPT EXISTS`` on every ``execute()``,
-    one more round trip a batch, and its packing of ~8 arguments a decision cost more than the rest of
-    sending them. The script is loaded only after Redis answered NOSCRIPT (its script cache was
-    flushed, or it restarted), and the calls that got NOSCRIPT are run again, in their order. Each
-    call is atomic on its own and the script's conditions make running one twice a no-op, so a call
-    that succeeded is never repeated and one that got NOSCRIPT wrote nothing. A connection error
-    propagates (the worker waits for Redis and decides the batch again)."""
+    """A Lua script run as EVALSHA commands written on one connection (a pipeline without redis-py's
+    own): redis-py's scripts on a pipeline ask ``SCRIPT EXISTS`` on every ``execute()``, one more
+    round trip a batch, and its packing of ~8 arguments a decision cost more than the rest of sending
+    them. Each call is written as soon as the caller has made it (``calls`` may be a generator), so
+    Redis runs one call while the caller makes the next; the replies are read after the last. The
+    script is loaded only after Redis answered NOSCRIPT (its script cache was flushed, or it
+    restarted), and the calls that got NOSCRIPT are run again, in their order. Each call is atomic on
+    its own and the script's conditions make running one twice a no-op, so a call that succeeded is
+    never repeated and one that got NOSCRIPT wrote nothing. A connection error, or an error raised
+    while making a call, propagates (the calls written before it ran; the worker decides the batch
+    again, and what they wrote is not written twice)."""
 
     def __init__(self, source: str):
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    def _send(self, client: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+    def _send(
+        self, client: Any, calls: Iterable[tuple[list[str], list[Any]]], meanwhile: Callable[[], None] | None = None
+    ) -> tuple[list[Any], list[Any]]:
+        """(the calls, as made; their replies, errors included); ``meanwhile`` runs after the last call
+        is written, before the first reply is read."""
         pool = client.connection_pool
         connection = pool.get_connection()
+        sent: list[tuple[list[str], list[Any]]] = []
         try:
-            connection.send_packed_command(
-                [b"".join(_resp_command(("EVALSHA", self.sha, len(keys), *keys, *args)) for keys, args in calls)]
-            )
+            for keys, args in calls:
+                connection.send_packed_command([_resp_command(("EVALSHA", self.sha, len(keys), *keys, *args))])
+                sent.append((keys, args))
+            if meanwhile is not None:
+                meanwhile()
             replies: list[Any] = []
-            for _ in calls:  # every reply is read, errors too, so the connection stays in step
+            for _ in sent:  # every reply is read, errors too, so the connection stays in step
                 try:
                     replies.append(connection.read_response())
                 except redis.exceptions.ResponseError as exc:
                     replies.append(exc)
-            return replies
+            return sent, replies
         except BaseException:
             connection.disconnect()
             raise
         finally:
             pool.release(connection)
 
-    def run(self, client: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        """The replies of ``calls`` ((keys, args) each), run in order in one round trip."""
-        replies: list[Any] = [None] * len(calls)
-        todo = list(range(len(calls)))
+    def run(
+        self, client: Any, calls: Iterable[tuple[list[str], list[Any]]], meanwhile: Callable[[], None] | None = None
+    ) -> list[Any]:
+        """The replies of ``calls`` ((keys, args) each), run in order in one round trip. ``meanwhile``
+        (work of the caller's that needs no reply) runs once, while Redis runs the calls."""
+        made, first = self._send(client, calls, meanwhile)
+        replies: list[Any] = [None] * len(made)
+        todo = list(range(len(made)))
         for attempt in range(2):
+            got = first if attempt == 0 else self._send(client, [made[i] for i in todo])[1]
             missing = []
-            for i, reply in zip(todo, self._send(client, [calls[i] for i in todo]), strict=True):
+            for i, reply in zip(todo, got, strict=True):
                 if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 0:
                     missing.append(i)
                 elif isinstance(reply, Exception):
@@ -598,12 +613,15 @@ class Store:
 
     @_guard("reading conversation context")
     def read_context(
-        self, events: list[InboundEvent], *, ordered: bool = False
+        self, events: list[InboundEvent], *, ordered: bool = False, meanwhile: Callable[[], None] | None = None
     ) -> tuple[list[bool], list[DecisionContext], list[tuple[int | None, int]]]:
         """For each event, in one script call (lua/context.lua): whether it is already decided, its
         conversation context and, when ``ordered``, (its sequence number or None, its conversation's
-        "decided up to"); else (None, 0)."""
+        "decided up to"); else (None, 0). ``meanwhile`` (the caller's work that needs no context) runs
+        once, while Redis reads."""
         if not events:
+            if meanwhile is not None:
+                meanwhile()
             return [], [], []
         k = self.keys
         brands: dict[str, int] = {}
@@ -619,7 +637,7 @@ class Store:
                 keys.append(k.order(brand, conv))
             args += [brands[brand], ev["author"].__dict__["id"], mid]
         decided, contexts, state = [], [], []
-        (lines,) = self._context_many.run(self.client, [(keys, args)])
+        (lines,) = self._context_many.run(self.client, [(keys, args)], meanwhile)
         for line in lines.decode().split("\n"):
             done, opted, first, away, seq, upto = line.split(" ")
             decided.append(done == "1")
@@ -1007,32 +1025,39 @@ class Store:
         # a batch's decisions share their decided_at (the pipeline stamps them with one instant): each
         # instant converted to ms once
         instant_ms: dict[datetime, int] = {}
-        entries = []
-        for (decision, event, optout_op, away_sent), seq in zip(items, seqs, strict=True):
-            decided_at = decision.__dict__["decided_at"]
-            decided_ms = instant_ms.get(decided_at)
-            if decided_ms is None:
-                decided_ms = instant_ms[decided_at] = _ms(decided_at)
-            entries.append(
-                self._entry(
-                    decision,
-                    event,
-                    first=True,
-                    optout_op=optout_op,
-                    away_sent=away_sent,
-                    seq=seq,
-                    queue_key=queue_key,
-                    open_timers=reading,
-                    decided_ms=decided_ms,
-                )
-            )
-        calls = [  # several decisions per script call, the calls in one round trip
-            self._apply_call(entries[start : start + defaults.PERSIST_CHUNK], queue_key)
-            for start in range(0, len(entries), defaults.PERSIST_CHUNK)
-        ]
+
+        def calls() -> Iterator[tuple[list[str], list[Any]]]:
+            # several decisions per script call, each call written as soon as it is made (Redis runs
+            # it while the next one is made), the replies read after the last
+            for start in range(0, len(items), defaults.PERSIST_CHUNK):
+                entries = []
+                for (decision, event, optout_op, away_sent), seq in zip(
+                    items[start : start + defaults.PERSIST_CHUNK],
+                    seqs[start : start + defaults.PERSIST_CHUNK],
+                    strict=True,
+                ):
+                    decided_at = decision.__dict__["decided_at"]
+                    decided_ms = instant_ms.get(decided_at)
+                    if decided_ms is None:
+                        decided_ms = instant_ms[decided_at] = _ms(decided_at)
+                    entries.append(
+                        self._entry(
+                            decision,
+                            event,
+                            first=True,
+                            optout_op=optout_op,
+                            away_sent=away_sent,
+                            seq=seq,
+                            queue_key=queue_key,
+                            open_timers=reading,
+                            decided_ms=decided_ms,
+                        )
+                    )
+                yield self._apply_call(entries, queue_key)
+
         results = []
         for (_, event, _, _), reply in zip(
-            items, (r for chunk in self._apply_many.run(self.client, calls) for r in chunk), strict=True
+            items, (r for chunk in self._apply_many.run(self.client, calls()) for r in chunk), strict=True
         ):
             if isinstance(reply, list):  # written, and its conversation has open SLA timers
                 results.append(int(reply[0]))
