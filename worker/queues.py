@@ -29,7 +29,13 @@ from typing import Any
 
 import pydantic_core
 import redis
-from rq import Queue, Retry, SimpleWorker, Worker
+import rq.job
+import rq.queue
+import rq.registry
+import rq.results
+import rq.scheduler
+import rq.worker.base
+from rq import Queue, Retry, SimpleWorker, Worker, serializers
 from rq.exceptions import DequeueTimeout, DeserializationError
 from rq.executions import Execution
 from rq.intermediate_queue import IntermediateQueue
@@ -45,6 +51,24 @@ from worker import defaults
 from worker.models import InboundEvent, canonical_json
 from worker.settings import Settings
 from worker.store import Keys
+
+_RQ_RESOLVE_SERIALIZER = serializers.resolve_serializer
+
+
+def resolve_serializer(serializer: Any = None) -> Any:
+    """RQ's ``resolve_serializer``, without its check of JSONSerializer, every replyguard queue's: the
+    check is a runtime ``Protocol`` isinstance (~80k instructions; RQ makes one for every Job, Queue,
+    registry and Result object it builds, ~7 a batch job in a worker, ~2 a batch in ingest), and
+    JSONSerializer always passes it. Any other serializer is RQ's to resolve."""
+    if serializer is JSONSerializer:
+        return JSONSerializer
+    return _RQ_RESOLVE_SERIALIZER(serializer)
+
+
+#: the RQ modules that resolve serializers, each through its own imported name
+RESOLVING_MODULES = (rq.job, rq.queue, rq.registry, rq.results, rq.scheduler, rq.worker.base)
+for _module in RESOLVING_MODULES:
+    _module.resolve_serializer = resolve_serializer  # type: ignore[attr-defined]
 
 JOB_FUNCTION = "worker.jobs.process_batch"
 LLM_FUNCTION = "worker.llm_jobs.run_llm_task"
