@@ -230,6 +230,32 @@ def test_persist_commands_are_written_as_redis_py_writes_them() -> None:
         _resp_command(("EVALSHA", True))
 
 
+def test_commands_of_strings_only_are_written_as_redis_py_writes_them() -> None:
+    """A command of exact str arguments under 1,024 bytes each (ingest's numbering) is packed by
+    store._resp_strings: the same bytes as redis-py's, on each side of the 1,024-byte cut (in UTF-8
+    bytes, not characters), with non-ASCII and empty strings, and a str subclass or a surrogate as
+    before."""
+    from redis.connection import Connection
+
+    from worker.models import Action
+    from worker.store import _resp_command, _resp_strings
+
+    commands = [
+        ("EVALSHA", "a" * 40, "2", "rg:decision:demo-shop:m-1", "rg:order:demo-shop:c-1", "number", "2592000", "m-1"),
+        ("x",),
+        ("EVALSHA", "", "é", "返品", "😀" * 255, "b" * 1023),
+        ("é" * 511, "b" * 1023),  # 1,022 and 1,023 bytes
+        ("é" * 512,),  # 1,024 bytes: the general path
+        ("c" * 1024, "d"),
+        ("e", Action.ESCALATE),  # a str subclass: the general path
+    ]
+    for args in commands:
+        assert _resp_command(args) == b"".join(Connection().pack_command(*args)), args
+    assert _resp_strings(commands[0]) == _resp_command(commands[0])
+    with pytest.raises(UnicodeEncodeError):
+        _resp_command(("EVALSHA", "\ud800"))
+
+
 def test_numbering_runs_one_evalsha_and_writes_counter_and_number_in_one_hset(tmp_path: Path) -> None:
     """Ingest's numbering (Store.number, lua/order.lua 'number'): one EVALSHA a batch, loaded again
     after SCRIPT FLUSH; a new message's number and the conversation's counter in one HSET; a repeat
