@@ -92,30 +92,46 @@ def _with(args: list, at: int, value: object) -> list:
     return [*args[:at], value, *args[at + 1 :]]
 
 
-def test_a_bad_spec_is_refused_before_anything_is_written(client, settings, brands):
+def test_a_bad_spec_or_shape_is_refused_before_anything_is_written(client, settings, brands):
     store = Store(client, settings.key_prefix)
     keys, args = _call(store, brands, [make_event(id="x1"), make_event(id="x2", conversation_id="c-x2")])
-    # the second decision's spec: after the call's counter sets, the first decision's JSON, spec and
-    # entries, and its own JSON
+    # the call's shapes, then the first decision's JSON, spec and entries, and the second's JSON and spec
+    shapes = json.loads(args[4])
     first = json.loads(args[6])
-    at = 6 + int(first[5]) + int(first[8]) + 2
+    at = 6 + shapes[first[0] - 1][3] + shapes[first[0] - 1][5] + 2
     spec = json.loads(args[at])
-    assert spec[2] == "x2" and len(args) == at + 1 + int(spec[5]) + int(spec[8])
-    broken = _with(args, at, json.dumps(["", "1", "x2"]))  # the second decision's spec is short
-    with pytest.raises(redis.ResponseError, match=r"apply_decision: decision 2: the spec must be a JSON array of 23"):
-        store._apply(keys=keys, args=broken)
+    shape = shapes[spec[0] - 1]
+    assert first[1] == "x1" and spec[1] == "x2" and len(args) == at + 1 + shape[3] + shape[5]
+    assert len(shape) == 15 and len(spec) == 9 and shape[7] == {"decisions": "1", **shape[7]}
+
+    def call(spec_at: object = None, shapes_at: object = None) -> list:
+        changed = _with(args, at, spec_at) if spec_at is not None else args
+        return _with(changed, 4, shapes_at) if shapes_at is not None else changed
+
+    with pytest.raises(redis.ResponseError, match=r"apply_decision: decision 2: the spec must be a JSON array of 9"):
+        store._apply(keys=keys, args=call(json.dumps([spec[0], "x2"])))  # the second decision's spec is short
     with pytest.raises(redis.ResponseError, match="apply_decision: decision 2"):
-        store._apply(keys=keys, args=_with(args, at, "{not json"))
-    unknown_brand = [*spec[:1], "7", *spec[2:]]
-    with pytest.raises(redis.ResponseError, match="naming one of the 1 brands"):
-        store._apply(keys=keys, args=_with(args, at, json.dumps(unknown_brand)))
-    too_many = [*spec[:8], int(spec[8]) + 1, *spec[9:]]  # one history entry more than there are arguments
-    with pytest.raises(redis.ResponseError, match="decision 2: its spec names more outbox and history entries"):
-        store._apply(keys=keys, args=_with(args, at, json.dumps(too_many)))
-    too_few = [*spec[:8], int(spec[8]) - 1, *spec[9:]]  # an argument left over
-    with pytest.raises(redis.ResponseError, match="per decision ARGV and its entries"):
-        store._apply(keys=keys, args=_with(args, at, json.dumps(too_few)))
+        store._apply(keys=keys, args=call("{not json"))
+    with pytest.raises(redis.ResponseError, match=f"decision 2: .* naming one of the {len(shapes)} shapes"):
+        store._apply(keys=keys, args=call(json.dumps([len(shapes) + 1, *spec[1:]])))
+    with pytest.raises(redis.ResponseError, match="ARGV 5 must be a JSON array of the shapes"):
+        store._apply(keys=keys, args=call(shapes_at="{not json"))
+    unknown_brand = [*shape[:1], 7, *shape[2:]]
+    with pytest.raises(
+        redis.ResponseError, match=r"shape \d+: must be a JSON array of 15 fields naming one of the 1 b"
+    ):
+        store._apply(keys=keys, args=call(shapes_at=json.dumps([*shapes, unknown_brand])))
+    # the second decision with a shape of its own that names one history entry more than there are
+    # arguments, or one fewer (an argument left over)
+    for history, error in (
+        (1, "decision 2: its shape names more outbox and history entries"),
+        (-1, "per decision ARGV"),
+    ):
+        own = [*shape[:5], shape[5] + history, *shape[6:]]
+        with pytest.raises(redis.ResponseError, match=error):
+            store._apply(keys=keys, args=call(json.dumps([len(shapes) + 1, *spec[1:]]), json.dumps([*shapes, own])))
     assert client.dbsize() == 0  # the first decision was not written either
+    assert store._apply(keys=keys, args=args) == [1, 1]
 
 
 def test_a_call_with_the_wrong_number_of_keys_or_arguments_is_refused(client, settings, brands):
@@ -188,9 +204,11 @@ def test_the_context_of_a_batch_is_read_in_one_call(client, settings, brands):
     assert store.read_context(events)[2] == [(None, 0)] * 4  # unordered: no order read
     assert store.read_context([]) == ([], [], [])
     with pytest.raises(redis.ResponseError, match="context.lua: message 1 names no brand of the call"):
-        store._context(keys=["k1", "k2", "k3"], args=[1, "", 2, "u", "m"])
-    with pytest.raises(redis.ResponseError, match=r"context.lua: B \+ 2 KEYS and 3 ARGV per message"):
-        store._context(keys=["k1", "k2"], args=[1, "", 1, "u", "m"])
+        store._context(keys=["k1", "k1b", "k2", "k3"], args=[2, "", 3, "u"])
+    with pytest.raises(redis.ResponseError, match=r"context.lua: B \+ 2 KEYS and 1 ARGV per message"):
+        store._context(keys=["k1", "k2"], args=[1, "", "u"])
+    with pytest.raises(redis.ResponseError, match=r"context.lua: B \+ 3 KEYS and 3 ARGV per message"):
+        store._context(keys=["k1", "k1b", "k2", "k3"], args=[2, "1", 1, "u", "m:m1"])
 
 
 def test_sorted_sets_written_once_a_call_hold_what_one_call_a_decision_writes(client, settings, brands, monkeypatch):
@@ -330,3 +348,91 @@ def test_streams_are_trimmed_once_a_call_to_their_cap(client, settings, brands, 
     under = Store(client, f"{settings.key_prefix}-under")  # a stream under its cap keeps every entry
     again = pipeline.process([make_event(id=f"u{i}", conversation_id=f"c-u{i}", text="hi") for i in range(3)], under)
     assert len(again.decided) == 3 and client.xlen(under.keys.outbox("demo-shop")) >= 3
+
+
+def test_a_calls_counters_and_conversations_are_what_one_call_a_decision_writes(client, settings, brands, monkeypatch):
+    """apply_decision.lua passes what a call's decisions share (their shape: condition, counters, checks,
+    TTLs, ...) once a call and adds each brand's counters at its end, from how many decisions have each
+    shape: the stats, conversation meta and history of two brands are those of one call a decision."""
+    pipeline = Pipeline({"demo-shop": brands["demo-shop"], "other-shop": brands["demo-shop"]})
+    texts = ["I want to talk to a real person", "where is my order KM-204815?", "STOP", "hi", "this is a scam"]
+    raws = [
+        make_event(
+            id=f"s{i}",
+            brand=("demo-shop", "other-shop")[i % 2],
+            conversation_id=f"c-s{i // 4}",
+            author={"id": f"u-s{i // 8}"},
+            text=texts[i % len(texts)],
+            created_at=f"2026-11-24T{8 + i // 20:02d}:{i % 60:02d}:00+09:00",  # some after hours
+        )
+        for i in range(40)
+    ]
+    written = {}
+    for chunk in (1, defaults.PERSIST_CHUNK):
+        monkeypatch.setattr(defaults, "PERSIST_CHUNK", chunk)
+        store = Store(client, f"{settings.key_prefix}-{chunk}")
+        report = pipeline.process(raws, store)
+        assert len(report.decided) == 40 and not report.errors
+        k = store.keys
+        written[chunk] = [
+            *(client.hgetall(k.stats(b)) for b in ("demo-shop", "other-shop")),
+            *(client.hgetall(k.conversation(b, f"c-s{i}")) for b in ("demo-shop", "other-shop") for i in range(10)),
+            *(client.smembers(k.optout(b)) for b in ("demo-shop", "other-shop")),
+        ]
+    demo, other = written[defaults.PERSIST_CHUNK][:2]
+    assert int(demo[b"decisions"]) == int(other[b"decisions"]) == 20 and len(demo) > 4
+    assert written[1] == written[defaults.PERSIST_CHUNK]
+
+
+def test_the_opt_outs_of_a_call_are_read_brand_by_brand_past_a_thousand_authors(client, settings):
+    """lua/context.lua reads a brand's opt-outs with one SMISMEMBER of its authors, 1,000 at most a
+    command: each message gets its own author's, in its brand."""
+    from worker.models import parse_event
+
+    store = Store(client, settings.key_prefix)
+    events = [
+        parse_event(
+            make_event(id=f"o{i}", brand=("demo-shop", "other-shop")[i % 3 == 0], author={"id": f"u{i % 1500}"})
+        )
+        for i in range(2600)
+    ]
+    client.sadd(store.keys.optout("demo-shop"), *(f"u{i}" for i in range(0, 1500, 7)))
+    client.sadd(store.keys.optout("other-shop"), *(f"u{i}" for i in range(0, 1500, 5)))
+    _, contexts, _ = store.read_context(events)
+    expected = [int(e.author.id[1:]) % (5 if e.brand == "other-shop" else 7) == 0 for e in events]
+    assert [c.opted_out for c in contexts] == expected and 0 < sum(expected) < len(events)
+
+
+def test_sla_timers_of_one_and_of_two_brands_in_a_call(client, settings, brands):
+    """lua/sla_start.lua: a timer's brand number is an argument only when the call has several brands;
+    either way each timer, its index and its event go to its own brand's keys."""
+    import worker.jobs as jobs
+
+    store = Store(client, settings.key_prefix)
+    k = store.keys
+    both = Pipeline({"demo-shop": brands["demo-shop"], "other-shop": brands["demo-shop"]})
+    raws = [
+        make_event(
+            id=f"t{i}", brand=("demo-shop", "other-shop")[i % 2], conversation_id=f"c-t{i}", text="I want a real person"
+        )
+        for i in range(6)
+    ]
+    assert both.process(raws, store, sla=jobs.sla_tracker(client, both, settings)).sla_started == 6
+    one = Pipeline({"demo-shop": brands["demo-shop"]})
+    later = [make_event(id="t6", conversation_id="c-t6", text="I want a real person")]
+    assert one.process(later, store, sla=jobs.sla_tracker(client, one, settings)).sla_started == 1
+    for brand, ids in (("demo-shop", ["t0", "t2", "t4", "t6"]), ("other-shop", ["t1", "t3", "t5"])):
+        assert sorted(m.decode() for m in client.zrange(k.sla_timers(brand), 0, -1)) == ids
+        assert client.xlen(k.sla_events(brand)) == len(ids)
+        for mid in ids:
+            assert json.loads(client.get(k.sla_timer(brand, mid)))["brand"] == brand
+    assert client.zcard(k.sla_due) == 7
+    script = jobs.sla_tracker(client, one, settings)._start_script
+    two_brands = [k.sla_due, k.sla_timers("a"), k.sla_events("a"), k.sla_timers("b"), k.sla_events("b"), "x1", "x2"]
+    with pytest.raises(redis.ResponseError, match="sla_start: timer 1 names no brand of the call"):
+        script.run(client, [(two_brands, [2, 60, 100, "a", "b", 3, "{}", "", "m", 1, "{}"])])
+    with pytest.raises(redis.ResponseError, match=r"3 \+ 1 per brand \+ 5 per timer ARGV"):
+        script.run(
+            client, [([k.sla_due, k.sla_timers("a"), k.sla_events("a"), "x1", "x2"], [1, 60, 100, "a", 1, "{}"])]
+        )
+    assert not client.exists("x1", "x2")

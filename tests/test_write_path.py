@@ -197,7 +197,7 @@ def test_no_python_code_writes_a_decisions_effects():
         "sla_start.lua",
     ]
     context_lua = (ROOT / "worker" / "lua" / "context.lua").read_text()
-    assert set(re.findall(r"redis\.call\('(\w+)'", context_lua)) == {"EXISTS", "SISMEMBER", "HMGET"}
+    assert set(re.findall(r"redis\.call\('(\w+)'", context_lua)) == {"EXISTS", "SMISMEMBER", "HMGET", "HGET"}
     after_batch_lua = (ROOT / "worker" / "lua" / "after_batch.lua").read_text()
     assert set(re.findall(r"redis\.call\('(\w+)'", after_batch_lua)) == {"ZRANGEBYSCORE", "ZRANGE", "EXISTS", "ZSCORE"}
     order_lua = (ROOT / "worker" / "lua" / "order.lua").read_text()

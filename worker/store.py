@@ -100,6 +100,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import operator
 import time
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
@@ -543,17 +544,45 @@ def _review_score_ms(priority: str, created_ms: int) -> float:
     return defaults.PRIORITIES.index(priority) * 1e13 + min(max(created_ms, 0), 1e13 - 1)
 
 
+#: the fields of a decision's spec (as ``Store._entry`` makes it, 0-based) that a call passes once for
+#: the decisions that share them (lua/apply_decision.lua's shape S1, S3-S7, S10-S15), and those it
+#: passes a decision (its spec 2-9)
+_shape_fields = operator.itemgetter(0, 3, 5, 6, 8, 9, 16, 17, 18, 19, 21, 22)
+_spec_fields = operator.itemgetter(2, 4, 7, 10, 13, 14, 15)  # then 'c:' + the conversation id (20)
+
+
+def _shape_json(shape: tuple[Any, ...]) -> list[Any]:
+    """A shape of ``Store._apply_call`` (brand number, counters, floats, then _shape_fields) as
+    apply_decision.lua reads it (S1-S15)."""
+    brand, counters, floats, condition, decided, nout, optout, nhistory, ttl, *checks, decision_ttl, person_ttl = shape
+    return [
+        condition,
+        brand,
+        decided,
+        nout,
+        optout,
+        nhistory,
+        ttl,
+        dict(counters),
+        dict(floats),
+        *checks,
+        decision_ttl,
+        person_ttl,
+    ]
+
+
 @dataclass
 class _Entry:
-    """One decision of an apply_decision.lua call: its brand, its own 7 keys, its JSON, its spec and
-    its outbox payloads then history entries (the spec has their numbers)."""
+    """One decision of an apply_decision.lua call: its brand, its own 7 keys, its JSON, its spec (23
+    fields, which ``Store._apply_call`` splits into its shape and what it passes a decision) and its
+    outbox payloads then history entries (the spec has their numbers)."""
 
     brand: str
     keys: list[str]
     json: str | bytes  # as stored
     spec: list[Any]
     entries: list[bytes]
-    counters: dict[str, str]  # the integer counters (spec 12 names them among the call's sets)
+    counters: dict[str, str]  # the integer counters (part of its shape)
 
 
 @dataclass
@@ -651,13 +680,17 @@ class Store:
             brands.setdefault(e.__dict__["brand"], len(brands) + 1)
         keys = [k.optout(b) for b in brands]
         args: list[Any] = [len(brands), "1" if ordered else ""]
+        several = len(brands) > 1  # a brand's number is passed only then
         for e in events:
             ev = e.__dict__  # one read: a model's attribute reads go through pydantic's __getattr__ hook
             brand, conv, mid = ev["brand"], ev["conversation_id"], ev["id"]
             keys += [k.decision(brand, mid), k.conversation(brand, conv)]
+            if several:
+                args.append(brands[brand])
+            args.append(ev["author"].__dict__["id"])
             if ordered:
                 keys.append(k.order(brand, conv))
-            args += [brands[brand], ev["author"].__dict__["id"], mid]
+                args.append("m:" + mid)
         decided, contexts, state = [], [], []
         (lines,) = self._context_many.run(self.client, [(keys, args)], meanwhile)
         for line in lines.decode().split("\n"):
@@ -761,7 +794,8 @@ class Store:
 
     def _apply_call(self, entries: list[_Entry], queue_key: str = "") -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of one ``lua/apply_decision.lua`` call writing ``entries`` in order: the
-        global keys once, each brand's keys once, then each decision's keys, JSON and spec."""
+        global keys once, each brand's keys once, the call's distinct shapes once, then each decision's
+        keys, JSON and spec."""
         k = self.keys
         brands: dict[str, int] = {}
         for entry in entries:
@@ -769,16 +803,20 @@ class Store:
         keys = [k.review, k.llm_pending, k.order_parked, queue_key or k.order_parked]
         for b in brands:
             keys += [k.decisions(b), k.outbox(b), k.optout(b), k.stats(b)]
-        # the distinct sets of integer counters, passed once a call (a call's decisions share a few:
-        # cjson decodes each set once instead of once a decision)
-        sets: dict[tuple[tuple[str, str], ...], int] = {}
+        # what decisions have in common (their shape, _shape_fields of the spec with the brand's number
+        # and the counters), passed once a call: a call's decisions share a few, and cjson decodes
+        # each field for ~0.8k Redis instructions
+        shapes: dict[tuple[Any, ...], int] = {}
         args: list[Any] = [len(brands), defaults.HISTORY_MAX_MESSAGES, defaults.OUTBOX_MAX_ENTRIES, *brands, b""]
         for entry in entries:
             keys += entry.keys
-            entry.spec[1] = str(brands[entry.brand])
-            entry.spec[11] = sets.setdefault(tuple(entry.counters.items()), len(sets) + 1)
-            args += [entry.json, to_json(entry.spec), *entry.entries]  # cjson reads UTF-8 as is
-        args[3 + len(brands)] = to_json([dict(counters) for counters in sets])
+            spec = entry.spec
+            floats = spec[12]
+            shape = (brands[entry.brand], tuple(entry.counters.items()), tuple(floats.items()) if floats else ())
+            shape += _shape_fields(spec)
+            own = [shapes.setdefault(shape, len(shapes) + 1), *_spec_fields(spec), "c:" + spec[20]]
+            args += [entry.json, to_json(own), *entry.entries]  # cjson reads UTF-8 as is
+        args[3 + len(brands)] = to_json([_shape_json(shape) for shape in shapes])
         return keys, args
 
     def _entry(
@@ -893,7 +931,7 @@ class Store:
             checks = ["" if opted_out is None else "1" if opted_out else "0", "", ""]
         spec: list[Any] = [
             "" if first else hashlib.sha1(expected or b"").hexdigest(),
-            "",  # the brand's number in its call (_apply_call)
+            "",  # not passed: the brand's number is in the decision's shape (_apply_call)
             mid,
             str(decided_ms),
             score,
@@ -903,7 +941,7 @@ class Store:
             len(history),
             history_ttl,
             created_ms if first and away_sent else "",
-            0,  # the number of its integer counters among the call's sets (_apply_call)
+            0,  # not passed: the integer counters are in the shape (_apply_call)
             {name: repr(x) for name, x in floats.items()},
             created_ms if first else "",
             str(_ms(llm_fields["deadline"])) if first and pending else "",  # type: ignore[index]
@@ -949,7 +987,7 @@ class Store:
             0,
             str(defaults.CONVERSATION_TTL_SECONDS),
             "",
-            0,  # the number of its integer counters among the call's sets (_apply_call)
+            0,  # not passed: the integer counters are in the shape (_apply_call)
             {},
             "",
             "",

@@ -4,7 +4,8 @@
 --
 -- One call applies one or more decisions, in order, each exactly as if it were applied by a
 -- call of its own (a later one sees what an earlier one wrote). The keys shared by the
--- decisions of a call are passed once: the global ones, then 4 per brand, then 6 per decision.
+-- decisions of a call are passed once: the global ones, then 4 per brand, then 7 per decision;
+-- so is what its decisions have in common (their shapes, below).
 -- Each decision is its JSON as stored, its spec (one JSON array, below), then its outbox payloads
 -- and its history entries as arguments of their own (not inside the spec: no JSON escaping twice).
 -- The stats counters of the whole call are added at its end, one HINCRBY per distinct field
@@ -20,28 +21,29 @@
 --            6 person index (set: 'm:<message id>', 'c:<conversation id>')
 --            7 the conversation's open SLA timers (set, read only; '' = not read)
 -- ARGV  1 B (brands in this call)  2 history max length  3 outbox max length
---       4 .. 3+B the brands' names   4+B the call's sets of integer counters (a JSON array of
---       objects: field -> amount as a string; each decision names one by its position, spec 12)
---       then per decision, in order: the decision JSON, its spec, its spec[6] outbox payloads,
---       its spec[9] history entries:
--- spec  1 condition ('' first decision | SHA-1 of the expected stored decision | 'amend')
---       2 brand number (1..B)           3 message id            4 decided_at ms
---       5 review score ('' = not escalated)
---       6 how many outbox payloads follow   7 opt-out op ('add' | 'remove' | '')
---       8 author id                     9 how many history entries follow them
---      10 conversation ttl (s)         11 away_sent_at ms ('' = unchanged)
---      12 its integer counters: their set's position (1..) in ARGV 4+B (a call's decisions share a
---         few sets, each decoded once a call)
---      13 float counters (object: field -> amount as a string)
---      14 message created_at ms ('' = leave the conversation's first/last seen alone)
---      15 LLM deadline ms ('' = not pending)
---      16 the message's sequence number in its conversation ('' = unordered)
---      17 opted out when decided: '1' | '0' ('' = no check)
---      18 first contact when decided: '1' | '0' ('' = no check)
---      19 away_sent_at ms when decided: ms | 'none' ('' = no check)
---      20 review queue entry: '' = add or move it, 'XX' = move it only if still queued
---      21 conversation id              22 decision TTL (s)       23 person index TTL (s)
---      (the person index and 22-23 are not used in 'amend' mode: the TTL is kept)
+--       4 .. 3+B the brands' names   4+B the call's shapes (a JSON array of arrays, below): what
+--       its decisions have in common, each distinct one passed once a call (on the benchmark's
+--       traffic ~10 shapes for 32 decisions: cjson decodes a field for ~0.8k instructions)
+--       then per decision, in order: the decision JSON, its spec (a JSON array, below), its
+--       shape's S4 outbox payloads, its shape's S6 history entries:
+-- shape S1 condition ('' first decision | SHA-1 of the expected stored decision | 'amend')
+--       S2 brand number (1..B)          S3 decided_at ms
+--       S4 how many outbox payloads follow   S5 opt-out op ('add' | 'remove' | '')
+--       S6 how many history entries follow them     S7 conversation ttl (s)
+--       S8 integer counters, S9 float counters (objects: field -> amount as a string)
+--       S10 opted out when decided: '1' | '0' ('' = no check)
+--       S11 first contact when decided: '1' | '0' ('' = no check)
+--       S12 away_sent_at ms when decided: ms | 'none' ('' = no check)
+--       S13 review queue entry: '' = add or move it, 'XX' = move it only if still queued
+--       S14 decision TTL (s)            S15 person index TTL (s)
+--       (the person index and S14-S15 are not used in 'amend' mode: the TTL is kept)
+-- spec  1 its shape's position (1..) in ARGV 4+B    2 message id
+--       3 review score ('' = not escalated)         4 author id
+--       5 away_sent_at ms ('' = unchanged)
+--       6 message created_at ms ('' = leave the conversation's first/last seen alone)
+--       7 LLM deadline ms ('' = not pending)
+--       8 the message's sequence number in its conversation ('' = unordered)
+--       9 'c:<conversation id>' (its member in the person index: a concatenation in Lua is ~1k instructions)
 --      Numbers are passed as strings (a Lua number would lose digits of a review score).
 --
 -- The condition says what must hold first:
@@ -61,11 +63,11 @@
 -- Returns, for each decision, 1 written (a first decision whose key 7 names a non-empty set: the array
 -- {1, the set's members}, read as it is written, so that the caller's SLA tracker needs no read of
 -- its own), 0 already decided / no longer the expected pending decision,
--- -1 the context the decision was made in (spec 17-19) no longer holds: read it again
+-- -1 the context the decision was made in (shape S10-S12) no longer holds: read it again
 -- and decide again, -2 (first decision, ordered) an earlier message of the conversation
 -- is not decided yet. So a conversation's messages are decided in order, one at a time,
 -- each on the state its predecessors left, and opt-outs are checked atomically.
-local NGLOBAL, NBRAND, NDECISION, SPEC = 4, 4, 7, 23
+local NGLOBAL, NBRAND, NDECISION, SHAPE, SPEC = 4, 4, 7, 15, 9
 local REVIEW, PENDING, PARKED, QUEUE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 -- EXPIRE's NX and GT options (Redis 7.0; redis.REDIS_VERSION_NUM is new in 7.0 too)
 local EXPIRE_NX_GT = (tonumber(redis.REDIS_VERSION_NUM) or 0) >= 0x070000
@@ -107,47 +109,51 @@ local function zadd_later(key, score, member)
 end
 
 
--- Whether the context a decision was made in still holds (spec 17-19, '' = no check), and the
--- conversation meta's HMGET (first_seen, last_seen, away_sent_at) when it was read (else nil).
--- A function of its own, not a closure made for each decision.
+-- Whether the context a decision was made in still holds (shape S10-S12, '' = no check), and what
+-- it read of the conversation meta: nil (not read), false (the hash does not exist) or
+-- {first_seen, away_sent_at}. The hash exists when one of its fields is set (this script is its only
+-- writer), so a new conversation costs one EXISTS instead of an HMGET of three fields (an array
+-- reply becomes a Lua table: ~5k instructions more). A function of its own, not a closure made for
+-- each decision.
 local function holds(optout_key, meta_key, author, opted, first, away)
   if opted ~= '' and (redis.call('SISMEMBER', optout_key, author) == 1 and '1' or '0') ~= opted then
     return false
   end
   local meta = nil
   if first ~= '' or away ~= '' then
-    meta = redis.call('HMGET', meta_key, 'first_seen', 'last_seen', 'away_sent_at')
-    local exists = (meta[1] or meta[2] or meta[3]) and '1' or '0'
-    if first ~= '' and exists ~= (first == '1' and '0' or '1') then
+    meta = redis.call('EXISTS', meta_key) == 1 and redis.call('HMGET', meta_key, 'first_seen', 'away_sent_at')
+    if first ~= '' and (meta and '0' or '1') ~= first then
       return false
     end
-    if away ~= '' and (meta[3] or 'none') ~= away then
+    if away ~= '' and (meta and meta[2] or 'none') ~= away then
       return false
     end
   end
   return true, meta
 end
 
-local function apply(k, B, json, A, brand, history_max, counts)
+local function apply(k, B, at, S, O, brand, history_max, counts)
   -- k: the KEYS index before the decision's 7 keys (locals, not a table made for each decision);
-  -- B: its brand's 4 keys; A: its spec
+  -- B: its brand's 4 keys; at: the ARGV index before its JSON (then its spec, its outbox payloads
+  -- and its history entries); S: its shape; O: its spec
+  local json = ARGV[at + 1]
   local decision_key, message_key, history_key, meta_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
   local order_key, person_key, open_key = KEYS[k + 5], KEYS[k + 6], KEYS[k + 7]
-  local mid = A[3]
-  local member = brand .. '/' .. mid
+  local mid = O[2]
+  local member -- '<brand>/<message id>', made when a sorted set needs it
   local ok, meta -- meta: the conversation meta's HMGET when holds() read it
 
-  local condition = A[1]
-  local seq = tonumber(A[16])
+  local condition = S[1]
+  local seq = tonumber(O[8])
   local done, successor = 0, false
   if condition == '' then
     -- written first, only if absent (one command instead of EXISTS then SET); taken back below
     -- when a check fails: the script runs alone, so nobody sees it in between
     -- personal data (worker/privacy): the decision expires with the brand's retention
-    if not redis.call('SET', decision_key, json, 'NX', 'EX', A[22]) then
+    if not redis.call('SET', decision_key, json, 'NX', 'EX', S[14]) then
       return 0
     end
-    ok, meta = holds(B[3], meta_key, A[8], A[17], A[18], A[19])
+    ok, meta = holds(B[3], meta_key, O[4], S[10], S[11], S[12])
     if not ok then
       redis.call('DEL', decision_key)
       return -1
@@ -161,7 +167,7 @@ local function apply(k, B, json, A, brand, history_max, counts)
         return -2
       end
     end
-    zadd_later(B[1], A[4], mid)
+    zadd_later(B[1], S[3], mid)
     redis.call('SADD', message_key, brand)
   elseif condition == 'amend' then
     if redis.call('EXISTS', decision_key) == 0 then
@@ -172,82 +178,95 @@ local function apply(k, B, json, A, brand, history_max, counts)
     if not current or redis.sha1hex(current) ~= condition then
       return 0
     end
-    if not holds(B[3], meta_key, A[8], A[17], '', '') then
+    if not holds(B[3], meta_key, O[4], S[10], '', '') then
       return -1
     end
+    member = brand .. '/' .. mid
     redis.call('ZREM', PENDING, member)
   end
   if condition == 'amend' then
     redis.call('SET', decision_key, json, 'KEEPTTL')
   elseif condition ~= '' then
     -- personal data (worker/privacy): the decision expires with the brand's retention
-    redis.call('SET', decision_key, json, 'EX', A[22])
+    redis.call('SET', decision_key, json, 'EX', S[14])
   end
-  if A[5] ~= '' then
-    if A[20] == 'XX' then
+  if O[3] ~= '' then
+    member = member or brand .. '/' .. mid
+    if S[13] == 'XX' then
       zadd_now(REVIEW)
-      redis.call('ZADD', REVIEW, 'XX', A[5], member)
+      redis.call('ZADD', REVIEW, 'XX', O[3], member)
     else
-      zadd_later(REVIEW, A[5], member)
+      zadd_later(REVIEW, O[3], member)
     end
   end
-  for j = A[6][1], A[6][2] do
+  local nout, nhistory = S[4], S[6]
+  for j = at + 3, at + 2 + nout do
     redis.call('XADD', B[2], '*', 'message_id', mid, 'payload', ARGV[j])
+  end
+  if nout > 0 then
     trims[B[2]] = true
   end
-  if A[7] == 'add' then
-    redis.call('SADD', B[3], A[8])
-  elseif A[7] == 'remove' then
-    redis.call('SREM', B[3], A[8])
+  if S[5] == 'add' then
+    redis.call('SADD', B[3], O[4])
+  elseif S[5] == 'remove' then
+    redis.call('SREM', B[3], O[4])
   end
-  if A[9][2] >= A[9][1] then
-    if redis.call('RPUSH', history_key, unpack(ARGV, A[9][1], A[9][2])) > history_max then
+  if nhistory > 0 then
+    if redis.call('RPUSH', history_key, unpack(ARGV, at + 3 + nout, at + 2 + nout + nhistory)) > history_max then
       redis.call('LTRIM', history_key, -history_max, -1)
     end
-    redis.call('EXPIRE', history_key, A[10])
+    redis.call('EXPIRE', history_key, S[7])
   end
-  if A[14] ~= '' or A[11] ~= '' then
-    local fields = {}
-    if A[14] ~= '' then
+  local seen, away_sent = O[6], O[5]
+  if seen ~= '' or away_sent ~= '' then
+    -- one HSET of the fields that change, spelled out for each case (no table made for it)
+    local first_seen = false
+    if seen ~= '' then
       if meta == nil then -- not read above: keep a first_seen that is there
-        redis.call('HSETNX', meta_key, 'first_seen', A[14])
-      elseif not meta[1] then
-        fields[#fields + 1], fields[#fields + 2] = 'first_seen', A[14]
+        redis.call('HSETNX', meta_key, 'first_seen', seen)
+      else
+        first_seen = not (meta and meta[1])
       end
-      fields[#fields + 1], fields[#fields + 2] = 'last_seen', A[14]
     end
-    if A[11] ~= '' then
-      fields[#fields + 1], fields[#fields + 2] = 'away_sent_at', A[11]
+    if seen == '' then
+      redis.call('HSET', meta_key, 'away_sent_at', away_sent)
+    elseif away_sent == '' then
+      if first_seen then
+        redis.call('HSET', meta_key, 'first_seen', seen, 'last_seen', seen)
+      else
+        redis.call('HSET', meta_key, 'last_seen', seen)
+      end
+    elseif first_seen then
+      redis.call('HSET', meta_key, 'first_seen', seen, 'last_seen', seen, 'away_sent_at', away_sent)
+    else
+      redis.call('HSET', meta_key, 'last_seen', seen, 'away_sent_at', away_sent)
     end
-    redis.call('HSET', meta_key, unpack(fields))
-    redis.call('EXPIRE', meta_key, A[10])
+    redis.call('EXPIRE', meta_key, S[7])
   end
-  local stats = counts[B[4]]
-  if stats == nil then
-    stats = {}
-    counts[B[4]] = stats
+  -- the integer counters: how many of the brand's decisions have each of the call's shapes, added
+  -- up at the end (a number a decision instead of a loop over its counters)
+  local uses = counts[B[4]]
+  if uses == nil then
+    uses = {}
+    counts[B[4]] = uses
   end
-  for field, amount in pairs(A[12]) do
-    -- Lua's arithmetic converts the amount's text as tonumber() does, without a call (and a
-    -- second conversion: tonumber() converts a string twice)
-    stats[field] = (stats[field] or 0) + amount
-  end
-  for field, amount in pairs(A[13]) do
+  uses[O[1]] = (uses[O[1]] or 0) + 1
+  for field, amount in pairs(S[9]) do
     redis.call('HINCRBYFLOAT', B[4], field, amount)
   end
-  if A[15] ~= '' then
-    redis.call('ZADD', PENDING, A[15], member)
+  if O[7] ~= '' then
+    redis.call('ZADD', PENDING, O[7], member or brand .. '/' .. mid)
   end
   if seq and condition == '' then
     if seq > done then
-      redis.call('HSET', order_key, 'done', A[16]) -- the number as the caller wrote it (its decimal digits)
+      redis.call('HSET', order_key, 'done', O[8]) -- the number as the caller wrote it (its decimal digits)
       if successor then -- wake the parked successor (the same as order.lua's wake)
         redis.call('HDEL', order_key, string.format('p:%d', seq + 1))
         redis.call('ZREM', PARKED, string.format('%s#%d', order_key, seq + 1))
         redis.call('LPUSH', QUEUE, successor)
       end
     end
-    redis.call('EXPIRE', order_key, A[10])
+    redis.call('EXPIRE', order_key, S[7])
   end
   -- personal data (worker/privacy): the person index names the message and conversation for
   -- `replyguard forget`, living at least as long as the data it points to (never shortened).
@@ -255,13 +274,13 @@ local function apply(k, B, json, A, brand, history_max, counts)
   -- one command for a new person instead of TTL then EXPIRE. Before 7 (the embedded server
   -- is 6.2, which has neither option): TTL, then EXPIRE when it is shorter.
   if condition ~= 'amend' then
-    redis.call('SADD', person_key, 'm:' .. mid, 'c:' .. A[21])
+    redis.call('SADD', person_key, 'm:' .. mid, O[9])
     if EXPIRE_NX_GT then
-      if redis.call('EXPIRE', person_key, A[23], 'NX') == 0 then
-        redis.call('EXPIRE', person_key, A[23], 'GT')
+      if redis.call('EXPIRE', person_key, S[15], 'NX') == 0 then
+        redis.call('EXPIRE', person_key, S[15], 'GT')
       end
-    elseif redis.call('TTL', person_key) < tonumber(A[23]) then
-      redis.call('EXPIRE', person_key, A[23])
+    elseif redis.call('TTL', person_key) < tonumber(S[15]) then
+      redis.call('EXPIRE', person_key, S[15])
     end
   end
   if condition == '' and open_key ~= '' then
@@ -283,10 +302,6 @@ if not nbrands or nbrands < 1 or not history_max or not tonumber(outbox_max) the
   return fail('ARGV 1-3 must be the number of brands, the history and the outbox lengths')
 end
 local first_key, first_arg = NGLOBAL + NBRAND * nbrands, 4 + nbrands
-local sets_ok, counter_sets = pcall(cjson.decode, ARGV[first_arg] or '')
-if not sets_ok or type(counter_sets) ~= 'table' then
-  return fail('ARGV ' .. first_arg .. ' must be a JSON array of the sets of integer counters')
-end
 local n = (#KEYS - first_key) / NDECISION
 local function counts_fail()
   return fail(NGLOBAL .. ' + ' .. NBRAND .. ' per brand + ' .. NDECISION .. ' per decision KEYS, and '
@@ -301,38 +316,44 @@ for b = 1, nbrands do
   brands[b] = {KEYS[NGLOBAL + NBRAND * (b - 1) + 1], KEYS[NGLOBAL + NBRAND * (b - 1) + 2],
     KEYS[NGLOBAL + NBRAND * (b - 1) + 3], KEYS[NGLOBAL + NBRAND * (b - 1) + 4]}
 end
-local specs, jsons, brand_of = {}, {}, {} -- brand_of: each decision's brand number
+local shapes_ok, shapes = pcall(cjson.decode, ARGV[first_arg] or '')
+if not shapes_ok or type(shapes) ~= 'table' then
+  return fail('ARGV ' .. first_arg .. ' must be a JSON array of the shapes of the decisions')
+end
+for j, S in ipairs(shapes) do -- every shape and spec is checked before anything is written
+  local nout, nhistory = type(S) == 'table' and tonumber(S[4]), type(S) == 'table' and tonumber(S[6])
+  if type(S) ~= 'table' or #S ~= SHAPE or not brands[tonumber(S[2])] or type(S[8]) ~= 'table'
+      or type(S[9]) ~= 'table' or not nout or not nhistory or nout < 0 or nhistory < 0 then
+    return fail('shape ' .. j .. ': must be a JSON array of ' .. SHAPE .. ' fields naming one of the '
+      .. nbrands .. ' brands')
+  end
+  S[2], S[4], S[6] = tonumber(S[2]), nout, nhistory
+end
+local specs, starts = {}, {} -- starts: the ARGV index before each decision's JSON
 local at = first_arg -- the argument before the next decision's
-for i = 1, n do -- every spec is checked before anything is written
-  local ok, A = pcall(cjson.decode, ARGV[at + 2] or '')
-  local b = ok and type(A) == 'table' and tonumber(A[2])
-  local counters = b and counter_sets[A[12]]
-  if not ok or type(A) ~= 'table' or #A ~= SPEC or not brands[b]
-      or type(counters) ~= 'table' or type(A[13]) ~= 'table' then
+for i = 1, n do
+  local ok, O = pcall(cjson.decode, ARGV[at + 2] or '')
+  local S = ok and type(O) == 'table' and shapes[O[1]]
+  if not S or #O ~= SPEC then
     return fail('decision ' .. i .. ': the spec must be a JSON array of ' .. SPEC
-      .. ' fields naming one of the ' .. nbrands .. ' brands')
+      .. ' fields naming one of the ' .. #shapes .. ' shapes')
   end
-  local nout, nhistory = tonumber(A[6]), tonumber(A[9])
-  if not nout or not nhistory or nout < 0 or nhistory < 0 or at + 2 + nout + nhistory > #ARGV then
-    return fail('decision ' .. i .. ': its spec names more outbox and history entries than there are ARGV')
+  if at + 2 + S[4] + S[6] > #ARGV then
+    return fail('decision ' .. i .. ': its shape names more outbox and history entries than there are ARGV')
   end
-  jsons[i] = ARGV[at + 1]
-  A[6] = {at + 3, at + 2 + nout} -- where its entries are in ARGV
-  A[9] = {at + 3 + nout, at + 2 + nout + nhistory}
-  A[12] = counters
-  specs[i], brand_of[i] = A, b
-  at = at + 2 + nout + nhistory
+  specs[i], starts[i] = O, at
+  at = at + 2 + S[4] + S[6]
 end
 if at ~= #ARGV then
   return counts_fail()
 end
-local counts = {} -- stats key -> field -> amount, added once at the end
+local counts = {} -- stats key -> shape number -> how many of the call's decisions have it
 local results = {}
 for i = 1, n do
-  local k = first_key + NDECISION * (i - 1)
-  local A = specs[i]
-  local b = brand_of[i]
-  results[i] = apply(k, brands[b], jsons[i], A, ARGV[3 + b], history_max, counts)
+  local O = specs[i]
+  local S = shapes[O[1]]
+  local b = S[2]
+  results[i] = apply(first_key + NDECISION * (i - 1), brands[b], starts[i], S, O, ARGV[3 + b], history_max, counts)
 end
 for _, key in ipairs(zadd_keys) do
   zadd_now(key)
@@ -340,8 +361,16 @@ end
 for key in pairs(trims) do
   redis.call('XTRIM', key, 'MAXLEN', '~', outbox_max)
 end
-for key, fields in pairs(counts) do
-  for field, amount in pairs(fields) do
+for key, uses in pairs(counts) do
+  local totals = {}
+  for shape, times in pairs(uses) do
+    for field, amount in pairs(shapes[shape][8]) do
+      -- Lua's arithmetic converts the amount's text as tonumber() does, without a call (and a
+      -- second conversion: tonumber() converts a string twice)
+      totals[field] = (totals[field] or 0) + amount * times
+    end
+  end
+  for field, amount in pairs(totals) do
     redis.call('HINCRBY', key, field, string.format('%d', amount))
   end
 end

@@ -4,7 +4,8 @@
 -- conversation's open set, and its `sla.started` event. No decision effect is written here.
 --
 -- The keys and values shared by the timers of a call are passed once: the due index, then 2
--- keys per brand, then 2 keys per timer; 3 + B arguments, then 6 per timer.
+-- keys per brand, then 2 keys per timer; 3 + B arguments, then 6 per timer (5 when B is 1: no brand
+-- number; an argument costs ~0.7k instructions besides its bytes).
 -- KEYS  1 due index (zset)
 --       then per brand b (b = 1..B): 1+2(b-1)+ 1 the brand's timers (zset)
 --                                             2 the brand's SLA events (stream)
@@ -12,16 +13,18 @@
 --                                                 2 the conversation's open timers (set)
 -- ARGV  1 B (brands in this call)  2 timers' TTL (s)  3 events stream max length (approximate)
 --       4 .. 3+B the brands' names
---       then per timer i: 3+B+6(i-1)+ 1 brand number (1..B)   2 timer JSON
---            3 next step (ms; '' = none)   4 message id   5 started (ms)   6 event payload (JSON)
+--       then per timer: its brand number (1..B; only when B > 1), then its timer JSON,
+--            next step (ms; '' = none), message id, started (ms), event payload (JSON)
 -- A new timer is open: it joins its conversation's open set.
 -- The due index member is '<brand>/<message id>'.
 -- Returns, for each timer, 1 started or 0 it had one already.
-local NTIMERKEYS, NTIMERARGS = 2, 6
+local NTIMERKEYS = 2
 local nbrands = tonumber(ARGV[1])
 if not nbrands or nbrands < 1 or not tonumber(ARGV[2]) or not tonumber(ARGV[3]) then
   return redis.error_reply('sla_start: ARGV 1-3 must be the number of brands, the TTL and the events length')
 end
+local o = nbrands > 1 and 1 or 0 -- a timer's arguments after its brand number (none when B is 1)
+local NTIMERARGS = 5 + o
 local first_key, first_arg = 1 + 2 * nbrands, 3 + nbrands
 local n = (#KEYS - first_key) / NTIMERKEYS
 if n < 1 or n ~= math.floor(n) or #ARGV ~= first_arg + n * NTIMERARGS then
@@ -30,7 +33,7 @@ if n < 1 or n ~= math.floor(n) or #ARGV ~= first_arg + n * NTIMERARGS then
 end
 local brand_of = {} -- each timer's brand number
 for i = 0, n - 1 do -- every brand number is checked before anything is written
-  local b = tonumber(ARGV[first_arg + i * NTIMERARGS + 1])
+  local b = o == 0 and 1 or tonumber(ARGV[first_arg + i * NTIMERARGS + 1])
   if not b or b < 1 or b > nbrands or b ~= math.floor(b) then
     return redis.error_reply('sla_start: timer ' .. (i + 1) .. ' names no brand of the call')
   end
@@ -63,7 +66,8 @@ end
 -- trims: the events streams written, each trimmed once at the end (as lua/apply_decision.lua's outbox)
 local results, trims = {}, {}
 for i = 0, n - 1 do
-  local k, a = first_key + i * NTIMERKEYS, first_arg + i * NTIMERARGS
+  -- a: so that a + 2 .. a + 6 are its timer JSON .. event payload
+  local k, a = first_key + i * NTIMERKEYS, first_arg + i * NTIMERARGS + o - 1
   local b = brand_of[i]
   local timers, events = KEYS[2 * b], KEYS[2 * b + 1]
   local mid = ARGV[a + 4]

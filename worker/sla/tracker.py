@@ -468,6 +468,7 @@ class SlaTracker:
             keys += [k.sla_timers(brand), k.sla_events(brand)]
         args: list[Any] = [len(brands), defaults.SLA_RECORD_TTL_SECONDS, defaults.SLA_EVENTS_MAX_ENTRIES, *brands]
         at = _quote(now.isoformat())  # the same in every sla.started event of the call (~15k instructions each)
+        several = len(brands) > 1
         dues: list[tuple[datetime, int] | None] = []  # each timer's first step and its ms
         for _, plan in plans:
             brand, message_id, conversation_id, role, priority, started_at, reply_at = _started_values(plan, now)
@@ -487,7 +488,9 @@ class SlaTracker:
             dues.append((due, due_ms) if due is not None else None)  # type: ignore[arg-type]
             keys += [k.sla_timer(brand, message_id), k.sla_open(brand, conversation_id)]
             event = _started_event(plan.rule, started, brand, message_id, conversation_id, role, priority, at)
-            args += [brands[brand], timer_json, "" if due_ms is None else due_ms, message_id, _ms(started_at), event]
+            if several:  # a timer's brand number is passed only when the call has several brands
+                args.append(brands[brand])
+            args += [timer_json, "" if due_ms is None else due_ms, message_id, _ms(started_at), event]
         try:
             (written,) = self._start_script.run(self.client, [(keys, args)])
             created = [(i, plan) for (i, plan), done in zip(plans, written, strict=True) if int(done) == 1]
