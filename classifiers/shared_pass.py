@@ -25,6 +25,7 @@ pipeline has another shape, or a head of another kind, is run by scikit-learn as
 
 from __future__ import annotations
 
+import struct
 from array import array
 from collections.abc import Callable, Sequence
 from itertools import chain, repeat
@@ -102,6 +103,21 @@ def _gram_getters(low: int, high: int) -> list[Callable[[str], Any]]:
         spans = _char_wb_spans(size, low, high)
         getters.append(itemgetter(*spans) if len(spans) > 1 else _alone)  # one item: itemgetter gives no tuple
     return getters
+
+
+_C_INTS: dict[int, struct.Struct] = {}  # see _c_ints
+#: Packers kept for word n-gram counts up to this (words up to ~250 characters); longer words make their own.
+_C_INTS_KEPT = 1024
+
+
+def _c_ints(count: int) -> struct.Struct:
+    """The packer of ``count`` C ints in native order and size (``array("i", ...).tobytes()``'s bytes)."""
+    found = _C_INTS.get(count)
+    if found is None:
+        found = struct.Struct(f"{count}i")
+        if count <= _C_INTS_KEPT:  # the n-gram counts of words up to a few hundred characters
+            _C_INTS[count] = found
+    return found
 
 
 def _normaliser_key(step: TextNormalizer) -> tuple[bool, bool, bool, bool]:
@@ -325,24 +341,29 @@ class SharedPass:
     def _lookup(self, key: int, doc: str) -> list[int]:
         return list(map(self.vocab[key].get, self.analysers[key](doc), repeat(-1)))
 
-    def _word_lookup(self, key: int, word: str) -> list[int]:
-        """The ids of one word's char_wb n-grams: ``_char_wb_ngrams`` of a text without whitespace (the word
-        padded with a space each side; a padded word no longer than n counts once, for the shortest such
-        n), in the same order, without scikit-learn's per-call preprocessing and decoding chain."""
+    def _word_grams(self, key: int, word: str) -> Sequence[str]:
+        """One word's char_wb n-grams: ``_char_wb_ngrams`` of a text without whitespace (the word padded
+        with a space each side; a padded word no longer than n counts once, for the shortest such n), in
+        the same order, without scikit-learn's per-call preprocessing and decoding chain."""
         padded = f" {word} "
         size = len(padded)
         if size <= SLICED_SIZES:  # cut in one C call by the length's slices
-            grams = self.gram_getters[key][size](padded)
-        else:
-            grams = _char_wb_grams(padded, *self.char_ranges[key])
-        return list(map(self.vocab[key].get, grams, repeat(-1)))
+            return cast(Sequence[str], self.gram_getters[key][size](padded))
+        return _char_wb_grams(padded, *self.char_ranges[key])
+
+    def _word_lookup(self, key: int, word: str) -> list[int]:
+        """The ids of one word's char_wb n-grams (:meth:`_word_grams`; -1: not in the union vocabulary)."""
+        return list(map(self.vocab[key].get, self._word_grams(key, word), repeat(-1)))
 
     def _word_ids(self, key: int, word: str) -> bytes:
-        """A word's char_wb n-gram ids as C ints, remembered (it may come twice in one text)."""
+        """A word's char_wb n-gram ids as C ints (:meth:`_word_lookup`), remembered (it may come twice in one
+        text). Packed by a ``struct.Struct`` per count: ``array("i", ids)`` parses each int through
+        ``PyArg_Parse`` (~180 instructions an n-gram, ~20k a message on the benchmark's new words)."""
         words = self.word_cache[key]
         found = words.get(word)
         if found is None:
-            found = words[word] = array("i", self._word_lookup(key, word)).tobytes()
+            grams = self._word_grams(key, word)
+            found = words[word] = _c_ints(len(grams)).pack(*map(self.vocab[key].get, grams, repeat(-1)))
         return found
 
     def _words(self, key: int, doc: str) -> list[int]:
@@ -659,8 +680,9 @@ def _ordered_scores(
             scores = np.zeros((n_texts, n_labels), dtype=np.float32)
         elif len(unique) != n_texts:  # the caller checks that the head's analysers number the same texts
             raise RuntimeError("n-gram blocks of one head over different texts")
-        local = target[column]  # every entry kept: one not in this head's vocabulary reads the zero column
-        values = tf * direct["idf"][local]  # 0 there, and a 0 adds nothing to a norm or a score (see above)
+        # (``take``: numpy's gather loop; an index array goes through its general iterator, ~3x the instructions)
+        local = target.take(column)  # every entry kept: one not in this head's vocabulary reads the zero column
+        values = tf * direct["idf"].take(local)  # 0 there, and a 0 adds nothing to a norm or a score (see above)
         norms = np.sqrt(np.bincount(texts, weights=(values * values).astype(np.float64), minlength=n_texts))
         norms[norms == 0.0] = 1.0  # a text none of whose n-grams are the head's: its values are all 0
         values = (values / np.repeat(norms, per_text)).astype(np.float32)  # norms[texts]: texts are sorted

@@ -369,3 +369,66 @@ def test_one_sort_per_analyser_scores_as_each_heads_own_sort(names: tuple[str, .
         chosen = np.flatnonzero(shuffled >= 0)
         shuffled[chosen[:2]] = shuffled[chosen[:2]][::-1]  # two of its columns swapped: not the union's order
         assert not shared_pass_module._increasing(shuffled)
+
+
+def test_a_new_words_packed_ids_are_its_lookups_as_c_ints() -> None:
+    """SharedPass._word_ids packs a word's n-gram ids with a cached ``struct.Struct`` per count: the bytes of
+    ``array("i", ids)``, for words of every cached slice length, longer ones, and one with more n-grams than
+    the packers kept (``_C_INTS_KEPT``)."""
+    from array import array
+
+    models = [ModelRegistry().get(name) for name in ("spam-default", "abuse-default")]
+    passes = SharedPass(models)
+    alphabet = "seventhaiwordpl🔥ｘ"
+    words = {w for text in _texts(100) for w in normalize(text).split()} | {"a", "🔥", (alphabet * 30)[:300]}
+    words |= {(alphabet * 8)[k : k + n] for n in range(1, shared_pass_module.SLICED_SIZES + 4) for k in (0, 3)}
+    assert max(len(passes._word_lookup(key, w)) for key in passes.char_ranges for w in words) > (
+        shared_pass_module._C_INTS_KEPT
+    )
+    for key in passes.char_ranges:
+        for word in words:
+            expected = array("i", passes._word_lookup(key, word)).tobytes()
+            assert passes._word_ids(key, word) == expected, word
+            assert passes.word_cache[key][word] == expected
+
+
+def test_the_float32_table_is_the_float16_table() -> None:
+    """The sentence rows are read from a float32 copy of the float16 table (classifiers.sentence.build_wide_table):
+    every row of it holds the float16 row's values exactly (float32 bits compared with numpy's cast)."""
+    from classifiers.sentence import table_path, wide_table_path
+
+    halves = np.load(table_path(), mmap_mode="r")
+    wide = np.load(wide_table_path(table_path()), mmap_mode="r")
+    assert wide.dtype == np.float32 and wide.shape == halves.shape
+    for start in range(0, halves.shape[0], 8192):
+        chunk = np.asarray(halves[start : start + 8192]).astype(np.float32)
+        assert np.array_equal(chunk.view(np.uint32), np.asarray(wide[start : start + 8192]).view(np.uint32)), start
+
+
+def test_sentence_vectors_are_the_float16_rows_sums() -> None:
+    """encode_tokens (float32 rows cast to float64) gives the vectors of the float16 path: each batch's
+    distinct float16 rows cast to float64 and summed per text by scipy's kernel, then the same dense layers;
+    float64 and float32 bits compared, on batches of 256 and 7 texts."""
+    from itertools import chain
+
+    from scipy.sparse._sparsetools import csr_matvecs
+
+    from classifiers.sentence import DIM, output_layers32, table_path
+
+    table = load_table()
+    halves = np.load(table_path(), mmap_mode="r")
+    texts = [normalize(t) for t in _texts(150)]
+    for size in (256, 7):
+        for start in range(0, len(texts), size):
+            tokens = table.tokens(texts[start : start + size])
+            n = len(tokens)
+            lens = np.array([len(t) for t in tokens], dtype=np.int64)
+            flat = np.fromiter(chain.from_iterable(tokens), dtype=np.int64)
+            distinct, column = np.unique(flat, return_inverse=True)
+            indptr = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum(lens, out=indptr[1:])
+            rows = np.asarray(halves[distinct], dtype=np.float64)
+            summed = np.zeros((n, DIM))
+            csr_matvecs(n, len(distinct), DIM, indptr, column, np.ones(len(flat)), rows.ravel(), summed.ravel())
+            plain = output_layers32(summed / np.sqrt(lens.astype(np.float64))[:, None], table)
+            assert np.array_equal(table.encode_tokens(tokens).view(np.uint32), plain.view(np.uint32))
