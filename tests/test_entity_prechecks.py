@@ -176,3 +176,36 @@ def test_the_required_text_precheck_on_random_text() -> None:
         for spec in specs:
             expected = [(m.span(), m.groupdict()) for m in spec.regex.finditer(text, timeout=1.0)]
             assert [(m.span(), m.groupdict()) for m in spec.find(text)] == expected, (spec.pattern, text)
+
+
+def test_the_phone_pattern_finds_what_its_plain_form_finds(shared) -> None:
+    """entities.PHONE (written to start with its first character's class) finds the same numbers at the
+    same places as its plain form with the lookbehind first: on the edges, the demo traffic, a shared
+    dataset sample, the benchmark's texts and 30,000 random strings of digits, separators, '+', letters,
+    underscores and non-ASCII digits and letters (a number after a letter, a '+', an underscore, at the
+    start, after a '+' with no digit)."""
+    import re
+    import unicodedata
+
+    from bench.throughput import messages, texts as bench_texts
+
+    plain = re.compile(entities.PHONE_PLAIN)
+    pool, _ = bench_texts()
+    texts = [
+        *EDGES,
+        *(e["text"] for e in load_sample() if e.get("text")),
+        *(m["text"] for m in messages(2000, "ph", pool)),
+    ]
+    for path in sorted(Path(shared).glob("*.jsonl"))[:4]:
+        with path.open() as f:
+            texts += [str(json.loads(line).get("text", "")) for line, _ in zip(f, range(1000), strict=False)]
+    rng = random.Random(10)
+    alphabet = list("0123456789+-(). \n\t_ax") + ["٣", "١", "２", "é", "+1", "555", "  ", "++"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(30_000)]
+    matched = 0
+    for text in texts:
+        for t in {text, unicodedata.normalize("NFKC", text)}:
+            expected = [m.span() for m in plain.finditer(t)]
+            assert [m.span() for m in entities.PHONE.finditer(t)] == expected, repr(t)
+            matched += bool(expected)
+    assert matched > 1000

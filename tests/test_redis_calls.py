@@ -207,12 +207,12 @@ def test_the_sweeps_after_a_batch_read_everything_in_one_round_trip(brands, tmp_
 
 
 def test_persist_commands_are_written_as_redis_py_writes_them() -> None:
-    """store._resp_command packs what redis-py's own pack_command packs, with hiredis (what redis-py
+    """resp.resp_command packs what redis-py's own pack_command packs, with hiredis (what redis-py
     uses when it is installed) and with redis-py's pure-Python packer: str (non-ASCII too), bytes
     (above redis-py's 6,000-byte cut too), int and float; anything else is refused."""
     from redis.connection import Connection, PythonRespSerializer
 
-    from worker.store import _resp_command
+    from worker.resp import resp_command as _resp_command
 
     python_packer = PythonRespSerializer(6000, Connection().encoder.encode)
     args = ("EVALSHA", "a" * 40, 3, "rg:d:demo-shop:返品", b"\x00\r\n" * 3000, "x" * 7000, -2, 0.25, 1e16, "")
@@ -232,13 +232,13 @@ def test_persist_commands_are_written_as_redis_py_writes_them() -> None:
 
 def test_commands_of_strings_only_are_written_as_redis_py_writes_them() -> None:
     """A command of exact str arguments under 1,024 bytes each (ingest's numbering) is packed by
-    store._resp_strings: the same bytes as redis-py's, on each side of the 1,024-byte cut (in UTF-8
+    resp._resp_strings: the same bytes as redis-py's, on each side of the 1,024-byte cut (in UTF-8
     bytes, not characters), with non-ASCII and empty strings, and a str subclass or a surrogate as
     before."""
     from redis.connection import Connection
 
     from worker.models import Action
-    from worker.store import _resp_command, _resp_strings
+    from worker.resp import _resp_strings, resp_command as _resp_command
 
     commands = [
         ("EVALSHA", "a" * 40, "2", "rg:decision:demo-shop:m-1", "rg:order:demo-shop:c-1", "number", "2592000", "m-1"),

@@ -269,6 +269,10 @@ SLA_JOB_RESULT_TTL_SECONDS = 3600
 #: priority, author tags, role); past this many remembered escalations the memory starts afresh.
 SLA_SELECTIONS_REMEMBERED = 4096
 
+#: The JSON tail of a decision's outbox entry (its actions and rule) is remembered per (actions, rule):
+#: a policy gives a few dozen; past this many the memory starts afresh.
+DECISION_TAILS_REMEMBERED = 1024
+
 # --- HTTP service (replyguard serve) ---------------------------------------------------
 
 #: Where ``replyguard serve`` listens unless ``--host``/``--port`` say otherwise.

@@ -17,7 +17,14 @@ from worker.policy import Policy
 
 EMAIL = re.compile(r"(?i)(?<![\w.+-])[a-z0-9._%+-]{1,64}@[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})*\.[a-z]{2,24}(?![\w-])")
 URL = re.compile(r"(?i)\b(?:https?://|www\.)[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")  # ASCII: not the Japanese after it
-PHONE = re.compile(r"(?<![\w+])\+?\d(?:[\s().-]?\d){7,14}(?!\d)")
+#: a phone number: ``(?<![\w+])\+?\d(?:[\s().-]?\d){7,14}(?!\d)``, written to start with its first
+#: character's class ``[+\d]`` and check the character before it afterwards (``(?<![\w+][+\d])``;
+#: after a '+' a digit must follow): the same matches at the same places, but a pattern that starts
+#: with a character class lets ``re`` skip to the candidates, where one that starts with a lookbehind
+#: is tried at every position (~36 % fewer instructions on the benchmark's texts with digits;
+#: tests/test_entity_prechecks.py compares the two)
+PHONE_PLAIN = r"(?<![\w+])\+?\d(?:[\s().-]?\d){7,14}(?!\d)"
+PHONE = re.compile(r"[+\d](?<![\w+][+\d])(?:(?<=\+)\d|(?<=\d))(?:[\s().-]?\d){7,14}(?!\d)")
 
 BUILTIN = {"email": EMAIL, "url": URL, "phone": PHONE}
 

@@ -103,7 +103,6 @@ import json
 import operator
 import time
 from collections.abc import Callable, Iterable, Iterator
-from itertools import chain
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
@@ -112,7 +111,7 @@ from typing import Any, TypeVar
 import redis
 from pydantic_core import to_json
 
-from worker import defaults
+from worker import defaults, json_text
 from worker.exceptions import StoreError
 from worker.models import (
     Action,
@@ -124,9 +123,13 @@ from worker.models import (
     InboundEvent,
     llm_pending,
 )
+from worker.resp import evalsha_command
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: exact types (``set(map(type, values)) <= _ONLY_STR``)
+_ONLY_STR = {str}
 
 #: Action's members read once: ``Action.X`` goes through the enum metaclass's ``__getattr__`` hook
 _HIDE, _AUTO_REPLY, _ESCALATE = Action.HIDE, Action.AUTO_REPLY, Action.ESCALATE
@@ -174,66 +177,6 @@ def _context(opted_out: bool, first_contact: bool, away_ms: int | None) -> Decis
     return found
 
 
-#: the RESP length lines of arguments shorter than 1,024 bytes (keys, numbers, ids, most JSON
-#: entries), looked up instead of formatted: ~40 kB a process
-_RESP_LENGTHS = [b"$%d\r\n" % n for n in range(1024)]
-
-
-def _resp_argument(arg: Any) -> bytes:
-    """An argument that is not exactly str or bytes, as redis-py packs it (a str or bytes subclass,
-    an int or float as its text; bool and anything else refused)."""
-    if isinstance(arg, str):
-        return arg.encode()
-    if isinstance(arg, int | float) and not isinstance(arg, bool):
-        return repr(arg).encode()
-    if isinstance(arg, bytes):
-        return arg
-    raise TypeError(f"a script argument must be str, bytes, int or float, not {type(arg).__name__}")
-
-
-#: the same length lines without their line end (joined with ``\r\n`` between the arguments)
-_RESP_HEADS = [line[:-2] for line in _RESP_LENGTHS]
-_STR = frozenset({str})
-
-
-def _resp_command(args: tuple[Any, ...]) -> bytes:
-    """One command in Redis's protocol (RESP), as redis-py's ``pack_command`` writes it for these
-    arguments (str as UTF-8, int and float as their text), ~3x cheaper a persist chunk: redis-py
-    checks and encodes each argument through several calls, and a chunk has ~8 a decision.
-    Dispatched on the exact type, the length line looked up and the argument appended as it is
-    (``b"$%d\r\n%s\r\n" % ...`` formatted and copied every argument: ~40 % more instructions).
-    A command of strings only, each under 1,024 bytes (ingest's numbering: keys and ids), is made
-    without a Python step an argument (:func:`_resp_strings`)."""
-    if _STR.issuperset(map(type, args)):
-        try:
-            return _resp_strings(args)
-        except IndexError:  # an argument of 1,024 bytes or more
-            pass
-    parts = [b"*%d\r\n" % len(args)]
-    append = parts.append
-    lengths = _RESP_LENGTHS
-    for arg in args:
-        kind = type(arg)
-        if kind is str:
-            arg = arg.encode()
-        elif kind is not bytes:
-            arg = repr(arg).encode() if kind is int or kind is float else _resp_argument(arg)
-        size = len(arg)
-        append(lengths[size] if size < 1024 else b"$%d\r\n" % size)
-        append(arg)
-        append(b"\r\n")
-    return b"".join(parts)
-
-
-def _resp_strings(args: tuple[Any, ...]) -> bytes:
-    """``_resp_command(args)`` when every argument is exactly a str, each under 1,024 bytes in UTF-8
-    (IndexError past the looked-up lengths): each encoded, its length line looked up and all joined
-    by C loops."""
-    encoded = list(map(str.encode, args))
-    heads = map(_RESP_HEADS.__getitem__, map(len, encoded))
-    return b"*%d\r\n%b\r\n" % (len(args), b"\r\n".join(chain.from_iterable(zip(heads, encoded, strict=True))))
-
-
 class Evalsha:
     """A Lua script run as EVALSHA commands written on one connection (a pipeline without redis-py's
     own): redis-py's scripts on a pipeline ask ``SCRIPT EXISTS`` on every ``execute()``, one more
@@ -261,7 +204,7 @@ class Evalsha:
         sent: list[tuple[list[str], list[Any]]] = []
         try:
             for keys, args in calls:
-                connection.send_packed_command([_resp_command(("EVALSHA", self.sha, str(len(keys)), *keys, *args))])
+                connection.send_packed_command([evalsha_command(self.sha, keys, args)])
                 sent.append((keys, args))
             if meanwhile is not None:
                 meanwhile()
@@ -514,17 +457,40 @@ def _outbox_tail(event: InboundEvent, kind: str, fields: dict[str, Any]) -> dict
     return tail
 
 
+#: the tail of a decision's outbox entry by its actions and rule (a policy has a few dozen of them):
+#: ``to_json`` of the same small dict for every message otherwise (~8k instructions)
+_DECISION_TAILS: dict[tuple[tuple[str, ...], str], bytes] = {}
+
+
 class OutboxEntries:
     """The JSON text of a message's outbox entries, ``to_json(outbox_payload(event, kind, **fields))`` each,
-    with their common head encoded once a message instead of once an entry (a decision writes up to three:
-    hide, reply, decision). ``fields`` must not repeat a head field (the automated path's never do)."""
+    with their common head made once a message instead of once an entry (a decision writes up to three:
+    hide, reply, decision), from an f-string (worker.json_text: the same bytes; ``to_json`` when that
+    refuses). ``fields`` must not repeat a head field (the automated path's never do)."""
 
     def __init__(self, event: InboundEvent):
         self.event = event
-        self.head = to_json(_outbox_head(event))[:-1] + b","  # '{"brand":…,"author_id":…,'
+        try:
+            self.head = json_text.outbox_head(event.__dict__)  # '{"brand":…,"author_id":…,'
+        except (TypeError, UnicodeEncodeError):
+            self.head = to_json(_outbox_head(event))[:-1] + b","
 
     def json(self, kind: str, **fields: Any) -> bytes:
         return self.head + to_json(_outbox_tail(self.event, kind, fields))[1:]
+
+    def decision(self, actions: list[str], rule: str) -> bytes:
+        """``json("decision", actions=actions, rule=rule)``, its tail remembered by actions and rule
+        when they are exactly str (equal keys, the same text)."""
+        plain = type(rule) is str and set(map(type, actions)) <= _ONLY_STR
+        key = (tuple(actions), rule)
+        tail = _DECISION_TAILS.get(key) if plain else None
+        if tail is None:
+            tail = to_json(_outbox_tail(self.event, "decision", {"actions": actions, "rule": rule}))[1:]
+            if plain:
+                if len(_DECISION_TAILS) >= defaults.DECISION_TAILS_REMEMBERED:
+                    _DECISION_TAILS.clear()
+                _DECISION_TAILS[key] = tail
+        return self.head + tail
 
 
 def review_member(brand: str, message_id: str) -> str:
@@ -679,14 +645,15 @@ class Store:
         for e in events:
             brands.setdefault(e.__dict__["brand"], len(brands) + 1)
         keys = [k.optout(b) for b in brands]
-        args: list[Any] = [len(brands), "1" if ordered else ""]
+        numbers = {b: str(n) for b, n in brands.items()}  # every argument str: packed by one join (worker.resp)
+        args: list[str] = [str(len(brands)), "1" if ordered else ""]
         several = len(brands) > 1  # a brand's number is passed only then
         for e in events:
             ev = e.__dict__  # one read: a model's attribute reads go through pydantic's __getattr__ hook
             brand, conv, mid = ev["brand"], ev["conversation_id"], ev["id"]
             keys += [k.decision(brand, mid), k.conversation(brand, conv)]
             if several:
-                args.append(brands[brand])
+                args.append(numbers[brand])
             args.append(ev["author"].__dict__["id"])
             if ordered:
                 keys.append(k.order(brand, conv))
@@ -780,16 +747,18 @@ class Store:
 
     def _decision_keys(self, b: str, mid: str, conv: str, author_id: str, open_timers: bool = False) -> list[str]:
         """A decision's own 7 KEYS of apply_decision.lua, in its order (``open_timers``: read the
-        conversation's open SLA timers as the decision is written)."""
-        k = self.keys
+        conversation's open SLA timers as the decision is written): ``Keys``'s decision, message,
+        history, conversation, order, person and sla_open keys, written here in one list (seven
+        method calls were ~11k instructions a decision; tests/test_persist_script.py compares them)."""
+        p = self.keys.prefix
         return [
-            k.decision(b, mid),
-            k.message(mid),
-            k.history(b, conv),
-            k.conversation(b, conv),
-            k.order(b, conv),
-            k.person(b, author_id),
-            k.sla_open(b, conv) if open_timers else "",
+            f"{p}:decision:{b}:{mid}",
+            f"{p}:message:{mid}",
+            f"{p}:history:{b}:{conv}",
+            f"{p}:conversation:{b}:{conv}",
+            f"{p}:order:{b}:{conv}",
+            f"{p}:person:{b}:{author_id}",
+            f"{p}:sla:open:{b}:{conv}" if open_timers else "",
         ]
 
     def _apply_call(self, entries: list[_Entry], queue_key: str = "") -> tuple[list[str], list[Any]]:
@@ -807,7 +776,15 @@ class Store:
         # and the counters), passed once a call: a call's decisions share a few, and cjson decodes
         # each field for ~0.8k Redis instructions
         shapes: dict[tuple[Any, ...], int] = {}
-        args: list[Any] = [len(brands), defaults.HISTORY_MAX_MESSAGES, defaults.OUTBOX_MAX_ENTRIES, *brands, b""]
+        # the arguments bytes (the numbers' text, as RESP carries them; a persist's JSON is bytes): packed
+        # by one join (worker.resp)
+        args: list[Any] = [
+            b"%d" % len(brands),
+            b"%d" % defaults.HISTORY_MAX_MESSAGES,
+            b"%d" % defaults.OUTBOX_MAX_ENTRIES,
+            *(b.encode() for b in brands),
+            b"",
+        ]
         for entry in entries:
             keys += entry.keys
             spec = entry.spec
@@ -906,7 +883,7 @@ class Store:
             # every final decision, for outbound connectors (CRM webhooks, Chatwoot hand-off)
             rule = fields["rule"]
             values = [a._value_ for a in actions]  # Action's .value is a property of the enum: the same string
-            outbox.append(entries.json("decision", actions=values, rule=rule))
+            outbox.append(entries.decision(values, rule))
             escalation = fields["escalation"]
             if _ESCALATE in actions and escalation is not None:
                 score = repr(_review_score_ms(escalation.__dict__["priority"], created))

@@ -466,7 +466,14 @@ class SlaTracker:
         keys: list[str] = [k.sla_due]
         for brand in brands:
             keys += [k.sla_timers(brand), k.sla_events(brand)]
-        args: list[Any] = [len(brands), defaults.SLA_RECORD_TTL_SECONDS, defaults.SLA_EVENTS_MAX_ENTRIES, *brands]
+        # every argument bytes (the numbers' text, as RESP carries them): packed by one join (worker.resp)
+        numbers = {brand: b"%d" % n for brand, n in brands.items()}
+        args: list[bytes] = [
+            b"%d" % len(brands),
+            b"%d" % defaults.SLA_RECORD_TTL_SECONDS,
+            b"%d" % defaults.SLA_EVENTS_MAX_ENTRIES,
+            *(brand.encode() for brand in brands),
+        ]
         at = _quote(now.isoformat())  # the same in every sla.started event of the call (~15k instructions each)
         several = len(brands) > 1
         dues: list[tuple[datetime, int] | None] = []  # each timer's first step and its ms
@@ -489,8 +496,14 @@ class SlaTracker:
             keys += [k.sla_timer(brand, message_id), k.sla_open(brand, conversation_id)]
             event = _started_event(plan.rule, started, brand, message_id, conversation_id, role, priority, at)
             if several:  # a timer's brand number is passed only when the call has several brands
-                args.append(brands[brand])
-            args += [timer_json, "" if due_ms is None else due_ms, message_id, _ms(started_at), event]
+                args.append(numbers[brand])
+            args += [
+                timer_json,
+                b"" if due_ms is None else b"%d" % due_ms,
+                message_id.encode(),
+                b"%d" % _ms(started_at),
+                event.encode(),
+            ]
         try:
             (written,) = self._start_script.run(self.client, [(keys, args)])
             created = [(i, plan) for (i, plan), done in zip(plans, written, strict=True) if int(done) == 1]
