@@ -308,7 +308,7 @@ def test_reroute_changes_role_and_priority_in_the_queue(review: ReviewEnv) -> No
 
 def test_a_persons_reply_and_resolution_stop_the_sla_clocks(review: ReviewEnv) -> None:
     tom = review.login("tom")
-    item = "demo-shop/m22"  # a recent escalation: its clocks are still running
+    item = "demo-shop/m22"  # a recent escalation (review_env.with_running_clocks): its clocks are still running
     before = {c["target"]: c["state"] for c in tom.get(f"/api/review/items/{item}").json()["sla"]["clocks"]}
     assert before["first_response"] in ("active", "warning")
     assert (
