@@ -11,7 +11,7 @@ import json
 import re
 import shutil
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +34,39 @@ PASSWORD = "correct horse battery"
 DEMO = [json.loads(line) for line in (REPO_ROOT / "worker" / "demo" / "traffic.jsonl").read_text().splitlines() if line]
 #: The escalation whose SLA clocks the tests need still running, whatever the day and hour they run.
 RUNNING = "m22"
+WEEK = timedelta(days=7)
 
 
-def with_running_clocks(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``events`` with :data:`RUNNING` written now (Tokyo time, as the demo brand's business hours).
+def recent_traffic(
+    events: list[dict[str, Any]], holidays: list[date], now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """``events`` (the demo traffic, written on fixed dates) as if sent lately, and :data:`RUNNING` now.
 
-    Its demo time (Saturday 2026-11-28 10:30 JST) starts its business-hours clock at the next Monday's
-    opening, so from Monday 10:00 JST on its one-hour first response was past due and the tests that
-    need a running clock failed (first seen at 2026-11-30 01:04 UTC). Written now, the clock runs for
-    an hour of business time (or waits, still active, for the next opening)."""
-    now = datetime.now(timezone(timedelta(hours=9))).isoformat(timespec="seconds")
-    return [{**e, "created_at": now} if e["id"] == RUNNING else e for e in events]
+    Every time moves by the same whole number of weeks, so weekdays and hours stay and business hours
+    and away messages decide as in the demo: the latest event lands in the week before ``now``, or a
+    week earlier when that week would put an event on one of ``holidays`` (the traffic then ends at most
+    ~3 weeks back, inside the dashboard's 30-day period). With fixed dates the seeded data aged out of
+    time windows: the dashboard's 7-day export lost the first demo day from 2026-12-01 JST on.
+
+    :data:`RUNNING` is written at ``now`` (Tokyo time, as the demo brand's business hours): at its demo
+    time, a Saturday, its business-hours clock started at the next Monday's opening, so from Monday
+    10:00 JST on its one-hour first response was past due and the tests that need a running clock
+    failed (first seen at 2026-11-30 01:04 UTC). Written now, the clock runs for an hour of business
+    time (or waits, still active, for the next opening)."""
+    tokyo = timezone(timedelta(hours=9))
+    now = datetime.now(tokyo) if now is None else now.astimezone(tokyo)
+    times = [datetime.fromisoformat(e["created_at"]) for e in events]
+    weeks = (now - max(times)) // WEEK
+
+    def moved(k: int) -> list[datetime]:
+        return [t + k * WEEK for t in times]
+
+    while weeks > 0 and any(t.astimezone(tokyo).date() in holidays for t in moved(weeks)):
+        weeks -= 1
+    return [
+        {**e, "created_at": now.isoformat(timespec="seconds") if e["id"] == RUNNING else t.isoformat()}
+        for e, t in zip(events, moved(weeks), strict=True)
+    ]
 
 
 #: name -> (role, brands)
@@ -110,7 +132,9 @@ class ReviewEnv:
         self.client.flushdb()
         default = events is None
         if events is None:
-            events = with_running_clocks(DEMO + [{**e, "brand": "other-shop"} for e in DEMO[:30]])
+            hours = self.brands["demo-shop"].policy.business_hours
+            holidays = hours.holidays if hours is not None else []
+            events = recent_traffic(DEMO + [{**e, "brand": "other-shop"} for e in DEMO[:30]], holidays)
         self.decide(events)
         accounts = Accounts(self.client, self.settings.key_prefix)
         for name, (role, brands) in USERS.items():

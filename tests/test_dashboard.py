@@ -55,13 +55,13 @@ def test_dashboard_access_is_per_brand(review: ReviewEnv) -> None:
 
 def test_csv_export_has_the_kpis_computed_from_the_records(review: ReviewEnv) -> None:
     worked(review)
-    answer = review.login("mia").get("/dashboard/demo-shop/export.csv?days=7")
+    answer = review.login("mia").get("/dashboard/demo-shop/export.csv?days=30")  # the seeded traffic: ≤ ~3 weeks old
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
-    assert 'filename="replyguard-kpis-demo-shop-7d.csv"' in answer.headers["content-disposition"]
+    assert 'filename="replyguard-kpis-demo-shop-30d.csv"' in answer.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(answer.text)))
-    assert len(rows) == 7 and tuple(rows[0]) == kpi.COLUMNS
+    assert len(rows) == 30 and tuple(rows[0]) == kpi.COLUMNS
     tracker = SlaTracker(review.store, {b: x.policy for b, x in review.brands.items()})
-    expected = kpi.load(review.store, tracker, "demo-shop", review.brands["demo-shop"].policy, days=7)
+    expected = kpi.load(review.store, tracker, "demo-shop", review.brands["demo-shop"].policy, days=30)
     by_day = {r["day"]: r for r in rows}
     for want in expected:
         got = by_day[want.day.isoformat()]

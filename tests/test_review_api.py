@@ -308,7 +308,7 @@ def test_reroute_changes_role_and_priority_in_the_queue(review: ReviewEnv) -> No
 
 def test_a_persons_reply_and_resolution_stop_the_sla_clocks(review: ReviewEnv) -> None:
     tom = review.login("tom")
-    item = "demo-shop/m22"  # a recent escalation (review_env.with_running_clocks): its clocks are still running
+    item = "demo-shop/m22"  # a recent escalation (review_env.recent_traffic): its clocks are still running
     before = {c["target"]: c["state"] for c in tom.get(f"/api/review/items/{item}").json()["sla"]["clocks"]}
     assert before["first_response"] in ("active", "warning")
     assert (
@@ -525,3 +525,28 @@ def test_a_message_id_holding_slashes_opens_and_acts(review: ReviewEnv) -> None:
     assert review.client.get(review.store.keys.claim("demo-shop", wamid)) is not None
     page = mia.get(f"/review/items/demo-shop/{encoded}")
     assert page.status_code == 200 and "Sol" in page.text
+
+
+def test_the_seeded_traffic_is_recent_on_its_weekdays_and_hours_and_skips_holidays() -> None:
+    from datetime import date, datetime, timedelta, timezone
+
+    from tests.review_env import DEMO, RUNNING, recent_traffic
+
+    tokyo = timezone(timedelta(hours=9))
+    holidays = [date(2026, 12, 31), date(2027, 1, 1), date(2027, 1, 2), date(2027, 1, 3)]
+    for now, oldest in (
+        (datetime(2026, 11, 30, 10, 30, tzinfo=tokyo), 8),  # the week of the demo itself
+        (datetime(2026, 12, 16, 3, 0, tzinfo=tokyo), 13),
+        (datetime(2027, 1, 6, 12, 0, tzinfo=tokyo), 20),  # the week before holds the new-year holidays
+    ):
+        events = recent_traffic(DEMO, holidays, now)
+        moved = {e["id"]: datetime.fromisoformat(e["created_at"]) for e in events}
+        assert moved[RUNNING] == now.replace(microsecond=0)
+        for before, after in zip(DEMO, events, strict=True):
+            if before["id"] == RUNNING:
+                continue
+            was = datetime.fromisoformat(before["created_at"])
+            gap = moved[before["id"]] - was
+            assert gap.days % 7 == 0 and gap.seconds == 0 and {**after, "created_at": 0} == {**before, "created_at": 0}
+            assert now - timedelta(days=oldest) <= moved[before["id"]] <= now
+            assert moved[before["id"]].astimezone(tokyo).date() not in holidays
