@@ -30,9 +30,8 @@ _TEXT_HEADS = ["$%d" % n for n in range(1024)]
 _BYTES_HEADS = [b"$%d" % n for n in range(4096)]
 _ONLY_STR = {str}
 _ONLY_BYTES = {bytes}
-#: the length lines without their line end, for :func:`_resp_strings`
-_RESP_HEADS = [line[:-2] for line in _RESP_LENGTHS]
-_STR = frozenset({str})
+#: the length lines under 1,024 bytes without their line end, for :func:`_resp_strings` (its cut)
+_RESP_HEADS = _BYTES_HEADS[:1024]
 
 
 def _resp_argument(arg: Any) -> bytes:
@@ -72,7 +71,7 @@ def resp_command(args: Sequence[Any]) -> bytes:
     UTF-8, int and float as their text), ~3x cheaper than redis-py (which checks and encodes each
     argument through several calls). A command of strings only, each under 1,024 bytes, is made
     without a Python step an argument (:func:`_resp_strings`)."""
-    if _STR.issuperset(map(type, args)):
+    if _ONLY_STR.issuperset(map(type, args)):
         try:
             return _resp_strings(args)
         except IndexError:  # an argument of 1,024 bytes or more
